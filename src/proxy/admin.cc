@@ -1,0 +1,126 @@
+#include "proxy/admin.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "proxy/http1/parser.h"
+#include "proxy/http1/serialize.h"
+#include "proxy/net.h"
+#include "proxy/socket.h"
+
+namespace trellis::proxy {
+
+class AdminServer::Session final : public SocketCallbacks, public Deferred {
+ public:
+  Session(AdminServer& server, int fd)
+      : server_(server),
+        socket_(server.loop_, fd, this),
+        timer_(server.loop_, [this] { close(); }) {
+    timer_.arm(std::chrono::seconds(30));
+    on_readable();
+  }
+
+  void on_readable() override {
+    for (;;) {
+      if (closed_) return;
+      ReadResult r = socket_.read(in_);
+      if (r == ReadResult::kAgain) return;
+      if (r != ReadResult::kData) {
+        if (socket_.pending_output() == 0 || r == ReadResult::kError) close();
+        else eof_ = true;
+        return;
+      }
+      serve();
+    }
+  }
+  void on_writable() override {
+    if (close_after_write_ || eof_) close();
+  }
+  void on_socket_error(int) override { close(); }
+
+ private:
+  void serve() {
+    while (!closed_ && !in_.empty()) {
+      http1::ParseResult pr = http1::parse_request(in_.view(), req_);
+      if (pr.status == http1::ParseStatus::kNeedMore) return;
+      Buffer out;
+      if (pr.status == http1::ParseStatus::kError) {
+        http1::serialize_local_reply(pr.error_status, std::string("bad request: ") + pr.error + "\n",
+                                     true, out);
+        finish(out, true);
+        return;
+      }
+      bool keep_alive = req_.info.keep_alive;
+      bool head = req_.method == "HEAD";
+      AdminResponse resp = server_.handler_(req_.method, req_.path);
+      in_.consume(pr.consumed);
+      out.append("HTTP/1.1 ");
+      out.append_decimal(static_cast<unsigned>(resp.status));
+      out.append(' ');
+      out.append(http1::reason_phrase(resp.status));
+      out.append("\r\ncontent-type: ");
+      out.append(resp.content_type);
+      out.append("\r\ncontent-length: ");
+      out.append_decimal(resp.body.size());
+      out.append(keep_alive ? "\r\n\r\n" : "\r\nconnection: close\r\n\r\n");
+      if (!head) out.append(resp.body);
+      finish(out, !keep_alive);
+    }
+  }
+
+  void finish(Buffer& out, bool close_after) {
+    if (!socket_.write(out)) {
+      close();
+      return;
+    }
+    if (close_after) {
+      close_after_write_ = true;
+      if (socket_.pending_output() == 0) close();
+    }
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    socket_.close();
+    server_.loop_.defer_delete(std::unique_ptr<Deferred>(this));
+  }
+
+  AdminServer& server_;
+  Socket socket_;
+  Timer timer_;
+  Buffer in_;
+  http1::RequestHead req_;
+  bool closed_ = false;
+  bool close_after_write_ = false;
+  bool eof_ = false;
+};
+
+AdminServer::AdminServer(EventLoop& loop, Handler handler) : loop_(loop), handler_(std::move(handler)) {}
+
+AdminServer::~AdminServer() {
+  if (fd_ >= 0) {
+    loop_.remove(fd_);
+    ::close(fd_);
+  }
+}
+
+bool AdminServer::listen(const SocketAddress& address, std::string& error) {
+  fd_ = open_listen_socket(address, false, error);
+  if (fd_ < 0) return false;
+  loop_.add_level_read(fd_, this);
+  return true;
+}
+
+void AdminServer::on_io(uint32_t) {
+  for (int i = 0; i < 16; ++i) {
+    sockaddr_storage peer;
+    int error = 0;
+    int fd = accept_connection(fd_, peer, error);
+    if (fd < 0) return;
+    new Session(*this, fd);
+  }
+}
+
+}  // namespace trellis::proxy

@@ -1,0 +1,253 @@
+#include "proxy/server.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/access_log.h"
+#include "proxy/net.h"
+
+namespace trellis::proxy {
+
+// Signals arrive through a signalfd on the main loop, so handlers run as
+// ordinary events and may do anything.
+class Server::Signals final : public IoHandler {
+ public:
+  explicit Signals(Server& server) : server_(server) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    server_.loop_.add_level_read(fd_, this);
+  }
+  ~Signals() {
+    server_.loop_.remove(fd_);
+    ::close(fd_);
+  }
+  void on_io(uint32_t) override {
+    signalfd_siginfo info;
+    while (::read(fd_, &info, sizeof(info)) == sizeof(info)) {
+      if (info.ssi_signo == SIGHUP) {
+        server_.reload();
+      } else {
+        server_.begin_drain();
+      }
+    }
+  }
+
+ private:
+  Server& server_;
+  int fd_ = -1;
+};
+
+Server::Server(ServerOptions options) : options_(std::move(options)) {
+  if (options_.workers == 0) {
+    unsigned n = std::thread::hardware_concurrency();
+    options_.workers = n == 0 ? 1 : n;
+  }
+  stats_ = std::make_unique<StatsRegistry>(options_.workers);
+}
+
+Server::~Server() {
+  for (auto& w : workers_) w->stop();
+  workers_.clear();
+}
+
+bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shared_ptr<Snapshot>& out,
+                            std::string& error) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->version = ++version_;
+  snap->config = config;
+  for (const ClusterConfig& c : config->clusters) {
+    snap->clusters.push_back({&c, stats_->cluster(c.name)});
+  }
+  snap->listeners.reserve(config->listeners.size());
+  for (const ListenerConfig& l : config->listeners) {
+    ListenerRuntime rt;
+    rt.config = &l;
+    // Reuse the sockets of a listener on the same address: reloads must not
+    // drop connections waiting in the accept queue.
+    if (snapshot_) {
+      for (const ListenerRuntime& old : snapshot_->listeners) {
+        if (old.config->address == l.address) {
+          rt.sockets = old.sockets;
+          break;
+        }
+      }
+    }
+    if (rt.sockets.empty()) {
+      for (size_t i = 0; i < options_.workers; ++i) {
+        int fd = open_listen_socket(l.address, /*reuse_port=*/true, error);
+        if (fd < 0) {
+          error = "listener \"" + l.name + "\": " + error;
+          return false;
+        }
+        rt.sockets.push_back(std::make_shared<ListenSocket>(fd));
+      }
+    }
+    for (const VirtualHostConfig& vh : l.virtual_hosts) {
+      std::vector<policy::PathMatch> routes;
+      for (const RouteConfig& r : vh.routes) {
+        routes.push_back({r.path_kind == PathMatchKind::kExact ? policy::PathMatchKind::kExact
+                                                                : policy::PathMatchKind::kPrefix,
+                          r.path});
+      }
+      rt.routes.add_virtual_host(vh.domains, std::move(routes));
+    }
+    rt.stats = stats_->listener(l.name);
+    snap->listeners.push_back(std::move(rt));
+  }
+  if (!config->access_log.path.empty()) {
+    if (snapshot_ && snapshot_->access_log && snapshot_->access_log->path() == config->access_log.path) {
+      snap->access_log = snapshot_->access_log;
+    } else {
+      auto log = std::make_shared<AccessLog>();
+      if (!log->open(config->access_log.path, error)) return false;
+      snap->access_log = std::move(log);
+    }
+  }
+  out = std::move(snap);
+  return true;
+}
+
+bool Server::start() {
+  ConfigLoad load = load_config_file(options_.config_path);
+  if (!load.ok()) {
+    for (const ConfigError& e : load.errors) spdlog::error("{}", e.to_string());
+    spdlog::error("config {} refused: {} error(s)", options_.config_path, load.errors.size());
+    return false;
+  }
+  auto config = std::make_shared<const ProxyConfig>(std::move(load.config));
+  std::shared_ptr<Snapshot> snap;
+  std::string error;
+  if (!build_snapshot(config, snap, error)) {
+    spdlog::error("cannot start: {}", error);
+    return false;
+  }
+  admin_ = std::make_unique<AdminServer>(
+      loop_, [this](std::string_view m, std::string_view p) { return admin(m, p); });
+  if (!admin_->listen(config->admin.address, error)) {
+    spdlog::error("admin: {}", error);
+    return false;
+  }
+  // Workers and the signalfd must not see the process-directed signals.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  signals_ = std::make_unique<Signals>(*this);
+
+  snapshot_ = snap;
+  for (size_t i = 0; i < options_.workers; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i, snapshot_));
+  }
+  for (auto& w : workers_) w->start();
+  spdlog::info("trellis-proxy ready: {} listener(s), {} cluster(s), {} worker(s), admin on {}",
+               config->listeners.size(), config->clusters.size(), workers_.size(),
+               config->admin.address.text);
+  return true;
+}
+
+int Server::run() {
+  loop_.run();
+  for (auto& w : workers_) w->stop();
+  workers_.clear();
+  spdlog::info("trellis-proxy stopped");
+  return 0;
+}
+
+void Server::reload() {
+  if (draining_) return;
+  spdlog::info("reloading {}", options_.config_path);
+  ConfigLoad load = load_config_file(options_.config_path);
+  if (!load.ok()) {
+    for (const ConfigError& e : load.errors) spdlog::error("{}", e.to_string());
+    spdlog::error("reload refused: {} error(s); the previous config stays in force", load.errors.size());
+    ++reloads_failed_;
+    return;
+  }
+  if (!(load.config.admin.address == snapshot_->config->admin.address)) {
+    spdlog::warn("admin address changes take effect on restart; keeping {}",
+                 snapshot_->config->admin.address.text);
+  }
+  auto config = std::make_shared<const ProxyConfig>(std::move(load.config));
+  std::shared_ptr<Snapshot> snap;
+  std::string error;
+  if (!build_snapshot(config, snap, error)) {
+    spdlog::error("reload refused: {}; the previous config stays in force", error);
+    ++reloads_failed_;
+    return;
+  }
+  snapshot_ = snap;
+  for (auto& w : workers_) w->update(snapshot_);
+  ++reloads_ok_;
+  spdlog::info("config version {} in force", snapshot_->version);
+}
+
+void Server::begin_drain() {
+  if (draining_) return;
+  draining_ = true;
+  drain_deadline_ = loop_.now() + snapshot_->config->drain_timeout;
+  spdlog::info("draining (up to {} ms)", snapshot_->config->drain_timeout.count());
+  for (auto& w : workers_) w->drain();
+  drain_timer_ = std::make_unique<Timer>(loop_, [this] { check_drained(); });
+  drain_timer_->arm(std::chrono::milliseconds(20));
+}
+
+void Server::check_drained() {
+  int64_t open = 0;
+  for (auto& w : workers_) open += w->connections();
+  if (open == 0 || loop_.now() >= drain_deadline_) {
+    if (open > 0) spdlog::warn("drain timeout: closing {} connection(s)", open);
+    loop_.stop();
+    return;
+  }
+  drain_timer_->arm(std::chrono::milliseconds(20));
+}
+
+AdminResponse Server::admin(std::string_view method, std::string_view path) {
+  AdminResponse r;
+  if (method != "GET" && method != "HEAD") {
+    r.status = 405;
+    r.body = "method not allowed\n";
+    return r;
+  }
+  if (path == "/ready") {
+    if (draining_) {
+      r.status = 503;
+      r.body = "draining\n";
+    } else {
+      r.body = "ready\n";
+    }
+  } else if (path == "/healthz") {
+    r.body = "ok\n";
+  } else if (path == "/stats") {
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = stats_->render_prometheus();
+    r.body += "# HELP trellis_config_reloads_total Config reloads, by result.\n"
+              "# TYPE trellis_config_reloads_total counter\n";
+    r.body += "trellis_config_reloads_total{result=\"ok\"} " + std::to_string(reloads_ok_) + "\n";
+    r.body += "trellis_config_reloads_total{result=\"refused\"} " + std::to_string(reloads_failed_) + "\n";
+    r.body += "# HELP trellis_config_version Version of the config in force.\n"
+              "# TYPE trellis_config_version gauge\n";
+    r.body += "trellis_config_version " + std::to_string(snapshot_->version) + "\n";
+  } else if (path == "/config_dump") {
+    r.content_type = "application/json";
+    r.body = config_to_json(*snapshot_->config);
+  } else {
+    r.status = 404;
+    r.body = "not found; try /ready, /healthz, /stats or /config_dump\n";
+  }
+  return r;
+}
+
+}  // namespace trellis::proxy

@@ -1,0 +1,59 @@
+// The proxy process: loads the config, owns the listening sockets, the stats
+// registry and the workers, serves the admin endpoint on the main thread, and
+// handles SIGHUP (reload) and SIGTERM/SIGINT (drain, then exit).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/admin.h"
+#include "proxy/config.h"
+#include "proxy/event_loop.h"
+#include "proxy/snapshot.h"
+#include "proxy/stats.h"
+#include "proxy/worker.h"
+
+namespace trellis::proxy {
+
+struct ServerOptions {
+  std::string config_path;
+  size_t workers = 0;  // 0: one per core
+};
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+
+  // Loads the config and starts serving; false (with errors logged) when the
+  // config is invalid or a socket cannot be bound: nothing is left running.
+  bool start();
+  // Runs the main loop until drained; returns the process exit code.
+  int run();
+
+ private:
+  class Signals;
+  bool build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shared_ptr<Snapshot>& out,
+                      std::string& error);
+  void reload();
+  void begin_drain();
+  void check_drained();
+  AdminResponse admin(std::string_view method, std::string_view path);
+
+  ServerOptions options_;
+  EventLoop loop_;
+  std::unique_ptr<StatsRegistry> stats_;
+  std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<Signals> signals_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  uint64_t version_ = 0;
+  bool draining_ = false;
+  MonoTime drain_deadline_{};
+  std::unique_ptr<Timer> drain_timer_;
+  uint64_t reloads_ok_ = 0;
+  uint64_t reloads_failed_ = 0;
+};
+
+}  // namespace trellis::proxy

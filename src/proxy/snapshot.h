@@ -1,0 +1,51 @@
+// The immutable runtime form of a config, shared by all workers. The main
+// thread builds it (binding sockets, creating stats blocks), then posts it to
+// every worker; nothing in it changes afterwards.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "policy/route_table.h"
+#include "proxy/config.h"
+#include "proxy/stats.h"
+
+namespace trellis::proxy {
+
+class AccessLog;
+
+// A bound, listening socket; closed when the last snapshot or worker using it lets go.
+struct ListenSocket {
+  int fd = -1;
+  explicit ListenSocket(int f) : fd(f) {}
+  ~ListenSocket() {
+    if (fd >= 0) ::close(fd);
+  }
+  ListenSocket(const ListenSocket&) = delete;
+  ListenSocket& operator=(const ListenSocket&) = delete;
+};
+
+struct ListenerRuntime {
+  const ListenerConfig* config = nullptr;
+  std::vector<std::shared_ptr<ListenSocket>> sockets;  // one per worker (SO_REUSEPORT)
+  policy::RouteTable routes;
+  std::vector<ListenerStats*> stats;  // one per worker
+};
+
+struct ClusterRuntime {
+  const ClusterConfig* config = nullptr;
+  std::vector<ClusterStats*> stats;  // one per worker
+};
+
+struct Snapshot {
+  uint64_t version = 0;
+  std::shared_ptr<const ProxyConfig> config;
+  std::vector<ListenerRuntime> listeners;
+  std::vector<ClusterRuntime> clusters;
+  std::shared_ptr<AccessLog> access_log;  // null when off
+};
+
+}  // namespace trellis::proxy

@@ -1,0 +1,106 @@
+// Counters, gauges and latency histograms. Each worker owns its own copy of
+// every block and is its only writer; the admin thread sums the copies when
+// /stats is read. Writes are relaxed load+store (a plain mov on x86), so the
+// request path never takes a lock or a locked instruction.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/time.h"
+
+namespace trellis::proxy {
+
+class Counter {
+ public:
+  void inc(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  uint64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+class Gauge {
+ public:
+  void add(int64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void sub(int64_t n = 1) { add(-n); }
+  int64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> v_{0};
+};
+
+class Histogram {
+ public:
+  // Upper bounds in seconds, Prometheus' convention; +Inf is implicit.
+  static constexpr double kBoundsSeconds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                              0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
+                                              5,      10,      30,     60};
+  static constexpr size_t kBuckets = sizeof(kBoundsSeconds) / sizeof(double) + 1;
+
+  void record(Duration d);
+  uint64_t bucket(size_t i) const { return buckets_[i].value(); }  // not cumulative
+  uint64_t count() const { return count_.value(); }
+  uint64_t sum_micros() const { return sum_us_.value(); }
+
+ private:
+  Counter buckets_[kBuckets];
+  Counter count_;
+  Counter sum_us_;
+};
+
+struct ListenerStats {
+  Counter connections_total;
+  Gauge connections_active;
+  Counter bytes_received;
+  Counter bytes_sent;
+  Counter requests[5];  // by status class 1xx..5xx
+  Counter malformed_requests;
+  Histogram request_duration;
+
+  void count_status(int status) {
+    if (status >= 100 && status < 600) requests[status / 100 - 1].inc();
+  }
+};
+
+struct ClusterStats {
+  Counter connects;
+  Counter connect_failures;
+  Gauge connections_active;
+  Counter requests;
+  Counter bytes_sent;
+  Counter bytes_received;
+  Counter timeouts;
+  Counter protocol_errors;
+};
+
+// Owns every stats block. Used on the main thread only: blocks are created when
+// a config is applied (before workers see it) and read when /stats is served.
+class StatsRegistry {
+ public:
+  explicit StatsRegistry(size_t workers) : workers_(workers) {}
+
+  // Per-worker blocks for a name; created on first use and kept for the life of
+  // the process so counters survive reloads.
+  const std::vector<ListenerStats*>& listener(const std::string& name);
+  const std::vector<ClusterStats*>& cluster(const std::string& name);
+
+  std::string render_prometheus() const;
+
+  template <class T>
+  struct Family {
+    std::vector<std::unique_ptr<T>> owned;
+    std::vector<T*> per_worker;
+  };
+
+ private:
+  size_t workers_;
+  std::map<std::string, Family<ListenerStats>> listeners_;
+  std::map<std::string, Family<ClusterStats>> clusters_;
+};
+
+}  // namespace trellis::proxy
