@@ -529,7 +529,6 @@ bool HttpSession::forward_response_body(Buffer& in) {
         return false;
     }
     if (state_ == State::kClosed) return false;
-    if (client_write_blocked()) return !response_complete_ ? false : true;
   }
   return true;
 }
@@ -566,8 +565,7 @@ bool HttpSession::retry_on_fresh_connection() {
   release_upstream(false);
   int error = 0;
   // Any idle connection may be just as stale: open a new one.
-  pool.close_idle();
-  upstream_ = pool.acquire(this, error);
+  upstream_ = pool.acquire(this, error, /*fresh=*/true);
   if (upstream_ == nullptr) return false;
   upstream_->count_request();
   upstream_connected_ = false;

@@ -29,14 +29,13 @@ TcpSession::TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, siz
   UpstreamCluster& cluster = worker_.cluster(listener_.config->cluster_index);
   EndpointPool* pool = cluster.pick();
   int error = 0;
-  upstream_ = pool ? pool->acquire(this, error) : nullptr;
+  // Always a new connection: an L4 stream is one client's, from start to end.
+  upstream_ = pool ? pool->acquire(this, error, /*fresh=*/true) : nullptr;
   if (upstream_ == nullptr) {
     close();
     return;
   }
-  upstream_->count_request();
-  // A pooled connection is not used for L4 (it would carry another client's
-  // stream); pools only hold HTTP connections, so this one is always new.
+  upstream_address_ = pool->address().text;
 }
 
 TcpSession::~TcpSession() { close(); }
@@ -139,6 +138,10 @@ void TcpSession::close() {
     append_json_string(line, listener_.config->name);
     line += ",\"client\":";
     append_json_string(line, format_address(peer_));
+    line += ",\"upstream\":";
+    append_json_string(line, upstream_address_);
+    line += ",\"cluster\":";
+    append_json_string(line, listener_.config->cluster);
     line += fmt::format(",\"protocol\":\"tcp\",\"bytes_received\":{},\"bytes_sent\":{},\"duration_ms\":{:.3f}}}",
                         client_.bytes_read(), client_.bytes_written(),
                         std::chrono::duration<double, std::milli>(worker_.loop().now() - started_).count());

@@ -44,6 +44,7 @@ class TcpSession final : public WorkerConnection, public SocketCallbacks, public
   Socket client_;
   sockaddr_storage peer_;
   UpstreamConnection* upstream_ = nullptr;
+  std::string upstream_address_;
   Buffer scratch_;
   bool connected_ = false;
   bool client_eof_ = false;

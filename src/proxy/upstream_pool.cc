@@ -55,8 +55,8 @@ EndpointPool::EndpointPool(UpstreamCluster& cluster, EventLoop& loop, const Endp
 
 EndpointPool::~EndpointPool() { close_idle(); }
 
-UpstreamConnection* EndpointPool::acquire(UpstreamUser* user, int& error) {
-  while (!idle_.empty()) {
+UpstreamConnection* EndpointPool::acquire(UpstreamUser* user, int& error, bool fresh) {
+  while (!fresh && !idle_.empty()) {
     UpstreamConnection* c = idle_.back();
     idle_.pop_back();
     c->idle_timer_.cancel();

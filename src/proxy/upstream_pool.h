@@ -68,7 +68,8 @@ class EndpointPool {
   const SocketAddress& address() const { return address_; }
   // An idle connection, or a new one (possibly still connecting). Null with
   // `error` set (an errno value) when a socket cannot even be started.
-  UpstreamConnection* acquire(UpstreamUser* user, int& error);
+  // `fresh`: never reuse (L4 streams, and retries after a stale connection).
+  UpstreamConnection* acquire(UpstreamUser* user, int& error, bool fresh = false);
   // Done with a connection: back to the pool when `reusable`, else closed.
   void release(UpstreamConnection* c, bool reusable);
   void close_idle();
