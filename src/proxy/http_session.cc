@@ -141,6 +141,7 @@ void HttpSession::process_input() {
         break;
       }
       if (!start_request(pr.consumed)) break;
+      if (request_complete_) flush_upstream();
       continue;
     }
     if (state_ == State::kRequest && !request_complete_) {
@@ -242,34 +243,41 @@ bool HttpSession::start_request(size_t head_size) {
   cluster_->stats().requests.inc();
   if (route.timeout.count() > 0) request_timer_.arm(route.timeout);
 
-  if (!upstream_->socket().write(head_out_.view())) {
-    upstream_failed(502, "upstream connection reset\n");
-    return false;
-  }
-  cluster_->stats().bytes_sent.inc(head_out_.size());
+  // Staged: a body that arrived with the head goes out in the same send.
+  up_out_.clear();
+  up_out_.append(head_out_.view());
   if (expect_continue_) {
     // The proxy will take the body: tell the client now rather than make it
     // wait for its own timeout (the upstream never saw the Expect).
-    out_.clear();
     out_.append("HTTP/1.1 100 Continue\r\n\r\n");
-    write_client(out_);
+    flush_client();
   }
   if (!request_has_body_) request_complete_ = true;
   return state_ == State::kRequest;
 }
 
 bool HttpSession::forward_request_body() {
+  bool more = forward_request_body_staged();
+  flush_upstream();
+  return more && state_ == State::kRequest;
+}
+
+bool HttpSession::forward_request_body_staged() {
   if (upstream_ == nullptr) return false;
   Socket& up = upstream_->socket();
   while (!request_complete_ && !in_.empty()) {
     if (upstream_write_blocked()) return false;
     if (req_.info.body == BodyKind::kContentLength) {
       size_t n = in_.size() < req_remaining_ ? in_.size() : static_cast<size_t>(req_remaining_);
-      if (!up.write(std::string_view(in_.data(), n))) {
-        upstream_failed(502, "upstream connection reset\n");
-        return false;
+      if (!up_out_.empty()) {
+        up_out_.append(std::string_view(in_.data(), n));
+      } else {
+        if (!up.write(std::string_view(in_.data(), n))) {
+          upstream_failed(502, "upstream connection reset\n");
+          return false;
+        }
+        cluster_->stats().bytes_sent.inc(n);
       }
-      cluster_->stats().bytes_sent.inc(n);
       request_bytes_in_ += n;
       in_.consume(n);
       req_remaining_ -= n;
@@ -280,15 +288,13 @@ bool HttpSession::forward_request_body() {
     ChunkedDecoder::Step step = req_chunked_.next(in_.view());
     switch (step.kind) {
       case ChunkedDecoder::Kind::kData:
-        out_.clear();
-        out_.append_hex(step.data.size());
-        out_.append("\r\n");
-        out_.append(step.data);
-        out_.append("\r\n");
+        up_out_.append_hex(step.data.size());
+        up_out_.append("\r\n");
+        up_out_.append(step.data);
+        up_out_.append("\r\n");
         break;
       case ChunkedDecoder::Kind::kDone:
-        out_.clear();
-        http1::serialize_last_chunk(req_chunked_.trailers(), out_);
+        http1::serialize_last_chunk(req_chunked_.trailers(), up_out_);
         request_complete_ = true;
         break;
       case ChunkedDecoder::Kind::kNeedMore:
@@ -308,10 +314,9 @@ bool HttpSession::forward_request_body() {
     }
     request_bytes_in_ += step.consumed;
     in_.consume(step.consumed);
-    cluster_->stats().bytes_sent.inc(out_.size());
-    if (!up.write(out_.view())) {
-      upstream_failed(502, "upstream connection reset\n");
-      return false;
+    if (up_out_.size() >= Buffer::kBlockSize) {
+      flush_upstream();
+      if (state_ != State::kRequest) return false;
     }
   }
   return true;
@@ -376,11 +381,8 @@ void HttpSession::read_upstream() {
     if (r == ReadResult::kEof) {
       if (response_started_ && resp_body_ == BodyKind::kUntilClose) {
         // The body ends with the connection.
-        if (framing_ == http1::ResponseFraming::kChunked) {
-          out_.clear();
-          out_.append("0\r\n\r\n");
-          write_client(out_);
-        }
+        if (framing_ == http1::ResponseFraming::kChunked) out_.append("0\r\n\r\n");
+        flush_client();
         response_complete_ = true;
         finish_request();
         return;
@@ -395,8 +397,20 @@ void HttpSession::read_upstream() {
 }
 
 // Parses and forwards what is in the upstream input. False when the request
-// ended (finished or failed) or forwarding must wait.
+// ended (finished or failed) or forwarding must wait. Everything produced for
+// the client in one pass goes out in one send (a small response's head and
+// body together).
 bool HttpSession::process_response() {
+  bool more = parse_and_forward_response();
+  flush_client();
+  if (response_complete_ && state_ == State::kRequest) {
+    finish_request();
+    return false;
+  }
+  return more;
+}
+
+bool HttpSession::parse_and_forward_response() {
   Buffer& in = upstream_->input();
   while (!response_started_) {
     http1::ParseResult pr = http1::parse_response(in.view(), head_request_, resp_);
@@ -417,25 +431,20 @@ bool HttpSession::process_response() {
     }
     status_ = resp_.status;
     response_started_ = true;
-    if (!request_complete_ && resp_.status >= 200) {
+    if (!request_complete_) {
       // An early answer (e.g. 413): the rest of the request body will not be
       // read, so neither connection can be reused.
       keep_alive_ = false;
     }
     if (status_ == 101) {
-      out_.clear();
       http1::serialize_response(resp_, http1::ResponseFraming::kNone, false, client_minor_, out_);
       in.consume(pr.consumed);
-      write_client(out_);
+      // Bytes that followed the 101 belong to the new protocol.
+      out_.append(in.view());
+      in.clear();
+      flush_client();
       request_timer_.cancel();
       state_ = State::kTunnel;
-      // Bytes that followed the 101 belong to the new protocol.
-      if (!in.empty()) {
-        response_bytes_out_ += in.size();
-        stats_->bytes_sent.inc(in.size());
-        client_.write(in.view());
-        in.clear();
-      }
       if (!in_.empty()) {
         upstream_->socket().write(in_.view());
         in_.clear();
@@ -448,40 +457,35 @@ bool HttpSession::process_response() {
     if (framing_ == http1::ResponseFraming::kClose) keep_alive_ = false;
     resp_body_ = framing_ == http1::ResponseFraming::kNone ? BodyKind::kNone : resp_.info.body;
     resp_remaining_ = resp_.info.content_length;
-    out_.clear();
     http1::serialize_response(resp_, framing_, !keep_alive_, client_minor_, out_);
     in.consume(pr.consumed);
-    write_client(out_);
     if (resp_body_ == BodyKind::kNone || (resp_body_ == BodyKind::kContentLength && resp_remaining_ == 0)) {
       response_complete_ = true;
-      finish_request();
       return false;
     }
   }
-  if (!forward_response_body(in)) return false;
-  if (response_complete_) {
-    finish_request();
-    return false;
-  }
-  return true;
+  return forward_response_body(in);
 }
 
 bool HttpSession::forward_response_body(Buffer& in) {
+  bool rechunk = framing_ == http1::ResponseFraming::kChunked;
   while (!in.empty() && !response_complete_) {
     if (resp_body_ == BodyKind::kContentLength || resp_body_ == BodyKind::kUntilClose) {
       size_t n = in.size();
       if (resp_body_ == BodyKind::kContentLength && n > resp_remaining_) n = static_cast<size_t>(resp_remaining_);
-      if (framing_ == http1::ResponseFraming::kChunked) {
-        out_.clear();
+      std::string_view data(in.data(), n);
+      if (rechunk) {
         out_.append_hex(n);
         out_.append("\r\n");
-        out_.append(std::string_view(in.data(), n));
+        out_.append(data);
         out_.append("\r\n");
-        write_client(out_);
+      } else if (!out_.empty()) {
+        out_.append(data);
       } else {
+        // Nothing staged: send straight from the upstream's input, no copy.
         response_bytes_out_ += n;
         stats_->bytes_sent.inc(n);
-        if (!client_.write(std::string_view(in.data(), n))) {
+        if (!client_.write(data)) {
           close();
           return false;
         }
@@ -496,8 +500,7 @@ bool HttpSession::forward_response_body(Buffer& in) {
     ChunkedDecoder::Step step = resp_chunked_.next(in.view());
     switch (step.kind) {
       case ChunkedDecoder::Kind::kData:
-        out_.clear();
-        if (framing_ == http1::ResponseFraming::kChunked) {
+        if (rechunk) {
           out_.append_hex(step.data.size());
           out_.append("\r\n");
           out_.append(step.data);
@@ -506,13 +509,10 @@ bool HttpSession::forward_response_body(Buffer& in) {
           out_.append(step.data);
         }
         in.consume(step.consumed);
-        write_client(out_);
         break;
       case ChunkedDecoder::Kind::kDone:
-        out_.clear();
-        if (framing_ == http1::ResponseFraming::kChunked) http1::serialize_last_chunk(resp_chunked_.trailers(), out_);
+        if (rechunk) http1::serialize_last_chunk(resp_chunked_.trailers(), out_);
         in.consume(step.consumed);
-        write_client(out_);
         response_complete_ = true;
         break;
       case ChunkedDecoder::Kind::kNeedMore:
@@ -528,9 +528,18 @@ bool HttpSession::forward_response_body(Buffer& in) {
         upstream_failed(502, fmt::format("upstream protocol error: {}\n", step.error));
         return false;
     }
-    if (state_ == State::kClosed) return false;
   }
   return true;
+}
+
+void HttpSession::flush_client() {
+  if (!out_.empty() && state_ != State::kClosed) write_client(out_);
+}
+
+void HttpSession::flush_upstream() {
+  if (up_out_.empty() || upstream_ == nullptr) return;
+  cluster_->stats().bytes_sent.inc(up_out_.size());
+  if (!upstream_->socket().write(up_out_)) upstream_failed(502, "upstream connection reset\n");
 }
 
 void HttpSession::on_upstream_error(int error, bool during_connect) {
@@ -675,11 +684,6 @@ void HttpSession::write_client(Buffer& data) {
   response_bytes_out_ += data.size();
   stats_->bytes_sent.inc(data.size());
   if (!client_.write(data)) close();
-}
-
-void HttpSession::write_upstream(Buffer& data) {
-  if (upstream_ == nullptr) return;
-  if (!upstream_->socket().write(data)) upstream_failed(502, "upstream connection reset\n");
 }
 
 bool HttpSession::client_write_blocked() const { return client_.pending_output() >= kHighWatermark; }

@@ -48,7 +48,11 @@ class HttpSession final : public WorkerConnection, public SocketCallbacks, publi
   bool forward_request_body();
   void read_upstream();
   bool process_response();
+  bool parse_and_forward_response();
   bool forward_response_body(Buffer& in);
+  bool forward_request_body_staged();
+  void flush_client();
+  void flush_upstream();
   void finish_request();
   void local_reply(int status, std::string_view body, bool close);
   void upstream_failed(int status, std::string_view body);
@@ -56,7 +60,6 @@ class HttpSession final : public WorkerConnection, public SocketCallbacks, publi
   void release_upstream(bool reusable);
   void pump_tunnel();
   void write_client(Buffer& data);
-  void write_upstream(Buffer& data);
   void close_gracefully();
   void close();
   void log_request();
@@ -71,7 +74,8 @@ class HttpSession final : public WorkerConnection, public SocketCallbacks, publi
   sockaddr_storage peer_;
   std::string client_ip_;
   Buffer in_;        // client input
-  Buffer out_;       // staging for writes to either side
+  Buffer out_;       // staged output to the client, sent by flush_client()
+  Buffer up_out_;    // staged output to the upstream, sent by flush_upstream()
   Buffer head_out_;  // the serialized request head, kept for one retry
   State state_ = State::kIdle;
 
