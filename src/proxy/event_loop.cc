@@ -109,6 +109,15 @@ void EventLoop::defer_delete(std::unique_ptr<Deferred> object) {
   deferred_.push_back(std::move(object));
 }
 
+void EventLoop::run_deferred() {
+  // Deleting one may defer another (a session releasing its upstream).
+  while (!deferred_.empty()) {
+    auto batch = std::move(deferred_);
+    deferred_.clear();
+    batch.clear();
+  }
+}
+
 int EventLoop::next_timeout_ms() const {
   if (!deferred_.empty()) return 0;
   if (heap_.empty()) return -1;
@@ -132,10 +141,10 @@ void EventLoop::run() {
       static_cast<IoHandler*>(events[i].data.ptr)->on_io(events[i].events);
     }
     run_timers();
-    deferred_.clear();
+    run_deferred();
   }
   run_posted();
-  deferred_.clear();
+  run_deferred();
 }
 
 void EventLoop::run_timers() {

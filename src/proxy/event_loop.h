@@ -86,6 +86,8 @@ class EventLoop {
   void post(std::function<void()> task);
   // Destroys `object` after the events of this iteration are handled.
   void defer_delete(std::unique_ptr<Deferred> object);
+  // Destroys every deferred object now (after run() returned, on shutdown).
+  void run_deferred();
 
   // Cached at each wake-up; cheap to call on the hot path.
   MonoTime now() const { return now_; }

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "proxy/config.h"
@@ -77,6 +78,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "trellis-proxy: unknown log level %s\n", level.c_str());
     return 2;
   }
+  // Logs go to stderr; stdout is left to whatever the user points the access log at.
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("trellis"));
   spdlog::set_level(lvl);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
 

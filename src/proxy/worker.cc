@@ -60,9 +60,12 @@ void Worker::start() {
     // Loop stopped: close whatever is left while the loop still exists.
     std::vector<WorkerConnection*> open(connections_list_.begin(), connections_list_.end());
     for (WorkerConnection* c : open) c->abort();
+    loop_.run_deferred();
     flush_access_log();
     acceptors_.clear();
     for (auto& [name, cluster] : cluster_state_) cluster->retire();
+    for (auto& cluster : retired_clusters_) cluster->retire();
+    loop_.run_deferred();
   });
 }
 

@@ -177,9 +177,9 @@ def run(argv: list[str], timeout: float = 60, **kwargs) -> subprocess.CompletedP
     return subprocess.run([str(a) for a in argv], capture_output=True, timeout=timeout, **kwargs)
 
 
-def curl(*args, timeout: float = 60) -> subprocess.CompletedProcess:
+def curl(*args, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     """curl with no proxy from the environment, silent but showing errors."""
-    return run(["curl", "-sS", "--noproxy", "*", *args], timeout=timeout)
+    return run(["curl", "-sS", "--noproxy", "*", *args], timeout=timeout, **kwargs)
 
 
 # ----------------------------------------------------------- HTTP/1.1 wire format
@@ -452,14 +452,12 @@ class HttpClient:
         self.sock = socket.create_connection((LOCALHOST, port), timeout=timeout)
         self.timeout = timeout
         self.stream = Stream(fill=self._recv)
-        self.reset = False
 
     def _recv(self) -> bytes:
         try:
             return self.sock.recv(256 * 1024)
         except ConnectionResetError:
-            self.reset = True
-            return b""
+            return b""  # for these tests a reset is a close
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -504,7 +502,7 @@ class HttpClient:
         return None
 
     def is_open(self, wait: float = 0.2) -> bool:
-        """True if the peer has not closed and has sent nothing unexpected."""
+        """False once the peer has closed or reset the connection."""
         if self.stream.pending():
             return True
         readable, _, _ = select.select([self.sock], [], [], wait)
@@ -582,7 +580,7 @@ class RawUpstream:
         self.port = self.listener.getsockname()[1]
         self.address = f"{LOCALHOST}:{self.port}"
         self.peers: list[Peer] = []
-        self._all: list[Peer] = []
+        self._marks: dict[int, int] = {}  # id(peer) -> bytes received before the last reset
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -600,7 +598,6 @@ class RawUpstream:
             peer = Peer(sock)
             with self._lock:
                 self.peers.append(peer)
-                self._all.append(peer)
             threading.Thread(target=self._serve, args=(peer,), daemon=True).start()
 
     def _serve(self, peer: Peer) -> None:
@@ -616,31 +613,34 @@ class RawUpstream:
                 pass
             peer.sock.close()
 
-    def connections(self) -> int:
+    def _since_reset(self) -> list[bytes]:
         with self._lock:
-            return len(self.peers)
+            return [bytes(p.received[self._marks.get(id(p), 0):]) for p in self.peers]
+
+    def connections(self) -> int:
+        """Connections accepted since the last reset."""
+        with self._lock:
+            return sum(1 for p in self.peers if id(p) not in self._marks)
 
     def received(self) -> bytes:
         """Every byte received since the last reset, connection after connection."""
-        with self._lock:
-            return b"".join(bytes(p.received) for p in self.peers)
+        return b"".join(self._since_reset())
 
     def requests(self) -> list[Request]:
         """The whole requests received since the last reset, over all connections."""
-        with self._lock:
-            peers = list(self.peers)
-        return [r for p in peers for r in parse_requests(bytes(p.received))[0]]
+        return [r for data in self._since_reset() for r in parse_requests(data)[0]]
 
     def reset(self) -> None:
+        """Forgets what was received so far (connections stay open)."""
         with self._lock:
-            self.peers = []
+            self._marks = {id(p): len(p.received) for p in self.peers}
 
     def close(self) -> None:
         self._stop.set()
         self.listener.close()
         self._thread.join(5)
         with self._lock:
-            peers = list(self._all)
+            peers = list(self.peers)
         for peer in peers:
             try:
                 peer.sock.shutdown(socket.SHUT_RDWR)
@@ -792,6 +792,7 @@ class Nginx:
 
     BIG_SIZE = 8 * MiB
     SLOW_SIZE = 1_000_000
+    PROBE = "/hello?startup-probe"  # left out of access_log()
 
     def __init__(self, workdir: Path, nports: int = 1):
         self.dir = workdir
@@ -837,7 +838,7 @@ class Nginx:
         for port in self.ports:
             try:
                 conn = http.client.HTTPConnection(LOCALHOST, port, timeout=1)
-                conn.request("GET", "/hello")
+                conn.request("GET", self.PROBE)
                 if conn.getresponse().status != 200:
                     return False
                 conn.close()
@@ -856,7 +857,7 @@ class Nginx:
         entries = []
         for line in path.read_text().splitlines() if path.exists() else []:
             m = re.fullmatch(r'(\d+) (\d+) (\d+) "(.*)" (\d+)', line)
-            if m:
+            if m and self.PROBE not in m[4]:
                 entries.append({"port": int(m[1]), "connection": int(m[2]),
                                 "connection_requests": int(m[3]), "request": m[4],
                                 "status": int(m[5])})
@@ -947,12 +948,13 @@ def _endpoint(e) -> dict:
     if isinstance(e, int):
         e = f"{LOCALHOST}:{e}"
     elif not isinstance(e, str):
-        e = e.address
+        e = f"{LOCALHOST}:{e.port}"
     return {"address": e}
 
 
 def cluster(name: str, *endpoints, connect_timeout: str | None = None) -> dict:
-    """A cluster; endpoints are ports, "ip:port" strings or objects with .address."""
+    """A cluster; endpoints are ports, "ip:port" strings or servers with a .port
+    (nginx: its first port)."""
     c: dict = {"name": name}
     if connect_timeout:
         c["connect_timeout"] = connect_timeout
@@ -1152,12 +1154,12 @@ class Proxy:
             if exited is None and self.ready_status() == 200:
                 return self
             self.service.kill()
-            err = self.service.stderr()
-            if exited is not None and "in use" in err.lower() and attempt < 2:
+            output = self.output()
+            if exited is not None and "in use" in output.lower() and attempt < 2:
                 continue
             how = (f"exited with {exited}" if exited is not None
                    else f"did not answer /ready with 200 within {ready_timeout}s")
-            pytest.fail(f"trellis-proxy {how}; stderr:\n{tail(err)}")
+            pytest.fail(f"trellis-proxy {how}; output:\n{tail(output)}")
         return self
 
     @property
@@ -1186,7 +1188,7 @@ class Proxy:
         """Says so if the proxy exited without being asked to."""
         if self.service and not self.exit_expected and not self.service.running():
             return (f"trellis-proxy exited unexpectedly with {self.service.returncode}; "
-                    f"stderr:\n{tail(self.stderr())}")
+                    f"output:\n{tail(self.output())}")
         return None
 
     def reload(self, config: dict | str, wait: bool = True, timeout: float = 10) -> None:
@@ -1200,7 +1202,7 @@ class Proxy:
             want = config_summary(config)
             if not wait_until(lambda: self._dump_summary() == want, timeout, 0.05):
                 pytest.fail(f"reload not applied within {timeout}s; /config_dump: "
-                            f"{self._dump_summary()}\nwanted: {want}\nstderr:\n{tail(self.stderr())}")
+                            f"{self._dump_summary()}\nwanted: {want}\noutput:\n{tail(self.output())}")
             self.config = config
 
     def _dump_summary(self):
@@ -1211,6 +1213,10 @@ class Proxy:
 
     def stderr(self) -> str:
         return self.service.stderr() if self.service else ""
+
+    def output(self) -> str:
+        """Everything the proxy wrote, stdout then stderr."""
+        return (self.service.stdout() + self.service.stderr()) if self.service else ""
 
     # -- addresses
 
