@@ -5,7 +5,7 @@
 #include <cerrno>
 
 #include "proxy/http1/parser.h"
-#include "proxy/http1/serialize.h"
+#include "proxy/http1/wire.h"
 #include "proxy/net.h"
 #include "proxy/socket.h"
 
@@ -44,29 +44,31 @@ class AdminServer::Session final : public SocketCallbacks, public Deferred {
     while (!closed_ && !in_.empty()) {
       http1::ParseResult pr = http1::parse_request(in_.view(), req_);
       if (pr.status == http1::ParseStatus::kNeedMore) return;
-      Buffer out;
       if (pr.status == http1::ParseStatus::kError) {
-        http1::serialize_local_reply(pr.error_status, std::string("bad request: ") + pr.error + "\n",
-                                     true, out);
-        finish(out, true);
+        respond({pr.error_status, "text/plain", std::string("bad request: ") + pr.error + "\n"}, true, false);
         return;
       }
       bool keep_alive = req_.info.keep_alive;
       bool head = req_.method == "HEAD";
       AdminResponse resp = server_.handler_(req_.method, req_.path);
       in_.consume(pr.consumed);
-      out.append("HTTP/1.1 ");
-      out.append_decimal(static_cast<unsigned>(resp.status));
-      out.append(' ');
-      out.append(http1::reason_phrase(resp.status));
-      out.append("\r\ncontent-type: ");
-      out.append(resp.content_type);
-      out.append("\r\ncontent-length: ");
-      out.append_decimal(resp.body.size());
-      out.append(keep_alive ? "\r\n\r\n" : "\r\nconnection: close\r\n\r\n");
-      if (!head) out.append(resp.body);
-      finish(out, !keep_alive);
+      respond(resp, !keep_alive, head);
     }
+  }
+
+  void respond(const AdminResponse& resp, bool close_after, bool head) {
+    Buffer out;
+    out.append("HTTP/1.1 ");
+    out.append_decimal(static_cast<unsigned>(resp.status));
+    out.append(' ');
+    out.append(http1::reason_phrase(resp.status));
+    out.append("\r\ncontent-type: ");
+    out.append(resp.content_type);
+    out.append("\r\ncontent-length: ");
+    out.append_decimal(resp.body.size());
+    out.append(close_after ? "\r\nconnection: close\r\n\r\n" : "\r\n\r\n");
+    if (!head) out.append(resp.body);
+    finish(out, close_after);
   }
 
   void finish(Buffer& out, bool close_after) {

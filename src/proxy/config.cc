@@ -11,11 +11,13 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 
 #include <nlohmann/json.hpp>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 namespace trellis::proxy {
@@ -26,7 +28,8 @@ constexpr std::string_view kAddressShape = "must be \"ip:port\" or \"[ipv6]:port
 constexpr std::string_view kDurationShape = "expected a duration like \"250ms\" or \"1s\"";
 // Consumers add durations to clock readings; capping them keeps that far away
 // from overflow while allowing any timeout anyone would mean.
-constexpr int64_t kMaxDurationMs = int64_t{365} * 24 * 3600 * 1000;
+constexpr int64_t kMaxDurationHours = 365 * 24;
+constexpr int64_t kMaxDurationMs = kMaxDurationHours * 3600 * 1000;
 constexpr int64_t kMaxWeight = 1'000'000;
 
 std::string in_quotes(std::string_view s) {
@@ -118,7 +121,7 @@ std::optional<Millis> parse_duration(std::string_view text, std::string& error) 
   }
   while (whole.size() > 1 && whole.front() == '0') whole.remove_prefix(1);
   while (!fraction.empty() && fraction.back() == '0') fraction.remove_suffix(1);
-  const std::string too_large = "must be at most " + format_duration(Millis{kMaxDurationMs});
+  const std::string too_large = "must be at most " + std::to_string(kMaxDurationHours) + "h";
   // 12 digits of hours still fit in int64 milliseconds, so the check below cannot overflow.
   if (whole.size() > 12) {
     error = too_large;
@@ -350,6 +353,19 @@ class Loader {
     return true;
   }
 
+  // For timers that are always armed: a zero there would close connections the
+  // moment they open or go idle, not turn the timer off.
+  bool read_positive_duration(const Located& at, Millis& out) {
+    Millis value{};
+    if (!read_duration(at, value)) return false;
+    if (value.count() == 0) {
+      error(at, "must be greater than 0");
+      return false;
+    }
+    out = value;
+    return true;
+  }
+
   bool read_integer(const Located& at, int64_t min, int64_t max, int64_t& out) {
     // A quoted "5" is a string: accepting it would hide a type mistake.
     const std::string& tag = at.node.Tag();
@@ -438,10 +454,8 @@ class Loader {
         }
       }
     }
-    if (auto v = fields->get("connect_timeout"); v && read_duration(*v, cluster.connect_timeout)) {
-      if (cluster.connect_timeout.count() == 0) error(*v, "must be greater than 0");
-    }
-    if (auto v = fields->get("idle_timeout")) read_duration(*v, cluster.idle_timeout);
+    if (auto v = fields->get("connect_timeout")) read_positive_duration(*v, cluster.connect_timeout);
+    if (auto v = fields->get("idle_timeout")) read_positive_duration(*v, cluster.idle_timeout);
     if (auto v = fields->get("max_idle_per_endpoint")) {
       int64_t value = 0;
       if (read_integer(*v, 0, std::numeric_limits<uint32_t>::max(), value)) {
@@ -533,7 +547,7 @@ class Loader {
         protocol_known = false;
       }
     }
-    if (auto v = fields.get("idle_timeout")) read_duration(*v, listener.idle_timeout);
+    if (auto v = fields.get("idle_timeout")) read_positive_duration(*v, listener.idle_timeout);
     auto virtual_hosts = fields.get("virtual_hosts");
     auto cluster = fields.get("cluster");
     // Which of these belong depends on the protocol; with that in doubt, any verdict would be a guess.
@@ -663,6 +677,55 @@ class Loader {
   std::unordered_map<std::string, size_t> cluster_indices_;  // first cluster of each name
   bool clusters_known_ = true;
 };
+
+// Notes where each document of a stream starts and whether it holds anything,
+// without building nodes.
+class DocumentScan : public YAML::EventHandler {
+ public:
+  const YAML::Mark& start() const { return start_; }
+  bool has_content() const { return has_content_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    start_ = mark;
+    has_content_ = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { has_content_ = true; }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {
+    has_content_ = true;
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    has_content_ = true;
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    has_content_ = true;
+  }
+  void OnMapEnd() override {}
+
+ private:
+  YAML::Mark start_;
+  bool has_content_ = false;
+};
+
+// yaml-cpp 0.7 stalls on some stray tokens (a lone ","): it keeps handing back an
+// empty document at the same place, so YAML::LoadAll never returns and eats all
+// memory. Walking the stream first finds where it would stall. Throws like the
+// parser does on plain syntax errors.
+std::optional<YAML::Mark> find_parser_stall(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentScan scan;
+  std::optional<YAML::Mark> previous;
+  // Every real document consumes input, so there cannot be more of them than bytes.
+  for (size_t documents = 0; parser.HandleNextDocument(scan); ++documents) {
+    bool repeated = previous && previous->pos == scan.start().pos && !scan.has_content();
+    if (repeated || documents > text.size()) return scan.start();
+    previous = scan.start();
+  }
+  return std::nullopt;
+}
 
 bool parse_port(std::string_view text, uint16_t& port, std::string& error) {
   if (text.empty()) {
@@ -823,6 +886,15 @@ ConfigLoad load_config_text(const std::string& text, const std::string& source_n
 
   std::vector<YAML::Node> documents;
   try {
+    if (auto stall = find_parser_stall(text)) {
+      std::string message = "invalid YAML";
+      if (stall->pos >= 0 && static_cast<size_t>(stall->pos) < text.size()) {
+        message = "unexpected " + in_quotes(text.substr(stall->pos, 1));
+      }
+      result.errors.push_back(ConfigError{source_name, to_one_based(stall->line), to_one_based(stall->column), "",
+                                          std::move(message)});
+      return result;
+    }
     documents = YAML::LoadAll(text);
   } catch (const YAML::Exception& e) {
     result.errors.push_back(

@@ -8,7 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "proxy/access_log.h"
-#include "proxy/http_session.h"
+#include "proxy/http1/server_connection.h"
 #include "proxy/net.h"
 #include "proxy/tcp_session.h"
 
@@ -161,7 +161,7 @@ void Worker::accept_ready(Acceptor& acceptor) {
     if (listener.config->protocol == ListenerProtocol::kTcp) {
       new TcpSession(*this, fd, peer, acceptor.listener_index_);
     } else {
-      new HttpSession(*this, fd, peer, acceptor.listener_index_);
+      new http1::ServerConnection(*this, fd, peer, acceptor.listener_index_);
     }
   }
 }

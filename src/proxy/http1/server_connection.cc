@@ -1,0 +1,434 @@
+#include "proxy/http1/server_connection.h"
+
+#include <fmt/format.h>
+
+#include "proxy/net.h"
+
+namespace trellis::proxy::http1 {
+namespace {
+
+// Stop reading a peer while the other side has this much unsent.
+constexpr size_t kHighWatermark = 256 * 1024;
+// How long a closing connection may keep sending bytes that are dropped.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+
+}  // namespace
+
+ServerConnection::ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer,
+                                   size_t listener_index)
+    : WorkerConnection(worker),
+      snapshot_(worker.snapshot()),
+      listener_(&snapshot_->listeners[listener_index]),
+      listener_name_(listener_->config->name),
+      stats_(listener_->stats[worker.index()]),
+      client_(worker.loop(), fd, this),
+      client_ip_(format_address(peer, /*ip_only=*/true)),
+      client_address_(format_address(peer)),
+      router_(worker, *this),
+      idle_timer_(worker.loop(), [this] { close(); }),
+      resume_(worker.loop(), [this] {
+        if (state_ == State::kTunnel) {
+          pump_tunnel();
+          return;
+        }
+        process_input();
+        read_client();
+      }) {
+  stats_->connections_active.add();
+  idle_timer_.arm(listener_->config->idle_timeout);
+  // The request may have arrived with the handshake: read it now.
+  read_client();
+}
+
+ServerConnection::~ServerConnection() { close(); }
+
+void ServerConnection::start_drain() {
+  keep_alive_ = false;
+  if (state_ == State::kIdle && in_.empty()) close();
+}
+
+// ---- input ------------------------------------------------------------------
+
+void ServerConnection::on_readable() { read_client(); }
+
+void ServerConnection::read_client() {
+  for (;;) {
+    if (state_ == State::kClosed) return;
+    if (state_ == State::kTunnel) {
+      pump_tunnel();
+      return;
+    }
+    if (state_ == State::kRequest) {
+      // Backpressure: leave the bytes in the socket while the upstream is
+      // full; resume_reading() continues.
+      if (!request_complete_ && router_.blocked()) return;
+      // A pipelined request waits; hold at most one block of it.
+      if (request_complete_ && in_.size() >= Buffer::kBlockSize) return;
+    }
+    size_t n = 0;
+    ReadResult r = client_.read(in_, Buffer::kBlockSize, &n);
+    if (r == ReadResult::kAgain) return;
+    if (r == ReadResult::kError) {
+      close();
+      return;
+    }
+    if (r == ReadResult::kEof) {
+      client_eof_ = true;
+      // A client that half-closes after a whole request still gets its answer;
+      // one that leaves mid-request or between requests is simply gone.
+      if (state_ != State::kRequest || !request_complete_) close();
+      return;
+    }
+    stats_->bytes_received.inc(n);
+    if (state_ == State::kClosing) {
+      in_.clear();
+      continue;
+    }
+    idle_timer_.arm(listener_->config->idle_timeout);
+    process_input();
+  }
+}
+
+void ServerConnection::process_input() {
+  if (in_process_) return;
+  in_process_ = true;
+  while (state_ != State::kClosed && !in_.empty()) {
+    if (state_ == State::kIdle) {
+      ParseResult pr = parse_request(in_.view(), head_);
+      if (pr.status == ParseStatus::kNeedMore) break;
+      if (pr.status == ParseStatus::kError) {
+        reject(pr.error_status, pr.error);
+        break;
+      }
+      start_exchange(pr.consumed);
+      continue;
+    }
+    if (state_ == State::kRequest && !request_complete_) {
+      forward_body();
+      if (state_ == State::kRequest && !request_complete_) break;
+      continue;
+    }
+    break;
+  }
+  if (state_ == State::kRequest) router_.flush();
+  in_process_ = false;
+}
+
+bool ServerConnection::refresh_snapshot() {
+  const auto& current = worker_.snapshot();
+  if (current == snapshot_) return true;
+  for (const ListenerRuntime& l : current->listeners) {
+    if (l.config->name == listener_name_) {
+      snapshot_ = current;
+      listener_ = &l;
+      stats_->connections_active.sub();
+      stats_ = l.stats[worker_.index()];
+      stats_->connections_active.add();
+      return true;
+    }
+  }
+  return false;  // the listener is gone: answer, then close
+}
+
+void ServerConnection::start_exchange(size_t head_size) {
+  idle_timer_.cancel();
+  state_ = State::kRequest;
+  head_request_ = head_.method == "HEAD";
+  client_minor_ = head_.version_minor;
+  keep_alive_ = keep_alive_ && head_.info.keep_alive && !worker_.draining();
+  body_ = head_.info.body;
+  body_remaining_ = head_.info.content_length;
+  chunked_.reset();
+  request_complete_ = body_ == BodyKind::kNone;
+  response_started_ = response_complete_ = exchange_done_ = false;
+  bytes_in_ = head_size;
+  bytes_out_ = 0;
+  bool listener_current = refresh_snapshot();
+  context_ = {snapshot_, listener_, stats_, client_ip_, client_address_};
+  router_.begin(context_);
+  to_neutral(head_, request_);
+  // The head's bytes stay in memory until the next read; the router copies
+  // what it keeps before returning.
+  in_.consume(head_size);
+  if (!listener_current) {
+    keep_alive_ = false;
+    router_.reply_local(503, "listener removed\n");
+    return;
+  }
+  if (request_.method == "CONNECT") {
+    router_.reply_local(405, "CONNECT is not supported\n");
+    return;
+  }
+  bool end_stream = request_complete_ && request_.upgrade.empty();
+  router_.decode_headers(request_, end_stream);
+}
+
+void ServerConnection::forward_body() {
+  while (state_ == State::kRequest && !request_complete_ && !in_.empty()) {
+    if (router_.blocked()) return;
+    if (body_ == BodyKind::kContentLength) {
+      size_t n = in_.size() < body_remaining_ ? in_.size() : static_cast<size_t>(body_remaining_);
+      std::string_view data(in_.data(), n);
+      in_.consume(n);
+      bytes_in_ += n;
+      body_remaining_ -= n;
+      if (body_remaining_ == 0) request_complete_ = true;
+      router_.decode_data(data, request_complete_);
+      continue;
+    }
+    ChunkedDecoder::Step step = chunked_.next(in_.view());
+    bytes_in_ += step.consumed;
+    switch (step.kind) {
+      case ChunkedDecoder::Kind::kData: {
+        std::string_view data = step.data;
+        in_.consume(step.consumed);
+        router_.decode_data(data, false);
+        break;
+      }
+      case ChunkedDecoder::Kind::kDone:
+        in_.consume(step.consumed);
+        request_complete_ = true;
+        if (chunked_.trailers().empty()) {
+          router_.decode_data({}, true);
+        } else {
+          router_.decode_trailers(chunked_.trailers());
+        }
+        break;
+      case ChunkedDecoder::Kind::kNeedMore:
+        in_.consume(step.consumed);
+        return;
+      case ChunkedDecoder::Kind::kError:
+        in_.consume(in_.size());
+        reject(400, step.error);
+        return;
+    }
+  }
+}
+
+// A malformed request: answered here and never forwarded (what was already
+// forwarded of a bad chunked body is cut off with its upstream connection).
+void ServerConnection::reject(int status, std::string_view reason) {
+  stats_->malformed_requests.inc();
+  keep_alive_ = false;
+  if (state_ == State::kIdle) {
+    state_ = State::kRequest;
+    head_request_ = false;
+    client_minor_ = 1;
+    response_started_ = response_complete_ = exchange_done_ = false;
+    request_complete_ = false;
+    bytes_in_ = in_.size();
+    bytes_out_ = 0;
+    refresh_snapshot();
+    context_ = {snapshot_, listener_, stats_, client_ip_, client_address_};
+    router_.begin(context_);
+  } else {
+    router_.on_downstream_reset();
+  }
+  in_.clear();
+  if (response_started_) {
+    close();
+    return;
+  }
+  router_.reply_local(status, fmt::format("bad request: {}\n", reason));
+}
+
+// ---- output -----------------------------------------------------------------
+
+void ServerConnection::encode_headers(const http::ResponseHeaders& headers, bool end_stream) {
+  if (state_ != State::kRequest) return;
+  response_started_ = true;
+  if (headers.status == 101) {
+    serialize_response(headers, ResponseFraming::kNone, false, client_minor_, out_);
+    flush();
+    state_ = State::kTunnel;
+    // Bytes the client sent after its request belong to the new protocol.
+    resume_.arm(Duration::zero());
+    return;
+  }
+  // An early answer (before the whole request was read) ends the connection:
+  // the rest of the request cannot be told from a next one.
+  if (!request_complete_) keep_alive_ = false;
+  framing_ = response_framing(headers, client_minor_);
+  if (framing_ == ResponseFraming::kClose) keep_alive_ = false;
+  serialize_response(headers, framing_, !keep_alive_, client_minor_, out_);
+  if (end_stream) finish_response();
+}
+
+void ServerConnection::encode_data(std::string_view data, bool end_stream) {
+  if (state_ == State::kTunnel) {
+    if (!data.empty()) {
+      out_.append(data);
+      flush();
+    }
+    if (end_stream) {
+      tunnel_upstream_done_ = true;
+      flush();
+      client_.shutdown_write();
+      pump_tunnel();
+    }
+    return;
+  }
+  if (state_ != State::kRequest || response_complete_) return;
+  if (framing_ == ResponseFraming::kChunked) {
+    serialize_chunk(data, out_);
+    if (end_stream) out_.append("0\r\n\r\n");
+  } else if (framing_ != ResponseFraming::kNone && !data.empty()) {
+    if (out_.empty()) {
+      // Nothing staged before it: send straight from the caller's buffer.
+      bytes_out_ += data.size();
+      stats_->bytes_sent.inc(data.size());
+      if (!client_.write(data)) {
+        close();
+        return;
+      }
+    } else {
+      out_.append(data);
+    }
+  }
+  if (end_stream) {
+    finish_response();
+  } else if (out_.size() >= Buffer::kBlockSize) {
+    flush();
+  }
+}
+
+void ServerConnection::encode_trailers(const HeaderList& trailers) {
+  if (state_ != State::kRequest || response_complete_) return;
+  if (framing_ == ResponseFraming::kChunked) {
+    serialize_last_chunk(trailers, out_);
+  }
+  // Other framings have no place for trailers: they are dropped.
+  finish_response();
+}
+
+void ServerConnection::encode_continue() {
+  out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+  flush();
+}
+
+void ServerConnection::flush() {
+  if (out_.empty() || state_ == State::kClosed) return;
+  bytes_out_ += out_.size();
+  stats_->bytes_sent.inc(out_.size());
+  if (!client_.write(out_)) close();
+}
+
+bool ServerConnection::write_blocked() const { return client_.pending_output() >= kHighWatermark; }
+
+void ServerConnection::resume_reading() {
+  if (state_ == State::kRequest && !request_complete_) {
+    process_input();
+    read_client();
+  } else if (state_ == State::kTunnel) {
+    pump_tunnel();
+  }
+}
+
+void ServerConnection::on_writable() {
+  if (state_ == State::kClosed) return;
+  if (state_ == State::kClosing) {
+    if (client_eof_) close();
+    return;
+  }
+  if (state_ == State::kTunnel) {
+    pump_tunnel();
+    return;
+  }
+  // The client caught up: let the response flow again.
+  if (state_ == State::kRequest && response_started_ && !response_complete_) router_.on_downstream_drained();
+}
+
+void ServerConnection::on_socket_error(int) { close(); }
+
+// ---- completion -------------------------------------------------------------
+
+void ServerConnection::finish_response() {
+  response_complete_ = true;
+  flush();
+  if (state_ == State::kClosed) return;
+  finish_exchange();
+}
+
+void ServerConnection::finish_exchange() {
+  if (exchange_done_) return;
+  exchange_done_ = true;
+  router_.end(bytes_in_, bytes_out_);
+  if (!keep_alive_ || !request_complete_ || client_eof_) {
+    close_gracefully();
+    return;
+  }
+  state_ = State::kIdle;
+  idle_timer_.arm(listener_->config->idle_timeout);
+  if (!in_.empty() || client_.read_ready()) {
+    // Not from here: this runs inside the stream's call stack.
+    resume_.arm(Duration::zero());
+  } else {
+    in_.release();  // idle keep-alive connections hold no buffer
+  }
+}
+
+void ServerConnection::pump_tunnel() {
+  if (state_ != State::kTunnel) return;
+  idle_timer_.arm(listener_->config->idle_timeout);
+  while (state_ == State::kTunnel && !tunnel_client_done_) {
+    if (!in_.empty()) {
+      if (router_.blocked()) break;
+      bytes_in_ += in_.size();
+      router_.decode_data(in_.view(), false);
+      in_.clear();
+      router_.flush();
+      continue;
+    }
+    if (router_.blocked()) break;
+    size_t n = 0;
+    ReadResult r = client_.read(in_, Buffer::kBlockSize, &n);
+    if (r == ReadResult::kAgain) break;
+    if (r == ReadResult::kError) {
+      close();
+      return;
+    }
+    if (r == ReadResult::kEof) {
+      tunnel_client_done_ = true;
+      router_.decode_data({}, true);
+      break;
+    }
+    stats_->bytes_received.inc(n);
+  }
+  if (state_ == State::kTunnel && tunnel_client_done_ && tunnel_upstream_done_ &&
+      client_.pending_output() == 0) {
+    exchange_done_ = true;
+    router_.end(bytes_in_, bytes_out_);
+    close();
+  }
+}
+
+void ServerConnection::close_gracefully() {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosing;
+  in_.clear();
+  // Send what is pending, then FIN, and keep reading (and dropping) for a
+  // moment: closing with unread input would send a reset that can destroy
+  // the response before the client reads it.
+  client_.shutdown_write();
+  idle_timer_.arm(kLingerTime);
+  if (client_eof_ && client_.pending_output() == 0) close();
+}
+
+void ServerConnection::close() {
+  if (state_ == State::kClosed) return;
+  bool in_flight = (state_ == State::kRequest || state_ == State::kTunnel) && !exchange_done_;
+  state_ = State::kClosed;
+  idle_timer_.cancel();
+  resume_.cancel();
+  if (in_flight) {
+    router_.on_downstream_reset();
+    if (response_started_ || state_ == State::kTunnel) router_.end(bytes_in_, bytes_out_);
+  }
+  stats_->connections_active.sub();
+  client_.close();
+  in_.release();
+  out_.release();
+  worker_.loop().defer_delete(std::unique_ptr<Deferred>(this));
+}
+
+}  // namespace trellis::proxy::http1

@@ -1,0 +1,102 @@
+// HTTP/1.1 server codec for one client connection: strict parsing, body
+// de-framing, response framing, keep-alive, pipelining (one exchange at a
+// time), lingering close, and the byte tunnel after 101. Everything about
+// routing and upstreams is the stream's (http::Router), reached only through
+// the neutral interfaces.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <string>
+
+#include "proxy/http/codec.h"
+#include "proxy/http/router.h"
+#include "proxy/http1/parser.h"
+#include "proxy/http1/wire.h"
+#include "proxy/socket.h"
+#include "proxy/worker.h"
+
+namespace trellis::proxy::http1 {
+
+class ServerConnection final : public WorkerConnection, public SocketCallbacks, public http::ResponseEncoder {
+ public:
+  ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index);
+  ~ServerConnection() override;
+
+  void start_drain() override;
+  void abort() override { close(); }
+
+  // SocketCallbacks
+  void on_readable() override;
+  void on_writable() override;
+  void on_socket_error(int error) override;
+
+  // http::ResponseEncoder
+  void encode_headers(const http::ResponseHeaders& headers, bool end_stream) override;
+  void encode_data(std::string_view data, bool end_stream) override;
+  void encode_trailers(const HeaderList& trailers) override;
+  void encode_continue() override;
+  void flush() override;
+  bool write_blocked() const override;
+  void resume_reading() override;
+  void reset_stream() override { close(); }
+
+ private:
+  enum class State : uint8_t {
+    kIdle,     // waiting for (the rest of) a request head
+    kRequest,  // an exchange is in flight
+    kTunnel,   // after 101: raw bytes both ways
+    kClosing,  // final response sent; dropping input until the client closes
+    kClosed,
+  };
+
+  void read_client();
+  void process_input();
+  void start_exchange(size_t head_size);
+  bool refresh_snapshot();
+  void forward_body();
+  void reject(int status, std::string_view reason);
+  void finish_response();
+  void finish_exchange();
+  void pump_tunnel();
+  void close_gracefully();
+  void close();
+
+  std::shared_ptr<const Snapshot> snapshot_;
+  const ListenerRuntime* listener_;
+  std::string listener_name_;
+  ListenerStats* stats_;
+  Socket client_;
+  std::string client_ip_;
+  std::string client_address_;
+  http::DownstreamContext context_;
+  http::Router router_;
+  Buffer in_;   // client input not yet handled
+  Buffer out_;  // staged output, sent by flush()
+  State state_ = State::kIdle;
+
+  RequestHead head_;
+  http::RequestHeaders request_;
+  BodyKind body_ = BodyKind::kNone;
+  uint64_t body_remaining_ = 0;
+  ChunkedDecoder chunked_;
+  bool request_complete_ = false;
+  bool response_started_ = false;
+  bool response_complete_ = false;
+  bool exchange_done_ = false;
+  bool keep_alive_ = true;
+  bool head_request_ = false;
+  bool client_eof_ = false;
+  bool tunnel_client_done_ = false;
+  bool tunnel_upstream_done_ = false;
+  bool in_process_ = false;
+  int client_minor_ = 1;
+  ResponseFraming framing_ = ResponseFraming::kNone;
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+
+  Timer idle_timer_;
+  Timer resume_;  // continues with pipelined input outside the previous exchange's stack
+};
+
+}  // namespace trellis::proxy::http1
