@@ -63,6 +63,7 @@ void UpstreamCodec::encode_data(std::string_view data, bool end_stream) {
   if (tunnel_) {
     if (!data.empty()) {
       if (out_.empty()) {
+        conn_->pool().cluster().stats().bytes_sent.inc(data.size());
         if (!conn_->socket().write(data)) write_failed_ = true;
       } else {
         out_.append(data);
@@ -85,6 +86,7 @@ void UpstreamCodec::encode_data(std::string_view data, bool end_stream) {
     if (data.size() > request_remaining_) data = data.substr(0, static_cast<size_t>(request_remaining_));
     if (out_.empty() && !data.empty()) {
       // Nothing staged before it: send from the caller's buffer, no copy.
+      conn_->pool().cluster().stats().bytes_sent.inc(data.size());
       if (!conn_->socket().write(data)) write_failed_ = true;
     } else {
       out_.append(data);
