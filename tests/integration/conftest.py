@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness import Fleet
+from harness import Fleet, simple_config
 
 
 def _fleet():
@@ -23,3 +23,15 @@ def fleet():
 def module_fleet():
     """Like `fleet`, shared by the tests of one file."""
     yield from _fleet()
+
+
+@pytest.fixture
+def nginx(fleet):
+    """One nginx upstream (see harness.Nginx for its locations)."""
+    return fleet.nginx()
+
+
+@pytest.fixture
+def proxy(fleet, nginx):
+    """Listener "web": everything to cluster "web" = nginx."""
+    return fleet.proxy(simple_config(nginx))

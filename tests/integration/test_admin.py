@@ -12,14 +12,6 @@ from harness import (
 )
 
 
-@pytest.fixture
-def nginx(fleet):
-    return fleet.nginx()
-
-
-@pytest.fixture
-def proxy(fleet, nginx):
-    return fleet.proxy(simple_config(nginx))
 
 
 def test_admin_endpoints(proxy):

@@ -18,15 +18,6 @@ from harness import (
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-@pytest.fixture
-def nginx(fleet):
-    return fleet.nginx()
-
-
-@pytest.fixture
-def proxy(fleet, nginx):
-    """Listener "web": everything to cluster "web" = nginx."""
-    return fleet.proxy(simple_config(nginx))
 
 
 def fields(resp) -> dict[str, str]:
