@@ -1,0 +1,615 @@
+#include "cli/load_generator.h"
+
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <ctime>
+#include <memory>
+#include <thread>
+
+#include "proxy/event_loop.h"
+#include "proxy/http/header.h"
+#include "proxy/net.h"
+#include "proxy/socket.h"
+
+namespace trellis::cli {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// ------------------------------------------------------------------- engine
+
+namespace {
+
+// Reconnecting after a failure: at once the first time after a success (a
+// server closing an idle keep-alive connection is normal), then backing off
+// so that a dead target costs little. Connect failures always wait.
+constexpr Duration kBackoffBase = std::chrono::milliseconds(10);
+constexpr Duration kBackoffMax = std::chrono::milliseconds(500);
+// How long the run waits for the connections to come up before starting the
+// schedule anyway (those still connecting catch up, charged from t0).
+constexpr Duration kConnectGrace = std::chrono::seconds(2);
+// Past the end and the timeout, whatever is still in flight is given up.
+constexpr Duration kHardStopMargin = std::chrono::milliseconds(100);
+// How often the main thread looks for finished workers between signals.
+constexpr auto kPollInterval = std::chrono::milliseconds(10);
+
+// What every worker reads and nobody changes during the run.
+struct Plan {
+  const LoadOptions& options;
+  std::string request;
+  bool head_request;
+};
+
+// Cross-thread progress, for the main thread.
+struct Progress {
+  std::atomic<uint32_t> settled{0};   // connections whose first connect attempt ended
+  std::atomic<uint32_t> finished{0};  // workers done
+};
+
+// A socket closed from inside its own callback cannot be destroyed there: its
+// on_io() is still on the stack. The loop destroys it after the iteration.
+struct ClosedSocket final : proxy::Deferred {
+  explicit ClosedSocket(std::unique_ptr<proxy::Socket> s) : socket(std::move(s)) {}
+  std::unique_ptr<proxy::Socket> socket;
+};
+
+class Worker;
+
+// One HTTP/1.1 keep-alive connection: at most one request in flight, sent
+// when the pacer says (or at once in closed loop), reconnected on failure.
+class Http1Connection final : public proxy::SocketCallbacks {
+ public:
+  Http1Connection(Worker& worker, uint32_t index);
+  ~Http1Connection() = default;
+
+  void connect();
+  void on_start(MonoTime t0);
+  void on_due(uint64_t generation);
+  void on_end(MonoTime window_start, MonoTime end);
+  void abandon();
+
+  void on_readable() override;
+  void on_writable() override;
+  void on_socket_error(int error) override;
+
+ private:
+  enum class State : uint8_t {
+    kWaiting,     // no socket: backing off, or done
+    kConnecting,  // connect in progress (timer: connect timeout)
+    kReady,       // connected, nothing in flight
+    kInFlight,    // a request sent, its response not complete (timer: request timeout)
+  };
+
+  void maybe_send();
+  void send(MonoTime intended, MonoTime now);
+  void complete();
+  // Drops the connection; counts `kind` when there is something to charge it to.
+  void drop(ErrorKind kind);
+  void close_socket();
+  void on_timer();
+  void settle();
+
+  Worker& worker_;
+  LoadStats& stats_;
+  const Plan& plan_;
+  proxy::EventLoop& loop_;
+  std::unique_ptr<proxy::Socket> socket_;
+  proxy::Buffer in_;
+  Http1ResponseReader reader_;
+  Pacer pacer_;
+  proxy::Timer timer_;
+  State state_ = State::kWaiting;
+  MonoTime intended_{};
+  bool measured_ = false;  // the request in flight counts
+  bool queued_ = false;    // waiting in the worker's send queue
+  bool settled_ = false;   // first connect attempt reported
+  bool connected_ = false;  // connected at least once
+  uint64_t generation_ = 0;
+  uint32_t failures_ = 0;  // since the last complete response
+};
+
+// One thread: an event loop, its share of the connections, and a precise
+// send timer shared by them.
+class Worker final : public proxy::IoHandler {
+ public:
+  Worker(const Plan& plan, uint32_t id, Progress& progress);
+  ~Worker();
+
+  void launch() { thread_ = std::thread([this] { thread_main(); }); }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  // Thread-safe: run from the main thread.
+  void post_start(MonoTime t0) {
+    loop_.post([this, t0] { start(t0); });
+  }
+  void post_stop(MonoTime at, bool hard) {
+    loop_.post([this, at, hard] { stop(at, hard); });
+  }
+  LoadStats& stats() { return stats_; }
+
+  // For the connections.
+  const Plan& plan() const { return plan_; }
+  proxy::EventLoop& loop() { return loop_; }
+  bool started() const { return started_; }
+  bool ending() const { return ending_; }
+  MonoTime window_start() const { return window_start_; }
+  MonoTime end() const { return end_; }
+  // Whether a failure not tied to a request (a connect) happening now counts.
+  bool measuring(MonoTime now) const {
+    if (ending_) return false;
+    return started_ ? now >= window_start_ : plan_.options.warmup == Duration::zero();
+  }
+  void queue(Http1Connection* connection, MonoTime at, uint64_t generation);
+  void request_started() { ++in_flight_; }
+  void request_ended() {
+    --in_flight_;
+    maybe_finish();
+  }
+  void settled() { progress_.settled.fetch_add(1, std::memory_order_release); }
+
+  void on_io(uint32_t events) override;  // the send timer fired
+
+ private:
+  struct Due {
+    MonoTime at;
+    Http1Connection* connection;
+    uint64_t generation;
+    bool operator>(const Due& o) const { return at > o.at; }
+  };
+
+  void thread_main();
+  void start(MonoTime t0);
+  void stop(MonoTime at, bool hard);
+  void end_sending();
+  void hard_stop();
+  void maybe_finish() {
+    if (ending_ && in_flight_ == 0) finish();
+  }
+  void finish() {
+    finished_ = true;
+    loop_.stop();
+  }
+  void arm_send_timer();
+  void send_due();
+
+  const Plan& plan_;
+  uint32_t id_;
+  Progress& progress_;
+  proxy::EventLoop loop_;
+  LoadStats stats_;
+  std::vector<std::unique_ptr<Http1Connection>> connections_;
+  // Precise send timer. The loop's timers have millisecond resolution, which
+  // would add up to a millisecond to every open-loop request (latency counts
+  // from the intended time); a timerfd wakes within microseconds.
+  int timer_fd_ = -1;
+  std::vector<Due> due_;  // min-heap on `at`; entries of re-queued connections go stale
+  MonoTime timer_at_{};
+  bool timer_armed_ = false;
+  bool dispatching_ = false;
+  proxy::Timer coarse_send_timer_;  // only if no timerfd could be had
+  proxy::Timer end_timer_;
+  proxy::Timer hard_timer_;
+  std::thread thread_;
+  MonoTime window_start_{};
+  MonoTime end_ = MonoTime::max();
+  uint64_t in_flight_ = 0;
+  bool started_ = false;
+  bool ending_ = false;
+  bool finished_ = false;
+};
+
+// --- Http1Connection
+
+Http1Connection::Http1Connection(Worker& worker, uint32_t index)
+    : worker_(worker),
+      stats_(worker.stats()),
+      plan_(worker.plan()),
+      loop_(worker.loop()),
+      pacer_(plan_.options.rate > 0 ? Pacer(plan_.options.rate, plan_.options.connections, index) : Pacer()),
+      timer_(worker.loop(), [this] { on_timer(); }) {}
+
+void Http1Connection::settle() {
+  if (settled_) return;
+  settled_ = true;
+  worker_.settled();
+}
+
+void Http1Connection::connect() {
+  int error = 0;
+  int fd = proxy::start_connect(plan_.options.target.address, error);
+  if (fd < 0) {
+    drop(ErrorKind::kConnect);
+    return;
+  }
+  in_.clear();
+  socket_ = std::make_unique<proxy::Socket>(loop_, fd, this, /*connecting=*/true);
+  state_ = State::kConnecting;
+  timer_.arm(plan_.options.timeout);
+}
+
+void Http1Connection::on_start(MonoTime t0) {
+  pacer_.start(t0);
+  maybe_send();
+}
+
+void Http1Connection::maybe_send() {
+  if (state_ != State::kReady || !worker_.started() || worker_.ending() || queued_) return;
+  MonoTime now = SteadyClock::now();
+  if (!pacer_.open_loop()) {
+    if (now < worker_.end()) send(pacer_.take(now), now);
+    return;
+  }
+  MonoTime at = pacer_.next_intended();
+  if (at >= worker_.end()) return;  // this connection's share is sent
+  if (at > now) {
+    queued_ = true;
+    worker_.queue(this, at, ++generation_);
+    return;
+  }
+  // Due or overdue (the previous response came late, or the connection was
+  // down): send now, charged from when it was meant to go.
+  send(pacer_.take(now), now);
+}
+
+void Http1Connection::on_due(uint64_t generation) {
+  if (!queued_ || generation != generation_) return;
+  queued_ = false;
+  maybe_send();
+}
+
+void Http1Connection::send(MonoTime intended, MonoTime now) {
+  intended_ = intended;
+  measured_ = intended >= worker_.window_start();
+  if (measured_) {
+    ++stats_.sent;
+    if (pacer_.open_loop()) stats_.send_delay_us.record(to_micros(now - intended));
+  }
+  reader_.start(plan_.head_request);
+  state_ = State::kInFlight;
+  worker_.request_started();
+  timer_.arm_at(now + plan_.options.timeout);
+  if (!socket_->write(plan_.request)) drop(ErrorKind::kReset);
+}
+
+void Http1Connection::complete() {
+  MonoTime now = SteadyClock::now();
+  if (measured_) {
+    ++stats_.completed;
+    ++stats_.status[static_cast<size_t>(std::clamp(reader_.status(), 0, 999))];
+    stats_.latency_us.record(to_micros(charged_latency(intended_, now)));
+  }
+  failures_ = 0;
+  timer_.cancel();
+  state_ = State::kReady;
+  bool keep_alive = reader_.keep_alive();
+  worker_.request_ended();
+  if (!keep_alive) {
+    close_socket();
+    state_ = State::kWaiting;
+    if (!worker_.ending()) connect();
+    return;
+  }
+  maybe_send();
+}
+
+void Http1Connection::drop(ErrorKind kind) {
+  MonoTime now = SteadyClock::now();
+  bool in_flight = state_ == State::kInFlight;
+  bool connecting = kind == ErrorKind::kConnect;
+  // A server closing an idle keep-alive connection is not an error; a failed
+  // request is charged to the request's own window, a failed connect to now.
+  bool counted = in_flight ? measured_ : connecting && worker_.measuring(now);
+  if (counted) ++stats_.error(kind);
+  if (connecting) settle();
+  close_socket();
+  state_ = State::kWaiting;
+  queued_ = false;
+  ++failures_;
+  timer_.cancel();
+  if (in_flight) worker_.request_ended();
+  if (worker_.ending()) return;
+  if (!connecting && failures_ <= 1) {
+    connect();
+    return;
+  }
+  uint32_t doublings = std::min<uint32_t>(failures_ - 1, 16);
+  Duration delay = std::min<Duration>(kBackoffBase * (int64_t{1} << doublings), kBackoffMax);
+  timer_.arm(delay);
+}
+
+void Http1Connection::close_socket() {
+  if (socket_) {
+    socket_->close();
+    loop_.defer_delete(std::make_unique<ClosedSocket>(std::move(socket_)));
+  }
+  in_.clear();
+}
+
+void Http1Connection::on_timer() {
+  switch (state_) {
+    case State::kWaiting:
+      if (!worker_.ending()) connect();
+      break;
+    case State::kConnecting:
+      drop(ErrorKind::kConnect);
+      break;
+    case State::kInFlight:
+      drop(ErrorKind::kTimeout);
+      break;
+    case State::kReady:
+      break;
+  }
+}
+
+void Http1Connection::on_end(MonoTime window_start, MonoTime end) {
+  if (pacer_.open_loop() && worker_.started()) {
+    // Requests meant for the window that never went out: the target (or the
+    // connection) could not keep up. Reported, never silently dropped.
+    uint64_t due = pacer_.due_before(end);
+    uint64_t first = std::max(pacer_.next_index(), pacer_.due_before(window_start));
+    if (due > first) stats_.missed += due - first;
+  }
+  queued_ = false;
+  // A connection that never came up during the whole run (a target that drops
+  // SYNs, with a timeout longer than the run) would otherwise leave no trace.
+  if (state_ == State::kConnecting && !connected_ && worker_.started()) ++stats_.error(ErrorKind::kConnect);
+  if (state_ == State::kWaiting || state_ == State::kConnecting) {
+    timer_.cancel();
+    close_socket();
+    state_ = State::kWaiting;
+  }
+}
+
+void Http1Connection::abandon() {
+  timer_.cancel();
+  close_socket();
+  state_ = State::kWaiting;
+  queued_ = false;
+}
+
+void Http1Connection::on_writable() {
+  if (state_ != State::kConnecting) return;  // a large request body finished sending
+  timer_.cancel();
+  state_ = State::kReady;
+  connected_ = true;
+  settle();
+  maybe_send();
+}
+
+void Http1Connection::on_socket_error(int error) {
+  drop(state_ == State::kConnecting ? ErrorKind::kConnect : ErrorKind::kReset);
+}
+
+void Http1Connection::on_readable() {
+  while (socket_ != nullptr && state_ != State::kConnecting) {
+    proxy::ReadResult r = socket_->read(in_);
+    if (r == proxy::ReadResult::kAgain) return;
+    if (r == proxy::ReadResult::kError) {
+      drop(ErrorKind::kReset);
+      return;
+    }
+    if (state_ != State::kInFlight) {
+      // End of file or stray bytes on an idle connection: nothing to charge,
+      // start over on a fresh one.
+      drop(ErrorKind::kReset);
+      return;
+    }
+    Http1ResponseReader::Status status =
+        r == proxy::ReadResult::kEof ? reader_.on_eof() : reader_.on_data(in_);
+    if (status == Http1ResponseReader::Status::kError) {
+      drop(r == proxy::ReadResult::kEof ? ErrorKind::kReset : ErrorKind::kProtocol);
+      return;
+    }
+    if (status == Http1ResponseReader::Status::kComplete) complete();
+    if (r == proxy::ReadResult::kEof) {
+      if (socket_ != nullptr && state_ != State::kConnecting) drop(ErrorKind::kReset);
+      return;
+    }
+  }
+}
+
+// --- Worker
+
+Worker::Worker(const Plan& plan, uint32_t id, Progress& progress)
+    : plan_(plan),
+      id_(id),
+      progress_(progress),
+      coarse_send_timer_(loop_, [this] { send_due(); }),
+      end_timer_(loop_, [this] { end_sending(); }),
+      hard_timer_(loop_, [this] { hard_stop(); }) {
+  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (timer_fd_ >= 0) loop_.add_level_read(timer_fd_, this);
+}
+
+Worker::~Worker() {
+  if (timer_fd_ >= 0) {
+    loop_.remove(timer_fd_);
+    ::close(timer_fd_);
+  }
+}
+
+void Worker::thread_main() {
+  // Timer slack lets the kernel delay a wake-up (50 µs by default) to batch
+  // it with others; each microsecond of it would be charged to the target.
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+  const LoadOptions& o = plan_.options;
+  for (uint32_t k = id_; k < o.connections; k += o.threads) {
+    connections_.push_back(std::make_unique<Http1Connection>(*this, k));
+  }
+  due_.reserve(connections_.size() * 2);
+  for (auto& c : connections_) c->connect();
+  loop_.run();
+  // Sockets and buffers go back where they came from: this thread.
+  connections_.clear();
+  loop_.run_deferred();
+  progress_.finished.fetch_add(1, std::memory_order_release);
+}
+
+void Worker::start(MonoTime t0) {
+  if (finished_ || ending_) return;
+  started_ = true;
+  window_start_ = t0 + plan_.options.warmup;
+  end_ = window_start_ + plan_.options.duration;
+  end_timer_.arm_at(end_);
+  for (auto& c : connections_) c->on_start(t0);
+}
+
+void Worker::stop(MonoTime at, bool hard) {
+  if (finished_) return;
+  if (hard) {
+    hard_stop();
+    return;
+  }
+  if (ending_) return;
+  if (at < end_) end_ = at;
+  end_sending();
+}
+
+void Worker::end_sending() {
+  if (ending_) return;
+  ending_ = true;
+  end_timer_.cancel();
+  for (auto& c : connections_) c->on_end(window_start_, end_);
+  due_.clear();
+  hard_timer_.arm(plan_.options.timeout + kHardStopMargin);
+  maybe_finish();
+}
+
+void Worker::hard_stop() {
+  ending_ = true;
+  // Requests still out have outlived their own timeout only if the loop was
+  // starved; a second signal gives them up without counting them.
+  for (auto& c : connections_) c->abandon();
+  finish();
+}
+
+void Worker::queue(Http1Connection* connection, MonoTime at, uint64_t generation) {
+  due_.push_back(Due{at, connection, generation});
+  std::push_heap(due_.begin(), due_.end(), std::greater<>());
+  if (!dispatching_) arm_send_timer();
+}
+
+void Worker::arm_send_timer() {
+  if (due_.empty()) return;
+  MonoTime at = due_.front().at;
+  if (timer_fd_ < 0) {
+    coarse_send_timer_.arm_at(at);
+    return;
+  }
+  if (timer_armed_ && timer_at_ <= at) return;  // fires first; re-armed then
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
+  if (ns <= 0) ns = 1;  // zero would disarm
+  itimerspec spec{};
+  spec.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+  spec.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+  // steady_clock is CLOCK_MONOTONIC on Linux, so its time points are absolute timerfd times.
+  timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+  timer_at_ = at;
+  timer_armed_ = true;
+}
+
+void Worker::on_io(uint32_t) {
+  uint64_t expirations = 0;
+  [[maybe_unused]] auto n = ::read(timer_fd_, &expirations, sizeof(expirations));
+  timer_armed_ = false;
+  send_due();
+}
+
+void Worker::send_due() {
+  dispatching_ = true;
+  // Everything whose time has come goes out in this wake-up, each charged
+  // from its own intended time.
+  MonoTime now = SteadyClock::now();
+  while (!due_.empty() && due_.front().at <= now) {
+    std::pop_heap(due_.begin(), due_.end(), std::greater<>());
+    Due d = due_.back();
+    due_.pop_back();
+    d.connection->on_due(d.generation);
+  }
+  dispatching_ = false;
+  arm_send_timer();
+}
+
+// Blocks SIGINT and SIGTERM for the run (worker threads inherit the mask) so
+// that the main thread can take them with sigtimedwait and end the run cleanly.
+class SignalScope {
+ public:
+  SignalScope() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+  }
+  ~SignalScope() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  // True when a signal came within `timeout`.
+  bool wait(std::chrono::nanoseconds timeout) {
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
+    return sigtimedwait(&set_, nullptr, &ts) > 0;
+  }
+
+ private:
+  sigset_t set_;
+  sigset_t old_;
+};
+
+}  // namespace
+
+LoadReport run_load(const LoadOptions& options) {
+  Plan plan{options, build_http1_request(options), options.method == "HEAD"};
+  SignalScope signals;
+  Progress progress;
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (uint32_t t = 0; t < options.threads; ++t) workers.push_back(std::make_unique<Worker>(plan, t, progress));
+  for (auto& w : workers) w->launch();
+
+  LoadReport report;
+  // Connect first, so the schedule does not start with handshakes.
+  MonoTime grace_end = SteadyClock::now() + std::min<Duration>(options.timeout, kConnectGrace);
+  while (progress.settled.load(std::memory_order_acquire) < options.connections && SteadyClock::now() < grace_end) {
+    if (signals.wait(kPollInterval)) {
+      report.interrupted = true;
+      break;
+    }
+  }
+  MonoTime t0 = SteadyClock::now();
+  MonoTime window_start = t0 + options.warmup;
+  MonoTime stopped = window_start + options.duration;
+  for (auto& w : workers) {
+    if (report.interrupted) {
+      w->post_stop(t0, false);
+    } else {
+      w->post_start(t0);
+    }
+  }
+  if (report.interrupted) stopped = t0;
+  bool hard = false;
+  while (progress.finished.load(std::memory_order_acquire) < options.threads) {
+    if (!signals.wait(kPollInterval)) continue;
+    MonoTime now = SteadyClock::now();
+    if (!report.interrupted) {
+      report.interrupted = true;
+      stopped = std::min(stopped, now);
+      for (auto& w : workers) w->post_stop(now, false);
+    } else if (!hard) {
+      hard = true;
+      for (auto& w : workers) w->post_stop(now, true);
+    }
+  }
+  for (auto& w : workers) w->join();
+
+  for (auto& w : workers) report.stats.merge(w->stats());
+  report.measured = std::clamp<Duration>(stopped - window_start, Duration::zero(), options.duration);
+  return report;
+}
+
+}  // namespace trellis::cli

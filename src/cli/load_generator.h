@@ -1,0 +1,172 @@
+// The engine of `trellis load`: worker threads, each with its own event loop
+// and share of the connections, sending HTTP/1.1 requests on an open-loop
+// schedule (or closed loop) and measuring every request's latency from the
+// time it was meant to be sent, so that a stalled server cannot hide its stall
+// by holding the generator back (coordinated omission).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/hdr_histogram.h"
+#include "common/time.h"
+#include "proxy/buffer.h"
+#include "proxy/config.h"
+#include "proxy/http1/parser.h"
+
+namespace trellis::cli {
+
+// Wire protocols the generator speaks. HTTP/2 joins when the proxy's codec
+// does: it gets its own connection class next to the HTTP/1.1 one, and the
+// pacing, measurement and reporting below stay as they are.
+enum class Protocol : uint8_t { kHttp1 };
+
+struct Target {
+  std::string url;                 // as given
+  proxy::SocketAddress address;    // where to connect
+  std::string authority;           // Host header: host[:port] as written in the URL
+  std::string path;                // request target in origin form, "/" when the URL has none
+};
+
+// Parses "http://host[:port][/path][?query]". The host is an IPv4 literal, a
+// bracketed IPv6 literal or "localhost" (127.0.0.1); no other name lookup.
+bool parse_target(std::string_view url, Target& out, std::string& error);
+
+struct LoadOptions {
+  Target target;
+  Protocol protocol = Protocol::kHttp1;
+  double rate = 0;  // requests per second over all connections; 0: closed loop
+  Duration duration = std::chrono::seconds(10);
+  Duration warmup{};  // requests meant for the warm-up are sent but not measured
+  Duration timeout = std::chrono::seconds(5);
+  uint32_t connections = 10;
+  uint32_t threads = 1;  // <= connections
+  std::string method = "GET";
+  size_t body_size = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra request fields
+};
+
+// The bytes of the one request every connection sends, built once: request
+// line, Host (unless given), the extra fields, User-Agent (unless given),
+// Content-Length when there is a body or the method normally has one, body.
+std::string build_http1_request(const LoadOptions& options);
+
+// When one connection should send each of its requests. Open loop: the run's
+// requests are evenly spaced at 1/rate from t0, and connection k of C takes
+// requests k, k+C, k+2C, ... so each connection runs at rate/C and the
+// connections are staggered rather than firing together. Closed loop: a
+// request is meant to go out when it is sent.
+class Pacer {
+ public:
+  Pacer() = default;  // closed loop
+  Pacer(double rate, uint32_t connections, uint32_t index);
+
+  bool open_loop() const { return period_ns_ > 0; }
+  void start(MonoTime t0) {
+    t0_ = t0;
+    next_ = 0;
+  }
+  // Intended send time of this connection's i-th request (open loop).
+  MonoTime intended(uint64_t i) const;
+  uint64_t next_index() const { return next_; }
+  MonoTime next_intended() const { return intended(next_); }
+  // How many of this connection's requests are meant to go out before `t`.
+  uint64_t due_before(MonoTime t) const;
+  // Takes the next request and returns the time it was meant to be sent. A
+  // request taken late is still charged from this time. Closed loop: `now`.
+  MonoTime take(MonoTime now) {
+    if (!open_loop()) return now;
+    return intended(next_++);
+  }
+
+ private:
+  MonoTime t0_{};
+  double period_ns_ = 0;  // 1 / total rate
+  uint64_t stride_ = 1;   // connections
+  uint64_t index_ = 0;    // this connection's place among them
+  uint64_t next_ = 0;
+};
+
+// Latency as the generator charges it: from the intended send time, not the
+// actual one, to the last byte of the response.
+inline Duration charged_latency(MonoTime intended, MonoTime completed) { return completed - intended; }
+inline uint64_t to_micros(Duration d) {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  return ns <= 0 ? 0 : static_cast<uint64_t>((ns + 500) / 1000);
+}
+
+// Reads one HTTP/1.1 response at a time with the proxy's strict parser.
+class Http1ResponseReader {
+ public:
+  enum class Status : uint8_t { kNeedMore, kComplete, kError };
+
+  // A request was sent; HEAD responses have no body.
+  void start(bool head_request);
+  // Consumes the bytes of `in` that belong to the response. kComplete once its
+  // last byte is in; bytes beyond it (the server sending what nobody asked
+  // for) are kError, since requests are never pipelined.
+  Status on_data(proxy::Buffer& in);
+  // The server closed: completes a body delimited by the close, else kError.
+  Status on_eof();
+
+  int status() const { return status_; }
+  bool keep_alive() const { return keep_alive_; }
+  const char* error() const { return error_; }
+
+ private:
+  enum class Phase : uint8_t { kHead, kLength, kChunked, kUntilClose, kDone };
+  Status fail(const char* error) {
+    error_ = error;
+    return Status::kError;
+  }
+
+  proxy::http1::ResponseHead head_;
+  proxy::http1::ChunkedDecoder chunked_;
+  Phase phase_ = Phase::kHead;
+  uint64_t remaining_ = 0;
+  bool head_request_ = false;
+  bool keep_alive_ = true;
+  int status_ = 0;
+  const char* error_ = "";
+};
+
+enum class ErrorKind : uint8_t { kConnect, kReset, kTimeout, kProtocol };
+inline constexpr size_t kErrorKinds = 4;
+const char* error_kind_name(ErrorKind kind);
+
+// The figures of a run (or of one worker, before they are summed).
+struct LoadStats {
+  uint64_t sent = 0;       // measured requests written to a connection
+  uint64_t completed = 0;  // ... whose response arrived whole (any status)
+  uint64_t missed = 0;     // open loop: meant to go out in the window, never sent
+  std::array<uint64_t, kErrorKinds> errors{};  // by ErrorKind
+  std::array<uint64_t, 1000> status{};         // completed responses by status code
+  HdrHistogram latency_us;                      // charged latency of completed requests
+  // Open loop: how late each request went out after its intended time. Large
+  // values mean a backlog (the connection was busy or down) or a generator
+  // short of CPU; either way the latency above already includes them.
+  HdrHistogram send_delay_us;
+
+  uint64_t error_count() const { return errors[0] + errors[1] + errors[2] + errors[3]; }
+  uint64_t& error(ErrorKind kind) { return errors[static_cast<size_t>(kind)]; }
+  uint64_t error(ErrorKind kind) const { return errors[static_cast<size_t>(kind)]; }
+  void merge(const LoadStats& other);
+};
+
+struct LoadReport {
+  LoadStats stats;
+  Duration measured{};       // the measurement window as it ran
+  bool interrupted = false;  // ended early by SIGINT / SIGTERM
+};
+
+// Runs a load: connects every connection, starts the schedule once they are
+// connected (or have failed once), sends for warmup + duration, then waits up
+// to the timeout for the requests in flight. SIGINT or SIGTERM during the run
+// ends it early with the figures so far; a second one stops at once.
+LoadReport run_load(const LoadOptions& options);
+
+}  // namespace trellis::cli

@@ -1,0 +1,42 @@
+// trellis: the Trellis command line. Each subcommand lives in its own file and
+// registers itself through one add_*_command(app) function; this file only
+// dispatches.
+#include <cstdio>
+#include <exception>
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/load_command.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  std::function<int()> run;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"trellis: the command line of the Trellis service mesh", "trellis"};
+  app.require_subcommand(1);
+  const Command commands[] = {
+      {"load", trellis::cli::add_load_command(app)},
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // Help is a success; any other parse error is a usage error (exit 2).
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    for (const Command& c : commands) {
+      if (app.got_subcommand(c.name)) return c.run();
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "trellis: %s\n", e.what());
+    return 1;
+  }
+  return 2;
+}
