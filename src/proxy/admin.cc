@@ -50,7 +50,13 @@ class AdminServer::Session final : public SocketCallbacks, public Deferred {
       }
       bool keep_alive = req_.info.keep_alive;
       bool head = req_.method == "HEAD";
-      AdminResponse resp = server_.handler_(req_.method, req_.path);
+      AdminResponse resp;
+      try {
+        resp = server_.handler_(req_.method, req_.path);
+      } catch (const std::exception& e) {
+        // Nothing a page does may take the proxy down.
+        resp = {500, "text/plain", std::string("internal error: ") + e.what() + "\n"};
+      }
       in_.consume(pr.consumed);
       respond(resp, !keep_alive, head);
     }

@@ -962,7 +962,9 @@ std::string config_to_json(const ProxyConfig& config) {
   for (const ListenerConfig& listener : config.listeners) out["listeners"].push_back(listener_to_json(listener));
   out["clusters"] = Json::array();
   for (const ClusterConfig& cluster : config.clusters) out["clusters"].push_back(cluster_to_json(cluster));
-  return out.dump(2);
+  // Config strings are bytes as written in the file; JSON needs UTF-8, so a
+  // stray byte becomes U+FFFD rather than an exception.
+  return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 }  // namespace trellis::proxy

@@ -206,6 +206,18 @@ def test_http10_request_goes_upstream_as_http11(fleet):
     assert req.start_line == "GET /old HTTP/1.1", f"request line {req.start_line!r}"
 
 
+def test_http10_request_without_host_gets_one_upstream(fleet):
+    upstream = fleet.upstream()
+    proxy = fleet.proxy(simple_config(upstream))
+    with HttpClient(proxy.port()) as client:
+        client.send(b"GET /nohost HTTP/1.0\r\n\r\n")
+        resp = client.read_response()
+    assert resp.status == 200, f"got {resp}"
+    [req] = upstream.requests()
+    host = b"\r\nhost: 127.0.0.1:%d\r\n" % upstream.port
+    assert host in req.raw_head.lower(), f"an HTTP/1.1 request needs a Host: {req.raw_head!r}"
+
+
 # ------------------------------------------------------------------ bodies
 
 
@@ -391,6 +403,15 @@ def test_malformed_upstream_response_is_502(fleet, answer):
         resp = client.try_read_response()
     assert resp is not None and resp.status == 502, f"got {resp}"
     assert resp.body.strip(), f"empty error body: {resp}"
+
+
+def test_101_without_upgrade_header_is_a_bad_gateway(fleet):
+    upstream = fleet.upstream(http_responder(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\n"))
+    proxy = fleet.proxy(simple_config(upstream))
+    with HttpClient(proxy.port()) as client:
+        client.send(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        resp = client.read_response()
+    assert resp.status == 502, f"a 101 that names no protocol passed as {resp}"
 
 
 def test_bad_chunk_in_upstream_response_cuts_the_response(fleet):

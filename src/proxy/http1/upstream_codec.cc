@@ -48,7 +48,9 @@ bool UpstreamCodec::reusable() const {
 // ---- request --------------------------------------------------------------
 
 void UpstreamCodec::encode_headers(const http::RequestHeaders& headers, bool end_stream) {
-  serialize_request(headers, out_);
+  // An HTTP/1.0 client may send no Host; HTTP/1.1 requires one, so the
+  // endpoint's address stands in.
+  serialize_request(headers, conn_ != nullptr ? std::string_view(conn_->pool().address().text) : "", out_);
   upgrade_requested_ = !headers.upgrade.empty();
   request_chunked_ = headers.has_body && headers.content_length < 0;
   request_remaining_ = headers.has_body && headers.content_length > 0
@@ -206,9 +208,11 @@ bool UpstreamCodec::process() {
       in.consume(pr.consumed);  // interim responses: the stream sent its own 100
       continue;
     }
-    if (head_.status == 101 && !upgrade_requested_) {
+    if (head_.status == 101 && (!upgrade_requested_ || head_.info.upgrade.empty())) {
+      // A 101 must name the protocol it switches to (RFC 9110 15.2.2).
       conn_->pool().cluster().stats().protocol_errors.inc();
-      fail(http::UpstreamFailure::kProtocolError, "unexpected 101 Switching Protocols");
+      fail(http::UpstreamFailure::kProtocolError, upgrade_requested_ ? "101 without Upgrade"
+                                                                     : "unexpected 101 Switching Protocols");
       return false;
     }
     response_started_ = true;

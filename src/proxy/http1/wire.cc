@@ -126,13 +126,14 @@ void to_neutral(const ResponseHead& head, bool head_request, http::ResponseHeade
   out.upgrade = head.status == 101 ? head.info.upgrade : std::string_view();
 }
 
-void serialize_request(const http::RequestHeaders& req, Buffer& out) {
+void serialize_request(const http::RequestHeaders& req, std::string_view fallback_authority, Buffer& out) {
   out.append(req.method);
   out.append(' ');
   if (!req.path.empty() && req.path.front() == '?') out.append('/');
   out.append(req.path.empty() ? std::string_view("/") : req.path);
   out.append(" HTTP/1.1\r\n");
-  if (!req.authority.empty()) append_field(out, "host", req.authority);
+  std::string_view authority = req.authority.empty() ? fallback_authority : req.authority;
+  if (!authority.empty()) append_field(out, "host", authority);
   for (const Header& h : req.headers) append_field(out, h.name, h.value);
   if (req.has_body && req.content_length >= 0) {
     out.append("content-length: ");
@@ -174,7 +175,7 @@ void serialize_response(const http::ResponseHeaders& resp, ResponseFraming frami
     out.append("\r\n");
   }
   if (resp.status == 101) {
-    append_field(out, "upgrade", resp.upgrade);
+    if (!resp.upgrade.empty()) append_field(out, "upgrade", resp.upgrade);
     out.append("connection: upgrade\r\n");
   } else if (close || framing == ResponseFraming::kClose) {
     out.append("connection: close\r\n");

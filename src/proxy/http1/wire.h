@@ -17,9 +17,10 @@ void to_neutral(const RequestHead& head, http::RequestHeaders& out);
 // Parsed response head -> neutral response.
 void to_neutral(const ResponseHead& head, bool head_request, http::ResponseHeaders& out);
 
-// The request as sent upstream: origin-form target, HTTP/1.1, Host first, the
-// end-to-end fields, then canonical framing and, for upgrades, Connection: upgrade.
-void serialize_request(const http::RequestHeaders& req, Buffer& out);
+// The request as sent upstream: origin-form target, HTTP/1.1, Host first (the
+// request's authority, else `fallback_authority`), the end-to-end fields, then
+// canonical framing and, for upgrades, Connection: upgrade.
+void serialize_request(const http::RequestHeaders& req, std::string_view fallback_authority, Buffer& out);
 
 enum class ResponseFraming : unsigned char {
   kNone,           // no body follows

@@ -44,7 +44,7 @@ TEST(Wire, SerializedRequestHasCanonicalFraming) {
   RequestHead head;
   http::RequestHeaders req = neutral_request("POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", head);
   Buffer out;
-  serialize_request(req, out);
+  serialize_request(req, "", out);
   EXPECT_EQ(out.view(), "POST /up HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n");
 }
 
@@ -53,7 +53,7 @@ TEST(Wire, SerializedRequestReparsesToTheSameRequest) {
   http::RequestHeaders req =
       neutral_request("PUT /x HTTP/1.1\r\nHost: h:81\r\nContent-Length: 10\r\nA:  b \r\n\r\n", head);
   Buffer out;
-  serialize_request(req, out);
+  serialize_request(req, "", out);
   RequestHead again;
   ParseResult pr = parse_request(out.view(), again);
   ASSERT_EQ(pr.status, ParseStatus::kDone) << pr.error;
@@ -71,7 +71,7 @@ TEST(Wire, UpgradeIsCarriedExplicitly) {
       "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", head);
   EXPECT_EQ(req.upgrade, "websocket");
   Buffer out;
-  serialize_request(req, out);
+  serialize_request(req, "", out);
   EXPECT_NE(out.view().find("upgrade: websocket\r\nconnection: upgrade\r\n"), std::string_view::npos);
 }
 
