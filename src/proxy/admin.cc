@@ -48,16 +48,56 @@ class AdminServer::Session final : public SocketCallbacks, public Deferred {
         respond({pr.error_status, "text/plain", std::string("bad request: ") + pr.error + "\n"}, true, false);
         return;
       }
+      // The body, whole: these are small API documents, not streams.
+      std::string_view body;
+      size_t total = pr.consumed;
+      if (req_.info.body == http1::BodyKind::kContentLength) {
+        if (req_.info.content_length > AdminServer::kMaxBody) {
+          respond({413, "text/plain", "request body too large\n"}, true, false);
+          return;
+        }
+        if (in_.size() < pr.consumed + req_.info.content_length) return;  // wait for the rest
+        body = in_.view().substr(pr.consumed, req_.info.content_length);
+        total += req_.info.content_length;
+      } else if (req_.info.body == http1::BodyKind::kChunked) {
+        chunked_body_.clear();
+        http1::ChunkedDecoder decoder;
+        std::string_view rest = in_.view().substr(pr.consumed);
+        size_t used = 0;
+        for (;;) {
+          auto step = decoder.next(rest.substr(used));
+          used += step.consumed;
+          if (step.kind == http1::ChunkedDecoder::Kind::kData) {
+            chunked_body_.append(step.data);
+            if (chunked_body_.size() > AdminServer::kMaxBody) {
+              respond({413, "text/plain", "request body too large\n"}, true, false);
+              return;
+            }
+          } else if (step.kind == http1::ChunkedDecoder::Kind::kDone) {
+            break;
+          } else if (step.kind == http1::ChunkedDecoder::Kind::kNeedMore) {
+            return;  // re-decoded from the start when more arrives
+          } else {
+            respond({400, "text/plain", std::string("bad request: ") + step.error + "\n"}, true, false);
+            return;
+          }
+        }
+        body = chunked_body_;
+        total += used;
+      }
       bool keep_alive = req_.info.keep_alive;
       bool head = req_.method == "HEAD";
+      std::string_view target = req_.path;
+      std::string_view query;
+      if (size_t q = req_.target.find('?'); q != std::string_view::npos) query = req_.target.substr(q + 1);
       AdminResponse resp;
       try {
-        resp = server_.handler_(req_.method, req_.path);
+        resp = server_.handler_(AdminRequest{req_.method, target, query, body});
       } catch (const std::exception& e) {
-        // Nothing a page does may take the proxy down.
+        // Nothing a page does may take the process down.
         resp = {500, "text/plain", std::string("internal error: ") + e.what() + "\n"};
       }
-      in_.consume(pr.consumed);
+      in_.consume(total);
       respond(resp, !keep_alive, head);
     }
   }
@@ -100,6 +140,7 @@ class AdminServer::Session final : public SocketCallbacks, public Deferred {
   Timer timer_;
   Buffer in_;
   http1::RequestHead req_;
+  std::string chunked_body_;
   bool closed_ = false;
   bool close_after_write_ = false;
   bool eof_ = false;

@@ -1,5 +1,7 @@
-// The admin listener, served on the main thread: /ready, /healthz, /stats
-// (Prometheus text format) and /config_dump.
+// A small HTTP/1.1 server on the main thread for control endpoints: the
+// proxy's admin listener (/ready, /healthz, /stats, /config_dump) and the
+// control plane's JSON API. Requests are handled one at a time per
+// connection; bodies are read whole (Content-Length or chunked, bounded).
 #pragma once
 
 #include <functional>
@@ -11,6 +13,13 @@
 
 namespace trellis::proxy {
 
+struct AdminRequest {
+  std::string_view method;
+  std::string_view path;   // without the query
+  std::string_view query;  // after '?', may be empty
+  std::string_view body;
+};
+
 struct AdminResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
@@ -19,7 +28,9 @@ struct AdminResponse {
 
 class AdminServer final : public IoHandler {
  public:
-  using Handler = std::function<AdminResponse(std::string_view method, std::string_view path)>;
+  using Handler = std::function<AdminResponse(const AdminRequest& request)>;
+  // Request bodies larger than this are answered 413.
+  static constexpr size_t kMaxBody = 8 * 1024 * 1024;
 
   AdminServer(EventLoop& loop, Handler handler);
   ~AdminServer();

@@ -230,7 +230,7 @@ class Loader {
 
   void load(const YAML::Node& root, ProxyConfig& config) {
     Located at{root, "", root.Mark(), root.Mark()};
-    auto fields = read_map(at, {"admin", "access_log", "drain_timeout", "listeners", "clusters"});
+    auto fields = read_map(at, {"admin", "access_log", "drain_timeout", "listeners", "clusters", "control_plane"});
     if (!fields) return;
     bool admin_ok = true;
     if (auto v = fields->get("admin")) admin_ok = load_admin(*v, config.admin);
@@ -241,6 +241,7 @@ class Loader {
     // A broken admin address is reported once; listeners are not blamed for clashing with the default.
     const SocketAddress* admin = admin_ok ? &config.admin.address : nullptr;
     if (auto v = fields->get("listeners")) load_listeners(*v, admin, config.listeners);
+    if (auto v = fields->get("control_plane")) load_control_plane(*v, config.control_plane);
   }
 
  private:
@@ -409,6 +410,66 @@ class Loader {
     if (!fields) return false;
     if (auto v = fields->get("address")) return read_address(*v, admin.address);
     return true;
+  }
+
+  void load_control_plane(const Located& at, ControlPlaneConfig& cp) {
+    auto fields = read_map(at, {"address", "node", "instance", "outbound_address", "upstream_services"});
+    if (!fields) return;
+    if (auto v = required(*fields, "address")) read_address(*v, cp.address);
+    if (auto node = required(*fields, "node")) {
+      if (auto nf = read_map(*node, {"id", "service", "namespace", "zone"})) {
+        if (auto v = required(*nf, "service")) read_name(*v, cp.service);
+        if (auto v = nf->get("id")) read_name(*v, cp.node_id);
+        if (auto v = nf->get("namespace")) read_name(*v, cp.namespace_);
+        if (auto v = nf->get("zone")) read_name(*v, cp.zone);
+      }
+    }
+    if (auto inst = fields->get("instance")) {
+      if (auto f = read_map(*inst, {"address", "app_address", "weight", "labels", "ttl"})) {
+        cp.has_instance = true;
+        if (auto v = required(*f, "address")) read_address(*v, cp.instance_address);
+        if (auto v = required(*f, "app_address")) read_address(*v, cp.app_address);
+        if (auto v = f->get("weight")) {
+          int64_t w = 1;
+          if (read_integer(*v, 1, 1000000, w)) cp.weight = static_cast<uint32_t>(w);
+        }
+        if (auto v = f->get("ttl")) read_positive_duration(*v, cp.ttl);
+        if (auto v = f->get("labels")) load_labels(*v, cp.labels);
+      }
+    }
+    if (auto v = fields->get("outbound_address")) cp.has_outbound = read_address(*v, cp.outbound_address);
+    if (auto v = fields->get("upstream_services")) {
+      if (auto items = read_list(*v)) {
+        for (const Located& item : *items) {
+          std::string name;
+          if (read_string(item, name)) {
+            // "service" or "service.namespace"
+            bool ok = !name.empty() && name.front() != '.' && name.back() != '.' &&
+                      std::count(name.begin(), name.end(), '.') <= 1 &&
+                      std::all_of(name.begin(), name.end(), [](char c) {
+                        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+                      });
+            if (!ok) error(item, "expected \"service\" or \"service.namespace\" (lower case, digits, \"-\")");
+            else cp.upstream_services.push_back(std::move(name));
+          }
+        }
+      }
+    }
+  }
+
+  void load_labels(const Located& at, std::map<std::string, std::string>& labels) {
+    if (at.node.IsNull()) return;
+    if (!at.node.IsMap()) {
+      error(at, "expected a map of label names to values");
+      return;
+    }
+    for (auto it = at.node.begin(); it != at.node.end(); ++it) {
+      if (!it->first.IsScalar() || !it->second.IsScalar()) {
+        error(it->first.Mark(), at.path, "labels are name: value pairs of strings");
+        continue;
+      }
+      labels[it->first.Scalar()] = it->second.Scalar();
+    }
   }
 
   void load_access_log(const Located& at, AccessLogConfig& log) {
@@ -962,6 +1023,23 @@ std::string config_to_json(const ProxyConfig& config) {
   for (const ListenerConfig& listener : config.listeners) out["listeners"].push_back(listener_to_json(listener));
   out["clusters"] = Json::array();
   for (const ClusterConfig& cluster : config.clusters) out["clusters"].push_back(cluster_to_json(cluster));
+  if (config.control_plane.enabled()) {
+    const ControlPlaneConfig& cp = config.control_plane;
+    Json c;
+    c["address"] = cp.address.text;
+    Json node{{"id", cp.node_id}, {"service", cp.service}, {"namespace", cp.namespace_}};
+    if (!cp.zone.empty()) node["zone"] = cp.zone;
+    c["node"] = std::move(node);
+    if (cp.has_instance) {
+      Json inst{{"address", cp.instance_address.text}, {"app_address", cp.app_address.text},
+                {"weight", cp.weight}, {"ttl", format_duration(cp.ttl)}};
+      if (!cp.labels.empty()) inst["labels"] = cp.labels;
+      c["instance"] = std::move(inst);
+    }
+    if (cp.has_outbound) c["outbound_address"] = cp.outbound_address.text;
+    if (!cp.upstream_services.empty()) c["upstream_services"] = cp.upstream_services;
+    out["control_plane"] = std::move(c);
+  }
   // Config strings are bytes as written in the file; JSON needs UTF-8, so a
   // stray byte becomes U+FFFD rather than an exception.
   return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

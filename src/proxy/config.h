@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,29 @@ struct AdminConfig {
   SocketAddress address;  // default 127.0.0.1:9901
 };
 
+// Where the proxy gets the rest of its configuration (listeners and clusters)
+// and who it says it is. Absent: the bootstrap file is the whole config.
+struct ControlPlaneConfig {
+  SocketAddress address;  // trellis-control's gRPC address; length 0 = no control plane
+  std::string node_id;    // default: "<service>-<hostname>-<pid>"
+  std::string service;
+  std::string namespace_ = "default";
+  std::string zone;
+  // The local instance this sidecar fronts (registered with the proxy's heartbeats).
+  bool has_instance = false;
+  SocketAddress instance_address;  // where other proxies reach it
+  SocketAddress app_address;       // where the application listens
+  uint32_t weight = 1;
+  std::map<std::string, std::string> labels;
+  Millis ttl{10000};
+  // Outbound side: where the application sends its requests, and to whom.
+  bool has_outbound = false;
+  SocketAddress outbound_address;
+  std::vector<std::string> upstream_services;
+
+  bool enabled() const { return address.length != 0; }
+};
+
 struct ProxyConfig {
   std::string source;  // file it was read from
   AdminConfig admin;
@@ -90,6 +114,7 @@ struct ProxyConfig {
   Millis drain_timeout{10000};
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
+  ControlPlaneConfig control_plane;
 };
 
 // One configuration error: where it is and what is wrong with it.

@@ -123,7 +123,14 @@ bool Server::start() {
     spdlog::error("config {} refused: {} error(s)", options_.config_path, load.errors.size());
     return false;
   }
+  ControlPlaneConfig& cp = load.config.control_plane;
+  if (cp.enabled() && cp.node_id.empty()) {
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    cp.node_id = cp.service + "-" + host + "-" + std::to_string(getpid());
+  }
   auto config = std::make_shared<const ProxyConfig>(std::move(load.config));
+  bootstrap_ = config;
   std::shared_ptr<Snapshot> snap;
   std::string error;
   if (!build_snapshot(config, snap, error)) {
@@ -131,7 +138,7 @@ bool Server::start() {
     return false;
   }
   admin_ = std::make_unique<AdminServer>(
-      loop_, [this](std::string_view m, std::string_view p) { return admin(m, p); });
+      loop_, [this](const AdminRequest& r) { return admin(r.method, r.path); });
   if (!admin_->listen(config->admin.address, error)) {
     spdlog::error("admin: {}", error);
     return false;
@@ -151,6 +158,11 @@ bool Server::start() {
     workers_.push_back(std::make_unique<Worker>(i, snapshot_));
   }
   for (auto& w : workers_) w->start();
+  if (config->control_plane.enabled()) {
+    control_ = std::make_unique<ControlClient>(
+        loop_, [this](std::shared_ptr<const ProxyConfig> c, std::string& e) { return apply_config(std::move(c), e); });
+    control_->start(bootstrap_);
+  }
   spdlog::info("trellis-proxy ready: {} listener(s), {} cluster(s), {} worker(s), admin on {}",
                config->listeners.size(), config->clusters.size(), workers_.size(),
                config->admin.address.text);
@@ -179,18 +191,48 @@ void Server::reload() {
     spdlog::warn("admin address changes take effect on restart; keeping {}",
                  snapshot_->config->admin.address.text);
   }
-  auto config = std::make_shared<const ProxyConfig>(std::move(load.config));
-  std::shared_ptr<Snapshot> snap;
+  if (load.config.control_plane.enabled() && load.config.control_plane.node_id.empty())
+    load.config.control_plane.node_id = bootstrap_->control_plane.node_id;
+  auto bootstrap = std::make_shared<const ProxyConfig>(std::move(load.config));
+  std::shared_ptr<const ProxyConfig> config = bootstrap;
+  if (bootstrap->control_plane.enabled() && control_) {
+    // The file's static part with what the control plane gave: checked together.
+    ConfigLoad merged = control_->merged(*bootstrap);
+    if (!merged.ok()) {
+      for (const ConfigError& e : merged.errors) spdlog::error("{}", e.to_string());
+      spdlog::error("reload refused: the file conflicts with the control plane's config; the previous config stays");
+      ++reloads_failed_;
+      return;
+    }
+    merged.config.source = bootstrap->source;
+    config = std::make_shared<const ProxyConfig>(std::move(merged.config));
+  }
   std::string error;
-  if (!build_snapshot(config, snap, error)) {
+  if (!apply_config(config, error)) {
     spdlog::error("reload refused: {}; the previous config stays in force", error);
     ++reloads_failed_;
     return;
   }
+  bootstrap_ = bootstrap;
+  if (bootstrap_->control_plane.enabled()) {
+    if (!control_) {
+      control_ = std::make_unique<ControlClient>(
+          loop_, [this](std::shared_ptr<const ProxyConfig> c, std::string& e) { return apply_config(std::move(c), e); });
+    }
+    control_->start(bootstrap_);
+  } else if (control_) {
+    control_->stop();
+  }
+  ++reloads_ok_;
+}
+
+bool Server::apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error) {
+  std::shared_ptr<Snapshot> snap;
+  if (!build_snapshot(std::move(config), snap, error)) return false;
   snapshot_ = snap;
   for (auto& w : workers_) w->update(snapshot_);
-  ++reloads_ok_;
   spdlog::info("config version {} in force", snapshot_->version);
+  return true;
 }
 
 void Server::begin_drain() {
@@ -198,6 +240,7 @@ void Server::begin_drain() {
   draining_ = true;
   drain_deadline_ = loop_.now() + snapshot_->config->drain_timeout;
   spdlog::info("draining (up to {} ms)", snapshot_->config->drain_timeout.count());
+  if (control_) control_->stop();
   for (auto& w : workers_) w->drain();
   drain_timer_ = std::make_unique<Timer>(loop_, [this] { check_drained(); });
   drain_timer_->arm(std::chrono::milliseconds(20));
@@ -240,6 +283,19 @@ AdminResponse Server::admin(std::string_view method, std::string_view path) {
     r.body += "# HELP trellis_config_version Version of the config in force.\n"
               "# TYPE trellis_config_version gauge\n";
     r.body += "trellis_config_version " + std::to_string(snapshot_->version) + "\n";
+    if (control_) {
+      const ControlStatus& cs = control_->status();
+      r.body += "# HELP trellis_control_plane_connected Whether the control-plane stream is up.\n"
+                "# TYPE trellis_control_plane_connected gauge\n";
+      r.body += "trellis_control_plane_connected " + std::to_string(cs.connected ? 1 : 0) + "\n";
+      r.body += "# HELP trellis_control_plane_version Control-plane config version in force.\n"
+                "# TYPE trellis_control_plane_version gauge\n";
+      r.body += "trellis_control_plane_version " + std::to_string(cs.applied_version) + "\n";
+      r.body += "# HELP trellis_control_plane_updates_total Updates received, by result.\n"
+                "# TYPE trellis_control_plane_updates_total counter\n";
+      r.body += "trellis_control_plane_updates_total{result=\"applied\"} " + std::to_string(cs.updates - cs.refused) + "\n";
+      r.body += "trellis_control_plane_updates_total{result=\"refused\"} " + std::to_string(cs.refused) + "\n";
+    }
   } else if (path == "/config_dump") {
     r.content_type = "application/json";
     r.body = config_to_json(*snapshot_->config);

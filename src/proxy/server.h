@@ -9,6 +9,7 @@
 
 #include "proxy/admin.h"
 #include "proxy/config.h"
+#include "proxy/control_client.h"
 #include "proxy/event_loop.h"
 #include "proxy/snapshot.h"
 #include "proxy/stats.h"
@@ -36,6 +37,9 @@ class Server {
   class Signals;
   bool build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shared_ptr<Snapshot>& out,
                       std::string& error);
+  // Puts a validated config in force on every worker; false when it cannot be
+  // (a socket cannot be bound): the config in force stays.
+  bool apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error);
   void reload();
   void begin_drain();
   void check_drained();
@@ -47,6 +51,8 @@ class Server {
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<Signals> signals_;
   std::shared_ptr<const Snapshot> snapshot_;
+  std::shared_ptr<const ProxyConfig> bootstrap_;  // the file's content
+  std::unique_ptr<ControlClient> control_;
   std::vector<std::unique_ptr<Worker>> workers_;
   uint64_t version_ = 0;
   bool draining_ = false;

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import urllib.error
+import urllib.request
 import os
 import random
 import re
@@ -32,6 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = Path(os.environ.get("TRELLIS_SOURCE_DIR") or REPO_ROOT)
 BIN_DIR = Path(os.environ.get("TRELLIS_BIN_DIR") or REPO_ROOT / "build" / "src")
 PROXY_BIN = BIN_DIR / "trellis-proxy"
+CONTROL_BIN = BIN_DIR / "trellis-control"
 
 LOCALHOST = "127.0.0.1"
 MiB = 1024 * 1024
@@ -1279,6 +1282,103 @@ class Proxy:
 # ------------------------------------------------------------------------- fleet
 
 
+class ControlPlane:
+    """trellis-control on fresh loopback ports with its data in `workdir`
+    (kept across restart(), so state survival can be checked)."""
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir
+        self.data_dir = workdir / "data"
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.service: Service | None = None
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{LOCALHOST}:{self.grpc_port}"
+
+    @property
+    def api(self) -> str:
+        return f"http://{LOCALHOST}:{self.http_port}"
+
+    def start(self, timeout: float = 10) -> "ControlPlane":
+        if not CONTROL_BIN.exists():
+            pytest.fail(f"{CONTROL_BIN} does not exist: build trellis-control first")
+        self.service = Service("control", [CONTROL_BIN, "--data-dir", self.data_dir, "--grpc-address",
+                                           self.grpc_address, "--http-address", f"{LOCALHOST}:{self.http_port}"],
+                               self.dir).start()
+        if not wait_until(lambda: not self.service.running() or self.request("GET", "/healthz")[0] == 200, timeout):
+            pytest.fail(f"trellis-control did not come up; output:\n{tail(self.service.stderr())}")
+        if not self.service.running():
+            pytest.fail(f"trellis-control exited; output:\n{tail(self.service.stderr())}")
+        return self
+
+    def request(self, method: str, path: str, body=None, timeout: float = 5) -> tuple[int, object]:
+        """(status, parsed JSON or text); status 0 when it cannot be reached."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.api + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        except (urllib.error.URLError, OSError):
+            return 0, None
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def apply(self, resource: dict) -> tuple[int, object]:
+        return self.request("PUT", "/v1/resources", resource)
+
+    def register(self, service: str, address: str, **fields) -> dict:
+        status, body = self.request("POST", "/v1/registry/instances", {"service": service, "address": address, **fields})
+        assert status == 201, f"register {service} at {address}: {status} {body}"
+        return body
+
+    def status(self) -> dict:
+        return self.request("GET", "/v1/status")[1]
+
+    def proxy_status(self, node_id: str) -> dict | None:
+        for p in (self.status() or {}).get("proxies", []):
+            if p["node_id"] == node_id:
+                return p
+        return None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:
+        if self.service is None or not self.service.running():
+            return self.service.returncode if self.service else None
+        self.service.send_signal(sig)
+        return self.service.wait(timeout)
+
+    def restart(self) -> "ControlPlane":
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        if self.service:
+            self.service.kill()
+
+
+def sidecar_config(control: "ControlPlane", service: str, node_id: str | None = None,
+                   instance: dict | None = None, outbound_port: int | None = None,
+                   upstream_services: list[str] | None = None, **kwargs) -> dict:
+    """A proxy driven by `control`: no static listeners, its own instance
+    (address and app_address) and/or an outbound listener."""
+    cp = {"address": control.grpc_address, "node": {"id": node_id or f"{service}-1", "service": service}}
+    if instance:
+        cp["instance"] = instance
+    if outbound_port:
+        cp["outbound_address"] = f"{LOCALHOST}:{outbound_port}"
+    if upstream_services:
+        cp["upstream_services"] = upstream_services
+    config = proxy_config([], [], **kwargs)
+    config["control_plane"] = cp
+    return config
+
+
 class Fleet:
     """A temporary directory and everything started in it; close() undoes all."""
 
@@ -1320,6 +1420,11 @@ class Fleet:
         self._proxies.append(proxy)
         self._own(proxy, proxy.kill)
         return proxy.start() if start else proxy
+
+    def control_plane(self) -> ControlPlane:
+        control = ControlPlane(self.subdir("control"))
+        self._own(control, control.close)
+        return control.start()
 
     def spawn(self, name: str, argv: list) -> Service:
         """Any other process (curl, h2load, ...), stopped at the end if still running."""

@@ -1,0 +1,340 @@
+#include "control/control_plane.h"
+
+#include <spdlog/spdlog.h>
+
+#include "control/resource.h"
+
+namespace trellis::control {
+namespace {
+
+// Changes within this window go out as one push.
+constexpr auto kPushDelay = std::chrono::milliseconds(10);
+constexpr auto kExpiryInterval = std::chrono::seconds(1);
+
+proxy::AdminResponse json_response(int status, const Json& body) {
+  return {status, "application/json", body.dump(2, ' ', false, Json::error_handler_t::replace) + "\n"};
+}
+
+proxy::AdminResponse error_response(int status, std::string message, const std::vector<FieldError>& errors = {}) {
+  Json body{{"error", std::move(message)}};
+  if (!errors.empty()) {
+    Json list = Json::array();
+    for (const FieldError& e : errors) list.push_back(Json{{"path", e.path}, {"message", e.message}});
+    body["details"] = std::move(list);
+  }
+  return json_response(status, body);
+}
+
+// Status for a Registry or Store error, by the word it starts with.
+int status_for(const std::string& message) {
+  if (message.rfind("invalid", 0) == 0) return 400;
+  if (message.rfind("not found", 0) == 0) return 404;
+  if (message.rfind("conflict", 0) == 0) return 409;
+  return 500;
+}
+
+std::string query_param(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == key) return std::string(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return "";
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    size_t slash = path.find('/');
+    parts.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash);
+  }
+  return parts;
+}
+
+Json instance_json(const Instance& i) {
+  return Json{{"id", i.id},           {"service", i.service},     {"namespace", i.namespace_},
+              {"address", i.address}, {"zone", i.zone},           {"weight", i.weight},
+              {"labels", i.labels},   {"ttl_seconds", i.ttl_seconds}, {"last_heartbeat_ms", i.last_heartbeat_ms},
+              {"registered_by", i.registered_by}};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ControlPlane>> ControlPlane::create(proxy::EventLoop& loop, const ControlPlaneOptions& options) {
+  auto store = SqliteStore::open(options.data_dir);
+  if (!store.ok()) return Error{"store: " + store.error().message};
+  std::unique_ptr<ControlPlane> cp(new ControlPlane(loop, std::move(*store)));
+  auto port = cp->push_.start(options.grpc_address);
+  if (!port.ok()) return Error{port.error().message};
+  cp->grpc_port_ = *port;
+  return cp;
+}
+
+ControlPlane::ControlPlane(proxy::EventLoop& loop, std::unique_ptr<SqliteStore> store)
+    : loop_(loop),
+      store_(std::move(store)),
+      push_(*this),
+      push_timer_(loop, [this] {
+        push_pending_.store(false);
+        push_.push_all();
+      }),
+      expiry_timer_(loop, [this] { expire(); }) {
+  registry_ = std::make_unique<Registry>(*store_, clock_, random_);
+  registry_->set_change_listener([this](const std::string&, const std::string&) { request_push(); });
+  // Instances whose TTL ran out while the control plane was down go now.
+  registry_->expire();
+  expiry_timer_.arm(kExpiryInterval);
+}
+
+ControlPlane::~ControlPlane() { shutdown(); }
+
+void ControlPlane::shutdown() { push_.shutdown(); }
+
+void ControlPlane::request_push() {
+  // From any thread; the push itself runs on the main loop.
+  if (push_pending_.exchange(true)) return;
+  loop_.post([this] { push_timer_.arm(kPushDelay); });
+}
+
+void ControlPlane::expire() {
+  std::vector<Instance> gone;
+  {
+    std::lock_guard lock(mu_);
+    gone = registry_->expire();
+  }
+  for (const Instance& i : gone)
+    spdlog::info("instance {} of {}.{} expired (no heartbeat for {}s)", i.id, i.service, i.namespace_, i.ttl_seconds);
+  expiry_timer_.arm(kExpiryInterval);
+}
+
+// ---- PushSource (gRPC threads) ------------------------------------------------
+
+MeshView ControlPlane::mesh_view() {
+  MeshView view;
+  std::lock_guard lock(mu_);
+  view.http_routes = store_->list("HTTPRoute", "");
+  view.destination_policies = store_->list("DestinationPolicy", "");
+  for (const ServiceCount& s : registry_->services()) {
+    std::vector<Instance> live = registry_->instances_of(s.service, s.namespace_);
+    view.instances.insert(view.instances.end(), live.begin(), live.end());
+  }
+  return view;
+}
+
+void ControlPlane::proxy_connected(const v1::Hello& hello) {
+  if (!hello.has_instance() || hello.instance().address().empty()) return;
+  Instance inst;
+  inst.id = hello.node().id();
+  inst.service = hello.node().service();
+  inst.namespace_ = hello.node().namespace_().empty() ? "default" : hello.node().namespace_();
+  inst.zone = hello.node().zone();
+  inst.address = hello.instance().address();
+  inst.weight = hello.instance().weight() == 0 ? 1 : hello.instance().weight();
+  inst.ttl_seconds = hello.instance().ttl_seconds() == 0 ? 30 : hello.instance().ttl_seconds();
+  for (const auto& [k, v] : hello.instance().labels()) inst.labels[k] = v;
+  inst.registered_by = hello.node().id();
+  std::lock_guard lock(mu_);
+  auto r = registry_->register_instance(inst);
+  if (!r.ok()) spdlog::warn("proxy {}: cannot register its instance: {}", inst.id, r.error().message);
+}
+
+void ControlPlane::proxy_heartbeat(const v1::Hello& hello) {
+  if (!hello.has_instance()) return;
+  bool expired = false;
+  {
+    std::lock_guard lock(mu_);
+    expired = !registry_->heartbeat(hello.node().id()).ok();
+  }
+  // An instance that expired while its proxy was cut off comes back.
+  if (expired) proxy_connected(hello);
+}
+
+// ---- JSON API (main loop) -------------------------------------------------------
+
+proxy::AdminResponse ControlPlane::handle(const proxy::AdminRequest& r) {
+  std::vector<std::string_view> p = split_path(r.path);
+  if (r.path == "/healthz" || r.path == "/ready") return {200, "text/plain", "ok\n"};
+  if (p.size() >= 2 && p[0] == "v1" && p[1] == "resources") {
+    if ((r.method == "PUT" || r.method == "POST") && p.size() == 2) return put_resource(r.body);
+    std::string_view kind = p.size() > 2 ? p[2] : "";
+    if (r.method == "GET" && p.size() >= 3 && p.size() <= 5)
+      return get_resources(kind, p.size() == 5 ? p[3] : (p.size() == 4 ? "" : ""),
+                           p.size() == 5 ? p[4] : (p.size() == 4 ? p[3] : ""), r.query);
+    if (r.method == "DELETE" && (p.size() == 4 || p.size() == 5))
+      return delete_resource(kind, p.size() == 5 ? p[3] : "", p.size() == 5 ? p[4] : p[3], r.query);
+  }
+  if (p.size() >= 3 && p[0] == "v1" && p[1] == "registry") {
+    if (p[2] == "instances") {
+      if (r.method == "POST" && p.size() == 3) return register_instance(r.body);
+      if (r.method == "PUT" && p.size() == 5 && p[4] == "heartbeat") return heartbeat(p[3]);
+      if (r.method == "DELETE" && p.size() == 4) return deregister(p[3]);
+    }
+    if (p[2] == "services") {
+      if (r.method == "GET" && p.size() == 3) return services();
+      if (r.method == "GET" && p.size() == 6 && p[5] == "instances") return instances(p[3], p[4]);
+    }
+  }
+  if (r.method == "GET" && r.path == "/v1/status") return status();
+  return error_response(404, "no such endpoint: " + std::string(r.method) + " " + std::string(r.path));
+}
+
+proxy::AdminResponse ControlPlane::put_resource(std::string_view body) {
+  Json doc = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return error_response(400, "the body is not JSON");
+  ParsedResource parsed = parse_resource(doc);
+  if (!parsed.ok()) {
+    return error_response(400, parsed.resource.kind + " \"" + parsed.resource.name + "\" is invalid", parsed.errors);
+  }
+  Result<PutResult> put = Error{""};
+  {
+    std::lock_guard lock(mu_);
+    put = store_->put(parsed.resource);
+  }
+  if (!put.ok()) return error_response(status_for(put.error().message), put.error().message);
+  if (put->outcome != PutOutcome::kUnchanged) request_push();
+  const char* verb = put->outcome == PutOutcome::kCreated ? "created"
+                     : put->outcome == PutOutcome::kUpdated ? "updated" : "unchanged";
+  Json out = put->stored.to_json();
+  return json_response(put->outcome == PutOutcome::kCreated ? 201 : 200, Json{{"result", verb}, {"resource", out}});
+}
+
+proxy::AdminResponse ControlPlane::get_resources(std::string_view kind_name, std::string_view ns,
+                                                 std::string_view name, std::string_view query) {
+  const KindInfo* kind = find_kind(std::string(kind_name));
+  if (kind == nullptr) return error_response(404, "unknown kind \"" + std::string(kind_name) + "\"");
+  std::lock_guard lock(mu_);
+  if (!name.empty()) {
+    std::string namespace_ = kind->namespaced ? (ns.empty() ? "default" : std::string(ns)) : "";
+    auto r = store_->get({kind->kind, namespace_, std::string(name)});
+    if (!r) return error_response(404, std::string(kind->kind) + " \"" + std::string(name) + "\" not found");
+    return json_response(200, r->to_json());
+  }
+  Json items = Json::array();
+  std::string filter = query_param(query, "namespace");
+  for (const Resource& r : store_->list(kind->kind, filter)) items.push_back(r.to_json());
+  return json_response(200, Json{{"kind", std::string(kind->kind) + "List"}, {"items", std::move(items)}});
+}
+
+proxy::AdminResponse ControlPlane::delete_resource(std::string_view kind_name, std::string_view ns,
+                                                   std::string_view name, std::string_view query) {
+  const KindInfo* kind = find_kind(std::string(kind_name));
+  if (kind == nullptr) return error_response(404, "unknown kind \"" + std::string(kind_name) + "\"");
+  std::string namespace_ = kind->namespaced ? (ns.empty() ? "default" : std::string(ns)) : "";
+  uint64_t expected = 0;
+  std::string v = query_param(query, "resourceVersion");
+  if (!v.empty()) expected = std::strtoull(v.c_str(), nullptr, 10);
+  Result<bool> removed = Error{""};
+  {
+    std::lock_guard lock(mu_);
+    removed = store_->remove({kind->kind, namespace_, std::string(name)}, expected);
+  }
+  if (!removed.ok()) return error_response(status_for(removed.error().message), removed.error().message);
+  if (!*removed) return error_response(404, std::string(kind->kind) + " \"" + std::string(name) + "\" not found");
+  request_push();
+  return json_response(200, Json{{"result", "deleted"}});
+}
+
+proxy::AdminResponse ControlPlane::register_instance(std::string_view body) {
+  Json doc = Json::parse(body, nullptr, false);
+  if (!doc.is_object()) return error_response(400, "the body must be a JSON object");
+  Instance inst;
+  std::vector<FieldError> errors;
+  auto text = [&](const char* key, std::string& out) {
+    if (!doc.contains(key)) return;
+    if (!doc[key].is_string()) errors.push_back({key, "must be a string"});
+    else out = doc[key].get<std::string>();
+  };
+  auto number = [&](const char* key, uint32_t& out) {
+    if (!doc.contains(key)) return;
+    if (!doc[key].is_number_unsigned()) errors.push_back({key, "must be a non-negative integer"});
+    else out = static_cast<uint32_t>(std::min<uint64_t>(doc[key].get<uint64_t>(), UINT32_MAX));
+  };
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    static const std::set<std::string> kKnown = {"id", "service", "namespace", "address", "zone",
+                                                 "weight", "labels", "ttl_seconds"};
+    if (!kKnown.count(it.key())) errors.push_back({it.key(), "unknown field"});
+  }
+  text("id", inst.id);
+  text("service", inst.service);
+  text("namespace", inst.namespace_);
+  text("address", inst.address);
+  text("zone", inst.zone);
+  number("weight", inst.weight);
+  number("ttl_seconds", inst.ttl_seconds);
+  if (doc.contains("labels")) {
+    if (!doc["labels"].is_object()) {
+      errors.push_back({"labels", "must be a map of strings"});
+    } else {
+      for (auto it = doc["labels"].begin(); it != doc["labels"].end(); ++it) {
+        if (!it->is_string()) errors.push_back({"labels." + it.key(), "must be a string"});
+        else inst.labels[it.key()] = it->get<std::string>();
+      }
+    }
+  }
+  if (!errors.empty()) return error_response(400, "invalid instance", errors);
+  Result<Instance> r = Error{""};
+  {
+    std::lock_guard lock(mu_);
+    r = registry_->register_instance(inst);
+  }
+  if (!r.ok()) return error_response(status_for(r.error().message), r.error().message);
+  return json_response(201, instance_json(*r));
+}
+
+proxy::AdminResponse ControlPlane::heartbeat(std::string_view id) {
+  std::lock_guard lock(mu_);
+  auto r = registry_->heartbeat(std::string(id));
+  if (!r.ok()) return error_response(status_for(r.error().message), r.error().message);
+  return json_response(200, instance_json(*r));
+}
+
+proxy::AdminResponse ControlPlane::deregister(std::string_view id) {
+  std::lock_guard lock(mu_);
+  if (!registry_->deregister(std::string(id))) return error_response(404, "not found: " + std::string(id));
+  return json_response(200, Json{{"result", "deregistered"}});
+}
+
+proxy::AdminResponse ControlPlane::services() {
+  Json list = Json::array();
+  std::lock_guard lock(mu_);
+  for (const ServiceCount& s : registry_->services())
+    list.push_back(Json{{"namespace", s.namespace_}, {"service", s.service}, {"instances", s.instances}});
+  return json_response(200, Json{{"services", std::move(list)}});
+}
+
+proxy::AdminResponse ControlPlane::instances(std::string_view ns, std::string_view service) {
+  Json list = Json::array();
+  std::lock_guard lock(mu_);
+  for (const Instance& i : registry_->instances_of(std::string(service), std::string(ns))) list.push_back(instance_json(i));
+  return json_response(200, Json{{"namespace", ns}, {"service", service}, {"instances", std::move(list)}});
+}
+
+proxy::AdminResponse ControlPlane::status() {
+  Json proxies = Json::array();
+  for (const ProxyStatus& s : push_.status()) {
+    Json p{{"node_id", s.node_id},         {"service", s.service},
+           {"namespace", s.namespace_},    {"peer", s.peer},
+           {"connected_at_ms", s.connected_at_ms}, {"sent_version", s.sent_version},
+           {"acked_version", s.acked_version},     {"listeners", s.listeners},
+           {"clusters", s.clusters},       {"in_sync", s.sent_version == s.acked_version}};
+    if (s.nacked_version) p["nack"] = Json{{"version", s.nacked_version}, {"error", s.nack_error}};
+    proxies.push_back(std::move(p));
+  }
+  uint64_t revision;
+  {
+    std::lock_guard lock(mu_);
+    revision = store_->revision();
+  }
+  return json_response(200, Json{{"revision", revision}, {"proxies", std::move(proxies)}});
+}
+
+}  // namespace trellis::control

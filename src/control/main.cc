@@ -1,0 +1,110 @@
+// trellis-control: the control plane (registry, mesh configuration API, push to proxies).
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "control/control_plane.h"
+#include "proxy/admin.h"
+#include "proxy/config.h"
+
+namespace {
+
+void usage(FILE* out) {
+  std::fputs(
+      "usage: trellis-control [--data-dir DIR] [--grpc-address IP:PORT] [--http-address IP:PORT]\n"
+      "\n"
+      "  --data-dir DIR          where the state is kept (SQLite; default ./trellis-data)\n"
+      "  --grpc-address IP:PORT  proxies connect here (default 127.0.0.1:15010)\n"
+      "  --http-address IP:PORT  the JSON API for the trellis CLI (default 127.0.0.1:15011)\n"
+      "  --log-level L           trace, debug, info, warn or error (default info)\n",
+      out);
+}
+
+class Signals final : public trellis::proxy::IoHandler {
+ public:
+  explicit Signals(trellis::proxy::EventLoop& loop) : loop_(loop) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    loop_.add_level_read(fd_, this);
+  }
+  ~Signals() {
+    loop_.remove(fd_);
+    ::close(fd_);
+  }
+  void on_io(uint32_t) override {
+    signalfd_siginfo info;
+    while (::read(fd_, &info, sizeof(info)) == sizeof(info)) loop_.stop();
+  }
+
+ private:
+  trellis::proxy::EventLoop& loop_;
+  int fd_ = -1;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  trellis::control::ControlPlaneOptions options;
+  std::string level = "info";
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "trellis-control: %s needs a value\n", arg.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "--data-dir") options.data_dir = value();
+    else if (arg == "--grpc-address") options.grpc_address = value();
+    else if (arg == "--http-address") options.http_address = value();
+    else if (arg == "--log-level") level = value();
+    else if (arg == "--help" || arg == "-h") {
+      usage(stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "trellis-control: unknown argument %s\n", arg.c_str());
+      usage(stderr);
+      return 2;
+    }
+  }
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("trellis-control"));
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
+  signal(SIGPIPE, SIG_IGN);
+
+  trellis::proxy::SocketAddress http;
+  std::string error;
+  if (!trellis::proxy::parse_socket_address(options.http_address, http, error)) {
+    std::fprintf(stderr, "trellis-control: --http-address: %s\n", error.c_str());
+    return 2;
+  }
+  trellis::proxy::EventLoop loop;
+  Signals signals(loop);
+  auto cp = trellis::control::ControlPlane::create(loop, options);
+  if (!cp.ok()) {
+    spdlog::error("cannot start: {}", cp.error().message);
+    return 1;
+  }
+  trellis::proxy::AdminServer api(loop, [&](const trellis::proxy::AdminRequest& r) { return (*cp)->handle(r); });
+  if (!api.listen(http, error)) {
+    spdlog::error("cannot start the API: {}", error);
+    return 1;
+  }
+  spdlog::info("trellis-control ready: proxies on {}, API on {}, data in {}", options.grpc_address,
+               options.http_address, options.data_dir);
+  loop.run();
+  (*cp)->shutdown();
+  spdlog::info("trellis-control stopped");
+  return 0;
+}

@@ -1,0 +1,507 @@
+// HTTPRoute: the Gateway API's route, attached to Services for mesh routing
+// (GAMMA). The shape is the Gateway API's; what Trellis adds is a backend of
+// kind Subset (group trellis.dev) that names a subset of a Service defined in
+// that Service's DestinationPolicy.
+#include <map>
+#include <set>
+#include <utility>
+
+#include "control/resources/common_fields.h"
+#include "control/resources/formats.h"
+#include "control/resources/kinds.h"
+#include "control/resources/regex_syntax.h"
+#include "control/validation.h"
+
+namespace trellis::control {
+namespace {
+
+constexpr size_t kMaxParentRefs = 32;
+constexpr size_t kMaxHostnames = 16;
+constexpr size_t kMaxRules = 16;
+constexpr size_t kMaxMatches = 8;
+constexpr size_t kMaxFilters = 16;
+constexpr size_t kMaxBackendRefs = 16;
+constexpr size_t kMaxHeaderEdits = 16;
+constexpr size_t kMaxQueryParamMatches = 16;
+constexpr int64_t kMaxWeight = 1000000;
+constexpr size_t kMaxHeaderValue = 4096;
+constexpr size_t kMaxQueryValue = 1024;
+constexpr std::string_view kTrellisGroup = "trellis.dev";
+
+const Names kParentRefFields = {"group", "kind", "namespace", "name", "sectionName", "port"};
+const Names kRuleFields = {"matches", "filters", "backendRefs", "timeouts"};
+const Names kMatchFields = {"path", "headers", "queryParams", "method"};
+const Names kBackendObjectFields = {"group", "kind", "name", "namespace", "port"};
+const Names kBackendRefFields = {"group", "kind", "name", "namespace", "port", "weight", "filters"};
+// Each filter type and, at the same index, the field that carries its settings.
+const Names kFilterTypes = {
+    "RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "RequestRedirect", "URLRewrite",
+    "ExtensionRef"};
+const Names kFilterConfigFields = {
+    "requestHeaderModifier", "responseHeaderModifier", "requestMirror", "requestRedirect", "urlRewrite",
+    "extensionRef"};
+const Names kFilterFields = {"type",          "requestHeaderModifier", "responseHeaderModifier",
+                             "requestMirror", "requestRedirect",       "urlRewrite",
+                             "extensionRef"};
+
+// What a rule's matches allow its filters to do: ReplacePrefixMatch needs
+// exactly one match, of type PathPrefix, to know which prefix it replaces.
+struct RuleContext {
+  bool single_prefix_match = true;
+};
+
+struct FilterSummary {
+  std::optional<size_t> redirect_index;
+};
+
+bool has_control_characters(std::string_view text) {
+  for (char c : text) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return true;
+  }
+  return false;
+}
+
+void check_subset_name(const MapReader& ref, const std::string& name) {
+  size_t slash = name.find('/');
+  if (slash == std::string::npos) {
+    ref.error("name", quote(name) +
+                          " is not a subset reference: write \"<service>/<subset>\", e.g. "
+                          "\"reviews/v2\"");
+    return;
+  }
+  if (auto problem = check_dns_label(name.substr(0, slash))) {
+    ref.error("name", "the service part of " + quote(name) + ": " + *problem);
+  }
+  if (auto problem = check_dns_label(name.substr(slash + 1))) {
+    ref.error("name", "the subset part of " + quote(name) + ": " + *problem);
+  }
+}
+
+// group, kind, name, namespace and port of a backend: a Service (core group)
+// or a Subset (group trellis.dev).
+void check_backend_object(const MapReader& ref) {
+  std::optional<std::string> group = ref.string("group");
+  std::optional<std::string> kind = std::string("Service");
+  if (ref.has("kind")) kind = ref.string("kind");
+  std::optional<std::string> name = ref.string("name", Need::kRequired);
+  if (std::optional<std::string> ns = ref.string("namespace")) {
+    if (auto problem = check_dns_label(*ns)) ref.error("namespace", *problem);
+  }
+  ref.integer("port", 1, 65535);
+  if (!kind) return;
+  if (*kind == "Service") {
+    if (group && !group->empty()) {
+      ref.error("group", "must be \"\" for kind Service (the core group), or left out");
+    }
+    if (name) {
+      if (auto problem = check_dns_label(*name)) ref.error("name", *problem);
+    }
+  } else if (*kind == "Subset") {
+    if (!ref.has("group")) {
+      ref.error("group", "required for kind Subset: must be \"trellis.dev\"");
+    } else if (group && *group != kTrellisGroup) {
+      ref.error("group", "must be \"trellis.dev\" for kind Subset");
+    }
+    if (name) check_subset_name(ref, *name);
+  } else {
+    ref.error("kind", quote(*kind) +
+                          " is not a supported backend kind: use Service, or Subset with group "
+                          "\"trellis.dev\"" +
+                          did_you_mean(*kind, {"Service", "Subset"}));
+    return;
+  }
+  if (!ref.has("port")) ref.error("port", "required field is missing: the port to send to");
+}
+
+void check_parent_refs(Checker& checker, const MapReader& spec) {
+  struct Reference {
+    std::string path;
+    bool narrowed;        // by port or sectionName
+    std::string section;  // "port 80", "sectionName http", ...
+  };
+  std::map<std::string, std::vector<Reference>> by_service;
+  for (const Item& item : spec.list("parentRefs", 1, kMaxParentRefs, Need::kRequired)) {
+    MapReader ref = checker.map(*item.json, item.path, kParentRefFields);
+    if (!ref.ok()) continue;
+    std::optional<std::string> group = ref.string("group");
+    if (group && !group->empty()) {
+      ref.error("group",
+                "must be \"\" (the core group) or left out: in the mesh a route attaches "
+                "to a Service");
+    }
+    std::optional<std::string> kind = std::string("Service");
+    if (ref.has("kind")) kind = ref.string("kind");
+    if (kind && *kind != "Service") {
+      ref.error("kind", quote(*kind) +
+                            " is not supported: in the mesh an HTTPRoute attaches to a Service "
+                            "(kind Service)");
+    }
+    std::optional<std::string> ns = ref.string("namespace");
+    if (ns) {
+      if (auto problem = check_dns_label(*ns)) ref.error("namespace", *problem);
+    }
+    std::optional<std::string> name = ref.string("name", Need::kRequired);
+    if (name) {
+      if (auto problem = check_dns_label(*name)) ref.error("name", *problem);
+    }
+    std::optional<std::string> section = ref.string("sectionName");
+    if (section) {
+      if (auto problem = check_dns_label(*section)) ref.error("sectionName", *problem);
+    }
+    std::optional<int64_t> port = ref.integer("port", 1, 65535);
+    if (!name) continue;
+    std::string key;
+    if (section) key = "sectionName " + quote(*section);
+    if (port) key += (key.empty() ? "" : " and ") + ("port " + std::to_string(*port));
+    by_service[ns.value_or("") + "/" + *name].push_back(
+        {item.path, ref.has("sectionName") || ref.has("port"), key});
+  }
+  // The Gateway API's rule: one Service may be a parent several times only
+  // for distinct ports (or port names).
+  for (const auto& [service, refs] : by_service) {
+    if (refs.size() < 2) continue;
+    std::set<std::string> sections;
+    for (const Reference& r : refs) {
+      if (!r.narrowed) {
+        checker.error(r.path,
+                      "this Service is referenced more than once: each reference to it "
+                      "must set port or sectionName");
+      } else if (!sections.insert(r.section).second) {
+        checker.error(r.path, "duplicate reference to the same Service with " + r.section);
+      }
+    }
+  }
+}
+
+void check_query_param_matches(Checker& checker, const MapReader& match) {
+  std::set<std::string> seen;
+  for (const Item& item : match.list("queryParams", 0, kMaxQueryParamMatches)) {
+    MapReader param = checker.map(*item.json, item.path, {"type", "name", "value"});
+    if (!param.ok()) continue;
+    std::optional<std::string> type = std::string("Exact");
+    if (param.has("type")) type = param.enumeration("type", {"Exact", "RegularExpression"});
+    if (std::optional<std::string> name = param.string("name", Need::kRequired)) {
+      if (auto problem = check_token(*name, "query parameter name")) {
+        param.error("name", *problem);
+      } else if (!seen.insert(*name).second) {
+        param.error("name", "query parameter " + quote(*name) + " is already matched in this list");
+      }
+    }
+    std::optional<std::string> value = param.string("value", Need::kRequired);
+    if (!value || !type) continue;
+    if (value->empty() || value->size() > kMaxQueryValue) {
+      param.error("value", "must be 1 to " + std::to_string(kMaxQueryValue) + " characters");
+    } else if (*type == "RegularExpression") {
+      if (auto problem = check_regex(*value)) param.error("value", *problem);
+    }
+  }
+}
+
+// Returns the match's path type in force, or nothing when it is invalid.
+std::optional<std::string> check_match(Checker& checker, const Item& item) {
+  MapReader match = checker.map(*item.json, item.path, kMatchFields);
+  if (!match.ok()) return std::nullopt;
+  std::optional<std::string> type = std::string("PathPrefix");
+  if (const Json* path = match.raw("path")) {
+    type = check_path_match(checker, *path, match.path_of("path"), /*allow_regex=*/true);
+  }
+  check_header_matches(checker, match, "headers");
+  check_query_param_matches(checker, match);
+  match.enumeration("method", kHttpMethods);
+  return type;
+}
+
+void check_header_modifier(Checker& checker, const Json& value, const std::string& path) {
+  MapReader modifier = checker.map(value, path, {"set", "add", "remove"});
+  if (!modifier.ok()) return;
+  for (std::string_view op : {"set", "add"}) {
+    std::set<std::string> seen;
+    for (const Item& item : modifier.list(op, 0, kMaxHeaderEdits)) {
+      MapReader header = checker.map(*item.json, item.path, {"name", "value"});
+      if (!header.ok()) continue;
+      if (std::optional<std::string> name = header.string("name", Need::kRequired)) {
+        if (auto problem = check_token(*name, "header name")) {
+          header.error("name", *problem);
+        } else if (!seen.insert(ascii_lower(*name)).second) {
+          header.error("name", "header " + quote(*name) + " is already listed in " + std::string(op));
+        }
+      }
+      if (std::optional<std::string> text = header.string("value", Need::kRequired)) {
+        if (text->empty() || text->size() > kMaxHeaderValue) {
+          header.error("value", "must be 1 to " + std::to_string(kMaxHeaderValue) + " characters");
+        } else if (has_control_characters(*text)) {
+          header.error("value", "must not contain control characters such as line breaks");
+        }
+      }
+    }
+  }
+  std::set<std::string> removed;
+  for (const Item& item : modifier.list("remove", 0, kMaxHeaderEdits)) {
+    std::optional<std::string> name = checker.string(*item.json, item.path);
+    if (!name) continue;
+    if (auto problem = check_token(*name, "header name")) {
+      checker.error(item.path, *problem);
+    } else if (!removed.insert(ascii_lower(*name)).second) {
+      checker.error(item.path, "header " + quote(*name) + " is already listed in remove");
+    }
+  }
+}
+
+void check_path_modifier(const MapReader& parent, const RuleContext& rule) {
+  std::optional<MapReader> modifier = parent.map("path", {"type", "replaceFullPath", "replacePrefixMatch"});
+  if (!modifier) return;
+  std::optional<std::string> type =
+      modifier->enumeration("type", {"ReplaceFullPath", "ReplacePrefixMatch"}, Need::kRequired);
+  if (!type) return;
+  bool full = *type == "ReplaceFullPath";
+  std::string_view wanted = full ? "replaceFullPath" : "replacePrefixMatch";
+  std::string_view other = full ? "replacePrefixMatch" : "replaceFullPath";
+  if (modifier->has(other)) {
+    modifier->error(
+        other, std::string("only allowed when type is ") + (full ? "ReplacePrefixMatch" : "ReplaceFullPath"));
+  }
+  if (!modifier->has(wanted)) {
+    modifier->error(wanted, "required when type is " + *type);
+  } else if (std::optional<std::string> value = modifier->string(wanted)) {
+    if (auto problem = check_http_path(*value)) modifier->error(wanted, *problem);
+  }
+  if (!full && !rule.single_prefix_match) {
+    modifier->error("type",
+                    "ReplacePrefixMatch needs the rule to have exactly one match, with a "
+                    "path of type PathPrefix (the prefix it replaces)");
+  }
+}
+
+void check_redirect(Checker& checker, const Json& value, const std::string& path, const RuleContext& rule) {
+  MapReader redirect = checker.map(value, path, {"scheme", "hostname", "path", "port", "statusCode"});
+  if (!redirect.ok()) return;
+  redirect.enumeration("scheme", {"http", "https"});
+  if (std::optional<std::string> host = redirect.string("hostname")) {
+    if (auto problem = check_hostname(*host, /*allow_wildcard=*/false)) {
+      redirect.error("hostname", *problem);
+    }
+  }
+  check_path_modifier(redirect, rule);
+  redirect.integer("port", 1, 65535);
+  std::optional<int64_t> status = redirect.integer("statusCode", INT64_MIN, INT64_MAX);
+  if (status && *status != 301 && *status != 302 && *status != 303 && *status != 307 && *status != 308) {
+    redirect.error("statusCode", "must be one of 301, 302, 303, 307 or 308");
+  }
+}
+
+void check_url_rewrite(Checker& checker, const Json& value, const std::string& path,
+                       const RuleContext& rule) {
+  MapReader rewrite = checker.map(value, path, {"hostname", "path"});
+  if (!rewrite.ok()) return;
+  if (std::optional<std::string> host = rewrite.string("hostname")) {
+    if (auto problem = check_hostname(*host, /*allow_wildcard=*/false)) {
+      rewrite.error("hostname", *problem);
+    }
+  }
+  check_path_modifier(rewrite, rule);
+}
+
+void check_mirror(Checker& checker, const Json& value, const std::string& path) {
+  MapReader mirror = checker.map(value, path, {"backendRef", "percent", "fraction"});
+  if (!mirror.ok()) return;
+  if (std::optional<MapReader> ref = mirror.map("backendRef", kBackendObjectFields, Need::kRequired)) {
+    check_backend_object(*ref);
+  }
+  mirror.integer("percent", 0, 100);
+  if (std::optional<MapReader> fraction = mirror.map("fraction", {"numerator", "denominator"})) {
+    std::optional<int64_t> numerator = fraction->integer("numerator", 0, INT32_MAX, Need::kRequired);
+    std::optional<int64_t> denominator = fraction->integer("denominator", 1, INT32_MAX);
+    if (!fraction->has("denominator")) denominator = 100;
+    if (numerator && denominator && *numerator > *denominator) {
+      fraction->error("numerator",
+                      "must not be greater than the denominator (" + std::to_string(*denominator) + ")");
+    }
+  }
+  if (mirror.has("percent") && mirror.has("fraction")) {
+    mirror.error_here("set percent or fraction, not both");
+  }
+}
+
+// The filters of a rule or, with `in_backend`, of one backendRef.
+FilterSummary check_filters(Checker& checker, const MapReader& parent, const RuleContext& rule,
+                            bool in_backend) {
+  FilterSummary summary;
+  std::map<std::string, size_t> first_of_type;
+  std::vector<Item> filters = parent.list("filters", 0, kMaxFilters);
+  for (size_t i = 0; i < filters.size(); ++i) {
+    MapReader filter = checker.map(*filters[i].json, filters[i].path, kFilterFields);
+    if (!filter.ok()) continue;
+    std::optional<std::string> type = filter.enumeration("type", kFilterTypes, Need::kRequired);
+    if (!type) continue;
+    std::string_view config_field;
+    for (size_t k = 0; k < kFilterTypes.size(); ++k) {
+      if (kFilterTypes[k] == *type) {
+        config_field = kFilterConfigFields[k];
+      } else if (filter.has(kFilterConfigFields[k])) {
+        filter.error(kFilterConfigFields[k], "only allowed when type is " + std::string(kFilterTypes[k]));
+      }
+    }
+    if (*type == "ExtensionRef") {
+      filter.error("type", "ExtensionRef filters are not supported");
+      continue;
+    }
+    if (in_backend && *type != "RequestHeaderModifier" && *type != "ResponseHeaderModifier") {
+      filter.error("type", *type +
+                               " is not supported in a backendRef's filters, only "
+                               "RequestHeaderModifier and ResponseHeaderModifier: put it in the "
+                               "rule's filters");
+      continue;
+    }
+    if (*type != "RequestMirror") {
+      auto [first, inserted] = first_of_type.emplace(*type, i);
+      if (!inserted) {
+        filter.error("type", *type + " may appear only once in a filters list (first at filters[" +
+                                 std::to_string(first->second) + "])");
+      }
+      std::string other = *type == "RequestRedirect" ? "URLRewrite" : "RequestRedirect";
+      if ((*type == "RequestRedirect" || *type == "URLRewrite") && first_of_type.count(other) > 0) {
+        filter.error("type", "a rule may have a RequestRedirect or a URLRewrite filter, not both");
+      }
+    }
+    const Json* config = filter.raw(config_field);
+    if (config == nullptr) {
+      filter.error(config_field, "required when type is " + *type);
+      continue;
+    }
+    std::string config_path = filter.path_of(config_field);
+    if (*type == "RequestHeaderModifier" || *type == "ResponseHeaderModifier") {
+      check_header_modifier(checker, *config, config_path);
+    } else if (*type == "RequestRedirect") {
+      check_redirect(checker, *config, config_path, rule);
+      summary.redirect_index = i;
+    } else if (*type == "URLRewrite") {
+      check_url_rewrite(checker, *config, config_path, rule);
+    } else {
+      check_mirror(checker, *config, config_path);
+    }
+  }
+  return summary;
+}
+
+void check_backend_ref(Checker& checker, const Item& item, const RuleContext& rule) {
+  MapReader ref = checker.map(*item.json, item.path, kBackendRefFields);
+  if (!ref.ok()) return;
+  check_backend_object(ref);
+  ref.integer("weight", 0, kMaxWeight);
+  check_filters(checker, ref, rule, /*in_backend=*/true);
+}
+
+void check_timeouts(const MapReader& rule) {
+  std::optional<MapReader> timeouts = rule.map("timeouts", {"request", "backendRequest"});
+  if (!timeouts) return;
+  std::optional<int64_t> request = timeouts->duration("request");
+  std::optional<int64_t> backend = timeouts->duration("backendRequest");
+  // "0s" turns a timeout off, so a zero request timeout bounds nothing.
+  if (request && backend && *request != 0 && *backend > *request) {
+    timeouts->error("backendRequest",
+                    "must not be longer than request (" + timeouts->raw("request")->get<std::string>() + ")");
+  }
+}
+
+void check_rule(Checker& checker, const Item& item) {
+  MapReader rule = checker.map(*item.json, item.path, kRuleFields);
+  if (!rule.ok()) return;
+  std::vector<Item> matches = rule.list("matches", 0, kMaxMatches);
+  std::vector<std::optional<std::string>> path_types;
+  for (const Item& match : matches) path_types.push_back(check_match(checker, match));
+  // No matches means the default one, a PathPrefix "/". An invalid path type
+  // was reported already and is not held against the filters too.
+  RuleContext context;
+  context.single_prefix_match =
+      matches.empty() || (matches.size() == 1 && (!path_types[0] || *path_types[0] == "PathPrefix"));
+  FilterSummary filters = check_filters(checker, rule, context, /*in_backend=*/false);
+  std::vector<Item> backends = rule.list("backendRefs", 0, kMaxBackendRefs);
+  for (const Item& backend : backends) check_backend_ref(checker, backend, context);
+  if (filters.redirect_index && !backends.empty()) {
+    checker.error(item_path(rule.path_of("filters"), *filters.redirect_index),
+                  "a rule with a RequestRedirect filter must have no backendRefs: the redirect "
+                  "answers the request");
+  }
+  check_timeouts(rule);
+}
+
+const Json* member(const Json& object, const char* key) {
+  if (!object.is_object()) return nullptr;
+  auto it = object.find(key);
+  return it == object.end() ? nullptr : &*it;
+}
+
+std::string string_member(const Json& object, const char* key) {
+  const Json* value = member(object, key);
+  return value != nullptr && value->is_string() ? value->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+void validate_http_route(Checker& checker, const Json& spec_json) {
+  MapReader spec = checker.map(spec_json, "spec", {"parentRefs", "hostnames", "rules"});
+  if (!spec.ok()) return;
+  check_parent_refs(checker, spec);
+  for (const Item& item : spec.list("hostnames", 0, kMaxHostnames)) {
+    std::optional<std::string> host = checker.string(*item.json, item.path);
+    if (!host) continue;
+    if (auto problem = check_hostname(*host, /*allow_wildcard=*/true)) checker.error(item.path, *problem);
+  }
+  for (const Item& rule : spec.list("rules", 0, kMaxRules)) check_rule(checker, rule);
+}
+
+std::vector<FieldError> unresolved_subset_refs(const Resource& route, const std::vector<Resource>& policies) {
+  std::vector<FieldError> errors;
+  if (route.kind != "HTTPRoute") return errors;
+  // (namespace, service) -> subset names defined for it.
+  std::map<std::pair<std::string, std::string>, std::set<std::string>> defined;
+  for (const Resource& policy : policies) {
+    if (policy.kind != "DestinationPolicy") continue;
+    const Json* target = member(policy.spec, "targetRef");
+    if (target == nullptr) continue;
+    auto& names = defined[{policy.namespace_, string_member(*target, "name")}];
+    const Json* subsets = member(policy.spec, "subsets");
+    if (subsets == nullptr || !subsets->is_array()) continue;
+    for (const Json& subset : *subsets) names.insert(string_member(subset, "name"));
+  }
+  auto check = [&](const Json& ref, const std::string& path) {
+    if (string_member(ref, "kind") != "Subset") return;
+    std::string name = string_member(ref, "name");
+    size_t slash = name.find('/');
+    if (slash == std::string::npos) return;
+    std::string ns = string_member(ref, "namespace");
+    if (ns.empty()) ns = route.namespace_;
+    std::string service = name.substr(0, slash);
+    std::string subset = name.substr(slash + 1);
+    auto it = defined.find({ns, service});
+    if (it == defined.end()) {
+      errors.push_back({path, "no DestinationPolicy in namespace " + quote(ns) + " targets Service " +
+                                  quote(service) + ", so subset " + quote(subset) + " is not defined"});
+    } else if (it->second.count(subset) == 0) {
+      errors.push_back({path, "the DestinationPolicy of Service " + quote(service) + " in namespace " +
+                                  quote(ns) + " defines no subset " + quote(subset)});
+    }
+  };
+  const Json* rules = member(route.spec, "rules");
+  if (rules == nullptr || !rules->is_array()) return errors;
+  for (size_t i = 0; i < rules->size(); ++i) {
+    std::string rule_path = item_path("spec.rules", i);
+    const Json& rule = (*rules)[i];
+    if (const Json* backends = member(rule, "backendRefs"); backends && backends->is_array()) {
+      for (size_t j = 0; j < backends->size(); ++j) {
+        check((*backends)[j], item_path(rule_path + ".backendRefs", j) + ".name");
+      }
+    }
+    if (const Json* filters = member(rule, "filters"); filters && filters->is_array()) {
+      for (size_t j = 0; j < filters->size(); ++j) {
+        const Json* mirror = member((*filters)[j], "requestMirror");
+        const Json* ref = mirror ? member(*mirror, "backendRef") : nullptr;
+        if (ref) check(*ref, item_path(rule_path + ".filters", j) + ".requestMirror.backendRef.name");
+      }
+    }
+  }
+  return errors;
+}
+
+}  // namespace trellis::control

@@ -1,0 +1,70 @@
+// Where the control plane keeps its state: mesh resources and registered
+// service instances. An interface so that an etcd backend can follow the
+// embedded SQLite one. All calls come from one thread at a time (the caller
+// serializes); implementations need no locking of their own.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "control/resource.h"
+
+namespace trellis::control {
+
+// A service instance in the registry.
+struct Instance {
+  std::string id;          // unique; chosen by the registrant or generated
+  std::string service;
+  std::string namespace_;  // default "default"
+  std::string address;     // "ip:port" where the instance (its sidecar) is reached
+  std::string zone;
+  uint32_t weight = 1;
+  std::map<std::string, std::string> labels;  // e.g. version: v2
+  uint32_t ttl_seconds = 30;   // removed this long after the last heartbeat
+  int64_t last_heartbeat_ms = 0;  // wall-clock milliseconds since the epoch
+  std::string registered_by;   // "api" or the node id of the proxy that registered it
+};
+
+enum class PutOutcome { kCreated, kUpdated, kUnchanged };
+
+struct PutResult {
+  PutOutcome outcome = PutOutcome::kCreated;
+  Resource stored;  // with its new resource_version
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Resources. put(): when `resource.resource_version` is non-zero it must
+  // equal the stored one (optimistic concurrency), else an error that starts
+  // with "conflict:". A put that changes nothing keeps the version.
+  virtual Result<PutResult> put(const Resource& resource) = 0;
+  virtual std::optional<Resource> get(const ResourceKey& key) = 0;
+  // All of a kind; `namespace_` empty means every namespace.
+  virtual std::vector<Resource> list(const std::string& kind, const std::string& namespace_) = 0;
+  // False when it did not exist. `expected_version` 0 means any.
+  virtual Result<bool> remove(const ResourceKey& key, uint64_t expected_version = 0) = 0;
+
+  // Registry. upsert_instance(): true when the instance was created or
+  // changed in anything but last_heartbeat_ms, false when only the heartbeat
+  // moved. remove_instance(): false when it did not exist. touch_instance()
+  // sets last_heartbeat_ms; false when the id is unknown. instances() is
+  // ordered by id.
+  virtual Result<bool> upsert_instance(const Instance& instance) = 0;
+  virtual bool remove_instance(const std::string& id) = 0;
+  virtual std::vector<Instance> instances() = 0;
+  virtual Result<bool> touch_instance(const std::string& id, int64_t heartbeat_ms) = 0;
+
+  // A counter bumped by every change, for clients that poll: puts and
+  // removes of resources, instances created, changed or removed. Heartbeats
+  // and puts that change nothing are not changes. Never goes back, restarts
+  // included; resource versions are taken from it.
+  virtual uint64_t revision() = 0;
+};
+
+}  // namespace trellis::control

@@ -1,0 +1,101 @@
+#include "control/validation.h"
+
+#include <algorithm>
+
+#include "control/resources/checker.h"
+#include "control/resources/kinds.h"
+
+namespace trellis::control {
+namespace {
+
+struct SpecValidator {
+  std::string_view kind;
+  void (*validate)(Checker&, const Json&);
+};
+
+constexpr SpecValidator kValidators[] = {
+    {"HTTPRoute", validate_http_route},
+    {"DestinationPolicy", validate_destination_policy},
+    {"RateLimitPolicy", validate_rate_limit_policy},
+    {"AuthorizationPolicy", validate_authorization_policy},
+    {"MeshConfig", validate_mesh_config},
+};
+
+}  // namespace
+
+std::vector<FieldError> validate_spec(std::string_view kind, const Json& spec) {
+  std::vector<FieldError> errors;
+  Checker checker(errors);
+  for (const SpecValidator& v : kValidators) {
+    if (v.kind == kind) {
+      v.validate(checker, spec);
+      return errors;
+    }
+  }
+  checker.error("kind", "unknown kind " + quote(kind));
+  return errors;
+}
+
+std::optional<int64_t> parse_duration_ms(std::string_view text) {
+  // ^([0-9]{1,5}(h|m|s|ms)){1,4}$, as in the Gateway API. Repeated units add
+  // up ("1m1m" is 2m), as the pattern allows.
+  if (text.empty()) return std::nullopt;
+  int64_t total = 0;
+  int parts = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t start = i;
+    int64_t value = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      if (i - start == 5) return std::nullopt;  // at most 5 digits per part
+      value = value * 10 + (text[i++] - '0');
+    }
+    if (i == start || i == text.size()) return std::nullopt;
+    int64_t unit_ms = 0;
+    if (text.substr(i, 2) == "ms") {
+      unit_ms = 1;
+      i += 2;
+    } else if (text[i] == 'h') {
+      unit_ms = 3600 * 1000;
+      ++i;
+    } else if (text[i] == 'm') {
+      unit_ms = 60 * 1000;
+      ++i;
+    } else if (text[i] == 's') {
+      unit_ms = 1000;
+      ++i;
+    } else {
+      return std::nullopt;
+    }
+    if (++parts > 4) return std::nullopt;
+    total += value * unit_ms;  // at most 4 * 99999h: far from overflow
+  }
+  return total;
+}
+
+bool is_dns1123_label(std::string_view text) {
+  if (text.empty() || text.size() > 63) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(text.front()) || !alnum(text.back())) return false;
+  return std::all_of(text.begin(), text.end(), [&](char c) { return alnum(c) || c == '-'; });
+}
+
+bool is_dns1123_subdomain(std::string_view text) {
+  if (text.empty() || text.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    size_t dot = text.find('.', start);
+    std::string_view label = text.substr(start, dot == std::string_view::npos ? text.npos : dot - start);
+    // Kubernetes bounds only the whole name here, not each label.
+    if (label.empty()) return false;
+    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    if (!alnum(label.front()) || !alnum(label.back())) return false;
+    if (!std::all_of(label.begin(), label.end(), [&](char c) { return alnum(c) || c == '-'; })) {
+      return false;
+    }
+    if (dot == std::string_view::npos) return true;
+    start = dot + 1;
+  }
+}
+
+}  // namespace trellis::control

@@ -1,0 +1,30 @@
+// Turns what the control plane sends (trellis.v1 listeners and clusters) into
+// the proxy's config model, merged with the bootstrap file's static part, and
+// checks the result the way a bootstrap file is checked: anything wrong and
+// the whole update is refused, with the field path, and the proxy stays on its
+// last good configuration.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "proxy/config.h"
+#include "trellis/v1/discovery.pb.h"
+
+namespace trellis::proxy {
+
+// What the control plane has given this proxy so far, by name.
+struct DynamicConfig {
+  std::map<std::string, v1::Listener> listeners;
+  std::map<std::string, v1::Cluster> clusters;
+
+  // Applies a full or incremental update.
+  void apply(const v1::ConfigUpdate& update);
+};
+
+// bootstrap + dynamic -> one validated ProxyConfig. Errors carry paths like
+// "listeners[outbound].virtual_hosts[reviews.default].routes[0].cluster".
+ConfigLoad merge_dynamic_config(const ProxyConfig& bootstrap, const DynamicConfig& dynamic);
+
+}  // namespace trellis::proxy

@@ -1,0 +1,133 @@
+#include "control/snapshot_builder.h"
+
+#include <gtest/gtest.h>
+
+namespace trellis::control {
+namespace {
+
+Resource route(std::string name, Json spec, uint64_t version = 1) {
+  Resource r;
+  r.api_version = "gateway.networking.k8s.io/v1";
+  r.kind = "HTTPRoute";
+  r.name = std::move(name);
+  r.namespace_ = "default";
+  r.resource_version = version;
+  r.spec = std::move(spec);
+  return r;
+}
+
+Instance instance(std::string service, std::string address, std::string ns = "default") {
+  Instance i;
+  i.id = service + "-" + address;
+  i.service = std::move(service);
+  i.namespace_ = std::move(ns);
+  i.address = std::move(address);
+  return i;
+}
+
+v1::Hello hello(std::vector<std::string> upstreams, bool with_instance = true) {
+  v1::Hello h;
+  h.mutable_node()->set_id("productpage-1");
+  h.mutable_node()->set_service("productpage");
+  h.set_outbound_address("127.0.0.1:16001");
+  for (auto& u : upstreams) h.add_upstream_services(u);
+  if (with_instance) {
+    h.mutable_instance()->set_address("127.0.0.1:16000");
+    h.mutable_instance()->set_app_address("127.0.0.1:9080");
+  }
+  return h;
+}
+
+const v1::Cluster* find_cluster(const v1::ConfigUpdate& u, const std::string& name) {
+  for (const auto& c : u.clusters())
+    if (c.name() == name) return &c;
+  return nullptr;
+}
+
+const v1::Listener* find_listener(const v1::ConfigUpdate& u, const std::string& name) {
+  for (const auto& l : u.listeners())
+    if (l.name() == name) return &l;
+  return nullptr;
+}
+
+TEST(SnapshotBuilder, InboundListenerForwardsToTheLocalApplication) {
+  MeshView mesh;
+  v1::ConfigUpdate u = build_proxy_config(mesh, hello({}));
+  const v1::Listener* in = find_listener(u, "inbound");
+  ASSERT_NE(in, nullptr);
+  EXPECT_EQ(in->address(), "127.0.0.1:16000");
+  const v1::Cluster* local = find_cluster(u, "inbound");
+  ASSERT_NE(local, nullptr);
+  ASSERT_EQ(local->endpoints_size(), 1);
+  EXPECT_EQ(local->endpoints(0).address(), "127.0.0.1:9080");
+  EXPECT_EQ(find_listener(u, "outbound"), nullptr) << "an application that calls nothing needs no outbound listener";
+}
+
+TEST(SnapshotBuilder, OnlyTheServicesItCallsAndWhatTheirRoutesReach) {
+  MeshView mesh;
+  mesh.instances = {instance("reviews-v1", "127.0.0.1:7001"), instance("reviews-v2", "127.0.0.1:7002"),
+                    instance("ratings", "127.0.0.1:7003"), instance("details", "127.0.0.1:7004"),
+                    instance("unrelated", "127.0.0.1:7005")};
+  mesh.http_routes = {route("reviews-canary", Json::parse(R"({
+      "parentRefs": [{"kind": "Service", "name": "reviews"}],
+      "rules": [{"backendRefs": [{"name": "reviews-v1", "weight": 90}, {"name": "reviews-v2", "weight": 10}]}]})"))};
+  v1::ConfigUpdate u = build_proxy_config(mesh, hello({"reviews", "details"}));
+  std::vector<std::string> names;
+  for (const auto& c : u.clusters()) names.push_back(c.name());
+  EXPECT_EQ(names, (std::vector<std::string>{"inbound", "details.default", "reviews.default",
+                                             "reviews-v1.default", "reviews-v2.default"}));
+  EXPECT_EQ(find_cluster(u, "unrelated.default"), nullptr);
+  EXPECT_EQ(find_cluster(u, "ratings.default"), nullptr);
+  ASSERT_EQ(find_cluster(u, "reviews-v2.default")->endpoints_size(), 1);
+  EXPECT_EQ(find_cluster(u, "reviews-v2.default")->endpoints(0).address(), "127.0.0.1:7002");
+}
+
+TEST(SnapshotBuilder, OutboundVirtualHostsAnswerTheServiceNames) {
+  MeshView mesh;
+  v1::ConfigUpdate u = build_proxy_config(mesh, hello({"details", "ratings.prod", "details"}));
+  const v1::Listener* out = find_listener(u, "outbound");
+  ASSERT_NE(out, nullptr);
+  ASSERT_EQ(out->virtual_hosts_size(), 2) << "a service named twice is one virtual host";
+  const auto& details = out->virtual_hosts(0);
+  EXPECT_EQ(details.name(), "details.default");
+  std::vector<std::string> domains(details.domains().begin(), details.domains().end());
+  EXPECT_EQ(domains, (std::vector<std::string>{"details", "details.default", "details.default.svc",
+                                               "details.default.svc.cluster.local"}));
+  ASSERT_EQ(details.routes_size(), 1);
+  EXPECT_EQ(details.routes(0).cluster(), "details.default");
+  EXPECT_EQ(out->virtual_hosts(1).name(), "ratings.prod");
+}
+
+TEST(SnapshotBuilder, RoutePathMatchesAndTimeoutsComeFromTheHttpRoute) {
+  MeshView mesh;
+  mesh.http_routes = {route("split", Json::parse(R"({
+      "parentRefs": [{"name": "reviews"}],
+      "rules": [
+        {"matches": [{"path": {"type": "Exact", "value": "/health"}}], "backendRefs": [{"name": "reviews-v1"}]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}], "timeouts": {"request": "1m30s"},
+         "backendRefs": [{"name": "reviews-v2"}]},
+        {"matches": [{"headers": [{"name": "x-canary", "value": "1"}]}], "backendRefs": [{"name": "reviews-v2"}]}
+      ]})"))};
+  v1::ConfigUpdate u = build_proxy_config(mesh, hello({"reviews"}));
+  const auto& vh = find_listener(u, "outbound")->virtual_hosts(0);
+  ASSERT_EQ(vh.routes_size(), 3) << "header-only matches are left out until the data plane has them";
+  EXPECT_EQ(vh.routes(0).path_kind(), v1::Route::EXACT);
+  EXPECT_EQ(vh.routes(0).path(), "/health");
+  EXPECT_EQ(vh.routes(0).cluster(), "reviews-v1.default");
+  EXPECT_EQ(vh.routes(1).path(), "/api");
+  EXPECT_EQ(vh.routes(1).timeout_ms(), 90000u);
+  EXPECT_EQ(vh.routes(2).path(), "/");
+  EXPECT_EQ(vh.routes(2).cluster(), "reviews.default") << "the fallback route goes to the service itself";
+}
+
+TEST(SnapshotBuilder, SameInputSameOutput) {
+  MeshView mesh;
+  mesh.instances = {instance("details", "127.0.0.1:7002"), instance("details", "127.0.0.1:7001")};
+  std::string a = build_proxy_config(mesh, hello({"details"})).SerializeAsString();
+  std::swap(mesh.instances[0], mesh.instances[1]);
+  std::string b = build_proxy_config(mesh, hello({"details"})).SerializeAsString();
+  EXPECT_EQ(a, b) << "endpoint order must not depend on registry order";
+}
+
+}  // namespace
+}  // namespace trellis::control
