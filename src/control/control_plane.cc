@@ -90,8 +90,9 @@ ControlPlane::ControlPlane(proxy::EventLoop& loop, std::unique_ptr<SqliteStore> 
       expiry_timer_(loop, [this] { expire(); }) {
   registry_ = std::make_unique<Registry>(*store_, clock_, random_);
   registry_->set_change_listener([this](const std::string&, const std::string&) { request_push(); });
-  // Instances whose TTL ran out while the control plane was down go now.
-  registry_->expire();
+  // Proxies could not heartbeat while the control plane was down: their
+  // instances get a full TTL to reconnect before anything is removed.
+  registry_->restart_ttls();
   expiry_timer_.arm(kExpiryInterval);
 }
 

@@ -213,6 +213,19 @@ Result<Instance> Registry::heartbeat(const std::string& id) {
   return it->second;
 }
 
+void Registry::restart_ttls() {
+  const int64_t now = clock_.now_ms();
+  std::set<ServiceKey> revived;
+  for (auto& [id, instance] : by_id_) {
+    if (instance.last_heartbeat_ms >= now) continue;
+    auto touched = store_.touch_instance(id, now);
+    if (!touched || !*touched) continue;  // left to expire by its old TTL
+    if (!live(instance, now)) revived.insert({instance.namespace_, instance.service});
+    instance.last_heartbeat_ms = now;
+  }
+  if (!revived.empty()) changed(revived);
+}
+
 bool Registry::deregister(const std::string& id) {
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return false;

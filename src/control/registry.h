@@ -21,9 +21,8 @@
 namespace trellis::control {
 
 // Wall-clock time as a seam. Heartbeats are stored as wall-clock
-// milliseconds, not monotonic time, so that a TTL keeps running while the
-// control plane is down: an instance that went quiet during a restart is
-// expired when it comes back.
+// milliseconds, not monotonic time, so that they mean the same after a
+// restart; what a restart does to TTLs is the owner's choice (restart_ttls()).
 class WallClock {
  public:
   virtual ~WallClock() = default;
@@ -50,8 +49,10 @@ struct ServiceCount {
 //
 // An instance is live while now - last_heartbeat_ms <= ttl_seconds * 1000;
 // queries never show one past that, and expire() removes it from the store.
-// The owner calls expire() on start (instances whose TTL ran out while the
-// control plane was down) and then periodically.
+// The owner calls expire() periodically. On start it either calls expire()
+// (TTLs kept running while the control plane was down) or restart_ttls()
+// (every instance gets a full TTL to reconnect); trellis-control does the
+// latter, for static stability.
 //
 // Like the Store, not thread-safe: the caller serializes.
 class Registry {
@@ -97,6 +98,13 @@ class Registry {
 
   // Removes every instance whose TTL ran out; returns them, by id.
   std::vector<Instance> expire();
+
+  // Gives every stored instance a full TTL from now. Called once when the
+  // control plane starts: its proxies had no one to heartbeat to while it was
+  // down, and removing their instances before they could reconnect would take
+  // working endpoints away from every client (static stability). An instance
+  // that really died is removed one TTL later.
+  void restart_ttls();
 
   // Bumped once by every call that changed the live view (before the
   // listener hears of it), never by a no-op. Counts from 0 in each process:

@@ -295,6 +295,23 @@ TEST_F(RegistryTest, TtlRunsOutWhileTheControlPlaneIsDown) {
   EXPECT_FALSE(registry_->find("web-1").has_value()) << "the expiry was stored";
 }
 
+TEST_F(RegistryTest, RestartTtlsGivesEveryInstanceAFullTtlToReconnect) {
+  Instance a = web("web-1");
+  a.ttl_seconds = 10;
+  must_register(a);
+  restart();
+  clock_.advance_ms(60000);  // down for a minute: far past the TTL
+  EXPECT_TRUE(registry_->instances_of("web", "default").empty());
+  registry_->restart_ttls();
+  ASSERT_EQ(registry_->instances_of("web", "default").size(), 1u) << "back for a full TTL";
+  EXPECT_EQ(notified_.back(), "default/web") << "coming back is a change";
+  clock_.advance_ms(9000);
+  EXPECT_TRUE(registry_->expire().empty());
+  EXPECT_TRUE(registry_->heartbeat("web-1")) << "its proxy reconnected in time";
+  clock_.advance_ms(10001);
+  EXPECT_EQ(registry_->expire().size(), 1u) << "no heartbeat after the restart: removed one TTL later";
+}
+
 TEST_F(RegistryTest, RevisionAndListenerFollowChangesOnly) {
   EXPECT_EQ(registry_->revision(), 0u);
   must_register(web("web-1"));
