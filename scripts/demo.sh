@@ -1,52 +1,99 @@
 #!/usr/bin/env bash
-# The main job: builds trellis-proxy, starts it in front of a demo nginx
-# upstream on loopback, sends traffic through it and shows what happened.
+# The main job: a local mesh on loopback. trellis-control with the sample
+# resources, four services (productpage, details, reviews-v1, reviews-v2), each
+# behind its own trellis-proxy sidecar configured by the control plane, and
+# traffic from productpage through the mesh, with a summary of what happened.
 # Does its own set-up: safe to run on a fresh Debian bookworm machine.
+# Ports: TRELLIS_DEMO_PORT_BASE (default 15000) and the 100 above it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 
 ./scripts/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build --target trellis-proxy >/dev/null
+cmake --build build --target trellis-proxy trellis-control trellis >/dev/null
 
+BIN=$(pwd)/build/src
+BASE=${TRELLIS_DEMO_PORT_BASE:-15000}
 RUN=$(mktemp -d /tmp/trellis-demo.XXXXXX)
-mkdir -p "$RUN/nginx/tmp"
+PIDS=()
 cleanup() {
-  [[ -n "${PROXY_PID:-}" ]] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null || true
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   [[ -f "$RUN/nginx/nginx.pid" ]] && kill "$(cat "$RUN/nginx/nginx.pid")" 2>/dev/null || true
   rm -rf "$RUN"
 }
 trap cleanup EXIT
 
-ADMIN=http://127.0.0.1:15000
-WEB=http://127.0.0.1:15001
+CONTROL_GRPC=127.0.0.1:$((BASE + 10))
+export TRELLIS_SERVER=127.0.0.1:$((BASE + 11))
+declare -A APP=([productpage]=$((BASE + 80)) [details]=$((BASE + 81)) [reviews-v1]=$((BASE + 82)) [reviews-v2]=$((BASE + 83)))
+declare -A INBOUND=([productpage]=$((BASE + 20)) [details]=$((BASE + 21)) [reviews-v1]=$((BASE + 22)) [reviews-v2]=$((BASE + 23)))
+declare -A ADMIN=([productpage]=$((BASE + 40)) [details]=$((BASE + 41)) [reviews-v1]=$((BASE + 42)) [reviews-v2]=$((BASE + 43)))
+OUTBOUND=127.0.0.1:$((BASE + 30))
 
-echo "== starting the demo upstream (nginx on 127.0.0.1:15081 and :15082)"
-cp examples/demo/nginx.conf "$RUN/nginx/nginx.conf"
+wait_for() {  # wait_for DESCRIPTION COMMAND...
+  local what=$1
+  shift
+  for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "demo: $what did not come up" >&2
+  tail -n 20 "$RUN"/*.log >&2 || true
+  exit 1
+}
+
+echo "== the applications: four services in nginx (ports ${APP[productpage]}-${APP[reviews-v2]})"
+mkdir -p "$RUN/nginx/tmp"
+sed -e "s/PORT_PRODUCTPAGE/${APP[productpage]}/" -e "s/PORT_DETAILS/${APP[details]}/" \
+    -e "s/PORT_REVIEWS_V1/${APP[reviews-v1]}/" -e "s/PORT_REVIEWS_V2/${APP[reviews-v2]}/" \
+    examples/demo/nginx.conf >"$RUN/nginx/nginx.conf"
 nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -g 'daemon on;'
 
-echo "== starting trellis-proxy (examples/demo/proxy.yaml)"
-./build/src/trellis-proxy --config examples/demo/proxy.yaml --workers 2 >"$RUN/proxy.log" 2>&1 &
-PROXY_PID=$!
-for _ in $(seq 50); do
-  curl -fs "$ADMIN/ready" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fs "$ADMIN/ready" >/dev/null || { cat "$RUN/proxy.log"; exit 1; }
+echo "== trellis-control (proxies on $CONTROL_GRPC, API on $TRELLIS_SERVER)"
+"$BIN/trellis-control" --data-dir "$RUN/control" --grpc-address "$CONTROL_GRPC" \
+  --http-address "$TRELLIS_SERVER" >"$RUN/control.log" 2>&1 &
+PIDS+=($!)
+wait_for trellis-control curl -fs "http://$TRELLIS_SERVER/healthz"
 
-echo "== a few requests through the proxy"
-for path in / / /api/users; do
-  printf '  GET %-12s -> %s' "$path" "$(curl -s "$WEB$path")"
+echo "== applying the sample resources (examples/demo/mesh.yaml)"
+"$BIN/cli/trellis" apply -f examples/demo/mesh.yaml | sed 's/^/  /'
+
+echo "== four sidecars, configured by the control plane"
+for svc in productpage details reviews-v1 reviews-v2; do
+  {
+    echo "admin: { address: 127.0.0.1:${ADMIN[$svc]} }"
+    echo "control_plane:"
+    echo "  address: $CONTROL_GRPC"
+    echo "  node: { id: $svc-1, service: $svc }"
+    echo "  instance: { address: 127.0.0.1:${INBOUND[$svc]}, app_address: 127.0.0.1:${APP[$svc]}, ttl: 10s }"
+    if [[ $svc == productpage ]]; then
+      echo "  outbound_address: $OUTBOUND"
+      echo "  upstream_services: [details, reviews]"
+    fi
+  } >"$RUN/$svc.yaml"
+  "$BIN/trellis-proxy" --config "$RUN/$svc.yaml" --workers 1 >"$RUN/$svc.log" 2>&1 &
+  PIDS+=($!)
+done
+in_sync() { [[ $("$BIN/cli/trellis" status 2>/dev/null | grep -c ' yes ') -eq 4 ]]; }
+wait_for "four proxies in sync" in_sync
+"$BIN/cli/trellis" status | sed 's/^/  /'
+
+echo "== requests from productpage, through its sidecar ($OUTBOUND) and the callee's"
+for req in "details /details/0" "reviews /reviews/0" "reviews /v2/reviews/0"; do
+  set -- $req
+  printf '  GET http://%s%-16s -> %s' "$1" "$2" "$(curl -s -H "Host: $1" "http://$OUTBOUND$2")"
   echo
 done
-printf '  L4 listener   -> %s\n' "$(curl -s http://127.0.0.1:15002/)"
 
-echo "== load: 20000 requests, 20 keep-alive connections (h2load)"
-h2load --h1 -n 20000 -c 20 -t 1 "$WEB/" | grep -E "^(finished in|requests:|status codes:)" | sed 's/^/  /'
+echo "== load: 2,000 requests to reviews and to details (trellis load, open loop, 400 req/s each)"
+for svc in reviews details; do
+  "$BIN/cli/trellis" load "http://$OUTBOUND/" -H "Host: $svc" --rate 400 --duration 5s --connections 4 \
+    | grep -A1 -E "^(requests|status|latency)" | grep -v -- '^--' | sed "s/^/  $svc: /"
+done
 
-echo "== proxy stats ($ADMIN/stats)"
-curl -s "$ADMIN/stats" | grep -E '^trellis_(http_requests_total|downstream_connections_total|upstream_connects_total|upstream_requests_total|http_request_duration_seconds_count)' \
-  | grep -v ' 0$' | sed 's/^/  /'
-echo "  proxy memory: $(grep VmRSS /proc/$PROXY_PID/status | awk '{print $2 " " $3}') RSS"
+echo "== registry"
+"$BIN/cli/trellis" get services | sed 's/^/  /'
+
+echo "== productpage sidecar stats (http://127.0.0.1:${ADMIN[productpage]}/stats)"
+curl -s "http://127.0.0.1:${ADMIN[productpage]}/stats" |
+  grep -E '^trellis_(http_requests_total|upstream_requests_total|control_plane_connected|control_plane_version)' |
+  grep -v ' 0$' | sed 's/^/  /'
 echo "== done"

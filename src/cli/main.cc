@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/load_command.h"
+#include "cli/mesh_commands.h"
 
 namespace {
 
@@ -22,6 +23,13 @@ int main(int argc, char** argv) {
   CLI::App app{"trellis: the command line of the Trellis service mesh", "trellis"};
   app.require_subcommand(1);
   const Command commands[] = {
+      {"apply", trellis::cli::add_apply_command(app)},
+      {"delete", trellis::cli::add_delete_command(app)},
+      {"get", trellis::cli::add_get_command(app)},
+      {"register", trellis::cli::add_register_command(app)},
+      {"heartbeat", trellis::cli::add_heartbeat_command(app)},
+      {"deregister", trellis::cli::add_deregister_command(app)},
+      {"status", trellis::cli::add_status_command(app)},
       {"load", trellis::cli::add_load_command(app)},
   };
   try {

@@ -1,0 +1,67 @@
+// A small blocking HTTP/1.1 client for trellis-control's JSON API: one
+// connection per request, a deadline on the whole exchange, and errors a
+// person can act on. Blocking sockets are fine here: the CLI does one thing
+// at a time.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include "cli/yaml_json.h"
+#include "common/result.h"
+#include "proxy/config.h"
+
+namespace trellis::cli {
+
+inline constexpr std::string_view kDefaultServer = "127.0.0.1:15011";
+
+// --server when given, else $TRELLIS_SERVER, else kDefaultServer.
+std::string default_server();
+
+// "IP:PORT", "[IPv6]:PORT" or "localhost:PORT", optionally after "http://"
+// and before a "/"; an error message when malformed.
+Result<proxy::SocketAddress> parse_server_address(std::string_view text);
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+};
+
+// The API's answer: the status and the body as JSON. A body that is not JSON
+// (a proxy in between, an old server) is kept as {"error": <text>}.
+struct ApiReply {
+  int status = 0;
+  Json body;
+
+  bool ok() const { return status >= 200 && status < 300; }
+  // body["error"] when it is a string, else a line naming the status.
+  std::string error() const;
+};
+
+class ApiClient {
+ public:
+  explicit ApiClient(proxy::SocketAddress server,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(15));
+
+  const std::string& server() const { return server_.text; }
+
+  // Sends one request and reads the whole response (Content-Length, chunked,
+  // or until the server closes). Errors read like "cannot reach
+  // trellis-control at 127.0.0.1:15011: Connection refused".
+  Result<HttpResponse> send(std::string_view method, std::string_view target, std::string_view body = {},
+                            std::string_view content_type = "application/json") const;
+
+  // send() with a JSON body (none when `body` is null) and a JSON answer.
+  Result<ApiReply> call(std::string_view method, std::string_view target, const Json& body = nullptr) const;
+
+ private:
+  proxy::SocketAddress server_;
+  std::chrono::milliseconds timeout_;
+};
+
+// Percent-encodes one path segment or query value: names come from the
+// command line and must not be able to change the route.
+std::string url_encode(std::string_view text);
+
+}  // namespace trellis::cli

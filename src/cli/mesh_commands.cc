@@ -1,0 +1,89 @@
+#include "cli/mesh_commands.h"
+
+#include <cstdio>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+namespace trellis::cli {
+namespace {
+
+// Mirrors control/resource.cc's known_kinds(); the CLI does not link the
+// control plane. A kind missing here still works, with plainer messages.
+constexpr KindName kKinds[] = {
+    {"HTTPRoute", "httproutes", true},
+    {"DestinationPolicy", "destinationpolicies", true},
+    {"RateLimitPolicy", "ratelimitpolicies", true},
+    {"AuthorizationPolicy", "authorizationpolicies", true},
+    {"MeshConfig", "meshconfigs", false},
+};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+}  // namespace
+
+const KindName* find_kind_name(std::string_view name) {
+  std::string l = lower(name);
+  for (const KindName& k : kKinds) {
+    if (l == lower(k.kind) || l == k.plural) return &k;
+  }
+  return nullptr;
+}
+
+std::string kind_list() {
+  std::string out;
+  for (const KindName& k : kKinds) {
+    if (!out.empty()) out += ", ";
+    out += k.kind;
+  }
+  return out;
+}
+
+std::string resource_label(std::string_view kind, std::string_view name) {
+  const KindName* known = find_kind_name(kind);
+  std::string k = lower(known != nullptr ? known->kind : (kind.empty() ? "resource" : kind));
+  return k + "/" + std::string(name.empty() ? "?" : name);
+}
+
+std::string json_string(const Json& object, const char* key) {
+  if (!object.is_object()) return "";
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+void add_server_option(CLI::App& command, std::string& server) {
+  server = default_server();
+  command.add_option("--server", server,
+                     "trellis-control's API, IP:PORT (default: $TRELLIS_SERVER or 127.0.0.1:15011)");
+}
+
+std::optional<ApiClient> make_client(std::string_view command, const std::string& server) {
+  Result<proxy::SocketAddress> address = parse_server_address(server);
+  if (!address.ok()) {
+    print_error(command, fmt::format("--server \"{}\": {}", server, address.error().message));
+    return std::nullopt;
+  }
+  return ApiClient(*address);
+}
+
+void print_error(std::string_view command, std::string_view message) {
+  std::string line = fmt::format("trellis {}: {}\n", command, message);
+  if (message.rfind("cannot reach trellis-control", 0) == 0) {
+    line += "  (is trellis-control running there? Point --server or TRELLIS_SERVER at its --http-address)\n";
+  }
+  std::fflush(stdout);  // keep the order of what was printed so far
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+void print_out(std::string_view text) {
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace trellis::cli

@@ -1,0 +1,69 @@
+// The mesh-management subcommands of `trellis`, which talk to trellis-control's
+// JSON API (docs/cli.md): apply, delete, get, register, heartbeat, deregister
+// and status; and what they share: the --server flag, the kinds' names, and
+// how API errors are told.
+//
+// Each add_*_command(app) adds its subcommand; after `app` parsed the command
+// line, the returned function runs it and returns the exit code: 0 done, 1 the
+// work failed (the server unreachable, any resource refused), 2 usage error.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "cli/api_client.h"
+
+namespace CLI {
+class App;
+}
+
+namespace trellis::cli {
+
+std::function<int()> add_apply_command(CLI::App& app);
+std::function<int()> add_delete_command(CLI::App& app);
+std::function<int()> add_get_command(CLI::App& app);
+std::function<int()> add_register_command(CLI::App& app);
+std::function<int()> add_heartbeat_command(CLI::App& app);
+std::function<int()> add_deregister_command(CLI::App& app);
+std::function<int()> add_status_command(CLI::App& app);
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+
+// The resource kinds, as the CLI names them. The control plane is the
+// authority (a kind it knows and this table does not still passes through);
+// the table gives the canonical spelling for messages, the plural for paths
+// and whether a kind lives in a namespace.
+struct KindName {
+  const char* kind;    // "HTTPRoute"
+  const char* plural;  // "httproutes"
+  bool namespaced;
+};
+// By kind in any case ("HTTPRoute", "httproute") or plural; null when unknown.
+const KindName* find_kind_name(std::string_view name);
+// "HTTPRoute, DestinationPolicy, ..." for messages.
+std::string kind_list();
+// kubectl's "kind/name" with the kind in lower case: "httproute/reviews-canary".
+std::string resource_label(std::string_view kind, std::string_view name);
+
+// object[key] when it is a string, else "".
+std::string json_string(const Json& object, const char* key);
+
+// Adds --server to a subcommand; `server` starts at default_server().
+void add_server_option(CLI::App& command, std::string& server);
+
+// The client for --server, or nullopt after telling the user why the
+// address is not usable (a usage error).
+std::optional<ApiClient> make_client(std::string_view command, const std::string& server);
+
+// Prints "trellis COMMAND: message" to stderr, and for an unreachable server a
+// hint on where the address comes from.
+void print_error(std::string_view command, std::string_view message);
+
+// Writes `text` to stdout as is.
+void print_out(std::string_view text);
+
+}  // namespace trellis::cli
