@@ -124,6 +124,9 @@ MeshView ControlPlane::mesh_view() {
   std::lock_guard lock(mu_);
   view.http_routes = store_->list("HTTPRoute", "");
   view.destination_policies = store_->list("DestinationPolicy", "");
+  view.rate_limit_policies = store_->list("RateLimitPolicy", "");
+  view.authorization_policies = store_->list("AuthorizationPolicy", "");
+  view.mesh_configs = store_->list("MeshConfig", "");
   for (const ServiceCount& s : registry_->services()) {
     std::vector<Instance> live = registry_->instances_of(s.service, s.namespace_);
     view.instances.insert(view.instances.end(), live.begin(), live.end());
@@ -326,7 +329,8 @@ proxy::AdminResponse ControlPlane::status() {
            {"namespace", s.namespace_},    {"peer", s.peer},
            {"connected_at_ms", s.connected_at_ms}, {"sent_version", s.sent_version},
            {"acked_version", s.acked_version},     {"listeners", s.listeners},
-           {"clusters", s.clusters},       {"in_sync", s.sent_version == s.acked_version}};
+           {"clusters", s.clusters},       {"policies", s.policies},
+           {"in_sync", s.sent_version == s.acked_version}};
     if (s.nacked_version) p["nack"] = Json{{"version", s.nacked_version}, {"error", s.nack_error}};
     proxies.push_back(std::move(p));
   }

@@ -40,8 +40,10 @@ std::string canonical(const M& message) {
 struct Desired {
   std::map<std::string, v1::Listener> listeners;
   std::map<std::string, v1::Cluster> clusters;
+  std::map<std::string, v1::Policy> policies;
   std::map<std::string, std::string> listener_bytes;
   std::map<std::string, std::string> cluster_bytes;
+  std::map<std::string, std::string> policy_bytes;
 };
 
 Desired to_desired(const v1::ConfigUpdate& full) {
@@ -53,6 +55,10 @@ Desired to_desired(const v1::ConfigUpdate& full) {
   for (const v1::Cluster& c : full.clusters()) {
     d.cluster_bytes[c.name()] = canonical(c);
     d.clusters[c.name()] = c;
+  }
+  for (const v1::Policy& p : full.policies()) {
+    d.policy_bytes[p.key()] = canonical(p);
+    d.policies[p.key()] = p;
   }
   return d;
 }
@@ -179,7 +185,7 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
   void try_send_locked() {
     if (writing_ || finishing_) return;
     v1::ConfigUpdate update;
-    bool full = sent_listeners_.empty() && sent_clusters_.empty() && !sent_any_;
+    bool full = !sent_any_;
     update.set_full(full);
     for (const auto& [name, bytes] : desired_.listener_bytes) {
       auto it = sent_listeners_.find(name);
@@ -189,22 +195,31 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       auto it = sent_clusters_.find(name);
       if (full || it == sent_clusters_.end() || it->second != bytes) *update.add_clusters() = desired_.clusters[name];
     }
+    for (const auto& [key, bytes] : desired_.policy_bytes) {
+      auto it = sent_policies_.find(key);
+      if (full || it == sent_policies_.end() || it->second != bytes) *update.add_policies() = desired_.policies[key];
+    }
     if (!full) {
       for (const auto& [name, bytes] : sent_listeners_)
         if (!desired_.listener_bytes.count(name)) update.add_removed_listeners(name);
       for (const auto& [name, bytes] : sent_clusters_)
         if (!desired_.cluster_bytes.count(name)) update.add_removed_clusters(name);
-      if (update.listeners_size() == 0 && update.clusters_size() == 0 && update.removed_listeners_size() == 0 &&
-          update.removed_clusters_size() == 0)
+      for (const auto& [key, bytes] : sent_policies_)
+        if (!desired_.policy_bytes.count(key)) update.add_removed_policies(key);
+      if (update.listeners_size() == 0 && update.clusters_size() == 0 && update.policies_size() == 0 &&
+          update.removed_listeners_size() == 0 && update.removed_clusters_size() == 0 &&
+          update.removed_policies_size() == 0)
         return;  // nothing changed for this proxy
     }
     update.set_version(g_next_version.fetch_add(1));
     sent_listeners_ = desired_.listener_bytes;
     sent_clusters_ = desired_.cluster_bytes;
+    sent_policies_ = desired_.policy_bytes;
     sent_any_ = true;
     status_.sent_version = update.version();
     status_.listeners = desired_.listeners.size();
     status_.clusters = desired_.clusters.size();
+    status_.policies = desired_.policies.size();
     *out_.mutable_update() = std::move(update);
     writing_ = true;
     StartWrite(&out_);
@@ -223,6 +238,7 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
   Desired desired_;
   std::map<std::string, std::string> sent_listeners_;
   std::map<std::string, std::string> sent_clusters_;
+  std::map<std::string, std::string> sent_policies_;
   ProxyStatus status_;
 };
 

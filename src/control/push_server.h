@@ -47,6 +47,7 @@ struct ProxyStatus {
   std::string nack_error;
   size_t listeners = 0;
   size_t clusters = 0;
+  size_t policies = 0;
 };
 
 class PushServer {

@@ -185,6 +185,32 @@ void add_outbound_host(const MeshView& mesh, const ServiceRef& service, v1::List
   fallback->set_cluster(service.cluster_name());
 }
 
+void add_policy(const Resource& r, v1::ConfigUpdate& update) {
+  v1::Policy* p = update.add_policies();
+  p->set_key(r.kind + "/" + r.namespace_ + "/" + r.name);
+  p->set_kind(r.kind);
+  p->set_namespace_(r.namespace_);
+  p->set_name(r.name);
+  p->set_resource_version(r.resource_version);
+  p->set_spec_json(r.spec.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
+
+// Policies whose targetRef names `service` (kind Service) or one of the
+// HTTPRoutes attached to it (kind HTTPRoute).
+bool targets(const Resource& policy, const ServiceRef& service, const MeshView& mesh) {
+  if (policy.namespace_ != service.namespace_) return false;
+  auto target = policy.spec.find("targetRef");
+  if (target == policy.spec.end() || !target->is_object()) return false;
+  std::string kind = str(*target, "kind", "Service");
+  std::string name = str(*target, "name");
+  if (kind == "Service") return name == service.name;
+  if (kind == "HTTPRoute") {
+    for (const Resource* route : routes_for(mesh, service))
+      if (route->name == name && route->namespace_ == policy.namespace_) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 ServiceRef parse_service_ref(const std::string& text, const std::string& default_namespace) {
@@ -239,6 +265,23 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     for (const ServiceRef& s : declared) add_outbound_host(mesh, s, *out);
   }
   for (const ServiceRef& s : scope) fill_cluster(mesh, s, *update.add_clusters());
+
+  // Policies: how to call the services in scope, and what applies to traffic
+  // into this proxy's own service.
+  for (const Resource& p : mesh.destination_policies)
+    for (const ServiceRef& s : scope)
+      if (targets(p, s, mesh)) {
+        add_policy(p, update);
+        break;
+      }
+  if (!hello.node().service().empty()) {
+    ServiceRef own{hello.node().service(), node_namespace(hello)};
+    for (const Resource& p : mesh.rate_limit_policies)
+      if (targets(p, own, mesh)) add_policy(p, update);
+    for (const Resource& p : mesh.authorization_policies)
+      if (targets(p, own, mesh)) add_policy(p, update);
+  }
+  for (const Resource& p : mesh.mesh_configs) add_policy(p, update);
   return update;
 }
 

@@ -19,6 +19,9 @@ namespace trellis::control {
 struct MeshView {
   std::vector<Resource> http_routes;
   std::vector<Resource> destination_policies;
+  std::vector<Resource> rate_limit_policies;
+  std::vector<Resource> authorization_policies;
+  std::vector<Resource> mesh_configs;
   std::vector<Instance> instances;  // live ones only
 };
 

@@ -1040,6 +1040,18 @@ std::string config_to_json(const ProxyConfig& config) {
     if (!cp.upstream_services.empty()) c["upstream_services"] = cp.upstream_services;
     out["control_plane"] = std::move(c);
   }
+  if (!config.policies.empty()) {
+    Json policies = Json::array();
+    for (const PolicyConfig& p : config.policies) {
+      Json spec = Json::parse(p.spec_json, nullptr, /*allow_exceptions=*/false);
+      policies.push_back(Json{{"kind", p.kind},
+                              {"namespace", p.namespace_},
+                              {"name", p.name},
+                              {"resourceVersion", std::to_string(p.resource_version)},
+                              {"spec", spec.is_discarded() ? Json(p.spec_json) : std::move(spec)}});
+    }
+    out["policies"] = std::move(policies);
+  }
   // Config strings are bytes as written in the file; JSON needs UTF-8, so a
   // stray byte becomes U+FFFD rather than an exception.
   return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

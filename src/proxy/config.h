@@ -107,6 +107,17 @@ struct ControlPlaneConfig {
   bool enabled() const { return address.length != 0; }
 };
 
+// A mesh policy received from the control plane (DestinationPolicy,
+// RateLimitPolicy, AuthorizationPolicy, MeshConfig), kept as written. Shown in
+// /config_dump; enforced as the data plane's features arrive.
+struct PolicyConfig {
+  std::string kind;
+  std::string namespace_;
+  std::string name;
+  uint64_t resource_version = 0;
+  std::string spec_json;
+};
+
 struct ProxyConfig {
   std::string source;  // file it was read from
   AdminConfig admin;
@@ -115,6 +126,7 @@ struct ProxyConfig {
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
   ControlPlaneConfig control_plane;
+  std::vector<PolicyConfig> policies;  // from the control plane only
 };
 
 // One configuration error: where it is and what is wrong with it.

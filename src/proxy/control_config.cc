@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 namespace trellis::proxy {
 namespace {
 
@@ -99,6 +101,15 @@ class Merger {
     out_.config.listeners.push_back(std::move(listener));
   }
 
+  void add_policy(const v1::Policy& p) {
+    std::string path = "policies[" + p.key() + "]";
+    if (p.key().empty() || p.kind().empty() || p.name().empty())
+      return error("policies[]", "a policy needs key, kind and name");
+    if (!nlohmann::json::accept(p.spec_json())) return error(path + ".spec_json", "not valid JSON");
+    out_.config.policies.push_back(
+        PolicyConfig{p.kind(), p.namespace_(), p.name(), p.resource_version(), p.spec_json()});
+  }
+
   // Routes and TCP listeners name clusters: resolve every name to its index.
   void resolve() {
     std::map<std::string, size_t> index;
@@ -143,11 +154,14 @@ void DynamicConfig::apply(const v1::ConfigUpdate& update) {
   if (update.full()) {
     listeners.clear();
     clusters.clear();
+    policies.clear();
   }
   for (const std::string& name : update.removed_listeners()) listeners.erase(name);
   for (const std::string& name : update.removed_clusters()) clusters.erase(name);
+  for (const std::string& key : update.removed_policies()) policies.erase(key);
   for (const v1::Listener& l : update.listeners()) listeners[l.name()] = l;
   for (const v1::Cluster& c : update.clusters()) clusters[c.name()] = c;
+  for (const v1::Policy& p : update.policies()) policies[p.key()] = p;
 }
 
 ConfigLoad merge_dynamic_config(const ProxyConfig& bootstrap, const DynamicConfig& dynamic) {
@@ -155,6 +169,7 @@ ConfigLoad merge_dynamic_config(const ProxyConfig& bootstrap, const DynamicConfi
   Merger merger(bootstrap, out);
   for (const auto& [name, c] : dynamic.clusters) merger.add_cluster(c);
   for (const auto& [name, l] : dynamic.listeners) merger.add_listener(l);
+  for (const auto& [key, p] : dynamic.policies) merger.add_policy(p);
   merger.resolve();
   return out;
 }

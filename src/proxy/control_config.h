@@ -18,6 +18,7 @@ namespace trellis::proxy {
 struct DynamicConfig {
   std::map<std::string, v1::Listener> listeners;
   std::map<std::string, v1::Cluster> clusters;
+  std::map<std::string, v1::Policy> policies;  // by key
 
   // Applies a full or incremental update.
   void apply(const v1::ConfigUpdate& update);

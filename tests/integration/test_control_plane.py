@@ -80,6 +80,35 @@ def test_scoping_sends_a_proxy_only_what_it_calls(fleet, nginx):
     assert sorted(c["name"] for c in dump["clusters"]) == ["details.default"], dump["clusters"]
 
 
+def test_policies_are_distributed_to_the_proxies_they_concern(fleet, nginx):
+    control = fleet.control_plane()
+    control.register("details", nginx.address(0), ttl_seconds=60)
+    outbound = free_port()
+    product = fleet.proxy(sidecar_config(control, "productpage", outbound_port=outbound,
+                                         upstream_services=["details"]))
+    wait_for(outbound, "details")
+    dest = {"apiVersion": "trellis.dev/v1alpha1", "kind": "DestinationPolicy", "metadata": {"name": "details"},
+            "spec": {"targetRef": {"kind": "Service", "name": "details"},
+                     "connectionPool": {"connectTimeout": "250ms"}}}
+    unrelated = {"apiVersion": "trellis.dev/v1alpha1", "kind": "DestinationPolicy", "metadata": {"name": "other"},
+                 "spec": {"targetRef": {"kind": "Service", "name": "other"}}}
+    for r in (dest, unrelated):
+        status, body = control.apply(r)
+        assert status == 201, body
+
+    def policies():
+        return {(p["kind"], p["name"]) for p in product.config_dump().get("policies", [])}
+
+    assert wait_until(lambda: ("DestinationPolicy", "details") in policies(), 5), product.config_dump()
+    assert ("DestinationPolicy", "other") not in policies(), "a policy for a service it does not call reached it"
+    [details] = [c for c in product.config_dump()["clusters"] if c["name"] == "details.default"]
+    assert details["connect_timeout"] == "250ms", details
+    assert control.request("DELETE", "/v1/resources/destinationpolicies/default/details")[0] == 200
+    assert wait_until(lambda: ("DestinationPolicy", "details") not in policies(), 5), "a deleted policy stayed"
+    st = control.proxy_status("productpage-1")
+    assert st["in_sync"], st
+
+
 def test_ttl_expiry_removes_the_endpoint_from_proxies(fleet, nginx):
     control = fleet.control_plane()
     control.register("ratings", nginx.address(0), ttl_seconds=1)

@@ -120,6 +120,38 @@ TEST(SnapshotBuilder, RoutePathMatchesAndTimeoutsComeFromTheHttpRoute) {
   EXPECT_EQ(vh.routes(2).cluster(), "reviews.default") << "the fallback route goes to the service itself";
 }
 
+Resource policy(std::string kind, std::string name, std::string target_kind, std::string target) {
+  Resource r;
+  r.api_version = "trellis.dev/v1alpha1";
+  r.kind = std::move(kind);
+  r.name = std::move(name);
+  r.namespace_ = "default";
+  r.resource_version = 7;
+  r.spec = Json{{"targetRef", {{"kind", target_kind}, {"name", target}}}};
+  return r;
+}
+
+TEST(SnapshotBuilder, PoliciesReachOnlyTheProxiesTheyConcern) {
+  MeshView mesh;
+  mesh.destination_policies = {policy("DestinationPolicy", "details-lb", "Service", "details"),
+                               policy("DestinationPolicy", "other-lb", "Service", "unrelated")};
+  mesh.rate_limit_policies = {policy("RateLimitPolicy", "own-limit", "Service", "productpage"),
+                              policy("RateLimitPolicy", "their-limit", "Service", "details")};
+  mesh.authorization_policies = {policy("AuthorizationPolicy", "own-authz", "Service", "productpage")};
+  Resource mesh_config;
+  mesh_config.kind = "MeshConfig";
+  mesh_config.name = "default";
+  mesh_config.spec = Json{{"mtls", {{"mode", "STRICT"}}}};
+  mesh.mesh_configs = {mesh_config};
+  v1::ConfigUpdate u = build_proxy_config(mesh, hello({"details"}));
+  std::vector<std::string> keys;
+  for (const auto& p : u.policies()) keys.push_back(p.key());
+  EXPECT_EQ(keys, (std::vector<std::string>{"DestinationPolicy/default/details-lb", "RateLimitPolicy/default/own-limit",
+                                            "AuthorizationPolicy/default/own-authz", "MeshConfig//default"}));
+  EXPECT_EQ(u.policies(0).resource_version(), 7u);
+  EXPECT_EQ(Json::parse(u.policies(0).spec_json())["targetRef"]["name"], "details");
+}
+
 TEST(SnapshotBuilder, SameInputSameOutput) {
   MeshView mesh;
   mesh.instances = {instance("details", "127.0.0.1:7002"), instance("details", "127.0.0.1:7001")};
