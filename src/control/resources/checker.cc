@@ -1,3 +1,4 @@
+#include "common/text.h"
 #include "control/resources/checker.h"
 
 #include <algorithm>
@@ -46,21 +47,6 @@ std::string format_number(double value) {
 std::string range_message(int64_t min, int64_t max) {
   if (max == std::numeric_limits<int64_t>::max()) return "must be at least " + std::to_string(min);
   return "must be between " + std::to_string(min) + " and " + std::to_string(max);
-}
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
 }
 
 std::string plural(size_t n, std::string_view word) {
