@@ -344,6 +344,11 @@ How to read these figures, and how much they move from run to run:
 
 ![Latency percentiles by target](latency.svg)
 """
+    # The control plane's scale figures come from their own harness
+    # (bench/control/scale.py); the latest run is carried here as written.
+    control = BENCH_DIR / "control" / "RESULTS-control.md"
+    if control.exists():
+        doc += "\n" + control.read_text()
     (BENCH_DIR / "RESULTS.md").write_text(doc)
     (BENCH_DIR / "latency.svg").write_text(svg)
     log("wrote bench/RESULTS.md and bench/latency.svg")
