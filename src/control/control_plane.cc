@@ -170,11 +170,11 @@ proxy::AdminResponse ControlPlane::handle(const proxy::AdminRequest& r) {
   if (p.size() >= 2 && p[0] == "v1" && p[1] == "resources") {
     if ((r.method == "PUT" || r.method == "POST") && p.size() == 2) return put_resource(r.body);
     std::string_view kind = p.size() > 2 ? p[2] : "";
-    if (r.method == "GET" && p.size() >= 3 && p.size() <= 5)
-      return get_resources(kind, p.size() == 5 ? p[3] : (p.size() == 4 ? "" : ""),
-                           p.size() == 5 ? p[4] : (p.size() == 4 ? p[3] : ""), r.query);
-    if (r.method == "DELETE" && (p.size() == 4 || p.size() == 5))
-      return delete_resource(kind, p.size() == 5 ? p[3] : "", p.size() == 5 ? p[4] : p[3], r.query);
+    // .../{kind}, .../{kind}/{name} (cluster-scoped) or .../{kind}/{namespace}/{name}
+    std::string_view ns = p.size() == 5 ? p[3] : "";
+    std::string_view name = p.size() >= 4 ? p.back() : "";
+    if (r.method == "GET" && p.size() >= 3 && p.size() <= 5) return get_resources(kind, ns, name, r.query);
+    if (r.method == "DELETE" && (p.size() == 4 || p.size() == 5)) return delete_resource(kind, ns, name, r.query);
   }
   if (p.size() >= 3 && p[0] == "v1" && p[1] == "registry") {
     if (p[2] == "instances") {

@@ -1,7 +1,10 @@
 #include "control/snapshot_builder.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
+
+#include "control/validation.h"
 
 namespace trellis::control {
 namespace {
@@ -13,34 +16,13 @@ std::string node_namespace(const v1::Hello& hello) {
   return hello.node().namespace_().empty() ? "default" : hello.node().namespace_();
 }
 
-// Gateway API durations: up to four <number><unit> groups, units h, m, s, ms.
+// A Gateway API duration in milliseconds; 0 when absent (specs are validated
+// before they are stored).
 uint32_t duration_ms(const Json& value) {
   if (!value.is_string()) return 0;
-  const std::string& s = value.get_ref<const std::string&>();
-  uint64_t total = 0;
-  size_t i = 0;
-  while (i < s.size()) {
-    uint64_t n = 0;
-    size_t start = i;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') n = n * 10 + static_cast<uint64_t>(s[i++] - '0');
-    if (i == start) return 0;
-    if (s.compare(i, 2, "ms") == 0) {
-      total += n;
-      i += 2;
-    } else if (i < s.size() && s[i] == 's') {
-      total += n * 1000;
-      ++i;
-    } else if (i < s.size() && s[i] == 'm') {
-      total += n * 60 * 1000;
-      ++i;
-    } else if (i < s.size() && s[i] == 'h') {
-      total += n * 3600 * 1000;
-      ++i;
-    } else {
-      return 0;
-    }
-  }
-  return total > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(total);
+  std::optional<int64_t> ms = parse_duration_ms(value.get_ref<const std::string&>());
+  if (!ms || *ms < 0) return 0;
+  return *ms > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(*ms);
 }
 
 std::string str(const Json& obj, const char* key, const std::string& fallback = "") {
@@ -49,9 +31,7 @@ std::string str(const Json& obj, const char* key, const std::string& fallback = 
 }
 
 bool refers_to_service(const Json& ref) {
-  std::string kind = str(ref, "kind", "Service");
-  std::string group = str(ref, "group", "");
-  return kind == "Service" && (group.empty() || group == "core");
+  return str(ref, "kind", "Service") == "Service" && str(ref, "group", "").empty();
 }
 
 // Routes attached to `service` (GAMMA: a parentRef to a Service).

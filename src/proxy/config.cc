@@ -42,17 +42,6 @@ std::string in_quotes(std::string_view s) {
   return out;
 }
 
-std::string field_path(std::string_view parent, std::string_view key) {
-  std::string out(parent);
-  if (!out.empty()) out += '.';
-  out += key;
-  return out;
-}
-
-std::string item_path(std::string_view parent, size_t index) {
-  return std::string(parent) + "[" + std::to_string(index) + "]";
-}
-
 bool is_valid_name(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||

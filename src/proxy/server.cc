@@ -158,11 +158,7 @@ bool Server::start() {
     workers_.push_back(std::make_unique<Worker>(i, snapshot_));
   }
   for (auto& w : workers_) w->start();
-  if (config->control_plane.enabled()) {
-    control_ = std::make_unique<ControlClient>(
-        loop_, [this](std::shared_ptr<const ProxyConfig> c, std::string& e) { return apply_config(std::move(c), e); });
-    control_->start(bootstrap_);
-  }
+  if (config->control_plane.enabled()) start_control_client();
   spdlog::info("trellis-proxy ready: {} listener(s), {} cluster(s), {} worker(s), admin on {}",
                config->listeners.size(), config->clusters.size(), workers_.size(),
                config->admin.address.text);
@@ -215,15 +211,19 @@ void Server::reload() {
   }
   bootstrap_ = bootstrap;
   if (bootstrap_->control_plane.enabled()) {
-    if (!control_) {
-      control_ = std::make_unique<ControlClient>(
-          loop_, [this](std::shared_ptr<const ProxyConfig> c, std::string& e) { return apply_config(std::move(c), e); });
-    }
-    control_->start(bootstrap_);
+    start_control_client();
   } else if (control_) {
     control_->stop();
   }
   ++reloads_ok_;
+}
+
+void Server::start_control_client() {
+  if (!control_) {
+    control_ = std::make_unique<ControlClient>(
+        loop_, [this](std::shared_ptr<const ProxyConfig> c, std::string& e) { return apply_config(std::move(c), e); });
+  }
+  control_->start(bootstrap_);
 }
 
 bool Server::apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error) {

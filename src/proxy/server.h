@@ -41,6 +41,7 @@ class Server {
   // (a socket cannot be bound): the config in force stays.
   bool apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error);
   void reload();
+  void start_control_client();  // creates it on first use; (re)connects with bootstrap_
   void begin_drain();
   void check_drained();
   AdminResponse admin(std::string_view method, std::string_view path);

@@ -51,16 +51,11 @@ class Socket final : public IoHandler {
   size_t pending_output() const { return out_.size(); }
   // Closes the write side once buffered output is sent.
   void shutdown_write();
-  bool write_shut() const { return shut_wr_done_; }
   bool failed() const { return failed_; }
   int error() const { return error_; }
 
   // Closes the descriptor now; pending output is dropped.
   void close();
-  // Releases the input-side buffer memory of an idle connection.
-  void release_memory() {
-    if (out_.empty()) out_.release();
-  }
 
   uint64_t bytes_read() const { return bytes_read_; }
   uint64_t bytes_written() const { return bytes_written_; }

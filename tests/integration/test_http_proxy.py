@@ -133,6 +133,8 @@ def test_no_matching_route_is_404(fleet, nginx):
         assert resp.status == 404, f"unrouted path: got {resp}"
         resp = client.request("GET", "/api/x", host="only.example")
         assert resp.status == 200, f"routed request after two 404s: got {resp}"
+    # nginx writes its log line after the response: give it a moment.
+    wait_until(lambda: nginx.access_log(), 2)
     seen = [e["request"] for e in nginx.access_log()]
     assert seen == ["GET /api/x HTTP/1.1"], f"upstream saw {seen}, expected only the routed request"
 

@@ -55,17 +55,6 @@ std::string plural(size_t n, std::string_view word) {
 
 }  // namespace
 
-std::string child_path(std::string_view parent, std::string_view key) {
-  std::string out(parent);
-  if (!out.empty()) out += '.';
-  out += key;
-  return out;
-}
-
-std::string item_path(std::string_view parent, size_t index) {
-  return std::string(parent) + "[" + std::to_string(index) + "]";
-}
-
 std::string key_path(std::string_view parent, std::string_view key) {
   return std::string(parent) + "[" + std::string(key) + "]";
 }
@@ -153,7 +142,7 @@ MapReader Checker::map(const Json& value, std::string path, const Names& fields)
   }
   for (const auto& [key, unused] : value.items()) {
     if (std::find(fields.begin(), fields.end(), key) != fields.end()) continue;
-    error(child_path(path, key), "unknown field " + quote(key) + did_you_mean(key, fields));
+    error(field_path(path, key), "unknown field " + quote(key) + did_you_mean(key, fields));
   }
   return MapReader(this, &value, std::move(path));
 }

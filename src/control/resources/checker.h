@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/text.h"
 #include "control/resource.h"
 
 namespace trellis::control {
@@ -22,8 +23,8 @@ enum class Need { kOptional, kRequired };
 
 // Paths as users read them: "spec.rules[0].backendRefs[1].weight", and
 // "metadata.labels[app]" for a key of a free-form map.
-std::string child_path(std::string_view parent, std::string_view key);
-std::string item_path(std::string_view parent, size_t index);
+using ::trellis::field_path;
+using ::trellis::item_path;
 std::string key_path(std::string_view parent, std::string_view key);
 
 std::string quote(std::string_view text);
@@ -57,7 +58,7 @@ class MapReader {
   // returns nothing.
   bool ok() const { return json_ != nullptr; }
   const std::string& path() const { return path_; }
-  std::string path_of(std::string_view key) const { return child_path(path_, key); }
+  std::string path_of(std::string_view key) const { return field_path(path_, key); }
   bool has(std::string_view key) const;
   const Json* raw(std::string_view key) const;
 

@@ -422,7 +422,7 @@ void ServerConnection::close() {
   resume_.cancel();
   if (in_flight) {
     router_.on_downstream_reset();
-    if (response_started_ || state_ == State::kTunnel) router_.end(bytes_in_, bytes_out_);
+    if (response_started_) router_.end(bytes_in_, bytes_out_);  // a tunnel's 101 counts
   }
   stats_->connections_active.sub();
   client_.close();
