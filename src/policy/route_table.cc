@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <re2/re2.h>
+
 namespace trellis::policy {
 namespace {
 
@@ -35,10 +37,34 @@ bool istarts_with(std::string_view s, std::string_view lower_prefix) {
 
 }  // namespace
 
-size_t RouteTable::add_virtual_host(const std::vector<std::string>& domains,
-                                    std::vector<PathMatch> routes) {
+struct RouteTable::CompiledRoute {
+  RouteMatch match;
+};
+
+RouteTable::RouteTable() = default;
+RouteTable::~RouteTable() = default;
+RouteTable::RouteTable(RouteTable&&) noexcept = default;
+RouteTable& RouteTable::operator=(RouteTable&&) noexcept = default;
+
+Regex::~Regex() = default;
+
+Result<std::shared_ptr<const Regex>> Regex::compile(const std::string& pattern) {
+  RE2::Options options;
+  options.set_log_errors(false);
+  std::shared_ptr<Regex> out(new Regex());
+  out->re_ = std::make_unique<re2::RE2>(pattern, options);
+  if (!out->re_->ok()) return make_error(out->re_->error());
+  return std::shared_ptr<const Regex>(std::move(out));
+}
+
+bool Regex::full_match(std::string_view text) const { return RE2::FullMatch(text, *re_); }
+
+Result<size_t> RouteTable::add_virtual_host(const std::vector<std::string>& domains,
+                                            const std::vector<RouteMatch>& routes) {
   size_t index = routes_.size();
-  routes_.push_back(std::move(routes));
+  std::vector<CompiledRoute> compiled;
+  for (const RouteMatch& m : routes) compiled.push_back({m});
+  routes_.push_back(std::move(compiled));
   for (const std::string& raw : domains) {
     std::string d = lower(raw);
     if (d == "*") {
@@ -103,20 +129,22 @@ bool RouteTable::match_host(std::string_view host, size_t& vhost) const {
   return false;
 }
 
-bool RouteTable::path_matches(const PathMatch& m, std::string_view path) {
-  if (size_t q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
-  if (m.kind == PathMatchKind::kExact) return path == m.path;
-  if (path.size() < m.path.size() || path.compare(0, m.path.size(), m.path) != 0) return false;
-  if (path.size() == m.path.size() || m.path.back() == '/') return true;
-  return path[m.path.size()] == '/';
+bool RouteTable::path_prefix_matches(std::string_view prefix, std::string_view path) {
+  if (path.size() < prefix.size() || path.compare(0, prefix.size(), prefix) != 0) return false;
+  if (path.size() == prefix.size() || prefix.back() == '/') return true;
+  return path[prefix.size()] == '/';
 }
 
-bool RouteTable::match(std::string_view host, std::string_view path, RouteRef& out) const {
+bool RouteTable::match(const RequestView& request, RouteRef& out) const {
   size_t vhost;
-  if (!match_host(host, vhost)) return false;
+  if (!match_host(request.authority, vhost)) return false;
+  std::string_view path = request.path;
+  if (size_t q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
   const auto& routes = routes_[vhost];
   for (size_t i = 0; i < routes.size(); ++i) {
-    if (path_matches(routes[i], path)) {
+    const RouteMatch& m = routes[i].match;
+    bool ok = m.path_kind == PathMatchKind::kExact ? path == m.path : path_prefix_matches(m.path, path);
+    if (ok) {
       out = {vhost, i};
       return true;
     }

@@ -484,7 +484,7 @@ class Loader {
       std::string policy;
       if (read_string(*v, policy)) {
         if (policy == "round_robin") {
-          cluster.lb_policy = LbPolicy::kRoundRobin;
+          cluster.lb.algorithm = policy::LbAlgorithm::kRoundRobin;
         } else {
           error(*v, "unknown lb_policy " + in_quotes(policy) + " (supported: round_robin)");
         }
@@ -674,9 +674,11 @@ class Loader {
       auto fields = read_map(item, {"match", "cluster", "timeout"});
       if (fields) {
         if (auto v = required(*fields, "match")) load_match(*v, route);
-        if (auto v = required(*fields, "cluster"); v && read_string(*v, route.cluster)) {
-          resolve_cluster(*v, route.cluster, route.cluster_index);
+        BackendConfig backend;
+        if (auto v = required(*fields, "cluster"); v && read_string(*v, backend.cluster)) {
+          resolve_cluster(*v, backend.cluster, backend.cluster_index);
         }
+        route.backends.push_back(std::move(backend));
         if (auto v = fields->get("timeout")) read_duration(*v, route.timeout);
       }
       routes.push_back(std::move(route));
@@ -697,13 +699,13 @@ class Loader {
       return;
     }
     const Located& path = prefix ? *prefix : *exact;
-    route.path_kind = prefix ? PathMatchKind::kPrefix : PathMatchKind::kExact;
-    if (!read_string(path, route.path)) return;
-    if (route.path.empty() || route.path.front() != '/') {
+    route.match.path_kind = prefix ? policy::PathMatchKind::kPrefix : policy::PathMatchKind::kExact;
+    if (!read_string(path, route.match.path)) return;
+    if (route.match.path.empty() || route.match.path.front() != '/') {
       error(path, "must start with \"/\"");
       return;
     }
-    bool has_space = std::any_of(route.path.begin(), route.path.end(),
+    bool has_space = std::any_of(route.match.path.begin(), route.match.path.end(),
                                  [](unsigned char c) { return c <= ' ' || c == 0x7f; });
     if (has_space) error(path, "must not contain spaces or control characters");
   }
@@ -796,8 +798,8 @@ using Json = nlohmann::ordered_json;
 
 Json route_to_json(const RouteConfig& route) {
   Json match;
-  match[route.path_kind == PathMatchKind::kPrefix ? "prefix" : "exact"] = route.path;
-  return Json{{"match", match}, {"cluster", route.cluster}, {"timeout", format_duration(route.timeout)}};
+  match[route.match.path_kind == policy::PathMatchKind::kPrefix ? "prefix" : "exact"] = route.match.path;
+  return Json{{"match", match}, {"cluster", route.backends.empty() ? "" : route.backends[0].cluster}, {"timeout", format_duration(route.timeout)}};
 }
 
 Json listener_to_json(const ListenerConfig& listener) {

@@ -88,10 +88,12 @@ class Merger {
         for (int i = 0; i < vh.routes_size(); ++i) {
           const v1::Route& r = vh.routes(i);
           RouteConfig route;
-          route.path_kind = r.path_kind() == v1::Route::EXACT ? PathMatchKind::kExact : PathMatchKind::kPrefix;
-          route.path = r.path().empty() ? "/" : r.path();
-          if (route.path.front() != '/') error(vpath + ".routes[" + std::to_string(i) + "].path", "must start with \"/\"");
-          route.cluster = r.cluster();
+          route.match.path_kind = r.path_kind() == v1::Route::EXACT ? policy::PathMatchKind::kExact : policy::PathMatchKind::kPrefix;
+          route.match.path = r.path().empty() ? "/" : r.path();
+          if (route.match.path.front() != '/') error(vpath + ".routes[" + std::to_string(i) + "].path", "must start with \"/\"");
+          BackendConfig backend;
+          backend.cluster = r.cluster();
+          route.backends.push_back(std::move(backend));
           route.timeout = Millis(r.timeout_ms());
           vhost.routes.push_back(std::move(route));
         }
@@ -124,13 +126,14 @@ class Merger {
       }
       for (VirtualHostConfig& vh : l.virtual_hosts) {
         for (size_t i = 0; i < vh.routes.size(); ++i) {
-          RouteConfig& r = vh.routes[i];
-          auto it = index.find(r.cluster);
-          if (it == index.end()) {
-            error(path + ".virtual_hosts[" + vh.name + "].routes[" + std::to_string(i) + "].cluster",
-                  "unknown cluster \"" + r.cluster + "\"");
-          } else {
-            r.cluster_index = it->second;
+          for (BackendConfig& b : vh.routes[i].backends) {
+            auto it = index.find(b.cluster);
+            if (it == index.end()) {
+              error(path + ".virtual_hosts[" + vh.name + "].routes[" + std::to_string(i) + "].cluster",
+                    "unknown cluster \"" + b.cluster + "\"");
+            } else {
+              b.cluster_index = it->second;
+            }
           }
         }
       }

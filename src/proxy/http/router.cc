@@ -63,12 +63,12 @@ void Router::decode_headers(const RequestHeaders& headers, bool end_stream) {
 
   const ListenerRuntime& listener = *context_->listener;
   policy::RouteRef ref;
-  if (!listener.routes.match(req.authority, req.path, ref)) {
+  if (!listener.routes.match({req.authority, req.method, req.path, &req.headers}, ref)) {
     reply_local(404, "no route\n");
     return;
   }
   const RouteConfig& route = listener.config->virtual_hosts[ref.virtual_host].routes[ref.route];
-  cluster_ = &worker_.cluster(route.cluster_index);
+  cluster_ = &worker_.cluster(route.backends[0].cluster_index);
   cluster_name_ = cluster_->name();
   if (!connect_upstream(false)) return;
   cluster_->stats().requests.inc();

@@ -143,14 +143,14 @@ TEST(ConfigTest, FullConfigReadsEveryField) {
   EXPECT_EQ(api.name, "api");
   EXPECT_EQ(api.domains, (std::vector<std::string>{"api.example.com", "api.example.com:8080"}));
   ASSERT_EQ(api.routes.size(), 2u);
-  EXPECT_EQ(api.routes[0].path_kind, PathMatchKind::kExact);
-  EXPECT_EQ(api.routes[0].path, "/healthz");
-  EXPECT_EQ(api.routes[0].cluster, "health");
-  EXPECT_EQ(api.routes[0].cluster_index, 1u);
+  EXPECT_EQ(api.routes[0].match.path_kind, policy::PathMatchKind::kExact);
+  EXPECT_EQ(api.routes[0].match.path, "/healthz");
+  EXPECT_EQ(api.routes[0].backends[0].cluster, "health");
+  EXPECT_EQ(api.routes[0].backends[0].cluster_index, 1u);
   EXPECT_EQ(api.routes[0].timeout, Millis(0));
-  EXPECT_EQ(api.routes[1].path_kind, PathMatchKind::kPrefix);
-  EXPECT_EQ(api.routes[1].path, "/v1/");
-  EXPECT_EQ(api.routes[1].cluster_index, 0u);
+  EXPECT_EQ(api.routes[1].match.path_kind, policy::PathMatchKind::kPrefix);
+  EXPECT_EQ(api.routes[1].match.path, "/v1/");
+  EXPECT_EQ(api.routes[1].backends[0].cluster_index, 0u);
   EXPECT_EQ(api.routes[1].timeout, Millis(1500));
 
   const VirtualHostConfig& fallback = web.virtual_hosts[1];
@@ -171,7 +171,7 @@ TEST(ConfigTest, FullConfigReadsEveryField) {
   ASSERT_EQ(c.clusters.size(), 3u);
   const ClusterConfig& api_cluster = c.clusters[0];
   EXPECT_EQ(api_cluster.name, "api");
-  EXPECT_EQ(api_cluster.lb_policy, LbPolicy::kRoundRobin);
+  EXPECT_EQ(api_cluster.lb.algorithm, policy::LbAlgorithm::kRoundRobin);
   EXPECT_EQ(api_cluster.connect_timeout, Millis(250));
   EXPECT_EQ(api_cluster.idle_timeout, Millis(30000));
   EXPECT_EQ(api_cluster.max_idle_per_endpoint, 0u);
@@ -229,7 +229,7 @@ clusters:
   EXPECT_EQ(listener.idle_timeout, Millis(300000));
   EXPECT_EQ(listener.virtual_hosts.at(0).routes.at(0).timeout, Millis(15000));
   const ClusterConfig& cluster = result.config.clusters.at(0);
-  EXPECT_EQ(cluster.lb_policy, LbPolicy::kRoundRobin);
+  EXPECT_EQ(cluster.lb.algorithm, policy::LbAlgorithm::kRoundRobin);
   EXPECT_EQ(cluster.connect_timeout, Millis(1000));
   EXPECT_EQ(cluster.idle_timeout, Millis(60000));
   EXPECT_EQ(cluster.max_idle_per_endpoint, 64u);
@@ -247,7 +247,7 @@ TEST(ConfigTest, ExampleFileIsValid) {
   EXPECT_EQ(result.config.admin.address.text, "127.0.0.1:9901");
   ASSERT_EQ(result.config.listeners.size(), 1u);
   EXPECT_EQ(result.config.listeners[0].address.text, "127.0.0.1:10000");
-  EXPECT_EQ(result.config.listeners[0].virtual_hosts.at(0).routes.at(0).cluster, "web");
+  EXPECT_EQ(result.config.listeners[0].virtual_hosts.at(0).routes.at(0).backends.at(0).cluster, "web");
   ASSERT_EQ(result.config.clusters.size(), 1u);
   EXPECT_EQ(result.config.clusters[0].endpoints.at(0).address.text, "127.0.0.1:8081");
 }
