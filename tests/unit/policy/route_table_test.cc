@@ -3,6 +3,31 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+// Counts allocations so a test can check that matching makes none. (GCC
+// pairs the free() below with the library's operator new, not this one.)
+namespace {
+std::atomic<size_t> g_allocations{0};
+}  // namespace
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(size_t size, const std::nothrow_t&) noexcept {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  return std::malloc(size == 0 ? 1 : size);
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
+
 namespace trellis::policy {
 namespace {
 
@@ -310,6 +335,27 @@ TEST(RouteTable, OversizedRegexIsRejected) {
   ASSERT_TRUE(good.ok());
   EXPECT_TRUE((*good)->full_match("aaa"));
   EXPECT_FALSE((*good)->full_match("aaaa"));
+}
+
+TEST(RouteTable, MatchingDoesNotAllocate) {
+  RouteMatch m = regex("/v[0-9]+/items/.*");
+  m.method = "GET";
+  m.hosts = {"*.shop.example"};
+  m.headers = {{"x-tenant", true, "[a-z]+"}};
+  m.query_params = {{"page", true, "[0-9]+"}, {"sort", false, "asc"}};
+  RouteTable t;
+  add(t, {"Shop.Example", "*.shop.example"}, {exact("/healthz"), m, prefix("/")});
+  std::vector<HeaderField> headers = {{"Accept", "*/*"}, {"X-Tenant", "acme"}};
+  RequestView request{"EU.Shop.Example:8443", "GET", "/v2/items/42?sort=asc&page=3", &headers};
+  RouteRef r;
+  ASSERT_TRUE(t.match(request, r));  // RE2 builds its matching caches on first use
+  ASSERT_EQ(r.route, 1u);
+  size_t before = g_allocations.load();
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(t.match(request, r));
+  EXPECT_EQ(g_allocations.load() - before, 0u);
+  // The counter does see allocations.
+  auto probe = std::make_unique<int>(1);
+  EXPECT_EQ(g_allocations.load() - before, 1u);
 }
 
 TEST(RouteTable, IsMovable) {
