@@ -83,7 +83,8 @@ struct LbOptions {
   // Locality: prefer hosts marked local. While fewer than this percentage of
   // the local hosts are eligible, that share of traffic spills to the others
   // in proportion (e.g. 35% eligible of a 70% threshold: half the traffic
-  // stays local). 0 disables locality awareness.
+  // stays local). With 0, traffic leaves the local hosts only when none of
+  // them is eligible.
   bool locality_enabled = false;
   uint32_t locality_min_healthy_percent = 70;
 };

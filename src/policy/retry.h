@@ -16,14 +16,14 @@ namespace trellis::policy {
 // Which failures a retry may follow (bit set).
 enum RetryOn : uint32_t {
   kRetryConnectFailure = 1u << 0,
-  kRetryReset = 1u << 1,          // the connection broke before a response
-  kRetry5xx = 1u << 2,            // any 5xx answer, a connect failure, a reset or a per-try timeout
-  kRetryGatewayError = 1u << 3,   // 502, 503, 504, a connect failure or a per-try timeout
-  kRetryStatusCodes = 1u << 4,    // the codes in RetryPolicy::status_codes
+  kRetryReset = 1u << 1,         // the connection broke before a response
+  kRetry5xx = 1u << 2,           // any 5xx answer, a connect failure, a reset or a per-try timeout
+  kRetryGatewayError = 1u << 3,  // 502, 503, 504, a connect failure or a per-try timeout
+  kRetryStatusCodes = 1u << 4,   // the codes in RetryPolicy::status_codes
 };
 
 struct RetryPolicy {
-  uint32_t attempts = 0;  // retries after the first try; 0: off
+  uint32_t attempts = 0;      // retries after the first try; 0: off
   Millis per_try_timeout{0};  // 0: none
   uint32_t retry_on = kRetryConnectFailure | kRetryReset;
   std::vector<uint16_t> status_codes;
@@ -40,7 +40,7 @@ enum class AttemptFailure : uint8_t {
   kConnectFailure,  // no connection could be made (refused, unreachable, connect timeout)
   kReset,           // the connection broke before any response byte
   kPerTryTimeout,
-  kStatus,          // a complete response head with a status
+  kStatus,  // a complete response head with a status
 };
 
 // Whether `failure` (with `status` for kStatus) is one the policy retries.

@@ -10,11 +10,11 @@ namespace trellis::policy {
 enum class PathMatchKind : unsigned char {
   kPrefix,  // by whole path segment, as in the Gateway API
   kExact,
-  kRegex,   // RE2 syntax, full match of the path (without the query)
+  kRegex,  // RE2 syntax, full match of the path (without the query)
 };
 
 struct ValueMatch {
-  std::string name;  // headers: lower case, compared without case; query parameters: case-sensitive
+  std::string name;    // headers: lower case, compared without case; query parameters: case-sensitive
   bool regex = false;  // RE2 full match; else byte-exact
   std::string value;
 };

@@ -58,7 +58,8 @@ class RouteTable {
   // "*.example" (suffix), "api.*" (prefix) or "*". Matching is case-insensitive.
   // Fails, naming the route ("routes[2].path: ...") when a regular
   // expression does not compile; the table is then unchanged.
-  Result<size_t> add_virtual_host(const std::vector<std::string>& domains, const std::vector<RouteMatch>& routes);
+  Result<size_t> add_virtual_host(const std::vector<std::string>& domains,
+                                  const std::vector<RouteMatch>& routes);
 
   // The first route of the best virtual host whose conditions all hold.
   // Host precedence: exact, then the longest suffix wildcard, then the longest
