@@ -13,6 +13,9 @@
 #include "fuzz_check.h"
 #include "proxy/config.h"
 
+using trellis::proxy::BackendConfig;
+using trellis::proxy::MirrorConfig;
+namespace policy = trellis::policy;
 using trellis::proxy::ClusterConfig;
 using trellis::proxy::config_to_json;
 using trellis::proxy::ConfigError;
@@ -125,9 +128,13 @@ void check_valid_config(const trellis::proxy::ProxyConfig& config) {
         for (char c : domain) CHECK(!(c >= 'A' && c <= 'Z'));
       }
       for (const RouteConfig& route : vhost.routes) {
-        CHECK(!route.path.empty() && route.path.front() == '/');
-        for (char c : route.path) CHECK(static_cast<unsigned char>(c) > ' ' && c != 0x7F);
-        CHECK(cluster_ok(route.cluster, route.cluster_index));
+        if (route.match.path_kind != policy::PathMatchKind::kRegex) {
+          CHECK(!route.match.path.empty() && route.match.path.front() == '/');
+          for (char c : route.match.path) CHECK(static_cast<unsigned char>(c) > ' ' && c != 0x7F);
+        }
+        CHECK(route.redirect.enabled || !route.backends.empty() || !route.direct_error.empty());
+        for (const BackendConfig& backend : route.backends) CHECK(cluster_ok(backend.cluster, backend.cluster_index));
+        for (const MirrorConfig& mirror : route.mirrors) CHECK(cluster_ok(mirror.cluster, mirror.cluster_index));
         CHECK(valid_duration(route.timeout));
       }
     }
