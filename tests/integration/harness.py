@@ -955,21 +955,28 @@ def _endpoint(e) -> dict:
     return {"address": e}
 
 
-def cluster(name: str, *endpoints, connect_timeout: str | None = None) -> dict:
-    """A cluster; endpoints are ports, "ip:port" strings or servers with a .port
-    (nginx: its first port)."""
+def cluster(name: str, *endpoints, connect_timeout: str | None = None, **fields) -> dict:
+    """A cluster; endpoints are ports, "ip:port" strings, servers with a .port
+    (nginx: its first port) or endpoint dicts. Other cluster fields
+    (lb_policy, retry, ...) pass through as given."""
     c: dict = {"name": name}
     if connect_timeout:
         c["connect_timeout"] = connect_timeout
-    c["endpoints"] = [_endpoint(e) for e in endpoints]
+    c.update(fields)
+    c["endpoints"] = [e if isinstance(e, dict) else _endpoint(e) for e in endpoints]
     return c
 
 
-def route(cluster_name: str, prefix: str | None = "/", exact: str | None = None,
-          timeout: str | None = None) -> dict:
-    r: dict = {"match": {"exact": exact} if exact else {"prefix": prefix}, "cluster": cluster_name}
+def route(cluster_name: str | None, prefix: str | None = "/", exact: str | None = None,
+          timeout: str | None = None, match: dict | None = None, **fields) -> dict:
+    """A route to one cluster (or, with cluster_name None, whatever `fields`
+    say: backends, redirect...). `match` replaces the prefix/exact shorthand."""
+    r: dict = {"match": match if match is not None else ({"exact": exact} if exact else {"prefix": prefix})}
+    if cluster_name is not None:
+        r["cluster"] = cluster_name
     if timeout:
         r["timeout"] = timeout
+    r.update(fields)
     return r
 
 
