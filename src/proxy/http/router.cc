@@ -51,7 +51,9 @@ Router::Router(Worker& worker, ResponseEncoder& downstream)
       idle_timeout_(worker.loop(), [this] { on_idle_timeout(); }),
       wait_(worker.loop(), [this] {
         waiting_ = false;
-        proceed();
+        proceed(/*from_decoder=*/false);
+        // The client may have been held at the body limit while we waited.
+        if (upstream_.attached()) downstream_.resume_reading();
       }) {}
 
 Router::~Router() { end_try(false, false); }
@@ -78,7 +80,7 @@ void Router::begin(const DownstreamContext& context) {
   cookie_value_.clear();
   status_ = 0;
   head_request_ = false;
-  request_ended_ = response_started_ = response_ended_ = stale_retried_ = false;
+  request_ended_ = response_started_ = response_ended_ = stale_retried_ = continue_sent_ = false;
   request_.get().headers.clear();
   request_.get().method = request_.get().path = request_.get().authority = {};
 }
@@ -162,15 +164,18 @@ void Router::route_request(const RouteConfig& route) {
     waiting_ = true;
     wait_.arm(fault.delay);
     // The client may wait for 100 Continue before sending the body we hold.
-    if (req.expect_continue) downstream_.encode_continue();
+    if (req.expect_continue) {
+      continue_sent_ = true;
+      downstream_.encode_continue();
+    }
     return;
   }
-  proceed();
+  proceed(/*from_decoder=*/true);
 }
 
-void Router::proceed() {
+void Router::proceed(bool from_decoder) {
   if (request_ended_ && mirror_mask_ != 0) start_mirrors();
-  start_try(false);
+  start_try(/*fresh=*/false, from_decoder);
 }
 
 void Router::add_forwarding_headers() {
@@ -228,7 +233,7 @@ std::optional<uint64_t> Router::request_hash() {
   return std::nullopt;
 }
 
-void Router::start_try(bool fresh) {
+void Router::start_try(bool fresh, bool from_decoder) {
   policy::PickContext ctx;
   ctx.now = worker_.loop().now();
   if (cluster_->config().lb.hash.kind != HashPolicy::Kind::kNone) ctx.hash = request_hash();
@@ -252,7 +257,6 @@ void Router::start_try(bool fresh) {
   cluster_->stats().requests.inc();
   upstream_.attach(c, head_request_);
   const RequestHeaders& req = request_.get();
-  bool first = retries_ == 0 && !stale_retried_;
   bool ended_here = request_ended_ && body_.empty() && !has_trailers_;
   upstream_.encode_headers(req, ended_here);
   if (!body_.empty() || (request_ended_ && !ended_here && !has_trailers_)) upstream_.encode_data(body_, request_ended_);
@@ -260,11 +264,12 @@ void Router::start_try(bool fresh) {
   if (per_try.count() > 0) try_timeout_.arm(per_try);
   // The proxy takes the body from here on: tell a waiting client now rather
   // than make it wait for its own timeout (the upstream never saw the Expect).
-  if (first && req.expect_continue && !waiting_) downstream_.encode_continue();
-  if (!first) {
-    upstream_.flush();
-    downstream_.resume_reading();
+  if (req.expect_continue && !continue_sent_) {
+    continue_sent_ = true;
+    downstream_.encode_continue();
   }
+  // From the decoder, its flush() follows and sends head and body together.
+  if (!from_decoder) upstream_.flush();
 }
 
 void Router::decode_data(std::string_view data, bool end_stream) {
@@ -366,7 +371,7 @@ bool Router::free_retry_on_stale_connection() {
     return false;
   stale_retried_ = true;
   end_try(false, false);
-  start_try(true);
+  start_try(/*fresh=*/true, /*from_decoder=*/false);
   return true;
 }
 
@@ -385,8 +390,7 @@ void Router::end_try(bool reusable, bool failed) {
 // ---- response path ----------------------------------------------------------
 
 void Router::decode_response_headers(const ResponseHeaders& headers, bool end_stream) {
-  if (headers.status >= 500 && retry(policy::AttemptFailure::kStatus, headers.status)) return;
-  if (headers.status >= 200 && cluster_ != nullptr && !cluster_->config().retry.status_codes.empty() &&
+  if (headers.status >= 200 && (headers.status >= 500 || !cluster_->config().retry.status_codes.empty()) &&
       retry(policy::AttemptFailure::kStatus, headers.status))
     return;
   try_timeout_.cancel();

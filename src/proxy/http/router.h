@@ -70,9 +70,11 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   void add_forwarding_headers();
   // After the route is chosen: the route's actions, then the first try.
   void route_request(const RouteConfig& route);
-  void proceed();
+  // `from_decoder`: called within a codec's decode call, whose flush()
+  // follows; otherwise what was staged is sent at once.
+  void proceed(bool from_decoder);
   // Sends the request (and any buffered body) to an endpoint picked anew.
-  void start_try(bool fresh);
+  void start_try(bool fresh, bool from_decoder);
   // Ends the current try: connection back to its pool (or closed), the
   // balancer told. `failed` reports a failure latency to the balancer.
   void end_try(bool reusable, bool failed);
@@ -126,6 +128,7 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   bool response_started_ = false;
   bool response_ended_ = false;
   bool stale_retried_ = false;
+  bool continue_sent_ = false;
   Timer timeout_;      // the whole exchange
   Timer try_timeout_;  // the current try
   Timer idle_timeout_;
