@@ -764,6 +764,9 @@ TEST(DestinationPolicy, ConnectionPoolAndOutlierDetection) {
                     "\"30\" is not a duration: write 1 to 4 parts, each a whole number (up to 5 "
                     "digits) and a unit h, m, s or ms, e.g. \"10s\", \"500ms\", \"1h30m\"");
   EXPECT_VALID(with(destination_policy(), "/spec/outlierDetection/consecutive5xx", 0));
+  EXPECT_VALID(with(destination_policy(), "/spec/connectionPool/requestIdleTimeout", "30s"));
+  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/connectionPool/requestIdleTimeout", "0s"),
+                    "spec.connectionPool.requestIdleTimeout", "must be greater than 0s");
 }
 
 TEST(DestinationPolicy, Retries) {
@@ -797,6 +800,9 @@ TEST(DestinationPolicy, Retries) {
                     kRetries + ".budget.percent", "must be between 0 and 100");
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/retries/perTryTimeout", "0s"),
                     kRetries + ".perTryTimeout", "must be greater than 0s");
+  EXPECT_VALID(with(destination_policy(), "/spec/retries/nonIdempotent", true));
+  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/retries/nonIdempotent", "yes"),
+                    kRetries + ".nonIdempotent", "expected true or false, got a string");
 }
 
 TEST(DestinationPolicy, HealthCheck) {
