@@ -114,6 +114,13 @@ Json mesh_config() {
   return doc;
 }
 
+Json fault_injection() {
+  return document("trellis.dev/v1alpha1", "FaultInjection", R"({
+    "abort": {"httpStatus": 503, "percent": 10},
+    "delay": {"fixedDelay": "2s", "percent": 0.5}
+  })");
+}
+
 // ---- durations and names ----
 
 TEST(ParseDuration, AcceptsTheGatewayApiFormat) {
@@ -154,6 +161,7 @@ TEST(Validation, ValidExampleOfEveryKindPasses) {
   EXPECT_VALID(rate_limit_policy());
   EXPECT_VALID(authorization_policy());
   EXPECT_VALID(mesh_config());
+  EXPECT_VALID(fault_injection());
 }
 
 TEST(Validation, ValidateSpecReportsPathsFromTheDocumentRoot) {
@@ -182,7 +190,9 @@ TEST(Validation, AnyValueInAnyPlaceIsReportedNotThrown) {
                                           Json::object(),
                                           Json::parse(R"({"a":1})")};
   for (const Json& doc :
-       {route(), destination_policy(), rate_limit_policy(), authorization_policy(), mesh_config()}) {
+       {route(), destination_policy(), rate_limit_policy(), authorization_policy(), mesh_config(),
+        fault_injection(), route_with_filters(R"([{"type": "ExtensionRef", "extensionRef":
+            {"group": "trellis.dev", "kind": "FaultInjection", "name": "reviews-faults"}}])")}) {
     Json flat = doc.flatten();
     for (const auto& [pointer, unused] : flat.items()) {
       Json::json_pointer p(pointer);
@@ -421,8 +431,6 @@ TEST(HttpRoute, FilterTypeAndItsConfigGoTogether) {
                     "\"HeaderModifier\" is not one of RequestHeaderModifier, ResponseHeaderModifier, "
                     "RequestMirror, RequestRedirect, URLRewrite or ExtensionRef (did you mean "
                     "\"RequestHeaderModifier\"?)");
-  EXPECT_ONLY_ERROR(route_with_filters(R"([{"type": "ExtensionRef", "extensionRef": {}}])"),
-                    kFilter + ".type", "ExtensionRef filters are not supported");
   EXPECT_ONLY_ERROR(route_with_filters(R"([{"type": "URLRewrite", "urlRewrite": {}},
                                            {"type": "URLRewrite", "urlRewrite": {}}])"),
                     "spec.rules[0].filters[1].type",
@@ -430,6 +438,41 @@ TEST(HttpRoute, FilterTypeAndItsConfigGoTogether) {
   EXPECT_VALID(route_with_filters(R"([
     {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "a", "port": 80}}},
     {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "b", "port": 80}}}])"));
+}
+
+TEST(HttpRoute, ExtensionRefNamesAFaultInjection) {
+  const std::string kRef = "spec.rules[0].filters[0].extensionRef";
+  Json r = route_with_filters(R"([{"type": "ExtensionRef", "extensionRef":
+      {"group": "trellis.dev", "kind": "FaultInjection", "name": "reviews-faults"}}])");
+  EXPECT_VALID(r);
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/filters/0/extensionRef/group", "gateway.networking.k8s.io"),
+                    kRef + ".group",
+                    "\"gateway.networking.k8s.io\" is not a supported extension group: the one extension "
+                    "is kind FaultInjection in group \"trellis.dev\"");
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/filters/0/extensionRef/kind", "Faultinjection"), kRef + ".kind",
+                    "\"Faultinjection\" is not a supported extension: the one extension is kind "
+                    "FaultInjection in group \"trellis.dev\" (did you mean \"FaultInjection\"?)");
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/filters/0/extensionRef/kind", "RateLimitPolicy"), kRef + ".kind",
+                    "\"RateLimitPolicy\" is not a supported extension: the one extension is kind "
+                    "FaultInjection in group \"trellis.dev\"");
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/filters/0/extensionRef/name", "Faults"), kRef + ".name",
+                    "\"Faults\" is not a valid name: use lower-case letters, digits, '-' and '.', each "
+                    "'.'-separated part starting and ending with a letter or digit");
+  EXPECT_EQ(error_lines(route_with_filters(R"([{"type": "ExtensionRef", "extensionRef": {}}])")),
+            (std::vector<std::string>{kRef + ".group: required field is missing",
+                                      kRef + ".kind: required field is missing",
+                                      kRef + ".name: required field is missing"}));
+  EXPECT_ONLY_ERROR(route_with_filters(R"([{"type": "ExtensionRef"}])"), kRef,
+                    "required when type is ExtensionRef");
+  // One fault per rule.
+  Json twice = with(r, "/spec/rules/0/filters/1", r["spec"]["rules"][0]["filters"][0]);
+  EXPECT_ONLY_ERROR(twice, "spec.rules[0].filters[1].type",
+                    "ExtensionRef may appear only once in a filters list (first at filters[0])");
+  // Faults apply to the rule, not to one backend.
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/backendRefs/0/filters", r["spec"]["rules"][0]["filters"]),
+                    "spec.rules[0].backendRefs[0].filters[0].type",
+                    "ExtensionRef is not supported in a backendRef's filters, only RequestHeaderModifier "
+                    "and ResponseHeaderModifier: put it in the rule's filters");
 }
 
 TEST(HttpRoute, RedirectAndRewriteRules) {
@@ -1064,6 +1107,38 @@ TEST(MeshConfig, FieldsAreChecked) {
                     "spec.tracing.samplingPercent", "must be between 0 and 100");
   EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/mtls/modes", "STRICT"), "spec.mtls.modes",
                     "unknown field \"modes\" (did you mean \"mode\"?)");
+}
+
+// ---- FaultInjection ----
+
+TEST(FaultInjection, AbortDelayOrBoth) {
+  EXPECT_VALID(without(fault_injection(), "/spec/delay"));
+  EXPECT_VALID(without(fault_injection(), "/spec/abort"));
+  EXPECT_VALID(without(fault_injection(), "/spec/abort/percent"));  // 100%
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec", Json::object()), "spec",
+                    "set abort, delay or both: a FaultInjection without either injects nothing");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/delays", Json::object()), "spec.delays",
+                    "unknown field \"delays\" (did you mean \"delay\"?)");
+}
+
+TEST(FaultInjection, FieldsAreChecked) {
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/abort/httpStatus", 600), "spec.abort.httpStatus",
+                    "must be between 200 and 599");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/abort/httpStatus", 199), "spec.abort.httpStatus",
+                    "must be between 200 and 599");
+  EXPECT_ONLY_ERROR(without(fault_injection(), "/spec/abort/httpStatus"), "spec.abort.httpStatus",
+                    "required field is missing");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/abort/percent", 100.5), "spec.abort.percent",
+                    "must be between 0 and 100");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/delay/percent", "50%"), "spec.delay.percent",
+                    "expected a number, got a string");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/delay/fixedDelay", "0s"), "spec.delay.fixedDelay",
+                    "must be greater than 0s");
+  EXPECT_ONLY_ERROR(without(fault_injection(), "/spec/delay/fixedDelay"), "spec.delay.fixedDelay",
+                    "required field is missing");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/delay/fixedDelay", "1.5s"), "spec.delay.fixedDelay",
+                    "\"1.5s\" is not a duration: write 1 to 4 parts, each a whole number (up to 5 digits) "
+                    "and a unit h, m, s or ms, e.g. \"10s\", \"500ms\", \"1h30m\"");
 }
 
 }  // namespace
