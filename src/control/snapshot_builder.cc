@@ -4,6 +4,7 @@
 #include <optional>
 #include <set>
 
+#include "control/cluster_translation.h"
 #include "control/validation.h"
 
 namespace trellis::control {
@@ -83,40 +84,6 @@ void add_backends(const Resource& route, std::set<ServiceRef>& out) {
   }
 }
 
-const Resource* policy_for(const MeshView& mesh, const ServiceRef& service) {
-  for (const Resource& p : mesh.destination_policies) {
-    if (p.namespace_ != service.namespace_) continue;
-    auto target = p.spec.find("targetRef");
-    if (target != p.spec.end() && target->is_object() && str(*target, "name") == service.name) return &p;
-  }
-  return nullptr;
-}
-
-void fill_cluster(const MeshView& mesh, const ServiceRef& service, v1::Cluster& c) {
-  c.set_name(service.cluster_name());
-  c.set_connect_timeout_ms(1000);
-  c.set_idle_timeout_ms(60000);
-  c.set_max_idle_per_endpoint(64);
-  if (const Resource* policy = policy_for(mesh, service)) {
-    auto pool = policy->spec.find("connectionPool");
-    if (pool != policy->spec.end() && pool->is_object()) {
-      if (uint32_t ms = duration_ms(pool->value("connectTimeout", Json()))) c.set_connect_timeout_ms(ms);
-      if (uint32_t ms = duration_ms(pool->value("idleTimeout", Json()))) c.set_idle_timeout_ms(ms);
-    }
-  }
-  std::vector<const Instance*> live;
-  for (const Instance& i : mesh.instances)
-    if (i.service == service.name && i.namespace_ == service.namespace_) live.push_back(&i);
-  std::sort(live.begin(), live.end(), [](const Instance* a, const Instance* b) { return a->address < b->address; });
-  for (const Instance* i : live) {
-    v1::Endpoint* e = c.add_endpoints();
-    e->set_address(i->address);
-    e->set_weight(i->weight);
-    e->set_zone(i->zone);
-    for (const auto& [k, v] : i->labels) (*e->mutable_labels())[k] = v;
-  }
-}
-
 void add_outbound_host(const MeshView& mesh, const ServiceRef& service, v1::Listener& listener) {
   v1::VirtualHost* vh = listener.add_virtual_hosts();
   vh->set_name(service.cluster_name());
@@ -193,12 +160,6 @@ bool targets(const Resource& policy, const ServiceRef& service, const MeshView& 
 
 }  // namespace
 
-ServiceRef parse_service_ref(const std::string& text, const std::string& default_namespace) {
-  size_t dot = text.find('.');
-  if (dot == std::string::npos) return {text, default_namespace};
-  return {text.substr(0, dot), text.substr(dot + 1)};
-}
-
 std::vector<ServiceRef> services_in_scope(const MeshView& mesh, const v1::Hello& hello) {
   std::set<ServiceRef> scope;
   std::string ns = node_namespace(hello);
@@ -244,7 +205,7 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     for (const std::string& s : hello.upstream_services()) declared.insert(parse_service_ref(s, ns));
     for (const ServiceRef& s : declared) add_outbound_host(mesh, s, *out);
   }
-  for (const ServiceRef& s : scope) fill_cluster(mesh, s, *update.add_clusters());
+  for (const ServiceRef& s : scope) *update.add_clusters() = build_cluster(mesh, {s, ""});
 
   // Policies: how to call the services in scope, and what applies to traffic
   // into this proxy's own service.
