@@ -22,9 +22,12 @@ constexpr uint32_t kBudgetMinPerSecond = 10;
 
 v1::LoadBalancer::Algorithm algorithm_of(const std::string& name) {
   static const std::pair<const char*, v1::LoadBalancer::Algorithm> kAlgorithms[] = {
-      {"RoundRobin", v1::LoadBalancer::ROUND_ROBIN}, {"WeightedRoundRobin", v1::LoadBalancer::WEIGHTED_ROUND_ROBIN},
-      {"Random", v1::LoadBalancer::RANDOM},          {"LeastRequest", v1::LoadBalancer::LEAST_REQUEST},
-      {"PeakEWMA", v1::LoadBalancer::PEAK_EWMA},     {"RingHash", v1::LoadBalancer::RING_HASH},
+      {"RoundRobin", v1::LoadBalancer::ROUND_ROBIN},
+      {"WeightedRoundRobin", v1::LoadBalancer::WEIGHTED_ROUND_ROBIN},
+      {"Random", v1::LoadBalancer::RANDOM},
+      {"LeastRequest", v1::LoadBalancer::LEAST_REQUEST},
+      {"PeakEWMA", v1::LoadBalancer::PEAK_EWMA},
+      {"RingHash", v1::LoadBalancer::RING_HASH},
       {"Maglev", v1::LoadBalancer::MAGLEV},
   };
   for (const auto& [text, algorithm] : kAlgorithms) {
@@ -96,7 +99,8 @@ void fill_retry(const Json& spec, v1::RetryPolicy& retry) {
 bool selects(const Json& labels, const Instance& instance) {
   for (const auto& [key, value] : labels.items()) {
     auto it = instance.labels.find(key);
-    if (it == instance.labels.end() || !value.is_string() || it->second != value.get_ref<const std::string&>()) {
+    if (it == instance.labels.end() || !value.is_string() ||
+        it->second != value.get_ref<const std::string&>()) {
       return false;
     }
   }
@@ -119,7 +123,8 @@ v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
       c.set_idle_timeout_ms(duration_at(*pool, "idleTimeout", kIdleTimeoutMs));
       c.set_request_idle_timeout_ms(duration_at(*pool, "requestIdleTimeout", kRequestIdleTimeoutMs));
     }
-    if (const Json* lb = map_at(policy->spec, "loadBalancer")) fill_load_balancer(*lb, *c.mutable_load_balancer());
+    if (const Json* lb = map_at(policy->spec, "loadBalancer"))
+      fill_load_balancer(*lb, *c.mutable_load_balancer());
     if (const Json* retries = map_at(policy->spec, "retries")) fill_retry(*retries, *c.mutable_retry());
   }
   const Json* labels = nullptr;
@@ -133,7 +138,8 @@ v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
     if (labels != nullptr && !selects(*labels, i)) continue;
     live.push_back(&i);
   }
-  std::sort(live.begin(), live.end(), [](const Instance* a, const Instance* b) { return a->address < b->address; });
+  std::sort(live.begin(), live.end(),
+            [](const Instance* a, const Instance* b) { return a->address < b->address; });
   for (const Instance* i : live) {
     v1::Endpoint* e = c.add_endpoints();
     e->set_address(i->address);

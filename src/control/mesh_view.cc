@@ -29,7 +29,8 @@ std::vector<const Resource*> routes_for(const MeshView& mesh, const ServiceRef& 
     if (r.namespace_ != service.namespace_ && r.namespace_ != client_namespace) continue;
     for (const Json& p : list_at(r.spec, "parentRefs")) {
       if (!p.is_object() || !is_service_ref(p)) continue;
-      if (string_at(p, "name") == service.name && string_at(p, "namespace", r.namespace_) == service.namespace_) {
+      if (string_at(p, "name") == service.name &&
+          string_at(p, "namespace", r.namespace_) == service.namespace_) {
         out.push_back(&r);
         break;
       }
@@ -62,7 +63,8 @@ const Json* subset_labels(const Resource& policy, const std::string& name) {
   return nullptr;
 }
 
-std::optional<ClusterRef> resolve_backend(const MeshView& mesh, const Json& ref, const std::string& route_namespace) {
+std::optional<ClusterRef> resolve_backend(const MeshView& mesh, const Json& ref,
+                                          const std::string& route_namespace) {
   std::string ns = string_at(ref, "namespace", route_namespace);
   std::string name = string_at(ref, "name");
   if (is_service_ref(ref)) return ClusterRef{{name, ns}, ""};
@@ -75,7 +77,8 @@ std::optional<ClusterRef> resolve_backend(const MeshView& mesh, const Json& ref,
   return cluster;
 }
 
-const Resource* find_fault_injection(const MeshView& mesh, const std::string& namespace_, const std::string& name) {
+const Resource* find_fault_injection(const MeshView& mesh, const std::string& namespace_,
+                                     const std::string& name) {
   for (const Resource& f : mesh.fault_injections) {
     if (f.namespace_ == namespace_ && f.name == name) return &f;
   }
@@ -116,8 +119,10 @@ uint32_t uint_at(const Json& obj, const char* key, uint32_t fallback) {
   if (!obj.is_object()) return fallback;
   auto it = obj.find(key);
   if (it == obj.end() || !it->is_number_integer()) return fallback;
-  if (it->is_number_unsigned()) return static_cast<uint32_t>(std::min<uint64_t>(it->get<uint64_t>(), UINT32_MAX));
-  return it->get<int64_t>() < 0 ? fallback : static_cast<uint32_t>(std::min<int64_t>(it->get<int64_t>(), UINT32_MAX));
+  if (it->is_number_unsigned())
+    return static_cast<uint32_t>(std::min<uint64_t>(it->get<uint64_t>(), UINT32_MAX));
+  return it->get<int64_t>() < 0 ? fallback
+                                : static_cast<uint32_t>(std::min<int64_t>(it->get<int64_t>(), UINT32_MAX));
 }
 
 bool bool_at(const Json& obj, const char* key, bool fallback) {

@@ -68,10 +68,12 @@ const Json* subset_labels(const Resource& policy, const std::string& name);
 // The cluster a backendRef (of a rule, or of a RequestMirror) of a route in
 // `route_namespace` names; nothing for a Subset that no DestinationPolicy
 // defines (yet).
-std::optional<ClusterRef> resolve_backend(const MeshView& mesh, const Json& ref, const std::string& route_namespace);
+std::optional<ClusterRef> resolve_backend(const MeshView& mesh, const Json& ref,
+                                          const std::string& route_namespace);
 
 // The FaultInjection `name` in `namespace_`; null when there is none.
-const Resource* find_fault_injection(const MeshView& mesh, const std::string& namespace_, const std::string& name);
+const Resource* find_fault_injection(const MeshView& mesh, const std::string& namespace_,
+                                     const std::string& name);
 
 // The request timeout of a route that sets none: MeshConfig
 // spec.defaults.requestTimeout, else 15 s. 0: no limit.

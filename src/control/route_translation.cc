@@ -40,11 +40,12 @@ struct Ranked {
 };
 
 bool before(const Ranked& a, const Ranked& b) {
-  // Descending fields take `b` on the left.
-  return std::tie(b.exact_host, b.host, a.path_kind, b.path_length, b.method, b.headers, b.query_params, a.route,
-                  a.rule, a.match, a.host_group) < std::tie(a.exact_host, a.host, b.path_kind, a.path_length,
-                                                            a.method, a.headers, a.query_params, b.route, b.rule,
-                                                            b.match, b.host_group);
+  // Fields where more is more specific are read from the other route.
+  auto key = [](const Ranked& self, const Ranked& other) {
+    return std::tie(other.exact_host, other.host, self.path_kind, other.path_length, other.method,
+                    other.headers, other.query_params, self.route, self.rule, self.match, self.host_group);
+  };
+  return key(a, b) < key(b, a);
 }
 
 void fill_header_modifier(const Json& spec, v1::HeaderModifier& out) {
@@ -107,7 +108,8 @@ void fill_rewrite(const Json& spec, v1::Rewrite& out) {
 }
 
 uint32_t per_million(double percent) {
-  return static_cast<uint32_t>(std::clamp<double>(std::llround(percent * (kPerMillion / 100)), 0, kPerMillion));
+  return static_cast<uint32_t>(
+      std::clamp<double>(std::llround(percent * (kPerMillion / 100)), 0, kPerMillion));
 }
 
 // The FaultInjection the filter names, when it exists; a missing one injects nothing.
@@ -173,7 +175,8 @@ v1::Route translate_rule(const MeshView& mesh, const Json& rule, const std::stri
   return out;
 }
 
-void fill_value_matches(const Json& list, bool lower_names, google::protobuf::RepeatedPtrField<v1::ValueMatch>& out) {
+void fill_value_matches(const Json& list, bool lower_names,
+                        google::protobuf::RepeatedPtrField<v1::ValueMatch>& out) {
   for (const Json& m : list) {
     v1::ValueMatch* v = out.Add();
     std::string name = string_at(m, "name");
@@ -210,9 +213,11 @@ void apply_match(const Json& match, Ranked& ranked) {
   ranked.query_params = static_cast<size_t>(out.query_params_size());
 }
 
-// The route's hostnames grouped by their precedence (exact length, length),
-// most specific first; one group without hosts when it has none.
-std::vector<std::pair<std::pair<size_t, size_t>, std::vector<std::string>>> host_groups(const Resource& route) {
+// A route's hostnames by their precedence: (exact length, length) -> hosts.
+using HostGroups = std::vector<std::pair<std::pair<size_t, size_t>, std::vector<std::string>>>;
+
+// The most specific group first; one group without hosts when there are none.
+HostGroups host_groups(const Resource& route) {
   std::map<std::pair<size_t, size_t>, std::vector<std::string>, std::greater<>> groups;
   for (const Json& h : list_at(route.spec, "hostnames")) {
     if (!h.is_string()) continue;

@@ -21,7 +21,9 @@ constexpr size_t kMaxGroupDepth = 100;
 const std::string kInvalid = "invalid regular expression: ";
 const std::string kLinearTime = " (the data plane matches regular expressions in linear time, RE2 syntax)";
 
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+bool contains(std::string_view text, std::string_view part) {
+  return text.find(part) != std::string_view::npos;
+}
 
 // The end of the bracket expression that starts at text[at] ('['), in an
 // expression RE2 accepted: the index of its closing ']'.
@@ -101,10 +103,11 @@ std::string explain(std::string_view text, const std::string& reason) {
       int64_t high = std::strtoll(std::string(op.substr(comma + 1)).c_str(), nullptr, 10);
       if (high < low) return kInvalid + std::string(op) + " has its minimum above its maximum";
     }
-    return "repetition counts may be at most 1000, also when nested repetitions multiply (" + std::string(op) +
-           ")";
+    return "repetition counts may be at most 1000, also when nested repetitions multiply (" +
+           std::string(op) + ")";
   }
-  if (reason.starts_with("pattern too large")) return kInvalid + "too large once its repetitions are expanded";
+  if (reason.starts_with("pattern too large"))
+    return kInvalid + "too large once its repetitions are expanded";
   return kInvalid + reason;
 }
 

@@ -62,7 +62,8 @@ TEST(ClusterTranslation, ASubsetHasTheInstancesWithAllOfItsLabels) {
   v1::Cluster v1 = reviews_cluster(mesh, "v1");
   EXPECT_EQ(v1.name(), "reviews.default/v1");
   EXPECT_EQ(addresses(v1), (std::vector<std::string>{"10.0.0.1:9080", "10.0.0.3:9080"}));
-  EXPECT_EQ(v1.load_balancer().algorithm(), v1::LoadBalancer::LEAST_REQUEST) << "a subset is called like its Service";
+  EXPECT_EQ(v1.load_balancer().algorithm(), v1::LoadBalancer::LEAST_REQUEST)
+      << "a subset is called like its Service";
   EXPECT_EQ(v1.endpoints(1).labels().at("track"), "canary");
   EXPECT_EQ(addresses(reviews_cluster(mesh, "v1-canary")), (std::vector<std::string>{"10.0.0.3:9080"}));
   EXPECT_EQ(reviews_cluster(mesh, "v3").endpoints_size(), 0);
@@ -88,7 +89,8 @@ TEST(ClusterTranslation, LoadBalancerAlgorithms) {
   };
   for (const auto& [name, algorithm] : kAlgorithms) {
     MeshView mesh;
-    mesh.destination_policies = {policy((R"({"loadBalancer": {"algorithm": ")" + std::string(name) + "\"}}").c_str())};
+    mesh.destination_policies = {
+        policy((R"({"loadBalancer": {"algorithm": ")" + std::string(name) + "\"}}").c_str())};
     EXPECT_EQ(reviews_cluster(mesh).load_balancer().algorithm(), algorithm) << name;
   }
   MeshView mesh;
@@ -110,26 +112,32 @@ TEST(ClusterTranslation, HashingLocalityAndSlowStart) {
   EXPECT_TRUE(lb.locality_enabled());
   EXPECT_EQ(lb.locality_min_healthy_percent(), 50u);
 
-  mesh.destination_policies = {policy(R"({"loadBalancer": {"algorithm": "Maglev", "hash": {"cookie": {"name": "s"}},
+  mesh.destination_policies = {
+      policy(R"({"loadBalancer": {"algorithm": "Maglev", "hash": {"cookie": {"name": "s"}},
                                           "locality": {"enabled": true}}})")};
   lb = reviews_cluster(mesh).load_balancer();
   EXPECT_FALSE(lb.cookie_ttl_set()) << "no ttl: the proxy never sets the cookie";
   EXPECT_EQ(lb.locality_min_healthy_percent(), 70u) << "the default";
 
-  mesh.destination_policies = {policy(R"({"loadBalancer": {"algorithm": "Maglev", "hash": {"cookie": {"name": "s", "ttl": "0s"}}}})")};
+  mesh.destination_policies = {
+      policy(R"({"loadBalancer": {"algorithm": "Maglev", "hash": {"cookie": {"name": "s", "ttl": "0s"}}}})")};
   lb = reviews_cluster(mesh).load_balancer();
   EXPECT_TRUE(lb.cookie_ttl_set());
   EXPECT_EQ(lb.cookie_ttl_seconds(), 0u) << "0s: a session cookie";
-  mesh.destination_policies = {policy(R"({"loadBalancer": {"algorithm": "Maglev", "hash": {"cookie": {"name": "s", "ttl": "1500ms"}}}})")};
-  EXPECT_EQ(reviews_cluster(mesh).load_balancer().cookie_ttl_seconds(), 2u) << "rounded up, never to a session cookie";
+  mesh.destination_policies = {policy(
+      R"({"loadBalancer": {"algorithm": "Maglev", "hash": {"cookie": {"name": "s", "ttl": "1500ms"}}}})")};
+  EXPECT_EQ(reviews_cluster(mesh).load_balancer().cookie_ttl_seconds(), 2u)
+      << "rounded up, never to a session cookie";
 
-  mesh.destination_policies = {policy(R"({"loadBalancer": {"algorithm": "Maglev", "hash": {"header": "X-User"}}})")};
+  mesh.destination_policies = {
+      policy(R"({"loadBalancer": {"algorithm": "Maglev", "hash": {"header": "X-User"}}})")};
   lb = reviews_cluster(mesh).load_balancer();
   EXPECT_EQ(lb.hash_on(), v1::LoadBalancer::HEADER);
   EXPECT_EQ(lb.hash_name(), "x-user");
   EXPECT_EQ(lb.ring_size(), 0u);
 
-  mesh.destination_policies = {policy(R"({"loadBalancer": {"algorithm": "RingHash", "hash": {"sourceIP": true}}})")};
+  mesh.destination_policies = {
+      policy(R"({"loadBalancer": {"algorithm": "RingHash", "hash": {"sourceIP": true}}})")};
   EXPECT_EQ(reviews_cluster(mesh).load_balancer().hash_on(), v1::LoadBalancer::SOURCE_IP);
 
   mesh.destination_policies = {policy(R"({"loadBalancer": {"slowStart": {"window": "30s"}}})")};

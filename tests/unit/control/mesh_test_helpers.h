@@ -25,12 +25,13 @@ inline Resource resource(std::string kind, std::string name, const char* spec, u
   return r;
 }
 
-inline Resource http_route(std::string name, const char* spec, uint64_t version = 1, std::string ns = "default") {
+inline Resource http_route(std::string name, const char* spec, uint64_t version = 1,
+                           std::string ns = "default") {
   return resource("HTTPRoute", std::move(name), spec, version, std::move(ns));
 }
 
-inline Instance instance(std::string service, std::string address, std::map<std::string, std::string> labels = {},
-                         std::string ns = "default") {
+inline Instance instance(std::string service, std::string address,
+                         std::map<std::string, std::string> labels = {}, std::string ns = "default") {
   Instance i;
   i.id = service + "-" + address;
   i.service = std::move(service);

@@ -142,8 +142,9 @@ TEST(RouteTranslation, HeaderModifiersRewriteAndPerBackendFilters) {
   EXPECT_EQ(r.request_headers().set(0).value(), "prod");
   ASSERT_EQ(r.request_headers().add_size(), 1);
   EXPECT_EQ(r.request_headers().add(0).name(), "x-trace");
-  EXPECT_EQ(std::vector<std::string>(r.request_headers().remove().begin(), r.request_headers().remove().end()),
-            std::vector<std::string>{"x-debug"});
+  EXPECT_EQ(
+      std::vector<std::string>(r.request_headers().remove().begin(), r.request_headers().remove().end()),
+      std::vector<std::string>{"x-debug"});
   EXPECT_EQ(r.response_headers().remove_size(), 1);
   EXPECT_EQ(r.rewrite().hostname(), "reviews.internal");
   EXPECT_EQ(r.rewrite().path().kind(), v1::PathModifier::PREFIX);
@@ -231,10 +232,11 @@ TEST(RouteTranslation, MirrorsSendAShareOfCopies) {
   const v1::Route& r = first_route(mesh);
   std::vector<std::string> mirrors;
   for (const v1::Mirror& m : r.mirrors()) {
-    mirrors.push_back(m.cluster() + " " + std::to_string(m.numerator()) + "/" + std::to_string(m.denominator()));
+    mirrors.push_back(m.cluster() + " " + std::to_string(m.numerator()) + "/" +
+                      std::to_string(m.denominator()));
   }
-  EXPECT_EQ(mirrors, (std::vector<std::string>{"shadow.default 5/100", "audit.ops 1/1000", "all.default 100/100",
-                                               "reviews.default/v2 3/100"}))
+  EXPECT_EQ(mirrors, (std::vector<std::string>{"shadow.default 5/100", "audit.ops 1/1000",
+                                               "all.default 100/100", "reviews.default/v2 3/100"}))
       << "a mirror to a subset that does not exist sends nothing";
 }
 
@@ -311,7 +313,8 @@ TEST(RouteTranslation, ConsumerRoutesApplyOnlyToClientsInTheirNamespace) {
       http_route("producer", R"({"parentRefs": [{"name": "reviews"}],
         "rules": [{"matches": [{"path": {"value": "/p"}}], "backendRefs": [{"name": "producer"}]}]})"),
       http_route("consumer", R"({"parentRefs": [{"name": "reviews", "namespace": "default"}],
-        "rules": [{"matches": [{"path": {"value": "/c"}}], "backendRefs": [{"name": "consumer"}]}]})", 1, "shop"),
+        "rules": [{"matches": [{"path": {"value": "/c"}}], "backendRefs": [{"name": "consumer"}]}]})",
+                 1, "shop"),
   };
   EXPECT_EQ(describe_all(routes_of(mesh, "default")),
             (std::vector<std::string>{"PREFIX /p -> producer.default=1", "PREFIX / -> reviews.default"}));

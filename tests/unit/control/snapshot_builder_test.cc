@@ -115,6 +115,8 @@ TEST(SnapshotBuilder, SubsetAndMirrorClustersAreInScopeOnceEach) {
                                              "reviews.default/v2", "reviews-shadow.default"}));
   ASSERT_EQ(find_cluster(u, "reviews.default/v2")->endpoints_size(), 1);
   EXPECT_EQ(find_cluster(u, "reviews.default/v2")->endpoints(0).address(), "10.0.0.2:9080");
+  EXPECT_EQ(find_cluster(u, "reviews-shadow.default")->endpoints_size(), 0)
+      << "a backend Service without instances still has its cluster";
   std::vector<std::string> keys;
   for (const auto& p : u.policies()) keys.push_back(p.key());
   EXPECT_EQ(keys, std::vector<std::string>{"DestinationPolicy/default/reviews"});
