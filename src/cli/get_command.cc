@@ -148,7 +148,8 @@ Summary summary_for(std::string_view kind) {
   }
   if (kind == "FaultInjection") {
     return {{"ABORT", "DELAY"}, [](const Json& s) {
-              return std::vector{fault_of(at(s, {"abort"}), "httpStatus"), fault_of(at(s, {"delay"}), "fixedDelay")};
+              return std::vector{fault_of(at(s, {"abort"}), "httpStatus"),
+                                 fault_of(at(s, {"delay"}), "fixedDelay")};
             }};
   }
   return {{}, [](const Json&) { return std::vector<std::string>{}; }};

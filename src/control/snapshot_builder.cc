@@ -17,7 +17,9 @@ std::string node_namespace(const v1::Hello& hello) {
 
 std::set<ServiceRef> declared_upstreams(const v1::Hello& hello) {
   std::set<ServiceRef> out;
-  for (const std::string& s : hello.upstream_services()) out.insert(parse_service_ref(s, node_namespace(hello)));
+  for (const std::string& s : hello.upstream_services()) {
+    out.insert(parse_service_ref(s, node_namespace(hello)));
+  }
   return out;
 }
 
@@ -93,8 +95,10 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
       vh->set_name(s.cluster_name());
       const std::string& n = s.name;
       const std::string& ns = s.namespace_;
-      for (const std::string& d : {n, n + "." + ns, n + "." + ns + ".svc", n + "." + ns + ".svc.cluster.local"})
+      for (const std::string& d :
+           {n, n + "." + ns, n + "." + ns + ".svc", n + "." + ns + ".svc.cluster.local"}) {
         vh->add_domains(d);
+      }
       add_service_routes(mesh, s, node_namespace(hello), *vh);
     }
   }
