@@ -75,13 +75,15 @@ void check_load_balancer(const MapReader& spec) {
 void check_connection_pool(const MapReader& spec) {
   std::optional<MapReader> pool = spec.map(
       "connectionPool",
-      {"maxConnections", "maxPendingRequests", "maxRequests", "maxRetries", "connectTimeout", "idleTimeout"});
+      {"maxConnections", "maxPendingRequests", "maxRequests", "maxRetries", "connectTimeout", "idleTimeout",
+       "requestIdleTimeout"});
   if (!pool) return;
   for (std::string_view key : {"maxConnections", "maxPendingRequests", "maxRequests", "maxRetries"}) {
     pool->integer(key, 1, kMaxCount);
   }
   pool->duration("connectTimeout", Need::kOptional, /*positive=*/true);
   pool->duration("idleTimeout", Need::kOptional, /*positive=*/true);
+  pool->duration("requestIdleTimeout", Need::kOptional, /*positive=*/true);
 }
 
 void check_outlier_detection(const MapReader& spec) {
@@ -106,9 +108,11 @@ void check_outlier_detection(const MapReader& spec) {
 
 void check_retries(Checker& checker, const MapReader& spec) {
   std::optional<MapReader> retries = spec.map(
-      "retries", {"attempts", "perTryTimeout", "retryOn", "retriableStatusCodes", "backoff", "budget"});
+      "retries",
+      {"attempts", "perTryTimeout", "retryOn", "retriableStatusCodes", "backoff", "budget", "nonIdempotent"});
   if (!retries) return;
   retries->integer("attempts", 0, 10);
+  retries->boolean("nonIdempotent");
   retries->duration("perTryTimeout", Need::kOptional, /*positive=*/true);
 
   std::set<std::string> conditions;
