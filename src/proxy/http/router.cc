@@ -77,6 +77,7 @@ void Router::begin(const DownstreamContext& context) {
   buffering_ = body_overflow_ = has_trailers_ = waiting_ = false;
   retries_ = 0;
   mirror_mask_ = 0;
+  abort_after_delay_ = false;
   cookie_value_.clear();
   status_ = 0;
   head_request_ = false;
@@ -130,10 +131,12 @@ void Router::route_request(const RouteConfig& route) {
   cluster_name_ = cluster_->name();
   const ClusterConfig& cluster = cluster_->config();
 
+  // A request drawn for both a delay and an abort is delayed, then aborted.
   const FaultConfig& fault = route.fault;
-  if (fault.abort_status != 0 && policy::sampled(fault.abort_per_million, 1'000'000, random)) {
-    cluster_->stats().fault_aborts.inc();
-    reply_local(fault.abort_status, "fault filter abort\n");
+  bool delayed = fault.delay.count() > 0 && policy::sampled(fault.delay_per_million, 1'000'000, random);
+  abort_after_delay_ = fault.abort_status != 0 && policy::sampled(fault.abort_per_million, 1'000'000, random);
+  if (abort_after_delay_ && !delayed) {
+    fault_abort();
     return;
   }
 
@@ -151,7 +154,6 @@ void Router::route_request(const RouteConfig& route) {
     if (policy::sampled(route.mirrors[i].numerator, route.mirrors[i].denominator, random)) mirror_mask_ |= 1u << i;
   // The body is kept while it may be needed again: for a retry, a mirror or
   // until a fault delay ends. An upgrade is a tunnel: never replayed.
-  bool delayed = fault.delay.count() > 0 && policy::sampled(fault.delay_per_million, 1'000'000, random);
   buffering_ = req.upgrade.empty() && req.has_body && (cluster.retry.attempts > 0 || mirror_mask_ != 0 || delayed);
 
   if (route.timeout.count() > 0) timeout_.arm(route.timeout);
@@ -173,7 +175,16 @@ void Router::route_request(const RouteConfig& route) {
   proceed(/*from_decoder=*/true);
 }
 
+void Router::fault_abort() {
+  cluster_->stats().fault_aborts.inc();
+  reply_local(route_->fault.abort_status, "fault filter abort\n");
+}
+
 void Router::proceed(bool from_decoder) {
+  if (abort_after_delay_) {
+    fault_abort();
+    return;
+  }
   if (request_ended_ && mirror_mask_ != 0) start_mirrors();
   start_try(/*fresh=*/false, from_decoder);
 }

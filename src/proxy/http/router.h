@@ -73,6 +73,7 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   // `from_decoder`: called within a codec's decode call, whose flush()
   // follows; otherwise what was staged is sent at once.
   void proceed(bool from_decoder);
+  void fault_abort();
   // Sends the request (and any buffered body) to an endpoint picked anew.
   void start_try(bool fresh, bool from_decoder);
   // Ends the current try: connection back to its pool (or closed), the
@@ -129,6 +130,7 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   bool response_ended_ = false;
   bool stale_retried_ = false;
   bool continue_sent_ = false;
+  bool abort_after_delay_ = false;
   Timer timeout_;      // the whole exchange
   Timer try_timeout_;  // the current try
   Timer idle_timeout_;
