@@ -229,7 +229,7 @@ clusters:
   EXPECT_EQ(listener.idle_timeout, Millis(300000));
   EXPECT_EQ(listener.virtual_hosts.at(0).routes.at(0).timeout, Millis(15000));
   const ClusterConfig& cluster = result.config.clusters.at(0);
-  EXPECT_EQ(cluster.lb.algorithm, policy::LbAlgorithm::kRoundRobin);
+  EXPECT_EQ(cluster.lb.algorithm, policy::LbAlgorithm::kPeakEwma);
   EXPECT_EQ(cluster.connect_timeout, Millis(1000));
   EXPECT_EQ(cluster.idle_timeout, Millis(60000));
   EXPECT_EQ(cluster.max_idle_per_endpoint, 64u);
@@ -297,10 +297,11 @@ listeners:
 )"));
   ASSERT_EQ(result.errors.size(), 2u) << all_errors(result);
   EXPECT_EQ(result.errors[0].to_string(), "test.yaml:2:5: listeners[0].name: required field is missing");
+  // A route may go to a cluster, to weighted backends or answer a redirect: the error names all three.
   EXPECT_EQ(result.errors[1].line, 7);
   EXPECT_EQ(result.errors[1].column, 13);
-  EXPECT_EQ(result.errors[1].path, "listeners[0].virtual_hosts[0].routes[0].cluster");
-  EXPECT_EQ(result.errors[1].message, "required field is missing");
+  EXPECT_EQ(result.errors[1].path, "listeners[0].virtual_hosts[0].routes[0]");
+  EXPECT_EQ(result.errors[1].message, "needs \"cluster\", \"backends\" or \"redirect\"");
 }
 
 TEST(ConfigTest, WrongTypesAreErrors) {
@@ -496,18 +497,21 @@ TEST(ConfigTest, RouteMatchRules) {
     return result.errors.size() == 1 ? result.errors[0].to_string() : all_errors(result);
   };
   EXPECT_EQ(match_error("{ prefix: /, exact: /a }"),
-            "test.yaml:8:20: listeners[0].virtual_hosts[0].routes[0].match: set only one of \"prefix\" or "
-            "\"exact\"");
+            "test.yaml:8:20: listeners[0].virtual_hosts[0].routes[0].match: set only one of \"prefix\", "
+            "\"exact\" or \"regex\"");
   EXPECT_EQ(match_error("{}"),
-            "test.yaml:8:20: listeners[0].virtual_hosts[0].routes[0].match: needs \"prefix\" or \"exact\"");
+            "test.yaml:8:20: listeners[0].virtual_hosts[0].routes[0].match: needs \"prefix\", \"exact\" or "
+            "\"regex\"");
   EXPECT_EQ(match_error("{ prefix: api }"),
             "test.yaml:8:30: listeners[0].virtual_hosts[0].routes[0].match.prefix: must start with \"/\"");
   EXPECT_EQ(match_error("{ exact: \"\" }"),
             "test.yaml:8:29: listeners[0].virtual_hosts[0].routes[0].match.exact: must start with \"/\"");
-  // An unsupported kind of match is named, and the supported ones offered.
-  EXPECT_EQ(match_error("{ regex: \"/.*\" }"),
-            "test.yaml:8:20: listeners[0].virtual_hosts[0].routes[0].match: needs \"prefix\" or \"exact\"\n"
-            "test.yaml:8:22: listeners[0].virtual_hosts[0].routes[0].match.regex: unknown field \"regex\"\n");
+  // An unsupported kind of match is named, with the near miss offered.
+  EXPECT_EQ(match_error("{ regexp: \"/.*\" }"),
+            "test.yaml:8:20: listeners[0].virtual_hosts[0].routes[0].match: needs \"prefix\", \"exact\" or "
+            "\"regex\"\n"
+            "test.yaml:8:22: listeners[0].virtual_hosts[0].routes[0].match.regexp: unknown field \"regexp\" (did "
+            "you mean \"regex\"?)\n");
 }
 
 TEST(ConfigTest, HttpAndTcpListenerShapes) {
@@ -556,7 +560,7 @@ TEST(ConfigTest, ClusterRules) {
   ConfigLoad result = load(yaml(R"(
 clusters:
   - name: web
-    lb_policy: least_request
+    lb_policy: least_requests
     connect_timeout: 0s
     endpoints:
       - weight: 2
@@ -564,7 +568,8 @@ clusters:
 )"));
   ASSERT_EQ(result.errors.size(), 4u) << all_errors(result);
   EXPECT_EQ(result.errors[0].to_string(),
-            "test.yaml:3:16: clusters[0].lb_policy: unknown lb_policy \"least_request\" (supported: round_robin)");
+            "test.yaml:3:16: clusters[0].lb_policy: unknown lb_policy \"least_requests\" (did you mean "
+            "\"least_request\"?)");
   EXPECT_EQ(result.errors[1].to_string(), "test.yaml:4:22: clusters[0].connect_timeout: must be greater than 0");
   EXPECT_EQ(result.errors[2].to_string(),
             "test.yaml:6:9: clusters[0].endpoints[0].address: required field is missing");
