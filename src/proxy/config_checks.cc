@@ -26,16 +26,8 @@ constexpr std::array<std::string_view, 8> kManagedHeaders = {
     "connection", "content-length", "keep-alive",        "proxy-connection",
     "te",         "trailer",        "transfer-encoding", "upgrade"};
 
-const std::vector<std::string>& names_in(const HeaderModifier& m, ModifierList list,
-                                         std::vector<std::string>& out) {
-  out.clear();
-  if (list == ModifierList::kRemove) return m.remove;
-  for (const auto& [name, value] : list == ModifierList::kSet ? m.set : m.add) out.push_back(name);
-  return out;
-}
-
-bool contains(const std::vector<std::string>& names, std::string_view name) {
-  return std::find(names.begin(), names.end(), name) != names.end();
+bool has_name(const std::vector<std::pair<std::string, std::string>>& pairs, std::string_view name) {
+  return std::any_of(pairs.begin(), pairs.end(), [&](const auto& pair) { return pair.first == name; });
 }
 
 }  // namespace
@@ -197,16 +189,15 @@ Problem check_modifier_header(const HeaderModifier& so_far, ModifierList list, s
   if (std::find(kManagedHeaders.begin(), kManagedHeaders.end(), name) != kManagedHeaders.end()) {
     return in_quotes(name) + " is managed by the proxy and cannot be modified";
   }
-  std::vector<std::string> scratch;
-  if (contains(names_in(so_far, list, scratch), name)) return "duplicate header " + in_quotes(name);
-  if (list == ModifierList::kRemove) {
-    if (contains(names_in(so_far, ModifierList::kSet, scratch), name) ||
-        contains(names_in(so_far, ModifierList::kAdd, scratch), name)) {
-      return in_quotes(name) + " is both removed and set or added";
-    }
-  } else if (contains(so_far.remove, name)) {
-    return in_quotes(name) + " is both removed and set or added";
-  }
+  const bool in_set = has_name(so_far.set, name);
+  const bool in_add = has_name(so_far.add, name);
+  const bool in_remove = std::find(so_far.remove.begin(), so_far.remove.end(), name) != so_far.remove.end();
+  const bool duplicate = list == ModifierList::kSet   ? in_set
+                         : list == ModifierList::kAdd ? in_add
+                                                      : in_remove;
+  if (duplicate) return "duplicate header " + in_quotes(name);
+  const bool conflict = list == ModifierList::kRemove ? in_set || in_add : in_remove;
+  if (conflict) return in_quotes(name) + " is both removed and set or added";
   return std::nullopt;
 }
 
