@@ -86,17 +86,19 @@ std::string unknown_choice(std::string_view what, std::string_view value,
   return message + " (expected " + quoted_choices(choices) + ")";
 }
 
+// '/' is allowed so that the control plane can name a subset's cluster
+// "<service>.<namespace>/<subset>".
 bool is_valid_name(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == '-';
+           c == '.' || c == '-' || c == '/';
   });
 }
 
 Problem check_name(std::string_view name) {
   if (name.empty()) return "must not be empty";
   if (!is_valid_name(name))
-    return "invalid name " + in_quotes(name) + ": use only letters, digits, '_', '.' and '-'";
+    return "invalid name " + in_quotes(name) + ": use only letters, digits, '_', '.', '-' and '/'";
   return std::nullopt;
 }
 

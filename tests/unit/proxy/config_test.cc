@@ -462,7 +462,7 @@ TEST(ConfigTest, ListenerNamesAreRestricted) {
   expect_single_error(load("listeners:\n  - name: \"my web\"\n    address: 127.0.0.1:1\n    protocol: tcp\n"
                            "    cluster: c\nclusters: [{ name: c }]\n"),
                       2, 11, "listeners[0].name",
-                      "invalid name \"my web\": use only letters, digits, '_', '.' and '-'");
+                      "invalid name \"my web\": use only letters, digits, '_', '.', '-' and '/'");
   expect_single_error(load("clusters: [{ name: \"\" }]\n"), 1, 20, "clusters[0].name", "must not be empty");
 }
 
