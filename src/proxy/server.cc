@@ -63,6 +63,7 @@ bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shar
                             std::string& error) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = ++version_;
+  snap->workers = options_.workers;
   snap->config = config;
   for (const ClusterConfig& c : config->clusters) {
     snap->clusters.push_back({&c, stats_->cluster(c.name)});
