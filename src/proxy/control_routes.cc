@@ -35,7 +35,8 @@ class RouteTranslator {
     }
     const bool redirect = in.has_redirect() && in.redirect().enabled();
     if (redirect) {
-      if (!route.backends.empty()) errors_.add(path + ".redirect", "a redirect route must not have backends");
+      if (!route.backends.empty())
+        errors_.add(path + ".redirect", "a redirect route must not have backends or a cluster");
       translate_redirect(in.redirect(), path + ".redirect", match, route.redirect);
     }
     if (in.has_rewrite()) {

@@ -323,7 +323,7 @@ TEST(ControlConfigTest, RouteTargetErrors) {
               r.mutable_redirect()->set_port(70000);
               r.mutable_rewrite()->set_hostname("b.example");
             }),
-            at(kRoute, ".redirect: a redirect route must not have backends\n") +
+            at(kRoute, ".redirect: a redirect route must not have backends or a cluster\n") +
                 at(kRoute, ".redirect.scheme: unknown scheme \"htps\" (did you mean \"https\"?)\n") +
                 at(kRoute, ".redirect.port: must be between 0 and 65535\n") +
                 at(kRoute, ".redirect.status: must be 301, 302, 303, 307 or 308\n") +
