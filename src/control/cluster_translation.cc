@@ -55,7 +55,7 @@ void fill_load_balancer(const Json& spec, v1::LoadBalancer& lb) {
       lb.set_hash_on(v1::LoadBalancer::SOURCE_IP);
     }
   }
-  lb.set_ring_size(uint_at(spec, "ringSize", 0));
+  lb.set_ring_points(uint_at(spec, "ringPoints", 0));
   if (const Json* locality = map_at(spec, "locality")) {
     lb.set_locality_enabled(bool_at(*locality, "enabled", false));
     lb.set_locality_min_healthy_percent(uint_at(*locality, "minHealthyPercent", kLocalityMinHealthyPercent));

@@ -55,7 +55,9 @@ struct HashPolicy {
 struct LoadBalancerConfig {
   policy::LbAlgorithm algorithm = policy::LbAlgorithm::kPeakEwma;  // latency-aware, as in Linkerd
   HashPolicy hash;            // ring hash and Maglev only
-  uint32_t ring_size = 1024;  // ring hash: entries on the ring
+  // Ring hash: points on the ring per unit of endpoint weight. Fixed per
+  // endpoint, so an endpoint leaving moves only the keys it held.
+  uint32_t ring_points = 160;
   // Locality: prefer endpoints in the proxy's own zone; spill over to the
   // others while fewer than min_healthy_percent of the local ones are healthy.
   bool locality_enabled = false;

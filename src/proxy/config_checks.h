@@ -95,8 +95,8 @@ std::string_view lb_algorithm_name(policy::LbAlgorithm algorithm);
 // (a key's endpoint is fixed, there is no share to grow).
 bool hashes_requests(policy::LbAlgorithm algorithm);
 
-inline constexpr uint32_t kMinRingSize = 1024;
-inline constexpr uint32_t kMaxRingSize = 8 * 1024 * 1024;
+inline constexpr uint32_t kMinRingPoints = 1;
+inline constexpr uint32_t kMaxRingPoints = 65536;
 
 // ---- retries
 

@@ -16,7 +16,7 @@ class ClusterLoader {
 
   void load(const Located& at, ClusterConfig& cluster, size_t index, ClusterIndex& names) {
     auto fields = r_.read_map(
-        at, {"name", "lb_policy", "hash", "ring_size", "locality", "slow_start", "connect_timeout",
+        at, {"name", "lb_policy", "hash", "ring_points", "locality", "slow_start", "connect_timeout",
              "idle_timeout", "request_idle_timeout", "max_idle_per_endpoint", "retry", "endpoints"});
     if (!fields) return;
     if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, cluster.name)) {
@@ -54,10 +54,10 @@ class ClusterLoader {
     }
     const std::string policy_name(lb_algorithm_name(lb.algorithm));
     auto hash = fields.get("hash");
-    auto ring_size = fields.get("ring_size");
+    auto ring_points = fields.get("ring_points");
     auto slow_start = fields.get("slow_start");
     if (hash) load_hash(*hash, lb.hash);
-    if (ring_size) r_.read_integer(*ring_size, kMinRingSize, kMaxRingSize, lb.ring_size);
+    if (ring_points) r_.read_integer(*ring_points, kMinRingPoints, kMaxRingPoints, lb.ring_points);
     if (auto v = fields.get("locality")) {
       if (auto f = r_.read_map(*v, {"min_healthy_percent"})) {
         lb.locality_enabled = true;
@@ -80,8 +80,8 @@ class ClusterLoader {
     } else if (hash) {
       r_.key_error(*hash, "\"hash\" is only for lb_policy ring_hash or maglev");
     }
-    if (ring_size && lb.algorithm != LbAlgorithm::kRingHash) {
-      r_.key_error(*ring_size, "\"ring_size\" is only for lb_policy ring_hash");
+    if (ring_points && lb.algorithm != LbAlgorithm::kRingHash) {
+      r_.key_error(*ring_points, "\"ring_points\" is only for lb_policy ring_hash");
     }
   }
 
@@ -228,7 +228,7 @@ class ClusterLoader {
     auto fields = r_.read_map(at, {"address", "weight", "zone"});
     if (!fields) return;
     if (auto v = r_.required(*fields, "address")) r_.read_address(*v, endpoint.address);
-    if (auto v = fields->get("weight")) r_.read_integer(*v, 1, kMaxWeight, endpoint.weight);
+    if (auto v = fields->get("weight")) r_.read_integer(*v, 0, kMaxWeight, endpoint.weight);
     if (auto v = fields->get("zone")) r_.read_name(*v, endpoint.zone);
   }
 

@@ -217,7 +217,7 @@ Json cluster_to_json(const ClusterConfig& cluster) {
   out["name"] = cluster.name;
   out["lb_policy"] = lb_algorithm_name(lb.algorithm);
   if (lb.hash.kind != HashPolicy::Kind::kNone) out["hash"] = hash_json(lb.hash);
-  if (lb.algorithm == policy::LbAlgorithm::kRingHash) out["ring_size"] = lb.ring_size;
+  if (lb.algorithm == policy::LbAlgorithm::kRingHash) out["ring_points"] = lb.ring_points;
   if (lb.locality_enabled) out["locality"] = Json{{"min_healthy_percent", lb.locality_min_healthy_percent}};
   if (lb.slow_start_window.count() != 0) out["slow_start"] = format_duration(lb.slow_start_window);
   out["connect_timeout"] = format_duration(cluster.connect_timeout);

@@ -83,13 +83,13 @@ void translate_load_balancer(const LB& in, const std::string& path, Errors& erro
   } else if (!hashes_requests(lb.algorithm) && in.hash_on() != LB::NONE) {
     errors.add(path + ".hash_on", "only for algorithm RING_HASH or MAGLEV");
   }
-  if (in.ring_size() != 0) {
+  if (in.ring_points() != 0) {
     if (lb.algorithm != LbAlgorithm::kRingHash) {
-      errors.add(path + ".ring_size", "only for algorithm RING_HASH");
-    } else if (in.ring_size() < kMinRingSize || in.ring_size() > kMaxRingSize) {
-      errors.add(path + ".ring_size", range(kMinRingSize, kMaxRingSize));
+      errors.add(path + ".ring_points", "only for algorithm RING_HASH");
+    } else if (in.ring_points() < kMinRingPoints || in.ring_points() > kMaxRingPoints) {
+      errors.add(path + ".ring_points", range(kMinRingPoints, kMaxRingPoints));
     } else {
-      lb.ring_size = in.ring_size();
+      lb.ring_points = in.ring_points();
     }
   }
   if (in.locality_enabled()) {

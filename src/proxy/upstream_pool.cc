@@ -203,9 +203,9 @@ void UpstreamCluster::rebuild() {
   }
   auto set = std::make_shared<const policy::HostSet>(std::move(hosts));
   policy::LbOptions options;
-  uint64_t total = std::max<uint64_t>(set->total_weight(), 1);
-  options.ring_points_per_weight = static_cast<uint32_t>(std::max<uint64_t>(1, (lb.ring_size + total - 1) / total));
-  options.ring_max_size = std::max<uint32_t>(options.ring_max_size, lb.ring_size);
+  // A fixed number of points per unit of weight, whatever else is in the
+  // set: an endpoint that leaves takes only its own points (and keys) along.
+  options.ring_points_per_weight = lb.ring_points;
   options.locality_enabled = lb.locality_enabled;
   options.locality_min_healthy_percent = lb.locality_min_healthy_percent;
   auto next = policy::make_load_balancer(algorithm, std::move(set), random_, options);

@@ -38,7 +38,7 @@ void check_hash(const MapReader& hash) {
 
 void check_load_balancer(const MapReader& spec) {
   std::optional<MapReader> lb =
-      spec.map("loadBalancer", {"algorithm", "hash", "ringSize", "locality", "slowStart"});
+      spec.map("loadBalancer", {"algorithm", "hash", "ringPoints", "locality", "slowStart"});
   if (!lb) return;
   std::optional<std::string> algorithm = std::string("PeakEWMA");
   if (lb->has("algorithm")) algorithm = lb->enumeration("algorithm", kAlgorithms);
@@ -52,9 +52,9 @@ void check_load_balancer(const MapReader& spec) {
     lb->error("hash", "required when algorithm is " + *algorithm + ": what to hash requests on");
   }
 
-  lb->integer("ringSize", 1024, 8388608);
-  if (lb->has("ringSize") && algorithm && *algorithm != "RingHash") {
-    lb->error("ringSize", "only allowed when algorithm is RingHash" + which);
+  lb->integer("ringPoints", 1, 65536);
+  if (lb->has("ringPoints") && algorithm && *algorithm != "RingHash") {
+    lb->error("ringPoints", "only allowed when algorithm is RingHash" + which);
   }
 
   if (std::optional<MapReader> locality = lb->map("locality", {"enabled", "minHealthyPercent"})) {

@@ -100,7 +100,7 @@ TEST(ClusterTranslation, LoadBalancerAlgorithms) {
 
 TEST(ClusterTranslation, HashingLocalityAndSlowStart) {
   MeshView mesh;
-  mesh.destination_policies = {policy(R"({"loadBalancer": {"algorithm": "RingHash", "ringSize": 4096,
+  mesh.destination_policies = {policy(R"({"loadBalancer": {"algorithm": "RingHash", "ringPoints": 4096,
     "hash": {"cookie": {"name": "reviews-session", "ttl": "1h"}},
     "locality": {"enabled": true, "minHealthyPercent": 50}}})")};
   v1::LoadBalancer lb = reviews_cluster(mesh).load_balancer();
@@ -108,7 +108,7 @@ TEST(ClusterTranslation, HashingLocalityAndSlowStart) {
   EXPECT_EQ(lb.hash_name(), "reviews-session");
   EXPECT_TRUE(lb.cookie_ttl_set());
   EXPECT_EQ(lb.cookie_ttl_seconds(), 3600u);
-  EXPECT_EQ(lb.ring_size(), 4096u);
+  EXPECT_EQ(lb.ring_points(), 4096u);
   EXPECT_TRUE(lb.locality_enabled());
   EXPECT_EQ(lb.locality_min_healthy_percent(), 50u);
 
@@ -134,7 +134,7 @@ TEST(ClusterTranslation, HashingLocalityAndSlowStart) {
   lb = reviews_cluster(mesh).load_balancer();
   EXPECT_EQ(lb.hash_on(), v1::LoadBalancer::HEADER);
   EXPECT_EQ(lb.hash_name(), "x-user");
-  EXPECT_EQ(lb.ring_size(), 0u);
+  EXPECT_EQ(lb.ring_points(), 0u);
 
   mesh.destination_policies = {
       policy(R"({"loadBalancer": {"algorithm": "RingHash", "hash": {"sourceIP": true}}})")};

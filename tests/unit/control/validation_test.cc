@@ -54,7 +54,7 @@ Json destination_policy() {
     "targetRef": {"kind": "Service", "name": "reviews"},
     "subsets": [{"name": "v1", "labels": {"version": "v1"}},
                 {"name": "v2", "labels": {"version": "v2"}}],
-    "loadBalancer": {"algorithm": "RingHash", "hash": {"header": "x-user"}, "ringSize": 4096,
+    "loadBalancer": {"algorithm": "RingHash", "hash": {"header": "x-user"}, "ringPoints": 4096,
                      "locality": {"enabled": true, "minHealthyPercent": 70}},
     "connectionPool": {"maxConnections": 100, "maxPendingRequests": 50, "maxRequests": 200,
                        "maxRetries": 3, "connectTimeout": "1s", "idleTimeout": "60s"},
@@ -745,15 +745,15 @@ TEST(DestinationPolicy, LoadBalancer) {
   EXPECT_ONLY_ERROR(without(destination_policy(), "/spec/loadBalancer/hash"), kLb + ".hash",
                     "required when algorithm is RingHash: what to hash requests on");
   EXPECT_ONLY_ERROR(
-      without(without(destination_policy(), "/spec/loadBalancer/algorithm"), "/spec/loadBalancer/ringSize"),
+      without(without(destination_policy(), "/spec/loadBalancer/algorithm"), "/spec/loadBalancer/ringPoints"),
       kLb + ".hash", "only allowed when algorithm is RingHash or Maglev (the default algorithm is PeakEWMA)");
   Json maglev = without(with(destination_policy(), "/spec/loadBalancer/algorithm", "Maglev"),
-                        "/spec/loadBalancer/ringSize");
+                        "/spec/loadBalancer/ringPoints");
   EXPECT_VALID(maglev);
-  EXPECT_ONLY_ERROR(with(maglev, "/spec/loadBalancer/ringSize", 2048), kLb + ".ringSize",
+  EXPECT_ONLY_ERROR(with(maglev, "/spec/loadBalancer/ringPoints", 2048), kLb + ".ringPoints",
                     "only allowed when algorithm is RingHash");
-  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/loadBalancer/ringSize", 512), kLb + ".ringSize",
-                    "must be between 1024 and 8388608");
+  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/loadBalancer/ringPoints", 65537), kLb + ".ringPoints",
+                    "must be between 1 and 65536");
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/loadBalancer/hash/cookie", {{"name", "session"}}),
                     kLb + ".hash", "set only one of header, cookie or sourceIP, not header and cookie");
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/loadBalancer/hash", Json::object()), kLb + ".hash",

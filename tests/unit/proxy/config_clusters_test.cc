@@ -47,7 +47,7 @@ TEST(ConfigClustersTest, LoadBalancingDefaults) {
   const LoadBalancerConfig& lb = only_cluster(result).lb;
   EXPECT_EQ(lb.algorithm, LbAlgorithm::kPeakEwma);
   EXPECT_EQ(lb.hash.kind, HashPolicy::Kind::kNone);
-  EXPECT_EQ(lb.ring_size, 1024u);
+  EXPECT_EQ(lb.ring_points, 160u);
   EXPECT_FALSE(lb.locality_enabled);
   EXPECT_EQ(lb.slow_start_window, Millis(0));
   EXPECT_EQ(only_cluster(result).request_idle_timeout, Millis(300000));
@@ -66,11 +66,11 @@ TEST(ConfigClustersTest, UnknownLbPolicy) {
 
 TEST(ConfigClustersTest, HashPolicies) {
   ConfigLoad header =
-      load_cluster("name: c\nlb_policy: ring_hash\nhash: { header: X-User }\nring_size: 65536\n");
+      load_cluster("name: c\nlb_policy: ring_hash\nhash: { header: X-User }\nring_points: 65536\n");
   ASSERT_TRUE(header.ok()) << all_errors(header);
   EXPECT_EQ(only_cluster(header).lb.hash.kind, HashPolicy::Kind::kHeader);
   EXPECT_EQ(only_cluster(header).lb.hash.name, "x-user");
-  EXPECT_EQ(only_cluster(header).lb.ring_size, 65536u);
+  EXPECT_EQ(only_cluster(header).lb.ring_points, 65536u);
 
   ConfigLoad cookie =
       load_cluster("name: c\nlb_policy: maglev\nhash: { cookie: { name: SessionId, ttl: 1h } }\n");
@@ -121,13 +121,13 @@ TEST(ConfigClustersTest, HashRules) {
             "clusters[0].lb_policy: unknown lb_policy \"ringhash\" (did you mean \"ring_hash\"?)");
 }
 
-TEST(ConfigClustersTest, RingSizeRules) {
-  EXPECT_EQ(cluster_error("lb_policy: ring_hash\nhash: { header: x }\nring_size: 1023\n"),
-            "clusters[0].ring_size: must be between 1024 and 8388608");
-  EXPECT_EQ(cluster_error("lb_policy: ring_hash\nhash: { header: x }\nring_size: 8388609\n"),
-            "clusters[0].ring_size: must be between 1024 and 8388608");
-  EXPECT_EQ(cluster_error("lb_policy: maglev\nhash: { header: x }\nring_size: 2048\n"),
-            "clusters[0].ring_size: \"ring_size\" is only for lb_policy ring_hash");
+TEST(ConfigClustersTest, RingPointsRules) {
+  EXPECT_EQ(cluster_error("lb_policy: ring_hash\nhash: { header: x }\nring_points: 0\n"),
+            "clusters[0].ring_points: must be between 1 and 65536");
+  EXPECT_EQ(cluster_error("lb_policy: ring_hash\nhash: { header: x }\nring_points: 8388609\n"),
+            "clusters[0].ring_points: must be between 1 and 65536");
+  EXPECT_EQ(cluster_error("lb_policy: maglev\nhash: { header: x }\nring_points: 2048\n"),
+            "clusters[0].ring_points: \"ring_points\" is only for lb_policy ring_hash");
 }
 
 TEST(ConfigClustersTest, LocalityAndSlowStart) {

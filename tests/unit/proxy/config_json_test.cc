@@ -90,7 +90,7 @@ clusters:
   - name: a
     lb_policy: ring_hash
     hash: { cookie: { name: sid, ttl: 0s } }
-    ring_size: 2048
+    ring_points: 2048
     locality: {}
     request_idle_timeout: 2m
     retry:
@@ -132,7 +132,7 @@ TEST(ConfigJsonTest, DumpShowsEveryFieldInTheYamlShape) {
     "timeout": "15s"})"));
   const Json& clusters = dump["clusters"];
   EXPECT_EQ(clusters[0], Json::parse(R"({
-    "name": "a", "lb_policy": "ring_hash", "hash": {"cookie": {"name": "sid", "ttl": "0s"}}, "ring_size": 2048,
+    "name": "a", "lb_policy": "ring_hash", "hash": {"cookie": {"name": "sid", "ttl": "0s"}}, "ring_points": 2048,
     "locality": {"min_healthy_percent": 70},
     "connect_timeout": "1s", "idle_timeout": "60s", "request_idle_timeout": "120s", "max_idle_per_endpoint": 64,
     "retry": {"attempts": 1, "per_try_timeout": "0s", "retry_on": ["5xx", "retriable-status-codes"],
@@ -153,7 +153,7 @@ TEST(ConfigJsonTest, SectionsThatAreOffAreLeftOut) {
   EXPECT_FALSE(dump.contains("zone"));
   EXPECT_EQ(dump["listeners"][0]["virtual_hosts"][0]["routes"][0],
             Json::parse(R"({"match": {"prefix": "/"}, "cluster": "web", "timeout": "15s"})"));
-  for (const char* key : {"hash", "ring_size", "locality", "slow_start", "retry"}) {
+  for (const char* key : {"hash", "ring_points", "locality", "slow_start", "retry"}) {
     EXPECT_FALSE(dump["clusters"][0].contains(key)) << key;
   }
   // A retry section that keeps retries off and every default says nothing the absence does not.

@@ -233,12 +233,12 @@ TEST(ConfigTest, WrongTypesAreErrors) {
 
 TEST(ConfigTest, IntegerRanges) {
   const char* base = "clusters:\n  - name: web\n    endpoints:\n      - address: 127.0.0.1:80\n        weight: ";
-  expect_single_error(load(std::string(base) + "0\n"), 5, 17, "clusters[0].endpoints[0].weight",
-                      "must be between 1 and 1000000");
+  expect_single_error(load(std::string(base) + "-1\n"), 5, 17, "clusters[0].endpoints[0].weight",
+                      "must be between 0 and 1000000");
   expect_single_error(load(std::string(base) + "1000001\n"), 5, 17, "clusters[0].endpoints[0].weight",
-                      "must be between 1 and 1000000");
+                      "must be between 0 and 1000000");
   expect_single_error(load(std::string(base) + "99999999999999999999999\n"), 5, 17,
-                      "clusters[0].endpoints[0].weight", "must be between 1 and 1000000");
+                      "clusters[0].endpoints[0].weight", "must be between 0 and 1000000");
   expect_single_error(load("clusters:\n  - name: web\n    max_idle_per_endpoint: -1\n"), 3, 28,
                       "clusters[0].max_idle_per_endpoint", "must be between 0 and 4294967295");
 }

@@ -415,7 +415,7 @@ TEST(ControlConfigTest, EveryClusterField) {
   lb->set_hash_name("session");
   lb->set_cookie_ttl_set(true);
   lb->set_cookie_ttl_seconds(3600);
-  lb->set_ring_size(4096);
+  lb->set_ring_points(4096);
   lb->set_locality_enabled(true);
   lb->set_locality_min_healthy_percent(50);
   v1::RetryPolicy* retry = c.mutable_retry();
@@ -444,7 +444,7 @@ TEST(ControlConfigTest, EveryClusterField) {
   EXPECT_EQ(out.lb.hash.name, "session");
   EXPECT_TRUE(out.lb.hash.cookie_ttl_set);
   EXPECT_EQ(out.lb.hash.cookie_ttl, Millis(3600000));
-  EXPECT_EQ(out.lb.ring_size, 4096u);
+  EXPECT_EQ(out.lb.ring_points, 4096u);
   EXPECT_TRUE(out.lb.locality_enabled);
   EXPECT_EQ(out.lb.locality_min_healthy_percent, 50u);
   EXPECT_EQ(out.retry.attempts, 3u);
@@ -476,7 +476,7 @@ TEST(ControlConfigTest, ZeroesMeanTheDefaults) {
   ASSERT_TRUE(result.ok()) << errors_of(result);
   const ClusterConfig& out = reviews(result);
   EXPECT_EQ(out.request_idle_timeout, Millis(300000));
-  EXPECT_EQ(out.lb.ring_size, 1024u);
+  EXPECT_EQ(out.lb.ring_points, 160u);
   EXPECT_EQ(out.lb.hash.kind, HashPolicy::Kind::kSourceIp);
   EXPECT_EQ(out.endpoints.at(0).weight, 1u);
   EXPECT_EQ(out.retry.attempts, 0u);
@@ -513,13 +513,13 @@ TEST(ControlConfigTest, LoadBalancerErrors) {
               lb.set_algorithm(LB::RING_HASH);
               lb.set_hash_on(LB::HEADER);
               lb.set_hash_name("x user");
-              lb.set_ring_size(100);
+              lb.set_ring_points(70000);
               lb.set_slow_start_window_ms(1000);
             }),
             at(kCluster,
                ".load_balancer.hash_name: invalid header name \"x user\": use letters, digits and "
                "!#$%&'*+-.^_`|~\n") +
-                at(kCluster, ".load_balancer.ring_size: must be between 1024 and 8388608\n") +
+                at(kCluster, ".load_balancer.ring_points: must be between 1 and 65536\n") +
                 at(kCluster,
                    ".load_balancer.slow_start_window_ms: does not apply to algorithm RING_HASH: consistent "
                    "hashing keeps each key on its endpoint\n"));
@@ -528,11 +528,11 @@ TEST(ControlConfigTest, LoadBalancerErrors) {
               lb.set_hash_on(LB::SOURCE_IP);
               lb.set_hash_name("x");
               lb.set_cookie_ttl_set(true);
-              lb.set_ring_size(2048);
+              lb.set_ring_points(2048);
             }),
             at(kCluster, ".load_balancer.hash_name: only with hash_on HEADER or COOKIE\n") +
                 at(kCluster, ".load_balancer.cookie_ttl_set: only with hash_on COOKIE\n") +
-                at(kCluster, ".load_balancer.ring_size: only for algorithm RING_HASH\n"));
+                at(kCluster, ".load_balancer.ring_points: only for algorithm RING_HASH\n"));
   EXPECT_EQ(lb_errors([](LB& lb) {
               lb.set_algorithm(LB::RING_HASH);
               lb.set_hash_on(LB::COOKIE);
@@ -602,8 +602,8 @@ TEST(ControlConfigTest, EndpointAndNameErrors) {
             }),
             at(kCluster, ".endpoints[0].weight: must be between 0 and 1000000\n") +
                 at(kCluster,
-                   ".endpoints[0].zone: invalid name \"eu west\": use only letters, digits, '_', '.' and "
-                   "'-'\n") +
+                   ".endpoints[0].zone: invalid name \"eu west\": use only letters, digits, '_', '.', '-' "
+                   "and '/'\n") +
                 at(kCluster, ".endpoints[1].address: duplicate endpoint 10.0.0.1:9080\n") +
                 at(kCluster,
                    ".endpoints[2].address: \"reviews\" is not a numeric IP address (host names are not "
