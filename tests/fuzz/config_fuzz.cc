@@ -128,7 +128,7 @@ void check_cluster(const ClusterConfig& cluster) {
   const auto& lb = cluster.lb;
   const bool hashing = lb.algorithm == LbAlgorithm::kRingHash || lb.algorithm == LbAlgorithm::kMaglev;
   CHECK(hashing == (lb.hash.kind != HashPolicy::Kind::kNone));
-  CHECK(lb.ring_points >= 1024 && lb.ring_points <= 8 * 1024 * 1024);
+  CHECK(lb.ring_points >= 1 && lb.ring_points <= 65536);
   CHECK(lb.locality_min_healthy_percent <= 100);
   CHECK(!(hashing && lb.slow_start_window.count() != 0));
   CHECK(cluster.request_idle_timeout.count() > 0 && valid_duration(cluster.request_idle_timeout));
