@@ -13,9 +13,9 @@ void apply_request_modifier(const HeaderModifier& modifier, RequestHeadersCopy& 
 
 void apply_response_modifier(const HeaderModifier& modifier, ResponseHeaders& response) {
   HeaderList& h = response.headers;
-  for (const auto& [name, value] : modifier.set) {
-    std::erase_if(h, [&](const Header& f) { return iequals(f.name, name); });
-    h.push_back({name, value});
+  for (const auto& field : modifier.set) {
+    std::erase_if(h, [&](const Header& f) { return iequals(f.name, field.first); });
+    h.push_back({field.first, field.second});
   }
   for (const auto& [name, value] : modifier.add) h.push_back({name, value});
   for (const std::string& name : modifier.remove)
