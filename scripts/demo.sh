@@ -82,6 +82,12 @@ for req in "details /details/0" "reviews /reviews/0" "reviews /v2/reviews/0"; do
   printf '  GET http://%s%-16s -> %s' "$1" "$2" "$(curl -s -H "Host: $1" "http://$OUTBOUND$2")"
   echo
 done
+printf '  GET http://reviews/reviews/0 (x-canary: v2) -> %s\n' \
+  "$(curl -s -H "Host: reviews" -H "x-canary: v2" "http://$OUTBOUND/reviews/0")"
+
+echo "== canary split: 1,000 requests to reviews (configured 90% v1, 10% v2)"
+for _ in $(seq 1000); do echo "url = \"http://$OUTBOUND/reviews/0\""; echo 'header = "Host: reviews"'; done |
+  curl -s -K - | grep -o '"version":"v[12]"' | sort | uniq -c | sed 's/^ */  /'
 
 echo "== load: 2,000 requests to reviews and to details (trellis load, open loop, 400 req/s each)"
 for svc in reviews details; do

@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   # libraries
   libasio-dev libnghttp2-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev
-  libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev
+  libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev libre2-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   clang libclang-rt-14-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -103,6 +103,14 @@ std::string backends_of(const Json& spec) {
   return join(rules, " | ");
 }
 
+// "503 at 10%" from a FaultInjection's abort (`what` = httpStatus) or delay
+// (fixedDelay); the percentage defaults to 100.
+std::string fault_of(const Json& fault, const char* what) {
+  if (!fault.is_object()) return "";
+  std::string percent = text(at(fault, {"percent"}));
+  return text(at(fault, {what})) + " at " + (percent.empty() ? "100" : percent) + "%";
+}
+
 // The kind-specific columns of the resource table.
 struct Summary {
   std::vector<std::string> headers;
@@ -136,6 +144,12 @@ Summary summary_for(std::string_view kind) {
   if (kind == "MeshConfig") {
     return {{"MTLS", "TRUST DOMAIN"}, [](const Json& s) {
               return std::vector{text(at(s, {"mtls", "mode"})), text(at(s, {"trustDomain"}))};
+            }};
+  }
+  if (kind == "FaultInjection") {
+    return {{"ABORT", "DELAY"}, [](const Json& s) {
+              return std::vector{fault_of(at(s, {"abort"}), "httpStatus"),
+                                 fault_of(at(s, {"delay"}), "fixedDelay")};
             }};
   }
   return {{}, [](const Json&) { return std::vector<std::string>{}; }};
@@ -358,8 +372,8 @@ std::function<int()> add_get_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "get", "Show mesh resources, a service's live endpoints, or the registered services");
   cmd->add_option("kind", flags->kind,
-                  "httproutes, destinationpolicies, ratelimitpolicies, authorizationpolicies, meshconfigs "
-                  "(or the singular), endpoints or services")
+                  "httproutes, destinationpolicies, ratelimitpolicies, authorizationpolicies, meshconfigs, "
+                  "faultinjections (or the singular), endpoints or services")
       ->required();
   cmd->add_option("name", flags->name, "One resource by name; for endpoints, the service");
   cmd->add_option("-n,--namespace", flags->namespace_, "Namespace (default: default; services: all)");

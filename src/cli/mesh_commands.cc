@@ -16,6 +16,7 @@ constexpr KindName kKinds[] = {
     {"RateLimitPolicy", "ratelimitpolicies", true},
     {"AuthorizationPolicy", "authorizationpolicies", true},
     {"MeshConfig", "meshconfigs", false},
+    {"FaultInjection", "faultinjections", true},
 };
 
 std::string lower(std::string_view s) {

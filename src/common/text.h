@@ -1,7 +1,8 @@
-// Small text helpers shared by the config loaders.
+// Small text helpers shared by the config loaders and the data plane.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -13,5 +14,16 @@ size_t edit_distance(std::string_view a, std::string_view b);
 // Field paths in error messages: "listeners[0].routes" style.
 std::string field_path(std::string_view parent, std::string_view key);  // parent.key
 std::string item_path(std::string_view parent, size_t index);           // parent[index]
+
+// FNV-1a, 64 bits: a stable hash of bytes (the same in every process), for
+// host ids and hash-balancing keys. Callers that need a good spread mix it.
+inline uint64_t fnv1a64(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
 
 }  // namespace trellis

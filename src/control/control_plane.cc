@@ -127,6 +127,7 @@ MeshView ControlPlane::mesh_view() {
   view.rate_limit_policies = store_->list("RateLimitPolicy", "");
   view.authorization_policies = store_->list("AuthorizationPolicy", "");
   view.mesh_configs = store_->list("MeshConfig", "");
+  view.fault_injections = store_->list("FaultInjection", "");
   for (const ServiceCount& s : registry_->services()) {
     std::vector<Instance> live = registry_->instances_of(s.service, s.namespace_);
     view.instances.insert(view.instances.end(), live.begin(), live.end());

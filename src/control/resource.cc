@@ -94,6 +94,7 @@ const std::vector<KindInfo>& known_kinds() {
       {"RateLimitPolicy", "trellis.dev/v1alpha1", "ratelimitpolicies", true},
       {"AuthorizationPolicy", "trellis.dev/v1alpha1", "authorizationpolicies", true},
       {"MeshConfig", "trellis.dev/v1alpha1", "meshconfigs", false},
+      {"FaultInjection", "trellis.dev/v1alpha1", "faultinjections", true},
   };
   return kKinds;
 }

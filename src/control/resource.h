@@ -20,6 +20,7 @@ using Json = nlohmann::json;
 //   RateLimitPolicy      trellis.dev/v1alpha1
 //   AuthorizationPolicy  trellis.dev/v1alpha1
 //   MeshConfig           trellis.dev/v1alpha1 (one per mesh, name "default")
+//   FaultInjection       trellis.dev/v1alpha1 (referenced from HTTPRoute rules)
 struct KindInfo {
   const char* kind;
   const char* api_version;

@@ -19,6 +19,7 @@ constexpr SpecValidator kValidators[] = {
     {"RateLimitPolicy", validate_rate_limit_policy},
     {"AuthorizationPolicy", validate_authorization_policy},
     {"MeshConfig", validate_mesh_config},
+    {"FaultInjection", validate_fault_injection},
 };
 
 }  // namespace

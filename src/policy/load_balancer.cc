@@ -1,8 +1,12 @@
+// The load-balancing algorithms, the locality-aware wrapper over them, and
+// slow-start weights.
 #include "policy/load_balancer.h"
 
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <limits>
+#include <unordered_map>
 
 namespace trellis::policy {
 namespace {
@@ -252,6 +256,118 @@ class Maglev final : public LoadBalancer {
   std::vector<uint32_t> table_;  // slot -> index into the host set
 };
 
+std::unique_ptr<LoadBalancer> make_plain(LbAlgorithm algorithm, std::shared_ptr<const HostSet> hosts,
+                                         Random& random, const LbOptions& options) {
+  switch (algorithm) {
+    case LbAlgorithm::kRoundRobin:
+      return std::make_unique<RoundRobin>(std::move(hosts), random, options);
+    case LbAlgorithm::kWeightedRoundRobin:
+      return std::make_unique<WeightedRoundRobin>(std::move(hosts), random, options);
+    case LbAlgorithm::kRandom:
+      return std::make_unique<RandomLb>(std::move(hosts), random, options);
+    case LbAlgorithm::kWeightedRandom:
+      return std::make_unique<WeightedRandom>(std::move(hosts), random, options);
+    case LbAlgorithm::kLeastRequest:
+      return std::make_unique<LeastRequest>(std::move(hosts), random, options);
+    case LbAlgorithm::kRingHash:
+      return std::make_unique<RingHash>(std::move(hosts), random, options);
+    case LbAlgorithm::kMaglev:
+      return std::make_unique<Maglev>(std::move(hosts), random, options);
+    case LbAlgorithm::kPeakEwma:
+      return std::make_unique<PeakEwma>(std::move(hosts), random, options);
+  }
+  return nullptr;
+}
+
+// --- locality --------------------------------------------------------------
+
+// Two balancers of the same algorithm, one over the local hosts and one over
+// the others, and a draw between them by how many local hosts are eligible.
+// Each side keeps its own cursor, table and stats, so a consistent-hashing
+// algorithm stays consistent within a side. The base class stats_ mirror the
+// counts and latencies reported to the inner ones, so stats(index) reads as
+// for a plain balancer.
+class LocalityAware final : public LoadBalancer {
+ public:
+  LocalityAware(LbAlgorithm algorithm, std::shared_ptr<const HostSet> hosts, Random& random,
+                const LbOptions& options)
+      : LoadBalancer(std::move(hosts), random, options), owner_(hosts_->size()) {
+    std::vector<Host> side_hosts[2];
+    for (size_t i = 0; i < hosts_->size(); ++i) {
+      const Host& h = hosts_->hosts()[i];
+      Side& side = sides_[h.local ? kLocal : kRemote];
+      owner_[i] = {h.local ? kLocal : kRemote, side.to_full.size()};
+      side.to_full.push_back(i);
+      side_hosts[h.local ? kLocal : kRemote].push_back(h);
+    }
+    LbOptions inner = options;
+    inner.locality_enabled = false;
+    for (int s : {kLocal, kRemote}) {
+      sides_[s].lb =
+          make_plain(algorithm, std::make_shared<const HostSet>(std::move(side_hosts[s])), random, inner);
+    }
+  }
+
+  size_t choose(const PickContext& ctx) override {
+    const HostSet& local = sides_[kLocal].lb->hosts();
+    const HostSet& remote = sides_[kRemote].lb->hosts();
+    uint64_t local_all = local.size();
+    uint64_t local_eligible = local.eligible().size();
+    int side;
+    if (local_eligible == 0) {
+      side = kRemote;
+    } else if (remote.eligible().empty()) {
+      side = kLocal;
+    } else {
+      // With L = local_eligible / local_all: all local while L >= the
+      // threshold, else local with probability L / threshold. In integers:
+      // local_eligible * 100 against threshold * local_all.
+      uint64_t threshold = static_cast<uint64_t>(options_.locality_min_healthy_percent) * local_all;
+      uint64_t have = local_eligible * 100;
+      side = have >= threshold || random_.uniform(threshold) < have ? kLocal : kRemote;
+    }
+    size_t pick = sides_[side].lb->choose(ctx);
+    return pick == SIZE_MAX ? SIZE_MAX : sides_[side].to_full[pick];
+  }
+
+  void on_start(size_t index) override {
+    LoadBalancer::on_start(index);
+    auto [side, sub] = owner_[index];
+    sides_[side].lb->on_start(sub);
+  }
+
+  void on_complete(size_t index, Duration latency, MonoTime now) override {
+    LoadBalancer::on_complete(index, latency, now);
+    auto [side, sub] = owner_[index];
+    sides_[side].lb->on_complete(sub, latency, now);
+  }
+
+  void adopt_stats(const LoadBalancer& previous) override {
+    LoadBalancer::adopt_stats(previous);
+    // From a wrapper, adopt from its inner balancers: they hold what only an
+    // algorithm records (peak EWMA's stamp on an unobserved host). A host may
+    // have changed sides, so each side adopts from both.
+    const auto* prev = dynamic_cast<const LocalityAware*>(&previous);
+    for (Side& side : sides_) {
+      if (prev == nullptr) {
+        side.lb->adopt_stats(previous);
+      } else {
+        for (const Side& old : prev->sides_) side.lb->adopt_stats(*old.lb);
+      }
+      for (size_t sub = 0; sub < side.to_full.size(); ++sub) stats_[side.to_full[sub]] = side.lb->stats(sub);
+    }
+  }
+
+ private:
+  enum : int { kLocal = 0, kRemote = 1 };
+  struct Side {
+    std::unique_ptr<LoadBalancer> lb;  // over the side's own HostSet
+    std::vector<size_t> to_full;       // side index -> index into hosts_
+  };
+  Side sides_[2];
+  std::vector<std::pair<int, size_t>> owner_;  // index into hosts_ -> (side, side index)
+};
+
 }  // namespace
 
 HostSet::HostSet(std::vector<Host> hosts) : hosts_(std::move(hosts)) {
@@ -339,28 +455,37 @@ std::pair<size_t, size_t> LoadBalancer::pick_two() {
   return {eligible[a], eligible[b]};
 }
 
+void LoadBalancer::adopt_stats(const LoadBalancer& previous) {
+  std::unordered_map<uint64_t, size_t> by_id;
+  by_id.reserve(previous.hosts().size());
+  for (size_t j = 0; j < previous.hosts().size(); ++j) by_id.emplace(previous.hosts().hosts()[j].id, j);
+  for (size_t i = 0; i < hosts_->size(); ++i) {
+    auto it = by_id.find(hosts_->hosts()[i].id);
+    if (it != by_id.end()) stats_[i] = previous.stats(it->second);
+  }
+}
+
 std::unique_ptr<LoadBalancer> make_load_balancer(LbAlgorithm algorithm, std::shared_ptr<const HostSet> hosts,
                                                  Random& random, const LbOptions& options) {
   if (!hosts) hosts = std::make_shared<const HostSet>();
-  switch (algorithm) {
-    case LbAlgorithm::kRoundRobin:
-      return std::make_unique<RoundRobin>(std::move(hosts), random, options);
-    case LbAlgorithm::kWeightedRoundRobin:
-      return std::make_unique<WeightedRoundRobin>(std::move(hosts), random, options);
-    case LbAlgorithm::kRandom:
-      return std::make_unique<RandomLb>(std::move(hosts), random, options);
-    case LbAlgorithm::kWeightedRandom:
-      return std::make_unique<WeightedRandom>(std::move(hosts), random, options);
-    case LbAlgorithm::kLeastRequest:
-      return std::make_unique<LeastRequest>(std::move(hosts), random, options);
-    case LbAlgorithm::kRingHash:
-      return std::make_unique<RingHash>(std::move(hosts), random, options);
-    case LbAlgorithm::kMaglev:
-      return std::make_unique<Maglev>(std::move(hosts), random, options);
-    case LbAlgorithm::kPeakEwma:
-      return std::make_unique<PeakEwma>(std::move(hosts), random, options);
-  }
-  return nullptr;
+  if (options.locality_enabled)
+    return std::make_unique<LocalityAware>(algorithm, std::move(hosts), random, options);
+  return make_plain(algorithm, std::move(hosts), random, options);
+}
+
+uint32_t slow_start_weight(uint32_t weight, Duration age, Duration window) {
+  // Weight 0 keeps the host out of rotation; the floor of 1 below is only so
+  // a warming host never rounds down to out of rotation.
+  if (weight == 0) return 0;
+  double full = static_cast<double>(weight) * kSlowStartScale;
+  double share = 1.0;
+  if (window > Duration::zero() && age < window)
+    share = std::max(0.1, std::chrono::duration<double>(age) / std::chrono::duration<double>(window));
+  double scaled = std::max(1.0, full * share);
+  // Saturate rather than wrap for a weight above UINT32_MAX / kSlowStartScale.
+  return scaled >= static_cast<double>(std::numeric_limits<uint32_t>::max())
+             ? std::numeric_limits<uint32_t>::max()
+             : static_cast<uint32_t>(scaled);
 }
 
 }  // namespace trellis::policy

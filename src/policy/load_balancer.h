@@ -18,6 +18,7 @@ struct Host {
   uint64_t id = 0;      // stable across host-set updates; hashing keys on it
   uint32_t weight = 1;  // 0 takes the host out of rotation
   bool healthy = true;
+  bool local = true;  // in the client's own zone (locality-aware balancing)
 };
 
 // The hosts of one cluster as one config snapshot sees them. Immutable: a
@@ -79,6 +80,13 @@ struct LbOptions {
   Duration ewma_decay = std::chrono::seconds(10);
   // Peak EWMA: the latency assumed for a host not yet observed.
   Duration ewma_default_rtt = Millis(30);
+  // Locality: prefer hosts marked local. While fewer than this percentage of
+  // the local hosts are eligible, that share of traffic spills to the others
+  // in proportion (e.g. 35% eligible of a 70% threshold: half the traffic
+  // stays local). With 0, traffic leaves the local hosts only when none of
+  // them is eligible.
+  bool locality_enabled = false;
+  uint32_t locality_min_healthy_percent = 70;
 };
 
 // What the caller reports back about each host, per balancer.
@@ -110,8 +118,13 @@ class LoadBalancer {
   // The caller reports each request it sends to a chosen host (on_start) and
   // its end (on_complete). Least request reads the outstanding count; peak
   // EWMA reads both.
-  void on_start(size_t index);
-  void on_complete(size_t index, Duration latency, MonoTime now);
+  virtual void on_start(size_t index);
+  virtual void on_complete(size_t index, Duration latency, MonoTime now);
+
+  // Carries the per-host stats (outstanding requests, latency estimates) of
+  // the hosts that are still present, by Host::id, from the balancer this one
+  // replaces: a membership, weight or slow-start change then forgets nothing.
+  virtual void adopt_stats(const LoadBalancer& previous);
 
   const HostSet& hosts() const { return *hosts_; }
   const HostStats& stats(size_t index) const { return stats_[index]; }
@@ -133,8 +146,18 @@ class LoadBalancer {
   std::vector<HostStats> stats_;
 };
 
-// The balancer for `algorithm` over `hosts`. `random` must outlive it.
+// The balancer for `algorithm` over `hosts`. `random` must outlive it. With
+// options.locality_enabled, the result prefers the hosts marked local (see
+// LbOptions) and balances within each side by `algorithm`.
 std::unique_ptr<LoadBalancer> make_load_balancer(LbAlgorithm algorithm, std::shared_ptr<const HostSet> hosts,
                                                  Random& random, const LbOptions& options = {});
+
+// Slow start: the weight to give a host `age` after it joined, so its share
+// grows linearly from 10% to full over `window`. Weights are scaled by
+// kSlowStartScale (a warmed host gets weight x kSlowStartScale), so callers
+// scale every host's weight while any host is warming. The balancer is
+// rebuilt with new weights as time passes (see adopt_stats).
+inline constexpr uint32_t kSlowStartScale = 100;
+uint32_t slow_start_weight(uint32_t weight, Duration age, Duration window);
 
 }  // namespace trellis::policy

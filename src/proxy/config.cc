@@ -1,4 +1,6 @@
-#include "common/text.h"
+// Reading the bootstrap file: its top level, admin, access log, control
+// plane, listeners and virtual hosts (clusters and routes have files of their
+// own), and socket addresses.
 #include "proxy/config.h"
 
 #include <arpa/inet.h>
@@ -6,142 +8,33 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <limits>
 #include <optional>
 #include <sstream>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 
-#include <nlohmann/json.hpp>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
+
+#include "proxy/config_checks.h"
+#include "proxy/config_loader.h"
+#include "proxy/config_reader.h"
 
 namespace trellis::proxy {
 namespace {
 
+using config_yaml::ClusterIndex;
+using config_yaml::Fields;
+using config_yaml::Located;
+using config_yaml::Reader;
+using config_yaml::to_one_based;
+
 constexpr std::string_view kDefaultAdminAddress = "127.0.0.1:9901";
 constexpr std::string_view kAddressShape = "must be \"ip:port\" or \"[ipv6]:port\"";
-constexpr std::string_view kDurationShape = "expected a duration like \"250ms\" or \"1s\"";
-// Consumers add durations to clock readings; capping them keeps that far away
-// from overflow while allowing any timeout anyone would mean.
-constexpr int64_t kMaxDurationHours = 365 * 24;
-constexpr int64_t kMaxDurationMs = kMaxDurationHours * 3600 * 1000;
-constexpr int64_t kMaxWeight = 1'000'000;
-
-std::string in_quotes(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  out += s;
-  out += '"';
-  return out;
-}
-
-bool is_valid_name(std::string_view name) {
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == '-';
-  });
-}
-
-std::string format_duration(Millis d) {
-  int64_t ms = d.count();
-  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
-  return std::to_string(ms) + "ms";
-}
-
-// Durations are "<number><unit>" with a decimal number and ms|s|m|h; the result
-// must come out in whole milliseconds.
-std::optional<Millis> parse_duration(std::string_view text, std::string& error) {
-  if (!text.empty() && text.front() == '-') {
-    error = "must not be negative";
-    return std::nullopt;
-  }
-  size_t i = 0;
-  while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
-  std::string_view whole = text.substr(0, i);
-  std::string_view fraction;
-  if (i < text.size() && text[i] == '.') {
-    size_t start = ++i;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
-    fraction = text.substr(start, i - start);
-    if (fraction.empty()) whole = {};  // "1." is not a number
-  }
-  std::string_view unit = text.substr(i);
-  if (whole.empty()) {
-    error = std::string(kDurationShape);
-    return std::nullopt;
-  }
-  if (unit.empty()) {
-    error = "a unit is required (ms, s, m or h), e.g. \"10s\"";
-    return std::nullopt;
-  }
-  int64_t unit_ms = 0;
-  if (unit == "ms") {
-    unit_ms = 1;
-  } else if (unit == "s") {
-    unit_ms = 1000;
-  } else if (unit == "m") {
-    unit_ms = 60 * 1000;
-  } else if (unit == "h") {
-    unit_ms = 3600 * 1000;
-  } else {
-    error = "unknown unit " + in_quotes(unit) + " (use ms, s, m or h)";
-    return std::nullopt;
-  }
-  while (whole.size() > 1 && whole.front() == '0') whole.remove_prefix(1);
-  while (!fraction.empty() && fraction.back() == '0') fraction.remove_suffix(1);
-  const std::string too_large = "must be at most " + std::to_string(kMaxDurationHours) + "h";
-  // 12 digits of hours still fit in int64 milliseconds, so the check below cannot overflow.
-  if (whole.size() > 12) {
-    error = too_large;
-    return std::nullopt;
-  }
-  // With more than 9 significant fraction digits no unit yields whole milliseconds.
-  if (fraction.size() > 9) {
-    error = "must be a whole number of milliseconds";
-    return std::nullopt;
-  }
-  int64_t whole_value = 0;
-  std::from_chars(whole.data(), whole.data() + whole.size(), whole_value);
-  int64_t fraction_value = 0;
-  int64_t fraction_scale = 1;
-  if (!fraction.empty()) {
-    std::from_chars(fraction.data(), fraction.data() + fraction.size(), fraction_value);
-    for (size_t k = 0; k < fraction.size(); ++k) fraction_scale *= 10;
-  }
-  if ((fraction_value * unit_ms) % fraction_scale != 0) {
-    error = "must be a whole number of milliseconds";
-    return std::nullopt;
-  }
-  int64_t total = whole_value * unit_ms + fraction_value * unit_ms / fraction_scale;
-  if (total > kMaxDurationMs) {
-    error = too_large;
-    return std::nullopt;
-  }
-  return Millis{total};
-}
-
-// Lower-case host names with at most one '*', which must be the first or last character.
-std::optional<std::string> check_domain(std::string_view domain) {
-  if (domain.empty()) return "must not be empty";
-  for (char c : domain) {
-    bool allowed = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-                   c == '_' || c == ':' || c == '[' || c == ']' || c == '*';
-    if (!allowed) return "invalid character in domain " + in_quotes(domain);
-  }
-  size_t stars = std::count(domain.begin(), domain.end(), '*');
-  if (stars > 1 || (stars == 1 && domain.front() != '*' && domain.back() != '*')) {
-    return "invalid wildcard in " + in_quotes(domain) +
-           ": at most one '*', at the start or the end (e.g. \"*.example.com\", \"example.*\")";
-  }
-  return std::nullopt;
-}
 
 bool is_any_address(const SocketAddress& a) {
   if (a.family() == AF_INET) {
@@ -165,267 +58,81 @@ bool addresses_overlap(const SocketAddress& a, const SocketAddress& b) {
 
 std::string address_conflict(const SocketAddress& address, const SocketAddress& other,
                              std::string_view owner) {
-  if (address == other) return "address " + in_quotes(address.text) + " is already used by " + std::string(owner);
+  if (address == other)
+    return "address " + in_quotes(address.text) + " is already used by " + std::string(owner);
   return "address " + in_quotes(address.text) + " overlaps " + std::string(owner) + " (" + other.text + ")";
 }
 
-int to_one_based(int zero_based) { return zero_based >= 0 ? zero_based + 1 : 0; }
-
-// A node with what to blame for it: its field path, the position of its value,
-// and the position of its key (same as the value for list items).
-struct Located {
-  YAML::Node node;
-  std::string path;
-  YAML::Mark mark;
-  YAML::Mark key_mark;
-};
-
-// A map section whose keys have been checked against the fields it allows.
-class Fields {
- public:
-  explicit Fields(Located self) : self_(std::move(self)) {}
-
-  const Located& self() const { return self_; }
-  void add(std::string key, Located value) { entries_.emplace_back(std::move(key), std::move(value)); }
-  std::optional<Located> get(std::string_view key) const {
-    for (const auto& [name, value] : entries_) {
-      if (name == key) return value;
-    }
-    return std::nullopt;
-  }
-
- private:
-  Located self_;
-  std::vector<std::pair<std::string, Located>> entries_;
-};
-
 class Loader {
  public:
-  Loader(std::string file, std::vector<ConfigError>& errors) : file_(std::move(file)), errors_(errors) {}
+  Loader(std::string file, std::vector<ConfigError>& errors) : r_(std::move(file), errors) {}
 
   void load(const YAML::Node& root, ProxyConfig& config) {
     Located at{root, "", root.Mark(), root.Mark()};
-    auto fields = read_map(at, {"admin", "access_log", "drain_timeout", "listeners", "clusters", "control_plane"});
+    auto fields = r_.read_map(
+        at, {"zone", "admin", "access_log", "drain_timeout", "listeners", "clusters", "control_plane"});
     if (!fields) return;
+    if (auto v = fields->get("zone")) r_.read_name(*v, config.zone);
     bool admin_ok = true;
     if (auto v = fields->get("admin")) admin_ok = load_admin(*v, config.admin);
     if (auto v = fields->get("access_log")) load_access_log(*v, config.access_log);
-    if (auto v = fields->get("drain_timeout")) read_duration(*v, config.drain_timeout);
+    if (auto v = fields->get("drain_timeout")) r_.read_duration(*v, config.drain_timeout);
     // Clusters first, so that routes can be resolved wherever they appear in the file.
-    if (auto v = fields->get("clusters")) load_clusters(*v, config.clusters);
+    if (auto v = fields->get("clusters")) config_yaml::load_clusters(r_, *v, config.clusters, clusters_);
     // A broken admin address is reported once; listeners are not blamed for clashing with the default.
     const SocketAddress* admin = admin_ok ? &config.admin.address : nullptr;
     if (auto v = fields->get("listeners")) load_listeners(*v, admin, config.listeners);
     if (auto v = fields->get("control_plane")) load_control_plane(*v, config.control_plane);
+    // The node's zone is the proxy's locality unless the file says otherwise.
+    if (!fields->get("zone")) config.zone = config.control_plane.zone;
   }
 
  private:
-  void error(const YAML::Mark& mark, std::string path, std::string message) {
-    errors_.push_back(ConfigError{file_, to_one_based(mark.line), to_one_based(mark.column), std::move(path),
-                                  std::move(message)});
-  }
-  void error(const Located& at, std::string message) { error(at.mark, at.path, std::move(message)); }
-
-  std::optional<Fields> read_map(const Located& at, std::initializer_list<std::string_view> allowed) {
-    Fields fields(at);
-    if (at.node.IsNull()) return fields;  // "admin:" with nothing under it means all defaults
-    if (!at.node.IsMap()) {
-      error(at, "expected a map");
-      return std::nullopt;
-    }
-    for (auto it = at.node.begin(); it != at.node.end(); ++it) {
-      YAML::Node key = it->first;
-      YAML::Node value = it->second;
-      if (!key.IsScalar()) {
-        error(key.Mark(), at.path, "field names must be strings");
-        continue;
-      }
-      std::string name = key.Scalar();
-      std::string path = field_path(at.path, name);
-      if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-        error(key.Mark(), path, unknown_field_message(name, allowed));
-        continue;
-      }
-      if (fields.get(name)) {
-        error(key.Mark(), path, "duplicate field " + in_quotes(name));
-        continue;
-      }
-      // An empty value's own mark points past it, at whatever follows; its key is where the reader looks.
-      YAML::Mark value_mark = value.IsNull() ? key.Mark() : value.Mark();
-      fields.add(name, Located{value, std::move(path), value_mark, key.Mark()});
-    }
-    return fields;
-  }
-
-  static std::string unknown_field_message(std::string_view name, std::initializer_list<std::string_view> allowed) {
-    std::string message = "unknown field " + in_quotes(name);
-    std::string_view best;
-    size_t best_distance = 3;  // suggest only near misses
-    for (std::string_view candidate : allowed) {
-      size_t d = edit_distance(name, candidate);
-      if (d < best_distance) {
-        best_distance = d;
-        best = candidate;
-      }
-    }
-    if (!best.empty()) message += " (did you mean " + in_quotes(best) + "?)";
-    return message;
-  }
-
-  std::optional<Located> required(const Fields& fields, std::string_view key) {
-    auto v = fields.get(key);
-    if (!v) error(fields.self().mark, field_path(fields.self().path, key), "required field is missing");
-    return v;
-  }
-
-  std::optional<std::vector<Located>> read_list(const Located& at) {
-    std::vector<Located> items;
-    if (at.node.IsNull()) return items;
-    if (!at.node.IsSequence()) {
-      error(at, "expected a list");
-      return std::nullopt;
-    }
-    size_t index = 0;
-    for (const YAML::Node& item : at.node) {
-      items.push_back(Located{item, item_path(at.path, index++), item.Mark(), item.Mark()});
-    }
-    return items;
-  }
-
-  bool read_string(const Located& at, std::string& out) {
-    if (!at.node.IsScalar()) {
-      error(at, "expected a string");
-      return false;
-    }
-    out = at.node.Scalar();
-    return true;
-  }
-
-  bool read_name(const Located& at, std::string& out) {
-    if (!read_string(at, out)) return false;
-    if (out.empty()) {
-      error(at, "must not be empty");
-      return false;
-    }
-    if (!is_valid_name(out)) {
-      error(at, "invalid name " + in_quotes(out) + ": use only letters, digits, '_', '.' and '-'");
-      return false;
-    }
-    return true;
-  }
-
-  bool read_duration(const Located& at, Millis& out) {
-    if (!at.node.IsScalar()) {
-      error(at, std::string(kDurationShape));
-      return false;
-    }
-    std::string message;
-    auto d = parse_duration(at.node.Scalar(), message);
-    if (!d) {
-      error(at, std::move(message));
-      return false;
-    }
-    out = *d;
-    return true;
-  }
-
-  // For timers that are always armed: a zero there would close connections the
-  // moment they open or go idle, not turn the timer off.
-  bool read_positive_duration(const Located& at, Millis& out) {
-    Millis value{};
-    if (!read_duration(at, value)) return false;
-    if (value.count() == 0) {
-      error(at, "must be greater than 0");
-      return false;
-    }
-    out = value;
-    return true;
-  }
-
-  bool read_integer(const Located& at, int64_t min, int64_t max, int64_t& out) {
-    // A quoted "5" is a string: accepting it would hide a type mistake.
-    const std::string& tag = at.node.Tag();
-    bool is_string = tag == "!" || tag == "tag:yaml.org,2002:str";
-    if (!at.node.IsScalar() || is_string) {
-      error(at, "expected an integer");
-      return false;
-    }
-    const std::string& text = at.node.Scalar();
-    int64_t value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec == std::errc::result_out_of_range) {
-      error(at, "must be between " + std::to_string(min) + " and " + std::to_string(max));
-      return false;
-    }
-    if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
-      error(at, "expected an integer");
-      return false;
-    }
-    if (value < min || value > max) {
-      error(at, "must be between " + std::to_string(min) + " and " + std::to_string(max));
-      return false;
-    }
-    out = value;
-    return true;
-  }
-
-  bool read_address(const Located& at, SocketAddress& out) {
-    std::string text;
-    if (!read_string(at, text)) return false;
-    std::string message;
-    if (!parse_socket_address(text, out, message)) {
-      error(at, std::move(message));
-      return false;
-    }
-    return true;
-  }
-
   bool load_admin(const Located& at, AdminConfig& admin) {
-    auto fields = read_map(at, {"address"});
+    auto fields = r_.read_map(at, {"address"});
     if (!fields) return false;
-    if (auto v = fields->get("address")) return read_address(*v, admin.address);
+    if (auto v = fields->get("address")) return r_.read_address(*v, admin.address);
     return true;
   }
 
   void load_control_plane(const Located& at, ControlPlaneConfig& cp) {
-    auto fields = read_map(at, {"address", "node", "instance", "outbound_address", "upstream_services"});
+    auto fields = r_.read_map(at, {"address", "node", "instance", "outbound_address", "upstream_services"});
     if (!fields) return;
-    if (auto v = required(*fields, "address")) read_address(*v, cp.address);
-    if (auto node = required(*fields, "node")) {
-      if (auto nf = read_map(*node, {"id", "service", "namespace", "zone"})) {
-        if (auto v = required(*nf, "service")) read_name(*v, cp.service);
-        if (auto v = nf->get("id")) read_name(*v, cp.node_id);
-        if (auto v = nf->get("namespace")) read_name(*v, cp.namespace_);
-        if (auto v = nf->get("zone")) read_name(*v, cp.zone);
+    if (auto v = r_.required(*fields, "address")) r_.read_address(*v, cp.address);
+    if (auto node = r_.required(*fields, "node")) {
+      if (auto nf = r_.read_map(*node, {"id", "service", "namespace", "zone"})) {
+        if (auto v = r_.required(*nf, "service")) r_.read_name(*v, cp.service);
+        if (auto v = nf->get("id")) r_.read_name(*v, cp.node_id);
+        if (auto v = nf->get("namespace")) r_.read_name(*v, cp.namespace_);
+        if (auto v = nf->get("zone")) r_.read_name(*v, cp.zone);
       }
     }
     if (auto inst = fields->get("instance")) {
-      if (auto f = read_map(*inst, {"address", "app_address", "weight", "labels", "ttl"})) {
+      if (auto f = r_.read_map(*inst, {"address", "app_address", "weight", "labels", "ttl"})) {
         cp.has_instance = true;
-        if (auto v = required(*f, "address")) read_address(*v, cp.instance_address);
-        if (auto v = required(*f, "app_address")) read_address(*v, cp.app_address);
-        if (auto v = f->get("weight")) {
-          int64_t w = 1;
-          if (read_integer(*v, 1, 1000000, w)) cp.weight = static_cast<uint32_t>(w);
-        }
-        if (auto v = f->get("ttl")) read_positive_duration(*v, cp.ttl);
+        if (auto v = r_.required(*f, "address")) r_.read_address(*v, cp.instance_address);
+        if (auto v = r_.required(*f, "app_address")) r_.read_address(*v, cp.app_address);
+        if (auto v = f->get("weight")) r_.read_integer(*v, 1, kMaxWeight, cp.weight);
+        if (auto v = f->get("ttl")) r_.read_positive_duration(*v, cp.ttl);
         if (auto v = f->get("labels")) load_labels(*v, cp.labels);
       }
     }
-    if (auto v = fields->get("outbound_address")) cp.has_outbound = read_address(*v, cp.outbound_address);
+    if (auto v = fields->get("outbound_address")) cp.has_outbound = r_.read_address(*v, cp.outbound_address);
     if (auto v = fields->get("upstream_services")) {
-      if (auto items = read_list(*v)) {
+      if (auto items = r_.read_list(*v)) {
         for (const Located& item : *items) {
           std::string name;
-          if (read_string(item, name)) {
+          if (r_.read_string(item, name)) {
             // "service" or "service.namespace"
             bool ok = !name.empty() && name.front() != '.' && name.back() != '.' &&
                       std::count(name.begin(), name.end(), '.') <= 1 &&
                       std::all_of(name.begin(), name.end(), [](char c) {
                         return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
                       });
-            if (!ok) error(item, "expected \"service\" or \"service.namespace\" (lower case, digits, \"-\")");
-            else cp.upstream_services.push_back(std::move(name));
+            if (!ok)
+              r_.error(item, "expected \"service\" or \"service.namespace\" (lower case, digits, \"-\")");
+            else
+              cp.upstream_services.push_back(std::move(name));
           }
         }
       }
@@ -435,12 +142,12 @@ class Loader {
   void load_labels(const Located& at, std::map<std::string, std::string>& labels) {
     if (at.node.IsNull()) return;
     if (!at.node.IsMap()) {
-      error(at, "expected a map of label names to values");
+      r_.error(at, "expected a map of label names to values");
       return;
     }
     for (auto it = at.node.begin(); it != at.node.end(); ++it) {
       if (!it->first.IsScalar() || !it->second.IsScalar()) {
-        error(it->first.Mark(), at.path, "labels are name: value pairs of strings");
+        r_.error(it->first.Mark(), at.path, "labels are name: value pairs of strings");
         continue;
       }
       labels[it->first.Scalar()] = it->second.Scalar();
@@ -448,104 +155,30 @@ class Loader {
   }
 
   void load_access_log(const Located& at, AccessLogConfig& log) {
-    auto fields = read_map(at, {"path"});
+    auto fields = r_.read_map(at, {"path"});
     if (!fields) return;
     if (auto v = fields->get("path")) {
-      if (read_string(*v, log.path) && log.path.empty()) {
-        error(*v, "must not be empty (leave out access_log to turn logging off)");
+      if (r_.read_string(*v, log.path) && log.path.empty()) {
+        r_.error(*v, "must not be empty (leave out access_log to turn logging off)");
       }
-    }
-  }
-
-  void load_clusters(const Located& at, std::vector<ClusterConfig>& clusters) {
-    auto items = read_list(at);
-    if (!items) {
-      // Every route would then name an unknown cluster; one error says it all.
-      clusters_known_ = false;
-      return;
-    }
-    for (const Located& item : *items) {
-      ClusterConfig cluster;
-      load_cluster(item, cluster, clusters.size());
-      clusters.push_back(std::move(cluster));
-    }
-  }
-
-  void load_cluster(const Located& at, ClusterConfig& cluster, size_t index) {
-    auto fields = read_map(
-        at, {"name", "lb_policy", "connect_timeout", "idle_timeout", "max_idle_per_endpoint", "endpoints"});
-    if (!fields) return;
-    if (auto v = required(*fields, "name"); v && read_name(*v, cluster.name)) {
-      if (!cluster_indices_.emplace(cluster.name, index).second) {
-        error(*v, "duplicate cluster name " + in_quotes(cluster.name));
-      }
-    }
-    if (auto v = fields->get("lb_policy")) {
-      std::string policy;
-      if (read_string(*v, policy)) {
-        if (policy == "round_robin") {
-          cluster.lb_policy = LbPolicy::kRoundRobin;
-        } else {
-          error(*v, "unknown lb_policy " + in_quotes(policy) + " (supported: round_robin)");
-        }
-      }
-    }
-    if (auto v = fields->get("connect_timeout")) read_positive_duration(*v, cluster.connect_timeout);
-    if (auto v = fields->get("idle_timeout")) read_positive_duration(*v, cluster.idle_timeout);
-    if (auto v = fields->get("max_idle_per_endpoint")) {
-      int64_t value = 0;
-      if (read_integer(*v, 0, std::numeric_limits<uint32_t>::max(), value)) {
-        cluster.max_idle_per_endpoint = static_cast<uint32_t>(value);
-      }
-    }
-    if (auto v = fields->get("endpoints")) {
-      if (auto items = read_list(*v)) {
-        for (const Located& item : *items) {
-          EndpointConfig endpoint;
-          load_endpoint(item, endpoint);
-          cluster.endpoints.push_back(std::move(endpoint));
-        }
-      }
-    }
-  }
-
-  void load_endpoint(const Located& at, EndpointConfig& endpoint) {
-    auto fields = read_map(at, {"address", "weight"});
-    if (!fields) return;
-    if (auto v = required(*fields, "address")) read_address(*v, endpoint.address);
-    if (auto v = fields->get("weight")) {
-      int64_t value = 0;
-      if (read_integer(*v, 1, kMaxWeight, value)) endpoint.weight = static_cast<uint32_t>(value);
-    }
-  }
-
-  void resolve_cluster(const Located& at, const std::string& name, size_t& index) {
-    if (name.empty()) {
-      error(at, "must not be empty");
-      return;
-    }
-    auto it = cluster_indices_.find(name);
-    if (it != cluster_indices_.end()) {
-      index = it->second;
-    } else if (clusters_known_) {
-      error(at, "unknown cluster " + in_quotes(name));
     }
   }
 
   void load_listeners(const Located& at, const SocketAddress* admin, std::vector<ListenerConfig>& listeners) {
-    auto items = read_list(at);
+    auto items = r_.read_list(at);
     if (!items) return;
     std::unordered_map<std::string, size_t> names;
     for (const Located& item : *items) {
       ListenerConfig listener;
-      auto fields = read_map(item, {"name", "address", "protocol", "idle_timeout", "virtual_hosts", "cluster"});
+      auto fields =
+          r_.read_map(item, {"name", "address", "protocol", "idle_timeout", "virtual_hosts", "cluster"});
       if (fields) {
-        if (auto v = required(*fields, "name"); v && read_name(*v, listener.name)) {
+        if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, listener.name)) {
           if (!names.emplace(listener.name, listeners.size()).second) {
-            error(*v, "duplicate listener name " + in_quotes(listener.name));
+            r_.error(*v, "duplicate listener name " + in_quotes(listener.name));
           }
         }
-        if (auto v = required(*fields, "address"); v && read_address(*v, listener.address)) {
+        if (auto v = r_.required(*fields, "address"); v && r_.read_address(*v, listener.address)) {
           check_listener_address(*v, listener.address, admin, listeners);
         }
         load_listener_body(*fields, listener);
@@ -557,13 +190,13 @@ class Loader {
   void check_listener_address(const Located& at, const SocketAddress& address, const SocketAddress* admin,
                               const std::vector<ListenerConfig>& earlier) {
     if (admin && addresses_overlap(address, *admin)) {
-      error(at, address_conflict(address, *admin, "the admin listener"));
+      r_.error(at, address_conflict(address, *admin, "the admin listener"));
       return;
     }
     for (const ListenerConfig& other : earlier) {
       if (!other.address.text.empty() && addresses_overlap(address, other.address)) {
         std::string owner = other.name.empty() ? "another listener" : "listener " + in_quotes(other.name);
-        error(at, address_conflict(address, other.address, owner));
+        r_.error(at, address_conflict(address, other.address, owner));
         return;
       }
     }
@@ -573,42 +206,42 @@ class Loader {
     bool protocol_known = true;
     if (auto v = fields.get("protocol")) {
       std::string protocol;
-      protocol_known = read_string(*v, protocol);
+      protocol_known = r_.read_string(*v, protocol);
       if (protocol == "http") {
         listener.protocol = ListenerProtocol::kHttp;
       } else if (protocol == "tcp") {
         listener.protocol = ListenerProtocol::kTcp;
       } else if (protocol_known) {
-        error(*v, "unknown protocol " + in_quotes(protocol) + " (expected http or tcp)");
+        r_.error(*v, "unknown protocol " + in_quotes(protocol) + " (expected http or tcp)");
         protocol_known = false;
       }
     }
-    if (auto v = fields.get("idle_timeout")) read_positive_duration(*v, listener.idle_timeout);
+    if (auto v = fields.get("idle_timeout")) r_.read_positive_duration(*v, listener.idle_timeout);
     auto virtual_hosts = fields.get("virtual_hosts");
     auto cluster = fields.get("cluster");
     // Which of these belong depends on the protocol; with that in doubt, any verdict would be a guess.
     if (!protocol_known) return;
     if (listener.protocol == ListenerProtocol::kHttp) {
       if (cluster) {
-        error(cluster->key_mark, cluster->path,
-              "\"cluster\" is only for tcp listeners; http listeners route through virtual_hosts");
+        r_.key_error(*cluster,
+                     "\"cluster\" is only for tcp listeners; http listeners route through virtual_hosts");
       }
-      if (auto v = required(fields, "virtual_hosts")) load_virtual_hosts(*v, listener);
+      if (auto v = r_.required(fields, "virtual_hosts")) load_virtual_hosts(*v, listener);
     } else {
       if (virtual_hosts) {
-        error(virtual_hosts->key_mark, virtual_hosts->path, "\"virtual_hosts\" is only for http listeners");
+        r_.key_error(*virtual_hosts, "\"virtual_hosts\" is only for http listeners");
       }
-      if (auto v = required(fields, "cluster"); v && read_string(*v, listener.cluster)) {
-        resolve_cluster(*v, listener.cluster, listener.cluster_index);
+      if (auto v = r_.required(fields, "cluster"); v && r_.read_string(*v, listener.cluster)) {
+        clusters_.resolve(r_, *v, listener.cluster, listener.cluster_index);
       }
     }
   }
 
   void load_virtual_hosts(const Located& at, ListenerConfig& listener) {
-    auto items = read_list(at);
+    auto items = r_.read_list(at);
     if (!items) return;
     if (items->empty()) {
-      error(at, "an http listener needs at least one virtual host");
+      r_.error(at, "an http listener needs at least one virtual host");
       return;
     }
     std::unordered_map<std::string, size_t> names;
@@ -616,16 +249,17 @@ class Loader {
     std::unordered_map<std::string, std::string> domain_owners;
     for (const Located& item : *items) {
       VirtualHostConfig vhost;
-      auto fields = read_map(item, {"name", "domains", "routes"});
+      auto fields = r_.read_map(item, {"name", "domains", "routes"});
       if (fields) {
-        if (auto v = required(*fields, "name"); v && read_name(*v, vhost.name)) {
+        if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, vhost.name)) {
           if (!names.emplace(vhost.name, listener.virtual_hosts.size()).second) {
-            error(*v, "duplicate virtual host name " + in_quotes(vhost.name));
+            r_.error(*v, "duplicate virtual host name " + in_quotes(vhost.name));
           }
         }
         std::string owner = vhost.name.empty() ? item.path : "virtual host " + in_quotes(vhost.name);
-        if (auto v = required(*fields, "domains")) load_domains(*v, owner, domain_owners, vhost.domains);
-        if (auto v = required(*fields, "routes")) load_routes(*v, vhost.routes);
+        if (auto v = r_.required(*fields, "domains")) load_domains(*v, owner, domain_owners, vhost.domains);
+        if (auto v = r_.required(*fields, "routes"))
+          config_yaml::load_routes(r_, *v, clusters_, vhost.routes);
       }
       listener.virtual_hosts.push_back(std::move(vhost));
     }
@@ -633,28 +267,24 @@ class Loader {
 
   void load_domains(const Located& at, const std::string& owner,
                     std::unordered_map<std::string, std::string>& owners, std::vector<std::string>& domains) {
-    auto items = read_list(at);
+    auto items = r_.read_list(at);
     if (!items) return;
     if (items->empty()) {
-      error(at, "must list at least one domain (\"*\" matches any)");
+      r_.error(at, "must list at least one domain (\"*\" matches any)");
       return;
     }
     for (const Located& item : *items) {
       std::string domain;
-      if (!read_string(item, domain)) continue;
+      if (!r_.read_string(item, domain)) continue;
       // Host matching is case-insensitive; storing one case lets the router compare bytes.
-      std::transform(domain.begin(), domain.end(), domain.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      if (auto problem = check_domain(domain)) {
-        error(item, std::move(*problem));
-        continue;
-      }
+      domain = lower_case(domain);
+      if (!r_.check(item, check_domain(domain))) continue;
       auto [it, inserted] = owners.emplace(domain, owner);
       if (!inserted) {
         if (it->second == owner) {
-          error(item, "duplicate domain " + in_quotes(domain));
+          r_.error(item, "duplicate domain " + in_quotes(domain));
         } else {
-          error(item, "domain " + in_quotes(domain) + " is already used by " + it->second);
+          r_.error(item, "domain " + in_quotes(domain) + " is already used by " + it->second);
         }
         continue;
       }
@@ -662,56 +292,8 @@ class Loader {
     }
   }
 
-  void load_routes(const Located& at, std::vector<RouteConfig>& routes) {
-    auto items = read_list(at);
-    if (!items) return;
-    if (items->empty()) {
-      error(at, "must list at least one route");
-      return;
-    }
-    for (const Located& item : *items) {
-      RouteConfig route;
-      auto fields = read_map(item, {"match", "cluster", "timeout"});
-      if (fields) {
-        if (auto v = required(*fields, "match")) load_match(*v, route);
-        if (auto v = required(*fields, "cluster"); v && read_string(*v, route.cluster)) {
-          resolve_cluster(*v, route.cluster, route.cluster_index);
-        }
-        if (auto v = fields->get("timeout")) read_duration(*v, route.timeout);
-      }
-      routes.push_back(std::move(route));
-    }
-  }
-
-  void load_match(const Located& at, RouteConfig& route) {
-    auto fields = read_map(at, {"prefix", "exact"});
-    if (!fields) return;
-    auto prefix = fields->get("prefix");
-    auto exact = fields->get("exact");
-    if (prefix && exact) {
-      error(at, "set only one of \"prefix\" or \"exact\"");
-      return;
-    }
-    if (!prefix && !exact) {
-      error(at, "needs \"prefix\" or \"exact\"");
-      return;
-    }
-    const Located& path = prefix ? *prefix : *exact;
-    route.path_kind = prefix ? PathMatchKind::kPrefix : PathMatchKind::kExact;
-    if (!read_string(path, route.path)) return;
-    if (route.path.empty() || route.path.front() != '/') {
-      error(path, "must start with \"/\"");
-      return;
-    }
-    bool has_space = std::any_of(route.path.begin(), route.path.end(),
-                                 [](unsigned char c) { return c <= ' ' || c == 0x7f; });
-    if (has_space) error(path, "must not contain spaces or control characters");
-  }
-
-  std::string file_;
-  std::vector<ConfigError>& errors_;
-  std::unordered_map<std::string, size_t> cluster_indices_;  // first cluster of each name
-  bool clusters_known_ = true;
+  Reader r_;
+  ClusterIndex clusters_;
 };
 
 // Notes where each document of a stream starts and whether it holds anything,
@@ -731,7 +313,8 @@ class DocumentScan : public YAML::EventHandler {
   void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {
     has_content_ = true;
   }
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
     has_content_ = true;
   }
   void OnSequenceEnd() override {}
@@ -785,52 +368,12 @@ bool parse_port(std::string_view text, uint16_t& port, std::string& error) {
 }
 
 bool has_letter(std::string_view s) {
-  return std::any_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); });
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); });
 }
 
 ConfigError file_error(const std::string& file, std::string message) {
   return ConfigError{file, 0, 0, "", std::move(message)};
-}
-
-using Json = nlohmann::ordered_json;
-
-Json route_to_json(const RouteConfig& route) {
-  Json match;
-  match[route.path_kind == PathMatchKind::kPrefix ? "prefix" : "exact"] = route.path;
-  return Json{{"match", match}, {"cluster", route.cluster}, {"timeout", format_duration(route.timeout)}};
-}
-
-Json listener_to_json(const ListenerConfig& listener) {
-  Json out;
-  out["name"] = listener.name;
-  out["address"] = listener.address.text;
-  out["protocol"] = listener.protocol == ListenerProtocol::kHttp ? "http" : "tcp";
-  out["idle_timeout"] = format_duration(listener.idle_timeout);
-  if (listener.protocol == ListenerProtocol::kHttp) {
-    Json vhosts = Json::array();
-    for (const VirtualHostConfig& vhost : listener.virtual_hosts) {
-      Json routes = Json::array();
-      for (const RouteConfig& route : vhost.routes) routes.push_back(route_to_json(route));
-      vhosts.push_back(Json{{"name", vhost.name}, {"domains", vhost.domains}, {"routes", std::move(routes)}});
-    }
-    out["virtual_hosts"] = std::move(vhosts);
-  } else {
-    out["cluster"] = listener.cluster;
-  }
-  return out;
-}
-
-Json cluster_to_json(const ClusterConfig& cluster) {
-  Json endpoints = Json::array();
-  for (const EndpointConfig& endpoint : cluster.endpoints) {
-    endpoints.push_back(Json{{"address", endpoint.address.text}, {"weight", endpoint.weight}});
-  }
-  return Json{{"name", cluster.name},
-              {"lb_policy", "round_robin"},
-              {"connect_timeout", format_duration(cluster.connect_timeout)},
-              {"idle_timeout", format_duration(cluster.idle_timeout)},
-              {"max_idle_per_endpoint", cluster.max_idle_per_endpoint},
-              {"endpoints", std::move(endpoints)}};
 }
 
 }  // namespace
@@ -892,8 +435,9 @@ bool parse_socket_address(std::string_view text, SocketAddress& out, std::string
     sin.sin_family = AF_INET;
     sin.sin_port = htons(port);
     if (inet_pton(AF_INET, host_text.c_str(), &sin.sin_addr) != 1) {
-      error = has_letter(host) ? in_quotes(host) + " is not a numeric IP address (host names are not resolved)"
-                               : in_quotes(host) + " is not a valid IPv4 address";
+      error = has_letter(host)
+                  ? in_quotes(host) + " is not a numeric IP address (host names are not resolved)"
+                  : in_quotes(host) + " is not a valid IPv4 address";
       return false;
     }
     std::memcpy(&parsed.storage, &sin, sizeof(sin));
@@ -927,8 +471,8 @@ ConfigLoad load_config_text(const std::string& text, const std::string& source_n
       if (stall->pos >= 0 && static_cast<size_t>(stall->pos) < text.size()) {
         message = "unexpected " + in_quotes(text.substr(stall->pos, 1));
       }
-      result.errors.push_back(ConfigError{source_name, to_one_based(stall->line), to_one_based(stall->column), "",
-                                          std::move(message)});
+      result.errors.push_back(ConfigError{source_name, to_one_based(stall->line), to_one_based(stall->column),
+                                          "", std::move(message)});
       return result;
     }
     documents = YAML::LoadAll(text);
@@ -953,9 +497,10 @@ ConfigLoad load_config_text(const std::string& text, const std::string& source_n
     // Reading an already parsed tree should not throw; if it does, it is still a load failure, not a crash.
     result.errors.push_back(file_error(source_name, std::string("internal error: ") + e.what()));
   }
-  std::stable_sort(result.errors.begin(), result.errors.end(), [](const ConfigError& a, const ConfigError& b) {
-    return std::pair(a.line, a.column) < std::pair(b.line, b.column);
-  });
+  std::stable_sort(result.errors.begin(), result.errors.end(),
+                   [](const ConfigError& a, const ConfigError& b) {
+                     return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+                   });
   return result;
 }
 
@@ -986,50 +531,6 @@ ConfigLoad load_config_file(const std::string& path) {
   }
   ::close(fd);
   return load_config_text(text, path);
-}
-
-std::string config_to_json(const ProxyConfig& config) {
-  Json out;
-  out["admin"] = Json{{"address", config.admin.address.text}};
-  // Logging off is spelled by leaving the section out, as in the YAML.
-  if (!config.access_log.path.empty()) out["access_log"] = Json{{"path", config.access_log.path}};
-  out["drain_timeout"] = format_duration(config.drain_timeout);
-  out["listeners"] = Json::array();
-  for (const ListenerConfig& listener : config.listeners) out["listeners"].push_back(listener_to_json(listener));
-  out["clusters"] = Json::array();
-  for (const ClusterConfig& cluster : config.clusters) out["clusters"].push_back(cluster_to_json(cluster));
-  if (config.control_plane.enabled()) {
-    const ControlPlaneConfig& cp = config.control_plane;
-    Json c;
-    c["address"] = cp.address.text;
-    Json node{{"id", cp.node_id}, {"service", cp.service}, {"namespace", cp.namespace_}};
-    if (!cp.zone.empty()) node["zone"] = cp.zone;
-    c["node"] = std::move(node);
-    if (cp.has_instance) {
-      Json inst{{"address", cp.instance_address.text}, {"app_address", cp.app_address.text},
-                {"weight", cp.weight}, {"ttl", format_duration(cp.ttl)}};
-      if (!cp.labels.empty()) inst["labels"] = cp.labels;
-      c["instance"] = std::move(inst);
-    }
-    if (cp.has_outbound) c["outbound_address"] = cp.outbound_address.text;
-    if (!cp.upstream_services.empty()) c["upstream_services"] = cp.upstream_services;
-    out["control_plane"] = std::move(c);
-  }
-  if (!config.policies.empty()) {
-    Json policies = Json::array();
-    for (const PolicyConfig& p : config.policies) {
-      Json spec = Json::parse(p.spec_json, nullptr, /*allow_exceptions=*/false);
-      policies.push_back(Json{{"kind", p.kind},
-                              {"namespace", p.namespace_},
-                              {"name", p.name},
-                              {"resourceVersion", std::to_string(p.resource_version)},
-                              {"spec", spec.is_discarded() ? Json(p.spec_json) : std::move(spec)}});
-    }
-    out["policies"] = std::move(policies);
-  }
-  // Config strings are bytes as written in the file; JSON needs UTF-8, so a
-  // stray byte becomes U+FFFD rather than an exception.
-  return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 }  // namespace trellis::proxy

@@ -9,7 +9,12 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "policy/load_balancer.h"
+#include "policy/retry.h"
+#include "policy/route_match.h"
 
 namespace trellis::proxy {
 
@@ -33,27 +38,111 @@ bool parse_socket_address(std::string_view text, SocketAddress& out, std::string
 struct EndpointConfig {
   SocketAddress address;
   uint32_t weight = 1;
+  std::string zone;  // locality; empty: unknown (counts as another zone)
 };
 
-enum class LbPolicy : uint8_t { kRoundRobin };
+// What the consistent-hashing balancers hash a request on.
+struct HashPolicy {
+  enum class Kind : uint8_t { kNone, kHeader, kCookie, kSourceIp };
+  Kind kind = Kind::kNone;
+  std::string name;  // header name (lower case) or cookie name
+  // Cookie: when a request lacks it, the proxy picks a value and sets it on
+  // the response with this lifetime (0: a session cookie).
+  bool cookie_ttl_set = false;
+  Millis cookie_ttl{0};
+};
+
+struct LoadBalancerConfig {
+  policy::LbAlgorithm algorithm = policy::LbAlgorithm::kPeakEwma;  // latency-aware, as in Linkerd
+  HashPolicy hash;            // ring hash and Maglev only
+  // Ring hash: points on the ring per unit of endpoint weight. Fixed per
+  // endpoint, so an endpoint leaving moves only the keys it held.
+  uint32_t ring_points = 160;
+  // Locality: prefer endpoints in the proxy's own zone; spill over to the
+  // others while fewer than min_healthy_percent of the local ones are healthy.
+  bool locality_enabled = false;
+  uint32_t locality_min_healthy_percent = 70;
+  // Slow start: a new endpoint's share grows from little to full over this
+  // window. 0: off.
+  Millis slow_start_window{0};
+};
 
 struct ClusterConfig {
   std::string name;
-  LbPolicy lb_policy = LbPolicy::kRoundRobin;
+  LoadBalancerConfig lb;
   Millis connect_timeout{1000};
   Millis idle_timeout{60000};       // pooled upstream connection unused this long is closed
+  // An exchange that sees no bytes either way this long is answered 504
+  // (reset once the response has begun).
+  Millis request_idle_timeout{300000};
   uint32_t max_idle_per_endpoint = 64;  // per worker
+  policy::RetryPolicy retry;
   std::vector<EndpointConfig> endpoints;
 };
 
-enum class PathMatchKind : uint8_t { kPrefix, kExact };
+struct HeaderModifier {
+  std::vector<std::pair<std::string, std::string>> set;  // names lower case
+  std::vector<std::pair<std::string, std::string>> add;
+  std::vector<std::string> remove;
+  bool empty() const { return set.empty() && add.empty() && remove.empty(); }
+};
+
+struct PathModifier {
+  enum class Kind : uint8_t { kNone, kFull, kPrefix };
+  Kind kind = Kind::kNone;
+  std::string value;
+};
+
+struct RedirectConfig {
+  bool enabled = false;
+  std::string scheme;    // empty: the request's
+  std::string hostname;  // empty: the request's
+  uint16_t port = 0;     // 0: the request's (none when the scheme changes)
+  PathModifier path;
+  uint16_t status = 302;
+};
+
+struct RewriteConfig {
+  std::string hostname;  // empty: unchanged
+  PathModifier path;
+  bool empty() const { return hostname.empty() && path.kind == PathModifier::Kind::kNone; }
+};
+
+struct BackendConfig {
+  std::string cluster;  // empty: a backend that does not exist; its share is answered 500
+  size_t cluster_index = 0;  // filled by validation
+  uint32_t weight = 1;
+  HeaderModifier request_headers;
+  HeaderModifier response_headers;
+};
+
+struct MirrorConfig {
+  std::string cluster;
+  size_t cluster_index = 0;
+  uint32_t numerator = 100;  // share mirrored: numerator / denominator
+  uint32_t denominator = 100;
+};
+
+struct FaultConfig {
+  uint16_t abort_status = 0;  // 0: no abort
+  uint32_t abort_per_million = 0;
+  Millis delay{0};  // 0: no delay
+  uint32_t delay_per_million = 0;
+  bool empty() const { return (abort_status == 0 || abort_per_million == 0) && (delay.count() == 0 || delay_per_million == 0); }
+};
 
 struct RouteConfig {
-  PathMatchKind path_kind = PathMatchKind::kPrefix;
-  std::string path = "/";
-  std::string cluster;
-  size_t cluster_index = 0;  // index into ProxyConfig::clusters, filled by validation
-  Millis timeout{15000};     // whole request: from the request head to the last response byte; 0 = none
+  policy::RouteMatch match;
+  std::vector<BackendConfig> backends;  // weighted split; empty or all weights 0: 500
+  HeaderModifier request_headers;
+  HeaderModifier response_headers;
+  RedirectConfig redirect;  // when enabled, answered by the proxy; backends unused
+  RewriteConfig rewrite;
+  std::vector<MirrorConfig> mirrors;
+  FaultConfig fault;
+  Millis timeout{15000};     // whole request: from the request head to the last response byte, retries included; 0 = none
+  Millis per_try_timeout{0};  // overrides the cluster's retry per-try timeout; 0: the cluster's
+  std::string direct_error;   // non-empty: answered 500 with this reason
 };
 
 struct VirtualHostConfig {
@@ -120,6 +209,9 @@ struct PolicyConfig {
 
 struct ProxyConfig {
   std::string source;  // file it was read from
+  // The proxy's locality, for locality-aware load balancing: the top-level
+  // "zone", else control_plane.node.zone.
+  std::string zone;
   AdminConfig admin;
   AccessLogConfig access_log;
   Millis drain_timeout{10000};

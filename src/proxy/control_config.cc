@@ -4,12 +4,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "proxy/config_checks.h"
+#include "proxy/control_translate.h"
+
 namespace trellis::proxy {
 namespace {
 
+using control_merge::Errors;
+
 class Merger {
  public:
-  Merger(const ProxyConfig& bootstrap, ConfigLoad& out) : out_(out) {
+  Merger(const ProxyConfig& bootstrap, ConfigLoad& out) : out_(out), errors_(out.errors) {
     out_.config = bootstrap;
     for (const ClusterConfig& c : bootstrap.clusters) cluster_names_.insert(c.name);
     for (const ListenerConfig& l : bootstrap.listeners) {
@@ -20,82 +25,59 @@ class Merger {
 
   void add_cluster(const v1::Cluster& c) {
     std::string path = "clusters[" + c.name() + "]";
-    if (c.name().empty()) return error("clusters[]", "name is required");
-    if (!cluster_names_.insert(c.name()).second) return error(path, "duplicate cluster name (a static cluster has it)");
-    ClusterConfig cluster;
-    cluster.name = c.name();
-    if (c.connect_timeout_ms()) cluster.connect_timeout = Millis(c.connect_timeout_ms());
-    if (c.idle_timeout_ms()) cluster.idle_timeout = Millis(c.idle_timeout_ms());
-    if (c.max_idle_per_endpoint()) cluster.max_idle_per_endpoint = c.max_idle_per_endpoint();
-    std::set<std::string> seen;
-    for (int i = 0; i < c.endpoints_size(); ++i) {
-      const v1::Endpoint& e = c.endpoints(i);
-      std::string epath = path + ".endpoints[" + std::to_string(i) + "].address";
-      EndpointConfig endpoint;
-      std::string message;
-      if (!parse_socket_address(e.address(), endpoint.address, message)) {
-        error(epath, message);
-        continue;
-      }
-      if (!seen.insert(endpoint.address.text).second) {
-        error(epath, "duplicate endpoint " + endpoint.address.text);
-        continue;
-      }
-      endpoint.weight = e.weight() == 0 ? 1 : e.weight();
-      cluster.endpoints.push_back(std::move(endpoint));
+    if (c.name().empty()) return errors_.add("clusters[]", "name is required");
+    if (!errors_.check(path + ".name", check_name(c.name()))) return;
+    if (!cluster_names_.insert(c.name()).second) {
+      return errors_.add(path, "duplicate cluster name (a static cluster has it)");
     }
+    ClusterConfig cluster;
+    control_merge::translate_cluster(c, path, errors_, cluster);
     out_.config.clusters.push_back(std::move(cluster));
+  }
+
+  // Once every cluster is in: routes and tcp listeners refer to them by name.
+  void index_clusters() {
+    for (size_t i = 0; i < out_.config.clusters.size(); ++i)
+      cluster_index_.emplace(out_.config.clusters[i].name, i);
   }
 
   void add_listener(const v1::Listener& l) {
     std::string path = "listeners[" + l.name() + "]";
-    if (l.name().empty()) return error("listeners[]", "name is required");
-    if (!listener_names_.insert(l.name()).second) return error(path, "duplicate listener name (a static listener has it)");
+    if (l.name().empty()) return errors_.add("listeners[]", "name is required");
+    if (!errors_.check(path + ".name", check_name(l.name()))) return;
+    if (!listener_names_.insert(l.name()).second) {
+      return errors_.add(path, "duplicate listener name (a static listener has it)");
+    }
     ListenerConfig listener;
     listener.name = l.name();
     std::string message;
-    if (!parse_socket_address(l.address(), listener.address, message)) return error(path + ".address", message);
-    if (listener.address == out_.config.admin.address || !listener_addresses_.insert(listener.address.text).second)
-      return error(path + ".address", listener.address.text + " is already in use by another listener or the admin endpoint");
+    if (!parse_socket_address(l.address(), listener.address, message))
+      return errors_.add(path + ".address", message);
+    if (listener.address == out_.config.admin.address ||
+        !listener_addresses_.insert(listener.address.text).second) {
+      return errors_.add(
+          path + ".address",
+          listener.address.text + " is already in use by another listener or the admin endpoint");
+    }
     if (l.idle_timeout_ms()) listener.idle_timeout = Millis(l.idle_timeout_ms());
     if (l.protocol() == v1::Listener::TCP) {
       listener.protocol = ListenerProtocol::kTcp;
       listener.cluster = l.cluster();
-      if (listener.cluster.empty()) return error(path + ".cluster", "a TCP listener needs a cluster");
+      if (listener.cluster.empty()) return errors_.add(path + ".cluster", "a TCP listener needs a cluster");
+      auto it = cluster_index_.find(listener.cluster);
+      if (it == cluster_index_.end()) {
+        errors_.add(path + ".cluster", "unknown cluster " + in_quotes(listener.cluster));
+      } else {
+        listener.cluster_index = it->second;
+      }
     } else {
       listener.protocol = ListenerProtocol::kHttp;
-      if (l.virtual_hosts_size() == 0) return error(path + ".virtual_hosts", "an HTTP listener needs a virtual host");
+      if (l.virtual_hosts_size() == 0) {
+        return errors_.add(path + ".virtual_hosts", "an HTTP listener needs a virtual host");
+      }
       std::set<std::string> domains;
       for (const v1::VirtualHost& vh : l.virtual_hosts()) {
-        std::string vpath = path + ".virtual_hosts[" + vh.name() + "]";
-        VirtualHostConfig vhost;
-        vhost.name = vh.name();
-        for (const std::string& d : vh.domains()) {
-          std::string lower = d;
-          for (char& ch : lower)
-            if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);
-          if (lower.empty()) {
-            error(vpath + ".domains", "empty domain");
-            continue;
-          }
-          if (!domains.insert(lower).second) {
-            error(vpath + ".domains", "domain " + lower + " is in another virtual host too");
-            continue;
-          }
-          vhost.domains.push_back(lower);
-        }
-        if (vh.routes_size() == 0) error(vpath + ".routes", "a virtual host needs a route");
-        for (int i = 0; i < vh.routes_size(); ++i) {
-          const v1::Route& r = vh.routes(i);
-          RouteConfig route;
-          route.path_kind = r.path_kind() == v1::Route::EXACT ? PathMatchKind::kExact : PathMatchKind::kPrefix;
-          route.path = r.path().empty() ? "/" : r.path();
-          if (route.path.front() != '/') error(vpath + ".routes[" + std::to_string(i) + "].path", "must start with \"/\"");
-          route.cluster = r.cluster();
-          route.timeout = Millis(r.timeout_ms());
-          vhost.routes.push_back(std::move(route));
-        }
-        listener.virtual_hosts.push_back(std::move(vhost));
+        listener.virtual_hosts.push_back(virtual_host(vh, path, domains));
       }
     }
     out_.config.listeners.push_back(std::move(listener));
@@ -103,52 +85,64 @@ class Merger {
 
   void add_policy(const v1::Policy& p) {
     std::string path = "policies[" + p.key() + "]";
-    if (p.key().empty() || p.kind().empty() || p.name().empty())
-      return error("policies[]", "a policy needs key, kind and name");
-    if (!nlohmann::json::accept(p.spec_json())) return error(path + ".spec_json", "not valid JSON");
+    if (p.key().empty() || p.kind().empty() || p.name().empty()) {
+      return errors_.add("policies[]", "a policy needs key, kind and name");
+    }
+    if (!nlohmann::json::accept(p.spec_json())) return errors_.add(path + ".spec_json", "not valid JSON");
     out_.config.policies.push_back(
         PolicyConfig{p.kind(), p.namespace_(), p.name(), p.resource_version(), p.spec_json()});
   }
 
-  // Routes and TCP listeners name clusters: resolve every name to its index.
-  void resolve() {
-    std::map<std::string, size_t> index;
-    for (size_t i = 0; i < out_.config.clusters.size(); ++i) index[out_.config.clusters[i].name] = i;
-    for (ListenerConfig& l : out_.config.listeners) {
-      std::string path = "listeners[" + l.name + "]";
-      if (l.protocol == ListenerProtocol::kTcp) {
-        auto it = index.find(l.cluster);
-        if (it == index.end()) error(path + ".cluster", "unknown cluster \"" + l.cluster + "\"");
-        else l.cluster_index = it->second;
+ private:
+  VirtualHostConfig virtual_host(const v1::VirtualHost& vh, const std::string& listener_path,
+                                 std::set<std::string>& domains) {
+    std::string path = listener_path + ".virtual_hosts[" + vh.name() + "]";
+    VirtualHostConfig vhost;
+    vhost.name = vh.name();
+    errors_.check(path + ".name", check_name(vh.name()));
+    for (int i = 0; i < vh.domains_size(); ++i) {
+      std::string domain = lower_case(vh.domains(i));
+      std::string dpath = path + ".domains[" + std::to_string(i) + "]";
+      if (!errors_.check(dpath, check_domain(domain))) continue;
+      if (!domains.insert(domain).second) {
+        errors_.add(dpath, "domain " + domain + " is in another virtual host too");
         continue;
       }
-      for (VirtualHostConfig& vh : l.virtual_hosts) {
-        for (size_t i = 0; i < vh.routes.size(); ++i) {
-          RouteConfig& r = vh.routes[i];
-          auto it = index.find(r.cluster);
-          if (it == index.end()) {
-            error(path + ".virtual_hosts[" + vh.name + "].routes[" + std::to_string(i) + "].cluster",
-                  "unknown cluster \"" + r.cluster + "\"");
-          } else {
-            r.cluster_index = it->second;
-          }
-        }
-      }
+      vhost.domains.push_back(std::move(domain));
     }
-  }
-
- private:
-  void error(std::string path, std::string message) {
-    out_.errors.push_back(ConfigError{"control plane", 0, 0, std::move(path), std::move(message)});
+    if (vh.routes_size() == 0) errors_.add(path + ".routes", "a virtual host needs a route");
+    for (int i = 0; i < vh.routes_size(); ++i) {
+      RouteConfig route;
+      control_merge::translate_route(vh.routes(i), path + ".routes[" + std::to_string(i) + "]",
+                                     cluster_index_, errors_, route);
+      vhost.routes.push_back(std::move(route));
+    }
+    return vhost;
   }
 
   ConfigLoad& out_;
+  Errors errors_;
   std::set<std::string> cluster_names_;
+  control_merge::ClusterIndex cluster_index_;
   std::set<std::string> listener_names_;
   std::set<std::string> listener_addresses_;
 };
 
 }  // namespace
+
+namespace control_merge {
+
+void Errors::add(std::string path, std::string message) {
+  out_.push_back(ConfigError{"control plane", 0, 0, std::move(path), std::move(message)});
+}
+
+bool Errors::check(const std::string& path, const Problem& problem) {
+  if (!problem) return true;
+  add(path, *problem);
+  return false;
+}
+
+}  // namespace control_merge
 
 void DynamicConfig::apply(const v1::ConfigUpdate& update) {
   if (update.full()) {
@@ -168,9 +162,9 @@ ConfigLoad merge_dynamic_config(const ProxyConfig& bootstrap, const DynamicConfi
   ConfigLoad out;
   Merger merger(bootstrap, out);
   for (const auto& [name, c] : dynamic.clusters) merger.add_cluster(c);
+  merger.index_clusters();
   for (const auto& [name, l] : dynamic.listeners) merger.add_listener(l);
   for (const auto& [key, p] : dynamic.policies) merger.add_policy(p);
-  merger.resolve();
   return out;
 }
 

@@ -24,8 +24,11 @@ struct DynamicConfig {
   void apply(const v1::ConfigUpdate& update);
 };
 
-// bootstrap + dynamic -> one validated ProxyConfig. Errors carry paths like
-// "listeners[outbound].virtual_hosts[reviews.default].routes[0].cluster".
+// bootstrap + dynamic -> one validated ProxyConfig, every value checked by
+// the rules a bootstrap file follows (config_checks.h). Errors name the field
+// as the control plane sent it, e.g.
+// "listeners[outbound].virtual_hosts[reviews.default].routes[2].headers[0].value"
+// or "clusters[reviews.default].retry.retry_on[1]".
 ConfigLoad merge_dynamic_config(const ProxyConfig& bootstrap, const DynamicConfig& dynamic);
 
 }  // namespace trellis::proxy

@@ -63,6 +63,7 @@ bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shar
                             std::string& error) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = ++version_;
+  snap->workers = options_.workers;
   snap->config = config;
   for (const ClusterConfig& c : config->clusters) {
     snap->clusters.push_back({&c, stats_->cluster(c.name)});
@@ -92,13 +93,13 @@ bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shar
       }
     }
     for (const VirtualHostConfig& vh : l.virtual_hosts) {
-      std::vector<policy::PathMatch> routes;
-      for (const RouteConfig& r : vh.routes) {
-        routes.push_back({r.path_kind == PathMatchKind::kExact ? policy::PathMatchKind::kExact
-                                                                : policy::PathMatchKind::kPrefix,
-                          r.path});
+      std::vector<policy::RouteMatch> routes;
+      for (const RouteConfig& r : vh.routes) routes.push_back(r.match);
+      auto added = rt.routes.add_virtual_host(vh.domains, routes);
+      if (!added) {
+        error = "listener \"" + l.name + "\": virtual host \"" + vh.name + "\": " + added.error().message;
+        return false;
       }
-      rt.routes.add_virtual_host(vh.domains, std::move(routes));
     }
     rt.stats = stats_->listener(l.name);
     snap->listeners.push_back(std::move(rt));

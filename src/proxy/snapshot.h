@@ -42,6 +42,7 @@ struct ClusterRuntime {
 
 struct Snapshot {
   uint64_t version = 0;
+  size_t workers = 1;
   std::shared_ptr<const ProxyConfig> config;
   std::vector<ListenerRuntime> listeners;
   std::vector<ClusterRuntime> clusters;

@@ -134,6 +134,16 @@ std::string StatsRegistry::render_prometheus() const {
                   [](const ClusterStats& s) { return s.timeouts.value(); });
   cluster_counter("trellis_upstream_protocol_errors_total", "Malformed or reset upstream responses.",
                   [](const ClusterStats& s) { return s.protocol_errors.value(); });
+  cluster_counter("trellis_upstream_retries_total", "Retries sent upstream.",
+                  [](const ClusterStats& s) { return s.retries.value(); });
+  cluster_counter("trellis_upstream_retry_budget_exhausted_total", "Retries not made because the retry budget was spent.",
+                  [](const ClusterStats& s) { return s.retry_budget_exhausted.value(); });
+  cluster_counter("trellis_upstream_mirrored_total", "Mirrored copies of requests sent upstream.",
+                  [](const ClusterStats& s) { return s.mirrored.value(); });
+  cluster_counter("trellis_upstream_fault_aborts_total", "Requests answered by an injected abort.",
+                  [](const ClusterStats& s) { return s.fault_aborts.value(); });
+  cluster_counter("trellis_upstream_fault_delays_total", "Requests held by an injected delay.",
+                  [](const ClusterStats& s) { return s.fault_delays.value(); });
   return out;
 }
 

@@ -76,6 +76,11 @@ struct ClusterStats {
   Counter bytes_received;
   Counter timeouts;
   Counter protocol_errors;
+  Counter retries;                 // tries after the first (not the free retry of a stale pooled connection)
+  Counter retry_budget_exhausted;  // retries the budget refused
+  Counter mirrored;                // copies sent here by a request mirror
+  Counter fault_aborts;            // requests answered by an injected fault instead of sent here
+  Counter fault_delays;
 };
 
 // Owns every stats block. Used on the main thread only: blocks are created when

@@ -27,7 +27,9 @@ TcpSession::TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, siz
   stats_.connections_active.add();
   idle_timer_.arm(listener_.config->idle_timeout);
   UpstreamCluster& cluster = worker_.cluster(listener_.config->cluster_index);
-  EndpointPool* pool = cluster.pick();
+  policy::PickContext pick_context;
+  pick_context.now = worker.loop().now();
+  EndpointPool* pool = cluster.pick(pick_context).pool;
   int error = 0;
   // Always a new connection: an L4 stream is one client's, from start to end.
   upstream_ = pool ? pool->acquire(this, error, /*fresh=*/true) : nullptr;

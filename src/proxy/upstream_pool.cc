@@ -1,7 +1,9 @@
 #include "proxy/upstream_pool.h"
 
+#include <algorithm>
 #include <cerrno>
 
+#include "common/text.h"
 #include "proxy/net.h"
 
 namespace trellis::proxy {
@@ -51,7 +53,11 @@ void UpstreamConnection::on_socket_error(int error) {
 }
 
 EndpointPool::EndpointPool(UpstreamCluster& cluster, EventLoop& loop, const EndpointConfig& endpoint)
-    : cluster_(cluster), loop_(loop), address_(endpoint.address) {}
+    : cluster_(cluster),
+      loop_(loop),
+      address_(endpoint.address),
+      host_id_(fnv1a64(endpoint.address.text)),
+      added_at_(loop.now()) {}
 
 EndpointPool::~EndpointPool() { close_idle(); }
 
@@ -118,14 +124,25 @@ void EndpointPool::retire() {
   close_idle();
 }
 
-UpstreamCluster::UpstreamCluster(EventLoop& loop, std::string name)
-    : loop_(loop), name_(std::move(name)) {}
+UpstreamCluster::UpstreamCluster(EventLoop& loop, Random& random, std::string name)
+    : loop_(loop), random_(random), name_(std::move(name)), slow_start_timer_(loop, [this] { rebuild(); }) {}
 
 UpstreamCluster::~UpstreamCluster() = default;
 
-void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats) {
+void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats, const std::string& local_zone,
+                             size_t workers) {
+  bool budget_changed = config.retry.budget_percent != config_.retry.budget_percent ||
+                        config.retry.budget_min_per_second != config_.retry.budget_min_per_second ||
+                        stats_ == nullptr;
   config_ = config;
   stats_ = stats;
+  local_zone_ = local_zone;
+  if (budget_changed) {
+    // Each worker sees its share of the requests, so it gets its share of the floor.
+    budget_ = policy::RetryBudget(config.retry.budget_percent,
+                                  static_cast<double>(config.retry.budget_min_per_second) /
+                                      static_cast<double>(std::max<size_t>(workers, 1)));
+  }
   std::vector<std::unique_ptr<EndpointPool>> next;
   for (const EndpointConfig& e : config.endpoints) {
     std::unique_ptr<EndpointPool> pool;
@@ -144,7 +161,62 @@ void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats) {
     retired_.push_back(std::move(old));
   }
   pools_ = std::move(next);
+  rebuild();
   collect();
+}
+
+// A new immutable host set and balancer, carrying the old one's per-host
+// stats: built on every config change and, while endpoints warm up, as their
+// slow-start weights grow.
+void UpstreamCluster::rebuild() {
+  const LoadBalancerConfig& lb = config_.lb;
+  MonoTime now = loop_.now();
+  Duration window = lb.slow_start_window;
+  bool warming = false;
+  std::vector<policy::Host> hosts;
+  hosts.reserve(pools_.size());
+  for (size_t i = 0; i < pools_.size(); ++i) {
+    const EndpointConfig& e = config_.endpoints[i];
+    policy::Host h;
+    h.id = pools_[i]->host_id();
+    h.weight = e.weight;
+    h.local = !local_zone_.empty() && e.zone == local_zone_;
+    if (window.count() > 0) {
+      Duration age = now - pools_[i]->added_at();
+      warming = warming || age < window;
+      h.weight = policy::slow_start_weight(e.weight, age, window);
+    }
+    hosts.push_back(h);
+  }
+  policy::LbAlgorithm algorithm = lb.algorithm;
+  // Slow start works through weights: the unweighted algorithms take their
+  // weighted form, with every warmed endpoint at the same weight.
+  if (window.count() > 0) {
+    if (algorithm == policy::LbAlgorithm::kRoundRobin || algorithm == policy::LbAlgorithm::kRandom) {
+      for (size_t i = 0; i < hosts.size(); ++i) {
+        Duration age = now - pools_[i]->added_at();
+        hosts[i].weight = policy::slow_start_weight(1, age, window);
+      }
+      algorithm = algorithm == policy::LbAlgorithm::kRoundRobin ? policy::LbAlgorithm::kWeightedRoundRobin
+                                                                : policy::LbAlgorithm::kWeightedRandom;
+    }
+  }
+  auto set = std::make_shared<const policy::HostSet>(std::move(hosts));
+  policy::LbOptions options;
+  // A fixed number of points per unit of weight, whatever else is in the
+  // set: an endpoint that leaves takes only its own points (and keys) along.
+  options.ring_points_per_weight = lb.ring_points;
+  options.locality_enabled = lb.locality_enabled;
+  options.locality_min_healthy_percent = lb.locality_min_healthy_percent;
+  auto next = policy::make_load_balancer(algorithm, std::move(set), random_, options);
+  if (lb_) next->adopt_stats(*lb_);
+  lb_ = std::move(next);
+  ++generation_;
+  if (warming) {
+    slow_start_timer_.arm(std::max<Duration>(window / 20, Millis(50)));
+  } else {
+    slow_start_timer_.cancel();
+  }
 }
 
 void UpstreamCluster::retire() {
@@ -153,6 +225,7 @@ void UpstreamCluster::retire() {
     retired_.push_back(std::move(p));
   }
   pools_.clear();
+  slow_start_timer_.cancel();
   collect();
 }
 
@@ -164,9 +237,34 @@ void UpstreamCluster::collect() {
   std::erase_if(retired_, [](const std::unique_ptr<EndpointPool>& p) { return p->unused(); });
 }
 
-EndpointPool* UpstreamCluster::pick() {
-  if (pools_.empty()) return nullptr;
-  return pools_[rr_next_++ % pools_.size()].get();
+UpstreamPick UpstreamCluster::pick(const policy::PickContext& ctx) {
+  UpstreamPick out;
+  if (!lb_ || pools_.empty()) return out;
+  size_t index = lb_->choose(ctx);
+  if (index >= pools_.size()) return out;
+  out.pool = pools_[index].get();
+  out.index = index;
+  out.generation = generation_;
+  out.host_id = out.pool->host_id();
+  return out;
+}
+
+size_t UpstreamCluster::current_index(const UpstreamPick& pick) const {
+  if (pick.pool == nullptr || !lb_) return SIZE_MAX;
+  if (pick.generation == generation_) return pick.index;
+  for (size_t i = 0; i < pools_.size(); ++i)
+    if (pools_[i]->host_id() == pick.host_id) return i;
+  return SIZE_MAX;  // the endpoint left
+}
+
+void UpstreamCluster::on_start(const UpstreamPick& pick) {
+  size_t index = current_index(pick);
+  if (index != SIZE_MAX) lb_->on_start(index);
+}
+
+void UpstreamCluster::on_complete(const UpstreamPick& pick, Duration latency) {
+  size_t index = current_index(pick);
+  if (index != SIZE_MAX) lb_->on_complete(index, latency, loop_.now());
 }
 
 }  // namespace trellis::proxy

@@ -1,6 +1,7 @@
-// Per-worker upstream state of a cluster: the load-balancing cursor and a pool
-// of idle keep-alive connections per endpoint. Survives reloads that keep the
-// cluster, so warm connections are not thrown away.
+// Per-worker upstream state of a cluster: its load balancer, its retry budget
+// and a pool of idle keep-alive connections per endpoint. Survives reloads that
+// keep the cluster, so warm connections and latency estimates are not thrown
+// away.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "common/random.h"
+#include "policy/load_balancer.h"
+#include "policy/retry.h"
 #include "proxy/config.h"
 #include "proxy/event_loop.h"
 #include "proxy/socket.h"
@@ -66,6 +70,9 @@ class EndpointPool {
   ~EndpointPool();
 
   const SocketAddress& address() const { return address_; }
+  // Stable across reloads and processes: what hashing balancers key on.
+  uint64_t host_id() const { return host_id_; }
+  MonoTime added_at() const { return added_at_; }
   // An idle connection, or a new one (possibly still connecting). Null with
   // `error` set (an errno value) when a socket cannot even be started.
   // `fresh`: never reuse (L4 streams, and retries after a stale connection).
@@ -87,37 +94,64 @@ class EndpointPool {
   UpstreamCluster& cluster_;
   EventLoop& loop_;
   SocketAddress address_;
+  uint64_t host_id_;
+  MonoTime added_at_;
   std::vector<UpstreamConnection*> idle_;  // LIFO: the warmest first
   size_t live_ = 0;
   bool retired_ = false;
 };
 
+// One load-balancing decision, to report the request's start and end against.
+struct UpstreamPick {
+  EndpointPool* pool = nullptr;  // null: no endpoint is available
+  size_t index = SIZE_MAX;       // in the balancer that chose it
+  uint64_t generation = 0;       // which balancer that was
+  uint64_t host_id = 0;
+};
+
 class UpstreamCluster {
  public:
-  UpstreamCluster(EventLoop& loop, std::string name);
+  UpstreamCluster(EventLoop& loop, Random& random, std::string name);
   ~UpstreamCluster();
 
-  // Adopts a (possibly changed) config: pools of endpoints that stay are kept.
-  void update(const ClusterConfig& config, ClusterStats* stats);
+  // Adopts a (possibly changed) config: pools of endpoints that stay are kept,
+  // and the balancer is rebuilt with their stats. `local_zone` is the proxy's
+  // zone (locality-aware balancing); `workers` shares the retry budget's floor.
+  void update(const ClusterConfig& config, ClusterStats* stats, const std::string& local_zone, size_t workers);
   void retire();  // the cluster left the config
   void close_idle();
 
   const std::string& name() const { return name_; }
   const ClusterConfig& config() const { return config_; }
   ClusterStats& stats() { return *stats_; }
-  // Round robin over the endpoints; null when there are none.
-  EndpointPool* pick();
+  policy::RetryBudget& retry_budget() { return budget_; }
+
+  // The balancer's choice for a request (ctx.hash for the hashing balancers).
+  UpstreamPick pick(const policy::PickContext& ctx);
+  // A request was sent on `pick` / its response ended (or the try failed)
+  // `latency` after it was sent. Picks made before a rebuild are matched to
+  // the same endpoint in the new balancer.
+  void on_start(const UpstreamPick& pick);
+  void on_complete(const UpstreamPick& pick, Duration latency);
   // Frees retired endpoint pools that nothing uses any more.
   void collect();
 
  private:
+  void rebuild();
+  size_t current_index(const UpstreamPick& pick) const;
+
   EventLoop& loop_;
+  Random& random_;
   std::string name_;
   ClusterConfig config_;  // a copy: in-flight requests may outlive the snapshot it came from
   ClusterStats* stats_ = nullptr;
+  std::string local_zone_;
   std::vector<std::unique_ptr<EndpointPool>> pools_;    // current endpoints, in config order
   std::vector<std::unique_ptr<EndpointPool>> retired_;  // waiting for their last connection
-  uint64_t rr_next_ = 0;
+  std::unique_ptr<policy::LoadBalancer> lb_;            // over pools_, same order
+  uint64_t generation_ = 0;
+  policy::RetryBudget budget_{20, 10};
+  Timer slow_start_timer_;  // rebuilds while an endpoint is warming up
 };
 
 }  // namespace trellis::proxy

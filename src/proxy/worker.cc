@@ -123,9 +123,9 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
       cluster = std::move(it->second);
       cluster_state_.erase(it);
     } else {
-      cluster = std::make_unique<UpstreamCluster>(loop_, c.config->name);
+      cluster = std::make_unique<UpstreamCluster>(loop_, random_, c.config->name);
     }
-    cluster->update(*c.config, c.stats[index_]);
+    cluster->update(*c.config, c.stats[index_], snapshot->config->zone, snapshot->workers);
     clusters_.push_back(cluster.get());
     state.emplace(c.config->name, std::move(cluster));
   }

@@ -60,6 +60,87 @@ bool valid_name(const std::string& name) {
 
 bool valid_duration(trellis::proxy::Millis d) { return d.count() >= 0 && d.count() <= kMaxDurationMs; }
 
+bool has_upper(const std::string& s) {
+  for (char c : s) {
+    if (c >= 'A' && c <= 'Z') return true;
+  }
+  return false;
+}
+
+bool clean_path(const std::string& path) {
+  if (path.empty() || path.front() != '/') return false;
+  for (char c : path) {
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7F) return false;
+  }
+  return true;
+}
+
+void check_header_modifier(const trellis::proxy::HeaderModifier& m) {
+  for (const auto* list : {&m.set, &m.add}) {
+    for (const auto& [name, value] : *list) {
+      CHECK(!name.empty() && !has_upper(name));
+      CHECK(value.find_first_of(std::string("\r\n\0", 3)) == std::string::npos);
+    }
+  }
+  for (const std::string& name : m.remove) CHECK(!name.empty() && !has_upper(name));
+}
+
+template <class ClusterOk>
+void check_route(const RouteConfig& route, const ClusterOk& cluster_ok) {
+  using trellis::policy::PathMatchKind;
+  if (route.match.path_kind != PathMatchKind::kRegex) CHECK(clean_path(route.match.path));
+  for (const auto& h : route.match.headers) CHECK(!h.name.empty() && !has_upper(h.name));
+  for (const std::string& host : route.match.hosts) CHECK(!host.empty() && !has_upper(host));
+  // A bootstrap route forwards to backends or redirects, never both.
+  CHECK(route.redirect.enabled == route.backends.empty());
+  for (const auto& backend : route.backends) {
+    CHECK(cluster_ok(backend.cluster, backend.cluster_index));
+    CHECK(backend.weight <= 1'000'000);
+    check_header_modifier(backend.request_headers);
+    check_header_modifier(backend.response_headers);
+  }
+  check_header_modifier(route.request_headers);
+  check_header_modifier(route.response_headers);
+  if (route.redirect.enabled) {
+    const auto s = route.redirect.status;
+    CHECK(s == 301 || s == 302 || s == 303 || s == 307 || s == 308);
+    CHECK(route.rewrite.empty());
+  }
+  using trellis::proxy::PathModifier;
+  for (const PathModifier* p : {&route.redirect.path, &route.rewrite.path}) {
+    if (p->kind != PathModifier::Kind::kNone) CHECK(clean_path(p->value));
+    if (p->kind == PathModifier::Kind::kPrefix) CHECK(route.match.path_kind == PathMatchKind::kPrefix);
+  }
+  for (const auto& mirror : route.mirrors) {
+    CHECK(cluster_ok(mirror.cluster, mirror.cluster_index));
+    CHECK(mirror.denominator > 0 && mirror.numerator <= mirror.denominator);
+  }
+  CHECK(route.fault.abort_per_million <= 1'000'000 && route.fault.delay_per_million <= 1'000'000);
+  CHECK(route.fault.abort_status == 0 ||
+        (route.fault.abort_status >= 200 && route.fault.abort_status <= 599));
+  CHECK(valid_duration(route.timeout));
+  CHECK(valid_duration(route.per_try_timeout));
+}
+
+void check_cluster(const ClusterConfig& cluster) {
+  using trellis::policy::LbAlgorithm;
+  using trellis::proxy::HashPolicy;
+  const auto& lb = cluster.lb;
+  const bool hashing = lb.algorithm == LbAlgorithm::kRingHash || lb.algorithm == LbAlgorithm::kMaglev;
+  CHECK(hashing == (lb.hash.kind != HashPolicy::Kind::kNone));
+  CHECK(lb.ring_points >= 1 && lb.ring_points <= 65536);
+  CHECK(lb.locality_min_healthy_percent <= 100);
+  CHECK(!(hashing && lb.slow_start_window.count() != 0));
+  CHECK(cluster.request_idle_timeout.count() > 0 && valid_duration(cluster.request_idle_timeout));
+  const auto& retry = cluster.retry;
+  CHECK(retry.attempts <= 10);
+  CHECK(retry.backoff_base.count() > 0 && retry.backoff_base <= retry.backoff_max);
+  CHECK(retry.budget_percent <= 100);
+  CHECK(retry.buffer_limit <= 16 * 1024 * 1024);
+  CHECK(((retry.retry_on & trellis::policy::kRetryStatusCodes) != 0) == !retry.status_codes.empty());
+  for (uint16_t code : retry.status_codes) CHECK(code >= 100 && code <= 599);
+}
+
 void check_errors(const ConfigLoad& result) {
   const ConfigError* previous = nullptr;
   for (const ConfigError& e : result.errors) {
@@ -87,6 +168,7 @@ void check_valid_config(const trellis::proxy::ProxyConfig& config) {
     CHECK(valid_name(cluster.name));
     CHECK(cluster.connect_timeout.count() > 0 && valid_duration(cluster.connect_timeout));
     CHECK(cluster.idle_timeout.count() > 0 && valid_duration(cluster.idle_timeout));
+    check_cluster(cluster);
     for (const auto& endpoint : cluster.endpoints) {
       CHECK(!endpoint.address.text.empty());
       CHECK(endpoint.address.length > 0);
@@ -94,7 +176,8 @@ void check_valid_config(const trellis::proxy::ProxyConfig& config) {
     }
   }
   for (size_t i = 0; i < config.clusters.size(); ++i) {
-    for (size_t j = i + 1; j < config.clusters.size(); ++j) CHECK(config.clusters[i].name != config.clusters[j].name);
+    for (size_t j = i + 1; j < config.clusters.size(); ++j)
+      CHECK(config.clusters[i].name != config.clusters[j].name);
   }
 
   auto cluster_ok = [&](const std::string& name, size_t index) {
@@ -124,12 +207,7 @@ void check_valid_config(const trellis::proxy::ProxyConfig& config) {
         CHECK(!domain.empty());
         for (char c : domain) CHECK(!(c >= 'A' && c <= 'Z'));
       }
-      for (const RouteConfig& route : vhost.routes) {
-        CHECK(!route.path.empty() && route.path.front() == '/');
-        for (char c : route.path) CHECK(static_cast<unsigned char>(c) > ' ' && c != 0x7F);
-        CHECK(cluster_ok(route.cluster, route.cluster_index));
-        CHECK(valid_duration(route.timeout));
-      }
+      for (const RouteConfig& route : vhost.routes) check_route(route, cluster_ok);
     }
   }
 }
@@ -163,7 +241,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The dump is documented to be a bootstrap file itself, describing the same
   // config: loading it gives no errors and dumps identically.
   const ConfigLoad reloaded = load(json);
-  for (const ConfigError& e : reloaded.errors) std::fprintf(stderr, "reloading the dump: %s\n", e.to_string().c_str());
+  for (const ConfigError& e : reloaded.errors)
+    std::fprintf(stderr, "reloading the dump: %s\n", e.to_string().c_str());
   CHECK(reloaded.ok());
   CHECK(to_json(reloaded.config) == json);
   return 0;

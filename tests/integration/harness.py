@@ -955,21 +955,28 @@ def _endpoint(e) -> dict:
     return {"address": e}
 
 
-def cluster(name: str, *endpoints, connect_timeout: str | None = None) -> dict:
-    """A cluster; endpoints are ports, "ip:port" strings or servers with a .port
-    (nginx: its first port)."""
+def cluster(name: str, *endpoints, connect_timeout: str | None = None, **fields) -> dict:
+    """A cluster; endpoints are ports, "ip:port" strings, servers with a .port
+    (nginx: its first port) or endpoint dicts. Other cluster fields
+    (lb_policy, retry, ...) pass through as given."""
     c: dict = {"name": name}
     if connect_timeout:
         c["connect_timeout"] = connect_timeout
-    c["endpoints"] = [_endpoint(e) for e in endpoints]
+    c.update(fields)
+    c["endpoints"] = [e if isinstance(e, dict) else _endpoint(e) for e in endpoints]
     return c
 
 
-def route(cluster_name: str, prefix: str | None = "/", exact: str | None = None,
-          timeout: str | None = None) -> dict:
-    r: dict = {"match": {"exact": exact} if exact else {"prefix": prefix}, "cluster": cluster_name}
+def route(cluster_name: str | None, prefix: str | None = "/", exact: str | None = None,
+          timeout: str | None = None, match: dict | None = None, **fields) -> dict:
+    """A route to one cluster (or, with cluster_name None, whatever `fields`
+    say: backends, redirect...). `match` replaces the prefix/exact shorthand."""
+    r: dict = {"match": match if match is not None else ({"exact": exact} if exact else {"prefix": prefix})}
+    if cluster_name is not None:
+        r["cluster"] = cluster_name
     if timeout:
         r["timeout"] = timeout
+    r.update(fields)
     return r
 
 
@@ -1449,3 +1456,117 @@ class Fleet:
             shutil.rmtree(self.dir, ignore_errors=True)
         if crashes:
             raise AssertionError("\n\n".join(crashes))
+
+
+# ------------------------------------------------------ traffic management aids
+
+
+def named_responder(name: str, delay: float = 0.0, status: int = 200,
+                    headers: Iterable[tuple[str, str]] = ()) -> Handler:
+    """Answers every request with `name` as the body (after `delay` seconds), so
+    a test can tell which upstream served it."""
+    answer = http_response(status, name.encode(), headers)
+
+    def respond(req: Request) -> bytes:
+        if delay:
+            time.sleep(delay)
+        return answer
+    return http_responder(respond)
+
+
+def request_echo(req: Request) -> bytes:
+    """For http_responder: a 200 whose body is the request body as received."""
+    return http_response(200, req.body, [("X-Echo-Target", req.target), ("X-Echo-Method", req.method)])
+
+
+class ScriptedResponder:
+    """A RawUpstream handler that answers the requests it receives, over all its
+    connections, by a script taken in order; after the script, `then`. A step is
+    bytes (sent as the answer), "close" (close the connection without
+    answering), "reset" (abort it with a RST), "silent" (never answer), or a
+    function of the request returning one of these. `answered` counts requests."""
+
+    def __init__(self, *steps, then=http_response()):
+        self.steps = list(steps)
+        self.then = then
+        self.answered = 0
+        self._lock = threading.Lock()
+
+    def _next(self, req: Request):
+        with self._lock:
+            step = self.steps[self.answered] if self.answered < len(self.steps) else self.then
+            self.answered += 1
+        return step(req) if callable(step) else step
+
+    def __call__(self, peer: Peer) -> None:
+        stream = Stream(fill=peer.recv)
+        while True:
+            step = self._next(read_request(stream))
+            if step == "close":
+                return
+            if step == "reset":
+                import struct  # linger on, 0 s: close() sends a RST
+                peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                peer.sock.close()
+                return
+            if step == "silent":
+                peer.read_until_eof()
+                return
+            if not peer.send(step):
+                return
+
+
+def pipelined(client: HttpClient, requests: list[bytes], batch: int = 100) -> list[Response]:
+    """Sends GET-like requests in pipelined batches on one connection and
+    returns the responses in order: many requests, few round trips."""
+    responses: list[Response] = []
+    for i in range(0, len(requests), batch):
+        chunk = requests[i:i + batch]
+        client.send(b"".join(chunk))
+        responses += [client.read_response() for _ in chunk]
+    return responses
+
+
+def concurrent_requests(port: int, clients: int, total: int, target: str = "/",
+                        headers=(), timeout: float = 30.0) -> list[Response]:
+    """`clients` keep-alive connections in parallel threads sending sequential
+    GETs, drawn from a shared count of `total` (so all stay busy until the
+    end); every response, or the first error raised."""
+    results: list[Response] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    left = [total]
+
+    def take() -> bool:
+        with lock:
+            if left[0] <= 0 or errors:
+                return False
+            left[0] -= 1
+            return True
+
+    def one_client() -> None:
+        try:
+            with HttpClient(port, timeout) as client:
+                while take():
+                    resp = client.request("GET", target, headers)
+                    with lock:
+                        results.append(resp)
+        except BaseException as e:  # reported to the caller below
+            with lock:
+                errors.append(e)
+
+    threads = [threading.Thread(target=one_client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 5)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def validate_config(workdir: Path, config: dict | str) -> subprocess.CompletedProcess:
+    """`trellis-proxy --validate` on a config (addresses must be filled in)."""
+    path = workdir / "validate.yaml"
+    path.write_text(config if isinstance(config, str) else to_yaml(config))
+    return run([PROXY_BIN, "--config", path, "--validate"], timeout=20)

@@ -18,7 +18,7 @@ EXAMPLES = SOURCE_DIR / "examples" / "mesh"
 # Plural (what `get` takes) -> kind as apply prints it.
 KINDS = {"httproutes": "httproute", "destinationpolicies": "destinationpolicy",
          "ratelimitpolicies": "ratelimitpolicy", "authorizationpolicies": "authorizationpolicy",
-         "meshconfigs": "meshconfig"}
+         "meshconfigs": "meshconfig", "faultinjections": "faultinjection"}
 
 
 def example_resources() -> set[str]:
@@ -132,6 +132,9 @@ def test_get_tables_show_names_summaries_and_versions(cli):
     assert "v1,v2" in policy and "LeastRequest" in policy, policy
     mesh = cli.ok("get", "MeshConfig", "default").out
     assert "STRICT" in mesh and "cluster.local" in mesh, mesh
+    faults = cli.ok("get", "faultinjections", "-n", "bookinfo").out
+    assert faults.splitlines()[0].split() == ["NAME", "ABORT", "DELAY", "VERSION"], faults
+    assert "503 at 10%" in faults and "2s at 50%" in faults, faults
 
 
 def test_get_yaml_and_json_reapply_cleanly(cli, fleet):

@@ -109,6 +109,42 @@ def test_policies_are_distributed_to_the_proxies_they_concern(fleet, nginx):
     assert st["in_sync"], st
 
 
+def test_fault_injection_changes_reach_the_proxies_whose_routes_name_them(fleet, nginx):
+    control = fleet.control_plane()
+    control.register("details", nginx.address(0), ttl_seconds=60)
+    outbound = free_port()
+    fleet.proxy(sidecar_config(control, "productpage", outbound_port=outbound, upstream_services=["details"]))
+    wait_for(outbound, "details")
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "chaos"},
+             "spec": {"parentRefs": [{"name": "details"}],
+                      "rules": [{"filters": [{"type": "ExtensionRef", "extensionRef": {
+                                    "group": "trellis.dev", "kind": "FaultInjection", "name": "flaky"}}],
+                                 "backendRefs": [{"name": "details", "port": 9080}]}]}}
+    fault = {"apiVersion": "trellis.dev/v1alpha1", "kind": "FaultInjection", "metadata": {"name": "flaky"},
+             "spec": {"abort": {"httpStatus": 503, "percent": 10}}}
+    unrelated = {"apiVersion": "trellis.dev/v1alpha1", "kind": "FaultInjection", "metadata": {"name": "other"},
+                 "spec": {"delay": {"fixedDelay": "1s"}}}
+
+    def sent() -> int:
+        return control.proxy_status("productpage-1")["sent_version"]
+
+    def pushed_after(change) -> None:
+        before = sent()
+        status, body = change()
+        assert status in (200, 201), body
+        assert wait_until(lambda: sent() > before, 5), f"no push after the change: {control.status()}"
+
+    pushed_after(lambda: control.apply(route))
+    pushed_after(lambda: control.apply(fault))  # the rule's fault appears
+    fault["spec"]["abort"]["httpStatus"] = 504
+    pushed_after(lambda: control.apply(fault))
+    pushed_after(lambda: control.request("DELETE", "/v1/resources/faultinjections/default/flaky"))
+    before = sent()
+    assert control.apply(unrelated)[0] == 201
+    time.sleep(0.3)
+    assert sent() == before, "a FaultInjection no route names changed the proxy's config"
+
+
 def test_ttl_expiry_removes_the_endpoint_from_proxies(fleet, nginx):
     control = fleet.control_plane()
     control.register("ratings", nginx.address(0), ttl_seconds=1)

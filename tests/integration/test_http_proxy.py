@@ -434,7 +434,8 @@ def test_bad_chunk_in_upstream_response_cuts_the_response(fleet):
 
 def test_round_robin_spreads_requests_evenly(fleet, three):
     proxy = fleet.proxy(proxy_config([http_listener("web", [route("rr")])],
-                                     [cluster("rr", *(three.address(i) for i in range(3)))]))
+                                     [cluster("rr", *(three.address(i) for i in range(3)),
+                                              lb_policy="round_robin")]))
     counts = dict.fromkeys(three.ports, 0)
     for _ in range(150):
         counts[served_port(get(proxy.port(), "/port-check"))] += 1

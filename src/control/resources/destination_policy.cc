@@ -38,7 +38,7 @@ void check_hash(const MapReader& hash) {
 
 void check_load_balancer(const MapReader& spec) {
   std::optional<MapReader> lb =
-      spec.map("loadBalancer", {"algorithm", "hash", "ringSize", "locality", "slowStart"});
+      spec.map("loadBalancer", {"algorithm", "hash", "ringPoints", "locality", "slowStart"});
   if (!lb) return;
   std::optional<std::string> algorithm = std::string("PeakEWMA");
   if (lb->has("algorithm")) algorithm = lb->enumeration("algorithm", kAlgorithms);
@@ -52,9 +52,9 @@ void check_load_balancer(const MapReader& spec) {
     lb->error("hash", "required when algorithm is " + *algorithm + ": what to hash requests on");
   }
 
-  lb->integer("ringSize", 1024, 8388608);
-  if (lb->has("ringSize") && algorithm && *algorithm != "RingHash") {
-    lb->error("ringSize", "only allowed when algorithm is RingHash" + which);
+  lb->integer("ringPoints", 1, 65536);
+  if (lb->has("ringPoints") && algorithm && *algorithm != "RingHash") {
+    lb->error("ringPoints", "only allowed when algorithm is RingHash" + which);
   }
 
   if (std::optional<MapReader> locality = lb->map("locality", {"enabled", "minHealthyPercent"})) {
@@ -75,13 +75,15 @@ void check_load_balancer(const MapReader& spec) {
 void check_connection_pool(const MapReader& spec) {
   std::optional<MapReader> pool = spec.map(
       "connectionPool",
-      {"maxConnections", "maxPendingRequests", "maxRequests", "maxRetries", "connectTimeout", "idleTimeout"});
+      {"maxConnections", "maxPendingRequests", "maxRequests", "maxRetries", "connectTimeout", "idleTimeout",
+       "requestIdleTimeout"});
   if (!pool) return;
   for (std::string_view key : {"maxConnections", "maxPendingRequests", "maxRequests", "maxRetries"}) {
     pool->integer(key, 1, kMaxCount);
   }
   pool->duration("connectTimeout", Need::kOptional, /*positive=*/true);
   pool->duration("idleTimeout", Need::kOptional, /*positive=*/true);
+  pool->duration("requestIdleTimeout", Need::kOptional, /*positive=*/true);
 }
 
 void check_outlier_detection(const MapReader& spec) {
@@ -106,9 +108,11 @@ void check_outlier_detection(const MapReader& spec) {
 
 void check_retries(Checker& checker, const MapReader& spec) {
   std::optional<MapReader> retries = spec.map(
-      "retries", {"attempts", "perTryTimeout", "retryOn", "retriableStatusCodes", "backoff", "budget"});
+      "retries",
+      {"attempts", "perTryTimeout", "retryOn", "retriableStatusCodes", "backoff", "budget", "nonIdempotent"});
   if (!retries) return;
   retries->integer("attempts", 0, 10);
+  retries->boolean("nonIdempotent");
   retries->duration("perTryTimeout", Need::kOptional, /*positive=*/true);
 
   std::set<std::string> conditions;

@@ -1,7 +1,8 @@
 // HTTPRoute: the Gateway API's route, attached to Services for mesh routing
 // (GAMMA). The shape is the Gateway API's; what Trellis adds is a backend of
 // kind Subset (group trellis.dev) that names a subset of a Service defined in
-// that Service's DestinationPolicy.
+// that Service's DestinationPolicy, and an ExtensionRef filter naming a
+// FaultInjection.
 #include <map>
 #include <set>
 #include <utility>
@@ -323,6 +324,29 @@ void check_mirror(Checker& checker, const Json& value, const std::string& path) 
   }
 }
 
+// The one extension there is: a FaultInjection in the route's namespace.
+void check_extension_ref(Checker& checker, const Json& value, const std::string& path) {
+  MapReader ref = checker.map(value, path, {"group", "kind", "name"});
+  if (!ref.ok()) return;
+  std::optional<std::string> group = ref.string("group", Need::kRequired);
+  std::optional<std::string> kind = ref.string("kind", Need::kRequired);
+  std::optional<std::string> name = ref.string("name", Need::kRequired);
+  if (group && *group != kTrellisGroup) {
+    ref.error("group", quote(*group) +
+                           " is not a supported extension group: the one extension is kind "
+                           "FaultInjection in group \"trellis.dev\"");
+  }
+  if (kind && *kind != "FaultInjection") {
+    ref.error("kind", quote(*kind) +
+                          " is not a supported extension: the one extension is kind FaultInjection "
+                          "in group \"trellis.dev\"" +
+                          did_you_mean(*kind, {"FaultInjection"}));
+  }
+  if (name) {
+    if (auto problem = check_dns_subdomain(*name)) ref.error("name", *problem);
+  }
+}
+
 // The filters of a rule or, with `in_backend`, of one backendRef.
 FilterSummary check_filters(Checker& checker, const MapReader& parent, const RuleContext& rule,
                             bool in_backend) {
@@ -341,10 +365,6 @@ FilterSummary check_filters(Checker& checker, const MapReader& parent, const Rul
       } else if (filter.has(kFilterConfigFields[k])) {
         filter.error(kFilterConfigFields[k], "only allowed when type is " + std::string(kFilterTypes[k]));
       }
-    }
-    if (*type == "ExtensionRef") {
-      filter.error("type", "ExtensionRef filters are not supported");
-      continue;
     }
     if (in_backend && *type != "RequestHeaderModifier" && *type != "ResponseHeaderModifier") {
       filter.error("type", *type +
@@ -377,6 +397,8 @@ FilterSummary check_filters(Checker& checker, const MapReader& parent, const Rul
       summary.redirect_index = i;
     } else if (*type == "URLRewrite") {
       check_url_rewrite(checker, *config, config_path, rule);
+    } else if (*type == "ExtensionRef") {
+      check_extension_ref(checker, *config, config_path);
     } else {
       check_mirror(checker, *config, config_path);
     }

@@ -11,5 +11,6 @@ void validate_destination_policy(Checker& checker, const Json& spec);
 void validate_rate_limit_policy(Checker& checker, const Json& spec);
 void validate_authorization_policy(Checker& checker, const Json& spec);
 void validate_mesh_config(Checker& checker, const Json& spec);
+void validate_fault_injection(Checker& checker, const Json& spec);
 
 }  // namespace trellis::control

@@ -4,14 +4,13 @@
 #include <string_view>
 #include <vector>
 
+#include "common/header_field.h"
+
 namespace trellis::proxy::http {
 
 // A header field as it appears on the wire; views stay valid only while the
 // buffer they point into is unchanged (codecs document when that is).
-struct Header {
-  std::string_view name;
-  std::string_view value;
-};
+using Header = trellis::HeaderField;
 
 using HeaderList = std::vector<Header>;
 

@@ -65,4 +65,23 @@ void RequestHeadersCopy::add(std::string_view name, std::string_view value) {
   headers_.headers.push_back({n, v});
 }
 
+void RequestHeadersCopy::set(std::string_view lower_name, std::string_view value) {
+  remove(lower_name);
+  add(lower_name, value);
+}
+
+void RequestHeadersCopy::remove(std::string_view lower_name) {
+  std::erase_if(headers_.headers, [&](const Header& h) { return iequals(h.name, lower_name); });
+}
+
+void RequestHeadersCopy::set_authority(std::string_view authority) {
+  reserve(authority.size());
+  headers_.authority = keep(authority);
+}
+
+void RequestHeadersCopy::set_path(std::string_view path) {
+  reserve(path.size());
+  headers_.path = keep(path);
+}
+
 }  // namespace trellis::proxy::http

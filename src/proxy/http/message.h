@@ -41,6 +41,12 @@ class RequestHeadersCopy {
   void assign(const RequestHeaders& src);
   // Adds a field; name and value are copied.
   void add(std::string_view name, std::string_view value);
+  // Replaces every field of that name (lower case) by one with this value.
+  void set(std::string_view lower_name, std::string_view value);
+  // Removes every field of that name (lower case).
+  void remove(std::string_view lower_name);
+  void set_authority(std::string_view authority);
+  void set_path(std::string_view path);
   RequestHeaders& get() { return headers_; }
   const RequestHeaders& get() const { return headers_; }
 

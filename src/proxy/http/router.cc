@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include "common/text.h"
+#include "policy/sampling.h"
 #include "proxy/access_log.h"
+#include "proxy/http/mirror.h"
+#include "proxy/http/route_actions.h"
 #include "proxy/upstream_pool.h"
 #include "proxy/worker.h"
 
@@ -26,28 +30,58 @@ void format_request_id(Random& random, std::string& out) {
   out.assign(buf, sizeof(buf));
 }
 
+// What the balancer hears about a failed try: as slow as this, so a host
+// that fails fast does not look fast to the latency-aware balancer.
+constexpr Duration kFailurePenalty = std::chrono::seconds(1);
+
+// Stream idle timeout: no bytes either way for this long. Not armed when the
+// request timeout would fire first anyway.
+bool idle_timer_needed(Millis idle, Millis request) {
+  return idle.count() > 0 && (request.count() == 0 || idle < request);
+}
+
 }  // namespace
 
 Router::Router(Worker& worker, ResponseEncoder& downstream)
     : worker_(worker),
       downstream_(downstream),
       upstream_(worker.loop(), *this),
-      timeout_(worker.loop(), [this] { on_timeout(); }) {}
+      timeout_(worker.loop(), [this] { on_timeout(); }),
+      try_timeout_(worker.loop(), [this] { on_try_timeout(); }),
+      idle_timeout_(worker.loop(), [this] { on_idle_timeout(); }),
+      wait_(worker.loop(), [this] {
+        waiting_ = false;
+        proceed(/*from_decoder=*/false);
+        // The client may have been held at the body limit while we waited.
+        if (upstream_.attached()) downstream_.resume_reading();
+      }) {}
 
-Router::~Router() { release_upstream(false); }
+Router::~Router() { end_try(false, false); }
 
 void Router::begin(const DownstreamContext& context) {
-  release_upstream(false);
+  end_try(false, false);
   timeout_.cancel();
+  try_timeout_.cancel();
+  idle_timeout_.cancel();
+  wait_.cancel();
   context_ = &context;
   start_ = worker_.loop().now();
+  route_ = nullptr;
+  backend_ = nullptr;
   cluster_ = nullptr;
   cluster_name_ = {};
   upstream_address_.clear();
   request_id_.clear();
+  pick_ = {};
+  body_.clear();
+  buffering_ = body_overflow_ = has_trailers_ = waiting_ = false;
+  retries_ = 0;
+  mirror_mask_ = 0;
+  abort_after_delay_ = false;
+  cookie_value_.clear();
   status_ = 0;
   head_request_ = false;
-  request_ended_ = response_started_ = response_ended_ = retried_ = false;
+  request_ended_ = response_started_ = response_ended_ = stale_retried_ = continue_sent_ = false;
   request_.get().headers.clear();
   request_.get().method = request_.get().path = request_.get().authority = {};
 }
@@ -63,20 +97,96 @@ void Router::decode_headers(const RequestHeaders& headers, bool end_stream) {
 
   const ListenerRuntime& listener = *context_->listener;
   policy::RouteRef ref;
-  if (!listener.routes.match(req.authority, req.path, ref)) {
+  if (!listener.routes.match({req.authority, req.method, req.path, &req.headers}, ref)) {
     reply_local(404, "no route\n");
     return;
   }
-  const RouteConfig& route = listener.config->virtual_hosts[ref.virtual_host].routes[ref.route];
-  cluster_ = &worker_.cluster(route.cluster_index);
+  route_request(listener.config->virtual_hosts[ref.virtual_host].routes[ref.route]);
+}
+
+void Router::route_request(const RouteConfig& route) {
+  route_ = &route;
+  if (!route.direct_error.empty()) {
+    reply_local(500, route.direct_error + "\n");
+    return;
+  }
+  if (route.redirect.enabled) {
+    reply_redirect(route.redirect);
+    return;
+  }
+  Random& random = worker_.random();
+  size_t chosen = route.backends.size() == 1
+                      ? (route.backends[0].weight > 0 ? 0 : SIZE_MAX)
+                      : policy::pick_by_weight(route.backends, [](const BackendConfig& b) { return b.weight; }, random);
+  if (chosen == SIZE_MAX) {
+    reply_local(500, "no backend to send to: every backend has weight 0\n");
+    return;
+  }
+  backend_ = &route.backends[chosen];
+  if (backend_->cluster.empty()) {
+    reply_local(500, "backend not found\n");
+    return;
+  }
+  cluster_ = &worker_.cluster(backend_->cluster_index);
   cluster_name_ = cluster_->name();
-  if (!connect_upstream(false)) return;
-  cluster_->stats().requests.inc();
+  const ClusterConfig& cluster = cluster_->config();
+
+  // A request drawn for both a delay and an abort is delayed, then aborted.
+  const FaultConfig& fault = route.fault;
+  bool delayed = fault.delay.count() > 0 && policy::sampled(fault.delay_per_million, 1'000'000, random);
+  abort_after_delay_ = fault.abort_status != 0 && policy::sampled(fault.abort_per_million, 1'000'000, random);
+  if (abort_after_delay_ && !delayed) {
+    fault_abort();
+    return;
+  }
+
+  // The request as the upstream will see it.
+  if (!route.request_headers.empty()) apply_request_modifier(route.request_headers, request_);
+  if (!backend_->request_headers.empty()) apply_request_modifier(backend_->request_headers, request_);
+  if (!route.rewrite.hostname.empty()) request_.set_authority(route.rewrite.hostname);
+  if (route.rewrite.path.kind != PathModifier::Kind::kNone) {
+    rewrite_path(route.rewrite.path, route.match.path, request_.get().path, scratch_);
+    request_.set_path(scratch_);
+  }
+
+  const RequestHeaders& req = request_.get();
+  for (size_t i = 0; i < route.mirrors.size() && i < 32; ++i)
+    if (policy::sampled(route.mirrors[i].numerator, route.mirrors[i].denominator, random)) mirror_mask_ |= 1u << i;
+  // The body is kept while it may be needed again: for a retry, a mirror or
+  // until a fault delay ends. An upgrade is a tunnel: never replayed.
+  buffering_ = req.upgrade.empty() && req.has_body && (cluster.retry.attempts > 0 || mirror_mask_ != 0 || delayed);
+
   if (route.timeout.count() > 0) timeout_.arm(route.timeout);
-  upstream_.encode_headers(req, end_stream);
-  // The proxy takes the body from here on: tell a waiting client now rather
-  // than make it wait for its own timeout (the upstream never saw the Expect).
-  if (req.expect_continue) downstream_.encode_continue();
+  idle_after_ = idle_timer_needed(cluster.request_idle_timeout, route.timeout) ? Duration(cluster.request_idle_timeout)
+                                                                               : Duration::zero();
+  touch();
+  cluster_->retry_budget().record_request(worker_.loop().now());
+  if (delayed) {
+    cluster_->stats().fault_delays.inc();
+    waiting_ = true;
+    wait_.arm(fault.delay);
+    // The client may wait for 100 Continue before sending the body we hold.
+    if (req.expect_continue) {
+      continue_sent_ = true;
+      downstream_.encode_continue();
+    }
+    return;
+  }
+  proceed(/*from_decoder=*/true);
+}
+
+void Router::fault_abort() {
+  cluster_->stats().fault_aborts.inc();
+  reply_local(route_->fault.abort_status, "fault filter abort\n");
+}
+
+void Router::proceed(bool from_decoder) {
+  if (abort_after_delay_) {
+    fault_abort();
+    return;
+  }
+  if (request_ended_ && mirror_mask_ != 0) start_mirrors();
+  start_try(/*fresh=*/false, from_decoder);
 }
 
 void Router::add_forwarding_headers() {
@@ -104,30 +214,102 @@ void Router::add_forwarding_headers() {
   }
 }
 
-bool Router::connect_upstream(bool fresh) {
-  EndpointPool* pool = cluster_->pick();
-  if (pool == nullptr) {
+std::optional<uint64_t> Router::request_hash() {
+  const HashPolicy& hash = cluster_->config().lb.hash;
+  const RequestHeaders& req = request_.get();
+  switch (hash.kind) {
+    case HashPolicy::Kind::kNone:
+      return std::nullopt;
+    case HashPolicy::Kind::kHeader: {
+      std::string_view value = find_header(req.headers, hash.name);
+      if (value.empty()) return std::nullopt;
+      return fnv1a64(value);
+    }
+    case HashPolicy::Kind::kCookie: {
+      std::string_view value = find_cookie(req.headers, hash.name);
+      if (!value.empty()) return fnv1a64(value);
+      if (!hash.cookie_ttl_set) return std::nullopt;
+      // No cookie yet: pick one, and tell the client to send it from now on.
+      if (cookie_value_.empty()) {
+        static constexpr char kHex[] = "0123456789abcdef";
+        uint64_t r = worker_.random().next();
+        cookie_value_.resize(16);
+        for (int i = 0; i < 16; ++i) cookie_value_[i] = kHex[(r >> (4 * i)) & 15];
+      }
+      return fnv1a64(cookie_value_);
+    }
+    case HashPolicy::Kind::kSourceIp:
+      return fnv1a64(context_->client_ip);
+  }
+  return std::nullopt;
+}
+
+void Router::start_try(bool fresh, bool from_decoder) {
+  policy::PickContext ctx;
+  ctx.now = worker_.loop().now();
+  if (cluster_->config().lb.hash.kind != HashPolicy::Kind::kNone) ctx.hash = request_hash();
+  pick_ = cluster_->pick(ctx);
+  if (pick_.pool == nullptr) {
     reply_local(503, "no healthy upstream\n");
-    return false;
+    return;
   }
-  upstream_address_ = pool->address().text;
+  upstream_address_ = pick_.pool->address().text;
   int error = 0;
-  UpstreamConnection* c = pool->acquire(&upstream_, error, fresh);
+  UpstreamConnection* c = pick_.pool->acquire(&upstream_, error, fresh);
+  try_start_ = ctx.now;
+  first_byte_ = {};
+  cluster_->on_start(pick_);
   if (c == nullptr) {
+    if (retry(policy::AttemptFailure::kConnectFailure, 0)) return;
+    end_try(false, true);
     reply_local(503, fmt::format("upstream connect error: {}\n", std::strerror(error)));
-    return false;
+    return;
   }
+  cluster_->stats().requests.inc();
   upstream_.attach(c, head_request_);
-  return true;
+  const RequestHeaders& req = request_.get();
+  bool ended_here = request_ended_ && body_.empty() && !has_trailers_;
+  upstream_.encode_headers(req, ended_here);
+  if (!body_.empty() || (request_ended_ && !ended_here && !has_trailers_)) upstream_.encode_data(body_, request_ended_);
+  Millis per_try = route_->per_try_timeout.count() > 0 ? route_->per_try_timeout : cluster_->config().retry.per_try_timeout;
+  if (per_try.count() > 0) try_timeout_.arm(per_try);
+  // The proxy takes the body from here on: tell a waiting client now rather
+  // than make it wait for its own timeout (the upstream never saw the Expect).
+  if (req.expect_continue && !continue_sent_) {
+    continue_sent_ = true;
+    downstream_.encode_continue();
+  }
+  // From the decoder, its flush() follows and sends head and body together.
+  if (!from_decoder) upstream_.flush();
 }
 
 void Router::decode_data(std::string_view data, bool end_stream) {
   request_ended_ = request_ended_ || end_stream;
+  touch();
+  if (buffering_ || waiting_) buffer_body(data);
   if (upstream_.attached()) upstream_.encode_data(data, end_stream);
+  if (end_stream && mirror_mask_ != 0 && !waiting_) start_mirrors();
+}
+
+void Router::buffer_body(std::string_view data) {
+  if (body_overflow_) return;
+  uint32_t limit = cluster_ ? cluster_->config().retry.buffer_limit : 0;
+  // While no upstream is attached the body has nowhere else to go: keep it
+  // (blocked() stops the client at the limit). Otherwise past the limit the
+  // request can no longer be replayed or mirrored.
+  if (!waiting_ && body_.size() + data.size() > limit) {
+    body_overflow_ = true;
+    body_.clear();
+    body_.shrink_to_fit();
+    return;
+  }
+  body_.append(data);
 }
 
 void Router::decode_trailers(const HeaderList& trailers) {
   request_ended_ = true;
+  // Trailers are forwarded once, never replayed.
+  has_trailers_ = true;
   if (upstream_.attached()) upstream_.encode_trailers(trailers);
 }
 
@@ -135,7 +317,10 @@ void Router::flush() {
   if (upstream_.attached()) upstream_.flush();
 }
 
-bool Router::blocked() const { return upstream_.attached() && upstream_.write_blocked(); }
+bool Router::blocked() const {
+  if (upstream_.attached()) return upstream_.write_blocked();
+  return waiting_ && cluster_ != nullptr && body_.size() >= cluster_->config().retry.buffer_limit;
+}
 
 void Router::on_downstream_drained() {
   if (upstream_.attached()) upstream_.resume_reading();
@@ -143,20 +328,117 @@ void Router::on_downstream_drained() {
 
 void Router::on_downstream_reset() {
   timeout_.cancel();
-  release_upstream(false);
+  try_timeout_.cancel();
+  idle_timeout_.cancel();
+  wait_.cancel();
+  waiting_ = false;
+  end_try(false, false);
+}
+
+void Router::start_mirrors() {
+  uint32_t mask = mirror_mask_;
+  mirror_mask_ = 0;
+  const RequestHeaders& req = request_.get();
+  if (body_overflow_ || has_trailers_ || !req.upgrade.empty()) return;  // not whole: mirror nothing
+  for (size_t i = 0; i < route_->mirrors.size() && i < 32; ++i) {
+    if ((mask & (1u << i)) == 0) continue;
+    UpstreamCluster& shadow = worker_.cluster(route_->mirrors[i].cluster_index);
+    MirrorStream::start(worker_, shadow, req, body_, route_->timeout);
+  }
+}
+
+// ---- retries ----------------------------------------------------------------
+
+bool Router::replayable() const {
+  const RequestHeaders& req = request_.get();
+  if (!req.upgrade.empty() || has_trailers_) return false;
+  return !req.has_body || (buffering_ && !body_overflow_);
+}
+
+bool Router::retry(policy::AttemptFailure failure, int status) {
+  const policy::RetryPolicy& policy = cluster_->config().retry;
+  if (response_started_ || retries_ >= policy.attempts || !policy::is_retriable(policy, failure, status) ||
+      !policy::method_allows_retry(policy, request_.get().method, failure) || !replayable())
+    return false;
+  MonoTime now = worker_.loop().now();
+  if (!cluster_->retry_budget().try_withdraw(now)) {
+    cluster_->stats().retry_budget_exhausted.inc();
+    return false;
+  }
+  end_try(false, true);
+  ++retries_;
+  cluster_->stats().retries.inc();
+  waiting_ = true;
+  wait_.arm(policy::backoff_delay(policy, retries_ - 1, worker_.random()));
+  return true;
+}
+
+// A pooled keep-alive connection can be closed by the upstream just as it is
+// reused. When nothing of the response arrived and the request can be sent
+// again whole, try once more on a new connection, outside the retry policy.
+bool Router::free_retry_on_stale_connection() {
+  if (stale_retried_ || !upstream_.attached() || !upstream_.reused_connection() || upstream_.response_bytes_seen() ||
+      response_started_ || !replayable())
+    return false;
+  stale_retried_ = true;
+  end_try(false, false);
+  start_try(/*fresh=*/true, /*from_decoder=*/false);
+  return true;
+}
+
+void Router::end_try(bool reusable, bool failed) {
+  try_timeout_.cancel();
+  if (pick_.pool != nullptr && cluster_ != nullptr) {
+    Duration latency = first_byte_.count() > 0 ? first_byte_ : worker_.loop().now() - try_start_;
+    if (failed) latency = std::max(latency, kFailurePenalty);
+    cluster_->on_complete(pick_, latency);
+    pick_ = {};
+  }
+  UpstreamConnection* c = upstream_.detach();
+  if (c != nullptr) c->pool().release(c, reusable);
 }
 
 // ---- response path ----------------------------------------------------------
 
 void Router::decode_response_headers(const ResponseHeaders& headers, bool end_stream) {
+  if (headers.status >= 200 && (headers.status >= 500 || !cluster_->config().retry.status_codes.empty()) &&
+      retry(policy::AttemptFailure::kStatus, headers.status))
+    return;
+  try_timeout_.cancel();
+  if (first_byte_.count() == 0) first_byte_ = std::max<Duration>(worker_.loop().now() - try_start_, Duration(1));
+  touch();
   status_ = headers.status;
   response_started_ = true;
-  if (headers.status == 101) timeout_.cancel();  // a tunnel lives as long as its peers
-  downstream_.encode_headers(headers, end_stream);
+  if (headers.status == 101) {  // a tunnel lives as long as its peers
+    timeout_.cancel();
+    idle_after_ = Duration::zero();
+    idle_timeout_.cancel();
+  }
+  encode_response_headers(headers, end_stream);
   if (end_stream) response_complete();
 }
 
+void Router::encode_response_headers(const ResponseHeaders& headers, bool end_stream) {
+  bool modify = !route_->response_headers.empty() || !backend_->response_headers.empty() || !cookie_value_.empty();
+  if (!modify) {
+    downstream_.encode_headers(headers, end_stream);
+    return;
+  }
+  // A copy whose list can change; its views point into the upstream's buffer
+  // and the config, both alive for this call.
+  response_copy_ = headers;
+  if (!route_->response_headers.empty()) apply_response_modifier(route_->response_headers, response_copy_);
+  if (!backend_->response_headers.empty()) apply_response_modifier(backend_->response_headers, response_copy_);
+  if (!cookie_value_.empty()) {
+    const HashPolicy& hash = cluster_->config().lb.hash;
+    format_set_cookie(hash.name, cookie_value_, hash.cookie_ttl, set_cookie_);
+    response_copy_.headers.push_back({"set-cookie", set_cookie_});
+  }
+  downstream_.encode_headers(response_copy_, end_stream);
+}
+
 void Router::decode_response_data(std::string_view data, bool end_stream) {
+  touch();
   downstream_.encode_data(data, end_stream);
   if (end_stream) response_complete();
 }
@@ -175,13 +457,23 @@ void Router::on_upstream_drained() { downstream_.resume_reading(); }
 void Router::response_complete() {
   response_ended_ = true;
   timeout_.cancel();
-  release_upstream(upstream_.reusable());
+  idle_timeout_.cancel();
+  end_try(upstream_.reusable(), false);
 }
 
 void Router::on_upstream_failure(UpstreamFailure failure, std::string_view detail) {
-  if (failure == UpstreamFailure::kReset && retry_on_fresh_connection()) return;
-  release_upstream(false);
+  if (failure == UpstreamFailure::kReset && free_retry_on_stale_connection()) return;
+  if (!response_started_) {
+    if ((failure == UpstreamFailure::kConnectFailed || failure == UpstreamFailure::kConnectTimeout) &&
+        retry(policy::AttemptFailure::kConnectFailure, 0))
+      return;
+    if (failure == UpstreamFailure::kReset && !upstream_.response_bytes_seen() &&
+        retry(policy::AttemptFailure::kReset, 0))
+      return;
+  }
+  end_try(false, true);
   timeout_.cancel();
+  idle_timeout_.cancel();
   if (response_started_) {
     // Part of the response is out: the client can only learn by the reset.
     downstream_.reset_stream();
@@ -204,25 +496,17 @@ void Router::on_upstream_failure(UpstreamFailure failure, std::string_view detai
   }
 }
 
-// A pooled keep-alive connection can be closed by the upstream just as it is
-// reused. When nothing of the response arrived and the request can be sent
-// again whole (no body), try once more on a new connection.
-bool Router::retry_on_fresh_connection() {
-  if (retried_ || !upstream_.attached() || !upstream_.reused_connection() ||
-      upstream_.response_bytes_seen() || response_started_ || request_.get().has_body ||
-      !request_.get().upgrade.empty())
-    return false;
-  retried_ = true;
-  release_upstream(false);
-  if (!connect_upstream(true)) return true;  // answered locally
-  upstream_.encode_headers(request_.get(), true);
-  upstream_.flush();
-  return true;
+// ---- timeouts -----------------------------------------------------------------
+
+void Router::touch() {
+  if (idle_after_.count() > 0) idle_timeout_.arm(idle_after_);
 }
 
 void Router::on_timeout() {
   if (cluster_) cluster_->stats().timeouts.inc();
-  release_upstream(false);
+  wait_.cancel();
+  waiting_ = false;
+  end_try(false, true);
   if (response_started_) {
     downstream_.reset_stream();
     return;
@@ -230,14 +514,51 @@ void Router::on_timeout() {
   reply_local(504, "upstream request timeout\n");
 }
 
-void Router::release_upstream(bool reusable) {
-  UpstreamConnection* c = upstream_.detach();
-  if (c != nullptr) c->pool().release(c, reusable);
+void Router::on_try_timeout() {
+  if (response_started_) return;
+  if (retry(policy::AttemptFailure::kPerTryTimeout, 0)) return;
+  if (cluster_) cluster_->stats().timeouts.inc();
+  end_try(false, true);
+  reply_local(504, "upstream per-try timeout\n");
+}
+
+void Router::on_idle_timeout() {
+  if (cluster_) cluster_->stats().timeouts.inc();
+  wait_.cancel();
+  waiting_ = false;
+  end_try(false, true);
+  if (response_started_) {
+    downstream_.reset_stream();
+    return;
+  }
+  reply_local(504, "upstream idle timeout\n");
+}
+
+// ---- local answers -------------------------------------------------------------
+
+void Router::reply_redirect(const RedirectConfig& redirect) {
+  redirect_location(redirect, route_->match.path, request_.get(), scratch_);
+  end_try(false, false);
+  timeout_.cancel();
+  idle_timeout_.cancel();
+  status_ = redirect.status;
+  response_started_ = response_ended_ = true;
+  ResponseHeaders r;
+  r.status = redirect.status;
+  r.headers.push_back({"location", scratch_});
+  r.content_length = 0;
+  r.has_body = false;
+  downstream_.encode_headers(r, true);
+  downstream_.flush();
 }
 
 void Router::reply_local(int status, std::string_view body) {
-  release_upstream(false);
+  end_try(false, false);
   timeout_.cancel();
+  try_timeout_.cancel();
+  idle_timeout_.cancel();
+  wait_.cancel();
+  waiting_ = false;
   status_ = status;
   response_started_ = true;
   ResponseHeaders r;
@@ -295,6 +616,7 @@ void Router::log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration e
   append_json_string(line, cluster_name_);
   line += ",\"request_id\":";
   append_json_string(line, request_id_);
+  if (retries_ > 0) fmt::format_to(std::back_inserter(line), ",\"retries\":{}", retries_);
   line += "}";
   worker_.log_access(line);
 }

@@ -1,20 +1,24 @@
-// The protocol-neutral HTTP stream: routes a request by Host and path to a
-// cluster, picks an endpoint, forwards the request through an upstream codec
-// and the response back through the downstream codec. It sees codecs only
-// through the interfaces in codec.h, so HTTP/1.1 and HTTP/2 share it.
+// The protocol-neutral HTTP stream: matches a request to a route, applies the
+// route's actions (fault injection, redirect, header and URL changes, traffic
+// split, mirroring), picks an endpoint by the cluster's balancer, forwards the
+// request through an upstream codec and the response back through the
+// downstream codec, retrying within the cluster's policy and budget. It sees
+// codecs only through the interfaces in codec.h, so HTTP/1.1 and HTTP/2 share it.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "proxy/http/codec.h"
 #include "proxy/http/message.h"
 #include "proxy/http1/upstream_codec.h"
+#include "policy/retry.h"
 #include "proxy/snapshot.h"
+#include "proxy/upstream_pool.h"
 
 namespace trellis::proxy {
 class Worker;
-class UpstreamCluster;
 }  // namespace trellis::proxy
 
 namespace trellis::proxy::http {
@@ -64,11 +68,32 @@ class Router final : public RequestDecoder, public ResponseDecoder {
 
  private:
   void add_forwarding_headers();
-  bool connect_upstream(bool fresh);
+  // After the route is chosen: the route's actions, then the first try.
+  void route_request(const RouteConfig& route);
+  // `from_decoder`: called within a codec's decode call, whose flush()
+  // follows; otherwise what was staged is sent at once.
+  void proceed(bool from_decoder);
+  void fault_abort();
+  // Sends the request (and any buffered body) to an endpoint picked anew.
+  void start_try(bool fresh, bool from_decoder);
+  // Ends the current try: connection back to its pool (or closed), the
+  // balancer told. `failed` reports a failure latency to the balancer.
+  void end_try(bool reusable, bool failed);
+  // Retries after `failure` when the policy, the method, the body and the
+  // budget all allow; false when the failure stands.
+  bool retry(policy::AttemptFailure failure, int status);
+  bool replayable() const;
+  bool free_retry_on_stale_connection();
+  void buffer_body(std::string_view data);
+  void start_mirrors();
+  std::optional<uint64_t> request_hash();
+  void encode_response_headers(const ResponseHeaders& headers, bool end_stream);
   void response_complete();
-  void release_upstream(bool reusable);
-  bool retry_on_fresh_connection();
   void on_timeout();
+  void on_try_timeout();
+  void on_idle_timeout();
+  void touch();
+  void reply_redirect(const RedirectConfig& redirect);
   void log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
 
   Worker& worker_;
@@ -77,19 +102,40 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   const DownstreamContext* context_ = nullptr;
 
   RequestHeadersCopy request_;
-  std::string scratch_;     // x-forwarded-for value being built
+  std::string scratch_;     // x-forwarded-for value being built, rewritten paths
   std::string request_id_;  // generated x-request-id
   MonoTime start_{};
+  const RouteConfig* route_ = nullptr;
+  const BackendConfig* backend_ = nullptr;
   UpstreamCluster* cluster_ = nullptr;
   std::string_view cluster_name_;
   std::string upstream_address_;
+  UpstreamPick pick_;
+  MonoTime try_start_{};
+  Duration first_byte_{};
+  std::string body_;  // request body kept for replay, mirroring or a fault delay
+  bool buffering_ = false;
+  bool body_overflow_ = false;  // more body than the replay limit arrived
+  bool has_trailers_ = false;
+  bool waiting_ = false;  // fault delay or retry backoff: no upstream attached
+  uint32_t retries_ = 0;
+  uint32_t mirror_mask_ = 0;  // mirrors of the route sampled for this request
+  std::string cookie_value_;  // a new hash cookie to set on the response
+  ResponseHeaders response_copy_;  // the response as modified by the route
+  std::string set_cookie_;
   int status_ = 0;
   bool head_request_ = false;
   bool request_ended_ = false;
   bool response_started_ = false;
   bool response_ended_ = false;
-  bool retried_ = false;
-  Timer timeout_;
+  bool stale_retried_ = false;
+  bool continue_sent_ = false;
+  bool abort_after_delay_ = false;
+  Timer timeout_;      // the whole exchange
+  Timer try_timeout_;  // the current try
+  Timer idle_timeout_;
+  Timer wait_;  // fault delay, retry backoff
+  Duration idle_after_{};
 };
 
 }  // namespace trellis::proxy::http

@@ -32,7 +32,7 @@ using namespace ::trellis::control::testing;  // NOLINT: test helpers
 
 TEST(KnownKinds, ListsEveryKindWithItsApiVersionAndScope) {
   const std::vector<KindInfo>& kinds = known_kinds();
-  ASSERT_EQ(kinds.size(), 5u);
+  ASSERT_EQ(kinds.size(), 6u);
   struct Expected {
     std::string kind, api_version, plural;
     bool namespaced;
@@ -43,6 +43,7 @@ TEST(KnownKinds, ListsEveryKindWithItsApiVersionAndScope) {
       {"RateLimitPolicy", "trellis.dev/v1alpha1", "ratelimitpolicies", true},
       {"AuthorizationPolicy", "trellis.dev/v1alpha1", "authorizationpolicies", true},
       {"MeshConfig", "trellis.dev/v1alpha1", "meshconfigs", false},
+      {"FaultInjection", "trellis.dev/v1alpha1", "faultinjections", true},
   };
   for (size_t i = 0; i < kinds.size(); ++i) {
     EXPECT_EQ(kinds[i].kind, expected[i].kind);
@@ -61,6 +62,7 @@ TEST(FindKind, AcceptsKindSingularAndPluralInAnyCase) {
   ASSERT_NE(find_kind("destinationpolicies"), nullptr);
   EXPECT_STREQ(find_kind("destinationpolicies")->kind, "DestinationPolicy");
   EXPECT_STREQ(find_kind("meshconfig")->kind, "MeshConfig");
+  EXPECT_STREQ(find_kind("faultinjections")->kind, "FaultInjection");
   EXPECT_EQ(find_kind("Gateway"), nullptr);
   EXPECT_EQ(find_kind(""), nullptr);
   EXPECT_EQ(find_kind("httproutess"), nullptr);
@@ -150,11 +152,11 @@ TEST(ParseResource, ReportsEveryMissingTopLevelField) {
 TEST(ParseResource, UnknownKindSuggestsTheClosestOne) {
   EXPECT_ONLY_ERROR(with(route_doc(), "/kind", "HttpRoute"), "kind",
                     "unknown kind \"HttpRoute\" (did you mean \"HTTPRoute\"?); the kinds are "
-                    "HTTPRoute, DestinationPolicy, RateLimitPolicy, AuthorizationPolicy and "
-                    "MeshConfig");
+                    "HTTPRoute, DestinationPolicy, RateLimitPolicy, AuthorizationPolicy, "
+                    "MeshConfig and FaultInjection");
   EXPECT_ONLY_ERROR(with(route_doc(), "/kind", "Gateway"), "kind",
                     "unknown kind \"Gateway\"; the kinds are HTTPRoute, DestinationPolicy, "
-                    "RateLimitPolicy, AuthorizationPolicy and MeshConfig");
+                    "RateLimitPolicy, AuthorizationPolicy, MeshConfig and FaultInjection");
 }
 
 TEST(ParseResource, UnknownKindSkipsSpecValidation) {

@@ -2,40 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include "mesh_test_helpers.h"
+
 namespace trellis::control {
 namespace {
 
-Resource route(std::string name, Json spec, uint64_t version = 1) {
-  Resource r;
-  r.api_version = "gateway.networking.k8s.io/v1";
-  r.kind = "HTTPRoute";
-  r.name = std::move(name);
-  r.namespace_ = "default";
-  r.resource_version = version;
-  r.spec = std::move(spec);
-  return r;
-}
+using namespace ::trellis::control::testing;  // NOLINT: test helpers
 
-Instance instance(std::string service, std::string address, std::string ns = "default") {
-  Instance i;
-  i.id = service + "-" + address;
-  i.service = std::move(service);
-  i.namespace_ = std::move(ns);
-  i.address = std::move(address);
-  return i;
-}
-
-v1::Hello hello(std::vector<std::string> upstreams, bool with_instance = true) {
-  v1::Hello h;
-  h.mutable_node()->set_id("productpage-1");
-  h.mutable_node()->set_service("productpage");
-  h.set_outbound_address("127.0.0.1:16001");
-  for (auto& u : upstreams) h.add_upstream_services(u);
-  if (with_instance) {
-    h.mutable_instance()->set_address("127.0.0.1:16000");
-    h.mutable_instance()->set_app_address("127.0.0.1:9080");
-  }
-  return h;
+Resource route(std::string name, const Json& spec, uint64_t version = 1) {
+  return http_route(std::move(name), spec.dump().c_str(), version);
 }
 
 const v1::Cluster* find_cluster(const v1::ConfigUpdate& u, const std::string& name) {
@@ -98,26 +73,68 @@ TEST(SnapshotBuilder, OutboundVirtualHostsAnswerTheServiceNames) {
   EXPECT_EQ(out->virtual_hosts(1).name(), "ratings.prod");
 }
 
-TEST(SnapshotBuilder, RoutePathMatchesAndTimeoutsComeFromTheHttpRoute) {
+TEST(SnapshotBuilder, OutboundRoutesComeFromTheHttpRoutes) {
   MeshView mesh;
   mesh.http_routes = {route("split", Json::parse(R"({
       "parentRefs": [{"name": "reviews"}],
       "rules": [
-        {"matches": [{"path": {"type": "Exact", "value": "/health"}}], "backendRefs": [{"name": "reviews-v1"}]},
         {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}], "timeouts": {"request": "1m30s"},
          "backendRefs": [{"name": "reviews-v2"}]},
-        {"matches": [{"headers": [{"name": "x-canary", "value": "1"}]}], "backendRefs": [{"name": "reviews-v2"}]}
+        {"matches": [{"headers": [{"name": "x-canary", "value": "1"}]}], "backendRefs": [{"name": "reviews-v2"}]},
+        {"matches": [{"path": {"type": "Exact", "value": "/health"}}], "backendRefs": [{"name": "reviews-v1"}]}
       ]})"))};
   v1::ConfigUpdate u = build_proxy_config(mesh, hello({"reviews"}));
   const auto& vh = find_listener(u, "outbound")->virtual_hosts(0);
-  ASSERT_EQ(vh.routes_size(), 3) << "header-only matches are left out until the data plane has them";
-  EXPECT_EQ(vh.routes(0).path_kind(), v1::Route::EXACT);
-  EXPECT_EQ(vh.routes(0).path(), "/health");
-  EXPECT_EQ(vh.routes(0).cluster(), "reviews-v1.default");
-  EXPECT_EQ(vh.routes(1).path(), "/api");
+  EXPECT_EQ(describe_all(vh), (std::vector<std::string>{
+                                  "EXACT /health -> reviews-v1.default=1",
+                                  "PREFIX /api -> reviews-v2.default=1",
+                                  "PREFIX / h:x-canary -> reviews-v2.default=1",
+                                  "PREFIX / -> reviews.default",
+                              }));
   EXPECT_EQ(vh.routes(1).timeout_ms(), 90000u);
-  EXPECT_EQ(vh.routes(2).path(), "/");
-  EXPECT_EQ(vh.routes(2).cluster(), "reviews.default") << "the fallback route goes to the service itself";
+  EXPECT_EQ(vh.routes(2).timeout_ms(), 15000u);
+}
+
+TEST(SnapshotBuilder, SubsetAndMirrorClustersAreInScopeOnceEach) {
+  MeshView mesh;
+  mesh.destination_policies = {resource("DestinationPolicy", "reviews", R"({
+      "targetRef": {"kind": "Service", "name": "reviews"},
+      "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]})")};
+  mesh.instances = {instance("reviews", "10.0.0.1:9080", {{"version", "v1"}}),
+                    instance("reviews", "10.0.0.2:9080", {{"version", "v2"}})};
+  const char* spec = R"({"parentRefs": [{"name": "reviews"}],
+      "rules": [{"backendRefs": [{"group": "trellis.dev", "kind": "Subset", "name": "reviews/v1", "weight": 90},
+                                 {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v2", "weight": 10},
+                                 {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v3"}],
+                 "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "reviews-shadow"}}}]}]})";
+  mesh.http_routes = {http_route("a", spec), http_route("b", spec)};
+  v1::ConfigUpdate u = build_proxy_config(mesh, hello({"reviews"}));
+  std::vector<std::string> names;
+  for (const auto& c : u.clusters()) names.push_back(c.name());
+  EXPECT_EQ(names, (std::vector<std::string>{"inbound", "reviews.default", "reviews.default/v1",
+                                             "reviews.default/v2", "reviews-shadow.default"}));
+  ASSERT_EQ(find_cluster(u, "reviews.default/v2")->endpoints_size(), 1);
+  EXPECT_EQ(find_cluster(u, "reviews.default/v2")->endpoints(0).address(), "10.0.0.2:9080");
+  EXPECT_EQ(find_cluster(u, "reviews-shadow.default")->endpoints_size(), 0)
+      << "a backend Service without instances still has its cluster";
+  std::vector<std::string> keys;
+  for (const auto& p : u.policies()) keys.push_back(p.key());
+  EXPECT_EQ(keys, std::vector<std::string>{"DestinationPolicy/default/reviews"});
+}
+
+TEST(SnapshotBuilder, AChangedFaultInjectionChangesTheConfig) {
+  MeshView mesh;
+  mesh.http_routes = {route("chaos", Json::parse(R"({"parentRefs": [{"name": "ratings"}],
+      "rules": [{"filters": [{"type": "ExtensionRef",
+                              "extensionRef": {"group": "trellis.dev", "kind": "FaultInjection", "name": "flaky"}}],
+                 "backendRefs": [{"name": "ratings"}]}]})"))};
+  auto fault = [&] { return find_listener(build_proxy_config(mesh, hello({"ratings"})), "outbound")->virtual_hosts(0).routes(0).fault(); };
+  EXPECT_EQ(fault().abort_status(), 0u) << "not applied yet: no fault";
+  mesh.fault_injections = {resource("FaultInjection", "flaky", R"({"abort": {"httpStatus": 503, "percent": 50}})")};
+  EXPECT_EQ(fault().abort_status(), 503u);
+  EXPECT_EQ(fault().abort_per_million(), 500000u);
+  mesh.fault_injections[0].spec["abort"]["httpStatus"] = 504;
+  EXPECT_EQ(fault().abort_status(), 504u);
 }
 
 Resource policy(std::string kind, std::string name, std::string target_kind, std::string target) {

@@ -54,7 +54,7 @@ Json destination_policy() {
     "targetRef": {"kind": "Service", "name": "reviews"},
     "subsets": [{"name": "v1", "labels": {"version": "v1"}},
                 {"name": "v2", "labels": {"version": "v2"}}],
-    "loadBalancer": {"algorithm": "RingHash", "hash": {"header": "x-user"}, "ringSize": 4096,
+    "loadBalancer": {"algorithm": "RingHash", "hash": {"header": "x-user"}, "ringPoints": 4096,
                      "locality": {"enabled": true, "minHealthyPercent": 70}},
     "connectionPool": {"maxConnections": 100, "maxPendingRequests": 50, "maxRequests": 200,
                        "maxRetries": 3, "connectTimeout": "1s", "idleTimeout": "60s"},
@@ -114,6 +114,13 @@ Json mesh_config() {
   return doc;
 }
 
+Json fault_injection() {
+  return document("trellis.dev/v1alpha1", "FaultInjection", R"({
+    "abort": {"httpStatus": 503, "percent": 10},
+    "delay": {"fixedDelay": "2s", "percent": 0.5}
+  })");
+}
+
 // ---- durations and names ----
 
 TEST(ParseDuration, AcceptsTheGatewayApiFormat) {
@@ -154,6 +161,7 @@ TEST(Validation, ValidExampleOfEveryKindPasses) {
   EXPECT_VALID(rate_limit_policy());
   EXPECT_VALID(authorization_policy());
   EXPECT_VALID(mesh_config());
+  EXPECT_VALID(fault_injection());
 }
 
 TEST(Validation, ValidateSpecReportsPathsFromTheDocumentRoot) {
@@ -182,7 +190,9 @@ TEST(Validation, AnyValueInAnyPlaceIsReportedNotThrown) {
                                           Json::object(),
                                           Json::parse(R"({"a":1})")};
   for (const Json& doc :
-       {route(), destination_policy(), rate_limit_policy(), authorization_policy(), mesh_config()}) {
+       {route(), destination_policy(), rate_limit_policy(), authorization_policy(), mesh_config(),
+        fault_injection(), route_with_filters(R"([{"type": "ExtensionRef", "extensionRef":
+            {"group": "trellis.dev", "kind": "FaultInjection", "name": "reviews-faults"}}])")}) {
     Json flat = doc.flatten();
     for (const auto& [pointer, unused] : flat.items()) {
       Json::json_pointer p(pointer);
@@ -320,31 +330,28 @@ TEST(HttpRoute, RegularExpressionsMustSuitALinearTimeEngine) {
   EXPECT_ONLY_ERROR(regex_route("/(?<!a)b"), kValue,
                     "lookbehind ((?<=...) and (?<!...)) is not supported" + kLinear);
   EXPECT_ONLY_ERROR(regex_route("/a{1001}"), kValue,
-                    "repetition counts above 1000 are not supported ({1001})");
+                    "repetition counts may be at most 1000, also when nested repetitions multiply ({1001})");
   EXPECT_ONLY_ERROR(regex_route("/(a{100}){20}"), kValue,
-                    "nested repetitions may multiply to at most 1000 ({20} makes it 2000)");
-  EXPECT_ONLY_ERROR(regex_route("/(a"), kValue, "invalid regular expression: '(' without a matching ')'");
-  EXPECT_ONLY_ERROR(regex_route("/a)"), kValue, "invalid regular expression: ')' without a matching '('");
-  EXPECT_ONLY_ERROR(regex_route("/[a"), kValue, "invalid regular expression: '[' without a matching ']'");
-  EXPECT_ONLY_ERROR(regex_route("*a"), kValue,
-                    "invalid regular expression: a repetition (*, +, ? or {n}) with nothing before "
-                    "it to repeat");
-  EXPECT_ONLY_ERROR(regex_route("/[z-a]"), kValue,
-                    "invalid regular expression: invalid character range in [z-a]");
+                    "repetition counts may be at most 1000, also when nested repetitions multiply ({20})");
+  // Other reasons are RE2's own.
+  EXPECT_ONLY_ERROR(regex_route("/(a"), kValue, "invalid regular expression: missing ): /(a");
+  EXPECT_ONLY_ERROR(regex_route("/a)"), kValue, "invalid regular expression: unexpected ): /a)");
+  EXPECT_ONLY_ERROR(regex_route("/[a"), kValue, "invalid regular expression: missing ]: [a");
+  EXPECT_ONLY_ERROR(regex_route("*a"), kValue, "invalid regular expression: no argument for repetition operator: *");
+  EXPECT_ONLY_ERROR(regex_route("/[z-a]"), kValue, "invalid regular expression: invalid character class range: z-a");
   EXPECT_ONLY_ERROR(regex_route("/[[:letters:]]"), kValue,
-                    "invalid regular expression: unknown character class name in [[:letters:]]");
-  EXPECT_ONLY_ERROR(regex_route("/a**"), kValue,
-                    "invalid regular expression: a repetition right after another one (as in \"a**\")");
-  EXPECT_ONLY_ERROR(regex_route("/\\q"), kValue, "invalid regular expression: unknown escape \\q");
+                    "invalid regular expression: invalid character class range: [:letters:]");
+  EXPECT_ONLY_ERROR(regex_route("/a**"), kValue, "invalid regular expression: bad repetition operator: **");
+  EXPECT_ONLY_ERROR(regex_route("/\\q"), kValue, "invalid regular expression: invalid escape sequence: \\q");
   EXPECT_ONLY_ERROR(regex_route("/(?P=id)"), kValue,
                     "backreferences ((?P=name)) are not supported" + kLinear);
-  EXPECT_ONLY_ERROR(regex_route("/(?x)a"), kValue,
-                    "invalid regular expression: unknown group syntax \"(?x\"");
+  EXPECT_ONLY_ERROR(regex_route("/(?x)a"), kValue, "invalid regular expression: invalid perl operator: (?x");
   EXPECT_ONLY_ERROR(regex_route((std::string(101, '(') + std::string(101, ')')).c_str()), kValue,
                     "invalid regular expression: groups nested more than 100 deep");
-  EXPECT_ONLY_ERROR(regex_route("/\\x4"), kValue,
-                    "invalid regular expression: \\x needs two hex digits, e.g. \\x7F");
-  // RE2 forms that ECMAScript lacks are accepted.
+  EXPECT_ONLY_ERROR(regex_route("/\\x4"), kValue, "invalid regular expression: invalid escape sequence: \\x4");
+  EXPECT_VALID(regex_route((std::string(100, '(') + std::string(100, ')')).c_str()));
+  EXPECT_VALID(regex_route("/[(](\\()\\Q((\\E"));  // escaped and bracketed parentheses do not nest
+  // RE2's own syntax, all of it.
   for (const char* good : {"/a*?b+?", "^*/x", "/\\Q(*)\\E", "/\\pL\\p{Greek}[\\pN_]", "/[[:word:][:^ascii:]]",
                            "/\\x{1F600}[\\x00-\\x{10FFFF}]", "/(?i:ab)(?s).\\C", "/[]a]", "/\\012"}) {
     EXPECT_VALID(regex_route(good)) << good;
@@ -352,14 +359,21 @@ TEST(HttpRoute, RegularExpressionsMustSuitALinearTimeEngine) {
   EXPECT_ONLY_ERROR(regex_route("/a{3,2}"), kValue,
                     "invalid regular expression: {3,2} has its minimum above its maximum");
   EXPECT_ONLY_ERROR(regex_route("/(|*)"), kValue,
-                    "invalid regular expression: a repetition (*, +, ? or {n}) with nothing before "
-                    "it to repeat");
+                    "invalid regular expression: no argument for repetition operator: *");
   EXPECT_VALID(regex_route(("/" + std::string(1000, 'a')).c_str()));
   EXPECT_ONLY_ERROR(regex_route(("/" + std::string(1024, 'a')).c_str()), kValue,
                     "must be at most 1024 characters, has 1025");
   EXPECT_VALID(regex_route("/[а-я]+/[\\x{400}-\\x{4FF}]"));
   EXPECT_ONLY_ERROR(regex_route("/[я-а]"), kValue,
-                    "invalid regular expression: invalid character range in [я-а]");
+                    "invalid regular expression: invalid character class range: я-а");
+  // Size once repetitions are expanded, as RE2 compiles it.
+  EXPECT_VALID(regex_route("/[a-z]{1000}"));
+  EXPECT_ONLY_ERROR(regex_route("(abcdefghijk){1000}"), kValue,
+                    "invalid regular expression: too large once its repetitions are expanded (13004 "
+                    "steps, at most 10000)");
+  EXPECT_ONLY_ERROR(regex_route("/\\pL{10}"), kValue,
+                    "invalid regular expression: too large once its repetitions are expanded (11935 "
+                    "steps, at most 10000)");
   EXPECT_ONLY_ERROR(regex_route("/\xff"), kValue, "must be valid UTF-8");
   // Header values may be longer, and a pattern with thousands of terms is fine.
   std::string many_terms;
@@ -387,7 +401,7 @@ TEST(HttpRoute, HeaderQueryAndMethodMatches) {
                     "\":authority\" is not a valid header name: use letters, digits and any of "
                     "!#$%&'*+-.^_`|~");
   EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/matches/0/headers/1/value", "(x"), kHeaders + "[1].value",
-                    "invalid regular expression: '(' without a matching ')'");
+                    "invalid regular expression: missing ): (x");
   EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/matches/0/headers/0/type", "Prefix"), kHeaders + "[0].type",
                     "\"Prefix\" is not one of Exact or RegularExpression");
   EXPECT_ONLY_ERROR(without(r, "/spec/rules/0/matches/0/headers/0/value"), kHeaders + "[0].value",
@@ -417,8 +431,6 @@ TEST(HttpRoute, FilterTypeAndItsConfigGoTogether) {
                     "\"HeaderModifier\" is not one of RequestHeaderModifier, ResponseHeaderModifier, "
                     "RequestMirror, RequestRedirect, URLRewrite or ExtensionRef (did you mean "
                     "\"RequestHeaderModifier\"?)");
-  EXPECT_ONLY_ERROR(route_with_filters(R"([{"type": "ExtensionRef", "extensionRef": {}}])"),
-                    kFilter + ".type", "ExtensionRef filters are not supported");
   EXPECT_ONLY_ERROR(route_with_filters(R"([{"type": "URLRewrite", "urlRewrite": {}},
                                            {"type": "URLRewrite", "urlRewrite": {}}])"),
                     "spec.rules[0].filters[1].type",
@@ -426,6 +438,41 @@ TEST(HttpRoute, FilterTypeAndItsConfigGoTogether) {
   EXPECT_VALID(route_with_filters(R"([
     {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "a", "port": 80}}},
     {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "b", "port": 80}}}])"));
+}
+
+TEST(HttpRoute, ExtensionRefNamesAFaultInjection) {
+  const std::string kRef = "spec.rules[0].filters[0].extensionRef";
+  Json r = route_with_filters(R"([{"type": "ExtensionRef", "extensionRef":
+      {"group": "trellis.dev", "kind": "FaultInjection", "name": "reviews-faults"}}])");
+  EXPECT_VALID(r);
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/filters/0/extensionRef/group", "gateway.networking.k8s.io"),
+                    kRef + ".group",
+                    "\"gateway.networking.k8s.io\" is not a supported extension group: the one extension "
+                    "is kind FaultInjection in group \"trellis.dev\"");
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/filters/0/extensionRef/kind", "Faultinjection"), kRef + ".kind",
+                    "\"Faultinjection\" is not a supported extension: the one extension is kind "
+                    "FaultInjection in group \"trellis.dev\" (did you mean \"FaultInjection\"?)");
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/filters/0/extensionRef/kind", "RateLimitPolicy"), kRef + ".kind",
+                    "\"RateLimitPolicy\" is not a supported extension: the one extension is kind "
+                    "FaultInjection in group \"trellis.dev\"");
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/filters/0/extensionRef/name", "Faults"), kRef + ".name",
+                    "\"Faults\" is not a valid name: use lower-case letters, digits, '-' and '.', each "
+                    "'.'-separated part starting and ending with a letter or digit");
+  EXPECT_EQ(error_lines(route_with_filters(R"([{"type": "ExtensionRef", "extensionRef": {}}])")),
+            (std::vector<std::string>{kRef + ".group: required field is missing",
+                                      kRef + ".kind: required field is missing",
+                                      kRef + ".name: required field is missing"}));
+  EXPECT_ONLY_ERROR(route_with_filters(R"([{"type": "ExtensionRef"}])"), kRef,
+                    "required when type is ExtensionRef");
+  // One fault per rule.
+  Json twice = with(r, "/spec/rules/0/filters/1", r["spec"]["rules"][0]["filters"][0]);
+  EXPECT_ONLY_ERROR(twice, "spec.rules[0].filters[1].type",
+                    "ExtensionRef may appear only once in a filters list (first at filters[0])");
+  // Faults apply to the rule, not to one backend.
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/backendRefs/0/filters", r["spec"]["rules"][0]["filters"]),
+                    "spec.rules[0].backendRefs[0].filters[0].type",
+                    "ExtensionRef is not supported in a backendRef's filters, only RequestHeaderModifier "
+                    "and ResponseHeaderModifier: put it in the rule's filters");
 }
 
 TEST(HttpRoute, RedirectAndRewriteRules) {
@@ -698,15 +745,15 @@ TEST(DestinationPolicy, LoadBalancer) {
   EXPECT_ONLY_ERROR(without(destination_policy(), "/spec/loadBalancer/hash"), kLb + ".hash",
                     "required when algorithm is RingHash: what to hash requests on");
   EXPECT_ONLY_ERROR(
-      without(without(destination_policy(), "/spec/loadBalancer/algorithm"), "/spec/loadBalancer/ringSize"),
+      without(without(destination_policy(), "/spec/loadBalancer/algorithm"), "/spec/loadBalancer/ringPoints"),
       kLb + ".hash", "only allowed when algorithm is RingHash or Maglev (the default algorithm is PeakEWMA)");
   Json maglev = without(with(destination_policy(), "/spec/loadBalancer/algorithm", "Maglev"),
-                        "/spec/loadBalancer/ringSize");
+                        "/spec/loadBalancer/ringPoints");
   EXPECT_VALID(maglev);
-  EXPECT_ONLY_ERROR(with(maglev, "/spec/loadBalancer/ringSize", 2048), kLb + ".ringSize",
+  EXPECT_ONLY_ERROR(with(maglev, "/spec/loadBalancer/ringPoints", 2048), kLb + ".ringPoints",
                     "only allowed when algorithm is RingHash");
-  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/loadBalancer/ringSize", 512), kLb + ".ringSize",
-                    "must be between 1024 and 8388608");
+  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/loadBalancer/ringPoints", 65537), kLb + ".ringPoints",
+                    "must be between 1 and 65536");
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/loadBalancer/hash/cookie", {{"name", "session"}}),
                     kLb + ".hash", "set only one of header, cookie or sourceIP, not header and cookie");
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/loadBalancer/hash", Json::object()), kLb + ".hash",
@@ -760,6 +807,9 @@ TEST(DestinationPolicy, ConnectionPoolAndOutlierDetection) {
                     "\"30\" is not a duration: write 1 to 4 parts, each a whole number (up to 5 "
                     "digits) and a unit h, m, s or ms, e.g. \"10s\", \"500ms\", \"1h30m\"");
   EXPECT_VALID(with(destination_policy(), "/spec/outlierDetection/consecutive5xx", 0));
+  EXPECT_VALID(with(destination_policy(), "/spec/connectionPool/requestIdleTimeout", "30s"));
+  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/connectionPool/requestIdleTimeout", "0s"),
+                    "spec.connectionPool.requestIdleTimeout", "must be greater than 0s");
 }
 
 TEST(DestinationPolicy, Retries) {
@@ -793,6 +843,9 @@ TEST(DestinationPolicy, Retries) {
                     kRetries + ".budget.percent", "must be between 0 and 100");
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/retries/perTryTimeout", "0s"),
                     kRetries + ".perTryTimeout", "must be greater than 0s");
+  EXPECT_VALID(with(destination_policy(), "/spec/retries/nonIdempotent", true));
+  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/retries/nonIdempotent", "yes"),
+                    kRetries + ".nonIdempotent", "expected true or false, got a string");
 }
 
 TEST(DestinationPolicy, HealthCheck) {
@@ -1054,6 +1107,38 @@ TEST(MeshConfig, FieldsAreChecked) {
                     "spec.tracing.samplingPercent", "must be between 0 and 100");
   EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/mtls/modes", "STRICT"), "spec.mtls.modes",
                     "unknown field \"modes\" (did you mean \"mode\"?)");
+}
+
+// ---- FaultInjection ----
+
+TEST(FaultInjection, AbortDelayOrBoth) {
+  EXPECT_VALID(without(fault_injection(), "/spec/delay"));
+  EXPECT_VALID(without(fault_injection(), "/spec/abort"));
+  EXPECT_VALID(without(fault_injection(), "/spec/abort/percent"));  // 100%
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec", Json::object()), "spec",
+                    "set abort, delay or both: a FaultInjection without either injects nothing");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/delays", Json::object()), "spec.delays",
+                    "unknown field \"delays\" (did you mean \"delay\"?)");
+}
+
+TEST(FaultInjection, FieldsAreChecked) {
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/abort/httpStatus", 600), "spec.abort.httpStatus",
+                    "must be between 200 and 599");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/abort/httpStatus", 199), "spec.abort.httpStatus",
+                    "must be between 200 and 599");
+  EXPECT_ONLY_ERROR(without(fault_injection(), "/spec/abort/httpStatus"), "spec.abort.httpStatus",
+                    "required field is missing");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/abort/percent", 100.5), "spec.abort.percent",
+                    "must be between 0 and 100");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/delay/percent", "50%"), "spec.delay.percent",
+                    "expected a number, got a string");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/delay/fixedDelay", "0s"), "spec.delay.fixedDelay",
+                    "must be greater than 0s");
+  EXPECT_ONLY_ERROR(without(fault_injection(), "/spec/delay/fixedDelay"), "spec.delay.fixedDelay",
+                    "required field is missing");
+  EXPECT_ONLY_ERROR(with(fault_injection(), "/spec/delay/fixedDelay", "1.5s"), "spec.delay.fixedDelay",
+                    "\"1.5s\" is not a duration: write 1 to 4 parts, each a whole number (up to 5 digits) "
+                    "and a unit h, m, s or ms, e.g. \"10s\", \"500ms\", \"1h30m\"");
 }
 
 }  // namespace

@@ -1,3 +1,5 @@
+// Load balancers on seeded randomness: spreads, consistency under membership
+// changes, locality, slow start and stats carried across rebuilds.
 #include "policy/load_balancer.h"
 
 #include <gtest/gtest.h>
@@ -7,6 +9,12 @@
 
 namespace trellis::policy {
 namespace {
+
+constexpr LbAlgorithm kAllAlgorithms[] = {
+    LbAlgorithm::kRoundRobin,     LbAlgorithm::kWeightedRoundRobin, LbAlgorithm::kRandom,
+    LbAlgorithm::kWeightedRandom, LbAlgorithm::kLeastRequest,       LbAlgorithm::kRingHash,
+    LbAlgorithm::kMaglev,         LbAlgorithm::kPeakEwma,
+};
 
 std::shared_ptr<const HostSet> host_set(std::vector<uint32_t> weights) {
   std::vector<Host> hosts;
@@ -66,9 +74,7 @@ TEST(LoadBalancer, RoundRobinCyclesOverHealthyHostsOnly) {
 TEST(LoadBalancer, NoEligibleHostGivesSizeMax) {
   FastRandom rng(1);
   auto none = std::make_shared<const HostSet>(std::vector<Host>{{1, 1, false}, {2, 0, true}});
-  for (auto algo : {LbAlgorithm::kRoundRobin, LbAlgorithm::kWeightedRoundRobin, LbAlgorithm::kRandom,
-                    LbAlgorithm::kWeightedRandom, LbAlgorithm::kLeastRequest, LbAlgorithm::kRingHash,
-                    LbAlgorithm::kMaglev, LbAlgorithm::kPeakEwma}) {
+  for (auto algo : kAllAlgorithms) {
     auto lb = make_load_balancer(algo, none, rng);
     PickContext ctx;
     ctx.hash = 7;
@@ -282,6 +288,256 @@ TEST(LoadBalancer, PeakEwmaPrefersTheFasterHost) {
   // Outstanding requests count too: ten in flight make the fast host costlier.
   for (int i = 0; i < 10; ++i) lb->on_start(1);
   EXPECT_EQ(lb->choose(ctx), 0u);
+}
+
+// --- locality ---------------------------------------------------------------
+
+// `local` hosts in the client's zone followed by `remote` others, ids 1.., of
+// which the first `healthy_local` and `healthy_remote` of each side are healthy.
+std::shared_ptr<const HostSet> zoned(size_t local, size_t healthy_local, size_t remote,
+                                     size_t healthy_remote) {
+  std::vector<Host> hosts;
+  for (size_t i = 0; i < local; ++i) hosts.push_back({1 + i, 1, i < healthy_local, true});
+  for (size_t i = 0; i < remote; ++i) hosts.push_back({100 + i, 1, i < healthy_remote, false});
+  return std::make_shared<const HostSet>(std::move(hosts));
+}
+
+LbOptions locality(uint32_t min_healthy_percent = 70) {
+  LbOptions o;
+  o.locality_enabled = true;
+  o.locality_min_healthy_percent = min_healthy_percent;
+  return o;
+}
+
+// The share of `picks` that went to local hosts; every pick must be eligible.
+double local_share(LoadBalancer& lb, size_t picks, Random& keys) {
+  size_t local = 0;
+  for (size_t i = 0; i < picks; ++i) {
+    PickContext ctx;
+    ctx.hash = keys.next();
+    size_t pick = lb.choose(ctx);
+    EXPECT_LT(pick, lb.hosts().size());
+    if (pick >= lb.hosts().size()) return -1;
+    const Host& h = lb.hosts().hosts()[pick];
+    EXPECT_TRUE(h.healthy && h.weight > 0) << "host " << h.id;
+    if (h.local) ++local;
+  }
+  return static_cast<double>(local) / static_cast<double>(picks);
+}
+
+TEST(LoadBalancerLocality, AllLocalHealthyKeepsTrafficLocal) {
+  FastRandom rng(21), keys(1);
+  for (auto algo : kAllAlgorithms) {
+    auto lb = make_load_balancer(algo, zoned(3, 3, 3, 3), rng, locality());
+    EXPECT_EQ(local_share(*lb, 20'000, keys), 1.0) << static_cast<int>(algo);
+  }
+}
+
+TEST(LoadBalancerLocality, SpillsInProportionBelowTheThreshold) {
+  FastRandom rng(22), keys(2);
+  // 1 of 3 local hosts eligible (33.3%) against a 70% threshold: 33.3/70 of
+  // the traffic stays local, the rest goes to the other zone.
+  for (auto algo : kAllAlgorithms) {
+    auto lb = make_load_balancer(algo, zoned(3, 1, 3, 3), rng, locality(70));
+    EXPECT_NEAR(local_share(*lb, 100'000, keys), (100.0 / 3) / 70, 0.01) << static_cast<int>(algo);
+  }
+  // At the threshold exactly, everything stays local: 7 of 10 at 70%.
+  auto at = make_load_balancer(LbAlgorithm::kRandom, zoned(10, 7, 3, 3), rng, locality(70));
+  EXPECT_EQ(local_share(*at, 20'000, keys), 1.0);
+  // Just under it, a little spills: 6 of 10 at 70% keeps 6/7 local.
+  auto under = make_load_balancer(LbAlgorithm::kRandom, zoned(10, 6, 3, 3), rng, locality(70));
+  EXPECT_NEAR(local_share(*under, 100'000, keys), 6.0 / 7, 0.01);
+}
+
+TEST(LoadBalancerLocality, FallsBackToWhicheverSideHasHosts) {
+  FastRandom rng(23), keys(3);
+  for (auto algo : kAllAlgorithms) {
+    SCOPED_TRACE(static_cast<int>(algo));
+    auto no_local = make_load_balancer(algo, zoned(0, 0, 3, 3), rng, locality());
+    EXPECT_EQ(local_share(*no_local, 1000, keys), 0.0);
+    auto local_down = make_load_balancer(algo, zoned(3, 0, 3, 3), rng, locality());
+    EXPECT_EQ(local_share(*local_down, 1000, keys), 0.0);
+    // Few local hosts left, but nowhere else to go.
+    auto remote_down = make_load_balancer(algo, zoned(10, 1, 3, 0), rng, locality());
+    EXPECT_EQ(local_share(*remote_down, 1000, keys), 1.0);
+    auto no_remote = make_load_balancer(algo, zoned(10, 1, 0, 0), rng, locality());
+    EXPECT_EQ(local_share(*no_remote, 1000, keys), 1.0);
+    auto none = make_load_balancer(algo, zoned(3, 0, 3, 0), rng, locality());
+    EXPECT_EQ(none->choose({}), SIZE_MAX);
+    auto empty = make_load_balancer(algo, std::make_shared<const HostSet>(), rng, locality());
+    EXPECT_EQ(empty->choose({}), SIZE_MAX);
+  }
+}
+
+TEST(LoadBalancerLocality, ZeroThresholdSpillsOnlyWhenNoLocalHostIsLeft) {
+  FastRandom rng(24), keys(4);
+  auto lb = make_load_balancer(LbAlgorithm::kRoundRobin, zoned(10, 1, 3, 3), rng, locality(0));
+  EXPECT_EQ(local_share(*lb, 1000, keys), 1.0);
+}
+
+TEST(LoadBalancerLocality, DisabledIgnoresZones) {
+  FastRandom rng(25), keys(5);
+  auto lb = make_load_balancer(LbAlgorithm::kRandom, zoned(3, 3, 3, 3), rng);
+  EXPECT_NEAR(local_share(*lb, 100'000, keys), 0.5, 0.01);
+}
+
+TEST(LoadBalancerLocality, BalancesWithinASideByTheAlgorithm) {
+  FastRandom rng(26);
+  // Weighted round robin within the local side, indices into the full set.
+  std::vector<Host> hosts = {
+      {1, 1, true, false}, {2, 3, true, true}, {3, 1, true, false}, {4, 1, true, true}};
+  auto lb = make_load_balancer(LbAlgorithm::kWeightedRoundRobin, std::make_shared<const HostSet>(hosts), rng,
+                               locality());
+  expect_shares(shares(*lb, 8000), {0, 0.75, 0, 0.25}, 1e-9);
+}
+
+TEST(LoadBalancerLocality, HashingStaysConsistentWithinASide) {
+  FastRandom rng(27);
+  for (auto algo : {LbAlgorithm::kRingHash, LbAlgorithm::kMaglev}) {
+    auto a = make_load_balancer(algo, zoned(4, 4, 4, 4), rng, locality());
+    auto b = make_load_balancer(algo, zoned(4, 4, 4, 4), rng, locality());
+    auto owners = key_owners(*a, 10'000);
+    EXPECT_EQ(owners, key_owners(*b, 10'000)) << static_cast<int>(algo);
+    std::map<uint64_t, size_t> count;
+    for (uint64_t id : owners) ++count[id];
+    EXPECT_EQ(count.size(), 4u) << "all local hosts, none remote";
+    for (auto& [id, c] : count) EXPECT_LT(id, 100u);
+  }
+}
+
+TEST(LoadBalancerLocality, ReportsReachTheInnerBalancer) {
+  FastRandom rng(28);
+  // Two local hosts (indices 1 and 3) between remote ones: least request must
+  // see host 1's load through the index mapping and send everything to 3.
+  std::vector<Host> hosts = {
+      {1, 1, true, false}, {2, 1, true, true}, {3, 1, true, false}, {4, 1, true, true}};
+  auto lb =
+      make_load_balancer(LbAlgorithm::kLeastRequest, std::make_shared<const HostSet>(hosts), rng, locality());
+  for (int i = 0; i < 5; ++i) lb->on_start(1);
+  EXPECT_EQ(lb->stats(1).active, 5u);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(lb->choose({}), 3u);
+  for (int i = 0; i < 5; ++i) lb->on_complete(1, Millis(7), MonoTime{});
+  EXPECT_EQ(lb->stats(1).active, 0u);
+  EXPECT_TRUE(lb->stats(1).observed);
+  EXPECT_NEAR(lb->latency_estimate_ns(1, MonoTime{}), 7e6, 1);
+  auto got = shares(*lb, 20'000);
+  EXPECT_NEAR(got[1], 0.5, 0.02);
+  EXPECT_NEAR(got[3], 0.5, 0.02);
+}
+
+// --- slow start -------------------------------------------------------------
+
+TEST(LoadBalancer, SlowStartWeightGrowsLinearlyFromATenth) {
+  using std::chrono::seconds;
+  const Duration window = seconds(10);
+  EXPECT_EQ(slow_start_weight(5, seconds(0), window), 50u) << "10% at the start";
+  EXPECT_EQ(slow_start_weight(5, Millis(500), window), 50u) << "never under 10%";
+  EXPECT_EQ(slow_start_weight(5, seconds(1), window), 50u);
+  EXPECT_EQ(slow_start_weight(5, seconds(5), window), 250u);
+  EXPECT_EQ(slow_start_weight(5, seconds(9), window), 450u);
+  EXPECT_EQ(slow_start_weight(5, seconds(10), window), 5 * kSlowStartScale) << "full at the window";
+  EXPECT_EQ(slow_start_weight(5, seconds(60), window), 5 * kSlowStartScale);
+  // Growth is monotonic.
+  uint32_t last = 0;
+  for (int ms = 0; ms <= 10'000; ms += 250) {
+    uint32_t w = slow_start_weight(3, Millis(ms), window);
+    EXPECT_GE(w, last) << ms;
+    last = w;
+  }
+}
+
+TEST(LoadBalancer, SlowStartEdgeCases) {
+  using std::chrono::seconds;
+  EXPECT_EQ(slow_start_weight(4, seconds(0), Duration::zero()), 4 * kSlowStartScale) << "no window: off";
+  EXPECT_EQ(slow_start_weight(4, seconds(0), -seconds(1)), 4 * kSlowStartScale);
+  EXPECT_EQ(slow_start_weight(1, Duration::zero(), seconds(10)), 10u);
+  EXPECT_EQ(slow_start_weight(0, seconds(1), seconds(10)), 0u) << "weight 0 stays out of rotation";
+  EXPECT_EQ(slow_start_weight(0, seconds(20), seconds(10)), 0u);
+  EXPECT_EQ(slow_start_weight(UINT32_MAX, seconds(20), seconds(10)), UINT32_MAX) << "saturates";
+}
+
+TEST(LoadBalancer, SlowStartHostGetsItsShare) {
+  // A warmed host (weight 1) beside one a quarter through its window.
+  FastRandom rng(30);
+  using std::chrono::seconds;
+  auto hosts = host_set(
+      {slow_start_weight(1, seconds(60), seconds(60)), slow_start_weight(1, seconds(15), seconds(60))});
+  auto lb = make_load_balancer(LbAlgorithm::kWeightedRandom, hosts, rng);
+  expect_shares(shares(*lb, 100'000), {100.0 / 125, 25.0 / 125}, 0.01);
+}
+
+// --- stats across rebuilds ----------------------------------------------------
+
+TEST(LoadBalancer, AdoptStatsKeepsSurvivingHostsStats) {
+  FastRandom rng(31);
+  for (auto algo : kAllAlgorithms) {
+    SCOPED_TRACE(static_cast<int>(algo));
+    auto before = make_load_balancer(
+        algo, std::make_shared<const HostSet>(std::vector<Host>{{1, 1, true}, {2, 1, true}, {3, 1, true}}),
+        rng);
+    MonoTime t0 = MonoTime{} + std::chrono::seconds(5);
+    for (int i = 0; i < 4; ++i) before->on_start(1);  // id 2: 4 outstanding
+    before->on_start(2);
+    before->on_complete(2, Millis(40), t0);  // id 3: observed 40 ms
+    before->on_start(0);                     // id 1: leaves
+
+    // New membership, new order, a changed weight: ids 3, 4 (new), 2.
+    auto after = make_load_balancer(
+        algo, std::make_shared<const HostSet>(std::vector<Host>{{3, 2, true}, {4, 1, true}, {2, 1, true}}),
+        rng);
+    after->adopt_stats(*before);
+    EXPECT_EQ(after->stats(2).active, 4u);
+    EXPECT_FALSE(after->stats(2).observed);
+    EXPECT_EQ(after->stats(0).active, 0u);
+    EXPECT_TRUE(after->stats(0).observed);
+    EXPECT_EQ(after->stats(0).ewma_at, t0);
+    EXPECT_DOUBLE_EQ(after->latency_estimate_ns(0, t0 + Millis(100)),
+                     before->latency_estimate_ns(2, t0 + Millis(100)));
+    EXPECT_EQ(after->stats(1).active, 0u) << "a new host starts fresh";
+    EXPECT_FALSE(after->stats(1).observed);
+    // Completions of requests started on the old balancer land on the new one.
+    after->on_complete(2, Millis(1), t0);
+    EXPECT_EQ(after->stats(2).active, 3u);
+  }
+}
+
+TEST(LoadBalancer, AdoptedOutstandingCountsSteerLeastRequest) {
+  FastRandom rng(32);
+  auto before = make_load_balancer(LbAlgorithm::kLeastRequest, equal_hosts(2), rng);
+  for (int i = 0; i < 10; ++i) before->on_start(0);
+  auto after = make_load_balancer(LbAlgorithm::kLeastRequest, equal_hosts(2), rng);
+  after->adopt_stats(*before);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(after->choose({}), 1u);
+}
+
+TEST(LoadBalancerLocality, AdoptStatsAcrossWrappersAndSides) {
+  FastRandom rng(33);
+  // id 1 local, id 2 remote; after the update id 2 has moved to the local side.
+  auto before = make_load_balancer(
+      LbAlgorithm::kLeastRequest,
+      std::make_shared<const HostSet>(std::vector<Host>{{1, 1, true, true}, {2, 1, true, false}}), rng,
+      locality());
+  for (int i = 0; i < 6; ++i) before->on_start(0);
+  for (int i = 0; i < 2; ++i) before->on_start(1);
+  before->on_complete(1, Millis(9), MonoTime{});
+
+  auto hosts = std::make_shared<const HostSet>(
+      std::vector<Host>{{2, 1, true, true}, {1, 1, true, true}, {3, 1, true, false}});
+  auto after = make_load_balancer(LbAlgorithm::kLeastRequest, hosts, rng, locality());
+  after->adopt_stats(*before);
+  EXPECT_EQ(after->stats(1).active, 6u);
+  EXPECT_EQ(after->stats(0).active, 1u);
+  EXPECT_TRUE(after->stats(0).observed);
+  // The inner balancer sees the adopted counts: id 2 (index 0) is the lighter.
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(after->choose({}), 0u);
+
+  // And a wrapper adopts from a plain balancer too.
+  auto plain = make_load_balancer(LbAlgorithm::kLeastRequest, hosts, rng);
+  for (int i = 0; i < 3; ++i) plain->on_start(0);
+  auto wrapped = make_load_balancer(LbAlgorithm::kLeastRequest, hosts, rng, locality());
+  wrapped->adopt_stats(*plain);
+  EXPECT_EQ(wrapped->stats(0).active, 3u);
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(wrapped->choose({}), 1u);
 }
 
 }  // namespace

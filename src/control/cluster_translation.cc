@@ -1,0 +1,153 @@
+#include "control/cluster_translation.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "control/resources/checker.h"
+
+namespace trellis::control {
+namespace {
+
+// Defaults documented in docs/resources.md (DestinationPolicy).
+constexpr uint32_t kConnectTimeoutMs = 1000;
+constexpr uint32_t kIdleTimeoutMs = 60000;
+constexpr uint32_t kRequestIdleTimeoutMs = 5 * 60 * 1000;
+constexpr uint32_t kMaxIdlePerEndpoint = 64;
+constexpr uint32_t kLocalityMinHealthyPercent = 70;
+constexpr uint32_t kRetryAttempts = 2;
+constexpr uint32_t kBackoffBaseMs = 25;
+constexpr uint32_t kBackoffMaxPerBase = 10;
+constexpr uint32_t kBudgetPercent = 20;
+constexpr uint32_t kBudgetMinPerSecond = 10;
+
+v1::LoadBalancer::Algorithm algorithm_of(const std::string& name) {
+  static const std::pair<const char*, v1::LoadBalancer::Algorithm> kAlgorithms[] = {
+      {"RoundRobin", v1::LoadBalancer::ROUND_ROBIN},
+      {"WeightedRoundRobin", v1::LoadBalancer::WEIGHTED_ROUND_ROBIN},
+      {"Random", v1::LoadBalancer::RANDOM},
+      {"LeastRequest", v1::LoadBalancer::LEAST_REQUEST},
+      {"PeakEWMA", v1::LoadBalancer::PEAK_EWMA},
+      {"RingHash", v1::LoadBalancer::RING_HASH},
+      {"Maglev", v1::LoadBalancer::MAGLEV},
+  };
+  for (const auto& [text, algorithm] : kAlgorithms) {
+    if (name == text) return algorithm;
+  }
+  return v1::LoadBalancer::PEAK_EWMA;
+}
+
+void fill_load_balancer(const Json& spec, v1::LoadBalancer& lb) {
+  lb.set_algorithm(algorithm_of(string_at(spec, "algorithm", "PeakEWMA")));
+  if (const Json* hash = map_at(spec, "hash")) {
+    if (hash->contains("header")) {
+      lb.set_hash_on(v1::LoadBalancer::HEADER);
+      lb.set_hash_name(ascii_lower(string_at(*hash, "header")));  // header names are compared without case
+    } else if (const Json* cookie = map_at(*hash, "cookie")) {
+      lb.set_hash_on(v1::LoadBalancer::COOKIE);
+      lb.set_hash_name(string_at(*cookie, "name"));
+      auto ttl = cookie->find("ttl");
+      if (ttl != cookie->end()) {
+        uint32_t ms = duration_ms(*ttl).value_or(0);
+        lb.set_cookie_ttl_set(true);
+        lb.set_cookie_ttl_seconds(ms / 1000 + (ms % 1000 != 0));  // 500ms is not a session cookie
+      }
+    } else if (hash->contains("sourceIP")) {
+      lb.set_hash_on(v1::LoadBalancer::SOURCE_IP);
+    }
+  }
+  lb.set_ring_points(uint_at(spec, "ringPoints", 0));
+  if (const Json* locality = map_at(spec, "locality")) {
+    lb.set_locality_enabled(bool_at(*locality, "enabled", false));
+    lb.set_locality_min_healthy_percent(uint_at(*locality, "minHealthyPercent", kLocalityMinHealthyPercent));
+  }
+  if (const Json* slow_start = map_at(spec, "slowStart")) {
+    lb.set_slow_start_window_ms(duration_at(*slow_start, "window", 0));
+  }
+}
+
+void fill_retry(const Json& spec, v1::RetryPolicy& retry) {
+  retry.set_attempts(uint_at(spec, "attempts", kRetryAttempts));
+  retry.set_per_try_timeout_ms(duration_at(spec, "perTryTimeout", 0));
+  const Json& conditions = list_at(spec, "retryOn");
+  if (spec.contains("retryOn")) {
+    for (const Json& c : conditions) {
+      if (c.is_string()) retry.add_retry_on(c.get<std::string>());
+    }
+  } else {
+    retry.add_retry_on("connect-failure");
+    retry.add_retry_on("reset");
+  }
+  for (const Json& code : list_at(spec, "retriableStatusCodes")) {
+    if (code.is_number_integer() && code.get<int64_t>() > 0) {
+      retry.add_retriable_status_codes(static_cast<uint32_t>(code.get<int64_t>()));
+    }
+  }
+  const Json* backoff = map_at(spec, "backoff");
+  uint32_t base = backoff ? duration_at(*backoff, "baseInterval", kBackoffBaseMs) : kBackoffBaseMs;
+  retry.set_backoff_base_ms(base);
+  retry.set_backoff_max_ms(backoff ? duration_at(*backoff, "maxInterval", base * kBackoffMaxPerBase)
+                                   : base * kBackoffMaxPerBase);
+  if (const Json* budget = map_at(spec, "budget")) {
+    retry.set_budget_set(true);
+    retry.set_budget_percent(uint_at(*budget, "percent", kBudgetPercent));
+    retry.set_budget_min_per_second(uint_at(*budget, "minRetriesPerSecond", kBudgetMinPerSecond));
+  }
+  retry.set_non_idempotent(bool_at(spec, "nonIdempotent", false));
+}
+
+// Whether the instance's labels include every one of `labels`.
+bool selects(const Json& labels, const Instance& instance) {
+  for (const auto& [key, value] : labels.items()) {
+    auto it = instance.labels.find(key);
+    if (it == instance.labels.end() || !value.is_string() ||
+        it->second != value.get_ref<const std::string&>()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
+  v1::Cluster c;
+  c.set_name(ref.cluster_name());
+  c.set_connect_timeout_ms(kConnectTimeoutMs);
+  c.set_idle_timeout_ms(kIdleTimeoutMs);
+  c.set_request_idle_timeout_ms(kRequestIdleTimeoutMs);
+  c.set_max_idle_per_endpoint(kMaxIdlePerEndpoint);
+  const Resource* policy = destination_policy_for(mesh, ref.service);
+  if (policy != nullptr) {
+    if (const Json* pool = map_at(policy->spec, "connectionPool")) {
+      c.set_connect_timeout_ms(duration_at(*pool, "connectTimeout", kConnectTimeoutMs));
+      c.set_idle_timeout_ms(duration_at(*pool, "idleTimeout", kIdleTimeoutMs));
+      c.set_request_idle_timeout_ms(duration_at(*pool, "requestIdleTimeout", kRequestIdleTimeoutMs));
+    }
+    if (const Json* lb = map_at(policy->spec, "loadBalancer"))
+      fill_load_balancer(*lb, *c.mutable_load_balancer());
+    if (const Json* retries = map_at(policy->spec, "retries")) fill_retry(*retries, *c.mutable_retry());
+  }
+  const Json* labels = nullptr;
+  if (!ref.subset.empty()) {
+    labels = policy != nullptr ? subset_labels(*policy, ref.subset) : nullptr;
+    if (labels == nullptr) return c;  // nothing selects instances for it
+  }
+  std::vector<const Instance*> live;
+  for (const Instance& i : mesh.instances) {
+    if (i.service != ref.service.name || i.namespace_ != ref.service.namespace_) continue;
+    if (labels != nullptr && !selects(*labels, i)) continue;
+    live.push_back(&i);
+  }
+  std::sort(live.begin(), live.end(),
+            [](const Instance* a, const Instance* b) { return a->address < b->address; });
+  for (const Instance* i : live) {
+    v1::Endpoint* e = c.add_endpoints();
+    e->set_address(i->address);
+    e->set_weight(i->weight);
+    e->set_zone(i->zone);
+    for (const auto& [k, v] : i->labels) (*e->mutable_labels())[k] = v;
+  }
+  return c;
+}
+
+}  // namespace trellis::control

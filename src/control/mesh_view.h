@@ -1,0 +1,102 @@
+// The mesh state the snapshot builder reads, and the lookups in it that the
+// parts of the translation share: which HTTPRoutes apply to a Service, which
+// DestinationPolicy is in force for it, what a backendRef names. Resources
+// here have passed validation (docs/resources.md), so reads need no checks
+// beyond "is it there".
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/resource.h"
+#include "control/store.h"
+
+namespace trellis::control {
+
+struct MeshView {
+  std::vector<Resource> http_routes;
+  std::vector<Resource> destination_policies;
+  std::vector<Resource> rate_limit_policies;
+  std::vector<Resource> authorization_policies;
+  std::vector<Resource> mesh_configs;
+  std::vector<Resource> fault_injections;
+  std::vector<Instance> instances;  // live ones only
+};
+
+// A service by name and namespace ("reviews", "default").
+struct ServiceRef {
+  std::string name;
+  std::string namespace_;
+  bool operator<(const ServiceRef& o) const {
+    return name != o.name ? name < o.name : namespace_ < o.namespace_;
+  }
+  bool operator==(const ServiceRef& o) const { return name == o.name && namespace_ == o.namespace_; }
+  std::string cluster_name() const { return name + "." + namespace_; }
+};
+
+// What a proxy sends to: all of a Service's instances ("reviews.default"),
+// or the subset of them its DestinationPolicy selects ("reviews.default/v2").
+struct ClusterRef {
+  ServiceRef service;
+  std::string subset;  // empty: the whole Service
+  bool operator<(const ClusterRef& o) const {
+    return service == o.service ? subset < o.subset : service < o.service;
+  }
+  std::string cluster_name() const { return service.cluster_name() + (subset.empty() ? "" : "/" + subset); }
+};
+
+// "svc" (in `default_namespace`) or "svc.ns".
+ServiceRef parse_service_ref(const std::string& text, const std::string& default_namespace);
+
+// The HTTPRoutes attached to `service` (a parentRef to it, GAMMA) that apply
+// to clients in `client_namespace`: those in the Service's namespace
+// (producer routes) and those in the client's (consumer routes). Sorted
+// oldest first (by resource version), then by namespace and name.
+std::vector<const Resource*> routes_for(const MeshView& mesh, const ServiceRef& service,
+                                        const std::string& client_namespace);
+
+// The DestinationPolicy in force for `service`: of those targeting it, the
+// one whose name sorts first. Null when there is none.
+const Resource* destination_policy_for(const MeshView& mesh, const ServiceRef& service);
+
+// The labels that subset `name` of `policy` selects; null when the policy
+// defines no such subset.
+const Json* subset_labels(const Resource& policy, const std::string& name);
+
+// The cluster a backendRef (of a rule, or of a RequestMirror) of a route in
+// `route_namespace` names; nothing for a Subset that no DestinationPolicy
+// defines (yet).
+std::optional<ClusterRef> resolve_backend(const MeshView& mesh, const Json& ref,
+                                          const std::string& route_namespace);
+
+// The FaultInjection `name` in `namespace_`; null when there is none.
+const Resource* find_fault_injection(const MeshView& mesh, const std::string& namespace_,
+                                     const std::string& name);
+
+// The request timeout of a route that sets none: MeshConfig
+// spec.defaults.requestTimeout, else 15 s. 0: no limit.
+uint32_t default_request_timeout_ms(const MeshView& mesh);
+
+// ---- reading validated specs ----
+
+// obj[key] when it is a string, else `fallback`.
+std::string string_at(const Json& obj, const char* key, const std::string& fallback = "");
+// A Gateway API duration ("1m30s") in milliseconds, capped to 32 bits;
+// nothing when `value` is not one.
+std::optional<uint32_t> duration_ms(const Json& value);
+// obj[key] as a duration in milliseconds; `fallback` when absent.
+uint32_t duration_at(const Json& obj, const char* key, uint32_t fallback);
+// obj[key] when it is a non-negative integer (capped to 32 bits), else `fallback`.
+uint32_t uint_at(const Json& obj, const char* key, uint32_t fallback);
+// obj[key] when it is true or false, else `fallback`.
+bool bool_at(const Json& obj, const char* key, bool fallback);
+// obj[key] when it is a number, else `fallback`.
+double number_at(const Json& obj, const char* key, double fallback);
+// obj[key] when it is a map, else null.
+const Json* map_at(const Json& obj, const char* key);
+// obj[key] when it is a list, else an empty list.
+const Json& list_at(const Json& obj, const char* key);
+
+}  // namespace trellis::control

@@ -1,0 +1,290 @@
+#include "control/route_translation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "control/resources/checker.h"
+
+namespace trellis::control {
+namespace {
+
+constexpr uint32_t kPerMillion = 1000000;
+constexpr uint32_t kDefaultRedirectStatus = 302;
+constexpr const char* kNoBackends = "no backends";
+
+// A route with what orders it among the others. Every field compares so that
+// the more specific route comes first (see `before`).
+struct Ranked {
+  // Hostname precedence, between routes: the length of the route's matching
+  // non-wildcard hostname, then of its matching hostname (0 without hostnames).
+  size_t exact_host = 0;
+  size_t host = 0;
+  // Match precedence: Exact, then RegularExpression, then PathPrefix; the
+  // longer path first; with a method; more headers; more query parameters.
+  int path_kind = 0;
+  size_t path_length = 0;
+  bool method = false;
+  size_t headers = 0;
+  size_t query_params = 0;
+  // Ties: the route first in routes_for's order (the oldest, then by
+  // namespace and name), then the rule, match and hostname group listed first.
+  size_t route = 0;
+  size_t rule = 0;
+  size_t match = 0;
+  size_t host_group = 0;
+  v1::Route out;
+};
+
+bool before(const Ranked& a, const Ranked& b) {
+  // Fields where more is more specific are read from the other route.
+  auto key = [](const Ranked& self, const Ranked& other) {
+    return std::tie(other.exact_host, other.host, self.path_kind, other.path_length, other.method,
+                    other.headers, other.query_params, self.route, self.rule, self.match, self.host_group);
+  };
+  return key(a, b) < key(b, a);
+}
+
+void fill_header_modifier(const Json& spec, v1::HeaderModifier& out) {
+  for (const Json& h : list_at(spec, "set")) {
+    v1::HeaderPair* pair = out.add_set();
+    pair->set_name(ascii_lower(string_at(h, "name")));
+    pair->set_value(string_at(h, "value"));
+  }
+  for (const Json& h : list_at(spec, "add")) {
+    v1::HeaderPair* pair = out.add_add();
+    pair->set_name(ascii_lower(string_at(h, "name")));
+    pair->set_value(string_at(h, "value"));
+  }
+  for (const Json& name : list_at(spec, "remove")) {
+    if (name.is_string()) out.add_remove(ascii_lower(name.get<std::string>()));
+  }
+}
+
+// RequestHeaderModifier and ResponseHeaderModifier filters, of a rule or of
+// a backendRef (`out`: a v1::Route or a v1::Backend).
+template <class Message>
+void fill_header_filters(const Json& filters, Message& out) {
+  for (const Json& filter : filters) {
+    std::string type = string_at(filter, "type");
+    if (type == "RequestHeaderModifier") {
+      if (const Json* spec = map_at(filter, "requestHeaderModifier")) {
+        fill_header_modifier(*spec, *out.mutable_request_headers());
+      }
+    } else if (type == "ResponseHeaderModifier") {
+      if (const Json* spec = map_at(filter, "responseHeaderModifier")) {
+        fill_header_modifier(*spec, *out.mutable_response_headers());
+      }
+    }
+  }
+}
+
+void fill_path_modifier(const Json* spec, v1::PathModifier& out) {
+  if (spec == nullptr) return;
+  if (string_at(*spec, "type") == "ReplaceFullPath") {
+    out.set_kind(v1::PathModifier::FULL);
+    out.set_value(string_at(*spec, "replaceFullPath"));
+  } else {
+    out.set_kind(v1::PathModifier::PREFIX);
+    out.set_value(string_at(*spec, "replacePrefixMatch"));
+  }
+}
+
+void fill_redirect(const Json& spec, v1::Redirect& out) {
+  out.set_enabled(true);
+  out.set_scheme(string_at(spec, "scheme"));
+  out.set_hostname(string_at(spec, "hostname"));
+  out.set_port(uint_at(spec, "port", 0));
+  fill_path_modifier(map_at(spec, "path"), *out.mutable_path());
+  out.set_status(uint_at(spec, "statusCode", kDefaultRedirectStatus));
+}
+
+void fill_rewrite(const Json& spec, v1::Rewrite& out) {
+  out.set_hostname(string_at(spec, "hostname"));
+  fill_path_modifier(map_at(spec, "path"), *out.mutable_path());
+}
+
+uint32_t per_million(double percent) {
+  return static_cast<uint32_t>(
+      std::clamp<double>(std::llround(percent * (kPerMillion / 100)), 0, kPerMillion));
+}
+
+// The FaultInjection the filter names, when it exists; a missing one injects nothing.
+void fill_fault(const MeshView& mesh, const Json& ref, const std::string& route_namespace, v1::Route& route) {
+  const Resource* fault = find_fault_injection(mesh, route_namespace, string_at(ref, "name"));
+  if (fault == nullptr) return;
+  v1::Fault& out = *route.mutable_fault();
+  if (const Json* abort = map_at(fault->spec, "abort")) {
+    out.set_abort_status(uint_at(*abort, "httpStatus", 0));
+    out.set_abort_per_million(per_million(number_at(*abort, "percent", 100)));
+  }
+  if (const Json* delay = map_at(fault->spec, "delay")) {
+    out.set_delay_ms(duration_at(*delay, "fixedDelay", 0));
+    out.set_delay_per_million(per_million(number_at(*delay, "percent", 100)));
+  }
+}
+
+void add_mirror(const MeshView& mesh, const Json& spec, const std::string& route_namespace, v1::Route& out) {
+  const Json* ref = map_at(spec, "backendRef");
+  std::optional<ClusterRef> cluster = ref ? resolve_backend(mesh, *ref, route_namespace) : std::nullopt;
+  if (!cluster) return;  // a subset not defined yet: there is nowhere to send copies
+  v1::Mirror* m = out.add_mirrors();
+  m->set_cluster(cluster->cluster_name());
+  if (const Json* fraction = map_at(spec, "fraction")) {
+    m->set_numerator(uint_at(*fraction, "numerator", 0));
+    m->set_denominator(uint_at(*fraction, "denominator", 100));
+  } else {
+    m->set_numerator(uint_at(spec, "percent", 100));
+    m->set_denominator(100);
+  }
+}
+
+// What every match of a rule shares: filters, backends and timeouts.
+v1::Route translate_rule(const MeshView& mesh, const Json& rule, const std::string& route_namespace,
+                         uint32_t default_timeout_ms) {
+  v1::Route out;
+  const Json* timeouts = map_at(rule, "timeouts");
+  out.set_timeout_ms(timeouts ? duration_at(*timeouts, "request", default_timeout_ms) : default_timeout_ms);
+  out.set_per_try_timeout_ms(timeouts ? duration_at(*timeouts, "backendRequest", 0) : 0);
+  const Json& filters = list_at(rule, "filters");
+  fill_header_filters(filters, out);
+  for (const Json& filter : filters) {
+    std::string type = string_at(filter, "type");
+    if (type == "RequestRedirect") {
+      if (const Json* spec = map_at(filter, "requestRedirect")) fill_redirect(*spec, *out.mutable_redirect());
+    } else if (type == "URLRewrite") {
+      if (const Json* spec = map_at(filter, "urlRewrite")) fill_rewrite(*spec, *out.mutable_rewrite());
+    } else if (type == "RequestMirror") {
+      if (const Json* spec = map_at(filter, "requestMirror")) add_mirror(mesh, *spec, route_namespace, out);
+    } else if (type == "ExtensionRef") {
+      if (const Json* ref = map_at(filter, "extensionRef")) fill_fault(mesh, *ref, route_namespace, out);
+    }
+  }
+  const Json& refs = list_at(rule, "backendRefs");
+  for (const Json& ref : refs) {
+    v1::Backend* b = out.add_backends();
+    std::optional<ClusterRef> cluster = resolve_backend(mesh, ref, route_namespace);
+    b->set_cluster(cluster ? cluster->cluster_name() : "");  // its share answers 500
+    b->set_weight(uint_at(ref, "weight", 1));
+    fill_header_filters(list_at(ref, "filters"), *b);
+  }
+  if (refs.empty() && !out.redirect().enabled()) out.set_direct_error(kNoBackends);
+  return out;
+}
+
+void fill_value_matches(const Json& list, bool lower_names,
+                        google::protobuf::RepeatedPtrField<v1::ValueMatch>& out) {
+  for (const Json& m : list) {
+    v1::ValueMatch* v = out.Add();
+    std::string name = string_at(m, "name");
+    v->set_name(lower_names ? ascii_lower(name) : name);
+    v->set_regex(string_at(m, "type") == "RegularExpression");
+    v->set_value(string_at(m, "value"));
+  }
+}
+
+// One match's conditions on top of its rule's `route`, with the match's
+// part of the precedence.
+void apply_match(const Json& match, Ranked& ranked) {
+  v1::Route& out = ranked.out;
+  const Json* path = map_at(match, "path");
+  std::string type = path ? string_at(*path, "type", "PathPrefix") : "PathPrefix";
+  std::string value = path ? string_at(*path, "value", "/") : "/";
+  if (type == "Exact") {
+    out.set_path_kind(v1::Route::EXACT);
+    ranked.path_kind = 0;
+  } else if (type == "RegularExpression") {
+    out.set_path_kind(v1::Route::REGEX);
+    ranked.path_kind = 1;
+  } else {
+    out.set_path_kind(v1::Route::PREFIX);
+    ranked.path_kind = 2;
+  }
+  out.set_path(value);
+  ranked.path_length = value.size();
+  out.set_method(string_at(match, "method"));
+  ranked.method = !out.method().empty();
+  fill_value_matches(list_at(match, "headers"), /*lower_names=*/true, *out.mutable_headers());
+  ranked.headers = static_cast<size_t>(out.headers_size());
+  fill_value_matches(list_at(match, "queryParams"), /*lower_names=*/false, *out.mutable_query_params());
+  ranked.query_params = static_cast<size_t>(out.query_params_size());
+}
+
+// A route's hostnames by their precedence: (exact length, length) -> hosts.
+using HostGroups = std::vector<std::pair<std::pair<size_t, size_t>, std::vector<std::string>>>;
+
+// The most specific group first; one group without hosts when there are none.
+HostGroups host_groups(const Resource& route) {
+  std::map<std::pair<size_t, size_t>, std::vector<std::string>, std::greater<>> groups;
+  for (const Json& h : list_at(route.spec, "hostnames")) {
+    if (!h.is_string()) continue;
+    const std::string& host = h.get_ref<const std::string&>();
+    size_t exact = host.starts_with("*") ? 0 : host.size();
+    groups[{exact, host.size()}].push_back(host);
+  }
+  if (groups.empty()) groups[{0, 0}];
+  return {groups.begin(), groups.end()};
+}
+
+}  // namespace
+
+void add_service_routes(const MeshView& mesh, const ServiceRef& service, const std::string& client_namespace,
+                        v1::VirtualHost& vh) {
+  uint32_t default_timeout = default_request_timeout_ms(mesh);
+  std::vector<Ranked> ranked;
+  std::vector<const Resource*> routes = routes_for(mesh, service, client_namespace);
+  for (size_t r = 0; r < routes.size(); ++r) {
+    const Resource& route = *routes[r];
+    auto hosts = host_groups(route);
+    const Json& rules = list_at(route.spec, "rules");
+    for (size_t i = 0; i < rules.size(); ++i) {
+      v1::Route rule = translate_rule(mesh, rules[i], route.namespace_, default_timeout);
+      const Json& matches = list_at(rules[i], "matches");
+      size_t match_count = std::max<size_t>(matches.size(), 1);  // none: one PathPrefix "/"
+      for (size_t m = 0; m < match_count; ++m) {
+        Ranked base;
+        base.out = rule;
+        apply_match(matches.empty() ? Json::object() : matches[m], base);
+        base.route = r;
+        base.rule = i;
+        base.match = m;
+        for (size_t g = 0; g < hosts.size(); ++g) {
+          Ranked& one = ranked.emplace_back(base);
+          std::tie(one.exact_host, one.host) = hosts[g].first;
+          one.host_group = g;
+          for (const std::string& h : hosts[g].second) one.out.add_hosts(h);
+        }
+      }
+    }
+  }
+  std::sort(ranked.begin(), ranked.end(), before);
+  for (Ranked& r : ranked) *vh.add_routes() = std::move(r.out);
+  // Whatever no route claims goes to the service itself.
+  v1::Route* fallback = vh.add_routes();
+  fallback->set_path_kind(v1::Route::PREFIX);
+  fallback->set_path("/");
+  fallback->set_cluster(service.cluster_name());
+  fallback->set_timeout_ms(default_timeout);
+}
+
+void add_route_clusters(const MeshView& mesh, const ServiceRef& service, const std::string& client_namespace,
+                        std::set<ClusterRef>& out) {
+  auto add = [&](const Json& ref, const std::string& ns) {
+    if (std::optional<ClusterRef> cluster = resolve_backend(mesh, ref, ns)) out.insert(*cluster);
+  };
+  for (const Resource* route : routes_for(mesh, service, client_namespace)) {
+    for (const Json& rule : list_at(route->spec, "rules")) {
+      for (const Json& ref : list_at(rule, "backendRefs")) add(ref, route->namespace_);
+      for (const Json& filter : list_at(rule, "filters")) {
+        const Json* mirror = map_at(filter, "requestMirror");
+        const Json* ref = mirror ? map_at(*mirror, "backendRef") : nullptr;
+        if (ref != nullptr && string_at(filter, "type") == "RequestMirror") add(*ref, route->namespace_);
+      }
+    }
+  }
+}
+
+}  // namespace trellis::control

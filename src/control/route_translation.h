@@ -1,0 +1,26 @@
+// The routes of one outbound virtual host: each (rule, match) of the
+// HTTPRoutes attached to a Service becomes one v1::Route, ordered by the
+// Gateway API's precedence (docs/resources.md, "rules"), and a last route
+// sends whatever none of them claims to the Service itself.
+#pragma once
+
+#include <set>
+#include <string>
+
+#include "control/mesh_view.h"
+#include "trellis/v1/discovery.pb.h"
+
+namespace trellis::control {
+
+// Appends to `vh` the routes that calls to `service` from a client in
+// `client_namespace` take.
+void add_service_routes(const MeshView& mesh, const ServiceRef& service, const std::string& client_namespace,
+                        v1::VirtualHost& vh);
+
+// Adds to `out` every cluster those routes send to or mirror to: their
+// backends, their mirrors' backends, subsets included (once each). Subsets
+// that no DestinationPolicy defines have no cluster and are left out.
+void add_route_clusters(const MeshView& mesh, const ServiceRef& service, const std::string& client_namespace,
+                        std::set<ClusterRef>& out);
+
+}  // namespace trellis::control

@@ -1,0 +1,208 @@
+// A trellis.v1 Cluster as the config model: endpoints, load balancing and
+// retries. Zero means "the default" where the message says so.
+#include <algorithm>
+#include <set>
+
+#include "proxy/control_translate.h"
+
+namespace trellis::proxy::control_merge {
+namespace {
+
+using LB = v1::LoadBalancer;
+using policy::LbAlgorithm;
+
+std::optional<LbAlgorithm> algorithm_of(LB::Algorithm algorithm) {
+  switch (algorithm) {
+    case LB::PEAK_EWMA:
+      return LbAlgorithm::kPeakEwma;
+    case LB::ROUND_ROBIN:
+      return LbAlgorithm::kRoundRobin;
+    case LB::WEIGHTED_ROUND_ROBIN:
+      return LbAlgorithm::kWeightedRoundRobin;
+    case LB::RANDOM:
+      return LbAlgorithm::kRandom;
+    case LB::WEIGHTED_RANDOM:
+      return LbAlgorithm::kWeightedRandom;
+    case LB::LEAST_REQUEST:
+      return LbAlgorithm::kLeastRequest;
+    case LB::RING_HASH:
+      return LbAlgorithm::kRingHash;
+    case LB::MAGLEV:
+      return LbAlgorithm::kMaglev;
+    default:
+      return std::nullopt;
+  }
+}
+
+std::string range(int64_t min, int64_t max) {
+  return "must be between " + std::to_string(min) + " and " + std::to_string(max);
+}
+
+void translate_hash(const LB& in, const std::string& path, Errors& errors, HashPolicy& hash) {
+  const std::string name_path = path + ".hash_name";
+  switch (in.hash_on()) {
+    case LB::NONE:
+      break;
+    case LB::HEADER:
+      hash.kind = HashPolicy::Kind::kHeader;
+      if (errors.check(name_path, check_header_name(in.hash_name()))) hash.name = lower_case(in.hash_name());
+      break;
+    case LB::COOKIE:
+      hash.kind = HashPolicy::Kind::kCookie;
+      if (!is_token(in.hash_name()))
+        errors.add(name_path, "invalid cookie name " + in_quotes(in.hash_name()));
+      hash.name = in.hash_name();
+      hash.cookie_ttl_set = in.cookie_ttl_set();
+      hash.cookie_ttl = Millis(int64_t{in.cookie_ttl_seconds()} * 1000);
+      break;
+    case LB::SOURCE_IP:
+      hash.kind = HashPolicy::Kind::kSourceIp;
+      break;
+    default:
+      errors.add(path + ".hash_on", "unknown hash_on " + std::to_string(in.hash_on()));
+      return;
+  }
+  bool named = hash.kind == HashPolicy::Kind::kHeader || hash.kind == HashPolicy::Kind::kCookie;
+  if (!named && !in.hash_name().empty()) errors.add(name_path, "only with hash_on HEADER or COOKIE");
+  if (hash.kind != HashPolicy::Kind::kCookie && in.cookie_ttl_set()) {
+    errors.add(path + ".cookie_ttl_set", "only with hash_on COOKIE");
+  }
+}
+
+void translate_load_balancer(const LB& in, const std::string& path, Errors& errors, LoadBalancerConfig& lb) {
+  auto algorithm = algorithm_of(in.algorithm());
+  if (!algorithm) {
+    errors.add(path + ".algorithm", "unknown algorithm " + std::to_string(in.algorithm()));
+    return;
+  }
+  lb.algorithm = *algorithm;
+  const std::string& name = LB::Algorithm_Name(in.algorithm());
+  translate_hash(in, path, errors, lb.hash);
+  if (hashes_requests(lb.algorithm) && in.hash_on() == LB::NONE) {
+    errors.add(path + ".hash_on", "required with algorithm " + name);
+  } else if (!hashes_requests(lb.algorithm) && in.hash_on() != LB::NONE) {
+    errors.add(path + ".hash_on", "only for algorithm RING_HASH or MAGLEV");
+  }
+  if (in.ring_points() != 0) {
+    if (lb.algorithm != LbAlgorithm::kRingHash) {
+      errors.add(path + ".ring_points", "only for algorithm RING_HASH");
+    } else if (in.ring_points() < kMinRingPoints || in.ring_points() > kMaxRingPoints) {
+      errors.add(path + ".ring_points", range(kMinRingPoints, kMaxRingPoints));
+    } else {
+      lb.ring_points = in.ring_points();
+    }
+  }
+  if (in.locality_enabled()) {
+    lb.locality_enabled = true;
+    if (in.locality_min_healthy_percent() > 100)
+      errors.add(path + ".locality_min_healthy_percent", range(0, 100));
+    lb.locality_min_healthy_percent = in.locality_min_healthy_percent();
+  }
+  if (in.slow_start_window_ms() != 0) {
+    if (hashes_requests(lb.algorithm)) {
+      errors.add(path + ".slow_start_window_ms", "does not apply to algorithm " + name +
+                                                     ": consistent hashing keeps each key on its endpoint");
+    }
+    lb.slow_start_window = Millis(in.slow_start_window_ms());
+  }
+}
+
+void translate_retry(const v1::RetryPolicy& in, const std::string& path, Errors& errors,
+                     policy::RetryPolicy& retry) {
+  if (in.attempts() > kMaxRetryAttempts) errors.add(path + ".attempts", range(0, kMaxRetryAttempts));
+  retry.attempts = in.attempts();
+  retry.per_try_timeout = Millis(in.per_try_timeout_ms());
+  int status_codes_condition = -1;
+  if (in.retry_on_size() > 0) {
+    retry.retry_on = 0;
+    for (int i = 0; i < in.retry_on_size(); ++i) {
+      const std::string item = path + ".retry_on[" + std::to_string(i) + "]";
+      auto bit = retry_on_from_name(in.retry_on(i));
+      if (!bit) {
+        errors.add(item, unknown_choice("retry_on condition", in.retry_on(i), kRetryOnNames));
+        continue;
+      }
+      if (retry.retry_on & *bit) {
+        errors.add(item, "duplicate condition " + in_quotes(in.retry_on(i)));
+        continue;
+      }
+      retry.retry_on |= *bit;
+      if (*bit == policy::kRetryStatusCodes) status_codes_condition = i;
+    }
+  }
+  for (int i = 0; i < in.retriable_status_codes_size(); ++i) {
+    const std::string item = path + ".retriable_status_codes[" + std::to_string(i) + "]";
+    uint32_t code = in.retriable_status_codes(i);
+    if (code < 100 || code > 599) {
+      errors.add(item, range(100, 599));
+    } else if (std::find(retry.status_codes.begin(), retry.status_codes.end(), code) !=
+               retry.status_codes.end()) {
+      errors.add(item, "duplicate status code " + std::to_string(code));
+    } else {
+      retry.status_codes.push_back(static_cast<uint16_t>(code));
+    }
+  }
+  if (in.retriable_status_codes_size() > 0 && !(retry.retry_on & policy::kRetryStatusCodes)) {
+    errors.add(path + ".retriable_status_codes", "needs \"retriable-status-codes\" in retry_on");
+  }
+  if (status_codes_condition >= 0 && in.retriable_status_codes_size() == 0) {
+    errors.add(path + ".retry_on[" + std::to_string(status_codes_condition) + "]",
+               "needs retriable_status_codes");
+  }
+  retry.backoff_base = in.backoff_base_ms() != 0 ? Millis(in.backoff_base_ms()) : kDefaultBackoffBase;
+  retry.backoff_max = default_backoff_max(retry.backoff_base);
+  if (in.backoff_max_ms() != 0) {
+    if (Millis(in.backoff_max_ms()) < retry.backoff_base) {
+      errors.add(path + ".backoff_max_ms",
+                 "must be at least the base (" + format_duration(retry.backoff_base) + ")");
+    }
+    retry.backoff_max = Millis(in.backoff_max_ms());
+  }
+  if (in.budget_set()) {
+    if (in.budget_percent() > 100) errors.add(path + ".budget_percent", range(0, 100));
+    retry.budget_percent = in.budget_percent();
+    retry.budget_min_per_second = in.budget_min_per_second();
+  }
+  retry.non_idempotent = in.non_idempotent();
+  if (in.buffer_limit_bytes() != 0) {
+    if (in.buffer_limit_bytes() > kMaxRetryBufferLimit) {
+      errors.add(path + ".buffer_limit_bytes", range(0, kMaxRetryBufferLimit));
+    }
+    retry.buffer_limit = in.buffer_limit_bytes();
+  }
+}
+
+}  // namespace
+
+void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& errors,
+                       ClusterConfig& cluster) {
+  cluster.name = in.name();
+  if (in.connect_timeout_ms()) cluster.connect_timeout = Millis(in.connect_timeout_ms());
+  if (in.idle_timeout_ms()) cluster.idle_timeout = Millis(in.idle_timeout_ms());
+  if (in.request_idle_timeout_ms()) cluster.request_idle_timeout = Millis(in.request_idle_timeout_ms());
+  if (in.max_idle_per_endpoint()) cluster.max_idle_per_endpoint = in.max_idle_per_endpoint();
+  if (in.has_load_balancer())
+    translate_load_balancer(in.load_balancer(), path + ".load_balancer", errors, cluster.lb);
+  if (in.has_retry()) translate_retry(in.retry(), path + ".retry", errors, cluster.retry);
+  std::set<std::string> seen;
+  for (int i = 0; i < in.endpoints_size(); ++i) {
+    const v1::Endpoint& e = in.endpoints(i);
+    const std::string epath = path + ".endpoints[" + std::to_string(i) + "]";
+    EndpointConfig endpoint;
+    std::string message;
+    if (!parse_socket_address(e.address(), endpoint.address, message)) {
+      errors.add(epath + ".address", message);
+      continue;
+    }
+    if (!seen.insert(endpoint.address.text).second) {
+      errors.add(epath + ".address", "duplicate endpoint " + endpoint.address.text);
+      continue;
+    }
+    if (e.weight() > kMaxWeight) errors.add(epath + ".weight", range(0, kMaxWeight));
+    endpoint.weight = e.weight() == 0 ? 1 : e.weight();
+    if (!e.zone().empty() && errors.check(epath + ".zone", check_name(e.zone()))) endpoint.zone = e.zone();
+    cluster.endpoints.push_back(std::move(endpoint));
+  }
+}
+
+}  // namespace trellis::proxy::control_merge

@@ -1,0 +1,61 @@
+#include "proxy/http/mirror.h"
+
+namespace trellis::proxy::http {
+
+MirrorStream::MirrorStream(Worker& worker, UpstreamCluster& cluster)
+    : WorkerConnection(worker),
+      cluster_(cluster),
+      upstream_(worker.loop(), *this),
+      timeout_(worker.loop(), [this] { finish(false); }) {}
+
+void MirrorStream::start(Worker& worker, UpstreamCluster& cluster, const RequestHeaders& request,
+                         std::string_view body, Duration timeout) {
+  // Owned by the worker's connection list from here; freed through defer_delete.
+  auto* stream = new MirrorStream(worker, cluster);
+  stream->send(request, body, timeout);
+}
+
+void MirrorStream::send(const RequestHeaders& request, std::string_view body, Duration timeout) {
+  started_ = worker_.loop().now();
+  timeout_.arm(timeout.count() > 0 ? timeout : std::chrono::seconds(15));
+  policy::PickContext ctx;
+  ctx.now = started_;
+  pick_ = cluster_.pick(ctx);
+  int error = 0;
+  UpstreamConnection* c = pick_.pool ? pick_.pool->acquire(&upstream_, error) : nullptr;
+  if (c == nullptr) {
+    pick_ = {};
+    finish(false);
+    return;
+  }
+  cluster_.stats().mirrored.inc();
+  cluster_.on_start(pick_);
+  upstream_.attach(c, request.method == "HEAD");
+  upstream_.encode_headers(request, body.empty());
+  if (!body.empty()) upstream_.encode_data(body, true);
+  upstream_.flush();
+}
+
+void MirrorStream::decode_response_headers(const ResponseHeaders&, bool end_stream) {
+  if (end_stream) finish(upstream_.reusable());
+}
+
+void MirrorStream::decode_response_data(std::string_view, bool end_stream) {
+  if (end_stream) finish(upstream_.reusable());
+}
+
+void MirrorStream::decode_response_trailers(const HeaderList&) { finish(upstream_.reusable()); }
+
+void MirrorStream::on_upstream_failure(UpstreamFailure, std::string_view) { finish(false); }
+
+void MirrorStream::finish(bool reusable) {
+  if (finished_) return;
+  finished_ = true;
+  timeout_.cancel();
+  if (pick_.pool != nullptr) cluster_.on_complete(pick_, worker_.loop().now() - started_);
+  UpstreamConnection* c = upstream_.detach();
+  if (c != nullptr) c->pool().release(c, reusable);
+  worker_.loop().defer_delete(std::unique_ptr<Deferred>(this));
+}
+
+}  // namespace trellis::proxy::http

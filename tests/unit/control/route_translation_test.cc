@@ -1,0 +1,344 @@
+#include "control/route_translation.h"
+
+#include <gtest/gtest.h>
+
+#include "mesh_test_helpers.h"
+
+namespace trellis::control {
+namespace {
+
+using namespace ::trellis::control::testing;  // NOLINT: test helpers
+
+// The routes a client in `client_namespace` gets for calls to reviews.default.
+v1::VirtualHost routes_of(const MeshView& mesh, const std::string& client_namespace = "default") {
+  v1::VirtualHost vh;
+  add_service_routes(mesh, {"reviews", "default"}, client_namespace, vh);
+  return vh;
+}
+
+v1::Route first_route(const MeshView& mesh) { return routes_of(mesh).routes(0); }
+
+Resource reviews_policy() {
+  return resource("DestinationPolicy", "reviews", R"({
+    "targetRef": {"kind": "Service", "name": "reviews"},
+    "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]})");
+}
+
+TEST(RouteTranslation, EachRuleAndMatchIsOneRouteInGatewayApiPrecedence) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({
+    "parentRefs": [{"name": "reviews"}],
+    "rules": [
+      {"backendRefs": [{"name": "catch-all"}]},
+      {"matches": [{"path": {"value": "/api"}}], "backendRefs": [{"name": "api"}]},
+      {"matches": [{"path": {"type": "Exact", "value": "/api/health"}}], "backendRefs": [{"name": "health"}]},
+      {"matches": [{"path": {"value": "/api/v1"}}], "backendRefs": [{"name": "v1"}]},
+      {"matches": [{"path": {"type": "RegularExpression", "value": "/api/[0-9]+"}}], "backendRefs": [{"name": "ids"}]},
+      {"matches": [{"path": {"value": "/api"}, "queryParams": [{"name": "q", "value": "1"}]}],
+       "backendRefs": [{"name": "query"}]},
+      {"matches": [{"path": {"value": "/api"}, "headers": [{"name": "x-a", "value": "1"}]},
+                   {"path": {"value": "/api"}, "headers": [{"name": "x-a", "value": "1"}, {"name": "x-b", "value": "1"}]}],
+       "backendRefs": [{"name": "headers"}]},
+      {"matches": [{"path": {"value": "/api"}, "method": "GET"}], "backendRefs": [{"name": "get"}]}
+    ]})")};
+  EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{
+                                               "EXACT /api/health -> health.default=1",
+                                               "REGEX /api/[0-9]+ -> ids.default=1",
+                                               "PREFIX /api/v1 -> v1.default=1",
+                                               "PREFIX /api GET -> get.default=1",
+                                               "PREFIX /api h:x-a h:x-b -> headers.default=1",
+                                               "PREFIX /api h:x-a -> headers.default=1",
+                                               "PREFIX /api q:q -> query.default=1",
+                                               "PREFIX /api -> api.default=1",
+                                               "PREFIX / -> catch-all.default=1",
+                                               "PREFIX / -> reviews.default",
+                                           }));
+}
+
+TEST(RouteTranslation, TiesGoToTheOlderRouteThenByNameThenToTheFirstRule) {
+  const char* spec = R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"backendRefs": [{"name": "%s-first"}]}, {"backendRefs": [{"name": "%s-second"}]}]})";
+  auto route = [&](const std::string& name, uint64_t version) {
+    std::string text = spec;
+    for (size_t at; (at = text.find("%s")) != std::string::npos;) text.replace(at, 2, name);
+    return http_route(name, text.c_str(), version);
+  };
+  MeshView mesh;
+  mesh.http_routes = {route("a", 5), route("c", 3), route("b", 3)};
+  EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{
+                                               "PREFIX / -> b-first.default=1",
+                                               "PREFIX / -> b-second.default=1",
+                                               "PREFIX / -> c-first.default=1",
+                                               "PREFIX / -> c-second.default=1",
+                                               "PREFIX / -> a-first.default=1",
+                                               "PREFIX / -> a-second.default=1",
+                                               "PREFIX / -> reviews.default",
+                                           }));
+}
+
+TEST(RouteTranslation, RoutesWithMoreSpecificHostnamesComeFirst) {
+  MeshView mesh;
+  mesh.http_routes = {
+      http_route("exact-path", R"({"parentRefs": [{"name": "reviews"}],
+        "rules": [{"matches": [{"path": {"type": "Exact", "value": "/x"}}], "backendRefs": [{"name": "any-host"}]}]})"),
+      http_route("hosts", R"({"parentRefs": [{"name": "reviews"}],
+        "hostnames": ["*.example.com", "reviews.example.com", "ratings.example.com"],
+        "rules": [{"backendRefs": [{"name": "hosts"}]}]})"),
+      http_route("deeper", R"({"parentRefs": [{"name": "reviews"}], "hostnames": ["*.reviews.example.com"],
+        "rules": [{"backendRefs": [{"name": "deeper"}]}]})"),
+  };
+  EXPECT_EQ(describe_all(routes_of(mesh)),
+            (std::vector<std::string>{
+                "PREFIX / hosts:reviews.example.com,ratings.example.com -> hosts.default=1",
+                "PREFIX / hosts:*.reviews.example.com -> deeper.default=1",
+                "PREFIX / hosts:*.example.com -> hosts.default=1",
+                "EXACT /x -> any-host.default=1",
+                "PREFIX / -> reviews.default",
+            }));
+}
+
+TEST(RouteTranslation, MatchConditions) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"matches": [{"path": {"type": "RegularExpression", "value": "/reviews/[0-9]+"}, "method": "PATCH",
+                            "headers": [{"name": "X-User", "value": "alice"},
+                                        {"type": "RegularExpression", "name": "x-id", "value": "[0-9]+"}],
+                            "queryParams": [{"name": "Debug", "value": "1"}]}],
+               "backendRefs": [{"name": "reviews-v2"}]}]})")};
+  const v1::Route& r = first_route(mesh);
+  EXPECT_EQ(r.path_kind(), v1::Route::REGEX);
+  EXPECT_EQ(r.path(), "/reviews/[0-9]+");
+  EXPECT_EQ(r.method(), "PATCH");
+  ASSERT_EQ(r.headers_size(), 2);
+  EXPECT_EQ(r.headers(0).name(), "x-user") << "header names are compared without case: sent lower case";
+  EXPECT_FALSE(r.headers(0).regex());
+  EXPECT_EQ(r.headers(0).value(), "alice");
+  EXPECT_TRUE(r.headers(1).regex());
+  ASSERT_EQ(r.query_params_size(), 1);
+  EXPECT_EQ(r.query_params(0).name(), "Debug") << "query names are case-sensitive";
+  EXPECT_TRUE(r.hosts().empty());
+}
+
+TEST(RouteTranslation, HeaderModifiersRewriteAndPerBackendFilters) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"matches": [{"path": {"value": "/v1/reviews"}}],
+      "filters": [
+        {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+          "set": [{"name": "X-Env", "value": "prod"}], "add": [{"name": "x-trace", "value": "1"}], "remove": ["X-Debug"]}},
+        {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"remove": ["server"]}},
+        {"type": "URLRewrite", "urlRewrite": {"hostname": "reviews.internal",
+          "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/reviews"}}}],
+      "backendRefs": [
+        {"name": "reviews-v1", "weight": 90},
+        {"name": "reviews-v2", "weight": 10, "filters": [
+          {"type": "RequestHeaderModifier", "requestHeaderModifier": {"add": [{"name": "x-canary", "value": "v2"}]}},
+          {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"set": [{"name": "x-served-by", "value": "v2"}]}}]},
+        {"name": "reviews-v3", "weight": 0},
+        {"name": "reviews-v4"}]}]})")};
+  const v1::Route& r = first_route(mesh);
+  ASSERT_EQ(r.request_headers().set_size(), 1);
+  EXPECT_EQ(r.request_headers().set(0).name(), "x-env");
+  EXPECT_EQ(r.request_headers().set(0).value(), "prod");
+  ASSERT_EQ(r.request_headers().add_size(), 1);
+  EXPECT_EQ(r.request_headers().add(0).name(), "x-trace");
+  EXPECT_EQ(
+      std::vector<std::string>(r.request_headers().remove().begin(), r.request_headers().remove().end()),
+      std::vector<std::string>{"x-debug"});
+  EXPECT_EQ(r.response_headers().remove_size(), 1);
+  EXPECT_EQ(r.rewrite().hostname(), "reviews.internal");
+  EXPECT_EQ(r.rewrite().path().kind(), v1::PathModifier::PREFIX);
+  EXPECT_EQ(r.rewrite().path().value(), "/reviews");
+  EXPECT_FALSE(r.redirect().enabled());
+  EXPECT_EQ(describe(r),
+            "PREFIX /v1/reviews -> reviews-v1.default=90,reviews-v2.default=10,reviews-v3.default=0,"
+            "reviews-v4.default=1");
+  EXPECT_FALSE(r.backends(0).has_request_headers());
+  ASSERT_EQ(r.backends(1).request_headers().add_size(), 1);
+  EXPECT_EQ(r.backends(1).request_headers().add(0).name(), "x-canary");
+  ASSERT_EQ(r.backends(1).response_headers().set_size(), 1);
+  EXPECT_EQ(r.backends(1).response_headers().set(0).value(), "v2");
+}
+
+TEST(RouteTranslation, RedirectsAnswerInsteadOfForwarding) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [
+      {"matches": [{"path": {"type": "Exact", "value": "/old"}}],
+       "filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "hostname": "new.example.com",
+         "port": 8443, "statusCode": 301, "path": {"type": "ReplaceFullPath", "replaceFullPath": "/new"}}}]},
+      {"matches": [{"path": {"value": "/v1"}}],
+       "filters": [{"type": "RequestRedirect", "requestRedirect": {
+         "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}}]}]})")};
+  v1::VirtualHost vh = routes_of(mesh);
+  ASSERT_EQ(vh.routes_size(), 3);
+  const v1::Route& full = vh.routes(0);
+  EXPECT_EQ(describe(full), "EXACT /old -> redirect") << "a redirect needs no backends and is no error";
+  EXPECT_EQ(full.redirect().scheme(), "https");
+  EXPECT_EQ(full.redirect().hostname(), "new.example.com");
+  EXPECT_EQ(full.redirect().port(), 8443u);
+  EXPECT_EQ(full.redirect().status(), 301u);
+  EXPECT_EQ(full.redirect().path().kind(), v1::PathModifier::FULL);
+  EXPECT_EQ(full.redirect().path().value(), "/new");
+  const v1::Route& prefix = vh.routes(1);
+  EXPECT_TRUE(prefix.redirect().enabled());
+  EXPECT_EQ(prefix.redirect().status(), 302u) << "the default status";
+  EXPECT_EQ(prefix.redirect().scheme(), "") << "the request's";
+  EXPECT_EQ(prefix.redirect().port(), 0u);
+  EXPECT_EQ(prefix.redirect().path().kind(), v1::PathModifier::PREFIX);
+}
+
+TEST(RouteTranslation, ARuleWithoutBackendsAnswers500) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"matches": [{"path": {"value": "/closed"}}]},
+              {"matches": [{"path": {"value": "/empty"}}], "backendRefs": []}]})")};
+  EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{
+                                               "PREFIX /closed -> !no backends",
+                                               "PREFIX /empty -> !no backends",
+                                               "PREFIX / -> reviews.default",
+                                           }));
+}
+
+TEST(RouteTranslation, SubsetBackendsNameTheirSubsetClusterOrNothing) {
+  MeshView mesh;
+  mesh.destination_policies = {reviews_policy()};
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"backendRefs": [
+      {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v1", "weight": 80},
+      {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v2", "weight": 10},
+      {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v3", "weight": 5},
+      {"group": "trellis.dev", "kind": "Subset", "name": "ratings/v1", "weight": 5},
+      {"name": "ratings", "namespace": "prod"}]}]})")};
+  EXPECT_EQ(describe(first_route(mesh)),
+            "PREFIX / -> reviews.default/v1=80,reviews.default/v2=10,=5,=5,ratings.prod=1")
+      << "a subset its Service's DestinationPolicy does not define has no cluster: its share answers 500";
+}
+
+TEST(RouteTranslation, MirrorsSendAShareOfCopies) {
+  MeshView mesh;
+  mesh.destination_policies = {reviews_policy()};
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"filters": [
+      {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shadow"}, "percent": 5}},
+      {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "audit", "namespace": "ops"},
+                                                  "fraction": {"numerator": 1, "denominator": 1000}}},
+      {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "all"}}},
+      {"type": "RequestMirror", "requestMirror": {"backendRef": {"group": "trellis.dev", "kind": "Subset",
+                                                                 "name": "reviews/v2"}, "fraction": {"numerator": 3}}},
+      {"type": "RequestMirror", "requestMirror": {"backendRef": {"group": "trellis.dev", "kind": "Subset",
+                                                                 "name": "reviews/v9"}}}],
+      "backendRefs": [{"name": "reviews-v1"}]}]})")};
+  const v1::Route& r = first_route(mesh);
+  std::vector<std::string> mirrors;
+  for (const v1::Mirror& m : r.mirrors()) {
+    mirrors.push_back(m.cluster() + " " + std::to_string(m.numerator()) + "/" +
+                      std::to_string(m.denominator()));
+  }
+  EXPECT_EQ(mirrors, (std::vector<std::string>{"shadow.default 5/100", "audit.ops 1/1000",
+                                               "all.default 100/100", "reviews.default/v2 3/100"}))
+      << "a mirror to a subset that does not exist sends nothing";
+}
+
+TEST(RouteTranslation, TimeoutsDefaultToTheMeshConfigs) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"matches": [{"path": {"value": "/a"}}], "timeouts": {"request": "10s", "backendRequest": "3s"},
+               "backendRefs": [{"name": "a"}]},
+              {"matches": [{"path": {"value": "/b"}}], "timeouts": {"request": "0s"}, "backendRefs": [{"name": "b"}]},
+              {"matches": [{"path": {"value": "/c"}}], "timeouts": {"backendRequest": "1s"}, "backendRefs": [{"name": "c"}]},
+              {"matches": [{"path": {"value": "/d"}}], "backendRefs": [{"name": "d"}]}]})")};
+  auto timeouts = [&] {
+    std::vector<std::pair<uint32_t, uint32_t>> out;
+    v1::VirtualHost vh = routes_of(mesh);
+    for (const v1::Route& r : vh.routes()) out.emplace_back(r.timeout_ms(), r.per_try_timeout_ms());
+    return out;
+  };
+  using T = std::vector<std::pair<uint32_t, uint32_t>>;
+  EXPECT_EQ(timeouts(), (T{{10000, 3000}, {0, 0}, {15000, 1000}, {15000, 0}, {15000, 0}}))
+      << "without a MeshConfig the default is 15s, for the last route to the Service too";
+  mesh.mesh_configs = {resource("MeshConfig", "default", R"({"defaults": {"requestTimeout": "1m"}})")};
+  EXPECT_EQ(timeouts(), (T{{10000, 3000}, {0, 0}, {60000, 1000}, {60000, 0}, {60000, 0}}));
+  mesh.mesh_configs = {resource("MeshConfig", "default", R"({"defaults": {"requestTimeout": "0s"}})")};
+  EXPECT_EQ(timeouts(), (T{{10000, 3000}, {0, 0}, {0, 1000}, {0, 0}, {0, 0}})) << "0s: no limit";
+  mesh.mesh_configs = {resource("MeshConfig", "default", R"({"defaults": {"idleTimeout": "5m"}})")};
+  EXPECT_EQ(timeouts()[3], (std::pair<uint32_t, uint32_t>{15000, 0}));
+}
+
+TEST(RouteTranslation, AnExtensionRefInjectsTheFaultsOfItsFaultInjection) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"matches": [{"path": {"value": "/both"}}], "backendRefs": [{"name": "a"}],
+               "filters": [{"type": "ExtensionRef",
+                            "extensionRef": {"group": "trellis.dev", "kind": "FaultInjection", "name": "both"}}]},
+              {"matches": [{"path": {"value": "/abort"}}], "backendRefs": [{"name": "a"}],
+               "filters": [{"type": "ExtensionRef",
+                            "extensionRef": {"group": "trellis.dev", "kind": "FaultInjection", "name": "abort"}}]},
+              {"matches": [{"path": {"value": "/gone"}}], "backendRefs": [{"name": "a"}],
+               "filters": [{"type": "ExtensionRef",
+                            "extensionRef": {"group": "trellis.dev", "kind": "FaultInjection", "name": "gone"}}]},
+              {"matches": [{"path": {"value": "/none"}}], "backendRefs": [{"name": "a"}]}]})")};
+  mesh.fault_injections = {
+      resource("FaultInjection", "both", R"({"abort": {"httpStatus": 503, "percent": 10},
+                                             "delay": {"fixedDelay": "2s", "percent": 0.5}})"),
+      resource("FaultInjection", "abort", R"({"abort": {"httpStatus": 429}})"),
+      resource("FaultInjection", "gone", R"({"abort": {"httpStatus": 500}})", 1, "elsewhere"),
+  };
+  v1::VirtualHost vh = routes_of(mesh);
+  auto route_for = [&](const std::string& path) {
+    for (const v1::Route& r : vh.routes())
+      if (r.path() == path) return r;
+    ADD_FAILURE() << "no route for " << path;
+    return v1::Route();
+  };
+  auto fault_of = [&](const std::string& path) { return route_for(path).fault(); };
+  v1::Fault both = fault_of("/both");
+  EXPECT_EQ(both.abort_status(), 503u);
+  EXPECT_EQ(both.abort_per_million(), 100000u);
+  EXPECT_EQ(both.delay_ms(), 2000u);
+  EXPECT_EQ(both.delay_per_million(), 5000u);
+  v1::Fault abort = fault_of("/abort");
+  EXPECT_EQ(abort.abort_status(), 429u);
+  EXPECT_EQ(abort.abort_per_million(), 1000000u) << "percent defaults to 100";
+  EXPECT_EQ(abort.delay_ms(), 0u);
+  EXPECT_EQ(abort.delay_per_million(), 0u);
+  EXPECT_FALSE(route_for("/gone").has_fault())
+      << "a FaultInjection that does not exist in the route's namespace injects nothing";
+  EXPECT_FALSE(route_for("/none").has_fault());
+}
+
+TEST(RouteTranslation, ConsumerRoutesApplyOnlyToClientsInTheirNamespace) {
+  MeshView mesh;
+  mesh.http_routes = {
+      http_route("producer", R"({"parentRefs": [{"name": "reviews"}],
+        "rules": [{"matches": [{"path": {"value": "/p"}}], "backendRefs": [{"name": "producer"}]}]})"),
+      http_route("consumer", R"({"parentRefs": [{"name": "reviews", "namespace": "default"}],
+        "rules": [{"matches": [{"path": {"value": "/c"}}], "backendRefs": [{"name": "consumer"}]}]})",
+                 1, "shop"),
+  };
+  EXPECT_EQ(describe_all(routes_of(mesh, "default")),
+            (std::vector<std::string>{"PREFIX /p -> producer.default=1", "PREFIX / -> reviews.default"}));
+  EXPECT_EQ(describe_all(routes_of(mesh, "shop")),
+            (std::vector<std::string>{"PREFIX /p -> producer.default=1", "PREFIX /c -> consumer.shop=1",
+                                      "PREFIX / -> reviews.default"}))
+      << "the consumer route's backends are in its own namespace";
+}
+
+TEST(RouteTranslation, RouteClustersAreEveryResolvedBackendAndMirror) {
+  MeshView mesh;
+  mesh.destination_policies = {reviews_policy()};
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"backendRefs": [{"group": "trellis.dev", "kind": "Subset", "name": "reviews/v1"},
+                               {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v7"}],
+               "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shadow"}}}]},
+              {"backendRefs": [{"group": "trellis.dev", "kind": "Subset", "name": "reviews/v1"},
+                               {"name": "ratings", "namespace": "prod"}]}]})")};
+  std::set<ClusterRef> clusters;
+  add_route_clusters(mesh, {"reviews", "default"}, "default", clusters);
+  std::vector<std::string> names;
+  for (const ClusterRef& c : clusters) names.push_back(c.cluster_name());
+  EXPECT_EQ(names, (std::vector<std::string>{"ratings.prod", "reviews.default/v1", "shadow.default"}));
+}
+
+}  // namespace
+}  // namespace trellis::control
