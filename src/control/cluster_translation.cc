@@ -107,6 +107,40 @@ bool selects(const Json& labels, const Instance& instance) {
   return true;
 }
 
+// healthCheck (validated before it was stored): http/tcp/grpc, statuses as
+// codes or "lo-hi" ranges. gRPC checks need the gRPC codec; until then such a
+// check is sent as none, so the endpoints stay in rotation.
+void fill_health_check(const Json& spec, v1::HealthCheck& out) {
+  if (const Json* http = map_at(spec, "http")) {
+    out.set_kind(v1::HealthCheck::HTTP);
+    out.set_path(string_at(*http, "path", "/"));
+    auto statuses = http->find("expectedStatuses");
+    if (statuses != http->end() && statuses->is_array()) {
+      for (const Json& s : *statuses) {
+        v1::StatusRange* r = out.add_expected_statuses();
+        if (s.is_number_integer()) {
+          r->set_min(s.get<uint32_t>());
+          r->set_max(s.get<uint32_t>());
+        } else if (s.is_string()) {
+          const std::string& text = s.get_ref<const std::string&>();
+          size_t dash = text.find('-');
+          r->set_min(static_cast<uint32_t>(std::stoul(text.substr(0, dash))));
+          r->set_max(static_cast<uint32_t>(std::stoul(dash == std::string::npos ? text : text.substr(dash + 1))));
+        }
+      }
+    }
+  } else if (map_at(spec, "tcp") != nullptr) {
+    out.set_kind(v1::HealthCheck::TCP);
+  } else {
+    return;
+  }
+  out.set_interval_ms(duration_at(spec, "interval", 10000));
+  out.set_timeout_ms(duration_at(spec, "timeout", 1000));
+  out.set_healthy_threshold(uint_at(spec, "healthyThreshold", 2));
+  out.set_unhealthy_threshold(uint_at(spec, "unhealthyThreshold", 3));
+  out.set_jitter_percent(uint_at(spec, "jitterPercent", 10));
+}
+
 }  // namespace
 
 v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
@@ -126,6 +160,7 @@ v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
     if (const Json* lb = map_at(policy->spec, "loadBalancer"))
       fill_load_balancer(*lb, *c.mutable_load_balancer());
     if (const Json* retries = map_at(policy->spec, "retries")) fill_retry(*retries, *c.mutable_retry());
+    if (const Json* hc = map_at(policy->spec, "healthCheck")) fill_health_check(*hc, *c.mutable_health_check());
   }
   const Json* labels = nullptr;
   if (!ref.subset.empty()) {

@@ -67,6 +67,25 @@ struct LoadBalancerConfig {
   Millis slow_start_window{0};
 };
 
+// Active health checks of each endpoint, made once per proxy (not per worker)
+// from the main thread. An endpoint starts healthy; `unhealthy_threshold`
+// failed checks in a row take it out of rotation, `healthy_threshold` passed
+// ones bring it back.
+struct HealthCheckConfig {
+  enum class Kind : uint8_t { kNone, kHttp, kTcp };
+  Kind kind = Kind::kNone;
+  std::string path = "/";  // http: GET this path
+  std::string host;        // http: Host header; empty: the endpoint's address
+  // http: statuses that pass, as inclusive ranges; empty: 200-299.
+  std::vector<std::pair<uint16_t, uint16_t>> expected_statuses;
+  Millis interval{10000};
+  Millis timeout{1000};
+  uint32_t healthy_threshold = 2;
+  uint32_t unhealthy_threshold = 3;
+  uint32_t jitter_percent = 10;  // each interval is longer by up to this share, at random
+  bool enabled() const { return kind != Kind::kNone; }
+};
+
 struct ClusterConfig {
   std::string name;
   LoadBalancerConfig lb;
@@ -77,6 +96,7 @@ struct ClusterConfig {
   Millis request_idle_timeout{300000};
   uint32_t max_idle_per_endpoint = 64;  // per worker
   policy::RetryPolicy retry;
+  HealthCheckConfig health_check;
   std::vector<EndpointConfig> endpoints;
 };
 

@@ -1,5 +1,6 @@
 // The bootstrap file's clusters: endpoints, load balancing and retries.
 #include <algorithm>
+#include <charconv>
 #include <limits>
 
 #include "common/text.h"
@@ -17,7 +18,8 @@ class ClusterLoader {
   void load(const Located& at, ClusterConfig& cluster, size_t index, ClusterIndex& names) {
     auto fields = r_.read_map(
         at, {"name", "lb_policy", "hash", "ring_points", "locality", "slow_start", "connect_timeout",
-             "idle_timeout", "request_idle_timeout", "max_idle_per_endpoint", "retry", "endpoints"});
+             "idle_timeout", "request_idle_timeout", "max_idle_per_endpoint", "retry", "health_check",
+             "endpoints"});
     if (!fields) return;
     if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, cluster.name)) {
       if (!names.by_name.emplace(cluster.name, index).second) {
@@ -33,6 +35,7 @@ class ClusterLoader {
       r_.read_integer(*v, 0, std::numeric_limits<uint32_t>::max(), cluster.max_idle_per_endpoint);
     }
     if (auto v = fields->get("retry")) load_retry(*v, cluster.retry);
+    if (auto v = fields->get("health_check")) load_health_check(*v, cluster.health_check);
     if (auto v = fields->get("endpoints")) {
       if (auto items = r_.read_list(*v)) {
         for (const Located& item : *items) {
@@ -221,6 +224,61 @@ class ClusterLoader {
           retry.backoff_max = max;
         }
       }
+    }
+  }
+
+  void load_health_check(const Located& at, HealthCheckConfig& hc) {
+    auto fields = r_.read_map(at, {"http", "tcp", "interval", "timeout", "healthy_threshold", "unhealthy_threshold",
+                                   "jitter_percent"});
+    if (!fields) return;
+    auto http = fields->get("http");
+    auto tcp = fields->get("tcp");
+    if (http && tcp) {
+      r_.key_error(*tcp, "set only one of \"http\" or \"tcp\"");
+    } else if (!http && !tcp) {
+      r_.error(at, "needs \"http\" or \"tcp\"");
+    }
+    if (http) {
+      hc.kind = HealthCheckConfig::Kind::kHttp;
+      if (auto f = r_.read_map(*http, {"path", "host", "expected_statuses"})) {
+        if (auto v = f->get("path"); v && r_.read_string(*v, hc.path)) r_.check(*v, check_path(hc.path));
+        if (auto v = f->get("host"); v && r_.read_string(*v, hc.host)) r_.check(*v, check_hostname(hc.host));
+        if (auto v = f->get("expected_statuses")) load_status_ranges(*v, hc.expected_statuses);
+      }
+    } else if (tcp) {
+      hc.kind = HealthCheckConfig::Kind::kTcp;
+      r_.read_map(*tcp, {});
+    }
+    if (auto v = fields->get("interval")) r_.read_positive_duration(*v, hc.interval);
+    if (auto v = fields->get("timeout"); v && r_.read_positive_duration(*v, hc.timeout) && hc.timeout >= hc.interval)
+      r_.error(*v, "must be shorter than the interval (" + format_duration(hc.interval) + ")");
+    if (auto v = fields->get("healthy_threshold")) r_.read_integer(*v, 1, 1000, hc.healthy_threshold);
+    if (auto v = fields->get("unhealthy_threshold")) r_.read_integer(*v, 1, 1000, hc.unhealthy_threshold);
+    if (auto v = fields->get("jitter_percent")) r_.read_integer(*v, 0, 100, hc.jitter_percent);
+  }
+
+  // Status codes (304) or inclusive ranges ("200-299").
+  void load_status_ranges(const Located& at, std::vector<std::pair<uint16_t, uint16_t>>& ranges) {
+    auto items = r_.read_list(at);
+    if (!items) return;
+    if (items->empty()) r_.error(at, "must list at least one status or range");
+    for (const Located& item : *items) {
+      if (item.node.IsScalar() && item.node.Scalar().find('-') != std::string::npos) {
+        const std::string& text = item.node.Scalar();
+        size_t dash = text.find('-');
+        int lo = 0, hi = 0;
+        auto [p1, e1] = std::from_chars(text.data(), text.data() + dash, lo);
+        auto [p2, e2] = std::from_chars(text.data() + dash + 1, text.data() + text.size(), hi);
+        if (e1 != std::errc() || e2 != std::errc() || p1 != text.data() + dash || p2 != text.data() + text.size() ||
+            lo < 100 || hi > 599 || lo > hi) {
+          r_.error(item, "expected a status (100 to 599) or a range like \"200-299\"");
+          continue;
+        }
+        ranges.emplace_back(static_cast<uint16_t>(lo), static_cast<uint16_t>(hi));
+        continue;
+      }
+      uint16_t code = 0;
+      if (r_.read_integer(item, 100, 599, code)) ranges.emplace_back(code, code);
     }
   }
 

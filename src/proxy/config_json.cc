@@ -211,6 +211,31 @@ Json retry_json(const policy::RetryPolicy& retry) {
   return out;
 }
 
+Json health_check_json(const HealthCheckConfig& hc) {
+  Json out;
+  if (hc.kind == HealthCheckConfig::Kind::kHttp) {
+    Json http{{"path", hc.path}};
+    if (!hc.host.empty()) http["host"] = hc.host;
+    if (!hc.expected_statuses.empty()) {
+      Json statuses = Json::array();
+      for (const auto& [lo, hi] : hc.expected_statuses) {
+        if (lo == hi) statuses.push_back(lo);
+        else statuses.push_back(std::to_string(lo) + "-" + std::to_string(hi));
+      }
+      http["expected_statuses"] = std::move(statuses);
+    }
+    out["http"] = std::move(http);
+  } else {
+    out["tcp"] = Json::object();
+  }
+  out["interval"] = format_duration(hc.interval);
+  out["timeout"] = format_duration(hc.timeout);
+  out["healthy_threshold"] = hc.healthy_threshold;
+  out["unhealthy_threshold"] = hc.unhealthy_threshold;
+  out["jitter_percent"] = hc.jitter_percent;
+  return out;
+}
+
 Json cluster_to_json(const ClusterConfig& cluster) {
   const LoadBalancerConfig& lb = cluster.lb;
   Json out;
@@ -225,6 +250,7 @@ Json cluster_to_json(const ClusterConfig& cluster) {
   out["request_idle_timeout"] = format_duration(cluster.request_idle_timeout);
   out["max_idle_per_endpoint"] = cluster.max_idle_per_endpoint;
   if (!is_default(cluster.retry)) out["retry"] = retry_json(cluster.retry);
+  if (cluster.health_check.enabled()) out["health_check"] = health_check_json(cluster.health_check);
   Json endpoints = Json::array();
   for (const EndpointConfig& endpoint : cluster.endpoints) {
     Json e{{"address", endpoint.address.text}, {"weight", endpoint.weight}};

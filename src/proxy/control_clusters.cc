@@ -172,6 +172,40 @@ void translate_retry(const v1::RetryPolicy& in, const std::string& path, Errors&
   }
 }
 
+void translate_health_check(const v1::HealthCheck& in, const std::string& path, Errors& errors,
+                            HealthCheckConfig& hc) {
+  switch (in.kind()) {
+    case v1::HealthCheck::NONE:
+      return;
+    case v1::HealthCheck::HTTP:
+      hc.kind = HealthCheckConfig::Kind::kHttp;
+      break;
+    case v1::HealthCheck::TCP:
+      hc.kind = HealthCheckConfig::Kind::kTcp;
+      break;
+    default:
+      errors.add(path + ".kind", "unknown kind " + std::to_string(in.kind()));
+      return;
+  }
+  if (!in.path().empty() && errors.check(path + ".path", check_path(in.path()))) hc.path = in.path();
+  if (!in.host().empty() && errors.check(path + ".host", check_hostname(in.host()))) hc.host = in.host();
+  for (int i = 0; i < in.expected_statuses_size(); ++i) {
+    const v1::StatusRange& r = in.expected_statuses(i);
+    if (r.min() < 100 || r.max() > 599 || r.min() > r.max()) {
+      errors.add(path + ".expected_statuses[" + std::to_string(i) + "]", "must be a range within 100 to 599");
+      continue;
+    }
+    hc.expected_statuses.emplace_back(static_cast<uint16_t>(r.min()), static_cast<uint16_t>(r.max()));
+  }
+  if (in.interval_ms()) hc.interval = Millis(in.interval_ms());
+  if (in.timeout_ms()) hc.timeout = Millis(in.timeout_ms());
+  if (hc.timeout >= hc.interval) errors.add(path + ".timeout_ms", "must be shorter than the interval");
+  if (in.healthy_threshold()) hc.healthy_threshold = in.healthy_threshold();
+  if (in.unhealthy_threshold()) hc.unhealthy_threshold = in.unhealthy_threshold();
+  if (in.jitter_percent() > 100) errors.add(path + ".jitter_percent", range(0, 100));
+  hc.jitter_percent = in.jitter_percent();
+}
+
 }  // namespace
 
 void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& errors,
@@ -184,6 +218,8 @@ void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& e
   if (in.has_load_balancer())
     translate_load_balancer(in.load_balancer(), path + ".load_balancer", errors, cluster.lb);
   if (in.has_retry()) translate_retry(in.retry(), path + ".retry", errors, cluster.retry);
+  if (in.has_health_check())
+    translate_health_check(in.health_check(), path + ".health_check", errors, cluster.health_check);
   std::set<std::string> seen;
   for (int i = 0; i < in.endpoints_size(); ++i) {
     const v1::Endpoint& e = in.endpoints(i);

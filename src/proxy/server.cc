@@ -1,5 +1,6 @@
 #include "proxy/server.h"
 
+#include <algorithm>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -52,6 +53,7 @@ Server::Server(ServerOptions options) : options_(std::move(options)) {
     options_.workers = n == 0 ? 1 : n;
   }
   stats_ = std::make_unique<StatsRegistry>(options_.workers);
+  health_checker_ = std::make_unique<HealthChecker>(loop_);
 }
 
 Server::~Server() {
@@ -66,7 +68,13 @@ bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shar
   snap->workers = options_.workers;
   snap->config = config;
   for (const ClusterConfig& c : config->clusters) {
-    snap->clusters.push_back({&c, stats_->cluster(c.name)});
+    ClusterRuntime rt{&c, stats_->cluster(c.name), cluster_states_.cluster(c.name), {}};
+    for (const EndpointConfig& e : c.endpoints) rt.endpoints.push_back(rt.state->endpoint(e.address.text));
+    rt.state->retain([&](const std::string& address) {
+      return std::any_of(c.endpoints.begin(), c.endpoints.end(),
+                         [&](const EndpointConfig& e) { return e.address.text == address; });
+    });
+    snap->clusters.push_back(std::move(rt));
   }
   snap->listeners.reserve(config->listeners.size());
   for (const ListenerConfig& l : config->listeners) {
@@ -155,6 +163,7 @@ bool Server::start() {
   signals_ = std::make_unique<Signals>(*this);
 
   snapshot_ = snap;
+  health_checker_->update(*snapshot_);
   for (size_t i = 0; i < options_.workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, snapshot_));
   }
@@ -231,6 +240,7 @@ bool Server::apply_config(std::shared_ptr<const ProxyConfig> config, std::string
   std::shared_ptr<Snapshot> snap;
   if (!build_snapshot(std::move(config), snap, error)) return false;
   snapshot_ = snap;
+  health_checker_->update(*snapshot_);
   for (auto& w : workers_) w->update(snapshot_);
   spdlog::info("config version {} in force", snapshot_->version);
   return true;
@@ -242,6 +252,7 @@ void Server::begin_drain() {
   drain_deadline_ = loop_.now() + snapshot_->config->drain_timeout;
   spdlog::info("draining (up to {} ms)", snapshot_->config->drain_timeout.count());
   if (control_) control_->stop();
+  health_checker_->stop();
   for (auto& w : workers_) w->drain();
   drain_timer_ = std::make_unique<Timer>(loop_, [this] { check_drained(); });
   drain_timer_->arm(std::chrono::milliseconds(20));

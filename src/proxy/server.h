@@ -10,7 +10,9 @@
 #include "proxy/admin.h"
 #include "proxy/config.h"
 #include "proxy/control_client.h"
+#include "proxy/endpoint_state.h"
 #include "proxy/event_loop.h"
+#include "proxy/health_checker.h"
 #include "proxy/snapshot.h"
 #include "proxy/stats.h"
 #include "proxy/worker.h"
@@ -49,6 +51,8 @@ class Server {
   ServerOptions options_;
   EventLoop loop_;
   std::unique_ptr<StatsRegistry> stats_;
+  ClusterStateRegistry cluster_states_;
+  std::unique_ptr<HealthChecker> health_checker_;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<Signals> signals_;
   std::shared_ptr<const Snapshot> snapshot_;

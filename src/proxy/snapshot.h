@@ -11,6 +11,7 @@
 
 #include "policy/route_table.h"
 #include "proxy/config.h"
+#include "proxy/endpoint_state.h"
 #include "proxy/stats.h"
 
 namespace trellis::proxy {
@@ -38,6 +39,10 @@ struct ListenerRuntime {
 struct ClusterRuntime {
   const ClusterConfig* config = nullptr;
   std::vector<ClusterStats*> stats;  // one per worker
+  // Health verdicts: atomics the main thread writes and workers read, the one
+  // part of a snapshot that changes after it is built.
+  std::shared_ptr<ClusterState> state;
+  std::vector<std::shared_ptr<EndpointState>> endpoints;  // aligned with config->endpoints
 };
 
 struct Snapshot {

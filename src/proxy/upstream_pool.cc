@@ -7,6 +7,12 @@
 #include "proxy/net.h"
 
 namespace trellis::proxy {
+namespace {
+
+// Below this share of available endpoints, health verdicts are ignored.
+constexpr size_t kPanicThresholdPercent = 50;
+
+}  // namespace
 
 UpstreamConnection::UpstreamConnection(EndpointPool& pool, int fd)
     : pool_(pool),
@@ -129,8 +135,12 @@ UpstreamCluster::UpstreamCluster(EventLoop& loop, Random& random, std::string na
 
 UpstreamCluster::~UpstreamCluster() = default;
 
-void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats, const std::string& local_zone,
+void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats,
+                             std::shared_ptr<const ClusterState> state,
+                             std::vector<std::shared_ptr<EndpointState>> endpoints, const std::string& local_zone,
                              size_t workers) {
+  state_ = std::move(state);
+  endpoint_states_ = std::move(endpoints);
   bool budget_changed = config.retry.budget_percent != config_.retry.budget_percent ||
                         config.retry.budget_min_per_second != config_.retry.budget_min_per_second ||
                         stats_ == nullptr;
@@ -171,6 +181,14 @@ void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats, c
 void UpstreamCluster::rebuild() {
   const LoadBalancerConfig& lb = config_.lb;
   MonoTime now = loop_.now();
+  // Read the epoch before the verdicts: a change made meanwhile shows as a
+  // newer epoch at the next pick, and the balancer is built again.
+  seen_epoch_ = state_ ? state_->epoch() : 0;
+  size_t available = 0;
+  for (const auto& e : endpoint_states_) available += e->available();
+  // Panic: when too few endpoints are available, the verdicts are more
+  // likely wrong than the endpoints: spread over all of them.
+  bool panic = available * 100 < endpoint_states_.size() * kPanicThresholdPercent;
   Duration window = lb.slow_start_window;
   bool warming = false;
   std::vector<policy::Host> hosts;
@@ -181,6 +199,7 @@ void UpstreamCluster::rebuild() {
     h.id = pools_[i]->host_id();
     h.weight = e.weight;
     h.local = !local_zone_.empty() && e.zone == local_zone_;
+    h.healthy = panic || i >= endpoint_states_.size() || endpoint_states_[i]->available();
     if (window.count() > 0) {
       Duration age = now - pools_[i]->added_at();
       warming = warming || age < window;
@@ -239,6 +258,7 @@ void UpstreamCluster::collect() {
 
 UpstreamPick UpstreamCluster::pick(const policy::PickContext& ctx) {
   UpstreamPick out;
+  if (state_ && state_->epoch() != seen_epoch_) rebuild();
   if (!lb_ || pools_.empty()) return out;
   size_t index = lb_->choose(ctx);
   if (index >= pools_.size()) return out;

@@ -13,6 +13,7 @@
 #include "policy/load_balancer.h"
 #include "policy/retry.h"
 #include "proxy/config.h"
+#include "proxy/endpoint_state.h"
 #include "proxy/event_loop.h"
 #include "proxy/socket.h"
 #include "proxy/stats.h"
@@ -115,9 +116,13 @@ class UpstreamCluster {
   ~UpstreamCluster();
 
   // Adopts a (possibly changed) config: pools of endpoints that stay are kept,
-  // and the balancer is rebuilt with their stats. `local_zone` is the proxy's
-  // zone (locality-aware balancing); `workers` shares the retry budget's floor.
-  void update(const ClusterConfig& config, ClusterStats* stats, const std::string& local_zone, size_t workers);
+  // and the balancer is rebuilt with their stats. `endpoints` are the shared
+  // health verdicts, aligned with config.endpoints. `local_zone` is the
+  // proxy's zone (locality-aware balancing); `workers` shares the retry
+  // budget's floor.
+  void update(const ClusterConfig& config, ClusterStats* stats, std::shared_ptr<const ClusterState> state,
+              std::vector<std::shared_ptr<EndpointState>> endpoints, const std::string& local_zone,
+              size_t workers);
   void retire();  // the cluster left the config
   void close_idle();
 
@@ -150,6 +155,9 @@ class UpstreamCluster {
   std::vector<std::unique_ptr<EndpointPool>> retired_;  // waiting for their last connection
   std::unique_ptr<policy::LoadBalancer> lb_;            // over pools_, same order
   uint64_t generation_ = 0;
+  std::shared_ptr<const ClusterState> state_;
+  std::vector<std::shared_ptr<EndpointState>> endpoint_states_;  // aligned with pools_
+  uint64_t seen_epoch_ = 0;  // the health verdicts lb_ was built with
   policy::RetryBudget budget_{20, 10};
   Timer slow_start_timer_;  // rebuilds while an endpoint is warming up
 };
