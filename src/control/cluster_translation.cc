@@ -153,6 +153,11 @@ v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
   const Resource* policy = destination_policy_for(mesh, ref.service);
   if (policy != nullptr) {
     if (const Json* pool = map_at(policy->spec, "connectionPool")) {
+      v1::CircuitBreakers* cb = c.mutable_circuit_breakers();
+      cb->set_max_connections(uint_at(*pool, "maxConnections", 0));
+      cb->set_max_pending_requests(uint_at(*pool, "maxPendingRequests", 0));
+      cb->set_max_requests(uint_at(*pool, "maxRequests", 0));
+      cb->set_max_retries(uint_at(*pool, "maxRetries", 0));
       c.set_connect_timeout_ms(duration_at(*pool, "connectTimeout", kConnectTimeoutMs));
       c.set_idle_timeout_ms(duration_at(*pool, "idleTimeout", kIdleTimeoutMs));
       c.set_request_idle_timeout_ms(duration_at(*pool, "requestIdleTimeout", kRequestIdleTimeoutMs));

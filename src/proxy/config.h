@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "policy/circuit_breaker.h"
 #include "policy/load_balancer.h"
 #include "policy/retry.h"
 #include "policy/route_match.h"
@@ -96,6 +97,9 @@ struct ClusterConfig {
   Millis request_idle_timeout{300000};
   uint32_t max_idle_per_endpoint = 64;  // per worker
   policy::RetryPolicy retry;
+  // Caps on what the whole proxy has open to the cluster at once; past one,
+  // requests are answered 503 at once, naming the limit.
+  policy::CircuitBreakerLimits circuit_breakers;
   HealthCheckConfig health_check;
   std::vector<EndpointConfig> endpoints;
 };

@@ -19,7 +19,7 @@ class ClusterLoader {
     auto fields = r_.read_map(
         at, {"name", "lb_policy", "hash", "ring_points", "locality", "slow_start", "connect_timeout",
              "idle_timeout", "request_idle_timeout", "max_idle_per_endpoint", "retry", "health_check",
-             "endpoints"});
+             "circuit_breakers", "endpoints"});
     if (!fields) return;
     if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, cluster.name)) {
       if (!names.by_name.emplace(cluster.name, index).second) {
@@ -36,6 +36,7 @@ class ClusterLoader {
     }
     if (auto v = fields->get("retry")) load_retry(*v, cluster.retry);
     if (auto v = fields->get("health_check")) load_health_check(*v, cluster.health_check);
+    if (auto v = fields->get("circuit_breakers")) load_circuit_breakers(*v, cluster.circuit_breakers);
     if (auto v = fields->get("endpoints")) {
       if (auto items = r_.read_list(*v)) {
         for (const Located& item : *items) {
@@ -225,6 +226,16 @@ class ClusterLoader {
         }
       }
     }
+  }
+
+  void load_circuit_breakers(const Located& at, policy::CircuitBreakerLimits& limits) {
+    auto fields = r_.read_map(at, {"max_connections", "max_pending_requests", "max_requests", "max_retries"});
+    if (!fields) return;
+    constexpr int64_t kMax = 1'000'000'000;
+    if (auto v = fields->get("max_connections")) r_.read_integer(*v, 1, kMax, limits.max_connections);
+    if (auto v = fields->get("max_pending_requests")) r_.read_integer(*v, 1, kMax, limits.max_pending_requests);
+    if (auto v = fields->get("max_requests")) r_.read_integer(*v, 1, kMax, limits.max_requests);
+    if (auto v = fields->get("max_retries")) r_.read_integer(*v, 0, kMax, limits.max_retries);
   }
 
   void load_health_check(const Located& at, HealthCheckConfig& hc) {

@@ -251,6 +251,14 @@ Json cluster_to_json(const ClusterConfig& cluster) {
   out["max_idle_per_endpoint"] = cluster.max_idle_per_endpoint;
   if (!is_default(cluster.retry)) out["retry"] = retry_json(cluster.retry);
   if (cluster.health_check.enabled()) out["health_check"] = health_check_json(cluster.health_check);
+  const policy::CircuitBreakerLimits& cb = cluster.circuit_breakers;
+  const policy::CircuitBreakerLimits defaults;
+  if (cb.max_connections != defaults.max_connections || cb.max_pending_requests != defaults.max_pending_requests ||
+      cb.max_requests != defaults.max_requests || cb.max_retries != defaults.max_retries)
+    out["circuit_breakers"] = Json{{"max_connections", cb.max_connections},
+                                 {"max_pending_requests", cb.max_pending_requests},
+                                 {"max_requests", cb.max_requests},
+                                 {"max_retries", cb.max_retries}};
   Json endpoints = Json::array();
   for (const EndpointConfig& endpoint : cluster.endpoints) {
     Json e{{"address", endpoint.address.text}, {"weight", endpoint.weight}};

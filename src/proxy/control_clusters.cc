@@ -218,6 +218,14 @@ void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& e
   if (in.has_load_balancer())
     translate_load_balancer(in.load_balancer(), path + ".load_balancer", errors, cluster.lb);
   if (in.has_retry()) translate_retry(in.retry(), path + ".retry", errors, cluster.retry);
+  if (in.has_circuit_breakers()) {
+    const v1::CircuitBreakers& cb = in.circuit_breakers();
+    policy::CircuitBreakerLimits& limits = cluster.circuit_breakers;
+    if (cb.max_connections()) limits.max_connections = cb.max_connections();
+    if (cb.max_pending_requests()) limits.max_pending_requests = cb.max_pending_requests();
+    if (cb.max_requests()) limits.max_requests = cb.max_requests();
+    if (cb.max_retries()) limits.max_retries = cb.max_retries();
+  }
   if (in.has_health_check())
     translate_health_check(in.health_check(), path + ".health_check", errors, cluster.health_check);
   std::set<std::string> seen;

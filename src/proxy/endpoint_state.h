@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 
+#include "policy/circuit_breaker.h"
+
 namespace trellis::proxy {
 
 struct EndpointState {
@@ -38,6 +40,11 @@ class ClusterState {
   }
 
   uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+
+  // The cluster's circuit breaker: exact counts over all workers (one atomic
+  // per limit), kept across reloads so what is open stays counted.
+  policy::CircuitBreaker breaker;
+
   // After changing an endpoint's state: tells the workers to look again.
   void changed() { epoch_.fetch_add(1, std::memory_order_acq_rel); }
 

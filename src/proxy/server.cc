@@ -69,6 +69,7 @@ bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shar
   snap->config = config;
   for (const ClusterConfig& c : config->clusters) {
     ClusterRuntime rt{&c, stats_->cluster(c.name), cluster_states_.cluster(c.name), {}};
+    rt.state->breaker.set_limits(c.circuit_breakers);
     for (const EndpointConfig& e : c.endpoints) rt.endpoints.push_back(rt.state->endpoint(e.address.text));
     rt.state->retain([&](const std::string& address) {
       return std::any_of(c.endpoints.begin(), c.endpoints.end(),

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "policy/circuit_breaker.h"
+
 namespace trellis::proxy {
 
 void Histogram::record(Duration d) {
@@ -144,6 +146,15 @@ std::string StatsRegistry::render_prometheus() const {
                   [](const ClusterStats& s) { return s.fault_aborts.value(); });
   cluster_counter("trellis_upstream_fault_delays_total", "Requests held by an injected delay.",
                   [](const ClusterStats& s) { return s.fault_delays.value(); });
+  header(out, "trellis_upstream_overflow_total", "counter",
+         "Requests (and retries) refused because a circuit-breaker limit was reached.");
+  for (auto& [cname, f] : clusters_) {
+    for (size_t r = 0; r < policy::kResourceCount; ++r) {
+      fmt::format_to(it, "trellis_upstream_overflow_total{{cluster=\"{}\",limit=\"{}\"}} {}\n", cname,
+                     policy::name_of(static_cast<policy::Resource>(r)),
+                     sum(f.per_worker, [r](const ClusterStats& s) { return s.overflow[r].value(); }));
+    }
+  }
   return out;
 }
 

@@ -81,6 +81,7 @@ struct ClusterStats {
   Counter mirrored;                // copies sent here by a request mirror
   Counter fault_aborts;            // requests answered by an injected fault instead of sent here
   Counter fault_delays;
+  Counter overflow[4];             // requests refused by the circuit breaker, by policy::Resource
 };
 
 // Owns every stats block. Used on the main thread only: blocks are created when

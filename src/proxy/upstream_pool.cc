@@ -39,6 +39,10 @@ void UpstreamConnection::on_writable() {
   if (!connected_) {
     connected_ = true;
     connect_timer_.cancel();
+    if (pending_) {
+      pending_ = false;
+      pool_.cluster().breaker().release(policy::Resource::kPendingRequests);
+    }
     if (user_) user_->on_upstream_connected();
     return;
   }
@@ -79,13 +83,27 @@ UpstreamConnection* EndpointPool::acquire(UpstreamUser* user, int& error, bool f
     c->user_ = user;
     return c;
   }
+  policy::CircuitBreaker& breaker = cluster_.breaker();
+  if (!breaker.try_acquire(policy::Resource::kConnections)) {
+    error = kOverflowConnections;
+    return nullptr;
+  }
+  // Until it connects, the request waits for it: a pending request.
+  if (!breaker.try_acquire(policy::Resource::kPendingRequests)) {
+    breaker.release(policy::Resource::kConnections);
+    error = kOverflowPending;
+    return nullptr;
+  }
   int fd = start_connect(address_, error);
   cluster_.stats().connects.inc();
   if (fd < 0) {
+    breaker.release(policy::Resource::kPendingRequests);
+    breaker.release(policy::Resource::kConnections);
     cluster_.stats().connect_failures.inc();
     return nullptr;
   }
   auto* c = new UpstreamConnection(*this, fd);
+  c->pending_ = true;
   ++live_;
   cluster_.stats().connections_active.add();
   c->user_ = user;
@@ -115,6 +133,10 @@ void EndpointPool::destroy(UpstreamConnection* c) {
   c->user_ = nullptr;
   c->socket_.close();
   c->connect_timer_.cancel();
+  policy::CircuitBreaker& breaker = cluster_.breaker();
+  if (c->pending_) breaker.release(policy::Resource::kPendingRequests);
+  c->pending_ = false;
+  breaker.release(policy::Resource::kConnections);
   c->idle_timer_.cancel();
   --live_;
   cluster_.stats().connections_active.sub();
@@ -136,7 +158,7 @@ UpstreamCluster::UpstreamCluster(EventLoop& loop, Random& random, std::string na
 UpstreamCluster::~UpstreamCluster() = default;
 
 void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats,
-                             std::shared_ptr<const ClusterState> state,
+                             std::shared_ptr<ClusterState> state,
                              std::vector<std::shared_ptr<EndpointState>> endpoints, const std::string& local_zone,
                              size_t workers) {
   state_ = std::move(state);

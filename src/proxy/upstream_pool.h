@@ -61,9 +61,14 @@ class UpstreamConnection final : public SocketCallbacks, public Deferred {
   UpstreamUser* user_ = nullptr;
   uint64_t requests_ = 0;
   bool connected_ = false;
+  bool pending_ = false;  // holds a pending-request slot until connected
   Timer connect_timer_;
   Timer idle_timer_;
 };
+
+// acquire() errors that are not errno values.
+inline constexpr int kOverflowConnections = -1;  // the cluster's max_connections
+inline constexpr int kOverflowPending = -2;      // its max_pending_requests (waiting for a connect)
 
 class EndpointPool {
  public:
@@ -75,8 +80,10 @@ class EndpointPool {
   uint64_t host_id() const { return host_id_; }
   MonoTime added_at() const { return added_at_; }
   // An idle connection, or a new one (possibly still connecting). Null with
-  // `error` set (an errno value) when a socket cannot even be started.
-  // `fresh`: never reuse (L4 streams, and retries after a stale connection).
+  // `error` set when a socket cannot even be started (an errno value), or when
+  // a new connection would pass the circuit breaker (kOverflowConnections,
+  // kOverflowPending). `fresh`: never reuse (L4 streams, and retries after a
+  // stale connection).
   UpstreamConnection* acquire(UpstreamUser* user, int& error, bool fresh = false);
   // Done with a connection: back to the pool when `reusable`, else closed.
   void release(UpstreamConnection* c, bool reusable);
@@ -120,7 +127,7 @@ class UpstreamCluster {
   // health verdicts, aligned with config.endpoints. `local_zone` is the
   // proxy's zone (locality-aware balancing); `workers` shares the retry
   // budget's floor.
-  void update(const ClusterConfig& config, ClusterStats* stats, std::shared_ptr<const ClusterState> state,
+  void update(const ClusterConfig& config, ClusterStats* stats, std::shared_ptr<ClusterState> state,
               std::vector<std::shared_ptr<EndpointState>> endpoints, const std::string& local_zone,
               size_t workers);
   void retire();  // the cluster left the config
@@ -130,6 +137,7 @@ class UpstreamCluster {
   const ClusterConfig& config() const { return config_; }
   ClusterStats& stats() { return *stats_; }
   policy::RetryBudget& retry_budget() { return budget_; }
+  policy::CircuitBreaker& breaker() { return state_->breaker; }
 
   // The balancer's choice for a request (ctx.hash for the hashing balancers).
   UpstreamPick pick(const policy::PickContext& ctx);
@@ -155,7 +163,7 @@ class UpstreamCluster {
   std::vector<std::unique_ptr<EndpointPool>> retired_;  // waiting for their last connection
   std::unique_ptr<policy::LoadBalancer> lb_;            // over pools_, same order
   uint64_t generation_ = 0;
-  std::shared_ptr<const ClusterState> state_;
+  std::shared_ptr<ClusterState> state_;
   std::vector<std::shared_ptr<EndpointState>> endpoint_states_;  // aligned with pools_
   uint64_t seen_epoch_ = 0;  // the health verdicts lb_ was built with
   policy::RetryBudget budget_{20, 10};

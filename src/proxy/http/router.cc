@@ -56,10 +56,14 @@ Router::Router(Worker& worker, ResponseEncoder& downstream)
         if (upstream_.attached()) downstream_.resume_reading();
       }) {}
 
-Router::~Router() { end_try(false, false); }
+Router::~Router() {
+  end_try(false, false);
+  release_request_slot();
+}
 
 void Router::begin(const DownstreamContext& context) {
   end_try(false, false);
+  release_request_slot();
   timeout_.cancel();
   try_timeout_.cancel();
   idle_timeout_.cancel();
@@ -175,6 +179,17 @@ void Router::route_request(const RouteConfig& route) {
   proceed(/*from_decoder=*/true);
 }
 
+void Router::reply_overflow(policy::Resource limit) {
+  cluster_->stats().overflow[static_cast<size_t>(limit)].inc();
+  std::string_view name = policy::name_of(limit);
+  reply_local(503, fmt::format("upstream overflow: {}\n", name), {"x-trellis-overflow", name});
+}
+
+void Router::release_request_slot() {
+  if (holds_request_ && cluster_ != nullptr) cluster_->breaker().release(policy::Resource::kRequests);
+  holds_request_ = false;
+}
+
 void Router::fault_abort() {
   cluster_->stats().fault_aborts.inc();
   reply_local(route_->fault.abort_status, "fault filter abort\n");
@@ -184,6 +199,13 @@ void Router::proceed(bool from_decoder) {
   if (abort_after_delay_) {
     fault_abort();
     return;
+  }
+  if (!holds_request_) {
+    if (!cluster_->breaker().try_acquire(policy::Resource::kRequests)) {
+      reply_overflow(policy::Resource::kRequests);
+      return;
+    }
+    holds_request_ = true;
   }
   if (request_ended_ && mirror_mask_ != 0) start_mirrors();
   start_try(/*fresh=*/false, from_decoder);
@@ -260,6 +282,12 @@ void Router::start_try(bool fresh, bool from_decoder) {
   first_byte_ = {};
   cluster_->on_start(pick_);
   if (c == nullptr) {
+    if (error == kOverflowConnections || error == kOverflowPending) {
+      end_try(false, false);
+      reply_overflow(error == kOverflowConnections ? policy::Resource::kConnections
+                                                   : policy::Resource::kPendingRequests);
+      return;
+    }
     if (retry(policy::AttemptFailure::kConnectFailure, 0)) return;
     end_try(false, true);
     reply_local(503, fmt::format("upstream connect error: {}\n", std::strerror(error)));
@@ -333,6 +361,7 @@ void Router::on_downstream_reset() {
   wait_.cancel();
   waiting_ = false;
   end_try(false, false);
+  release_request_slot();
 }
 
 void Router::start_mirrors() {
@@ -360,12 +389,22 @@ bool Router::retry(policy::AttemptFailure failure, int status) {
   if (response_started_ || retries_ >= policy.attempts || !policy::is_retriable(policy, failure, status) ||
       !policy::method_allows_retry(policy, request_.get().method, failure) || !replayable())
     return false;
-  MonoTime now = worker_.loop().now();
-  if (!cluster_->retry_budget().try_withdraw(now)) {
-    cluster_->stats().retry_budget_exhausted.inc();
+  // A retry in flight holds a max_retries slot; one that fails and is
+  // retried again keeps its slot.
+  policy::CircuitBreaker& breaker = cluster_->breaker();
+  bool carried = holds_retry_;
+  if (!carried && !breaker.try_acquire(policy::Resource::kRetries)) {
+    cluster_->stats().overflow[static_cast<size_t>(policy::Resource::kRetries)].inc();
     return false;
   }
+  if (!cluster_->retry_budget().try_withdraw(worker_.loop().now())) {
+    cluster_->stats().retry_budget_exhausted.inc();
+    if (!carried) breaker.release(policy::Resource::kRetries);
+    return false;
+  }
+  holds_retry_ = false;  // moves to the next try, not given back by end_try
   end_try(false, true);
+  holds_retry_ = true;
   ++retries_;
   cluster_->stats().retries.inc();
   waiting_ = true;
@@ -388,6 +427,8 @@ bool Router::free_retry_on_stale_connection() {
 
 void Router::end_try(bool reusable, bool failed) {
   try_timeout_.cancel();
+  if (holds_retry_ && cluster_ != nullptr) cluster_->breaker().release(policy::Resource::kRetries);
+  holds_retry_ = false;
   if (pick_.pool != nullptr && cluster_ != nullptr) {
     Duration latency = first_byte_.count() > 0 ? first_byte_ : worker_.loop().now() - try_start_;
     if (failed) latency = std::max(latency, kFailurePenalty);
@@ -459,6 +500,7 @@ void Router::response_complete() {
   timeout_.cancel();
   idle_timeout_.cancel();
   end_try(upstream_.reusable(), false);
+  release_request_slot();
 }
 
 void Router::on_upstream_failure(UpstreamFailure failure, std::string_view detail) {
@@ -476,6 +518,7 @@ void Router::on_upstream_failure(UpstreamFailure failure, std::string_view detai
   idle_timeout_.cancel();
   if (response_started_) {
     // Part of the response is out: the client can only learn by the reset.
+    release_request_slot();
     downstream_.reset_stream();
     return;
   }
@@ -508,6 +551,7 @@ void Router::on_timeout() {
   waiting_ = false;
   end_try(false, true);
   if (response_started_) {
+    release_request_slot();
     downstream_.reset_stream();
     return;
   }
@@ -528,6 +572,7 @@ void Router::on_idle_timeout() {
   waiting_ = false;
   end_try(false, true);
   if (response_started_) {
+    release_request_slot();
     downstream_.reset_stream();
     return;
   }
@@ -552,8 +597,9 @@ void Router::reply_redirect(const RedirectConfig& redirect) {
   downstream_.flush();
 }
 
-void Router::reply_local(int status, std::string_view body) {
+void Router::reply_local(int status, std::string_view body, Header extra) {
   end_try(false, false);
+  release_request_slot();
   timeout_.cancel();
   try_timeout_.cancel();
   idle_timeout_.cancel();
@@ -564,6 +610,7 @@ void Router::reply_local(int status, std::string_view body) {
   ResponseHeaders r;
   r.status = status;
   r.headers.push_back({"content-type", "text/plain"});
+  if (!extra.name.empty()) r.headers.push_back(extra);
   r.content_length = static_cast<int64_t>(body.size());
   r.has_body = !head_request_;
   response_ended_ = true;
@@ -579,6 +626,7 @@ void Router::reply_local(int status, std::string_view body) {
 // ---- accounting -------------------------------------------------------------
 
 void Router::end(uint64_t bytes_received, uint64_t bytes_sent) {
+  release_request_slot();
   Duration elapsed = worker_.loop().now() - start_;
   ListenerStats& stats = *context_->stats;
   stats.count_status(status_);

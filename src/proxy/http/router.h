@@ -13,6 +13,7 @@
 #include "proxy/http/codec.h"
 #include "proxy/http/message.h"
 #include "proxy/http1/upstream_codec.h"
+#include "policy/circuit_breaker.h"
 #include "policy/retry.h"
 #include "proxy/snapshot.h"
 #include "proxy/upstream_pool.h"
@@ -41,8 +42,9 @@ class Router final : public RequestDecoder, public ResponseDecoder {
 
   // Starts a new exchange. The context must outlive it.
   void begin(const DownstreamContext& context);
-  // Answers the current request from the proxy itself (codec-level errors too).
-  void reply_local(int status, std::string_view body);
+  // Answers the current request from the proxy itself (codec-level errors
+  // too), with one extra header field when `extra` has a name.
+  void reply_local(int status, std::string_view body, Header extra = {});
   // Ends the exchange: status and latency metrics, access log. Bytes are as
   // counted on the client's wire by the codec.
   void end(uint64_t bytes_received, uint64_t bytes_sent);
@@ -74,6 +76,9 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   // follows; otherwise what was staged is sent at once.
   void proceed(bool from_decoder);
   void fault_abort();
+  // 503 naming the circuit-breaker limit that refused the request.
+  void reply_overflow(policy::Resource limit);
+  void release_request_slot();
   // Sends the request (and any buffered body) to an endpoint picked anew.
   void start_try(bool fresh, bool from_decoder);
   // Ends the current try: connection back to its pool (or closed), the
@@ -131,6 +136,8 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   bool stale_retried_ = false;
   bool continue_sent_ = false;
   bool abort_after_delay_ = false;
+  bool holds_request_ = false;  // a max_requests slot of the cluster's breaker
+  bool holds_retry_ = false;    // a max_retries slot, for the try in flight
   Timer timeout_;      // the whole exchange
   Timer try_timeout_;  // the current try
   Timer idle_timeout_;
