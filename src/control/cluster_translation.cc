@@ -107,6 +107,25 @@ bool selects(const Json& labels, const Instance& instance) {
   return true;
 }
 
+// outlierDetection (validated before it was stored), defaults as documented.
+void fill_outlier(const Json& spec, v1::OutlierDetection& out) {
+  out.set_consecutive_5xx_set(true);
+  out.set_consecutive_5xx(uint_at(spec, "consecutive5xx", 5));
+  out.set_consecutive_gateway_errors(uint_at(spec, "consecutiveGatewayErrors", 0));
+  if (const Json* sr = map_at(spec, "successRate")) {
+    out.set_success_rate(true);
+    out.set_success_rate_minimum_hosts(uint_at(*sr, "minimumHosts", 5));
+    out.set_success_rate_request_volume(uint_at(*sr, "requestVolume", 100));
+    auto f = sr->find("stdevFactor");
+    out.set_success_rate_stdev_factor(f != sr->end() && f->is_number() ? f->get<double>() : 1.9);
+  }
+  out.set_interval_ms(duration_at(spec, "interval", 10000));
+  out.set_base_ejection_time_ms(duration_at(spec, "baseEjectionTime", 30000));
+  out.set_percents_set(true);
+  out.set_max_ejection_percent(uint_at(spec, "maxEjectionPercent", 10));
+  out.set_panic_threshold_percent(uint_at(spec, "panicThresholdPercent", 50));
+}
+
 // healthCheck (validated before it was stored): http/tcp/grpc, statuses as
 // codes or "lo-hi" ranges. gRPC checks need the gRPC codec; until then such a
 // check is sent as none, so the endpoints stay in rotation.
@@ -166,6 +185,7 @@ v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
       fill_load_balancer(*lb, *c.mutable_load_balancer());
     if (const Json* retries = map_at(policy->spec, "retries")) fill_retry(*retries, *c.mutable_retry());
     if (const Json* hc = map_at(policy->spec, "healthCheck")) fill_health_check(*hc, *c.mutable_health_check());
+    if (const Json* od = map_at(policy->spec, "outlierDetection")) fill_outlier(*od, *c.mutable_outlier_detection());
   }
   const Json* labels = nullptr;
   if (!ref.subset.empty()) {

@@ -14,6 +14,7 @@
 
 #include "policy/circuit_breaker.h"
 #include "policy/load_balancer.h"
+#include "policy/outlier_detector.h"
 #include "policy/retry.h"
 #include "policy/route_match.h"
 
@@ -101,6 +102,10 @@ struct ClusterConfig {
   // requests are answered 503 at once, naming the limit.
   policy::CircuitBreakerLimits circuit_breakers;
   HealthCheckConfig health_check;
+  // Passive outlier detection: endpoints that keep failing are ejected for a
+  // while. Off unless configured.
+  bool outlier_enabled = false;
+  policy::OutlierConfig outlier;
   std::vector<EndpointConfig> endpoints;
 };
 

@@ -19,7 +19,7 @@ class ClusterLoader {
     auto fields = r_.read_map(
         at, {"name", "lb_policy", "hash", "ring_points", "locality", "slow_start", "connect_timeout",
              "idle_timeout", "request_idle_timeout", "max_idle_per_endpoint", "retry", "health_check",
-             "circuit_breakers", "endpoints"});
+             "circuit_breakers", "outlier_detection", "endpoints"});
     if (!fields) return;
     if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, cluster.name)) {
       if (!names.by_name.emplace(cluster.name, index).second) {
@@ -37,6 +37,10 @@ class ClusterLoader {
     if (auto v = fields->get("retry")) load_retry(*v, cluster.retry);
     if (auto v = fields->get("health_check")) load_health_check(*v, cluster.health_check);
     if (auto v = fields->get("circuit_breakers")) load_circuit_breakers(*v, cluster.circuit_breakers);
+    if (auto v = fields->get("outlier_detection")) {
+      cluster.outlier_enabled = true;
+      load_outlier(*v, cluster.outlier);
+    }
     if (auto v = fields->get("endpoints")) {
       if (auto items = r_.read_list(*v)) {
         for (const Located& item : *items) {
@@ -226,6 +230,38 @@ class ClusterLoader {
         }
       }
     }
+  }
+
+  void load_outlier(const Located& at, policy::OutlierConfig& o) {
+    auto fields = r_.read_map(at, {"consecutive_5xx", "consecutive_gateway_errors", "success_rate", "interval",
+                                   "base_ejection_time", "max_ejection_time", "max_ejection_percent",
+                                   "always_eject_one", "panic_threshold_percent"});
+    if (!fields) return;
+    if (auto v = fields->get("consecutive_5xx")) r_.read_integer(*v, 0, 1000000, o.consecutive_5xx);
+    if (auto v = fields->get("consecutive_gateway_errors"))
+      r_.read_integer(*v, 0, 1000000, o.consecutive_gateway_errors);
+    if (auto v = fields->get("success_rate")) {
+      o.success_rate.enabled = true;
+      if (auto f = r_.read_map(*v, {"minimum_hosts", "request_volume", "stdev_factor"})) {
+        if (auto m = f->get("minimum_hosts")) r_.read_integer(*m, 1, 1000000, o.success_rate.minimum_hosts);
+        if (auto m = f->get("request_volume")) r_.read_integer(*m, 1, 1000000000, o.success_rate.request_volume);
+        if (auto m = f->get("stdev_factor")) {
+          uint32_t numerator = 0, denominator = 1;
+          // A percentage reader gives a decimal with up to four places: reuse it.
+          if (r_.read_percent(*m, numerator, denominator)) {
+            o.success_rate.stdev_factor = 100.0 * numerator / denominator;
+            if (o.success_rate.stdev_factor <= 0) r_.error(*m, "must be greater than 0");
+          }
+        }
+      }
+    }
+    Millis ms{};
+    if (auto v = fields->get("interval"); v && r_.read_positive_duration(*v, ms)) o.interval = ms;
+    if (auto v = fields->get("base_ejection_time"); v && r_.read_positive_duration(*v, ms)) o.base_ejection_time = ms;
+    if (auto v = fields->get("max_ejection_time"); v && r_.read_positive_duration(*v, ms)) o.max_ejection_time = ms;
+    if (auto v = fields->get("max_ejection_percent")) r_.read_integer(*v, 0, 100, o.max_ejection_percent);
+    if (auto v = fields->get("always_eject_one")) r_.read_bool(*v, o.always_eject_one_host);
+    if (auto v = fields->get("panic_threshold_percent")) r_.read_integer(*v, 0, 100, o.panic_threshold_percent);
   }
 
   void load_circuit_breakers(const Located& at, policy::CircuitBreakerLimits& limits) {

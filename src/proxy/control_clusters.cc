@@ -226,6 +226,26 @@ void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& e
     if (cb.max_requests()) limits.max_requests = cb.max_requests();
     if (cb.max_retries()) limits.max_retries = cb.max_retries();
   }
+  if (in.has_outlier_detection()) {
+    const v1::OutlierDetection& od = in.outlier_detection();
+    policy::OutlierConfig& o = cluster.outlier;
+    cluster.outlier_enabled = true;
+    if (od.consecutive_5xx_set()) o.consecutive_5xx = od.consecutive_5xx();
+    o.consecutive_gateway_errors = od.consecutive_gateway_errors();
+    o.success_rate.enabled = od.success_rate();
+    if (od.success_rate_minimum_hosts()) o.success_rate.minimum_hosts = od.success_rate_minimum_hosts();
+    if (od.success_rate_request_volume()) o.success_rate.request_volume = od.success_rate_request_volume();
+    if (od.success_rate_stdev_factor() > 0) o.success_rate.stdev_factor = od.success_rate_stdev_factor();
+    if (od.interval_ms()) o.interval = Millis(od.interval_ms());
+    if (od.base_ejection_time_ms()) o.base_ejection_time = Millis(od.base_ejection_time_ms());
+    if (od.percents_set()) {
+      if (od.max_ejection_percent() > 100) errors.add(path + ".outlier_detection.max_ejection_percent", range(0, 100));
+      if (od.panic_threshold_percent() > 100)
+        errors.add(path + ".outlier_detection.panic_threshold_percent", range(0, 100));
+      o.max_ejection_percent = od.max_ejection_percent();
+      o.panic_threshold_percent = od.panic_threshold_percent();
+    }
+  }
   if (in.has_health_check())
     translate_health_check(in.health_check(), path + ".health_check", errors, cluster.health_check);
   std::set<std::string> seen;

@@ -152,6 +152,21 @@ class HealthChecker::Check final : public SocketCallbacks {
   Timer timeout_;
 };
 
+struct HealthChecker::OutlierTicker {
+  OutlierTicker(EventLoop& loop, std::string cluster, std::shared_ptr<policy::OutlierDetector> d)
+      : name(std::move(cluster)), detector(std::move(d)), timer(loop, [this, &loop] {
+          policy::OutlierDetector::TickResult r = detector->tick(loop.now());
+          if (r.ejected > 0) spdlog::warn("outlier detection: {}: {} endpoint(s) ejected by success rate", name, r.ejected);
+          if (r.unejected > 0) spdlog::info("outlier detection: {}: {} endpoint(s) back in rotation", name, r.unejected);
+          timer.arm(detector->config().interval);
+        }) {
+    timer.arm(detector->config().interval);
+  }
+  std::string name;
+  std::shared_ptr<policy::OutlierDetector> detector;
+  Timer timer;
+};
+
 HealthChecker::HealthChecker(EventLoop& loop) : loop_(loop) {}
 
 HealthChecker::~HealthChecker() = default;
@@ -183,8 +198,23 @@ void HealthChecker::update(const Snapshot& snapshot) {
     }
   }
   checks_ = std::move(next);  // checks of endpoints that left are stopped here
+
+  std::map<std::string, std::unique_ptr<OutlierTicker>> tickers;
+  for (const ClusterRuntime& c : snapshot.clusters) {
+    if (!c.outlier) continue;
+    auto it = tickers_.find(c.config->name);
+    if (it != tickers_.end() && it->second->detector == c.outlier) {
+      tickers.emplace(c.config->name, std::move(it->second));
+    } else {
+      tickers.emplace(c.config->name, std::make_unique<OutlierTicker>(loop_, c.config->name, c.outlier));
+    }
+  }
+  tickers_ = std::move(tickers);
 }
 
-void HealthChecker::stop() { checks_.clear(); }
+void HealthChecker::stop() {
+  checks_.clear();
+  tickers_.clear();
+}
 
 }  // namespace trellis::proxy

@@ -1,6 +1,8 @@
-// Active health checks: each endpoint of each cluster with a health check is
-// probed from the main thread's loop (once per proxy, not once per worker),
-// and its verdict published through its EndpointState for the workers.
+// The main thread's watch over endpoints. Active health checks: each endpoint
+// of each cluster with a health check is probed from the main thread's loop
+// (once per proxy, not once per worker), and its verdict published through its
+// EndpointState for the workers. Outlier detection: each cluster's detector is
+// ticked every interval (success-rate verdicts, ejections that end).
 #pragma once
 
 #include <map>
@@ -33,6 +35,8 @@ class HealthChecker {
   EventLoop& loop_;
   FastRandom random_{FastRandom::os_seed()};
   std::map<std::string, std::unique_ptr<Check>> checks_;  // by "cluster\naddress"
+  struct OutlierTicker;
+  std::map<std::string, std::unique_ptr<OutlierTicker>> tickers_;  // by cluster name
 };
 
 }  // namespace trellis::proxy

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/text.h"
 #include "proxy/access_log.h"
 #include "proxy/net.h"
 
@@ -61,6 +62,44 @@ Server::~Server() {
   workers_.clear();
 }
 
+// The cluster's detector: the one in force when nothing it depends on
+// changed, else a new one that carries over the verdicts of the endpoints
+// that stay.
+std::shared_ptr<policy::OutlierDetector> Server::outlier_detector_for(const ClusterConfig& c) {
+  std::vector<uint64_t> ids;
+  for (const EndpointConfig& e : c.endpoints) ids.push_back(fnv1a64(e.address.text));
+  std::shared_ptr<policy::OutlierDetector> previous;
+  const ClusterConfig* previous_config = nullptr;
+  if (snapshot_) {
+    for (const ClusterRuntime& old : snapshot_->clusters) {
+      if (old.config->name == c.name && old.outlier) {
+        previous = old.outlier;
+        previous_config = old.config;
+      }
+    }
+  }
+  if (previous) {
+    bool same_hosts = previous->size() == ids.size();
+    for (size_t i = 0; same_hosts && i < ids.size(); ++i) same_hosts = previous->host_id(i) == ids[i];
+    const policy::OutlierConfig& a = previous_config->outlier;
+    const policy::OutlierConfig& b = c.outlier;
+    bool same_config = a.consecutive_5xx == b.consecutive_5xx &&
+                       a.consecutive_gateway_errors == b.consecutive_gateway_errors &&
+                       a.success_rate.enabled == b.success_rate.enabled &&
+                       a.success_rate.minimum_hosts == b.success_rate.minimum_hosts &&
+                       a.success_rate.request_volume == b.success_rate.request_volume &&
+                       a.success_rate.stdev_factor == b.success_rate.stdev_factor && a.interval == b.interval &&
+                       a.base_ejection_time == b.base_ejection_time && a.max_ejection_time == b.max_ejection_time &&
+                       a.max_ejection_percent == b.max_ejection_percent &&
+                       a.always_eject_one_host == b.always_eject_one_host &&
+                       a.panic_threshold_percent == b.panic_threshold_percent;
+    if (same_hosts && same_config) return previous;
+  }
+  auto detector = std::make_shared<policy::OutlierDetector>(c.outlier, std::move(ids));
+  if (previous) detector->adopt_state(*previous);
+  return detector;
+}
+
 bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shared_ptr<Snapshot>& out,
                             std::string& error) {
   auto snap = std::make_shared<Snapshot>();
@@ -68,8 +107,9 @@ bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shar
   snap->workers = options_.workers;
   snap->config = config;
   for (const ClusterConfig& c : config->clusters) {
-    ClusterRuntime rt{&c, stats_->cluster(c.name), cluster_states_.cluster(c.name), {}};
+    ClusterRuntime rt{&c, stats_->cluster(c.name), cluster_states_.cluster(c.name), {}, nullptr};
     rt.state->breaker.set_limits(c.circuit_breakers);
+    if (c.outlier_enabled) rt.outlier = outlier_detector_for(c);
     for (const EndpointConfig& e : c.endpoints) rt.endpoints.push_back(rt.state->endpoint(e.address.text));
     rt.state->retain([&](const std::string& address) {
       return std::any_of(c.endpoints.begin(), c.endpoints.end(),

@@ -42,6 +42,7 @@ class Server {
   // Puts a validated config in force on every worker; false when it cannot be
   // (a socket cannot be bound): the config in force stays.
   bool apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error);
+  std::shared_ptr<policy::OutlierDetector> outlier_detector_for(const ClusterConfig& c);
   void reload();
   void start_control_client();  // creates it on first use; (re)connects with bootstrap_
   void begin_drain();

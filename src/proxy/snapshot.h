@@ -43,6 +43,10 @@ struct ClusterRuntime {
   // part of a snapshot that changes after it is built.
   std::shared_ptr<ClusterState> state;
   std::vector<std::shared_ptr<EndpointState>> endpoints;  // aligned with config->endpoints
+  // Outlier detection, one per cluster for the whole proxy (null when off);
+  // its hosts are config->endpoints, in order. Workers report outcomes, the
+  // main thread ticks it.
+  std::shared_ptr<policy::OutlierDetector> outlier;
 };
 
 struct Snapshot {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cerrno>
 
+#include <spdlog/spdlog.h>
+
 #include "common/text.h"
 #include "proxy/net.h"
 
@@ -159,9 +161,11 @@ UpstreamCluster::~UpstreamCluster() = default;
 
 void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats,
                              std::shared_ptr<ClusterState> state,
-                             std::vector<std::shared_ptr<EndpointState>> endpoints, const std::string& local_zone,
+                             std::vector<std::shared_ptr<EndpointState>> endpoints,
+                             std::shared_ptr<policy::OutlierDetector> outlier, const std::string& local_zone,
                              size_t workers) {
   state_ = std::move(state);
+  outlier_ = std::move(outlier);
   endpoint_states_ = std::move(endpoints);
   bool budget_changed = config.retry.budget_percent != config_.retry.budget_percent ||
                         config.retry.budget_min_per_second != config_.retry.budget_min_per_second ||
@@ -206,11 +210,18 @@ void UpstreamCluster::rebuild() {
   // Read the epoch before the verdicts: a change made meanwhile shows as a
   // newer epoch at the next pick, and the balancer is built again.
   seen_epoch_ = state_ ? state_->epoch() : 0;
+  seen_outlier_epoch_ = outlier_ ? outlier_->epoch() : 0;
+  std::vector<bool> up(pools_.size(), true);
   size_t available = 0;
-  for (const auto& e : endpoint_states_) available += e->available();
+  for (size_t i = 0; i < pools_.size(); ++i) {
+    up[i] = (i >= endpoint_states_.size() || endpoint_states_[i]->available()) &&
+            !(outlier_ && i < outlier_->size() && outlier_->is_ejected(i, now));
+    available += up[i];
+  }
   // Panic: when too few endpoints are available, the verdicts are more
   // likely wrong than the endpoints: spread over all of them.
-  bool panic = available * 100 < endpoint_states_.size() * kPanicThresholdPercent;
+  uint32_t panic_percent = config_.outlier_enabled ? config_.outlier.panic_threshold_percent : kPanicThresholdPercent;
+  bool panic = policy::in_panic(available, pools_.size(), panic_percent);
   Duration window = lb.slow_start_window;
   bool warming = false;
   std::vector<policy::Host> hosts;
@@ -221,7 +232,7 @@ void UpstreamCluster::rebuild() {
     h.id = pools_[i]->host_id();
     h.weight = e.weight;
     h.local = !local_zone_.empty() && e.zone == local_zone_;
-    h.healthy = panic || i >= endpoint_states_.size() || endpoint_states_[i]->available();
+    h.healthy = panic || up[i];
     if (window.count() > 0) {
       Duration age = now - pools_[i]->added_at();
       warming = warming || age < window;
@@ -280,7 +291,8 @@ void UpstreamCluster::collect() {
 
 UpstreamPick UpstreamCluster::pick(const policy::PickContext& ctx) {
   UpstreamPick out;
-  if (state_ && state_->epoch() != seen_epoch_) rebuild();
+  if ((state_ && state_->epoch() != seen_epoch_) || (outlier_ && outlier_->epoch() != seen_outlier_epoch_))
+    rebuild();
   if (!lb_ || pools_.empty()) return out;
   size_t index = lb_->choose(ctx);
   if (index >= pools_.size()) return out;
@@ -302,6 +314,14 @@ size_t UpstreamCluster::current_index(const UpstreamPick& pick) const {
 void UpstreamCluster::on_start(const UpstreamPick& pick) {
   size_t index = current_index(pick);
   if (index != SIZE_MAX) lb_->on_start(index);
+}
+
+void UpstreamCluster::report(const UpstreamPick& pick, policy::OutlierDetector::Outcome outcome) {
+  if (!outlier_ || pick.pool == nullptr) return;
+  size_t index = current_index(pick);
+  if (index >= outlier_->size() || outlier_->host_id(index) != pick.host_id) return;
+  if (outlier_->report(index, outcome, loop_.now()))
+    spdlog::warn("outlier detection: {} endpoint {} ejected", name_, pools_[index]->address().text);
 }
 
 void UpstreamCluster::on_complete(const UpstreamPick& pick, Duration latency) {

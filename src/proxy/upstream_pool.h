@@ -11,6 +11,7 @@
 
 #include "common/random.h"
 #include "policy/load_balancer.h"
+#include "policy/outlier_detector.h"
 #include "policy/retry.h"
 #include "proxy/config.h"
 #include "proxy/endpoint_state.h"
@@ -128,8 +129,8 @@ class UpstreamCluster {
   // proxy's zone (locality-aware balancing); `workers` shares the retry
   // budget's floor.
   void update(const ClusterConfig& config, ClusterStats* stats, std::shared_ptr<ClusterState> state,
-              std::vector<std::shared_ptr<EndpointState>> endpoints, const std::string& local_zone,
-              size_t workers);
+              std::vector<std::shared_ptr<EndpointState>> endpoints,
+              std::shared_ptr<policy::OutlierDetector> outlier, const std::string& local_zone, size_t workers);
   void retire();  // the cluster left the config
   void close_idle();
 
@@ -146,6 +147,8 @@ class UpstreamCluster {
   // the same endpoint in the new balancer.
   void on_start(const UpstreamPick& pick);
   void on_complete(const UpstreamPick& pick, Duration latency);
+  // How a try on `pick` ended, for outlier detection (a no-op when it is off).
+  void report(const UpstreamPick& pick, policy::OutlierDetector::Outcome outcome);
   // Frees retired endpoint pools that nothing uses any more.
   void collect();
 
@@ -166,6 +169,8 @@ class UpstreamCluster {
   std::shared_ptr<ClusterState> state_;
   std::vector<std::shared_ptr<EndpointState>> endpoint_states_;  // aligned with pools_
   uint64_t seen_epoch_ = 0;  // the health verdicts lb_ was built with
+  std::shared_ptr<policy::OutlierDetector> outlier_;  // hosts aligned with pools_
+  uint64_t seen_outlier_epoch_ = 0;
   policy::RetryBudget budget_{20, 10};
   Timer slow_start_timer_;  // rebuilds while an endpoint is warming up
 };

@@ -282,6 +282,8 @@ void Router::start_try(bool fresh, bool from_decoder) {
   first_byte_ = {};
   cluster_->on_start(pick_);
   if (c == nullptr) {
+    if (error != kOverflowConnections && error != kOverflowPending)
+      cluster_->report(pick_, policy::OutlierDetector::Outcome::kGatewayError);
     if (error == kOverflowConnections || error == kOverflowPending) {
       end_try(false, false);
       reply_overflow(error == kOverflowConnections ? policy::Resource::kConnections
@@ -442,6 +444,11 @@ void Router::end_try(bool reusable, bool failed) {
 // ---- response path ----------------------------------------------------------
 
 void Router::decode_response_headers(const ResponseHeaders& headers, bool end_stream) {
+  using Outcome = policy::OutlierDetector::Outcome;
+  int s = headers.status;
+  if (s >= 200 || s == 101)
+    cluster_->report(pick_, s < 500 ? Outcome::kSuccess
+                                    : (s == 502 || s == 503 || s == 504) ? Outcome::kGatewayError : Outcome::k5xx);
   if (headers.status >= 200 && (headers.status >= 500 || !cluster_->config().retry.status_codes.empty()) &&
       retry(policy::AttemptFailure::kStatus, headers.status))
     return;
@@ -505,6 +512,8 @@ void Router::response_complete() {
 
 void Router::on_upstream_failure(UpstreamFailure failure, std::string_view detail) {
   if (failure == UpstreamFailure::kReset && free_retry_on_stale_connection()) return;
+  if (!response_started_ && cluster_ != nullptr)
+    cluster_->report(pick_, policy::OutlierDetector::Outcome::kGatewayError);
   if (!response_started_) {
     if ((failure == UpstreamFailure::kConnectFailed || failure == UpstreamFailure::kConnectTimeout) &&
         retry(policy::AttemptFailure::kConnectFailure, 0))
@@ -560,6 +569,7 @@ void Router::on_timeout() {
 
 void Router::on_try_timeout() {
   if (response_started_) return;
+  cluster_->report(pick_, policy::OutlierDetector::Outcome::kGatewayError);
   if (retry(policy::AttemptFailure::kPerTryTimeout, 0)) return;
   if (cluster_) cluster_->stats().timeouts.inc();
   end_try(false, true);
