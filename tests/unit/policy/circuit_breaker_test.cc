@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <latch>
 #include <thread>
 #include <vector>
 
@@ -52,34 +53,43 @@ TEST(CircuitBreaker, LoweredLimitRefusesUntilDrainedAndRevokesNothing) {
 }
 
 TEST(CircuitBreaker, ExactAcrossThreads) {
-  constexpr uint32_t kLimit = 100;
   constexpr int kThreads = 4;
-  constexpr int kRounds = 20'000;
-  CircuitBreaker cb({.max_requests = kLimit});
   // Phase 1: every thread grabs as much as it can and holds it: exactly the
-  // limit is granted between them, however the races fall.
+  // limit is granted between them, however the races fall. A limit large
+  // enough that the threads are still racing when it runs out.
+  constexpr uint32_t kBig = 200'000;
+  CircuitBreaker cb({.max_requests = kBig});
   std::vector<int> held(kThreads, 0);
   {
+    std::latch start(kThreads);  // every thread ready before any begins
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t)
       threads.emplace_back([&, t] {
-        for (int i = 0; i < 1000; ++i) held[t] += cb.try_acquire(Resource::kRequests) ? 1 : 0;
+        start.arrive_and_wait();
+        int mine = 0;
+        for (int i = 0; i < 100'000; ++i) mine += cb.try_acquire(Resource::kRequests) ? 1 : 0;
+        held[t] = mine;
       });
     for (auto& th : threads) th.join();
   }
   int total = 0;
   for (int h : held) total += h;
-  EXPECT_EQ(total, static_cast<int>(kLimit));
-  EXPECT_EQ(cb.current(Resource::kRequests), kLimit);
+  EXPECT_EQ(total, static_cast<int>(kBig));
+  EXPECT_EQ(cb.current(Resource::kRequests), kBig);
   for (int i = 0; i < total; ++i) cb.release(Resource::kRequests);
 
+  constexpr uint32_t kLimit = 100;
+  constexpr int kRounds = 50'000;
+  cb.set_limits({.max_requests = kLimit});
   // Phase 2: acquire and release in a tight loop; the count seen by anyone
   // never passes the limit and nothing leaks.
   std::atomic<uint32_t> max_seen{0};
   std::atomic<int> granted{0};
+  std::latch start(kThreads);  // every thread ready before any begins
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t)
     threads.emplace_back([&] {
+      start.arrive_and_wait();
       int mine = 0;
       for (int i = 0; i < kRounds; ++i) {
         if (!cb.try_acquire(Resource::kRequests)) continue;

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <latch>
 #include <thread>
 #include <vector>
 
@@ -298,9 +299,11 @@ TEST(OutlierDetector, ConcurrentReportersLoseNothingAndEjectOnce) {
   constexpr int kEach = 5000;
   const MonoTime t0 = at(seconds(1));
   std::atomic<int> ejected_reports{0};
+  std::latch start(kThreads);  // every thread ready before any begins
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t)
     threads.emplace_back([&] {
+      start.arrive_and_wait();
       int mine = 0;
       for (int i = 0; i < kEach; ++i) {
         mine += d.report(0, Outcome::kGatewayError, t0) ? 1 : 0;
@@ -323,10 +326,12 @@ TEST(OutlierDetector, ConcurrentEjectionsRespectTheCap) {
   OutlierDetector d(allow_percent(20), ids(10));
   const MonoTime t0 = at(seconds(1));
   std::atomic<int> ejected{0};
+  std::latch start(4);  // every thread ready before any begins
   std::vector<std::thread> threads;
   // Four workers fail eight hosts at once: the cap lets exactly two go.
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
+      start.arrive_and_wait();
       int mine = 0;
       for (int i = 0; i < 200; ++i)
         for (size_t h = 0; h < 8; ++h) mine += d.report((h + t) % 8, Outcome::k5xx, t0) ? 1 : 0;

@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <latch>
 #include <string>
 #include <thread>
 #include <vector>
@@ -110,15 +112,18 @@ TEST(TokenBucket, ZeroRateRefusesEverything) {
 }
 
 TEST(TokenBucket, ExactAcrossThreadsAtOneInstant) {
-  constexpr uint32_t kBurst = 1000;
+  // A burst large enough that the threads are still racing for it.
+  constexpr uint32_t kBurst = 200'000;
   TokenBucket bucket({.requests_per_unit = 100, .burst = kBurst});
   const MonoTime now = at(seconds(7));
   std::atomic<int> admitted{0};
+  std::latch start(4);  // every thread ready before any begins
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&] {
+      start.arrive_and_wait();
       int mine = 0;
-      for (int i = 0; i < 5000; ++i) mine += bucket.admit(now).allowed ? 1 : 0;
+      for (int i = 0; i < 100'000; ++i) mine += bucket.admit(now).allowed ? 1 : 0;
       admitted += mine;
     });
   for (auto& th : threads) th.join();
@@ -130,9 +135,11 @@ TEST(TokenBucket, ExactAcrossThreadsOverTime) {
   // they get the burst plus one per interval, as one worker would.
   TokenBucket bucket({.requests_per_unit = 1000, .burst = 10});
   std::atomic<int> admitted{0};
+  std::latch start(4);  // every thread ready before any begins
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
+      start.arrive_and_wait();
       int mine = 0;
       // Thread t asks at microseconds t, t+4, t+8, ... below 1 s.
       for (int us = t; us < 1'000'000; us += 4) mine += bucket.admit(at(Micros(us))).allowed ? 1 : 0;
@@ -228,31 +235,35 @@ TEST(LeakyBucket, BadRateRefuses) {
 }
 
 TEST(LeakyBucket, ExactAcrossThreads) {
-  LeakyBucket bucket({.rate_per_second = 1000, .max_delay = seconds(1), .queue = 100'000});
+  // 1 ms slots out to 300 s: enough of them that the threads race throughout.
+  LeakyBucket bucket({.rate_per_second = 1000, .max_delay = seconds(300), .queue = 1'000'000});
+  constexpr int kSlots = 300'001;
   const MonoTime now = at(seconds(2));
-  std::atomic<int> admitted{0};
   std::vector<std::vector<int64_t>> delays(4);
+  std::latch start(4);  // every thread ready before any begins
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
-      for (int i = 0; i < 2000; ++i) {
+      start.arrive_and_wait();
+      delays[t].reserve(kSlots);
+      for (int i = 0; i < 100'000; ++i) {
         auto d = bucket.admit(now);
         if (d.allowed) delays[t].push_back(std::chrono::duration_cast<Millis>(d.delay).count());
       }
     });
   for (auto& th : threads) th.join();
-  // Exactly the slots 0, 1, ..., 1000 ms, each handed to one request.
-  std::vector<int> seen(1001, 0);
+  // Exactly the slots 0, 1, ..., 300000 ms, each handed to one request.
+  std::vector<int> seen(kSlots, 0);
   size_t total = 0;
   for (auto& v : delays)
     for (int64_t ms : v) {
       ASSERT_GE(ms, 0);
-      ASSERT_LE(ms, 1000);
+      ASSERT_LT(ms, kSlots);
       ++seen[ms];
       ++total;
     }
-  EXPECT_EQ(total, 1001u);
-  for (int n : seen) EXPECT_EQ(n, 1);
+  EXPECT_EQ(total, static_cast<size_t>(kSlots));
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), kSlots) << "every slot handed out exactly once";
 }
 
 TEST(KeyedLimiter, KeysAreIsolated) {
@@ -321,9 +332,11 @@ TEST(KeyedLimiter, ExactPerKeyAcrossThreads) {
   const MonoTime now = at(seconds(1));
   const std::vector<std::string> keys = {"a", "b", "c", "d", "e", "f", "g", "h"};
   std::vector<std::atomic<int>> admitted(keys.size());
+  std::latch start(4);  // every thread ready before any begins
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&] {
+      start.arrive_and_wait();
       for (int i = 0; i < 400; ++i)
         for (size_t k = 0; k < keys.size(); ++k)
           if (limiter.admit(keys[k], now).allowed) ++admitted[k];
