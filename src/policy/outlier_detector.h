@@ -55,11 +55,13 @@ constexpr bool in_panic(size_t available, size_t total, uint32_t panic_threshold
 // One detector per cluster for the whole proxy. Hosts are indices 0..n-1 of
 // the host set it was built for, each with a stable id.
 //
-// Threads: report(), is_ejected(), ejected_count() and epoch() may be called
-// by any worker at any time; they are lock-free (report is one or two atomic
-// read-modify-writes on the host's own cache line in the common case).
-// tick() and adopt_state() belong to one thread, the owner's main thread:
-// tick() every `interval`, adopt_state() before the detector is published.
+// Threads: report(), is_ejected(), ejected_count(), epoch(), snapshot() and
+// stats() may be called by any worker at any time and never lock. report()
+// touches only the host's own cache line: a success is plain loads (plus one
+// add while the success-rate rule is on), a failure one to three adds; the
+// shared counters are written only when a host is ejected. tick() and
+// adopt_state() belong to one thread, the owner's main thread: tick() every
+// `interval`, adopt_state() before the detector is published to workers.
 //
 // Ejection is time-based: is_ejected(i, now) turns false at the exact end of
 // the ejection. The bookkeeping (ejected_count, the epoch, the backoff decay)
