@@ -231,8 +231,8 @@ class KeyedLimiter {
     if (shard_bits_ == 0) return shards_[0];
     // The map hashes the same value for its own buckets: take the shard from
     // the top bits of a remix so the two choices stay independent.
-    uint64_t h = std::hash<std::string_view>{}(key)*0x9E3779B97F4A7C15ull;
-    return shards_[h >> (64 - shard_bits_)];
+    const uint64_t h = std::hash<std::string_view>{}(key);
+    return shards_[(h * 0x9E3779B97F4A7C15ull) >> (64 - shard_bits_)];
   }
 
   template <class F>
