@@ -15,6 +15,7 @@
 #include "policy/circuit_breaker.h"
 #include "policy/load_balancer.h"
 #include "policy/outlier_detector.h"
+#include "policy/rate_limiter.h"
 #include "policy/retry.h"
 #include "policy/route_match.h"
 
@@ -160,8 +161,25 @@ struct FaultConfig {
   bool empty() const { return (abort_status == 0 || abort_per_million == 0) && (delay.count() == 0 || delay_per_million == 0); }
 };
 
+// A rate limit on a route, counted for the whole proxy (all workers
+// together). Requests over it get 429 with Retry-After; with a leaky bucket
+// they are first held, up to its queue and delay.
+struct RateLimitConfig {
+  std::string name;
+  // Which requests count: path (prefix/exact), method and headers of `match`
+  // (its hosts and query parameters are not used). Default: every request.
+  policy::RouteMatch match;
+  enum class Key : uint8_t { kAll, kAddress, kIdentity, kHeader };
+  Key key = Key::kAll;
+  std::string key_header;  // kHeader: lower case
+  bool leaky = false;
+  policy::TokenBucketConfig token_bucket;  // !leaky. burst = the bucket's whole capacity
+  policy::LeakyBucketConfig leaky_bucket;  // leaky
+};
+
 struct RouteConfig {
   policy::RouteMatch match;
+  std::vector<RateLimitConfig> rate_limits;
   std::vector<BackendConfig> backends;  // weighted split; empty or all weights 0: 500
   HeaderModifier request_headers;
   HeaderModifier response_headers;
