@@ -62,6 +62,46 @@ Server::~Server() {
   workers_.clear();
 }
 
+// The limiters of a virtual host's routes: those in force where the same
+// limit sits at the same place (so a reload keeps their buckets), else new.
+std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> Server::rate_limiters_for(const ListenerConfig& l,
+                                                                                      const VirtualHostConfig& vh) {
+  const ListenerRuntime* old_listener = nullptr;
+  size_t old_vhost = SIZE_MAX;
+  if (snapshot_) {
+    for (const ListenerRuntime& old : snapshot_->listeners) {
+      if (old.config->name != l.name) continue;
+      for (size_t i = 0; i < old.config->virtual_hosts.size(); ++i)
+        if (old.config->virtual_hosts[i].name == vh.name) old_vhost = i;
+      if (old_vhost != SIZE_MAX) old_listener = &old;
+    }
+  }
+  std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> out;
+  for (size_t r = 0; r < vh.routes.size(); ++r) {
+    std::vector<std::shared_ptr<RouteRateLimiter>> limits;
+    for (size_t k = 0; k < vh.routes[r].rate_limits.size(); ++k) {
+      const RateLimitConfig& config = vh.routes[r].rate_limits[k];
+      std::shared_ptr<RouteRateLimiter> limiter;
+      if (old_listener != nullptr && old_vhost < old_listener->rate_limits.size()) {
+        const auto& old_routes = old_listener->rate_limits[old_vhost];
+        if (r < old_routes.size() && k < old_routes[r].size() && same_rate_limit(old_routes[r][k]->config(), config))
+          limiter = old_routes[r][k];
+      }
+      if (!limiter) {
+        auto built = RouteRateLimiter::build(config);
+        if (!built) {
+          spdlog::error("rate limit {} of {}/{}: {}", config.name, l.name, vh.name, built.error().message);
+          continue;
+        }
+        limiter = std::move(*built);
+      }
+      limits.push_back(std::move(limiter));
+    }
+    out.push_back(std::move(limits));
+  }
+  return out;
+}
+
 // The cluster's detector: the one in force when nothing it depends on
 // changed, else a new one that carries over the verdicts of the endpoints
 // that stay.
@@ -144,6 +184,7 @@ bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shar
     for (const VirtualHostConfig& vh : l.virtual_hosts) {
       std::vector<policy::RouteMatch> routes;
       for (const RouteConfig& r : vh.routes) routes.push_back(r.match);
+      rt.rate_limits.push_back(rate_limiters_for(l, vh));
       auto added = rt.routes.add_virtual_host(vh.domains, routes);
       if (!added) {
         error = "listener \"" + l.name + "\": virtual host \"" + vh.name + "\": " + added.error().message;
@@ -205,6 +246,15 @@ bool Server::start() {
 
   snapshot_ = snap;
   health_checker_->update(*snapshot_);
+  // Per-key rate-limit buckets that are full again hold nothing: free them.
+  evict_timer_ = std::make_unique<Timer>(loop_, [this] {
+    for (const ListenerRuntime& l : snapshot_->listeners)
+      for (const auto& vhost : l.rate_limits)
+        for (const auto& route : vhost)
+          for (const auto& limiter : route) limiter->evict_idle(loop_.now());
+    evict_timer_->arm(std::chrono::seconds(10));
+  });
+  evict_timer_->arm(std::chrono::seconds(10));
   for (size_t i = 0; i < options_.workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, snapshot_));
   }

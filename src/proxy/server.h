@@ -43,6 +43,8 @@ class Server {
   // (a socket cannot be bound): the config in force stays.
   bool apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error);
   std::shared_ptr<policy::OutlierDetector> outlier_detector_for(const ClusterConfig& c);
+  std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> rate_limiters_for(const ListenerConfig& l,
+                                                                               const VirtualHostConfig& vh);
   void reload();
   void start_control_client();  // creates it on first use; (re)connects with bootstrap_
   void begin_drain();
@@ -54,6 +56,7 @@ class Server {
   std::unique_ptr<StatsRegistry> stats_;
   ClusterStateRegistry cluster_states_;
   std::unique_ptr<HealthChecker> health_checker_;
+  std::unique_ptr<Timer> evict_timer_;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<Signals> signals_;
   std::shared_ptr<const Snapshot> snapshot_;

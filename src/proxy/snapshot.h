@@ -12,6 +12,7 @@
 #include "policy/route_table.h"
 #include "proxy/config.h"
 #include "proxy/endpoint_state.h"
+#include "proxy/rate_limits.h"
 #include "proxy/stats.h"
 
 namespace trellis::proxy {
@@ -33,6 +34,9 @@ struct ListenerRuntime {
   const ListenerConfig* config = nullptr;
   std::vector<std::shared_ptr<ListenSocket>> sockets;  // one per worker (SO_REUSEPORT)
   policy::RouteTable routes;
+  // [virtual host][route][limit], aligned with the config; shared by all
+  // workers (the buckets are exact for the whole proxy).
+  std::vector<std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>>> rate_limits;
   std::vector<ListenerStats*> stats;  // one per worker
 };
 

@@ -89,6 +89,10 @@ std::string StatsRegistry::render_prometheus() const {
   listener_counter("trellis_http_malformed_requests_total",
                    "Requests refused as malformed (400/431), never forwarded.",
                    [](const ListenerStats& s) { return s.malformed_requests.value(); });
+  listener_counter("trellis_http_rate_limited_total", "Requests answered 429 by a rate limit.",
+                   [](const ListenerStats& s) { return s.rate_limited.value(); });
+  listener_counter("trellis_http_rate_limit_delayed_total", "Requests held by a leaky-bucket rate limit.",
+                   [](const ListenerStats& s) { return s.rate_limit_delayed.value(); });
 
   header(out, "trellis_http_requests_total", "counter", "HTTP requests answered, by status class.");
   static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};

@@ -105,7 +105,46 @@ void Router::decode_headers(const RequestHeaders& headers, bool end_stream) {
     reply_local(404, "no route\n");
     return;
   }
+  rate_delay_ = Duration::zero();
+  const auto& limits = listener.rate_limits[ref.virtual_host][ref.route];
+  if (!limits.empty() && !check_rate_limits(limits)) return;
   route_request(listener.config->virtual_hosts[ref.virtual_host].routes[ref.route]);
+}
+
+// Every limit whose match the request satisfies must admit it; a leaky bucket
+// may ask for it to be held first (the longest hold wins).
+bool Router::check_rate_limits(const std::vector<std::shared_ptr<RouteRateLimiter>>& limits) {
+  const RequestHeaders& req = request_.get();
+  policy::RequestView view{req.authority, req.method, req.path, &req.headers};
+  MonoTime now = worker_.loop().now();
+  for (const auto& limiter : limits) {
+    if (!limiter->counts(view)) continue;
+    const RateLimitConfig& config = limiter->config();
+    std::string_view key;
+    switch (config.key) {
+      case RateLimitConfig::Key::kAll:
+      case RateLimitConfig::Key::kIdentity:  // no workload identities before mTLS: one shared bucket
+        break;
+      case RateLimitConfig::Key::kAddress:
+        key = context_->client_ip;
+        break;
+      case RateLimitConfig::Key::kHeader:
+        key = find_header(req.headers, config.key_header);
+        break;
+    }
+    RouteRateLimiter::Decision d = limiter->admit(key, now);
+    if (!d.allowed) {
+      context_->stats->rate_limited.inc();
+      auto seconds = std::chrono::ceil<std::chrono::seconds>(d.retry_after).count();
+      scratch_ = std::to_string(std::max<int64_t>(seconds, 1));
+      reply_local(429, config.name.empty() ? std::string("rate limited\n") : "rate limited: " + config.name + "\n",
+                  {"retry-after", scratch_});
+      return false;
+    }
+    rate_delay_ = std::max(rate_delay_, d.delay);
+  }
+  if (rate_delay_.count() > 0) context_->stats->rate_limit_delayed.inc();
+  return true;
 }
 
 void Router::route_request(const RouteConfig& route) {
@@ -138,6 +177,8 @@ void Router::route_request(const RouteConfig& route) {
   // A request drawn for both a delay and an abort is delayed, then aborted.
   const FaultConfig& fault = route.fault;
   bool delayed = fault.delay.count() > 0 && policy::sampled(fault.delay_per_million, 1'000'000, random);
+  // A leaky bucket's hold and a fault's delay overlap: the longer one counts.
+  Duration hold = std::max<Duration>(delayed ? Duration(fault.delay) : Duration::zero(), rate_delay_);
   abort_after_delay_ = fault.abort_status != 0 && policy::sampled(fault.abort_per_million, 1'000'000, random);
   if (abort_after_delay_ && !delayed) {
     fault_abort();
@@ -158,17 +199,18 @@ void Router::route_request(const RouteConfig& route) {
     if (policy::sampled(route.mirrors[i].numerator, route.mirrors[i].denominator, random)) mirror_mask_ |= 1u << i;
   // The body is kept while it may be needed again: for a retry, a mirror or
   // until a fault delay ends. An upgrade is a tunnel: never replayed.
-  buffering_ = req.upgrade.empty() && req.has_body && (cluster.retry.attempts > 0 || mirror_mask_ != 0 || delayed);
+  buffering_ =
+      req.upgrade.empty() && req.has_body && (cluster.retry.attempts > 0 || mirror_mask_ != 0 || hold.count() > 0);
 
   if (route.timeout.count() > 0) timeout_.arm(route.timeout);
   idle_after_ = idle_timer_needed(cluster.request_idle_timeout, route.timeout) ? Duration(cluster.request_idle_timeout)
                                                                                : Duration::zero();
   touch();
   cluster_->retry_budget().record_request(worker_.loop().now());
-  if (delayed) {
-    cluster_->stats().fault_delays.inc();
+  if (hold.count() > 0) {
+    if (delayed) cluster_->stats().fault_delays.inc();
     waiting_ = true;
-    wait_.arm(fault.delay);
+    wait_.arm(hold);
     // The client may wait for 100 Continue before sending the body we hold.
     if (req.expect_continue) {
       continue_sent_ = true;

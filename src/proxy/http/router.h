@@ -76,6 +76,7 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   // follows; otherwise what was staged is sent at once.
   void proceed(bool from_decoder);
   void fault_abort();
+  bool check_rate_limits(const std::vector<std::shared_ptr<RouteRateLimiter>>& limits);
   // 503 naming the circuit-breaker limit that refused the request.
   void reply_overflow(policy::Resource limit);
   void release_request_slot();
@@ -136,6 +137,7 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   bool stale_retried_ = false;
   bool continue_sent_ = false;
   bool abort_after_delay_ = false;
+  Duration rate_delay_{};  // a leaky-bucket rate limit holds the request this long
   bool holds_request_ = false;  // a max_requests slot of the cluster's breaker
   bool holds_retry_ = false;    // a max_retries slot, for the try in flight
   Timer timeout_;      // the whole exchange
