@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "policy/circuit_breaker.h"
+#include "policy/concurrency_limiter.h"
 #include "policy/load_balancer.h"
 #include "policy/outlier_detector.h"
 #include "policy/rate_limiter.h"
@@ -107,6 +108,10 @@ struct ClusterConfig {
   // while. Off unless configured.
   bool outlier_enabled = false;
   policy::OutlierConfig outlier;
+  // Adaptive concurrency: a limit on requests in flight found from measured
+  // latency (gradient); above it requests are shed with 503. Off unless set.
+  bool adaptive_concurrency_enabled = false;
+  policy::ConcurrencyConfig adaptive_concurrency;
   std::vector<EndpointConfig> endpoints;
 };
 

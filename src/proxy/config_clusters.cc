@@ -19,7 +19,7 @@ class ClusterLoader {
     auto fields = r_.read_map(
         at, {"name", "lb_policy", "hash", "ring_points", "locality", "slow_start", "connect_timeout",
              "idle_timeout", "request_idle_timeout", "max_idle_per_endpoint", "retry", "health_check",
-             "circuit_breakers", "outlier_detection", "endpoints"});
+             "circuit_breakers", "outlier_detection", "adaptive_concurrency", "endpoints"});
     if (!fields) return;
     if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, cluster.name)) {
       if (!names.by_name.emplace(cluster.name, index).second) {
@@ -37,6 +37,10 @@ class ClusterLoader {
     if (auto v = fields->get("retry")) load_retry(*v, cluster.retry);
     if (auto v = fields->get("health_check")) load_health_check(*v, cluster.health_check);
     if (auto v = fields->get("circuit_breakers")) load_circuit_breakers(*v, cluster.circuit_breakers);
+    if (auto v = fields->get("adaptive_concurrency")) {
+      cluster.adaptive_concurrency_enabled = true;
+      load_adaptive_concurrency(*v, cluster.adaptive_concurrency);
+    }
     if (auto v = fields->get("outlier_detection")) {
       cluster.outlier_enabled = true;
       load_outlier(*v, cluster.outlier);
@@ -230,6 +234,20 @@ class ClusterLoader {
         }
       }
     }
+  }
+
+  void load_adaptive_concurrency(const Located& at, policy::ConcurrencyConfig& c) {
+    auto fields = r_.read_map(at, {"initial_limit", "min_limit", "max_limit", "sample_window", "baseline_interval"});
+    if (!fields) return;
+    if (auto v = fields->get("min_limit")) r_.read_integer(*v, 1, 1000000, c.min_limit);
+    if (auto v = fields->get("max_limit")) r_.read_integer(*v, 1, 1000000, c.max_limit);
+    if (auto v = fields->get("initial_limit")) r_.read_integer(*v, 1, 1000000, c.initial_limit);
+    Millis ms{};
+    if (auto v = fields->get("sample_window"); v && r_.read_positive_duration(*v, ms)) c.sample_window = ms;
+    if (auto v = fields->get("baseline_interval"); v && r_.read_positive_duration(*v, ms)) c.baseline_interval = ms;
+    if (c.min_limit > c.max_limit) r_.error(at, "min_limit must not be above max_limit");
+    else if (c.initial_limit < c.min_limit || c.initial_limit > c.max_limit)
+      r_.error(at, "initial_limit must be between min_limit and max_limit");
   }
 
   void load_outlier(const Located& at, policy::OutlierConfig& o) {

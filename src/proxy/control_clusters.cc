@@ -226,6 +226,18 @@ void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& e
     if (cb.max_requests()) limits.max_requests = cb.max_requests();
     if (cb.max_retries()) limits.max_retries = cb.max_retries();
   }
+  if (in.has_adaptive_concurrency()) {
+    const v1::AdaptiveConcurrency& ac = in.adaptive_concurrency();
+    policy::ConcurrencyConfig& c = cluster.adaptive_concurrency;
+    cluster.adaptive_concurrency_enabled = true;
+    if (ac.initial_limit()) c.initial_limit = ac.initial_limit();
+    if (ac.min_limit()) c.min_limit = ac.min_limit();
+    if (ac.max_limit()) c.max_limit = ac.max_limit();
+    if (ac.sample_window_ms()) c.sample_window = Millis(ac.sample_window_ms());
+    if (ac.baseline_interval_ms()) c.baseline_interval = Millis(ac.baseline_interval_ms());
+    if (c.min_limit > c.max_limit || c.initial_limit < c.min_limit || c.initial_limit > c.max_limit)
+      errors.add(path + ".adaptive_concurrency", "needs min_limit <= initial_limit <= max_limit");
+  }
   if (in.has_outlier_detection()) {
     const v1::OutlierDetection& od = in.outlier_detection();
     policy::OutlierConfig& o = cluster.outlier;

@@ -102,6 +102,22 @@ std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> Server::rate_limiter
   return out;
 }
 
+// The cluster's adaptive limit: kept across reloads that leave its settings
+// alone, so what it learned stays.
+std::shared_ptr<policy::ConcurrencyLimiter> Server::concurrency_limiter_for(const ClusterConfig& c) {
+  if (snapshot_) {
+    for (const ClusterRuntime& old : snapshot_->clusters) {
+      if (old.config->name != c.name || !old.concurrency) continue;
+      const policy::ConcurrencyConfig& a = old.config->adaptive_concurrency;
+      const policy::ConcurrencyConfig& b = c.adaptive_concurrency;
+      if (a.initial_limit == b.initial_limit && a.min_limit == b.min_limit && a.max_limit == b.max_limit &&
+          a.sample_window == b.sample_window && a.baseline_interval == b.baseline_interval)
+        return old.concurrency;
+    }
+  }
+  return std::make_shared<policy::ConcurrencyLimiter>(c.adaptive_concurrency, loop_.now(), random_);
+}
+
 // The cluster's detector: the one in force when nothing it depends on
 // changed, else a new one that carries over the verdicts of the endpoints
 // that stay.
@@ -147,9 +163,10 @@ bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shar
   snap->workers = options_.workers;
   snap->config = config;
   for (const ClusterConfig& c : config->clusters) {
-    ClusterRuntime rt{&c, stats_->cluster(c.name), cluster_states_.cluster(c.name), {}, nullptr};
+    ClusterRuntime rt{&c, stats_->cluster(c.name), cluster_states_.cluster(c.name), {}, nullptr, nullptr};
     rt.state->breaker.set_limits(c.circuit_breakers);
     if (c.outlier_enabled) rt.outlier = outlier_detector_for(c);
+    if (c.adaptive_concurrency_enabled) rt.concurrency = concurrency_limiter_for(c);
     for (const EndpointConfig& e : c.endpoints) rt.endpoints.push_back(rt.state->endpoint(e.address.text));
     rt.state->retain([&](const std::string& address) {
       return std::any_of(c.endpoints.begin(), c.endpoints.end(),

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/random.h"
 #include "proxy/admin.h"
 #include "proxy/config.h"
 #include "proxy/control_client.h"
@@ -43,6 +44,7 @@ class Server {
   // (a socket cannot be bound): the config in force stays.
   bool apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error);
   std::shared_ptr<policy::OutlierDetector> outlier_detector_for(const ClusterConfig& c);
+  std::shared_ptr<policy::ConcurrencyLimiter> concurrency_limiter_for(const ClusterConfig& c);
   std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> rate_limiters_for(const ListenerConfig& l,
                                                                                const VirtualHostConfig& vh);
   void reload();
@@ -57,6 +59,7 @@ class Server {
   ClusterStateRegistry cluster_states_;
   std::unique_ptr<HealthChecker> health_checker_;
   std::unique_ptr<Timer> evict_timer_;
+  FastRandom random_{FastRandom::os_seed()};
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<Signals> signals_;
   std::shared_ptr<const Snapshot> snapshot_;

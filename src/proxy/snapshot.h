@@ -51,6 +51,8 @@ struct ClusterRuntime {
   // its hosts are config->endpoints, in order. Workers report outcomes, the
   // main thread ticks it.
   std::shared_ptr<policy::OutlierDetector> outlier;
+  // Adaptive concurrency, shared by all workers (null when off).
+  std::shared_ptr<policy::ConcurrencyLimiter> concurrency;
 };
 
 struct Snapshot {

@@ -150,6 +150,8 @@ std::string StatsRegistry::render_prometheus() const {
                   [](const ClusterStats& s) { return s.fault_aborts.value(); });
   cluster_counter("trellis_upstream_fault_delays_total", "Requests held by an injected delay.",
                   [](const ClusterStats& s) { return s.fault_delays.value(); });
+  cluster_counter("trellis_upstream_concurrency_shed_total", "Requests shed by the adaptive concurrency limit.",
+                  [](const ClusterStats& s) { return s.concurrency_shed.value(); });
   header(out, "trellis_upstream_overflow_total", "counter",
          "Requests (and retries) refused because a circuit-breaker limit was reached.");
   for (auto& [cname, f] : clusters_) {

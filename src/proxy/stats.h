@@ -84,6 +84,7 @@ struct ClusterStats {
   Counter fault_aborts;            // requests answered by an injected fault instead of sent here
   Counter fault_delays;
   Counter overflow[4];             // requests refused by the circuit breaker, by policy::Resource
+  Counter concurrency_shed;        // requests refused by the adaptive concurrency limit
 };
 
 // Owns every stats block. Used on the main thread only: blocks are created when

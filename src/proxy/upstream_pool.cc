@@ -162,10 +162,12 @@ UpstreamCluster::~UpstreamCluster() = default;
 void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats,
                              std::shared_ptr<ClusterState> state,
                              std::vector<std::shared_ptr<EndpointState>> endpoints,
-                             std::shared_ptr<policy::OutlierDetector> outlier, const std::string& local_zone,
+                             std::shared_ptr<policy::OutlierDetector> outlier,
+                             std::shared_ptr<policy::ConcurrencyLimiter> concurrency, const std::string& local_zone,
                              size_t workers) {
   state_ = std::move(state);
   outlier_ = std::move(outlier);
+  concurrency_ = std::move(concurrency);
   endpoint_states_ = std::move(endpoints);
   bool budget_changed = config.retry.budget_percent != config_.retry.budget_percent ||
                         config.retry.budget_min_per_second != config_.retry.budget_min_per_second ||

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/random.h"
+#include "policy/concurrency_limiter.h"
 #include "policy/load_balancer.h"
 #include "policy/outlier_detector.h"
 #include "policy/retry.h"
@@ -130,7 +131,8 @@ class UpstreamCluster {
   // budget's floor.
   void update(const ClusterConfig& config, ClusterStats* stats, std::shared_ptr<ClusterState> state,
               std::vector<std::shared_ptr<EndpointState>> endpoints,
-              std::shared_ptr<policy::OutlierDetector> outlier, const std::string& local_zone, size_t workers);
+              std::shared_ptr<policy::OutlierDetector> outlier,
+              std::shared_ptr<policy::ConcurrencyLimiter> concurrency, const std::string& local_zone, size_t workers);
   void retire();  // the cluster left the config
   void close_idle();
 
@@ -139,6 +141,8 @@ class UpstreamCluster {
   ClusterStats& stats() { return *stats_; }
   policy::RetryBudget& retry_budget() { return budget_; }
   policy::CircuitBreaker& breaker() { return state_->breaker; }
+  // The cluster's adaptive concurrency limit; null when off.
+  const std::shared_ptr<policy::ConcurrencyLimiter>& concurrency() const { return concurrency_; }
 
   // The balancer's choice for a request (ctx.hash for the hashing balancers).
   UpstreamPick pick(const policy::PickContext& ctx);
@@ -170,6 +174,7 @@ class UpstreamCluster {
   std::vector<std::shared_ptr<EndpointState>> endpoint_states_;  // aligned with pools_
   uint64_t seen_epoch_ = 0;  // the health verdicts lb_ was built with
   std::shared_ptr<policy::OutlierDetector> outlier_;  // hosts aligned with pools_
+  std::shared_ptr<policy::ConcurrencyLimiter> concurrency_;
   uint64_t seen_outlier_epoch_ = 0;
   policy::RetryBudget budget_{20, 10};
   Timer slow_start_timer_;  // rebuilds while an endpoint is warming up

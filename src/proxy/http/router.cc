@@ -230,6 +230,10 @@ void Router::reply_overflow(policy::Resource limit) {
 void Router::release_request_slot() {
   if (holds_request_ && cluster_ != nullptr) cluster_->breaker().release(policy::Resource::kRequests);
   holds_request_ = false;
+  // Not a measured completion (a failure, a local answer, a reset): the
+  // adaptive limit gets its slot back without a latency sample.
+  if (concurrency_) concurrency_->release_ignored();
+  concurrency_.reset();
 }
 
 void Router::fault_abort() {
@@ -248,6 +252,15 @@ void Router::proceed(bool from_decoder) {
       return;
     }
     holds_request_ = true;
+    if (const auto& limiter = cluster_->concurrency()) {
+      if (!limiter->try_acquire()) {
+        cluster_->stats().concurrency_shed.inc();
+        reply_local(503, "upstream overflow: adaptive_concurrency\n", {"x-trellis-overflow", "adaptive_concurrency"});
+        return;
+      }
+      concurrency_ = limiter;
+      concurrency_start_ = worker_.loop().now();
+    }
   }
   if (request_ended_ && mirror_mask_ != 0) start_mirrors();
   start_try(/*fresh=*/false, from_decoder);
@@ -549,6 +562,11 @@ void Router::response_complete() {
   timeout_.cancel();
   idle_timeout_.cancel();
   end_try(upstream_.reusable(), false);
+  if (concurrency_) {
+    MonoTime now = worker_.loop().now();
+    concurrency_->release(now - concurrency_start_, now);
+    concurrency_.reset();
+  }
   release_request_slot();
 }
 

@@ -139,6 +139,8 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   bool abort_after_delay_ = false;
   Duration rate_delay_{};  // a leaky-bucket rate limit holds the request this long
   bool holds_request_ = false;  // a max_requests slot of the cluster's breaker
+  std::shared_ptr<policy::ConcurrencyLimiter> concurrency_;  // holds a slot of it
+  MonoTime concurrency_start_{};
   bool holds_retry_ = false;    // a max_retries slot, for the try in flight
   Timer timeout_;      // the whole exchange
   Timer try_timeout_;  // the current try
