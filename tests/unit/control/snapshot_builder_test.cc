@@ -169,6 +169,59 @@ TEST(SnapshotBuilder, PoliciesReachOnlyTheProxiesTheyConcern) {
   EXPECT_EQ(Json::parse(u.policies(0).spec_json())["targetRef"]["name"], "details");
 }
 
+// A proxy of `service` that calls `upstreams`.
+v1::Hello hello_of(const std::string& service, std::vector<std::string> upstreams,
+                   const std::string& ns = "") {
+  v1::Hello h = hello(std::move(upstreams), /*with_instance=*/true, ns);
+  h.mutable_node()->set_id(service + "-1");
+  h.mutable_node()->set_service(service);
+  return h;
+}
+
+Resource rate_limit(std::string name, const std::string& target_kind, const std::string& target,
+                    const std::string& limit_name, std::string ns = "default") {
+  Json spec{{"targetRef", {{"kind", target_kind}, {"name", target}}},
+            {"limits",
+             {{{"name", limit_name},
+               {"key", {{"source", "Address"}}},
+               {"tokenBucket", {{"requestsPerUnit", 100}, {"unit", "Second"}}}}}}};
+  return resource("RateLimitPolicy", std::move(name), spec.dump().c_str(), 1, std::move(ns));
+}
+
+// The names of the limits on each route of `listener` ("" when it has none), "|" between virtual hosts.
+std::vector<std::string> limits_on(const v1::ConfigUpdate& u, const std::string& listener) {
+  std::vector<std::string> out;
+  const v1::Listener* l = find_listener(u, listener);
+  if (l == nullptr) return out;
+  for (const v1::VirtualHost& vh : l->virtual_hosts()) {
+    if (!out.empty()) out.push_back("|");
+    for (const v1::Route& r : vh.routes()) {
+      std::string names;
+      for (const v1::RateLimit& limit : r.rate_limits()) names += (names.empty() ? "" : ",") + limit.name();
+      out.push_back(names);
+    }
+  }
+  return out;
+}
+
+TEST(SnapshotBuilder, ServiceLimitsAreOnTheInboundRouteOfTheServicesOwnProxiesOnly) {
+  MeshView mesh;
+  mesh.rate_limit_policies = {rate_limit("reviews-b", "Service", "reviews", "b"),
+                              rate_limit("reviews-a", "Service", "reviews", "a"),
+                              rate_limit("ratings", "Service", "ratings", "r"),
+                              rate_limit("reviews-prod", "Service", "reviews", "prod", "prod")};
+  v1::ConfigUpdate reviews = build_proxy_config(mesh, hello_of("reviews", {"ratings"}));
+  EXPECT_EQ(limits_on(reviews, "inbound"), (std::vector<std::string>{"a,b"}))
+      << "every policy on the Service, by policy name; not those on a namesake in another namespace";
+  EXPECT_EQ(limits_on(reviews, "outbound"), (std::vector<std::string>{""}))
+      << "the limits on ratings are its own proxies' to enforce, not its clients'";
+  EXPECT_EQ(limits_on(build_proxy_config(mesh, hello_of("reviews", {}, "prod")), "inbound"),
+            (std::vector<std::string>{"prod"}));
+  v1::ConfigUpdate client = build_proxy_config(mesh, hello_of("productpage", {"reviews"}));
+  EXPECT_EQ(limits_on(client, "inbound"), (std::vector<std::string>{""}));
+  EXPECT_EQ(limits_on(client, "outbound"), (std::vector<std::string>{""}));
+}
+
 TEST(SnapshotBuilder, SameInputSameOutput) {
   MeshView mesh;
   mesh.instances = {instance("details", "127.0.0.1:7002"), instance("details", "127.0.0.1:7001")};
