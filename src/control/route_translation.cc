@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "control/rate_limit_translation.h"
 #include "control/resources/checker.h"
 
 namespace trellis::control {
@@ -239,9 +240,13 @@ void add_service_routes(const MeshView& mesh, const ServiceRef& service, const s
   for (size_t r = 0; r < routes.size(); ++r) {
     const Resource& route = *routes[r];
     auto hosts = host_groups(route);
+    // The client proxies enforce an HTTPRoute's limits, on every route made from it.
+    google::protobuf::RepeatedPtrField<v1::RateLimit> limits;
+    add_rate_limits(mesh, "HTTPRoute", route.namespace_, route.name, limits);
     const Json& rules = list_at(route.spec, "rules");
     for (size_t i = 0; i < rules.size(); ++i) {
       v1::Route rule = translate_rule(mesh, rules[i], route.namespace_, default_timeout);
+      *rule.mutable_rate_limits() = limits;
       const Json& matches = list_at(rules[i], "matches");
       size_t match_count = std::max<size_t>(matches.size(), 1);  // none: one PathPrefix "/"
       for (size_t m = 0; m < match_count; ++m) {

@@ -1,7 +1,8 @@
 // The routes of one outbound virtual host: each (rule, match) of the
 // HTTPRoutes attached to a Service becomes one v1::Route, ordered by the
-// Gateway API's precedence (docs/resources.md, "rules"), and a last route
-// sends whatever none of them claims to the Service itself.
+// Gateway API's precedence (docs/resources.md, "rules") and carrying the
+// rate limits on its HTTPRoute, and a last route sends whatever none of
+// them claims to the Service itself.
 #pragma once
 
 #include <set>

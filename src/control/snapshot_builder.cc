@@ -3,6 +3,7 @@
 #include <set>
 
 #include "control/cluster_translation.h"
+#include "control/rate_limit_translation.h"
 #include "control/route_translation.h"
 
 namespace trellis::control {
@@ -76,6 +77,11 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     r->set_path_kind(v1::Route::PREFIX);
     r->set_path("/");
     r->set_cluster(kInbound);
+    // The proxy in front of each instance of a Service enforces the limits on it.
+    if (!hello.node().service().empty()) {
+      add_rate_limits(mesh, "Service", node_namespace(hello), hello.node().service(),
+                      *r->mutable_rate_limits());
+    }
     v1::Cluster* c = update.add_clusters();
     c->set_name(kInbound);
     c->set_connect_timeout_ms(1000);

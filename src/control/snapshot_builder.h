@@ -1,10 +1,10 @@
 // Computes what one proxy should run from the mesh's state: its inbound
-// listener (from its own instance), its outbound listener with a virtual host
-// per service it calls (routes: route_translation.h), and a cluster per
-// service or subset those routes reach (cluster_translation.h), with the live
-// endpoints from the registry, and the policies that concern it. Pure: no
-// I/O, no clock; the same input always gives the same output, so unchanged
-// parts diff as unchanged.
+// listener (from its own instance, with its service's rate limits), its
+// outbound listener with a virtual host per service it calls (routes:
+// route_translation.h), and a cluster per service or subset those routes
+// reach (cluster_translation.h), with the live endpoints from the registry,
+// and the policies that concern it. Pure: no I/O, no clock; the same input
+// always gives the same output, so unchanged parts diff as unchanged.
 #pragma once
 
 #include <vector>

@@ -324,6 +324,95 @@ TEST(RouteTranslation, ConsumerRoutesApplyOnlyToClientsInTheirNamespace) {
       << "the consumer route's backends are in its own namespace";
 }
 
+// A RateLimitPolicy on HTTPRoute `route` with one limit per name.
+Resource route_rate_limit(std::string name, const std::string& route, const std::vector<std::string>& limits,
+                          std::string ns = "default") {
+  Json spec{{"targetRef", {{"group", "gateway.networking.k8s.io"}, {"kind", "HTTPRoute"}, {"name", route}}},
+            {"limits", Json::array()}};
+  for (const std::string& l : limits) {
+    spec["limits"].push_back({{"name", l},
+                              {"key", {{"source", "Address"}}},
+                              {"tokenBucket", {{"requestsPerUnit", 5}, {"unit", "Second"}}}});
+  }
+  return resource("RateLimitPolicy", std::move(name), spec.dump().c_str(), 1, std::move(ns));
+}
+
+// Each route as describe() has it, then the names of its limits: "PREFIX / -> x.default=1 [a,b]".
+std::vector<std::string> describe_with_limits(const v1::VirtualHost& vh) {
+  std::vector<std::string> out;
+  for (const v1::Route& r : vh.routes()) {
+    std::string limits;
+    for (const v1::RateLimit& l : r.rate_limits()) limits += (limits.empty() ? "" : ",") + l.name();
+    out.push_back(describe(r) + " [" + limits + "]");
+  }
+  return out;
+}
+
+TEST(RouteTranslation, AnHttpRoutesLimitsAreOnEveryRouteMadeFromItAndNoOther) {
+  MeshView mesh;
+  mesh.http_routes = {
+      http_route("limited", R"({"parentRefs": [{"name": "reviews"}], "hostnames": ["a.example", "*.example"],
+        "rules": [{"matches": [{"path": {"value": "/a"}}, {"method": "POST"}], "backendRefs": [{"name": "v1"}]},
+                  {"matches": [{"path": {"type": "Exact", "value": "/r"}}],
+                   "filters": [{"type": "RequestRedirect", "requestRedirect": {"hostname": "b.example"}}]},
+                  {"matches": [{"path": {"value": "/none"}}]}]})"),
+      http_route("free", R"({"parentRefs": [{"name": "reviews"}],
+        "rules": [{"matches": [{"path": {"value": "/f"}}], "backendRefs": [{"name": "v2"}]}]})"),
+  };
+  mesh.rate_limit_policies = {
+      route_rate_limit("b", "limited", {"b1"}),
+      route_rate_limit("a", "limited", {"a1", "a2"}),
+      route_rate_limit("elsewhere", "limited", {"x"}, "prod"),
+      route_rate_limit("on-service", "reviews", {"x"}),
+  };
+  mesh.rate_limit_policies.push_back(resource("RateLimitPolicy", "service", R"({
+      "targetRef": {"kind": "Service", "name": "reviews"},
+      "limits": [{"name": "s", "key": {"source": "Address"}, "leakyBucket": {"ratePerSecond": 1}}]})"));
+  EXPECT_EQ(describe_with_limits(routes_of(mesh)),
+            (std::vector<std::string>{
+                "EXACT /r hosts:a.example -> redirect [a1,a2,b1]",
+                "PREFIX /none hosts:a.example -> !no backends [a1,a2,b1]",
+                "PREFIX /a hosts:a.example -> v1.default=1 [a1,a2,b1]",
+                "PREFIX / POST hosts:a.example -> v1.default=1 [a1,a2,b1]",
+                "EXACT /r hosts:*.example -> redirect [a1,a2,b1]",
+                "PREFIX /none hosts:*.example -> !no backends [a1,a2,b1]",
+                "PREFIX /a hosts:*.example -> v1.default=1 [a1,a2,b1]",
+                "PREFIX / POST hosts:*.example -> v1.default=1 [a1,a2,b1]",
+                "PREFIX /f -> v2.default=1 []",
+                "PREFIX / -> reviews.default []",
+            }))
+      << "a policy on another route, on a route of that name in another namespace, or on the Service "
+         "(enforced by the Service's own proxies) adds nothing to the clients' routes";
+}
+
+TEST(RouteTranslation, AConsumerRoutesLimitsAreThoseInItsNamespace) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("consumer", R"({"parentRefs": [{"name": "reviews", "namespace": "default"}],
+        "rules": [{"backendRefs": [{"name": "reviews", "namespace": "default"}]}]})",
+                                 1, "shop")};
+  mesh.rate_limit_policies = {route_rate_limit("shop-limit", "consumer", {"shop"}, "shop"),
+                              route_rate_limit("default-limit", "consumer", {"default"})};
+  EXPECT_EQ(
+      describe_with_limits(routes_of(mesh, "shop")),
+      (std::vector<std::string>{"PREFIX / -> reviews.default=1 [shop]", "PREFIX / -> reviews.default []"}));
+}
+
+TEST(RouteTranslation, LimitsOfARouteThatDoesNotExistGoNowhere) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+        "rules": [{"backendRefs": [{"name": "v1"}]}]})")};
+  mesh.rate_limit_policies = {route_rate_limit("early", "not-yet", {"x"})};
+  EXPECT_EQ(describe_with_limits(routes_of(mesh)),
+            (std::vector<std::string>{"PREFIX / -> v1.default=1 []", "PREFIX / -> reviews.default []"}));
+  mesh.http_routes.push_back(http_route("not-yet", R"({"parentRefs": [{"name": "reviews"}],
+        "rules": [{"matches": [{"path": {"value": "/new"}}], "backendRefs": [{"name": "v2"}]}]})",
+                                        2));
+  EXPECT_EQ(describe_with_limits(routes_of(mesh)),
+            (std::vector<std::string>{"PREFIX /new -> v2.default=1 [x]", "PREFIX / -> v1.default=1 []",
+                                      "PREFIX / -> reviews.default []"}))
+      << "the limits apply once the route is there";
+}
+
 TEST(RouteTranslation, RouteClustersAreEveryResolvedBackendAndMirror) {
   MeshView mesh;
   mesh.destination_policies = {reviews_policy()};

@@ -169,6 +169,106 @@ TEST(SnapshotBuilder, PoliciesReachOnlyTheProxiesTheyConcern) {
   EXPECT_EQ(Json::parse(u.policies(0).spec_json())["targetRef"]["name"], "details");
 }
 
+// A proxy of `service` that calls `upstreams`.
+v1::Hello hello_of(const std::string& service, std::vector<std::string> upstreams,
+                   const std::string& ns = "") {
+  v1::Hello h = hello(std::move(upstreams), /*with_instance=*/true, ns);
+  h.mutable_node()->set_id(service + "-1");
+  h.mutable_node()->set_service(service);
+  return h;
+}
+
+Resource rate_limit(std::string name, const std::string& target_kind, const std::string& target,
+                    const std::string& limit_name, std::string ns = "default") {
+  Json spec{{"targetRef", {{"kind", target_kind}, {"name", target}}},
+            {"limits",
+             {{{"name", limit_name},
+               {"key", {{"source", "Address"}}},
+               {"tokenBucket", {{"requestsPerUnit", 100}, {"unit", "Second"}}}}}}};
+  return resource("RateLimitPolicy", std::move(name), spec.dump().c_str(), 1, std::move(ns));
+}
+
+// The names of the limits on each route of `listener` ("" when it has none), "|" between virtual hosts.
+std::vector<std::string> limits_on(const v1::ConfigUpdate& u, const std::string& listener) {
+  std::vector<std::string> out;
+  const v1::Listener* l = find_listener(u, listener);
+  if (l == nullptr) return out;
+  for (const v1::VirtualHost& vh : l->virtual_hosts()) {
+    if (!out.empty()) out.push_back("|");
+    for (const v1::Route& r : vh.routes()) {
+      std::string names;
+      for (const v1::RateLimit& limit : r.rate_limits()) names += (names.empty() ? "" : ",") + limit.name();
+      out.push_back(names);
+    }
+  }
+  return out;
+}
+
+TEST(SnapshotBuilder, ServiceLimitsAreOnTheInboundRouteOfTheServicesOwnProxiesOnly) {
+  MeshView mesh;
+  mesh.rate_limit_policies = {rate_limit("reviews-b", "Service", "reviews", "b"),
+                              rate_limit("reviews-a", "Service", "reviews", "a"),
+                              rate_limit("ratings", "Service", "ratings", "r"),
+                              rate_limit("reviews-prod", "Service", "reviews", "prod", "prod")};
+  v1::ConfigUpdate reviews = build_proxy_config(mesh, hello_of("reviews", {"ratings"}));
+  EXPECT_EQ(limits_on(reviews, "inbound"), (std::vector<std::string>{"a,b"}))
+      << "every policy on the Service, by policy name; not those on a namesake in another namespace";
+  EXPECT_EQ(limits_on(reviews, "outbound"), (std::vector<std::string>{""}))
+      << "the limits on ratings are its own proxies' to enforce, not its clients'";
+  EXPECT_EQ(limits_on(build_proxy_config(mesh, hello_of("reviews", {}, "prod")), "inbound"),
+            (std::vector<std::string>{"prod"}));
+  v1::ConfigUpdate client = build_proxy_config(mesh, hello_of("productpage", {"reviews"}));
+  EXPECT_EQ(limits_on(client, "inbound"), (std::vector<std::string>{""}));
+  EXPECT_EQ(limits_on(client, "outbound"), (std::vector<std::string>{""}));
+}
+
+TEST(SnapshotBuilder, RouteLimitsAreOnTheClientsRoutesOnly) {
+  MeshView mesh;
+  mesh.http_routes = {route("reviews-split", Json::parse(R"({"parentRefs": [{"name": "reviews"}],
+      "rules": [{"matches": [{"path": {"value": "/api"}}, {"method": "POST"}], "backendRefs": [{"name": "reviews-v2"}]}]})")),
+                      route("details", Json::parse(R"({"parentRefs": [{"name": "details"}],
+      "rules": [{"backendRefs": [{"name": "details-v1"}]}]})"))};
+  mesh.rate_limit_policies = {rate_limit("split-limit", "HTTPRoute", "reviews-split", "split")};
+  v1::ConfigUpdate client = build_proxy_config(mesh, hello_of("productpage", {"details", "reviews"}));
+  EXPECT_EQ(limits_on(client, "outbound"), (std::vector<std::string>{"", "", "|", "split", "split", ""}))
+      << "details' routes and the fallback to reviews carry nothing";
+  EXPECT_EQ(limits_on(client, "inbound"), (std::vector<std::string>{""}));
+  v1::ConfigUpdate server = build_proxy_config(mesh, hello_of("reviews", {}));
+  EXPECT_EQ(limits_on(server, "inbound"), (std::vector<std::string>{""}))
+      << "the route's clients enforce its limits, not the Service's proxies";
+  std::vector<std::string> keys;
+  for (const auto& p : server.policies()) keys.push_back(p.key());
+  EXPECT_EQ(keys, std::vector<std::string>{"RateLimitPolicy/default/split-limit"})
+      << "the policy itself still goes to the proxies of the Service the route is attached to";
+}
+
+TEST(SnapshotBuilder, AChangedRateLimitPolicyChangesTheListenersItConcerns) {
+  MeshView mesh;
+  mesh.http_routes = {route("reviews", Json::parse(R"({"parentRefs": [{"name": "reviews"}],
+      "rules": [{"backendRefs": [{"name": "reviews"}]}]})"))};
+  v1::Hello client = hello_of("productpage", {"reviews"});
+  v1::Hello server = hello_of("reviews", {});
+  auto listener = [&](const v1::Hello& h, const char* name) {
+    return find_listener(build_proxy_config(mesh, h), name)->SerializeAsString();
+  };
+  std::string client_before = listener(client, "outbound");
+  std::string server_before = listener(server, "inbound");
+
+  mesh.rate_limit_policies = {rate_limit("on-service", "Service", "reviews", "s")};
+  EXPECT_EQ(listener(client, "outbound"), client_before);
+  std::string server_limited = listener(server, "inbound");
+  EXPECT_NE(server_limited, server_before);
+  mesh.rate_limit_policies[0].spec["limits"][0]["tokenBucket"]["requestsPerUnit"] = 5;
+  EXPECT_NE(listener(server, "inbound"), server_limited) << "a changed rate is a changed listener";
+
+  mesh.rate_limit_policies = {rate_limit("on-route", "HTTPRoute", "reviews", "r")};
+  EXPECT_EQ(listener(server, "inbound"), server_before) << "a removed policy's limits are gone";
+  std::string client_limited = listener(client, "outbound");
+  EXPECT_NE(client_limited, client_before);
+  mesh.rate_limit_policies[0].spec["limits"][0]["key"] = {{"header", "x-user"}};
+  EXPECT_NE(listener(client, "outbound"), client_limited);
+}
+
 TEST(SnapshotBuilder, SameInputSameOutput) {
   MeshView mesh;
   mesh.instances = {instance("details", "127.0.0.1:7002"), instance("details", "127.0.0.1:7001")};
