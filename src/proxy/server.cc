@@ -64,8 +64,11 @@ Server::~Server() {
 
 // The limiters of a virtual host's routes: those in force where the same
 // limit sits at the same place (so a reload keeps their buckets), else new.
-std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> Server::rate_limiters_for(const ListenerConfig& l,
-                                                                                      const VirtualHostConfig& vh) {
+// Identical limits on several routes of a listener share one limiter: the
+// control plane copies an HTTPRoute's limits onto every route made from it,
+// and the user's limit is one limit.
+std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> Server::rate_limiters_for(
+    const ListenerConfig& l, const VirtualHostConfig& vh, std::vector<std::shared_ptr<RouteRateLimiter>>& shared) {
   const ListenerRuntime* old_listener = nullptr;
   size_t old_vhost = SIZE_MAX;
   if (snapshot_) {
@@ -87,6 +90,8 @@ std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> Server::rate_limiter
         if (r < old_routes.size() && k < old_routes[r].size() && same_rate_limit(old_routes[r][k]->config(), config))
           limiter = old_routes[r][k];
       }
+      for (const auto& other : shared)
+        if (!limiter && same_rate_limit(other->config(), config)) limiter = other;
       if (!limiter) {
         auto built = RouteRateLimiter::build(config);
         if (!built) {
@@ -95,6 +100,7 @@ std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> Server::rate_limiter
         }
         limiter = std::move(*built);
       }
+      if (std::find(shared.begin(), shared.end(), limiter) == shared.end()) shared.push_back(limiter);
       limits.push_back(std::move(limiter));
     }
     out.push_back(std::move(limits));
@@ -198,10 +204,11 @@ bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shar
         rt.sockets.push_back(std::make_shared<ListenSocket>(fd));
       }
     }
+    std::vector<std::shared_ptr<RouteRateLimiter>> listener_limiters;  // shared by identical limits
     for (const VirtualHostConfig& vh : l.virtual_hosts) {
       std::vector<policy::RouteMatch> routes;
       for (const RouteConfig& r : vh.routes) routes.push_back(r.match);
-      rt.rate_limits.push_back(rate_limiters_for(l, vh));
+      rt.rate_limits.push_back(rate_limiters_for(l, vh, listener_limiters));
       auto added = rt.routes.add_virtual_host(vh.domains, routes);
       if (!added) {
         error = "listener \"" + l.name + "\": virtual host \"" + vh.name + "\": " + added.error().message;

@@ -45,8 +45,8 @@ class Server {
   bool apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error);
   std::shared_ptr<policy::OutlierDetector> outlier_detector_for(const ClusterConfig& c);
   std::shared_ptr<policy::ConcurrencyLimiter> concurrency_limiter_for(const ClusterConfig& c);
-  std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> rate_limiters_for(const ListenerConfig& l,
-                                                                               const VirtualHostConfig& vh);
+  std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> rate_limiters_for(
+      const ListenerConfig& l, const VirtualHostConfig& vh, std::vector<std::shared_ptr<RouteRateLimiter>>& shared);
   void reload();
   void start_control_client();  // creates it on first use; (re)connects with bootstrap_
   void begin_drain();
