@@ -186,6 +186,14 @@ v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
     if (const Json* retries = map_at(policy->spec, "retries")) fill_retry(*retries, *c.mutable_retry());
     if (const Json* hc = map_at(policy->spec, "healthCheck")) fill_health_check(*hc, *c.mutable_health_check());
     if (const Json* od = map_at(policy->spec, "outlierDetection")) fill_outlier(*od, *c.mutable_outlier_detection());
+    if (const Json* ac = map_at(policy->spec, "adaptiveConcurrency")) {
+      v1::AdaptiveConcurrency* out = c.mutable_adaptive_concurrency();
+      out->set_initial_limit(uint_at(*ac, "initialLimit", 20));
+      out->set_min_limit(uint_at(*ac, "minLimit", 3));
+      out->set_max_limit(uint_at(*ac, "maxLimit", 1000));
+      out->set_sample_window_ms(duration_at(*ac, "sampleWindow", 100));
+      out->set_baseline_interval_ms(duration_at(*ac, "baselineInterval", 60000));
+    }
   }
   const Json* labels = nullptr;
   if (!ref.subset.empty()) {

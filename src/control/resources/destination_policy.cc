@@ -106,6 +106,22 @@ void check_outlier_detection(const MapReader& spec) {
   outlier->integer("panicThresholdPercent", 0, 100);
 }
 
+void check_adaptive_concurrency(const MapReader& spec) {
+  std::optional<MapReader> ac = spec.map(
+      "adaptiveConcurrency", {"initialLimit", "minLimit", "maxLimit", "sampleWindow", "baselineInterval"});
+  if (!ac) return;
+  std::optional<int64_t> initial = ac->integer("initialLimit", 1, 1000000);
+  std::optional<int64_t> min = ac->integer("minLimit", 1, 1000000);
+  std::optional<int64_t> max = ac->integer("maxLimit", 1, 1000000);
+  ac->duration("sampleWindow", Need::kOptional, /*positive=*/true);
+  ac->duration("baselineInterval", Need::kOptional, /*positive=*/true);
+  int64_t lo = min.value_or(3), hi = max.value_or(1000), start = initial.value_or(20);
+  if (lo > hi) ac->error("minLimit", "must not be above maxLimit (" + std::to_string(hi) + ")");
+  else if (start < lo || start > hi)
+    ac->error("initialLimit", "must be between minLimit and maxLimit (" + std::to_string(lo) + " to " +
+                                  std::to_string(hi) + ")");
+}
+
 void check_retries(Checker& checker, const MapReader& spec) {
   std::optional<MapReader> retries = spec.map(
       "retries",
@@ -264,12 +280,13 @@ void check_subsets(Checker& checker, const MapReader& spec) {
 void validate_destination_policy(Checker& checker, const Json& spec_json) {
   MapReader spec = checker.map(spec_json, "spec",
                                {"targetRef", "loadBalancer", "connectionPool", "outlierDetection", "retries",
-                                "healthCheck", "subsets"});
+                                "healthCheck", "subsets", "adaptiveConcurrency"});
   if (!spec.ok()) return;
   check_target_ref(spec, {"Service"});
   check_load_balancer(spec);
   check_connection_pool(spec);
   check_outlier_detection(spec);
+  check_adaptive_concurrency(spec);
   check_retries(checker, spec);
   check_health_check(checker, spec);
   check_subsets(checker, spec);
