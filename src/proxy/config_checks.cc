@@ -1,6 +1,8 @@
 #include "proxy/config_checks.h"
 
 #include <algorithm>
+#include <chrono>
+#include <limits>
 
 #include "common/text.h"
 #include "policy/route_table.h"
@@ -205,6 +207,50 @@ Problem check_modifier_header(const HeaderModifier& so_far, ModifierList list, s
 
 bool is_redirect_status(uint32_t status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+Problem check_rate_limit_name(const std::vector<RateLimitConfig>& so_far, std::string_view name) {
+  if (auto problem = check_name(name)) return problem;
+  bool duplicate = std::any_of(so_far.begin(), so_far.end(),
+                               [&](const RateLimitConfig& limit) { return limit.name == name; });
+  if (duplicate) return "duplicate rate limit name " + in_quotes(name);
+  return std::nullopt;
+}
+
+std::string_view rate_unit_name(policy::RateUnit unit) {
+  for (size_t i = 0; i < kRateUnits.size(); ++i) {
+    if (kRateUnits[i] == unit) return kRateUnitNames[i];
+  }
+  return kRateUnitNames[0];
+}
+
+uint32_t token_bucket_capacity(uint64_t requests_per_unit, uint64_t extra) {
+  constexpr uint64_t kMax = std::numeric_limits<uint32_t>::max();
+  if (requests_per_unit >= kMax || extra >= kMax - requests_per_unit) return static_cast<uint32_t>(kMax);
+  return static_cast<uint32_t>(requests_per_unit + extra);
+}
+
+uint64_t token_bucket_extra(const policy::TokenBucketConfig& bucket) {
+  return bucket.burst > bucket.requests_per_unit ? bucket.burst - bucket.requests_per_unit : 0;
+}
+
+Problem check_leaky_rate(double rate_per_second) {
+  // Written so that NaN fails too.
+  if (rate_per_second > 0 && rate_per_second <= kMaxLeakyRate) return std::nullopt;
+  return "must be greater than 0 and at most 1000000000";
+}
+
+Millis leaky_bucket_drain_time(double rate_per_second, uint32_t queue) {
+  if (queue == 0) return Millis(0);
+  // The interval as the bucket computes it (rounded up to the nanosecond), so
+  // that the last place in the queue is still within the delay.
+  const policy::LeakyBucket probe(policy::LeakyBucketConfig{rate_per_second, Duration::zero(), 0});
+  const auto interval_ns =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(probe.interval()).count());
+  constexpr uint64_t kMaxNs = static_cast<uint64_t>(kMaxDurationMs) * 1'000'000;
+  if (interval_ns > kMaxNs / queue) return Millis(kMaxDurationMs);
+  const uint64_t ms = (interval_ns * queue + 999'999) / 1'000'000;
+  return Millis(std::clamp<int64_t>(static_cast<int64_t>(ms), 1, kMaxDurationMs));
 }
 
 std::optional<policy::LbAlgorithm> lb_algorithm_from_name(std::string_view name) {

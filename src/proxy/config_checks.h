@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "policy/load_balancer.h"
+#include "policy/rate_limiter.h"
 #include "policy/route_match.h"
 #include "proxy/config.h"
 
@@ -83,6 +84,37 @@ Problem check_modifier_header(const HeaderModifier& so_far, ModifierList list, s
 
 bool is_redirect_status(uint32_t status);  // 301, 302, 303, 307, 308
 inline constexpr std::string_view kRedirectStatuses = "301, 302, 303, 307 or 308";
+
+// ---- rate limits
+
+// A rate limit's name: a name, once per route. Only names given are checked.
+Problem check_rate_limit_name(const std::vector<RateLimitConfig>& so_far, std::string_view name);
+
+inline constexpr uint64_t kMaxRateLimitRequests = 1'000'000'000;
+inline constexpr double kMaxLeakyRate = 1e9;
+
+inline constexpr std::array<std::string_view, 3> kRateUnitNames = {"second", "minute", "hour"};
+inline constexpr std::array<policy::RateUnit, 3> kRateUnits = {
+    policy::RateUnit::kSecond, policy::RateUnit::kMinute, policy::RateUnit::kHour};
+std::string_view rate_unit_name(policy::RateUnit unit);
+
+// Whose requests share a bucket, in RateLimitConfig::Key order; a header's
+// values are written { header: NAME }.
+inline constexpr std::array<std::string_view, 3> kRateLimitKeyNames = {"all", "address", "identity"};
+
+// Both sources write the burst as requests above the rate; the bucket wants
+// its whole capacity, which cannot exceed 2^32 - 1.
+uint32_t token_bucket_capacity(uint64_t requests_per_unit, uint64_t extra);
+// The other way round, for /config_dump.
+uint64_t token_bucket_extra(const policy::TokenBucketConfig& bucket);
+
+// A leaky bucket's rate_per_second: more than 0, at most kMaxLeakyRate.
+Problem check_leaky_rate(double rate_per_second);
+// How long a full queue of `queue` requests takes to leave at `rate_per_second`
+// (the default max_delay): queue x the bucket's own interval, rounded up to
+// the millisecond so that the delay never cuts the queue short; at least 1 ms
+// with a queue, 0 without, and no more than the longest duration.
+Millis leaky_bucket_drain_time(double rate_per_second, uint32_t queue);
 
 // ---- load balancing
 

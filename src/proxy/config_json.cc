@@ -1,6 +1,8 @@
 // The config in force as JSON, for /config_dump: the YAML file's field names
 // and shapes, so that a dump of a bootstrap file loads back as the same config.
 // Optional sections that are off are left out.
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "proxy/config.h"
@@ -61,6 +63,44 @@ Json match_to_json(const policy::RouteMatch& match) {
   return out;
 }
 
+// The match a limit has when none is written: every request.
+bool matches_everything(const policy::RouteMatch& match) {
+  return match.path_kind == policy::PathMatchKind::kPrefix && match.path == "/" && match.method.empty() &&
+         match.headers.empty() && match.query_params.empty() && match.hosts.empty();
+}
+
+// An integer when it is one, as it would be written.
+Json rate_json(double rate) {
+  if (rate >= 1 && rate <= kMaxLeakyRate && std::floor(rate) == rate) return static_cast<uint64_t>(rate);
+  return rate;
+}
+
+Json rate_limit_json(const RateLimitConfig& limit) {
+  Json out;
+  if (!limit.name.empty()) out["name"] = limit.name;
+  if (!matches_everything(limit.match)) out["match"] = match_to_json(limit.match);
+  if (limit.key == RateLimitConfig::Key::kHeader) {
+    out["key"] = Json{{"header", limit.key_header}};
+  } else {
+    out["key"] = kRateLimitKeyNames[static_cast<size_t>(limit.key)];
+  }
+  if (limit.leaky) {
+    const policy::LeakyBucketConfig& b = limit.leaky_bucket;
+    Json bucket{{"rate_per_second", rate_json(b.rate_per_second)}, {"queue_size", b.queue}};
+    if (b.queue != 0) {
+      bucket["max_delay"] = format_duration(std::chrono::duration_cast<Millis>(b.max_delay));
+    }
+    out["leaky_bucket"] = std::move(bucket);
+  } else {
+    const policy::TokenBucketConfig& b = limit.token_bucket;
+    // The burst as the file writes it: above the rate, not the whole capacity.
+    out["token_bucket"] = Json{{"requests_per_unit", b.requests_per_unit},
+                               {"unit", rate_unit_name(b.unit)},
+                               {"burst", token_bucket_extra(b)}};
+  }
+  return out;
+}
+
 Json header_modifier_json(const HeaderModifier& modifier) {
   Json out = Json::object();
   auto pairs = [](const std::vector<std::pair<std::string, std::string>>& list) {
@@ -108,6 +148,11 @@ Json redirect_json(const RedirectConfig& redirect) {
 Json route_to_json(const RouteConfig& route) {
   Json out;
   out["match"] = match_to_json(route.match);
+  if (!route.rate_limits.empty()) {
+    Json limits = Json::array();
+    for (const RateLimitConfig& limit : route.rate_limits) limits.push_back(rate_limit_json(limit));
+    out["rate_limits"] = std::move(limits);
+  }
   if (route.redirect.enabled) out["redirect"] = redirect_json(route.redirect);
   if (is_shorthand(route.backends)) {
     out["cluster"] = route.backends[0].cluster;

@@ -1,8 +1,11 @@
-// The bootstrap file's routes: what a request must look like, and where it
-// goes (backends or a redirect), changed on the way (headers, rewrites),
-// copied (mirrors) or broken on purpose (faults).
+// The bootstrap file's routes: what a request must look like, how many may
+// pass (rate limits), and where it goes (backends or a redirect), changed on
+// the way (headers, rewrites), copied (mirrors) or broken on purpose (faults).
+#include <algorithm>
 #include <array>
+#include <charconv>
 #include <limits>
+#include <optional>
 
 #include "proxy/config_loader.h"
 
@@ -12,17 +15,58 @@ namespace {
 using policy::PathMatchKind;
 
 constexpr std::array<std::string_view, 2> kSchemes = {"http", "https"};
+constexpr std::string_view kKeyChoices = "\"all\", \"address\", \"identity\" or { header: NAME }";
+
+// A route's match may test every part of a request and must say which paths;
+// a rate limit's tests only the path (prefix or exact), method and headers,
+// and without a path counts every path.
+enum class MatchFor : uint8_t { kRoute, kRateLimit };
+
+// A number as YAML writes one, unquoted: digits, an optional fraction and an
+// optional exponent ("100", "0.5", "2.5e3"). Nothing when the text is not one
+// (NaN when it does not fit a double, so that no range takes it).
+std::optional<double> parse_number(const YAML::Node& node) {
+  const std::string& tag = node.Tag();
+  if (!node.IsScalar() || tag == "!" || tag == "tag:yaml.org,2002:str") return std::nullopt;
+  std::string_view text = node.Scalar();
+  size_t i = text.empty() || text.front() != '-' ? 0 : 1;
+  auto digits = [&] {
+    size_t start = i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+    return i > start;
+  };
+  if (!digits()) return std::nullopt;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    if (!digits()) return std::nullopt;  // "1." is not a number
+  }
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    ++i;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+    if (!digits()) return std::nullopt;
+  }
+  if (i != text.size()) return std::nullopt;
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  // Too large or too small for a double: out of any range the caller allows.
+  if (ec == std::errc::result_out_of_range) return std::numeric_limits<double>::quiet_NaN();
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
 
 class RouteLoader {
  public:
   RouteLoader(Reader& reader, const ClusterIndex& clusters) : r_(reader), clusters_(clusters) {}
 
   void load(const Located& at, RouteConfig& route) {
-    auto fields = r_.read_map(at, {"match", "cluster", "backends", "redirect", "rewrite", "request_headers",
-                                   "response_headers", "mirror", "fault", "timeout", "per_try_timeout"});
+    auto fields = r_.read_map(
+        at, {"match", "rate_limits", "cluster", "backends", "redirect", "rewrite", "request_headers",
+             "response_headers", "mirror", "fault", "timeout", "per_try_timeout"});
     if (!fields) return;
     bool path_kind_known = false;
-    if (auto v = r_.required(*fields, "match")) path_kind_known = load_match(*v, route.match);
+    if (auto v = r_.required(*fields, "match"))
+      path_kind_known = load_match(*v, MatchFor::kRoute, route.match);
+    if (auto v = fields->get("rate_limits")) load_rate_limits(*v, route.rate_limits);
     // Prefix replacements are checked against the match only when its kind is certain.
     const policy::RouteMatch* match = path_kind_known ? &route.match : nullptr;
 
@@ -56,12 +100,18 @@ class RouteLoader {
 
  private:
   // True when the kind of path match is certain (exactly one was given).
-  bool load_match(const Located& at, policy::RouteMatch& match) {
-    auto fields = r_.read_map(at, {"prefix", "exact", "regex", "method", "headers", "query_params", "hosts"});
+  bool load_match(const Located& at, MatchFor what, policy::RouteMatch& match) {
+    const bool route = what == MatchFor::kRoute;
+    auto fields =
+        route ? r_.read_map(at, {"prefix", "exact", "regex", "method", "headers", "query_params", "hosts"})
+              : r_.read_map(at, {"prefix", "exact", "method", "headers"});
     if (!fields) return false;
     std::vector<Located> paths = fields->present({"prefix", "exact", "regex"});
-    if (paths.size() > 1) r_.error(at, "set only one of \"prefix\", \"exact\" or \"regex\"");
-    if (paths.empty()) r_.error(at, "needs \"prefix\", \"exact\" or \"regex\"");
+    if (paths.size() > 1) {
+      r_.error(at, route ? "set only one of \"prefix\", \"exact\" or \"regex\""
+                         : "set only one of \"prefix\" or \"exact\"");
+    }
+    if (paths.empty() && route) r_.error(at, "needs \"prefix\", \"exact\" or \"regex\"");
     if (paths.size() == 1) {
       const Located& path = paths.front();
       match.path_kind = fields->get("prefix")  ? PathMatchKind::kPrefix
@@ -114,6 +164,101 @@ class RouteLoader {
         }
       }
       out.push_back(std::move(match));
+    }
+  }
+
+  void load_rate_limits(const Located& at, std::vector<RateLimitConfig>& limits) {
+    auto items = r_.read_list(at);
+    if (!items) return;
+    for (const Located& item : *items) {
+      RateLimitConfig limit;
+      load_rate_limit(item, limits, limit);
+      limits.push_back(std::move(limit));
+    }
+  }
+
+  void load_rate_limit(const Located& at, const std::vector<RateLimitConfig>& so_far,
+                       RateLimitConfig& limit) {
+    auto fields = r_.read_map(at, {"name", "match", "key", "token_bucket", "leaky_bucket"});
+    if (!fields) return;
+    if (auto v = fields->get("name"); v && r_.read_string(*v, limit.name)) {
+      r_.check(*v, check_rate_limit_name(so_far, limit.name));
+    }
+    if (auto v = fields->get("match")) load_match(*v, MatchFor::kRateLimit, limit.match);
+    if (auto v = fields->get("key")) load_rate_limit_key(*v, limit);
+    std::vector<Located> buckets = fields->present({"token_bucket", "leaky_bucket"});
+    if (buckets.empty()) r_.error(at, "needs \"token_bucket\" or \"leaky_bucket\"");
+    if (buckets.size() > 1) r_.key_error(buckets[1], "set only one of \"token_bucket\" or \"leaky_bucket\"");
+    if (auto v = fields->get("token_bucket")) load_token_bucket(*v, limit.token_bucket);
+    if (auto v = fields->get("leaky_bucket")) {
+      limit.leaky = true;
+      load_leaky_bucket(*v, limit.leaky_bucket);
+    }
+  }
+
+  void load_rate_limit_key(const Located& at, RateLimitConfig& limit) {
+    if (at.node.IsMap()) {
+      auto fields = r_.read_map(at, {"header"});
+      if (!fields) return;
+      limit.key = RateLimitConfig::Key::kHeader;
+      if (auto v = r_.required(*fields, "header"); v && r_.read_string(*v, limit.key_header)) {
+        if (r_.check(*v, check_header_name(limit.key_header)))
+          limit.key_header = lower_case(limit.key_header);
+      }
+      return;
+    }
+    if (!at.node.IsScalar()) {
+      r_.error(at, "expected " + std::string(kKeyChoices));
+      return;
+    }
+    const std::string& value = at.node.Scalar();
+    auto it = std::find(kRateLimitKeyNames.begin(), kRateLimitKeyNames.end(), value);
+    if (it == kRateLimitKeyNames.end()) {
+      std::string message = "unknown key " + in_quotes(value);
+      std::string_view best = near_miss(value, kRateLimitKeyNames);
+      r_.error(at, best.empty() ? message + " (expected " + std::string(kKeyChoices) + ")"
+                                : message + " (did you mean " + in_quotes(best) + "?)");
+      return;
+    }
+    limit.key = static_cast<RateLimitConfig::Key>(it - kRateLimitKeyNames.begin());
+  }
+
+  void load_token_bucket(const Located& at, policy::TokenBucketConfig& bucket) {
+    auto fields = r_.read_map(at, {"requests_per_unit", "unit", "burst"});
+    if (!fields) return;
+    if (auto v = r_.required(*fields, "requests_per_unit"))
+      r_.read_integer(*v, 1, kMaxRateLimitRequests, bucket.requests_per_unit);
+    if (auto v = fields->get("unit")) {
+      size_t index = 0;
+      if (r_.read_choice(*v, "unit", kRateUnitNames, index)) bucket.unit = kRateUnits[index];
+    }
+    uint32_t extra = 0;
+    if (auto v = fields->get("burst")) r_.read_integer(*v, 0, std::numeric_limits<uint32_t>::max(), extra);
+    bucket.burst = token_bucket_capacity(bucket.requests_per_unit, extra);
+  }
+
+  void load_leaky_bucket(const Located& at, policy::LeakyBucketConfig& bucket) {
+    auto fields = r_.read_map(at, {"rate_per_second", "queue_size", "max_delay"});
+    if (!fields) return;
+    if (auto v = r_.required(*fields, "rate_per_second")) {
+      if (std::optional<double> rate = parse_number(v->node)) {
+        if (r_.check(*v, check_leaky_rate(*rate))) bucket.rate_per_second = *rate;
+      } else {
+        r_.error(*v, "expected a number, e.g. 100 or 0.5");
+      }
+    }
+    bucket.queue = 0;
+    bool queue_known = true;
+    if (auto v = fields->get("queue_size"))
+      queue_known = r_.read_integer(*v, 0, std::numeric_limits<uint32_t>::max(), bucket.queue);
+    bucket.max_delay = leaky_bucket_drain_time(bucket.rate_per_second, bucket.queue);
+    if (auto v = fields->get("max_delay")) {
+      Millis max_delay{};
+      if (queue_known && bucket.queue == 0) {
+        r_.key_error(*v, "needs a \"queue_size\" greater than 0: without a queue nothing waits");
+      } else if (r_.read_positive_duration(*v, max_delay)) {
+        bucket.max_delay = max_delay;
+      }
     }
   }
 

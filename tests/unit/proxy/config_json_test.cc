@@ -146,6 +146,65 @@ TEST(ConfigJsonTest, DumpShowsEveryFieldInTheYamlShape) {
   expect_round_trip(result);
 }
 
+TEST(ConfigJsonTest, RateLimitsAsWritten) {
+  ConfigLoad result = load_route(R"(
+match: { prefix: / }
+cluster: web
+rate_limits:
+  - name: per-client
+    match: { prefix: /api, method: POST, headers: [{ name: X-Tier, value: free }] }
+    key: { header: X-User }
+    token_bucket: { requests_per_unit: 100, unit: minute, burst: 20 }
+  - token_bucket: { requests_per_unit: 5 }
+  - match: { exact: /upload }
+    key: address
+    leaky_bucket: { rate_per_second: 0.5, queue_size: 4 }
+  - key: identity
+    leaky_bucket: { rate_per_second: 2.5e3, queue_size: 10, max_delay: 250ms }
+  - match: { prefix: / }
+    leaky_bucket: { rate_per_second: 0.00001 }
+)");
+  ASSERT_TRUE(result.ok()) << all_errors(result);
+  Json dump = Json::parse(config_to_json(result.config));
+  // The burst is shown as written, above the rate; a limit that counts every
+  // request shows no match; every bucket field that applies is filled in.
+  EXPECT_EQ(dump["listeners"][0]["virtual_hosts"][0]["routes"][0]["rate_limits"], Json::parse(R"([
+    {"name": "per-client",
+     "match": {"prefix": "/api", "method": "POST", "headers": [{"name": "x-tier", "value": "free"}]},
+     "key": {"header": "x-user"},
+     "token_bucket": {"requests_per_unit": 100, "unit": "minute", "burst": 20}},
+    {"key": "all", "token_bucket": {"requests_per_unit": 5, "unit": "second", "burst": 0}},
+    {"match": {"exact": "/upload"}, "key": "address",
+     "leaky_bucket": {"rate_per_second": 0.5, "queue_size": 4, "max_delay": "8s"}},
+    {"key": "identity", "leaky_bucket": {"rate_per_second": 2500, "queue_size": 10, "max_delay": "250ms"}},
+    {"key": "all", "leaky_bucket": {"rate_per_second": 0.00001, "queue_size": 0}}])"));
+  expect_round_trip(result);
+
+  // No rate limits: no field.
+  Json plain = Json::parse(config_to_json(load_route("match: { prefix: / }\ncluster: web\n").config));
+  EXPECT_FALSE(plain["listeners"][0]["virtual_hosts"][0]["routes"][0].contains("rate_limits"));
+}
+
+TEST(ConfigJsonTest, RateLimitsFromTheControlPlaneLoadBack) {
+  // Values no file would write still show as numbers the loader reads back.
+  ConfigLoad first = load_route("match: { prefix: / }\ncluster: web\n");
+  ASSERT_TRUE(first.ok()) << all_errors(first);
+  RouteConfig& route = first.config.listeners[0].virtual_hosts[0].routes[0];
+  RateLimitConfig third;
+  third.leaky = true;
+  third.leaky_bucket = {1.0 / 3, std::chrono::milliseconds(3001), 1};
+  route.rate_limits.push_back(third);
+  RateLimitConfig capped;
+  capped.token_bucket = {1'000'000'000, policy::RateUnit::kHour, 4294967295u};
+  route.rate_limits.push_back(capped);
+  std::string dump = config_to_json(first.config);
+  Json limits = Json::parse(dump)["listeners"][0]["virtual_hosts"][0]["routes"][0]["rate_limits"];
+  EXPECT_EQ(limits[0]["leaky_bucket"]["rate_per_second"], 1.0 / 3);
+  EXPECT_EQ(limits[0]["leaky_bucket"]["max_delay"], "3001ms");
+  EXPECT_EQ(limits[1]["token_bucket"]["burst"], 4294967295u - 1'000'000'000);
+  expect_round_trip(first);
+}
+
 TEST(ConfigJsonTest, SectionsThatAreOffAreLeftOut) {
   ConfigLoad result = load_route("match: { prefix: / }\ncluster: web\n");
   ASSERT_TRUE(result.ok()) << all_errors(result);

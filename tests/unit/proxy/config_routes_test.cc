@@ -1,5 +1,5 @@
-// Routes in the bootstrap file (src/proxy/config_routes.cc): matching,
-// backends, redirects, rewrites, header changes, mirrors and faults.
+// Routes in the bootstrap file (src/proxy/config_routes.cc): matching, rate
+// limits, backends, redirects, rewrites, header changes, mirrors and faults.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -138,6 +138,274 @@ TEST(ConfigRoutesTest, HostConditionRules) {
   EXPECT_EQ(host_error("[\"*\"]"), at("match.hosts[0]") + ": invalid host \"*\"" + shape);
   EXPECT_EQ(host_error("[\"\"]"), at("match.hosts[0]") + ": must not be empty");
   EXPECT_EQ(host_error("a.example"), at("match.hosts") + ": expected a list");
+}
+
+// ---- rate limits
+
+TEST(ConfigRoutesTest, RateLimits) {
+  ConfigLoad result = load_route(R"(
+match: { prefix: / }
+cluster: web
+rate_limits:
+  - name: per-client
+    match:
+      prefix: /api
+      method: POST
+      headers: [{ name: X-Tier, value: free }, { name: user-agent, regex: ".*bot.*" }]
+    key: { header: X-User }
+    token_bucket: { requests_per_unit: 100, unit: minute, burst: 20 }
+  - key: address
+    leaky_bucket: { rate_per_second: 0.5, queue_size: 4 }
+  - name: uploads
+    match: { exact: /upload }
+    key: identity
+    leaky_bucket: { rate_per_second: 20, queue_size: 10, max_delay: 250ms }
+  - key: all
+    leaky_bucket: { rate_per_second: 2.5e3 }
+)");
+  ASSERT_TRUE(result.ok()) << all_errors(result);
+  const std::vector<RateLimitConfig>& limits = only_route(result).rate_limits;
+  ASSERT_EQ(limits.size(), 4u);
+
+  EXPECT_EQ(limits[0].name, "per-client");
+  EXPECT_EQ(limits[0].match.path_kind, PathMatchKind::kPrefix);
+  EXPECT_EQ(limits[0].match.path, "/api");
+  EXPECT_EQ(limits[0].match.method, "POST");
+  ASSERT_EQ(limits[0].match.headers.size(), 2u);
+  EXPECT_EQ(limits[0].match.headers[0].name, "x-tier");
+  EXPECT_EQ(limits[0].match.headers[0].value, "free");
+  EXPECT_TRUE(limits[0].match.headers[1].regex);
+  EXPECT_EQ(limits[0].key, RateLimitConfig::Key::kHeader);
+  EXPECT_EQ(limits[0].key_header, "x-user");
+  EXPECT_FALSE(limits[0].leaky);
+  EXPECT_EQ(limits[0].token_bucket.requests_per_unit, 100u);
+  EXPECT_EQ(limits[0].token_bucket.unit, policy::RateUnit::kMinute);
+  // The file's burst is on top of the rate; the bucket's is its whole capacity.
+  EXPECT_EQ(limits[0].token_bucket.burst, 120u);
+
+  // Without a match a limit counts every request of the route.
+  EXPECT_TRUE(limits[1].name.empty());
+  EXPECT_EQ(limits[1].match.path_kind, PathMatchKind::kPrefix);
+  EXPECT_EQ(limits[1].match.path, "/");
+  EXPECT_TRUE(limits[1].match.method.empty());
+  EXPECT_EQ(limits[1].key, RateLimitConfig::Key::kAddress);
+  EXPECT_TRUE(limits[1].leaky);
+  EXPECT_EQ(limits[1].leaky_bucket.rate_per_second, 0.5);
+  EXPECT_EQ(limits[1].leaky_bucket.queue, 4u);
+  // A full queue of 4 drains in 4 / 0.5 s.
+  EXPECT_EQ(limits[1].leaky_bucket.max_delay, Millis(8000));
+
+  EXPECT_EQ(limits[2].match.path_kind, PathMatchKind::kExact);
+  EXPECT_EQ(limits[2].match.path, "/upload");
+  EXPECT_EQ(limits[2].key, RateLimitConfig::Key::kIdentity);
+  EXPECT_EQ(limits[2].leaky_bucket.queue, 10u);
+  EXPECT_EQ(limits[2].leaky_bucket.max_delay, Millis(250));
+
+  EXPECT_EQ(limits[3].key, RateLimitConfig::Key::kAll);
+  EXPECT_EQ(limits[3].leaky_bucket.rate_per_second, 2500.0);
+  EXPECT_EQ(limits[3].leaky_bucket.queue, 0u);
+  EXPECT_EQ(limits[3].leaky_bucket.max_delay, Millis(0));
+}
+
+TEST(ConfigRoutesTest, RateLimitDefaults) {
+  EXPECT_TRUE(only_route(load_route("match: { prefix: / }\ncluster: web\n")).rate_limits.empty());
+  EXPECT_TRUE(
+      only_route(load_route("match: { prefix: / }\ncluster: web\nrate_limits: []\n")).rate_limits.empty());
+
+  ConfigLoad result = load_route(R"(
+match: { prefix: / }
+cluster: web
+rate_limits:
+  - token_bucket: { requests_per_unit: 10 }
+  - token_bucket: { requests_per_unit: 1000000000, unit: hour, burst: 4294967295 }
+)");
+  ASSERT_TRUE(result.ok()) << all_errors(result);
+  const std::vector<RateLimitConfig>& limits = only_route(result).rate_limits;
+  ASSERT_EQ(limits.size(), 2u);
+  EXPECT_EQ(limits[0].key, RateLimitConfig::Key::kAll);
+  EXPECT_EQ(limits[0].token_bucket.unit, policy::RateUnit::kSecond);
+  // No burst: one unit's worth at once, and no more.
+  EXPECT_EQ(limits[0].token_bucket.burst, 10u);
+  // The capacity is capped at what the bucket holds.
+  EXPECT_EQ(limits[1].token_bucket.unit, policy::RateUnit::kHour);
+  EXPECT_EQ(limits[1].token_bucket.burst, 4294967295u);
+}
+
+TEST(ConfigRoutesTest, LeakyBucketDelayDefaultsToDrainingAFullQueue) {
+  auto max_delay = [](const std::string& bucket) {
+    ConfigLoad result = load_route(
+        ("match: { prefix: / }\ncluster: web\nrate_limits: [{ leaky_bucket: " + bucket + " }]\n").c_str());
+    EXPECT_TRUE(result.ok()) << all_errors(result);
+    return result.ok() ? only_route(result).rate_limits.at(0).leaky_bucket.max_delay : Millis(-1);
+  };
+  EXPECT_EQ(max_delay("{ rate_per_second: 100, queue_size: 100 }"), Millis(1000));
+  // Rounded up to the millisecond, from the interval the bucket keeps
+  // (1/3 s rounded up to the nanosecond), so that the last place of the queue
+  // is within the delay: 3 x 333333334 ns.
+  EXPECT_EQ(max_delay("{ rate_per_second: 3, queue_size: 3 }"), Millis(1001));
+  EXPECT_EQ(max_delay("{ rate_per_second: 7, queue_size: 3 }"), Millis(429));
+  // At least a millisecond with a queue, at most the longest duration.
+  EXPECT_EQ(max_delay("{ rate_per_second: 1000000000, queue_size: 1 }"), Millis(1));
+  EXPECT_EQ(max_delay("{ rate_per_second: 0.000001, queue_size: 4294967295 }"), std::chrono::hours(8760));
+}
+
+TEST(ConfigRoutesTest, RateLimitRules) {
+  auto limit_error = [](const std::string& limits) {
+    return only_error(
+        load_route(("match: { prefix: / }\ncluster: web\nrate_limits: " + limits + "\n").c_str()));
+  };
+  const std::string token = "token_bucket: { requests_per_unit: 1 }";
+  EXPECT_EQ(limit_error("{ " + token + " }"), at("rate_limits") + ": expected a list");
+  EXPECT_EQ(limit_error("[per-client]"), at("rate_limits[0]") + ": expected a map");
+  EXPECT_EQ(limit_error("[{ nmae: a, " + token + " }]"),
+            at("rate_limits[0].nmae") + ": unknown field \"nmae\" (did you mean \"name\"?)");
+
+  // Names
+  EXPECT_EQ(
+      limit_error("[{ name: \"a b\", " + token + " }]"),
+      at("rate_limits[0].name") + ": invalid name \"a b\": use only letters, digits, '_', '.', '-' and '/'");
+  EXPECT_EQ(limit_error("[{ name: \"\", " + token + " }]"),
+            at("rate_limits[0].name") + ": must not be empty");
+  EXPECT_EQ(limit_error("[{ name: a, " + token + " }, { " + token + " }, { name: a, " + token + " }]"),
+            at("rate_limits[2].name") + ": duplicate rate limit name \"a\"");
+
+  // Buckets
+  EXPECT_EQ(limit_error("[{ name: a }]"),
+            at("rate_limits[0]") + ": needs \"token_bucket\" or \"leaky_bucket\"");
+  EXPECT_EQ(limit_error("[{ " + token + ", leaky_bucket: { rate_per_second: 1 } }]"),
+            at("rate_limits[0].leaky_bucket") + ": set only one of \"token_bucket\" or \"leaky_bucket\"");
+}
+
+TEST(ConfigRoutesTest, RateLimitMatchRules) {
+  auto match_error = [](const std::string& match) {
+    return only_error(load_route(("match: { prefix: / }\ncluster: web\nrate_limits: [{ match: " + match +
+                                  ", token_bucket: { requests_per_unit: 1 } }]\n")
+                                     .c_str()));
+  };
+  const std::string m = at("rate_limits[0].match");
+  // The route match's own checks, and only path, method and headers.
+  EXPECT_EQ(match_error("{ prefix: /a, exact: /b }"), m + ": set only one of \"prefix\" or \"exact\"");
+  EXPECT_EQ(match_error("{ exact: a }"), m + ".exact: must start with \"/\"");
+  EXPECT_EQ(match_error("{ prefix: \"/a b\" }"),
+            m + ".prefix: must not contain spaces or control characters");
+  EXPECT_EQ(match_error("{ method: get }"), m + ".method: unknown method \"get\" (did you mean \"GET\"?)");
+  EXPECT_EQ(match_error("{ headers: [{ name: \"x y\", value: a }] }"),
+            m + ".headers[0].name: invalid header name \"x y\": use letters, digits and !#$%&'*+-.^_`|~");
+  EXPECT_EQ(match_error("{ headers: [{ name: x, regex: \"a**\" }] }"),
+            m + ".headers[0].regex: invalid regular expression: bad repetition operator: **");
+  EXPECT_EQ(match_error("{ headers: [{ name: x }] }"), m + ".headers[0]: needs \"value\" or \"regex\"");
+  EXPECT_EQ(match_error("{ regex: \"/a.*\" }"), m + ".regex: unknown field \"regex\"");
+  EXPECT_EQ(match_error("{ prefix: /, hosts: [a.example] }"), m + ".hosts: unknown field \"hosts\"");
+  EXPECT_EQ(match_error("{ query_params: [] }"), m + ".query_params: unknown field \"query_params\"");
+  EXPECT_EQ(match_error("[/a]"), m + ": expected a map");
+}
+
+TEST(ConfigRoutesTest, RateLimitKeyRules) {
+  auto key_error = [](const std::string& key) {
+    return only_error(load_route(("match: { prefix: / }\ncluster: web\nrate_limits: [{ key: " + key +
+                                  ", token_bucket: { requests_per_unit: 1 } }]\n")
+                                     .c_str()));
+  };
+  const std::string k = at("rate_limits[0].key");
+  const std::string choices = "\"all\", \"address\", \"identity\" or { header: NAME }";
+  EXPECT_EQ(key_error("adress"), k + ": unknown key \"adress\" (did you mean \"address\"?)");
+  EXPECT_EQ(key_error("header"), k + ": unknown key \"header\" (expected " + choices + ")");
+  EXPECT_EQ(key_error("[all]"), k + ": expected " + choices);
+  EXPECT_EQ(key_error("{ header: \"x y\" }"),
+            k + ".header: invalid header name \"x y\": use letters, digits and !#$%&'*+-.^_`|~");
+  EXPECT_EQ(key_error("{ header: \"\" }"), k + ".header: must not be empty");
+  EXPECT_EQ(key_error("{}"), k + ".header: required field is missing");
+  EXPECT_EQ(key_error("{ header: x, cookie: y }"), k + ".cookie: unknown field \"cookie\"");
+}
+
+TEST(ConfigRoutesTest, TokenBucketRules) {
+  auto bucket_error = [](const std::string& bucket) {
+    return only_error(load_route(
+        ("match: { prefix: / }\ncluster: web\nrate_limits: [{ token_bucket: " + bucket + " }]\n").c_str()));
+  };
+  const std::string b = at("rate_limits[0].token_bucket");
+  EXPECT_EQ(bucket_error("{ unit: second }"), b + ".requests_per_unit: required field is missing");
+  EXPECT_EQ(bucket_error("{ requests_per_unit: 0 }"),
+            b + ".requests_per_unit: must be between 1 and 1000000000");
+  EXPECT_EQ(bucket_error("{ requests_per_unit: 1000000001 }"),
+            b + ".requests_per_unit: must be between 1 and 1000000000");
+  EXPECT_EQ(bucket_error("{ requests_per_unit: \"10\" }"), b + ".requests_per_unit: expected an integer");
+  EXPECT_EQ(bucket_error("{ requests_per_unit: 1.5 }"), b + ".requests_per_unit: expected an integer");
+  EXPECT_EQ(bucket_error("{ requests_per_unit: 1, unit: seconds }"),
+            b + ".unit: unknown unit \"seconds\" (did you mean \"second\"?)");
+  EXPECT_EQ(bucket_error("{ requests_per_unit: 1, unit: day }"),
+            b + ".unit: unknown unit \"day\" (expected \"second\", \"minute\" or \"hour\")");
+  EXPECT_EQ(bucket_error("{ requests_per_unit: 1, burst: -1 }"),
+            b + ".burst: must be between 0 and 4294967295");
+  EXPECT_EQ(bucket_error("{ requests_per_unit: 1, burst: 4294967296 }"),
+            b + ".burst: must be between 0 and 4294967295");
+  EXPECT_EQ(bucket_error("{ requests_per_unit: 1, brust: 5 }"),
+            b + ".brust: unknown field \"brust\" (did you mean \"burst\"?)");
+  EXPECT_EQ(bucket_error("100"), b + ": expected a map");
+  EXPECT_EQ(bucket_error(""), b + ".requests_per_unit: required field is missing");
+}
+
+TEST(ConfigRoutesTest, LeakyBucketRules) {
+  auto bucket_error = [](const std::string& bucket) {
+    return only_error(load_route(
+        ("match: { prefix: / }\ncluster: web\nrate_limits: [{ leaky_bucket: " + bucket + " }]\n").c_str()));
+  };
+  const std::string b = at("rate_limits[0].leaky_bucket");
+  const std::string range = ": must be greater than 0 and at most 1000000000";
+  const std::string shape = ": expected a number, e.g. 100 or 0.5";
+  EXPECT_EQ(bucket_error("{ queue_size: 1 }"), b + ".rate_per_second: required field is missing");
+  for (const char* rate : {"0", "0.0", "-1", "1000000000.5", "1e10", "1e400", "-1e400", "1e-400"}) {
+    EXPECT_EQ(bucket_error("{ rate_per_second: " + std::string(rate) + " }"), b + ".rate_per_second" + range)
+        << rate;
+  }
+  for (const char* rate :
+       {"fast", "\"5\"", "!!str 5", "0x10", ".5", "1.", "1e", "1e+", ".inf", "nan", "5/s"}) {
+    EXPECT_EQ(bucket_error("{ rate_per_second: " + std::string(rate) + " }"), b + ".rate_per_second" + shape)
+        << rate;
+  }
+  EXPECT_EQ(bucket_error("{ rate_per_second: 1, queue_size: -1 }"),
+            b + ".queue_size: must be between 0 and 4294967295");
+  EXPECT_EQ(bucket_error("{ rate_per_second: 1, queue_size: 1, max_delay: 0s }"),
+            b + ".max_delay: must be greater than 0");
+  EXPECT_EQ(bucket_error("{ rate_per_second: 1, queue_size: 1, max_delay: 5 }"),
+            b + ".max_delay: a unit is required (ms, s, m or h), e.g. \"10s\"");
+  EXPECT_EQ(bucket_error("{ rate_per_second: 1, max_delay: 1s }"),
+            b + ".max_delay: needs a \"queue_size\" greater than 0: without a queue nothing waits");
+  EXPECT_EQ(bucket_error("{ rate_per_second: 1, queue_size: 0, max_delay: 1s }"),
+            b + ".max_delay: needs a \"queue_size\" greater than 0: without a queue nothing waits");
+  EXPECT_EQ(bucket_error("{ rate_per_second: 1, queue: 5 }"), b + ".queue: unknown field \"queue\"");
+}
+
+TEST(ConfigRoutesTest, RateLimitErrorsAllAtOnce) {
+  ConfigLoad result = load_route(R"(
+match: { prefix: / }
+cluster: web
+rate_limits:
+  - name: a
+    key: adress
+    token_bucket: { requests_per_unit: 0, unit: minutes }
+  - name: a
+    leaky_bucket: { rate_per_second: 0, max_delay: 1s }
+)");
+  ASSERT_EQ(result.errors.size(), 6u) << all_errors(result);
+  EXPECT_EQ(all_errors(result),
+            "test.yaml:12:22: " + at("rate_limits[0].key") +
+                ": unknown key \"adress\" (did you mean \"address\"?)\n"
+                "test.yaml:13:52: " +
+                at("rate_limits[0].token_bucket.requests_per_unit") +
+                ": must be between 1 and 1000000000\n"
+                "test.yaml:13:61: " +
+                at("rate_limits[0].token_bucket.unit") +
+                ": unknown unit \"minutes\" (did you mean \"minute\"?)\n"
+                "test.yaml:14:23: " +
+                at("rate_limits[1].name") +
+                ": duplicate rate limit name \"a\"\n"
+                "test.yaml:15:50: " +
+                at("rate_limits[1].leaky_bucket.rate_per_second") +
+                ": must be greater than 0 and at most 1000000000\n"
+                "test.yaml:15:53: " +
+                at("rate_limits[1].leaky_bucket.max_delay") +
+                ": needs a \"queue_size\" greater than 0: without a queue nothing waits\n");
 }
 
 // ---- where the request goes
