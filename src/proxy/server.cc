@@ -7,6 +7,7 @@
 
 #include <thread>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "common/text.h"
@@ -384,6 +385,44 @@ void Server::check_drained() {
   drain_timer_->arm(std::chrono::milliseconds(20));
 }
 
+// Endpoint verdicts and the shared resilience state of each cluster, read
+// from the snapshot in force (the atomics are the workers' live view).
+std::string Server::render_endpoint_health() const {
+  std::string out;
+  auto it = std::back_inserter(out);
+  out += "# HELP trellis_upstream_endpoints Endpoints of a cluster, by state.\n"
+         "# TYPE trellis_upstream_endpoints gauge\n";
+  MonoTime now = loop_.now();
+  for (const ClusterRuntime& c : snapshot_->clusters) {
+    size_t failing = 0, ejected = 0, available = 0;
+    for (size_t i = 0; i < c.endpoints.size(); ++i) {
+      bool out_by_outlier = c.outlier && i < c.outlier->size() && c.outlier->is_ejected(i, now);
+      bool failing_checks = c.endpoints[i]->failing_checks.load(std::memory_order_relaxed);
+      failing += failing_checks;
+      ejected += out_by_outlier;
+      available += !failing_checks && !out_by_outlier;
+    }
+    for (auto [state, n] : {std::pair<const char*, size_t>{"available", available}, {"failing_checks", failing},
+                            {"ejected", ejected}})
+      fmt::format_to(it, "trellis_upstream_endpoints{{cluster=\"{}\",state=\"{}\"}} {}\n", c.config->name, state, n);
+  }
+  out += "# HELP trellis_upstream_ejections_total Endpoints ejected by outlier detection.\n"
+         "# TYPE trellis_upstream_ejections_total counter\n";
+  for (const ClusterRuntime& c : snapshot_->clusters) {
+    if (!c.outlier) continue;
+    policy::OutlierDetector::Stats s = c.outlier->stats();
+    fmt::format_to(it, "trellis_upstream_ejections_total{{cluster=\"{}\"}} {}\n", c.config->name,
+                   s.ejections_consecutive_5xx + s.ejections_gateway_errors + s.ejections_success_rate);
+  }
+  out += "# HELP trellis_upstream_concurrency_limit The adaptive concurrency limit in force.\n"
+         "# TYPE trellis_upstream_concurrency_limit gauge\n";
+  for (const ClusterRuntime& c : snapshot_->clusters)
+    if (c.concurrency)
+      fmt::format_to(it, "trellis_upstream_concurrency_limit{{cluster=\"{}\"}} {}\n", c.config->name,
+                     c.concurrency->limit());
+  return out;
+}
+
 AdminResponse Server::admin(std::string_view method, std::string_view path) {
   AdminResponse r;
   if (method != "GET" && method != "HEAD") {
@@ -403,6 +442,7 @@ AdminResponse Server::admin(std::string_view method, std::string_view path) {
   } else if (path == "/stats") {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = stats_->render_prometheus();
+    r.body += render_endpoint_health();
     r.body += "# HELP trellis_config_reloads_total Config reloads, by result.\n"
               "# TYPE trellis_config_reloads_total counter\n";
     r.body += "trellis_config_reloads_total{result=\"ok\"} " + std::to_string(reloads_ok_) + "\n";

@@ -44,6 +44,7 @@ class Server {
   // (a socket cannot be bound): the config in force stays.
   bool apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error);
   std::shared_ptr<policy::OutlierDetector> outlier_detector_for(const ClusterConfig& c);
+  std::string render_endpoint_health() const;
   std::shared_ptr<policy::ConcurrencyLimiter> concurrency_limiter_for(const ClusterConfig& c);
   std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> rate_limiters_for(
       const ListenerConfig& l, const VirtualHostConfig& vh, std::vector<std::shared_ptr<RouteRateLimiter>>& shared);

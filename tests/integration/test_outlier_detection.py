@@ -38,6 +38,9 @@ def test_an_endpoint_answering_5xx_is_ejected_and_comes_back(fleet):
     counts = served(proxy.port(), 60)
     assert counts == {"a": 30, "b": 30}, f"after the ejection: {counts}"
     assert bad.answered == ejected_at, "the ejected endpoint still got requests"
+    stats = proxy.stats()
+    assert stats[("trellis_upstream_endpoints", frozenset({("cluster", "app"), ("state", "ejected")}))] == 1, stats
+    assert stats[("trellis_upstream_ejections_total", frozenset({("cluster", "app")}))] >= 1
     # The ejection lasts 1 s (then up to one 200 ms interval): it is tried again.
     def tried_again() -> bool:
         served(proxy.port(), 6)
