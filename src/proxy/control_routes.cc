@@ -1,5 +1,5 @@
-// A trellis.v1 Route as the config model: match, backends (or the cluster
-// shorthand), header changes, redirect, rewrite, mirrors and faults.
+// A trellis.v1 Route as the config model: match, rate limits, backends (or
+// the cluster shorthand), header changes, redirect, rewrite, mirrors and faults.
 #include <algorithm>
 #include <array>
 #include <tuple>
@@ -23,6 +23,11 @@ class RouteTranslator {
   void translate(const v1::Route& in, const std::string& path, RouteConfig& route) {
     bool path_kind_known = translate_match(in, path, route.match);
     const policy::RouteMatch* match = path_kind_known ? &route.match : nullptr;
+    for (int i = 0; i < in.rate_limits_size(); ++i) {
+      RateLimitConfig limit;
+      translate_rate_limit(in.rate_limits(i), item(path + ".rate_limits", i), route.rate_limits, limit);
+      route.rate_limits.push_back(std::move(limit));
+    }
 
     if (in.backends_size() > 0) {
       for (int i = 0; i < in.backends_size(); ++i)
@@ -59,33 +64,8 @@ class RouteTranslator {
  private:
   // True when the kind of path match is known.
   bool translate_match(const v1::Route& in, const std::string& path, policy::RouteMatch& match) {
-    bool known = true;
-    switch (in.path_kind()) {
-      case v1::Route::PREFIX:
-        match.path_kind = PathMatchKind::kPrefix;
-        break;
-      case v1::Route::EXACT:
-        match.path_kind = PathMatchKind::kExact;
-        break;
-      case v1::Route::REGEX:
-        match.path_kind = PathMatchKind::kRegex;
-        break;
-      default:
-        errors_.add(path + ".path_kind", "unknown path_kind " + std::to_string(in.path_kind()));
-        known = false;
-    }
-    if (match.path_kind == PathMatchKind::kRegex) {
-      match.path = in.path();
-      errors_.check(path + ".path", check_regex(match.path));
-    } else {
-      match.path = in.path().empty() ? "/" : in.path();
-      errors_.check(path + ".path", check_path(match.path));
-    }
-    if (!in.method().empty() && errors_.check(path + ".method", check_method(in.method())))
-      match.method = in.method();
-    for (int i = 0; i < in.headers_size(); ++i) {
-      translate_value_match(in.headers(i), item(path + ".headers", i), /*header=*/true, match.headers);
-    }
+    bool known = translate_path(in.path_kind(), in.path(), path, match);
+    translate_method_and_headers(in.method(), in.headers(), path, match);
     for (int i = 0; i < in.query_params_size(); ++i) {
       translate_value_match(in.query_params(i), item(path + ".query_params", i), /*header=*/false,
                             match.query_params);
@@ -98,6 +78,43 @@ class RouteTranslator {
     return known;
   }
 
+  // The path condition of a route or a rate limit; false when the kind is unknown.
+  bool translate_path(v1::Route::PathKind kind, const std::string& value, const std::string& path,
+                      policy::RouteMatch& match) {
+    bool known = true;
+    switch (kind) {
+      case v1::Route::PREFIX:
+        match.path_kind = PathMatchKind::kPrefix;
+        break;
+      case v1::Route::EXACT:
+        match.path_kind = PathMatchKind::kExact;
+        break;
+      case v1::Route::REGEX:
+        match.path_kind = PathMatchKind::kRegex;
+        break;
+      default:
+        errors_.add(path + ".path_kind", "unknown path_kind " + std::to_string(kind));
+        known = false;
+    }
+    if (match.path_kind == PathMatchKind::kRegex) {
+      match.path = value;
+      errors_.check(path + ".path", check_regex(match.path));
+    } else {
+      match.path = value.empty() ? "/" : value;
+      errors_.check(path + ".path", check_path(match.path));
+    }
+    return known;
+  }
+
+  void translate_method_and_headers(const std::string& method,
+                                    const google::protobuf::RepeatedPtrField<v1::ValueMatch>& headers,
+                                    const std::string& path, policy::RouteMatch& match) {
+    if (!method.empty() && errors_.check(path + ".method", check_method(method))) match.method = method;
+    for (int i = 0; i < headers.size(); ++i) {
+      translate_value_match(headers[i], item(path + ".headers", i), /*header=*/true, match.headers);
+    }
+  }
+
   void translate_value_match(const v1::ValueMatch& in, const std::string& path, bool header,
                              std::vector<policy::ValueMatch>& out) {
     policy::ValueMatch match;
@@ -108,6 +125,92 @@ class RouteTranslator {
     match.value = in.value();
     errors_.check(path + ".value", match.regex ? check_regex(match.value) : check_header_value(match.value));
     out.push_back(std::move(match));
+  }
+
+  void translate_rate_limit(const v1::RateLimit& in, const std::string& path,
+                            const std::vector<RateLimitConfig>& so_far, RateLimitConfig& out) {
+    out.name = in.name();
+    if (!out.name.empty()) errors_.check(path + ".name", check_rate_limit_name(so_far, out.name));
+    if (in.has_path()) {
+      // A rate limit counts requests by prefix or exact path, never by regex.
+      if (in.path_kind() == v1::Route::REGEX)
+        errors_.add(path + ".path_kind", "must be PREFIX or EXACT");
+      else
+        translate_path(in.path_kind(), in.path(), path, out.match);
+    }
+    translate_method_and_headers(in.method(), in.headers(), path, out.match);
+    switch (in.key()) {
+      case v1::RateLimit::ALL:
+        out.key = RateLimitConfig::Key::kAll;
+        break;
+      case v1::RateLimit::ADDRESS:
+        out.key = RateLimitConfig::Key::kAddress;
+        break;
+      case v1::RateLimit::IDENTITY:
+        out.key = RateLimitConfig::Key::kIdentity;
+        break;
+      case v1::RateLimit::HEADER:
+        out.key = RateLimitConfig::Key::kHeader;
+        break;
+      default:
+        errors_.add(path + ".key", "unknown key " + std::to_string(in.key()));
+    }
+    if (in.key() == v1::RateLimit::HEADER) {
+      if (errors_.check(path + ".key_header", check_header_name(in.key_header())))
+        out.key_header = lower_case(in.key_header());
+    } else if (!in.key_header().empty()) {
+      errors_.add(path + ".key_header", "set only with key HEADER");
+    }
+    switch (in.bucket_case()) {
+      case v1::RateLimit::kTokenBucket:
+        translate_token_bucket(in.token_bucket(), path + ".token_bucket", out.token_bucket);
+        break;
+      case v1::RateLimit::kLeakyBucket:
+        out.leaky = true;
+        translate_leaky_bucket(in.leaky_bucket(), path + ".leaky_bucket", out.leaky_bucket);
+        break;
+      case v1::RateLimit::BUCKET_NOT_SET:
+        errors_.add(path, "needs a token_bucket or a leaky_bucket");
+        break;
+    }
+  }
+
+  void translate_token_bucket(const v1::TokenBucket& in, const std::string& path,
+                              policy::TokenBucketConfig& out) {
+    if (in.requests_per_unit() < 1 || in.requests_per_unit() > kMaxRateLimitRequests)
+      errors_.add(path + ".requests_per_unit",
+                  "must be between 1 and " + std::to_string(kMaxRateLimitRequests));
+    out.requests_per_unit = in.requests_per_unit();
+    switch (in.unit()) {
+      case v1::TokenBucket::SECOND:
+        out.unit = policy::RateUnit::kSecond;
+        break;
+      case v1::TokenBucket::MINUTE:
+        out.unit = policy::RateUnit::kMinute;
+        break;
+      case v1::TokenBucket::HOUR:
+        out.unit = policy::RateUnit::kHour;
+        break;
+      default:
+        errors_.add(path + ".unit", "unknown unit " + std::to_string(in.unit()));
+    }
+    // Sent as requests above the rate, as the file writes it.
+    out.burst = token_bucket_capacity(in.requests_per_unit(), in.burst());
+  }
+
+  void translate_leaky_bucket(const v1::LeakyBucket& in, const std::string& path,
+                              policy::LeakyBucketConfig& out) {
+    errors_.check(path + ".rate_per_second", check_leaky_rate(in.rate_per_second()));
+    out.rate_per_second = in.rate_per_second();
+    out.queue = in.queue_size();
+    out.max_delay = leaky_bucket_drain_time(out.rate_per_second, out.queue);
+    if (in.max_delay_ms() != 0) {
+      if (out.queue == 0)
+        errors_.add(path + ".max_delay_ms",
+                    "needs a queue_size greater than 0: without a queue nothing waits");
+      else
+        out.max_delay = Millis(in.max_delay_ms());
+    }
   }
 
   void translate_backend(const v1::Backend& in, const std::string& path, RouteConfig& route) {

@@ -56,6 +56,11 @@ TEST(ConfigJsonTest, DocsCompleteExampleLoadsAndRoundTrips) {
   ASSERT_EQ(split.mirrors.size(), 1u);
   EXPECT_EQ(split.mirrors[0].numerator, 1u);
   EXPECT_EQ(split.mirrors[0].denominator, 100u);
+  ASSERT_EQ(split.rate_limits.size(), 2u);
+  EXPECT_EQ(split.rate_limits[0].key, RateLimitConfig::Key::kAddress);
+  EXPECT_EQ(split.rate_limits[0].token_bucket.burst, 75u);
+  EXPECT_EQ(split.rate_limits[1].match.method, "POST");
+  EXPECT_EQ(split.rate_limits[1].leaky_bucket.max_delay, Millis(2000));
   expect_round_trip(result);
 }
 

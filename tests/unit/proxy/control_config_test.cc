@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -303,6 +304,177 @@ TEST(ControlConfigTest, RouteMatchErrors) {
       at(kRoute,
          ".hosts[0]: invalid host \"a.example:80\": expected a host name without a port, or \"*.\" and one "
          "(e.g. \"*.example.com\")\n"));
+}
+
+TEST(ControlConfigTest, RateLimits) {
+  v1::Route r = route_to("reviews.default");
+  v1::RateLimit* per_user = r.add_rate_limits();
+  per_user->set_name("per-user");
+  per_user->set_has_path(true);
+  per_user->set_path_kind(v1::Route::EXACT);
+  per_user->set_path("/login");
+  per_user->set_method("POST");
+  v1::ValueMatch* tier = per_user->add_headers();
+  tier->set_name("X-Tier");
+  tier->set_regex(true);
+  tier->set_value("free|trial");
+  per_user->set_key(v1::RateLimit::HEADER);
+  per_user->set_key_header("X-User");
+  per_user->mutable_token_bucket()->set_requests_per_unit(60);
+  per_user->mutable_token_bucket()->set_unit(v1::TokenBucket::MINUTE);
+  per_user->mutable_token_bucket()->set_burst(10);
+  v1::RateLimit* shaped = r.add_rate_limits();
+  shaped->set_key(v1::RateLimit::ADDRESS);
+  shaped->mutable_leaky_bucket()->set_rate_per_second(0.5);
+  shaped->mutable_leaky_bucket()->set_queue_size(4);
+  v1::RateLimit* held = r.add_rate_limits();
+  held->set_key(v1::RateLimit::IDENTITY);
+  held->mutable_leaky_bucket()->set_rate_per_second(100);
+  held->mutable_leaky_bucket()->set_queue_size(50);
+  held->mutable_leaky_bucket()->set_max_delay_ms(200);
+  v1::RateLimit* policed = r.add_rate_limits();
+  policed->set_path("/ignored");  // without has_path: every path
+  policed->mutable_leaky_bucket()->set_rate_per_second(1e9);
+  v1::RateLimit* capped = r.add_rate_limits();
+  capped->mutable_token_bucket()->set_requests_per_unit(1'000'000'000);
+  capped->mutable_token_bucket()->set_unit(v1::TokenBucket::HOUR);
+  capped->mutable_token_bucket()->set_burst(4'000'000'000u);
+
+  ConfigLoad result = merge(update_with(r));
+  ASSERT_TRUE(result.ok()) << errors_of(result);
+  const std::vector<RateLimitConfig>& limits = only_route(result).rate_limits;
+  ASSERT_EQ(limits.size(), 5u);
+
+  EXPECT_EQ(limits[0].name, "per-user");
+  EXPECT_EQ(limits[0].match.path_kind, PathMatchKind::kExact);
+  EXPECT_EQ(limits[0].match.path, "/login");
+  EXPECT_EQ(limits[0].match.method, "POST");
+  ASSERT_EQ(limits[0].match.headers.size(), 1u);
+  EXPECT_EQ(limits[0].match.headers[0].name, "x-tier");
+  EXPECT_TRUE(limits[0].match.headers[0].regex);
+  EXPECT_EQ(limits[0].key, RateLimitConfig::Key::kHeader);
+  EXPECT_EQ(limits[0].key_header, "x-user");
+  EXPECT_FALSE(limits[0].leaky);
+  EXPECT_EQ(limits[0].token_bucket.requests_per_unit, 60u);
+  EXPECT_EQ(limits[0].token_bucket.unit, policy::RateUnit::kMinute);
+  // trellis.v1 sends the burst above the rate; the bucket holds both.
+  EXPECT_EQ(limits[0].token_bucket.burst, 70u);
+
+  EXPECT_TRUE(limits[1].name.empty());
+  EXPECT_EQ(limits[1].match.path, "/");
+  EXPECT_EQ(limits[1].key, RateLimitConfig::Key::kAddress);
+  EXPECT_TRUE(limits[1].leaky);
+  EXPECT_EQ(limits[1].leaky_bucket.rate_per_second, 0.5);
+  EXPECT_EQ(limits[1].leaky_bucket.queue, 4u);
+  // max_delay_ms 0: the time a full queue takes to leave.
+  EXPECT_EQ(limits[1].leaky_bucket.max_delay, Millis(8000));
+
+  EXPECT_EQ(limits[2].key, RateLimitConfig::Key::kIdentity);
+  EXPECT_EQ(limits[2].leaky_bucket.max_delay, Millis(200));
+
+  EXPECT_EQ(limits[3].key, RateLimitConfig::Key::kAll);
+  EXPECT_EQ(limits[3].match.path_kind, PathMatchKind::kPrefix);
+  EXPECT_EQ(limits[3].match.path, "/");
+  EXPECT_EQ(limits[3].leaky_bucket.queue, 0u);
+  EXPECT_EQ(limits[3].leaky_bucket.max_delay, Millis(0));
+
+  EXPECT_EQ(limits[4].token_bucket.unit, policy::RateUnit::kHour);
+  EXPECT_EQ(limits[4].token_bucket.burst, 4294967295u);
+}
+
+TEST(ControlConfigTest, RateLimitErrors) {
+  // The route's errors for its rate limits after `change` to a valid second one.
+  auto limit_errors = [](auto change) {
+    return route_errors([&](v1::Route& r) {
+      r.add_rate_limits()->mutable_token_bucket()->set_requests_per_unit(1);
+      v1::RateLimit* limit = r.add_rate_limits();
+      limit->mutable_token_bucket()->set_requests_per_unit(1);
+      change(*limit);
+    });
+  };
+  const std::string l = at(kRoute, ".rate_limits[1]");
+
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) { l.clear_bucket(); }),
+            l + ": needs a token_bucket or a leaky_bucket\n");
+
+  // Names, match and key.
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) { l.set_name("a b"); }),
+            l + ".name: invalid name \"a b\": use only letters, digits, '_', '.', '-' and '/'\n");
+  EXPECT_EQ(route_errors([](v1::Route& r) {
+              for (int i = 0; i < 3; ++i) {
+                v1::RateLimit* limit = r.add_rate_limits();
+                limit->set_name(i == 1 ? "b" : "a");
+                limit->mutable_token_bucket()->set_requests_per_unit(1);
+              }
+            }),
+            at(kRoute, ".rate_limits[2].name: duplicate rate limit name \"a\"\n"));
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) {
+              l.set_has_path(true);
+              l.set_path_kind(v1::Route::REGEX);
+              l.set_path("/a.*");
+            }),
+            l + ".path_kind: must be PREFIX or EXACT\n");
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) {
+              l.set_has_path(true);
+              l.set_path_kind(static_cast<v1::Route::PathKind>(7));
+            }),
+            l + ".path_kind: unknown path_kind 7\n");
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) {
+              l.set_has_path(true);
+              l.set_path("api");
+            }),
+            l + ".path: must start with \"/\"\n");
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) { l.set_method("PUSH"); }),
+            l + ".method: unknown method \"PUSH\" (did you mean \"POST\"?)\n");
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) {
+              v1::ValueMatch* h = l.add_headers();
+              h->set_name("x-tier");
+              h->set_regex(true);
+              h->set_value("a**");
+            }),
+            l + ".headers[0].value: invalid regular expression: bad repetition operator: **\n");
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) { l.add_headers()->set_name("x y"); }),
+            l + ".headers[0].name: invalid header name \"x y\": use letters, digits and !#$%&'*+-.^_`|~\n");
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) { l.set_key(static_cast<v1::RateLimit::Key>(8)); }),
+            l + ".key: unknown key 8\n");
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) { l.set_key(v1::RateLimit::HEADER); }),
+            l + ".key_header: must not be empty\n");
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) {
+              l.set_key(v1::RateLimit::HEADER);
+              l.set_key_header("x:user");
+            }),
+            l + ".key_header: invalid header name \"x:user\": use letters, digits and !#$%&'*+-.^_`|~\n");
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) { l.set_key_header("x-user"); }),
+            l + ".key_header: set only with key HEADER\n");
+
+  // Token buckets.
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) { l.mutable_token_bucket()->set_requests_per_unit(0); }),
+            l + ".token_bucket.requests_per_unit: must be between 1 and 1000000000\n");
+  EXPECT_EQ(
+      limit_errors([](v1::RateLimit& l) { l.mutable_token_bucket()->set_requests_per_unit(1'000'000'001); }),
+      l + ".token_bucket.requests_per_unit: must be between 1 and 1000000000\n");
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) {
+              l.mutable_token_bucket()->set_unit(static_cast<v1::TokenBucket::Unit>(3));
+            }),
+            l + ".token_bucket.unit: unknown unit 3\n");
+
+  // Leaky buckets.
+  auto leaky_errors = [&](auto change) {
+    return limit_errors([&](v1::RateLimit& l) {
+      l.mutable_leaky_bucket()->set_rate_per_second(10);
+      change(*l.mutable_leaky_bucket());
+    });
+  };
+  const std::string range = ": must be greater than 0 and at most 1000000000\n";
+  for (double rate : {0.0, -1.0, 1e9 + 1, std::numeric_limits<double>::infinity(),
+                      std::numeric_limits<double>::quiet_NaN()}) {
+    EXPECT_EQ(leaky_errors([&](v1::LeakyBucket& b) { b.set_rate_per_second(rate); }),
+              l + ".leaky_bucket.rate_per_second" + range)
+        << rate;
+  }
+  EXPECT_EQ(
+      leaky_errors([](v1::LeakyBucket& b) { b.set_max_delay_ms(100); }),
+      l + ".leaky_bucket.max_delay_ms: needs a queue_size greater than 0: without a queue nothing waits\n");
 }
 
 TEST(ControlConfigTest, RouteTargetErrors) {
