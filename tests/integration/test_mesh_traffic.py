@@ -185,3 +185,27 @@ def test_retries_from_a_destination_policy_hide_a_failing_instance(fleet):
     statuses = [client.get("/hello", host="ratings")[0] for _ in range(100)]
     assert statuses.count(200) == 100, f"not every request succeeded: {statuses}"
     client.close()
+
+
+def test_rate_limit_policy_on_a_service_is_enforced_by_its_sidecar(fleet):
+    control = fleet.control_plane()
+    nginx = fleet.nginx()
+    inbound = free_port()
+    fleet.proxy(sidecar_config(control, "details", instance={"address": f"{LOCALHOST}:{inbound}",
+                                                             "app_address": nginx.address(0), "ttl": "5s"}))
+    outbound = free_port()
+    fleet.proxy(sidecar_config(control, "productpage", outbound_port=outbound, upstream_services=["details"]))
+    client = Client(outbound)
+    assert wait_until(lambda: client.get("/hello", host="details")[0] == 200, 10)
+    apply(control, {"apiVersion": TRELLIS_API, "kind": "RateLimitPolicy", "metadata": {"name": "details"},
+                    "spec": {"targetRef": {"kind": "Service", "name": "details"},
+                             "limits": [{"name": "per-client", "key": {"source": "Address"},
+                                         "tokenBucket": {"requestsPerUnit": 5, "unit": "Hour"}}]}})
+
+    def limited() -> bool:
+        return client.get("/hello", host="details")[0] == 429
+
+    assert wait_until(limited, 10), "the details sidecar never enforced the RateLimitPolicy"
+    status, headers, body = client.get("/hello", host="details")
+    assert status == 429 and body == b"rate limited: per-client\n" and "retry-after" in headers, (status, body)
+    client.close()
