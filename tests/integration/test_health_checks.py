@@ -99,3 +99,21 @@ def test_health_check_config_is_checked(fleet):
     output = (result.stdout + result.stderr).decode()
     assert result.returncode != 0 and \
         "clusters[0].health_check.timeout: must be shorter than the interval (1s)" in output, output
+
+
+def test_locality_fails_over_to_the_next_zone(fleet):
+    local = [Switchable(fleet, n) for n in ("a1", "a2")]
+    remote = [Switchable(fleet, n) for n in ("b1", "b2")]
+    endpoints = [{"address": f"{LOCALHOST}:{u.port}", "zone": "a"} for u in local] + \
+                [{"address": f"{LOCALHOST}:{u.port}", "zone": "b"} for u in remote]
+    c = checked_cluster(*endpoints)
+    c["locality"] = {"min_healthy_percent": 100}
+    config = proxy_config([http_listener("web", [route("app")])], [c])
+    config["zone"] = "a"
+    proxy = fleet.proxy(config)
+    assert set(served(proxy.port(), 20)) == {"a1", "a2"}, "with its zone healthy, the proxy left it"
+    for u in local:
+        u.healthy = False
+    # Half the endpoints are still healthy: no panic, the other zone takes it all.
+    assert wait_until(lambda: served(proxy.port(), 10) == {"b1": 5, "b2": 5}, 5), \
+        f"the local zone failed its checks but traffic stayed: {served(proxy.port(), 10)}"
