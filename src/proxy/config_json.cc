@@ -296,6 +296,31 @@ Json cluster_to_json(const ClusterConfig& cluster) {
   out["max_idle_per_endpoint"] = cluster.max_idle_per_endpoint;
   if (!is_default(cluster.retry)) out["retry"] = retry_json(cluster.retry);
   if (cluster.health_check.enabled()) out["health_check"] = health_check_json(cluster.health_check);
+  if (cluster.outlier_enabled) {
+    const policy::OutlierConfig& o = cluster.outlier;
+    Json od{{"consecutive_5xx", o.consecutive_5xx},
+            {"consecutive_gateway_errors", o.consecutive_gateway_errors},
+            {"interval", format_duration(std::chrono::duration_cast<Millis>(o.interval))},
+            {"base_ejection_time", format_duration(std::chrono::duration_cast<Millis>(o.base_ejection_time))},
+            {"max_ejection_time", format_duration(std::chrono::duration_cast<Millis>(o.max_ejection_time))},
+            {"max_ejection_percent", o.max_ejection_percent},
+            {"always_eject_one", o.always_eject_one_host},
+            {"panic_threshold_percent", o.panic_threshold_percent}};
+    if (o.success_rate.enabled)
+      od["success_rate"] = Json{{"minimum_hosts", o.success_rate.minimum_hosts},
+                                {"request_volume", o.success_rate.request_volume},
+                                {"stdev_factor", o.success_rate.stdev_factor}};
+    out["outlier_detection"] = std::move(od);
+  }
+  if (cluster.adaptive_concurrency_enabled) {
+    const policy::ConcurrencyConfig& a = cluster.adaptive_concurrency;
+    out["adaptive_concurrency"] =
+        Json{{"initial_limit", a.initial_limit},
+             {"min_limit", a.min_limit},
+             {"max_limit", a.max_limit},
+             {"sample_window", format_duration(std::chrono::duration_cast<Millis>(a.sample_window))},
+             {"baseline_interval", format_duration(std::chrono::duration_cast<Millis>(a.baseline_interval))}};
+  }
   const policy::CircuitBreakerLimits& cb = cluster.circuit_breakers;
   const policy::CircuitBreakerLimits defaults;
   if (cb.max_connections != defaults.max_connections || cb.max_pending_requests != defaults.max_pending_requests ||

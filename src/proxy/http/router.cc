@@ -630,8 +630,8 @@ void Router::on_timeout() {
 void Router::on_try_timeout() {
   if (response_started_) return;
   cluster_->report(pick_, policy::OutlierDetector::Outcome::kGatewayError);
+  cluster_->stats().timeouts.inc();
   if (retry(policy::AttemptFailure::kPerTryTimeout, 0)) return;
-  if (cluster_) cluster_->stats().timeouts.inc();
   end_try(false, true);
   reply_local(504, "upstream per-try timeout\n");
 }
