@@ -17,7 +17,9 @@ class EventLoop::Wakeup final : public IoHandler {
     uint64_t n;
     while (::read(loop_.wakeup_fd_, &n, sizeof(n)) > 0) {
     }
-    loop_.run_posted();
+    // Not here: a posted task may free handlers (a drain drops acceptors)
+    // that later events of this same epoll batch still point at.
+    loop_.posted_ready_ = true;
   }
 
  private:
@@ -139,6 +141,10 @@ void EventLoop::run() {
     }
     for (int i = 0; i < n; ++i) {
       static_cast<IoHandler*>(events[i].data.ptr)->on_io(events[i].events);
+    }
+    if (posted_ready_) {
+      posted_ready_ = false;
+      run_posted();
     }
     run_timers();
     run_deferred();

@@ -97,6 +97,7 @@ class EventLoop {
 
  private:
   friend class Timer;
+  bool posted_ready_ = false;  // the wakeup fired: run posted tasks after this batch
   class Wakeup;
   void heap_push(Timer* t);
   void heap_remove(Timer* t);

@@ -1453,7 +1453,8 @@ class Fleet:
                 except Exception:  # keep stopping the rest
                     pass
         finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            if not os.environ.get("TRELLIS_KEEP_TEST_DIR"):
+                shutil.rmtree(self.dir, ignore_errors=True)
         if crashes:
             raise AssertionError("\n\n".join(crashes))
 
