@@ -1,6 +1,6 @@
 // What the whole proxy knows about each endpoint's health: written by the main
-// thread (active health checks, outlier verdicts), read by every worker when
-// it rebuilds its balancer. Kept by cluster name and endpoint address across
+// thread (active health checks), read by every worker when it rebuilds its
+// balancer. Outlier verdicts live in the cluster's policy::OutlierDetector. Kept by cluster name and endpoint address across
 // reloads, so a verdict survives a config change.
 #pragma once
 
@@ -16,11 +16,8 @@ namespace trellis::proxy {
 
 struct EndpointState {
   std::atomic<bool> failing_checks{false};  // active health checks say it is down
-  std::atomic<bool> ejected{false};         // outlier detection took it out
 
-  bool available() const {
-    return !failing_checks.load(std::memory_order_relaxed) && !ejected.load(std::memory_order_relaxed);
-  }
+  bool available() const { return !failing_checks.load(std::memory_order_relaxed); }
 };
 
 // One cluster's endpoint states. Workers notice a change by its epoch: one

@@ -9,12 +9,6 @@
 #include "proxy/net.h"
 
 namespace trellis::proxy {
-namespace {
-
-// Below this share of available endpoints, health verdicts are ignored.
-constexpr size_t kPanicThresholdPercent = 50;
-
-}  // namespace
 
 UpstreamConnection::UpstreamConnection(EndpointPool& pool, int fd)
     : pool_(pool),
@@ -222,8 +216,9 @@ void UpstreamCluster::rebuild() {
   }
   // Panic: when too few endpoints are available, the verdicts are more
   // likely wrong than the endpoints: spread over all of them.
-  uint32_t panic_percent = config_.outlier_enabled ? config_.outlier.panic_threshold_percent : kPanicThresholdPercent;
-  bool panic = policy::in_panic(available, pools_.size(), panic_percent);
+  // (The threshold is the outlier config's, whose default also applies when
+  // outlier detection is off and only health checks give verdicts.)
+  bool panic = policy::in_panic(available, pools_.size(), config_.outlier.panic_threshold_percent);
   Duration window = lb.slow_start_window;
   bool warming = false;
   std::vector<policy::Host> hosts;
