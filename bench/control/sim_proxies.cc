@@ -30,9 +30,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/random.h"
-#include "proxy/config.h"
-#include "proxy/event_loop.h"
-#include "proxy/grpc/grpc_stream.h"
+#include "net/address.h"
+#include "net/event_loop.h"
+#include "http/grpc_stream.h"
 #include "trellis/v1/discovery.pb.h"
 
 namespace trellis::bench {
@@ -140,7 +140,7 @@ struct SeenAnswer {
 
 class Shard;
 
-class SimProxy final : public proxy::grpc::StreamCallbacks {
+class SimProxy final : public http::grpc::StreamCallbacks {
  public:
   SimProxy(Shard& shard, size_t index, std::string hello, std::vector<uint32_t> calls);
   ~SimProxy() { stream_.reset(); }
@@ -162,8 +162,8 @@ class SimProxy final : public proxy::grpc::StreamCallbacks {
   const size_t index_;
   const std::string hello_;            // a serialized ProxyMessage
   const std::vector<uint32_t> calls_;  // cluster ids of the called services, sorted
-  proxy::grpc::StreamClient stream_;
-  proxy::Timer reconnect_timer_;
+  http::grpc::StreamClient stream_;
+  net::Timer reconnect_timer_;
   bool open_ = false;
   std::map<uint32_t, std::vector<uint32_t>> clusters_;  // endpoint ids, sorted
   std::vector<EndpointEvent> events_;
@@ -181,11 +181,11 @@ class SimProxy final : public proxy::grpc::StreamCallbacks {
 // shard owns is touched on its thread only; the driver's questions are posted.
 class Shard {
  public:
-  explicit Shard(proxy::SocketAddress control) : control_(std::move(control)) {}
+  explicit Shard(net::SocketAddress control) : control_(std::move(control)) {}
 
-  proxy::EventLoop& loop() { return loop_; }
+  net::EventLoop& loop() { return loop_; }
   Interner& names() { return names_; }
-  const proxy::SocketAddress& control() const { return control_; }
+  const net::SocketAddress& control() const { return control_; }
 
   void add(size_t index, const v1::Hello& hello) {
     std::vector<uint32_t> calls;
@@ -238,9 +238,9 @@ class Shard {
   }
 
  private:
-  proxy::EventLoop loop_;
+  net::EventLoop loop_;
   Interner names_;
-  proxy::SocketAddress control_;
+  net::SocketAddress control_;
   std::vector<std::unique_ptr<SimProxy>> proxies_;
   std::thread thread_;
 };
@@ -542,9 +542,9 @@ int run(int argc, char** argv) {
                  "trellis-sim-proxies: --services, --client-services and --threads must be positive\n");
     return 2;
   }
-  proxy::SocketAddress control;
+  net::SocketAddress control;
   std::string error;
-  if (!proxy::parse_socket_address(o.control, control, error)) {
+  if (!net::parse_socket_address(o.control, control, error)) {
     std::fprintf(stderr, "trellis-sim-proxies: --control: %s\n", error.c_str());
     return 2;
   }

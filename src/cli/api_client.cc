@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "proxy/http1/parser.h"
+#include "http/http1/parser.h"
 
 namespace trellis::cli {
 namespace {
@@ -58,7 +58,7 @@ std::string default_server() {
   return env != nullptr && *env != '\0' ? std::string(env) : std::string(kDefaultServer);
 }
 
-Result<proxy::SocketAddress> parse_server_address(std::string_view text) {
+Result<net::SocketAddress> parse_server_address(std::string_view text) {
   std::string_view t = text;
   if (t.substr(0, 7) == "http://") t.remove_prefix(7);
   if (size_t slash = t.find('/'); slash != std::string_view::npos) {
@@ -68,9 +68,9 @@ Result<proxy::SocketAddress> parse_server_address(std::string_view text) {
   }
   std::string address(t);
   if (address.rfind("localhost:", 0) == 0) address = "127.0.0.1" + address.substr(9);
-  proxy::SocketAddress out;
+  net::SocketAddress out;
   std::string error;
-  if (!proxy::parse_socket_address(address, out, error)) return Error{error};
+  if (!net::parse_socket_address(address, out, error)) return Error{error};
   return out;
 }
 
@@ -81,7 +81,7 @@ std::string ApiReply::error() const {
   return fmt::format("the API answered HTTP {}", status);
 }
 
-ApiClient::ApiClient(proxy::SocketAddress server, std::chrono::milliseconds timeout)
+ApiClient::ApiClient(net::SocketAddress server, std::chrono::milliseconds timeout)
     : server_(std::move(server)), timeout_(timeout) {}
 
 Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view target, std::string_view body,
@@ -131,19 +131,19 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
   std::string in;
   HttpResponse out;
   bool have_head = false;
-  proxy::http1::BodyKind body_kind = proxy::http1::BodyKind::kNone;
+  http::http1::BodyKind body_kind = http::http1::BodyKind::kNone;
   uint64_t content_length = 0;
   size_t pos = 0;  // start of the unread body bytes in `in`
-  proxy::http1::ChunkedDecoder chunked;
+  http::http1::ChunkedDecoder chunked;
   bool eof = false;
   const std::string malformed = where + " sent a malformed response: ";
   const std::string cut_short = "lost the connection to " + where + " in the middle of its response";
   for (;;) {
     if (!have_head) {
-      proxy::http1::ResponseHead head;
-      proxy::http1::ParseResult pr = proxy::http1::parse_response(in, head_request, head);
-      if (pr.status == proxy::http1::ParseStatus::kError) return Error{malformed + pr.error};
-      if (pr.status == proxy::http1::ParseStatus::kDone) {
+      http::http1::ResponseHead head;
+      http::http1::ParseResult pr = http::http1::parse_response(in, head_request, head);
+      if (pr.status == http::http1::ParseStatus::kError) return Error{malformed + pr.error};
+      if (pr.status == http::http1::ParseStatus::kDone) {
         if (head.status < 200) {  // an interim answer: the real one follows
           in.erase(0, pr.consumed);
           continue;
@@ -153,7 +153,7 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
         body_kind = head.info.body;
         content_length = head.info.content_length;
         pos = pr.consumed;
-        if (body_kind == proxy::http1::BodyKind::kContentLength && content_length > kMaxResponseBody) {
+        if (body_kind == http::http1::BodyKind::kContentLength && content_length > kMaxResponseBody) {
           return Error{malformed + "the body is larger than 64 MiB"};
         }
       } else if (eof) {
@@ -162,39 +162,39 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
     }
     if (have_head) {
       switch (body_kind) {
-        case proxy::http1::BodyKind::kNone:
+        case http::http1::BodyKind::kNone:
           return out;
-        case proxy::http1::BodyKind::kContentLength:
+        case http::http1::BodyKind::kContentLength:
           if (in.size() - pos >= content_length) {
             out.body = in.substr(pos, static_cast<size_t>(content_length));
             return out;
           }
           if (eof) return Error{cut_short};
           break;
-        case proxy::http1::BodyKind::kChunked: {
+        case http::http1::BodyKind::kChunked: {
           bool need_more = false;
           while (!need_more) {
             auto step = chunked.next(std::string_view(in).substr(pos));
             pos += step.consumed;
             switch (step.kind) {
-              case proxy::http1::ChunkedDecoder::Kind::kData:
+              case http::http1::ChunkedDecoder::Kind::kData:
                 out.body.append(step.data);
                 if (out.body.size() > kMaxResponseBody)
                   return Error{malformed + "the body is larger than 64 MiB"};
                 break;
-              case proxy::http1::ChunkedDecoder::Kind::kNeedMore:
+              case http::http1::ChunkedDecoder::Kind::kNeedMore:
                 need_more = true;
                 break;
-              case proxy::http1::ChunkedDecoder::Kind::kDone:
+              case http::http1::ChunkedDecoder::Kind::kDone:
                 return out;
-              case proxy::http1::ChunkedDecoder::Kind::kError:
+              case http::http1::ChunkedDecoder::Kind::kError:
                 return Error{malformed + step.error};
             }
           }
           if (eof) return Error{cut_short};
           break;
         }
-        case proxy::http1::BodyKind::kUntilClose:
+        case http::http1::BodyKind::kUntilClose:
           if (eof) {
             out.body = in.substr(pos);
             return out;

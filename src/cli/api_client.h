@@ -10,7 +10,7 @@
 
 #include "cli/yaml_json.h"
 #include "common/result.h"
-#include "proxy/config.h"
+#include "net/address.h"
 
 namespace trellis::cli {
 
@@ -21,7 +21,7 @@ std::string default_server();
 
 // "IP:PORT", "[IPv6]:PORT" or "localhost:PORT", optionally after "http://"
 // and before a "/"; an error message when malformed.
-Result<proxy::SocketAddress> parse_server_address(std::string_view text);
+Result<net::SocketAddress> parse_server_address(std::string_view text);
 
 struct HttpResponse {
   int status = 0;
@@ -41,7 +41,7 @@ struct ApiReply {
 
 class ApiClient {
  public:
-  explicit ApiClient(proxy::SocketAddress server,
+  explicit ApiClient(net::SocketAddress server,
                      std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
   const std::string& server() const { return server_.text; }
@@ -56,7 +56,7 @@ class ApiClient {
   Result<ApiReply> call(std::string_view method, std::string_view target, const Json& body = nullptr) const;
 
  private:
-  proxy::SocketAddress server_;
+  net::SocketAddress server_;
   std::chrono::milliseconds timeout_;
 };
 

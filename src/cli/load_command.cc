@@ -10,13 +10,13 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "proxy/http/header.h"
+#include "http/header.h"
 
 namespace trellis::cli {
 
 namespace {
 
-using proxy::http::iequals;
+using http::iequals;
 
 constexpr uint32_t kMaxConnections = 100'000;
 constexpr uint32_t kMaxThreads = 256;

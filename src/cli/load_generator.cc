@@ -14,10 +14,10 @@
 #include <memory>
 #include <thread>
 
-#include "proxy/event_loop.h"
-#include "proxy/http/header.h"
-#include "proxy/net.h"
-#include "proxy/socket.h"
+#include "net/event_loop.h"
+#include "http/header.h"
+#include "net/address.h"
+#include "net/socket.h"
 
 namespace trellis::cli {
 
@@ -55,16 +55,16 @@ struct Progress {
 
 // A socket closed from inside its own callback cannot be destroyed there: its
 // on_io() is still on the stack. The loop destroys it after the iteration.
-struct ClosedSocket final : proxy::Deferred {
-  explicit ClosedSocket(std::unique_ptr<proxy::Socket> s) : socket(std::move(s)) {}
-  std::unique_ptr<proxy::Socket> socket;
+struct ClosedSocket final : net::Deferred {
+  explicit ClosedSocket(std::unique_ptr<net::Socket> s) : socket(std::move(s)) {}
+  std::unique_ptr<net::Socket> socket;
 };
 
 class Worker;
 
 // One HTTP/1.1 keep-alive connection: at most one request in flight, sent
 // when the pacer says (or at once in closed loop), reconnected on failure.
-class Http1Connection final : public proxy::SocketCallbacks {
+class Http1Connection final : public net::SocketCallbacks {
  public:
   Http1Connection(Worker& worker, uint32_t index);
   ~Http1Connection() = default;
@@ -99,12 +99,12 @@ class Http1Connection final : public proxy::SocketCallbacks {
   Worker& worker_;
   LoadStats& stats_;
   const Plan& plan_;
-  proxy::EventLoop& loop_;
-  std::unique_ptr<proxy::Socket> socket_;
-  proxy::Buffer in_;
+  net::EventLoop& loop_;
+  std::unique_ptr<net::Socket> socket_;
+  net::Buffer in_;
   Http1ResponseReader reader_;
   Pacer pacer_;
-  proxy::Timer timer_;
+  net::Timer timer_;
   State state_ = State::kWaiting;
   MonoTime intended_{};
   bool measured_ = false;  // the request in flight counts
@@ -117,7 +117,7 @@ class Http1Connection final : public proxy::SocketCallbacks {
 
 // One thread: an event loop, its share of the connections, and a precise
 // send timer shared by them.
-class Worker final : public proxy::IoHandler {
+class Worker final : public net::IoHandler {
  public:
   Worker(const Plan& plan, uint32_t id, Progress& progress);
   ~Worker();
@@ -137,7 +137,7 @@ class Worker final : public proxy::IoHandler {
 
   // For the connections.
   const Plan& plan() const { return plan_; }
-  proxy::EventLoop& loop() { return loop_; }
+  net::EventLoop& loop() { return loop_; }
   bool started() const { return started_; }
   bool ending() const { return ending_; }
   MonoTime window_start() const { return window_start_; }
@@ -183,7 +183,7 @@ class Worker final : public proxy::IoHandler {
   const Plan& plan_;
   uint32_t id_;
   Progress& progress_;
-  proxy::EventLoop loop_;
+  net::EventLoop loop_;
   LoadStats stats_;
   std::vector<std::unique_ptr<Http1Connection>> connections_;
   // Precise send timer. The loop's timers have millisecond resolution, which
@@ -194,9 +194,9 @@ class Worker final : public proxy::IoHandler {
   MonoTime timer_at_{};
   bool timer_armed_ = false;
   bool dispatching_ = false;
-  proxy::Timer coarse_send_timer_;  // only if no timerfd could be had
-  proxy::Timer end_timer_;
-  proxy::Timer hard_timer_;
+  net::Timer coarse_send_timer_;  // only if no timerfd could be had
+  net::Timer end_timer_;
+  net::Timer hard_timer_;
   std::thread thread_;
   MonoTime window_start_{};
   MonoTime end_ = MonoTime::max();
@@ -224,13 +224,13 @@ void Http1Connection::settle() {
 
 void Http1Connection::connect() {
   int error = 0;
-  int fd = proxy::start_connect(plan_.options.target.address, error);
+  int fd = net::start_connect(plan_.options.target.address, error);
   if (fd < 0) {
     drop(ErrorKind::kConnect);
     return;
   }
   in_.clear();
-  socket_ = std::make_unique<proxy::Socket>(loop_, fd, this, /*connecting=*/true);
+  socket_ = std::make_unique<net::Socket>(loop_, fd, this, /*connecting=*/true);
   state_ = State::kConnecting;
   timer_.arm(plan_.options.timeout);
 }
@@ -390,9 +390,9 @@ void Http1Connection::on_socket_error(int error) {
 
 void Http1Connection::on_readable() {
   while (socket_ != nullptr && state_ != State::kConnecting) {
-    proxy::ReadResult r = socket_->read(in_);
-    if (r == proxy::ReadResult::kAgain) return;
-    if (r == proxy::ReadResult::kError) {
+    net::ReadResult r = socket_->read(in_);
+    if (r == net::ReadResult::kAgain) return;
+    if (r == net::ReadResult::kError) {
       drop(ErrorKind::kReset);
       return;
     }
@@ -403,13 +403,13 @@ void Http1Connection::on_readable() {
       return;
     }
     Http1ResponseReader::Status status =
-        r == proxy::ReadResult::kEof ? reader_.on_eof() : reader_.on_data(in_);
+        r == net::ReadResult::kEof ? reader_.on_eof() : reader_.on_data(in_);
     if (status == Http1ResponseReader::Status::kError) {
-      drop(r == proxy::ReadResult::kEof ? ErrorKind::kReset : ErrorKind::kProtocol);
+      drop(r == net::ReadResult::kEof ? ErrorKind::kReset : ErrorKind::kProtocol);
       return;
     }
     if (status == Http1ResponseReader::Status::kComplete) complete();
-    if (r == proxy::ReadResult::kEof) {
+    if (r == net::ReadResult::kEof) {
       if (socket_ != nullptr && state_ != State::kConnecting) drop(ErrorKind::kReset);
       return;
     }

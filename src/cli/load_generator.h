@@ -14,9 +14,9 @@
 
 #include "common/hdr_histogram.h"
 #include "common/time.h"
-#include "proxy/buffer.h"
-#include "proxy/config.h"
-#include "proxy/http1/parser.h"
+#include "net/buffer.h"
+#include "net/address.h"
+#include "http/http1/parser.h"
 
 namespace trellis::cli {
 
@@ -27,7 +27,7 @@ enum class Protocol : uint8_t { kHttp1 };
 
 struct Target {
   std::string url;                 // as given
-  proxy::SocketAddress address;    // where to connect
+  net::SocketAddress address;    // where to connect
   std::string authority;           // Host header: host[:port] as written in the URL
   std::string path;                // request target in origin form, "/" when the URL has none
 };
@@ -109,7 +109,7 @@ class Http1ResponseReader {
   // Consumes the bytes of `in` that belong to the response. kComplete once its
   // last byte is in; bytes beyond it (the server sending what nobody asked
   // for) are kError, since requests are never pipelined.
-  Status on_data(proxy::Buffer& in);
+  Status on_data(net::Buffer& in);
   // The server closed: completes a body delimited by the close, else kError.
   Status on_eof();
 
@@ -124,8 +124,8 @@ class Http1ResponseReader {
     return Status::kError;
   }
 
-  proxy::http1::ResponseHead head_;
-  proxy::http1::ChunkedDecoder chunked_;
+  http::http1::ResponseHead head_;
+  http::http1::ChunkedDecoder chunked_;
   Phase phase_ = Phase::kHead;
   uint64_t remaining_ = 0;
   bool head_request_ = false;

@@ -6,12 +6,12 @@
 #include <algorithm>
 #include <cmath>
 
-#include "proxy/http/header.h"
+#include "http/header.h"
 
 namespace trellis::cli {
 
 using SteadyClock = std::chrono::steady_clock;
-using proxy::http::iequals;
+using http::iequals;
 
 // ------------------------------------------------------------------- target
 
@@ -79,7 +79,7 @@ bool parse_target(std::string_view url, Target& out, std::string& error) {
   }
   address += ':';
   address += port;
-  if (!proxy::parse_socket_address(address, out.address, error)) {
+  if (!net::parse_socket_address(address, out.address, error)) {
     error = "bad host or port in the URL: " + error;
     return false;
   }
@@ -167,15 +167,15 @@ void Http1ResponseReader::start(bool head_request) {
   chunked_.reset();
 }
 
-Http1ResponseReader::Status Http1ResponseReader::on_data(proxy::Buffer& in) {
-  using proxy::http1::BodyKind;
-  using proxy::http1::ChunkedDecoder;
-  using proxy::http1::ParseStatus;
+Http1ResponseReader::Status Http1ResponseReader::on_data(net::Buffer& in) {
+  using http::http1::BodyKind;
+  using http::http1::ChunkedDecoder;
+  using http::http1::ParseStatus;
   for (;;) {
     switch (phase_) {
       case Phase::kHead: {
         if (in.empty()) return Status::kNeedMore;
-        auto pr = proxy::http1::parse_response(in.view(), head_request_, head_);
+        auto pr = http::http1::parse_response(in.view(), head_request_, head_);
         if (pr.status == ParseStatus::kNeedMore) return Status::kNeedMore;
         if (pr.status == ParseStatus::kError) return fail(pr.error);
         if (head_.status == 101) return fail("unexpected 101 Switching Protocols");
@@ -217,7 +217,7 @@ Http1ResponseReader::Status Http1ResponseReader::on_data(proxy::Buffer& in) {
             break;
           case ChunkedDecoder::Kind::kNeedMore:
             in.consume(step.consumed);
-            if (in.size() > proxy::http1::kMaxHeadBytes + 64) return fail("chunk framing too large");
+            if (in.size() > http::http1::kMaxHeadBytes + 64) return fail("chunk framing too large");
             return Status::kNeedMore;
           case ChunkedDecoder::Kind::kDone:
             in.consume(step.consumed);

@@ -65,7 +65,7 @@ void add_server_option(CLI::App& command, std::string& server) {
 }
 
 std::optional<ApiClient> make_client(std::string_view command, const std::string& server) {
-  Result<proxy::SocketAddress> address = parse_server_address(server);
+  Result<net::SocketAddress> address = parse_server_address(server);
   if (!address.ok()) {
     print_error(command, fmt::format("--server \"{}\": {}", server, address.error().message));
     return std::nullopt;

@@ -11,6 +11,9 @@ namespace trellis {
 // Levenshtein distance, for "did you mean ...?" suggestions on unknown fields.
 size_t edit_distance(std::string_view a, std::string_view b);
 
+// `s` in double quotes, for error messages: unknown field "x".
+std::string in_quotes(std::string_view s);
+
 // Field paths in error messages: "listeners[0].routes" style.
 std::string field_path(std::string_view parent, std::string_view key);  // parent.key
 std::string item_path(std::string_view parent, size_t index);           // parent[index]

@@ -11,11 +11,11 @@ namespace {
 constexpr auto kPushDelay = std::chrono::milliseconds(10);
 constexpr auto kExpiryInterval = std::chrono::seconds(1);
 
-proxy::AdminResponse json_response(int status, const Json& body) {
+http::ApiResponse json_response(int status, const Json& body) {
   return {status, "application/json", body.dump(2, ' ', false, Json::error_handler_t::replace) + "\n"};
 }
 
-proxy::AdminResponse error_response(int status, std::string message, const std::vector<FieldError>& errors = {}) {
+http::ApiResponse error_response(int status, std::string message, const std::vector<FieldError>& errors = {}) {
   Json body{{"error", std::move(message)}};
   if (!errors.empty()) {
     Json list = Json::array();
@@ -69,7 +69,7 @@ Json instance_json(const Instance& i) {
 
 }  // namespace
 
-Result<std::unique_ptr<ControlPlane>> ControlPlane::create(proxy::EventLoop& loop, const ControlPlaneOptions& options) {
+Result<std::unique_ptr<ControlPlane>> ControlPlane::create(net::EventLoop& loop, const ControlPlaneOptions& options) {
   auto store = SqliteStore::open(options.data_dir);
   if (!store.ok()) return Error{"store: " + store.error().message};
   std::unique_ptr<ControlPlane> cp(new ControlPlane(loop, std::move(*store)));
@@ -79,7 +79,7 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::create(proxy::EventLoop& loo
   return cp;
 }
 
-ControlPlane::ControlPlane(proxy::EventLoop& loop, std::unique_ptr<SqliteStore> store)
+ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> store)
     : loop_(loop),
       store_(std::move(store)),
       push_(*this),
@@ -165,7 +165,7 @@ void ControlPlane::proxy_heartbeat(const v1::Hello& hello) {
 
 // ---- JSON API (main loop) -------------------------------------------------------
 
-proxy::AdminResponse ControlPlane::handle(const proxy::AdminRequest& r) {
+http::ApiResponse ControlPlane::handle(const http::ApiRequest& r) {
   std::vector<std::string_view> p = split_path(r.path);
   if (r.path == "/healthz" || r.path == "/ready") return {200, "text/plain", "ok\n"};
   if (p.size() >= 2 && p[0] == "v1" && p[1] == "resources") {
@@ -192,7 +192,7 @@ proxy::AdminResponse ControlPlane::handle(const proxy::AdminRequest& r) {
   return error_response(404, "no such endpoint: " + std::string(r.method) + " " + std::string(r.path));
 }
 
-proxy::AdminResponse ControlPlane::put_resource(std::string_view body) {
+http::ApiResponse ControlPlane::put_resource(std::string_view body) {
   Json doc = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return error_response(400, "the body is not JSON");
   ParsedResource parsed = parse_resource(doc);
@@ -212,7 +212,7 @@ proxy::AdminResponse ControlPlane::put_resource(std::string_view body) {
   return json_response(put->outcome == PutOutcome::kCreated ? 201 : 200, Json{{"result", verb}, {"resource", out}});
 }
 
-proxy::AdminResponse ControlPlane::get_resources(std::string_view kind_name, std::string_view ns,
+http::ApiResponse ControlPlane::get_resources(std::string_view kind_name, std::string_view ns,
                                                  std::string_view name, std::string_view query) {
   const KindInfo* kind = find_kind(std::string(kind_name));
   if (kind == nullptr) return error_response(404, "unknown kind \"" + std::string(kind_name) + "\"");
@@ -229,7 +229,7 @@ proxy::AdminResponse ControlPlane::get_resources(std::string_view kind_name, std
   return json_response(200, Json{{"kind", std::string(kind->kind) + "List"}, {"items", std::move(items)}});
 }
 
-proxy::AdminResponse ControlPlane::delete_resource(std::string_view kind_name, std::string_view ns,
+http::ApiResponse ControlPlane::delete_resource(std::string_view kind_name, std::string_view ns,
                                                    std::string_view name, std::string_view query) {
   const KindInfo* kind = find_kind(std::string(kind_name));
   if (kind == nullptr) return error_response(404, "unknown kind \"" + std::string(kind_name) + "\"");
@@ -248,7 +248,7 @@ proxy::AdminResponse ControlPlane::delete_resource(std::string_view kind_name, s
   return json_response(200, Json{{"result", "deleted"}});
 }
 
-proxy::AdminResponse ControlPlane::register_instance(std::string_view body) {
+http::ApiResponse ControlPlane::register_instance(std::string_view body) {
   Json doc = Json::parse(body, nullptr, false);
   if (!doc.is_object()) return error_response(400, "the body must be a JSON object");
   Instance inst;
@@ -295,20 +295,20 @@ proxy::AdminResponse ControlPlane::register_instance(std::string_view body) {
   return json_response(201, instance_json(*r));
 }
 
-proxy::AdminResponse ControlPlane::heartbeat(std::string_view id) {
+http::ApiResponse ControlPlane::heartbeat(std::string_view id) {
   std::lock_guard lock(mu_);
   auto r = registry_->heartbeat(std::string(id));
   if (!r.ok()) return error_response(status_for(r.error().message), r.error().message);
   return json_response(200, instance_json(*r));
 }
 
-proxy::AdminResponse ControlPlane::deregister(std::string_view id) {
+http::ApiResponse ControlPlane::deregister(std::string_view id) {
   std::lock_guard lock(mu_);
   if (!registry_->deregister(std::string(id))) return error_response(404, "not found: " + std::string(id));
   return json_response(200, Json{{"result", "deregistered"}});
 }
 
-proxy::AdminResponse ControlPlane::services() {
+http::ApiResponse ControlPlane::services() {
   Json list = Json::array();
   std::lock_guard lock(mu_);
   for (const ServiceCount& s : registry_->services())
@@ -316,14 +316,14 @@ proxy::AdminResponse ControlPlane::services() {
   return json_response(200, Json{{"services", std::move(list)}});
 }
 
-proxy::AdminResponse ControlPlane::instances(std::string_view ns, std::string_view service) {
+http::ApiResponse ControlPlane::instances(std::string_view ns, std::string_view service) {
   Json list = Json::array();
   std::lock_guard lock(mu_);
   for (const Instance& i : registry_->instances_of(std::string(service), std::string(ns))) list.push_back(instance_json(i));
   return json_response(200, Json{{"namespace", ns}, {"service", service}, {"instances", std::move(list)}});
 }
 
-proxy::AdminResponse ControlPlane::status() {
+http::ApiResponse ControlPlane::status() {
   Json proxies = Json::array();
   for (const ProxyStatus& s : push_.status()) {
     Json p{{"node_id", s.node_id},         {"service", s.service},

@@ -15,8 +15,8 @@
 #include "control/push_server.h"
 #include "control/registry.h"
 #include "control/sqlite_store.h"
-#include "proxy/admin.h"
-#include "proxy/event_loop.h"
+#include "http/api_server.h"
+#include "net/event_loop.h"
 
 namespace trellis::control {
 
@@ -28,12 +28,12 @@ struct ControlPlaneOptions {
 
 class ControlPlane final : public PushSource {
  public:
-  static Result<std::unique_ptr<ControlPlane>> create(proxy::EventLoop& loop, const ControlPlaneOptions& options);
+  static Result<std::unique_ptr<ControlPlane>> create(net::EventLoop& loop, const ControlPlaneOptions& options);
   ~ControlPlane() override;
 
   int grpc_port() const { return grpc_port_; }
   // The JSON API (docs/control-api.md).
-  proxy::AdminResponse handle(const proxy::AdminRequest& request);
+  http::ApiResponse handle(const http::ApiRequest& request);
   void shutdown();
 
   // PushSource
@@ -42,23 +42,23 @@ class ControlPlane final : public PushSource {
   void proxy_heartbeat(const v1::Hello& hello) override;
 
  private:
-  ControlPlane(proxy::EventLoop& loop, std::unique_ptr<SqliteStore> store);
+  ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> store);
   void request_push();
   void expire();
 
-  proxy::AdminResponse put_resource(std::string_view body);
-  proxy::AdminResponse get_resources(std::string_view kind, std::string_view ns, std::string_view name,
+  http::ApiResponse put_resource(std::string_view body);
+  http::ApiResponse get_resources(std::string_view kind, std::string_view ns, std::string_view name,
                                      std::string_view query);
-  proxy::AdminResponse delete_resource(std::string_view kind, std::string_view ns, std::string_view name,
+  http::ApiResponse delete_resource(std::string_view kind, std::string_view ns, std::string_view name,
                                        std::string_view query);
-  proxy::AdminResponse register_instance(std::string_view body);
-  proxy::AdminResponse heartbeat(std::string_view id);
-  proxy::AdminResponse deregister(std::string_view id);
-  proxy::AdminResponse services();
-  proxy::AdminResponse instances(std::string_view ns, std::string_view service);
-  proxy::AdminResponse status();
+  http::ApiResponse register_instance(std::string_view body);
+  http::ApiResponse heartbeat(std::string_view id);
+  http::ApiResponse deregister(std::string_view id);
+  http::ApiResponse services();
+  http::ApiResponse instances(std::string_view ns, std::string_view service);
+  http::ApiResponse status();
 
-  proxy::EventLoop& loop_;
+  net::EventLoop& loop_;
   std::mutex mu_;
   std::unique_ptr<SqliteStore> store_;
   SystemWallClock clock_;
@@ -67,8 +67,8 @@ class ControlPlane final : public PushSource {
   PushServer push_;
   int grpc_port_ = 0;
   std::atomic<bool> push_pending_{false};
-  proxy::Timer push_timer_;
-  proxy::Timer expiry_timer_;
+  net::Timer push_timer_;
+  net::Timer expiry_timer_;
 };
 
 }  // namespace trellis::control

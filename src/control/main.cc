@@ -11,8 +11,8 @@
 #include <spdlog/spdlog.h>
 
 #include "control/control_plane.h"
-#include "proxy/admin.h"
-#include "proxy/config.h"
+#include "http/api_server.h"
+#include "net/address.h"
 
 namespace {
 
@@ -27,9 +27,9 @@ void usage(FILE* out) {
       out);
 }
 
-class Signals final : public trellis::proxy::IoHandler {
+class Signals final : public trellis::net::IoHandler {
  public:
-  explicit Signals(trellis::proxy::EventLoop& loop) : loop_(loop) {
+  explicit Signals(trellis::net::EventLoop& loop) : loop_(loop) {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -48,7 +48,7 @@ class Signals final : public trellis::proxy::IoHandler {
   }
 
  private:
-  trellis::proxy::EventLoop& loop_;
+  trellis::net::EventLoop& loop_;
   int fd_ = -1;
 };
 
@@ -88,20 +88,20 @@ int main(int argc, char** argv) {
   // reused by the main loop (measured: 67 MiB stranded at 1,000 proxies).
   mallopt(M_ARENA_MAX, 2);
 
-  trellis::proxy::SocketAddress http;
+  trellis::net::SocketAddress http;
   std::string error;
-  if (!trellis::proxy::parse_socket_address(options.http_address, http, error)) {
+  if (!trellis::net::parse_socket_address(options.http_address, http, error)) {
     std::fprintf(stderr, "trellis-control: --http-address: %s\n", error.c_str());
     return 2;
   }
-  trellis::proxy::EventLoop loop;
+  trellis::net::EventLoop loop;
   Signals signals(loop);
   auto cp = trellis::control::ControlPlane::create(loop, options);
   if (!cp.ok()) {
     spdlog::error("cannot start: {}", cp.error().message);
     return 1;
   }
-  trellis::proxy::AdminServer api(loop, [&](const trellis::proxy::AdminRequest& r) { return (*cp)->handle(r); });
+  trellis::http::ApiServer api(loop, [&](const trellis::http::ApiRequest& r) { return (*cp)->handle(r); });
   if (!api.listen(http, error)) {
     spdlog::error("cannot start the API: {}", error);
     return 1;

@@ -7,8 +7,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "proxy/config.h"
-#include "proxy/server.h"
+#include "proxy/config/config.h"
+#include "proxy/runtime/server.h"
 
 namespace {
 

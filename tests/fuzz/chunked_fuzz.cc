@@ -12,17 +12,17 @@
 #include <vector>
 
 #include "http1_invariants.h"
-#include "proxy/buffer.h"
-#include "proxy/http1/parser.h"
-#include "proxy/http1/wire.h"
+#include "net/buffer.h"
+#include "http/http1/parser.h"
+#include "http/http1/wire.h"
 
-using trellis::proxy::Buffer;
-using trellis::proxy::http1::ChunkedDecoder;
-using trellis::proxy::http1::Header;
-using trellis::proxy::http1::HeaderList;
-using trellis::proxy::http1::is_hop_by_hop;
-using trellis::proxy::http1::serialize_chunk;
-using trellis::proxy::http1::serialize_last_chunk;
+using trellis::net::Buffer;
+using trellis::http::http1::ChunkedDecoder;
+using trellis::http::http1::Header;
+using trellis::http::http1::HeaderList;
+using trellis::http::http1::is_hop_by_hop;
+using trellis::http::http1::serialize_chunk;
+using trellis::http::http1::serialize_last_chunk;
 using Kind = ChunkedDecoder::Kind;
 
 namespace {
@@ -117,7 +117,7 @@ Outcome decode(std::string_view in, const std::vector<size_t>& cuts) {
 // own choosing, trailers filtered) must decode to the same body and the
 // forwardable trailers, and end exactly where the encoding ends.
 void check_reencoding(const Outcome& decoded, size_t hash) {
-  Buffer wire;
+  trellis::net::Buffer wire;
   const std::string& body = decoded.body;
   size_t pos = 0;
   while (pos < body.size()) {
@@ -136,7 +136,7 @@ void check_reencoding(const Outcome& decoded, size_t hash) {
   serialize_last_chunk(trailers, wire);
   // "name: value" may be longer than the field was on input; past the decoder's
   // limit the comparison below would only restate that limit.
-  if (wire.size() - body_end > trellis::proxy::http1::kMaxHeadBytes) return;
+  if (wire.size() - body_end > trellis::http::http1::kMaxHeadBytes) return;
 
   Fields forwardable;
   for (const auto& [name, value] : decoded.trailers) {

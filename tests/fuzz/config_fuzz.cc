@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fuzz_check.h"
-#include "proxy/config.h"
+#include "proxy/config/config.h"
 
 using trellis::proxy::ClusterConfig;
 using trellis::proxy::config_to_json;

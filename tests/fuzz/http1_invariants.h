@@ -9,18 +9,18 @@
 #include <string_view>
 
 #include "fuzz_check.h"
-#include "proxy/http1/parser.h"
+#include "http/http1/parser.h"
 
 namespace fuzz_http1 {
 
-using trellis::proxy::http1::BodyKind;
-using trellis::proxy::http1::Header;
-using trellis::proxy::http1::HeaderList;
-using trellis::proxy::http1::MessageInfo;
-using trellis::proxy::http1::ParseResult;
-using trellis::proxy::http1::ParseStatus;
-using trellis::proxy::http1::RequestHead;
-using trellis::proxy::http1::ResponseHead;
+using trellis::http::http1::BodyKind;
+using trellis::http::http1::Header;
+using trellis::http::http1::HeaderList;
+using trellis::http::http1::MessageInfo;
+using trellis::http::http1::ParseResult;
+using trellis::http::http1::ParseStatus;
+using trellis::http::http1::RequestHead;
+using trellis::http::http1::ResponseHead;
 
 inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
@@ -163,12 +163,12 @@ inline void check_result(const ParseResult& r, size_t input_size, bool is_reques
       CHECK(r.consumed == 0);
       CHECK(r.error_status == 0);
       // An input that already fills the head limit is never left waiting.
-      CHECK(input_size < trellis::proxy::http1::kMaxHeadBytes);
+      CHECK(input_size < trellis::http::http1::kMaxHeadBytes);
       break;
     case ParseStatus::kDone:
       CHECK(r.consumed > 0);
       CHECK(r.consumed <= input_size);
-      CHECK(r.consumed <= trellis::proxy::http1::kMaxHeadBytes);
+      CHECK(r.consumed <= trellis::http::http1::kMaxHeadBytes);
       CHECK(r.error_status == 0);
       break;
     case ParseStatus::kError:

@@ -10,8 +10,8 @@
 #include "http1_invariants.h"
 
 using namespace fuzz_http1;
-using trellis::proxy::http1::kMaxHeaderFields;
-using trellis::proxy::http1::parse_request;
+using trellis::http::http1::kMaxHeaderFields;
+using trellis::http::http1::parse_request;
 
 namespace {
 

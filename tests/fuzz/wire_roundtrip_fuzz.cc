@@ -16,25 +16,25 @@
 #include <string_view>
 
 #include "http1_invariants.h"
-#include "proxy/buffer.h"
-#include "proxy/http/message.h"
-#include "proxy/http1/wire.h"
+#include "net/buffer.h"
+#include "http/message.h"
+#include "http/http1/wire.h"
 
 using namespace fuzz_http1;
-using trellis::proxy::Buffer;
-using trellis::proxy::http::RequestHeaders;
-using trellis::proxy::http::ResponseHeaders;
-using trellis::proxy::http1::is_hop_by_hop;
-using trellis::proxy::http1::kMaxHeadBytes;
-using trellis::proxy::http1::kMaxHeaderFields;
-using trellis::proxy::http1::parse_request;
-using trellis::proxy::http1::parse_response;
-using trellis::proxy::http1::reason_phrase;
-using trellis::proxy::http1::ResponseFraming;
-using trellis::proxy::http1::response_framing;
-using trellis::proxy::http1::serialize_request;
-using trellis::proxy::http1::serialize_response;
-using trellis::proxy::http1::to_neutral;
+using trellis::net::Buffer;
+using trellis::http::RequestHeaders;
+using trellis::http::ResponseHeaders;
+using trellis::http::http1::is_hop_by_hop;
+using trellis::http::http1::kMaxHeadBytes;
+using trellis::http::http1::kMaxHeaderFields;
+using trellis::http::http1::parse_request;
+using trellis::http::http1::parse_response;
+using trellis::http::http1::reason_phrase;
+using trellis::http::http1::ResponseFraming;
+using trellis::http::http1::response_framing;
+using trellis::http::http1::serialize_request;
+using trellis::http::http1::serialize_response;
+using trellis::http::http1::to_neutral;
 
 namespace {
 
@@ -103,7 +103,7 @@ HeaderList forwardable(const HeaderList& headers, bool request) {
 constexpr std::string_view kEndpoint = "192.0.2.1:8080";
 
 std::string serialize(const RequestHeaders& req) {
-  Buffer out;
+  trellis::net::Buffer out;
   serialize_request(req, kEndpoint, out);
   return std::string(out.view());
 }
@@ -154,7 +154,7 @@ void check_request_round_trip(std::string_view in) {
 // ---- responses ----------------------------------------------------------------
 
 std::string serialize(const ResponseHeaders& resp, ResponseFraming framing, bool close, int client_minor) {
-  Buffer out;
+  trellis::net::Buffer out;
   serialize_response(resp, framing, close, client_minor, out);
   return std::string(out.view());
 }

@@ -1,6 +1,6 @@
 #include "proxy/http/mirror.h"
 
-namespace trellis::proxy::http {
+namespace trellis::proxy {
 
 MirrorStream::MirrorStream(Worker& worker, UpstreamCluster& cluster)
     : WorkerConnection(worker),
@@ -8,14 +8,14 @@ MirrorStream::MirrorStream(Worker& worker, UpstreamCluster& cluster)
       upstream_(worker.loop(), *this),
       timeout_(worker.loop(), [this] { finish(false); }) {}
 
-void MirrorStream::start(Worker& worker, UpstreamCluster& cluster, const RequestHeaders& request,
+void MirrorStream::start(Worker& worker, UpstreamCluster& cluster, const http::RequestHeaders& request,
                          std::string_view body, Duration timeout) {
   // Owned by the worker's connection list from here; freed through defer_delete.
   auto* stream = new MirrorStream(worker, cluster);
   stream->send(request, body, timeout);
 }
 
-void MirrorStream::send(const RequestHeaders& request, std::string_view body, Duration timeout) {
+void MirrorStream::send(const http::RequestHeaders& request, std::string_view body, Duration timeout) {
   started_ = worker_.loop().now();
   timeout_.arm(timeout.count() > 0 ? timeout : std::chrono::seconds(15));
   policy::PickContext ctx;
@@ -36,7 +36,7 @@ void MirrorStream::send(const RequestHeaders& request, std::string_view body, Du
   upstream_.flush();
 }
 
-void MirrorStream::decode_response_headers(const ResponseHeaders&, bool end_stream) {
+void MirrorStream::decode_response_headers(const http::ResponseHeaders&, bool end_stream) {
   if (end_stream) finish(upstream_.reusable());
 }
 
@@ -44,9 +44,9 @@ void MirrorStream::decode_response_data(std::string_view, bool end_stream) {
   if (end_stream) finish(upstream_.reusable());
 }
 
-void MirrorStream::decode_response_trailers(const HeaderList&) { finish(upstream_.reusable()); }
+void MirrorStream::decode_response_trailers(const http::HeaderList&) { finish(upstream_.reusable()); }
 
-void MirrorStream::on_upstream_failure(UpstreamFailure, std::string_view) { finish(false); }
+void MirrorStream::on_upstream_failure(http::UpstreamFailure, std::string_view) { finish(false); }
 
 void MirrorStream::finish(bool reusable) {
   if (finished_) return;
@@ -55,7 +55,7 @@ void MirrorStream::finish(bool reusable) {
   if (pick_.pool != nullptr) cluster_.on_complete(pick_, worker_.loop().now() - started_);
   UpstreamConnection* c = upstream_.detach();
   if (c != nullptr) c->pool().release(c, reusable);
-  worker_.loop().defer_delete(std::unique_ptr<Deferred>(this));
+  worker_.loop().defer_delete(std::unique_ptr<net::Deferred>(this));
 }
 
-}  // namespace trellis::proxy::http
+}  // namespace trellis::proxy

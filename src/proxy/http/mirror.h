@@ -6,20 +6,20 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/http/codec.h"
-#include "proxy/http/message.h"
+#include "http/codec.h"
+#include "http/message.h"
 #include "proxy/http1/upstream_codec.h"
-#include "proxy/upstream_pool.h"
-#include "proxy/worker.h"
+#include "proxy/upstream/cluster.h"
+#include "proxy/runtime/worker.h"
 
-namespace trellis::proxy::http {
+namespace trellis::proxy {
 
-class MirrorStream final : public WorkerConnection, public ResponseDecoder {
+class MirrorStream final : public WorkerConnection, public http::ResponseDecoder {
  public:
   // Sends `request` with `body` (the whole body) to `cluster`, giving up after
   // `timeout` (0: 15 s). The copy goes out with its own connection from the
   // cluster's pool.
-  static void start(Worker& worker, UpstreamCluster& cluster, const RequestHeaders& request, std::string_view body,
+  static void start(Worker& worker, UpstreamCluster& cluster, const http::RequestHeaders& request, std::string_view body,
                     Duration timeout);
 
   // WorkerConnection
@@ -27,25 +27,25 @@ class MirrorStream final : public WorkerConnection, public ResponseDecoder {
   void abort() override { finish(false); }
 
   // ResponseDecoder: the response is read and dropped.
-  void decode_response_headers(const ResponseHeaders& headers, bool end_stream) override;
+  void decode_response_headers(const http::ResponseHeaders& headers, bool end_stream) override;
   void decode_response_data(std::string_view data, bool end_stream) override;
-  void decode_response_trailers(const HeaderList& trailers) override;
+  void decode_response_trailers(const http::HeaderList& trailers) override;
   void flush_response() override {}
   bool response_blocked() const override { return false; }
   void on_upstream_drained() override {}
-  void on_upstream_failure(UpstreamFailure failure, std::string_view detail) override;
+  void on_upstream_failure(http::UpstreamFailure failure, std::string_view detail) override;
 
  private:
   MirrorStream(Worker& worker, UpstreamCluster& cluster);
-  void send(const RequestHeaders& request, std::string_view body, Duration timeout);
+  void send(const http::RequestHeaders& request, std::string_view body, Duration timeout);
   void finish(bool reusable);
 
   UpstreamCluster& cluster_;
-  http1::UpstreamCodec upstream_;
-  Timer timeout_;
+  Http1UpstreamCodec upstream_;
+  net::Timer timeout_;
   UpstreamPick pick_;
   MonoTime started_{};
   bool finished_ = false;
 };
 
-}  // namespace trellis::proxy::http
+}  // namespace trellis::proxy

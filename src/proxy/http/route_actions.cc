@@ -3,23 +3,23 @@
 #include <algorithm>
 #include <cstdio>
 
-namespace trellis::proxy::http {
+namespace trellis::proxy {
 
-void apply_request_modifier(const HeaderModifier& modifier, RequestHeadersCopy& request) {
+void apply_request_modifier(const HeaderModifier& modifier, http::RequestHeadersCopy& request) {
   for (const auto& [name, value] : modifier.set) request.set(name, value);
   for (const auto& [name, value] : modifier.add) request.add(name, value);
   for (const std::string& name : modifier.remove) request.remove(name);
 }
 
-void apply_response_modifier(const HeaderModifier& modifier, ResponseHeaders& response) {
-  HeaderList& h = response.headers;
+void apply_response_modifier(const HeaderModifier& modifier, http::ResponseHeaders& response) {
+  http::HeaderList& h = response.headers;
   for (const auto& field : modifier.set) {
-    std::erase_if(h, [&](const Header& f) { return iequals(f.name, field.first); });
+    std::erase_if(h, [&](const http::Header& f) { return http::iequals(f.name, field.first); });
     h.push_back({field.first, field.second});
   }
   for (const auto& [name, value] : modifier.add) h.push_back({name, value});
   for (const std::string& name : modifier.remove)
-    std::erase_if(h, [&](const Header& f) { return iequals(f.name, name); });
+    std::erase_if(h, [&](const http::Header& f) { return http::iequals(f.name, name); });
 }
 
 void rewrite_path(const PathModifier& modifier, std::string_view matched_prefix, std::string_view path,
@@ -58,7 +58,7 @@ void rewrite_path(const PathModifier& modifier, std::string_view matched_prefix,
 }
 
 void redirect_location(const RedirectConfig& redirect, std::string_view matched_prefix,
-                       const RequestHeaders& request, std::string& out) {
+                       const http::RequestHeaders& request, std::string& out) {
   std::string_view request_scheme = request.scheme.empty() ? "http" : request.scheme;
   std::string_view scheme = redirect.scheme.empty() ? request_scheme : std::string_view(redirect.scheme);
   // The request's host and port, from its authority ("[v6]:port" aware).
@@ -92,9 +92,9 @@ void redirect_location(const RedirectConfig& redirect, std::string_view matched_
   out += path;
 }
 
-std::string_view find_cookie(const HeaderList& headers, std::string_view name) {
-  for (const Header& h : headers) {
-    if (!iequals(h.name, "cookie")) continue;
+std::string_view find_cookie(const http::HeaderList& headers, std::string_view name) {
+  for (const http::Header& h : headers) {
+    if (!http::iequals(h.name, "cookie")) continue;
     std::string_view rest = h.value;
     while (!rest.empty()) {
       size_t semi = rest.find(';');
@@ -125,4 +125,4 @@ void format_set_cookie(std::string_view name, std::string_view value, Millis ttl
   out += "; HttpOnly";
 }
 
-}  // namespace trellis::proxy::http
+}  // namespace trellis::proxy

@@ -6,14 +6,14 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/config.h"
-#include "proxy/http/message.h"
+#include "proxy/config/config.h"
+#include "http/message.h"
 
-namespace trellis::proxy::http {
+namespace trellis::proxy {
 
 // set, then add, then remove, as the Gateway API orders them.
-void apply_request_modifier(const HeaderModifier& modifier, RequestHeadersCopy& request);
-void apply_response_modifier(const HeaderModifier& modifier, ResponseHeaders& response);
+void apply_request_modifier(const HeaderModifier& modifier, http::RequestHeadersCopy& request);
+void apply_response_modifier(const HeaderModifier& modifier, http::ResponseHeaders& response);
 
 // The path after a rewrite or redirect: `path` is the request's (with any
 // query, which is kept); `matched_prefix` is the route's prefix match, for a
@@ -24,12 +24,12 @@ void rewrite_path(const PathModifier& modifier, std::string_view matched_prefix,
 
 // The Location of a redirect for `request`, into `out`.
 void redirect_location(const RedirectConfig& redirect, std::string_view matched_prefix,
-                       const RequestHeaders& request, std::string& out);
+                       const http::RequestHeaders& request, std::string& out);
 
 // The value of cookie `name` in the request's Cookie fields, or empty.
-std::string_view find_cookie(const HeaderList& headers, std::string_view name);
+std::string_view find_cookie(const http::HeaderList& headers, std::string_view name);
 
 // "name=value; Path=/; HttpOnly" with Max-Age when ttl > 0.
 void format_set_cookie(std::string_view name, std::string_view value, Millis ttl, std::string& out);
 
-}  // namespace trellis::proxy::http
+}  // namespace trellis::proxy

@@ -4,13 +4,13 @@
 
 #include "common/text.h"
 #include "policy/sampling.h"
-#include "proxy/access_log.h"
+#include "proxy/observe/access_log.h"
 #include "proxy/http/mirror.h"
 #include "proxy/http/route_actions.h"
-#include "proxy/upstream_pool.h"
-#include "proxy/worker.h"
+#include "proxy/upstream/cluster.h"
+#include "proxy/runtime/worker.h"
 
-namespace trellis::proxy::http {
+namespace trellis::proxy {
 namespace {
 
 void format_request_id(Random& random, std::string& out) {
@@ -42,7 +42,7 @@ bool idle_timer_needed(Millis idle, Millis request) {
 
 }  // namespace
 
-Router::Router(Worker& worker, ResponseEncoder& downstream)
+Router::Router(Worker& worker, http::ResponseEncoder& downstream)
     : worker_(worker),
       downstream_(downstream),
       upstream_(worker.loop(), *this),
@@ -92,12 +92,12 @@ void Router::begin(const DownstreamContext& context) {
 
 // ---- request path -----------------------------------------------------------
 
-void Router::decode_headers(const RequestHeaders& headers, bool end_stream) {
+void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream) {
   request_.assign(headers);
   request_ended_ = end_stream;
   head_request_ = headers.method == "HEAD";
   add_forwarding_headers();
-  RequestHeaders& req = request_.get();
+  http::RequestHeaders& req = request_.get();
 
   const ListenerRuntime& listener = *context_->listener;
   policy::RouteRef ref;
@@ -114,7 +114,7 @@ void Router::decode_headers(const RequestHeaders& headers, bool end_stream) {
 // Every limit whose match the request satisfies must admit it; a leaky bucket
 // may ask for it to be held first (the longest hold wins).
 bool Router::check_rate_limits(const std::vector<std::shared_ptr<RouteRateLimiter>>& limits) {
-  const RequestHeaders& req = request_.get();
+  const http::RequestHeaders& req = request_.get();
   policy::RequestView view{req.authority, req.method, req.path, &req.headers};
   MonoTime now = worker_.loop().now();
   for (const auto& limiter : limits) {
@@ -129,7 +129,7 @@ bool Router::check_rate_limits(const std::vector<std::shared_ptr<RouteRateLimite
         key = context_->client_ip;
         break;
       case RateLimitConfig::Key::kHeader:
-        key = find_header(req.headers, config.key_header);
+        key = http::find_header(req.headers, config.key_header);
         break;
     }
     RouteRateLimiter::Decision d = limiter->admit(key, now);
@@ -194,7 +194,7 @@ void Router::route_request(const RouteConfig& route) {
     request_.set_path(scratch_);
   }
 
-  const RequestHeaders& req = request_.get();
+  const http::RequestHeaders& req = request_.get();
   for (size_t i = 0; i < route.mirrors.size() && i < 32; ++i)
     if (policy::sampled(route.mirrors[i].numerator, route.mirrors[i].denominator, random)) mirror_mask_ |= 1u << i;
   // The body is kept while it may be needed again: for a retry, a mirror or
@@ -267,22 +267,22 @@ void Router::proceed(bool from_decoder) {
 }
 
 void Router::add_forwarding_headers() {
-  RequestHeaders& req = request_.get();
+  http::RequestHeaders& req = request_.get();
   // x-forwarded-for: every earlier value, in order, then this client.
   scratch_.clear();
-  for (const Header& h : req.headers) {
-    if (!iequals(h.name, "x-forwarded-for") || h.value.empty()) continue;
+  for (const http::Header& h : req.headers) {
+    if (!http::iequals(h.name, "x-forwarded-for") || h.value.empty()) continue;
     if (!scratch_.empty()) scratch_ += ", ";
     scratch_ += h.value;
   }
   if (!scratch_.empty()) {
-    std::erase_if(req.headers, [](const Header& h) { return iequals(h.name, "x-forwarded-for"); });
+    std::erase_if(req.headers, [](const http::Header& h) { return http::iequals(h.name, "x-forwarded-for"); });
     scratch_ += ", ";
   }
   scratch_ += context_->client_ip;
   request_.add("x-forwarded-for", scratch_);
 
-  std::string_view id = find_header(req.headers, "x-request-id");
+  std::string_view id = http::find_header(req.headers, "x-request-id");
   if (id.empty()) {
     format_request_id(worker_.random(), request_id_);
     request_.add("x-request-id", request_id_);
@@ -293,12 +293,12 @@ void Router::add_forwarding_headers() {
 
 std::optional<uint64_t> Router::request_hash() {
   const HashPolicy& hash = cluster_->config().lb.hash;
-  const RequestHeaders& req = request_.get();
+  const http::RequestHeaders& req = request_.get();
   switch (hash.kind) {
     case HashPolicy::Kind::kNone:
       return std::nullopt;
     case HashPolicy::Kind::kHeader: {
-      std::string_view value = find_header(req.headers, hash.name);
+      std::string_view value = http::find_header(req.headers, hash.name);
       if (value.empty()) return std::nullopt;
       return fnv1a64(value);
     }
@@ -352,7 +352,7 @@ void Router::start_try(bool fresh, bool from_decoder) {
   }
   cluster_->stats().requests.inc();
   upstream_.attach(c, head_request_);
-  const RequestHeaders& req = request_.get();
+  const http::RequestHeaders& req = request_.get();
   bool ended_here = request_ended_ && body_.empty() && !has_trailers_;
   upstream_.encode_headers(req, ended_here);
   if (!body_.empty() || (request_ended_ && !ended_here && !has_trailers_)) upstream_.encode_data(body_, request_ended_);
@@ -391,7 +391,7 @@ void Router::buffer_body(std::string_view data) {
   body_.append(data);
 }
 
-void Router::decode_trailers(const HeaderList& trailers) {
+void Router::decode_trailers(const http::HeaderList& trailers) {
   request_ended_ = true;
   // Trailers are forwarded once, never replayed.
   has_trailers_ = true;
@@ -424,7 +424,7 @@ void Router::on_downstream_reset() {
 void Router::start_mirrors() {
   uint32_t mask = mirror_mask_;
   mirror_mask_ = 0;
-  const RequestHeaders& req = request_.get();
+  const http::RequestHeaders& req = request_.get();
   if (body_overflow_ || has_trailers_ || !req.upgrade.empty()) return;  // not whole: mirror nothing
   for (size_t i = 0; i < route_->mirrors.size() && i < 32; ++i) {
     if ((mask & (1u << i)) == 0) continue;
@@ -436,7 +436,7 @@ void Router::start_mirrors() {
 // ---- retries ----------------------------------------------------------------
 
 bool Router::replayable() const {
-  const RequestHeaders& req = request_.get();
+  const http::RequestHeaders& req = request_.get();
   if (!req.upgrade.empty() || has_trailers_) return false;
   return !req.has_body || (buffering_ && !body_overflow_);
 }
@@ -498,7 +498,7 @@ void Router::end_try(bool reusable, bool failed) {
 
 // ---- response path ----------------------------------------------------------
 
-void Router::decode_response_headers(const ResponseHeaders& headers, bool end_stream) {
+void Router::decode_response_headers(const http::ResponseHeaders& headers, bool end_stream) {
   using Outcome = policy::OutlierDetector::Outcome;
   int s = headers.status;
   if (s >= 200 || s == 101)
@@ -521,7 +521,7 @@ void Router::decode_response_headers(const ResponseHeaders& headers, bool end_st
   if (end_stream) response_complete();
 }
 
-void Router::encode_response_headers(const ResponseHeaders& headers, bool end_stream) {
+void Router::encode_response_headers(const http::ResponseHeaders& headers, bool end_stream) {
   bool modify = !route_->response_headers.empty() || !backend_->response_headers.empty() || !cookie_value_.empty();
   if (!modify) {
     downstream_.encode_headers(headers, end_stream);
@@ -546,7 +546,7 @@ void Router::decode_response_data(std::string_view data, bool end_stream) {
   if (end_stream) response_complete();
 }
 
-void Router::decode_response_trailers(const HeaderList& trailers) {
+void Router::decode_response_trailers(const http::HeaderList& trailers) {
   downstream_.encode_trailers(trailers);
   response_complete();
 }
@@ -570,15 +570,15 @@ void Router::response_complete() {
   release_request_slot();
 }
 
-void Router::on_upstream_failure(UpstreamFailure failure, std::string_view detail) {
-  if (failure == UpstreamFailure::kReset && free_retry_on_stale_connection()) return;
+void Router::on_upstream_failure(http::UpstreamFailure failure, std::string_view detail) {
+  if (failure == http::UpstreamFailure::kReset && free_retry_on_stale_connection()) return;
   if (!response_started_ && cluster_ != nullptr)
     cluster_->report(pick_, policy::OutlierDetector::Outcome::kGatewayError);
   if (!response_started_) {
-    if ((failure == UpstreamFailure::kConnectFailed || failure == UpstreamFailure::kConnectTimeout) &&
+    if ((failure == http::UpstreamFailure::kConnectFailed || failure == http::UpstreamFailure::kConnectTimeout) &&
         retry(policy::AttemptFailure::kConnectFailure, 0))
       return;
-    if (failure == UpstreamFailure::kReset && !upstream_.response_bytes_seen() &&
+    if (failure == http::UpstreamFailure::kReset && !upstream_.response_bytes_seen() &&
         retry(policy::AttemptFailure::kReset, 0))
       return;
   }
@@ -592,17 +592,17 @@ void Router::on_upstream_failure(UpstreamFailure failure, std::string_view detai
     return;
   }
   switch (failure) {
-    case UpstreamFailure::kConnectFailed:
+    case http::UpstreamFailure::kConnectFailed:
       reply_local(503, fmt::format("upstream connect error: {}\n", detail));
       break;
-    case UpstreamFailure::kConnectTimeout:
+    case http::UpstreamFailure::kConnectTimeout:
       reply_local(504, "upstream connect timeout\n");
       break;
-    case UpstreamFailure::kReset:
+    case http::UpstreamFailure::kReset:
       if (cluster_) cluster_->stats().protocol_errors.inc();
       reply_local(502, fmt::format("{}\n", detail));
       break;
-    case UpstreamFailure::kProtocolError:
+    case http::UpstreamFailure::kProtocolError:
       reply_local(502, fmt::format("upstream protocol error: {}\n", detail));
       break;
   }
@@ -658,7 +658,7 @@ void Router::reply_redirect(const RedirectConfig& redirect) {
   idle_timeout_.cancel();
   status_ = redirect.status;
   response_started_ = response_ended_ = true;
-  ResponseHeaders r;
+  http::ResponseHeaders r;
   r.status = redirect.status;
   r.headers.push_back({"location", scratch_});
   r.content_length = 0;
@@ -667,7 +667,7 @@ void Router::reply_redirect(const RedirectConfig& redirect) {
   downstream_.flush();
 }
 
-void Router::reply_local(int status, std::string_view body, Header extra) {
+void Router::reply_local(int status, std::string_view body, http::Header extra) {
   end_try(false, false);
   release_request_slot();
   timeout_.cancel();
@@ -677,7 +677,7 @@ void Router::reply_local(int status, std::string_view body, Header extra) {
   waiting_ = false;
   status_ = status;
   response_started_ = true;
-  ResponseHeaders r;
+  http::ResponseHeaders r;
   r.status = status;
   r.headers.push_back({"content-type", "text/plain"});
   if (!extra.name.empty()) r.headers.push_back(extra);
@@ -705,7 +705,7 @@ void Router::end(uint64_t bytes_received, uint64_t bytes_sent) {
 }
 
 void Router::log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed) {
-  const RequestHeaders& req = request_.get();
+  const http::RequestHeaders& req = request_.get();
   std::string& line = worker_.scratch();
   line.clear();
   char now[48];
@@ -739,4 +739,4 @@ void Router::log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration e
   worker_.log_access(line);
 }
 
-}  // namespace trellis::proxy::http
+}  // namespace trellis::proxy

@@ -10,19 +10,19 @@
 #include <optional>
 #include <string>
 
-#include "proxy/http/codec.h"
-#include "proxy/http/message.h"
+#include "http/codec.h"
+#include "http/message.h"
 #include "proxy/http1/upstream_codec.h"
 #include "policy/circuit_breaker.h"
 #include "policy/retry.h"
-#include "proxy/snapshot.h"
-#include "proxy/upstream_pool.h"
+#include "proxy/runtime/snapshot.h"
+#include "proxy/upstream/cluster.h"
 
 namespace trellis::proxy {
 class Worker;
 }  // namespace trellis::proxy
 
-namespace trellis::proxy::http {
+namespace trellis::proxy {
 
 // What the stream needs to know about the client connection it serves.
 struct DownstreamContext {
@@ -33,9 +33,9 @@ struct DownstreamContext {
   std::string_view client_address;  // ip:port, for the access log
 };
 
-class Router final : public RequestDecoder, public ResponseDecoder {
+class Router final : public http::RequestDecoder, public http::ResponseDecoder {
  public:
-  Router(Worker& worker, ResponseEncoder& downstream);
+  Router(Worker& worker, http::ResponseEncoder& downstream);
   ~Router();
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
@@ -44,29 +44,29 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   void begin(const DownstreamContext& context);
   // Answers the current request from the proxy itself (codec-level errors
   // too), with one extra header field when `extra` has a name.
-  void reply_local(int status, std::string_view body, Header extra = {});
+  void reply_local(int status, std::string_view body, http::Header extra = {});
   // Ends the exchange: status and latency metrics, access log. Bytes are as
   // counted on the client's wire by the codec.
   void end(uint64_t bytes_received, uint64_t bytes_sent);
   bool response_started() const { return response_started_; }
 
   // RequestDecoder (from the downstream codec)
-  void decode_headers(const RequestHeaders& headers, bool end_stream) override;
+  void decode_headers(const http::RequestHeaders& headers, bool end_stream) override;
   void decode_data(std::string_view data, bool end_stream) override;
-  void decode_trailers(const HeaderList& trailers) override;
+  void decode_trailers(const http::HeaderList& trailers) override;
   void flush() override;
   bool blocked() const override;
   void on_downstream_drained() override;
   void on_downstream_reset() override;
 
   // ResponseDecoder (from the upstream codec)
-  void decode_response_headers(const ResponseHeaders& headers, bool end_stream) override;
+  void decode_response_headers(const http::ResponseHeaders& headers, bool end_stream) override;
   void decode_response_data(std::string_view data, bool end_stream) override;
-  void decode_response_trailers(const HeaderList& trailers) override;
+  void decode_response_trailers(const http::HeaderList& trailers) override;
   void flush_response() override;
   bool response_blocked() const override;
   void on_upstream_drained() override;
-  void on_upstream_failure(UpstreamFailure failure, std::string_view detail) override;
+  void on_upstream_failure(http::UpstreamFailure failure, std::string_view detail) override;
 
  private:
   void add_forwarding_headers();
@@ -93,7 +93,7 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   void buffer_body(std::string_view data);
   void start_mirrors();
   std::optional<uint64_t> request_hash();
-  void encode_response_headers(const ResponseHeaders& headers, bool end_stream);
+  void encode_response_headers(const http::ResponseHeaders& headers, bool end_stream);
   void response_complete();
   void on_timeout();
   void on_try_timeout();
@@ -103,11 +103,11 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   void log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
 
   Worker& worker_;
-  ResponseEncoder& downstream_;
-  http1::UpstreamCodec upstream_;
+  http::ResponseEncoder& downstream_;
+  Http1UpstreamCodec upstream_;
   const DownstreamContext* context_ = nullptr;
 
-  RequestHeadersCopy request_;
+  http::RequestHeadersCopy request_;
   std::string scratch_;     // x-forwarded-for value being built, rewritten paths
   std::string request_id_;  // generated x-request-id
   MonoTime start_{};
@@ -127,7 +127,7 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   uint32_t retries_ = 0;
   uint32_t mirror_mask_ = 0;  // mirrors of the route sampled for this request
   std::string cookie_value_;  // a new hash cookie to set on the response
-  ResponseHeaders response_copy_;  // the response as modified by the route
+  http::ResponseHeaders response_copy_;  // the response as modified by the route
   std::string set_cookie_;
   int status_ = 0;
   bool head_request_ = false;
@@ -142,11 +142,11 @@ class Router final : public RequestDecoder, public ResponseDecoder {
   std::shared_ptr<policy::ConcurrencyLimiter> concurrency_;  // holds a slot of it
   MonoTime concurrency_start_{};
   bool holds_retry_ = false;    // a max_retries slot, for the try in flight
-  Timer timeout_;      // the whole exchange
-  Timer try_timeout_;  // the current try
-  Timer idle_timeout_;
-  Timer wait_;  // fault delay, retry backoff
+  net::Timer timeout_;      // the whole exchange
+  net::Timer try_timeout_;  // the current try
+  net::Timer idle_timeout_;
+  net::Timer wait_;  // fault delay, retry backoff
   Duration idle_after_{};
 };
 
-}  // namespace trellis::proxy::http
+}  // namespace trellis::proxy

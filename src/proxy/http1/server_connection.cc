@@ -2,9 +2,9 @@
 
 #include <fmt/format.h>
 
-#include "proxy/net.h"
+#include "net/address.h"
 
-namespace trellis::proxy::http1 {
+namespace trellis::proxy {
 namespace {
 
 // Stop reading a peer while the other side has this much unsent.
@@ -14,7 +14,7 @@ constexpr auto kLingerTime = std::chrono::seconds(2);
 
 }  // namespace
 
-ServerConnection::ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer,
+Http1ServerConnection::Http1ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer,
                                    size_t listener_index)
     : WorkerConnection(worker),
       snapshot_(worker.snapshot()),
@@ -22,8 +22,8 @@ ServerConnection::ServerConnection(Worker& worker, int fd, const sockaddr_storag
       listener_name_(listener_->config->name),
       stats_(listener_->stats[worker.index()]),
       client_(worker.loop(), fd, this),
-      client_ip_(format_address(peer, /*ip_only=*/true)),
-      client_address_(format_address(peer)),
+      client_ip_(net::format_address(peer, /*ip_only=*/true)),
+      client_address_(net::format_address(peer)),
       router_(worker, *this),
       idle_timer_(worker.loop(), [this] { close(); }),
       resume_(worker.loop(), [this] {
@@ -40,18 +40,18 @@ ServerConnection::ServerConnection(Worker& worker, int fd, const sockaddr_storag
   read_client();
 }
 
-ServerConnection::~ServerConnection() { close(); }
+Http1ServerConnection::~Http1ServerConnection() { close(); }
 
-void ServerConnection::start_drain() {
+void Http1ServerConnection::start_drain() {
   keep_alive_ = false;
   if (state_ == State::kIdle && in_.empty()) close();
 }
 
 // ---- input ------------------------------------------------------------------
 
-void ServerConnection::on_readable() { read_client(); }
+void Http1ServerConnection::on_readable() { read_client(); }
 
-void ServerConnection::read_client() {
+void Http1ServerConnection::read_client() {
   for (;;) {
     if (state_ == State::kClosed) return;
     if (state_ == State::kTunnel) {
@@ -63,16 +63,16 @@ void ServerConnection::read_client() {
       // full; resume_reading() continues.
       if (!request_complete_ && router_.blocked()) return;
       // A pipelined request waits; hold at most one block of it.
-      if (request_complete_ && in_.size() >= Buffer::kBlockSize) return;
+      if (request_complete_ && in_.size() >= net::Buffer::kBlockSize) return;
     }
     size_t n = 0;
-    ReadResult r = client_.read(in_, Buffer::kBlockSize, &n);
-    if (r == ReadResult::kAgain) return;
-    if (r == ReadResult::kError) {
+    net::ReadResult r = client_.read(in_, net::Buffer::kBlockSize, &n);
+    if (r == net::ReadResult::kAgain) return;
+    if (r == net::ReadResult::kError) {
       close();
       return;
     }
-    if (r == ReadResult::kEof) {
+    if (r == net::ReadResult::kEof) {
       client_eof_ = true;
       // A client that half-closes after a whole request still gets its answer;
       // one that leaves mid-request or between requests is simply gone.
@@ -89,14 +89,14 @@ void ServerConnection::read_client() {
   }
 }
 
-void ServerConnection::process_input() {
+void Http1ServerConnection::process_input() {
   if (in_process_) return;
   in_process_ = true;
   while (state_ != State::kClosed && !in_.empty()) {
     if (state_ == State::kIdle) {
-      ParseResult pr = parse_request(in_.view(), head_);
-      if (pr.status == ParseStatus::kNeedMore) break;
-      if (pr.status == ParseStatus::kError) {
+      http::http1::ParseResult pr = http::http1::parse_request(in_.view(), head_);
+      if (pr.status == http::http1::ParseStatus::kNeedMore) break;
+      if (pr.status == http::http1::ParseStatus::kError) {
         reject(pr.error_status, pr.error);
         break;
       }
@@ -114,7 +114,7 @@ void ServerConnection::process_input() {
   in_process_ = false;
 }
 
-bool ServerConnection::refresh_snapshot() {
+bool Http1ServerConnection::refresh_snapshot() {
   const auto& current = worker_.snapshot();
   if (current == snapshot_) return true;
   for (const ListenerRuntime& l : current->listeners) {
@@ -130,7 +130,7 @@ bool ServerConnection::refresh_snapshot() {
   return false;  // the listener is gone: answer, then close
 }
 
-void ServerConnection::start_exchange(size_t head_size) {
+void Http1ServerConnection::start_exchange(size_t head_size) {
   idle_timer_.cancel();
   state_ = State::kRequest;
   head_request_ = head_.method == "HEAD";
@@ -139,14 +139,14 @@ void ServerConnection::start_exchange(size_t head_size) {
   body_ = head_.info.body;
   body_remaining_ = head_.info.content_length;
   chunked_.reset();
-  request_complete_ = body_ == BodyKind::kNone;
+  request_complete_ = body_ == http::http1::BodyKind::kNone;
   response_started_ = response_complete_ = exchange_done_ = false;
   bytes_in_ = head_size;
   bytes_out_ = 0;
   bool listener_current = refresh_snapshot();
   context_ = {snapshot_, listener_, stats_, client_ip_, client_address_};
   router_.begin(context_);
-  to_neutral(head_, request_);
+  http::http1::to_neutral(head_, request_);
   // The head's bytes stay in memory until the next read; the router copies
   // what it keeps before returning.
   in_.consume(head_size);
@@ -163,10 +163,10 @@ void ServerConnection::start_exchange(size_t head_size) {
   router_.decode_headers(request_, end_stream);
 }
 
-void ServerConnection::forward_body() {
+void Http1ServerConnection::forward_body() {
   while (state_ == State::kRequest && !request_complete_ && !in_.empty()) {
     if (router_.blocked()) return;
-    if (body_ == BodyKind::kContentLength) {
+    if (body_ == http::http1::BodyKind::kContentLength) {
       size_t n = in_.size() < body_remaining_ ? in_.size() : static_cast<size_t>(body_remaining_);
       std::string_view data(in_.data(), n);
       in_.consume(n);
@@ -176,16 +176,16 @@ void ServerConnection::forward_body() {
       router_.decode_data(data, request_complete_);
       continue;
     }
-    ChunkedDecoder::Step step = chunked_.next(in_.view());
+    http::http1::ChunkedDecoder::Step step = chunked_.next(in_.view());
     bytes_in_ += step.consumed;
     switch (step.kind) {
-      case ChunkedDecoder::Kind::kData: {
+      case http::http1::ChunkedDecoder::Kind::kData: {
         std::string_view data = step.data;
         in_.consume(step.consumed);
         router_.decode_data(data, false);
         break;
       }
-      case ChunkedDecoder::Kind::kDone:
+      case http::http1::ChunkedDecoder::Kind::kDone:
         in_.consume(step.consumed);
         request_complete_ = true;
         if (chunked_.trailers().empty()) {
@@ -194,10 +194,10 @@ void ServerConnection::forward_body() {
           router_.decode_trailers(chunked_.trailers());
         }
         break;
-      case ChunkedDecoder::Kind::kNeedMore:
+      case http::http1::ChunkedDecoder::Kind::kNeedMore:
         in_.consume(step.consumed);
         return;
-      case ChunkedDecoder::Kind::kError:
+      case http::http1::ChunkedDecoder::Kind::kError:
         in_.consume(in_.size());
         reject(400, step.error);
         return;
@@ -207,7 +207,7 @@ void ServerConnection::forward_body() {
 
 // A malformed request: answered here and never forwarded (what was already
 // forwarded of a bad chunked body is cut off with its upstream connection).
-void ServerConnection::reject(int status, std::string_view reason) {
+void Http1ServerConnection::reject(int status, std::string_view reason) {
   stats_->malformed_requests.inc();
   keep_alive_ = false;
   if (state_ == State::kIdle) {
@@ -234,11 +234,11 @@ void ServerConnection::reject(int status, std::string_view reason) {
 
 // ---- output -----------------------------------------------------------------
 
-void ServerConnection::encode_headers(const http::ResponseHeaders& headers, bool end_stream) {
+void Http1ServerConnection::encode_headers(const http::ResponseHeaders& headers, bool end_stream) {
   if (state_ != State::kRequest) return;
   response_started_ = true;
   if (headers.status == 101) {
-    serialize_response(headers, ResponseFraming::kNone, false, client_minor_, out_);
+    http::http1::serialize_response(headers, http::http1::ResponseFraming::kNone, false, client_minor_, out_);
     flush();
     state_ = State::kTunnel;
     // Bytes the client sent after its request belong to the new protocol.
@@ -248,13 +248,13 @@ void ServerConnection::encode_headers(const http::ResponseHeaders& headers, bool
   // An early answer (before the whole request was read) ends the connection:
   // the rest of the request cannot be told from a next one.
   if (!request_complete_) keep_alive_ = false;
-  framing_ = response_framing(headers, client_minor_);
-  if (framing_ == ResponseFraming::kClose) keep_alive_ = false;
-  serialize_response(headers, framing_, !keep_alive_, client_minor_, out_);
+  framing_ = http::http1::response_framing(headers, client_minor_);
+  if (framing_ == http::http1::ResponseFraming::kClose) keep_alive_ = false;
+  http::http1::serialize_response(headers, framing_, !keep_alive_, client_minor_, out_);
   if (end_stream) finish_response();
 }
 
-void ServerConnection::encode_data(std::string_view data, bool end_stream) {
+void Http1ServerConnection::encode_data(std::string_view data, bool end_stream) {
   if (state_ == State::kTunnel) {
     if (!data.empty()) {
       out_.append(data);
@@ -269,10 +269,10 @@ void ServerConnection::encode_data(std::string_view data, bool end_stream) {
     return;
   }
   if (state_ != State::kRequest || response_complete_) return;
-  if (framing_ == ResponseFraming::kChunked) {
-    serialize_chunk(data, out_);
+  if (framing_ == http::http1::ResponseFraming::kChunked) {
+    http::http1::serialize_chunk(data, out_);
     if (end_stream) out_.append("0\r\n\r\n");
-  } else if (framing_ != ResponseFraming::kNone && !data.empty()) {
+  } else if (framing_ != http::http1::ResponseFraming::kNone && !data.empty()) {
     if (out_.empty()) {
       // Nothing staged before it: send straight from the caller's buffer.
       bytes_out_ += data.size();
@@ -287,35 +287,35 @@ void ServerConnection::encode_data(std::string_view data, bool end_stream) {
   }
   if (end_stream) {
     finish_response();
-  } else if (out_.size() >= Buffer::kBlockSize) {
+  } else if (out_.size() >= net::Buffer::kBlockSize) {
     flush();
   }
 }
 
-void ServerConnection::encode_trailers(const HeaderList& trailers) {
+void Http1ServerConnection::encode_trailers(const http::HeaderList& trailers) {
   if (state_ != State::kRequest || response_complete_) return;
-  if (framing_ == ResponseFraming::kChunked) {
-    serialize_last_chunk(trailers, out_);
+  if (framing_ == http::http1::ResponseFraming::kChunked) {
+    http::http1::serialize_last_chunk(trailers, out_);
   }
   // Other framings have no place for trailers: they are dropped.
   finish_response();
 }
 
-void ServerConnection::encode_continue() {
+void Http1ServerConnection::encode_continue() {
   out_.append("HTTP/1.1 100 Continue\r\n\r\n");
   flush();
 }
 
-void ServerConnection::flush() {
+void Http1ServerConnection::flush() {
   if (out_.empty() || state_ == State::kClosed) return;
   bytes_out_ += out_.size();
   stats_->bytes_sent.inc(out_.size());
   if (!client_.write(out_)) close();
 }
 
-bool ServerConnection::write_blocked() const { return client_.pending_output() >= kHighWatermark; }
+bool Http1ServerConnection::write_blocked() const { return client_.pending_output() >= kHighWatermark; }
 
-void ServerConnection::resume_reading() {
+void Http1ServerConnection::resume_reading() {
   if (state_ == State::kRequest && !request_complete_) {
     process_input();
     read_client();
@@ -324,7 +324,7 @@ void ServerConnection::resume_reading() {
   }
 }
 
-void ServerConnection::on_writable() {
+void Http1ServerConnection::on_writable() {
   if (state_ == State::kClosed) return;
   if (state_ == State::kClosing) {
     if (client_eof_) close();
@@ -338,18 +338,18 @@ void ServerConnection::on_writable() {
   if (state_ == State::kRequest && response_started_ && !response_complete_) router_.on_downstream_drained();
 }
 
-void ServerConnection::on_socket_error(int) { close(); }
+void Http1ServerConnection::on_socket_error(int) { close(); }
 
 // ---- completion -------------------------------------------------------------
 
-void ServerConnection::finish_response() {
+void Http1ServerConnection::finish_response() {
   response_complete_ = true;
   flush();
   if (state_ == State::kClosed) return;
   finish_exchange();
 }
 
-void ServerConnection::finish_exchange() {
+void Http1ServerConnection::finish_exchange() {
   if (exchange_done_) return;
   exchange_done_ = true;
   router_.end(bytes_in_, bytes_out_);
@@ -367,7 +367,7 @@ void ServerConnection::finish_exchange() {
   }
 }
 
-void ServerConnection::pump_tunnel() {
+void Http1ServerConnection::pump_tunnel() {
   if (state_ != State::kTunnel) return;
   idle_timer_.arm(listener_->config->idle_timeout);
   while (state_ == State::kTunnel && !tunnel_client_done_) {
@@ -381,13 +381,13 @@ void ServerConnection::pump_tunnel() {
     }
     if (router_.blocked()) break;
     size_t n = 0;
-    ReadResult r = client_.read(in_, Buffer::kBlockSize, &n);
-    if (r == ReadResult::kAgain) break;
-    if (r == ReadResult::kError) {
+    net::ReadResult r = client_.read(in_, net::Buffer::kBlockSize, &n);
+    if (r == net::ReadResult::kAgain) break;
+    if (r == net::ReadResult::kError) {
       close();
       return;
     }
-    if (r == ReadResult::kEof) {
+    if (r == net::ReadResult::kEof) {
       tunnel_client_done_ = true;
       router_.decode_data({}, true);
       break;
@@ -402,7 +402,7 @@ void ServerConnection::pump_tunnel() {
   }
 }
 
-void ServerConnection::close_gracefully() {
+void Http1ServerConnection::close_gracefully() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosing;
   in_.clear();
@@ -414,7 +414,7 @@ void ServerConnection::close_gracefully() {
   if (client_eof_ && client_.pending_output() == 0) close();
 }
 
-void ServerConnection::close() {
+void Http1ServerConnection::close() {
   if (state_ == State::kClosed) return;
   bool in_flight = (state_ == State::kRequest || state_ == State::kTunnel) && !exchange_done_;
   state_ = State::kClosed;
@@ -428,7 +428,7 @@ void ServerConnection::close() {
   client_.close();
   in_.release();
   out_.release();
-  worker_.loop().defer_delete(std::unique_ptr<Deferred>(this));
+  worker_.loop().defer_delete(std::unique_ptr<net::Deferred>(this));
 }
 
-}  // namespace trellis::proxy::http1
+}  // namespace trellis::proxy

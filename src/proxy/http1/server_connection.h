@@ -9,19 +9,19 @@
 
 #include <string>
 
-#include "proxy/http/codec.h"
+#include "http/codec.h"
 #include "proxy/http/router.h"
-#include "proxy/http1/parser.h"
-#include "proxy/http1/wire.h"
-#include "proxy/socket.h"
-#include "proxy/worker.h"
+#include "http/http1/parser.h"
+#include "http/http1/wire.h"
+#include "net/socket.h"
+#include "proxy/runtime/worker.h"
 
-namespace trellis::proxy::http1 {
+namespace trellis::proxy {
 
-class ServerConnection final : public WorkerConnection, public SocketCallbacks, public http::ResponseEncoder {
+class Http1ServerConnection final : public WorkerConnection, public net::SocketCallbacks, public http::ResponseEncoder {
  public:
-  ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index);
-  ~ServerConnection() override;
+  Http1ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index);
+  ~Http1ServerConnection() override;
 
   void start_drain() override;
   void abort() override { close(); }
@@ -34,7 +34,7 @@ class ServerConnection final : public WorkerConnection, public SocketCallbacks, 
   // http::ResponseEncoder
   void encode_headers(const http::ResponseHeaders& headers, bool end_stream) override;
   void encode_data(std::string_view data, bool end_stream) override;
-  void encode_trailers(const HeaderList& trailers) override;
+  void encode_trailers(const http::HeaderList& trailers) override;
   void encode_continue() override;
   void flush() override;
   bool write_blocked() const override;
@@ -66,20 +66,20 @@ class ServerConnection final : public WorkerConnection, public SocketCallbacks, 
   const ListenerRuntime* listener_;
   std::string listener_name_;
   ListenerStats* stats_;
-  Socket client_;
+  net::Socket client_;
   std::string client_ip_;
   std::string client_address_;
-  http::DownstreamContext context_;
-  http::Router router_;
-  Buffer in_;   // client input not yet handled
-  Buffer out_;  // staged output, sent by flush()
+  DownstreamContext context_;
+  Router router_;
+  net::Buffer in_;   // client input not yet handled
+  net::Buffer out_;  // staged output, sent by flush()
   State state_ = State::kIdle;
 
-  RequestHead head_;
+  http::http1::RequestHead head_;
   http::RequestHeaders request_;
-  BodyKind body_ = BodyKind::kNone;
+  http::http1::BodyKind body_ = http::http1::BodyKind::kNone;
   uint64_t body_remaining_ = 0;
-  ChunkedDecoder chunked_;
+  http::http1::ChunkedDecoder chunked_;
   bool request_complete_ = false;
   bool response_started_ = false;
   bool response_complete_ = false;
@@ -91,12 +91,12 @@ class ServerConnection final : public WorkerConnection, public SocketCallbacks, 
   bool tunnel_upstream_done_ = false;
   bool in_process_ = false;
   int client_minor_ = 1;
-  ResponseFraming framing_ = ResponseFraming::kNone;
+  http::http1::ResponseFraming framing_ = http::http1::ResponseFraming::kNone;
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;
 
-  Timer idle_timer_;
-  Timer resume_;  // continues with pipelined input outside the previous exchange's stack
+  net::Timer idle_timer_;
+  net::Timer resume_;  // continues with pipelined input outside the previous exchange's stack
 };
 
-}  // namespace trellis::proxy::http1
+}  // namespace trellis::proxy

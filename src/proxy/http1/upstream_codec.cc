@@ -3,19 +3,19 @@
 #include <cerrno>
 #include <cstring>
 
-#include "proxy/http1/wire.h"
+#include "http/http1/wire.h"
 
-namespace trellis::proxy::http1 {
+namespace trellis::proxy {
 namespace {
 constexpr size_t kHighWatermark = 256 * 1024;
 }  // namespace
 
-UpstreamCodec::UpstreamCodec(EventLoop& loop, http::ResponseDecoder& decoder)
+Http1UpstreamCodec::Http1UpstreamCodec(net::EventLoop& loop, http::ResponseDecoder& decoder)
     : loop_(loop), decoder_(decoder), fail_later_(loop, [this] {
         if (conn_ != nullptr) fail(http::UpstreamFailure::kReset, "upstream connection reset");
       }) {}
 
-void UpstreamCodec::attach(UpstreamConnection* connection, bool head_request) {
+void Http1UpstreamCodec::attach(UpstreamConnection* connection, bool head_request) {
   conn_ = connection;
   conn_->set_user(this);
   reused_ = conn_->reused();
@@ -25,13 +25,13 @@ void UpstreamCodec::attach(UpstreamConnection* connection, bool head_request) {
   request_chunked_ = request_complete_ = upgrade_requested_ = false;
   request_remaining_ = 0;
   bytes_seen_ = response_started_ = response_complete_ = tunnel_ = write_failed_ = false;
-  body_ = BodyKind::kNone;
+  body_ = http::http1::BodyKind::kNone;
   remaining_ = 0;
   chunked_.reset();
   fail_later_.cancel();
 }
 
-UpstreamConnection* UpstreamCodec::detach() {
+UpstreamConnection* Http1UpstreamCodec::detach() {
   UpstreamConnection* c = conn_;
   if (c != nullptr) c->set_user(nullptr);
   conn_ = nullptr;
@@ -40,17 +40,17 @@ UpstreamConnection* UpstreamCodec::detach() {
   return c;
 }
 
-bool UpstreamCodec::reusable() const {
+bool Http1UpstreamCodec::reusable() const {
   return conn_ != nullptr && request_complete_ && response_complete_ && !tunnel_ && !write_failed_ &&
-         head_.info.keep_alive && body_ != BodyKind::kUntilClose && out_.empty();
+         head_.info.keep_alive && body_ != http::http1::BodyKind::kUntilClose && out_.empty();
 }
 
 // ---- request --------------------------------------------------------------
 
-void UpstreamCodec::encode_headers(const http::RequestHeaders& headers, bool end_stream) {
+void Http1UpstreamCodec::encode_headers(const http::RequestHeaders& headers, bool end_stream) {
   // An HTTP/1.0 client may send no Host; HTTP/1.1 requires one, so the
   // endpoint's address stands in.
-  serialize_request(headers, conn_ != nullptr ? std::string_view(conn_->pool().address().text) : "", out_);
+  http::http1::serialize_request(headers, conn_ != nullptr ? std::string_view(conn_->pool().address().text) : "", out_);
   upgrade_requested_ = !headers.upgrade.empty();
   request_chunked_ = headers.has_body && headers.content_length < 0;
   request_remaining_ = headers.has_body && headers.content_length > 0
@@ -60,7 +60,7 @@ void UpstreamCodec::encode_headers(const http::RequestHeaders& headers, bool end
   (void)end_stream;  // the framing above says when the request ends on this wire
 }
 
-void UpstreamCodec::encode_data(std::string_view data, bool end_stream) {
+void Http1UpstreamCodec::encode_data(std::string_view data, bool end_stream) {
   if (conn_ == nullptr) return;
   if (tunnel_) {
     if (!data.empty()) {
@@ -79,7 +79,7 @@ void UpstreamCodec::encode_data(std::string_view data, bool end_stream) {
   }
   if (request_complete_) return;  // nothing more belongs to this request on the wire
   if (request_chunked_) {
-    serialize_chunk(data, out_);
+    http::http1::serialize_chunk(data, out_);
     if (end_stream) {
       out_.append("0\r\n\r\n");
       request_complete_ = true;
@@ -96,17 +96,17 @@ void UpstreamCodec::encode_data(std::string_view data, bool end_stream) {
     request_remaining_ -= data.size();
     if (request_remaining_ == 0) request_complete_ = true;
   }
-  if (out_.size() >= Buffer::kBlockSize) flush();
+  if (out_.size() >= net::Buffer::kBlockSize) flush();
 }
 
-void UpstreamCodec::encode_trailers(const HeaderList& trailers) {
+void Http1UpstreamCodec::encode_trailers(const http::HeaderList& trailers) {
   if (conn_ == nullptr || request_complete_) return;
-  if (request_chunked_) serialize_last_chunk(trailers, out_);
+  if (request_chunked_) http::http1::serialize_last_chunk(trailers, out_);
   // A Content-Length body has no place for trailers: they are dropped.
   request_complete_ = true;
 }
 
-void UpstreamCodec::flush() {
+void Http1UpstreamCodec::flush() {
   if (conn_ == nullptr) return;
   if (!out_.empty()) {
     conn_->pool().cluster().stats().bytes_sent.inc(out_.size());
@@ -116,25 +116,25 @@ void UpstreamCodec::flush() {
   if (write_failed_ && !fail_later_.armed()) fail_later_.arm(Duration::zero());
 }
 
-bool UpstreamCodec::write_blocked() const {
+bool Http1UpstreamCodec::write_blocked() const {
   return conn_ != nullptr && conn_->socket().pending_output() >= kHighWatermark;
 }
 
-void UpstreamCodec::resume_reading() {
+void Http1UpstreamCodec::resume_reading() {
   if (conn_ != nullptr && response_started_) read();
 }
 
 // ---- response -------------------------------------------------------------
 
-void UpstreamCodec::on_upstream_connected() {
+void Http1UpstreamCodec::on_upstream_connected() {
   if (conn_ != nullptr && conn_->socket().pending_output() == 0) decoder_.on_upstream_drained();
 }
 
-void UpstreamCodec::on_upstream_writable() { decoder_.on_upstream_drained(); }
+void Http1UpstreamCodec::on_upstream_writable() { decoder_.on_upstream_drained(); }
 
-void UpstreamCodec::on_upstream_readable() { read(); }
+void Http1UpstreamCodec::on_upstream_readable() { read(); }
 
-void UpstreamCodec::on_upstream_error(int error, bool during_connect) {
+void Http1UpstreamCodec::on_upstream_error(int error, bool during_connect) {
   if (conn_ == nullptr) return;
   if (during_connect) {
     if (error == ETIMEDOUT) {
@@ -151,18 +151,18 @@ void UpstreamCodec::on_upstream_error(int error, bool during_connect) {
   fail(http::UpstreamFailure::kReset, "upstream connection reset");
 }
 
-void UpstreamCodec::fail(http::UpstreamFailure failure, std::string_view detail) {
+void Http1UpstreamCodec::fail(http::UpstreamFailure failure, std::string_view detail) {
   decoder_.on_upstream_failure(failure, detail);
 }
 
-void UpstreamCodec::read() {
+void Http1UpstreamCodec::read() {
   while (conn_ != nullptr && !response_complete_) {
     if (response_started_ && decoder_.response_blocked()) return;  // resume_reading() continues
-    Buffer& in = conn_->input();
+    net::Buffer& in = conn_->input();
     size_t n = 0;
-    ReadResult r = conn_->socket().read(in, Buffer::kBlockSize, &n);
-    if (r == ReadResult::kAgain) return;
-    if (r == ReadResult::kError) {
+    net::ReadResult r = conn_->socket().read(in, net::Buffer::kBlockSize, &n);
+    if (r == net::ReadResult::kAgain) return;
+    if (r == net::ReadResult::kError) {
       if (tunnel_) {
         decoder_.decode_response_data({}, true);
         return;
@@ -170,8 +170,8 @@ void UpstreamCodec::read() {
       fail(http::UpstreamFailure::kReset, "upstream connection reset");
       return;
     }
-    if (r == ReadResult::kEof) {
-      if (response_started_ && (tunnel_ || body_ == BodyKind::kUntilClose)) {
+    if (r == net::ReadResult::kEof) {
+      if (response_started_ && (tunnel_ || body_ == http::http1::BodyKind::kUntilClose)) {
         // The body (or the tunnel) ends with the connection.
         response_complete_ = true;
         decoder_.decode_response_data({}, true);
@@ -194,12 +194,12 @@ void UpstreamCodec::read() {
   }
 }
 
-bool UpstreamCodec::process() {
-  Buffer& in = conn_->input();
+bool Http1UpstreamCodec::process() {
+  net::Buffer& in = conn_->input();
   while (!response_started_) {
-    ParseResult pr = parse_response(in.view(), head_request_, head_);
-    if (pr.status == ParseStatus::kNeedMore) return true;
-    if (pr.status == ParseStatus::kError) {
+    http::http1::ParseResult pr = http::http1::parse_response(in.view(), head_request_, head_);
+    if (pr.status == http::http1::ParseStatus::kNeedMore) return true;
+    if (pr.status == http::http1::ParseStatus::kError) {
       conn_->pool().cluster().stats().protocol_errors.inc();
       fail(http::UpstreamFailure::kProtocolError, pr.error);
       return false;
@@ -216,7 +216,7 @@ bool UpstreamCodec::process() {
       return false;
     }
     response_started_ = true;
-    to_neutral(head_, head_request_, response_);
+    http::http1::to_neutral(head_, head_request_, response_);
     if (head_.status == 101) {
       tunnel_ = true;
       request_complete_ = true;
@@ -225,9 +225,9 @@ bool UpstreamCodec::process() {
       if (conn_ == nullptr) return false;
       break;
     }
-    body_ = response_.has_body ? head_.info.body : BodyKind::kNone;
+    body_ = response_.has_body ? head_.info.body : http::http1::BodyKind::kNone;
     remaining_ = head_.info.content_length;
-    bool end = body_ == BodyKind::kNone || (body_ == BodyKind::kContentLength && remaining_ == 0);
+    bool end = body_ == http::http1::BodyKind::kNone || (body_ == http::http1::BodyKind::kContentLength && remaining_ == 0);
     if (end) response_complete_ = true;
     // Views of the head stay valid: consume() moves offsets, not bytes.
     in.consume(pr.consumed);
@@ -237,15 +237,15 @@ bool UpstreamCodec::process() {
   return forward_body(in);
 }
 
-bool UpstreamCodec::forward_body(Buffer& in) {
+bool Http1UpstreamCodec::forward_body(net::Buffer& in) {
   while (conn_ != nullptr && !in.empty() && !response_complete_) {
-    if (tunnel_ || body_ == BodyKind::kContentLength || body_ == BodyKind::kUntilClose) {
+    if (tunnel_ || body_ == http::http1::BodyKind::kContentLength || body_ == http::http1::BodyKind::kUntilClose) {
       size_t n = in.size();
-      if (body_ == BodyKind::kContentLength && !tunnel_ && n > remaining_) n = static_cast<size_t>(remaining_);
+      if (body_ == http::http1::BodyKind::kContentLength && !tunnel_ && n > remaining_) n = static_cast<size_t>(remaining_);
       std::string_view data(in.data(), n);
       in.consume(n);
       bool end = false;
-      if (body_ == BodyKind::kContentLength && !tunnel_) {
+      if (body_ == http::http1::BodyKind::kContentLength && !tunnel_) {
         remaining_ -= n;
         end = remaining_ == 0;
         if (end) response_complete_ = true;
@@ -253,15 +253,15 @@ bool UpstreamCodec::forward_body(Buffer& in) {
       decoder_.decode_response_data(data, end);
       continue;
     }
-    ChunkedDecoder::Step step = chunked_.next(in.view());
+    http::http1::ChunkedDecoder::Step step = chunked_.next(in.view());
     switch (step.kind) {
-      case ChunkedDecoder::Kind::kData: {
+      case http::http1::ChunkedDecoder::Kind::kData: {
         std::string_view data = step.data;
         in.consume(step.consumed);
         decoder_.decode_response_data(data, false);
         break;
       }
-      case ChunkedDecoder::Kind::kDone:
+      case http::http1::ChunkedDecoder::Kind::kDone:
         response_complete_ = true;
         in.consume(step.consumed);
         if (chunked_.trailers().empty()) {
@@ -270,15 +270,15 @@ bool UpstreamCodec::forward_body(Buffer& in) {
           decoder_.decode_response_trailers(chunked_.trailers());
         }
         return false;
-      case ChunkedDecoder::Kind::kNeedMore:
+      case http::http1::ChunkedDecoder::Kind::kNeedMore:
         in.consume(step.consumed);
-        if (in.size() > kMaxHeadBytes + 64) {
+        if (in.size() > http::http1::kMaxHeadBytes + 64) {
           conn_->pool().cluster().stats().protocol_errors.inc();
           fail(http::UpstreamFailure::kProtocolError, "chunk framing too large");
           return false;
         }
         return true;
-      case ChunkedDecoder::Kind::kError:
+      case http::http1::ChunkedDecoder::Kind::kError:
         conn_->pool().cluster().stats().protocol_errors.inc();
         fail(http::UpstreamFailure::kProtocolError, step.error);
         return false;
@@ -287,4 +287,4 @@ bool UpstreamCodec::forward_body(Buffer& in) {
   return conn_ != nullptr && !response_complete_;
 }
 
-}  // namespace trellis::proxy::http1
+}  // namespace trellis::proxy

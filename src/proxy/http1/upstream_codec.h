@@ -6,17 +6,17 @@
 
 #include <string_view>
 
-#include "proxy/buffer.h"
-#include "proxy/event_loop.h"
-#include "proxy/http/codec.h"
-#include "proxy/http1/parser.h"
-#include "proxy/upstream_pool.h"
+#include "net/buffer.h"
+#include "net/event_loop.h"
+#include "http/codec.h"
+#include "http/http1/parser.h"
+#include "proxy/upstream/cluster.h"
 
-namespace trellis::proxy::http1 {
+namespace trellis::proxy {
 
-class UpstreamCodec final : public UpstreamUser, public http::RequestEncoder {
+class Http1UpstreamCodec final : public UpstreamUser, public http::RequestEncoder {
  public:
-  UpstreamCodec(EventLoop& loop, http::ResponseDecoder& decoder);
+  Http1UpstreamCodec(net::EventLoop& loop, http::ResponseDecoder& decoder);
 
   // Binds a connection for one exchange; `head_request` tells the response
   // parser that no body follows.
@@ -33,7 +33,7 @@ class UpstreamCodec final : public UpstreamUser, public http::RequestEncoder {
   // RequestEncoder
   void encode_headers(const http::RequestHeaders& headers, bool end_stream) override;
   void encode_data(std::string_view data, bool end_stream) override;
-  void encode_trailers(const HeaderList& trailers) override;
+  void encode_trailers(const http::HeaderList& trailers) override;
   void flush() override;
   bool write_blocked() const override;
   void resume_reading() override;
@@ -48,13 +48,13 @@ class UpstreamCodec final : public UpstreamUser, public http::RequestEncoder {
   void read();
   // False when the exchange ended or this codec was detached meanwhile.
   bool process();
-  bool forward_body(Buffer& in);
+  bool forward_body(net::Buffer& in);
   void fail(http::UpstreamFailure failure, std::string_view detail);
 
-  EventLoop& loop_;
+  net::EventLoop& loop_;
   http::ResponseDecoder& decoder_;
   UpstreamConnection* conn_ = nullptr;
-  Buffer out_;  // staged request bytes, sent by flush()
+  net::Buffer out_;  // staged request bytes, sent by flush()
 
   // Request side.
   bool request_chunked_ = false;
@@ -70,12 +70,12 @@ class UpstreamCodec final : public UpstreamUser, public http::RequestEncoder {
   bool response_complete_ = false;
   bool tunnel_ = false;
   bool write_failed_ = false;
-  ResponseHead head_;
+  http::http1::ResponseHead head_;
   http::ResponseHeaders response_;
-  BodyKind body_ = BodyKind::kNone;
+  http::http1::BodyKind body_ = http::http1::BodyKind::kNone;
   uint64_t remaining_ = 0;
-  ChunkedDecoder chunked_;
-  Timer fail_later_;  // reports a failed write outside the caller's stack
+  http::http1::ChunkedDecoder chunked_;
+  net::Timer fail_later_;  // reports a failed write outside the caller's stack
 };
 
-}  // namespace trellis::proxy::http1
+}  // namespace trellis::proxy

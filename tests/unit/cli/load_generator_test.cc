@@ -192,14 +192,14 @@ TEST(BuildRequest, BodyAndHeaders) {
 
 using Status = Http1ResponseReader::Status;
 
-Status feed(Http1ResponseReader& r, proxy::Buffer& in, std::string_view bytes) {
+Status feed(Http1ResponseReader& r, net::Buffer& in, std::string_view bytes) {
   in.append(bytes);
   return r.on_data(in);
 }
 
 TEST(Http1ResponseReader, ContentLengthResponseArrivingInPieces) {
   Http1ResponseReader r;
-  proxy::Buffer in;
+  net::Buffer in;
   r.start(false);
   EXPECT_EQ(feed(r, in, "HTTP/1.1 200 OK\r\nContent-Le"), Status::kNeedMore);
   EXPECT_EQ(feed(r, in, "ngth: 12\r\n\r\nhello"), Status::kNeedMore);
@@ -216,7 +216,7 @@ TEST(Http1ResponseReader, ContentLengthResponseArrivingInPieces) {
 
 TEST(Http1ResponseReader, ChunkedWithTrailers) {
   Http1ResponseReader r;
-  proxy::Buffer in;
+  net::Buffer in;
   r.start(false);
   EXPECT_EQ(feed(r, in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"), Status::kNeedMore);
   EXPECT_EQ(feed(r, in, "lo\r\n0\r\nX-Sum: 1\r\n"), Status::kNeedMore);
@@ -226,7 +226,7 @@ TEST(Http1ResponseReader, ChunkedWithTrailers) {
 
 TEST(Http1ResponseReader, InterimResponsesAreSkipped) {
   Http1ResponseReader r;
-  proxy::Buffer in;
+  net::Buffer in;
   r.start(false);
   EXPECT_EQ(feed(r, in, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"),
             Status::kComplete);
@@ -235,14 +235,14 @@ TEST(Http1ResponseReader, InterimResponsesAreSkipped) {
 
 TEST(Http1ResponseReader, HeadResponseHasNoBody) {
   Http1ResponseReader r;
-  proxy::Buffer in;
+  net::Buffer in;
   r.start(true);
   EXPECT_EQ(feed(r, in, "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n"), Status::kComplete);
 }
 
 TEST(Http1ResponseReader, BodyUntilCloseEndsAtEof) {
   Http1ResponseReader r;
-  proxy::Buffer in;
+  net::Buffer in;
   r.start(false);
   EXPECT_EQ(feed(r, in, "HTTP/1.1 200 OK\r\n\r\nsome body"), Status::kNeedMore);
   EXPECT_FALSE(r.keep_alive());
@@ -251,7 +251,7 @@ TEST(Http1ResponseReader, BodyUntilCloseEndsAtEof) {
 
 TEST(Http1ResponseReader, ConnectionCloseIsNoticed) {
   Http1ResponseReader r;
-  proxy::Buffer in;
+  net::Buffer in;
   r.start(false);
   EXPECT_EQ(feed(r, in, "HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), Status::kComplete);
   EXPECT_FALSE(r.keep_alive());
@@ -259,7 +259,7 @@ TEST(Http1ResponseReader, ConnectionCloseIsNoticed) {
 
 TEST(Http1ResponseReader, MalformedAndTruncatedResponsesAreErrors) {
   Http1ResponseReader r;
-  proxy::Buffer in;
+  net::Buffer in;
   r.start(false);
   EXPECT_EQ(feed(r, in, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), Status::kError);
   EXPECT_STRNE(r.error(), "");

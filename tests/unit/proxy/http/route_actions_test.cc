@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-namespace trellis::proxy::http {
+namespace trellis::proxy {
 namespace {
 
 std::string rewrite(PathModifier::Kind kind, const std::string& value, std::string_view prefix, std::string_view path) {
@@ -29,7 +29,7 @@ TEST(RouteActions, FullRewriteKeepsTheQuery) {
 
 std::string location(const RedirectConfig& r, std::string_view authority, std::string_view path,
                      std::string_view prefix = "/") {
-  RequestHeaders req;
+  http::RequestHeaders req;
   req.scheme = "http";
   req.authority = authority;
   req.path = path;
@@ -55,12 +55,12 @@ TEST(RouteActions, RedirectLocationTakesWhatIsNotSetFromTheRequest) {
 }
 
 TEST(RouteActions, HeaderModifiersSetThenAddThenRemove) {
-  RequestHeaders src;
+  http::RequestHeaders src;
   src.method = "GET";
   src.path = "/";
   src.authority = "a";
   src.headers = {{"X-Old", "1"}, {"x-old", "2"}, {"x-keep", "k"}, {"x-gone", "g"}};
-  RequestHeadersCopy copy;
+  http::RequestHeadersCopy copy;
   copy.assign(src);
   HeaderModifier m;
   m.set = {{"x-old", "new"}};
@@ -68,12 +68,12 @@ TEST(RouteActions, HeaderModifiersSetThenAddThenRemove) {
   m.remove = {"x-gone"};
   apply_request_modifier(m, copy);
   std::vector<std::pair<std::string, std::string>> got;
-  for (const Header& h : copy.get().headers) got.emplace_back(h.name, h.value);
+  for (const http::Header& h : copy.get().headers) got.emplace_back(h.name, h.value);
   std::vector<std::pair<std::string, std::string>> want = {
       {"x-keep", "k"}, {"x-old", "new"}, {"x-keep", "k2"}, {"x-added", "a"}};
   EXPECT_EQ(got, want);
 
-  ResponseHeaders resp;
+  http::ResponseHeaders resp;
   resp.headers = {{"Server", "nginx"}, {"cache-control", "no-store"}};
   HeaderModifier rm;
   rm.set = {{"cache-control", "max-age=60"}};
@@ -85,11 +85,11 @@ TEST(RouteActions, HeaderModifiersSetThenAddThenRemove) {
 }
 
 TEST(RouteActions, RewritesOfAuthorityAndPathSurviveLaterAdds) {
-  RequestHeaders src;
+  http::RequestHeaders src;
   src.method = "GET";
   src.path = "/old";
   src.authority = "a.example";
-  RequestHeadersCopy copy;
+  http::RequestHeadersCopy copy;
   copy.assign(src);
   copy.set_authority("b.example");
   copy.set_path("/new/path");
@@ -99,7 +99,7 @@ TEST(RouteActions, RewritesOfAuthorityAndPathSurviveLaterAdds) {
 }
 
 TEST(RouteActions, FindsCookiesAmongOthers) {
-  HeaderList h = {{"cookie", "a=1; session=abc ; b=2"}, {"Cookie", "late=x"}};
+  http::HeaderList h = {{"cookie", "a=1; session=abc ; b=2"}, {"Cookie", "late=x"}};
   EXPECT_EQ(find_cookie(h, "session"), "abc");
   EXPECT_EQ(find_cookie(h, "late"), "x");
   EXPECT_EQ(find_cookie(h, "sess"), "");
@@ -111,4 +111,4 @@ TEST(RouteActions, FindsCookiesAmongOthers) {
 }
 
 }  // namespace
-}  // namespace trellis::proxy::http
+}  // namespace trellis::proxy

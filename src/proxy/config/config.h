@@ -1,0 +1,289 @@
+// The proxy's configuration model: what a bootstrap YAML file (and later the
+// control plane) describes, validated into plain immutable values.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "net/address.h"
+#include "policy/circuit_breaker.h"
+#include "policy/concurrency_limiter.h"
+#include "policy/load_balancer.h"
+#include "policy/outlier_detector.h"
+#include "policy/rate_limiter.h"
+#include "policy/retry.h"
+#include "policy/route_match.h"
+
+namespace trellis::proxy {
+
+using Millis = std::chrono::milliseconds;
+
+struct EndpointConfig {
+  net::SocketAddress address;
+  uint32_t weight = 1;
+  std::string zone;  // locality; empty: unknown (counts as another zone)
+};
+
+// What the consistent-hashing balancers hash a request on.
+struct HashPolicy {
+  enum class Kind : uint8_t { kNone, kHeader, kCookie, kSourceIp };
+  Kind kind = Kind::kNone;
+  std::string name;  // header name (lower case) or cookie name
+  // Cookie: when a request lacks it, the proxy picks a value and sets it on
+  // the response with this lifetime (0: a session cookie).
+  bool cookie_ttl_set = false;
+  Millis cookie_ttl{0};
+};
+
+struct LoadBalancerConfig {
+  policy::LbAlgorithm algorithm = policy::LbAlgorithm::kPeakEwma;  // latency-aware, as in Linkerd
+  HashPolicy hash;            // ring hash and Maglev only
+  // Ring hash: points on the ring per unit of endpoint weight. Fixed per
+  // endpoint, so an endpoint leaving moves only the keys it held.
+  uint32_t ring_points = 160;
+  // Locality: prefer endpoints in the proxy's own zone; spill over to the
+  // others while fewer than min_healthy_percent of the local ones are healthy.
+  bool locality_enabled = false;
+  uint32_t locality_min_healthy_percent = 70;
+  // Slow start: a new endpoint's share grows from little to full over this
+  // window. 0: off.
+  Millis slow_start_window{0};
+};
+
+// Active health checks of each endpoint, made once per proxy (not per worker)
+// from the main thread. An endpoint starts healthy; `unhealthy_threshold`
+// failed checks in a row take it out of rotation, `healthy_threshold` passed
+// ones bring it back.
+struct HealthCheckConfig {
+  enum class Kind : uint8_t { kNone, kHttp, kTcp };
+  Kind kind = Kind::kNone;
+  std::string path = "/";  // http: GET this path
+  std::string host;        // http: Host header; empty: the endpoint's address
+  // http: statuses that pass, as inclusive ranges; empty: 200-299.
+  std::vector<std::pair<uint16_t, uint16_t>> expected_statuses;
+  Millis interval{10000};
+  Millis timeout{1000};
+  uint32_t healthy_threshold = 2;
+  uint32_t unhealthy_threshold = 3;
+  uint32_t jitter_percent = 10;  // each interval is longer by up to this share, at random
+  bool enabled() const { return kind != Kind::kNone; }
+};
+
+struct ClusterConfig {
+  std::string name;
+  LoadBalancerConfig lb;
+  Millis connect_timeout{1000};
+  Millis idle_timeout{60000};       // pooled upstream connection unused this long is closed
+  // An exchange that sees no bytes either way this long is answered 504
+  // (reset once the response has begun).
+  Millis request_idle_timeout{300000};
+  uint32_t max_idle_per_endpoint = 64;  // per worker
+  policy::RetryPolicy retry;
+  // Caps on what the whole proxy has open to the cluster at once; past one,
+  // requests are answered 503 at once, naming the limit.
+  policy::CircuitBreakerLimits circuit_breakers;
+  HealthCheckConfig health_check;
+  // Passive outlier detection: endpoints that keep failing are ejected for a
+  // while. Off unless configured.
+  bool outlier_enabled = false;
+  policy::OutlierConfig outlier;
+  // Adaptive concurrency: a limit on requests in flight found from measured
+  // latency (gradient); above it requests are shed with 503. Off unless set.
+  bool adaptive_concurrency_enabled = false;
+  policy::ConcurrencyConfig adaptive_concurrency;
+  std::vector<EndpointConfig> endpoints;
+};
+
+struct HeaderModifier {
+  std::vector<std::pair<std::string, std::string>> set;  // names lower case
+  std::vector<std::pair<std::string, std::string>> add;
+  std::vector<std::string> remove;
+  bool empty() const { return set.empty() && add.empty() && remove.empty(); }
+};
+
+struct PathModifier {
+  enum class Kind : uint8_t { kNone, kFull, kPrefix };
+  Kind kind = Kind::kNone;
+  std::string value;
+};
+
+struct RedirectConfig {
+  bool enabled = false;
+  std::string scheme;    // empty: the request's
+  std::string hostname;  // empty: the request's
+  uint16_t port = 0;     // 0: the request's (none when the scheme changes)
+  PathModifier path;
+  uint16_t status = 302;
+};
+
+struct RewriteConfig {
+  std::string hostname;  // empty: unchanged
+  PathModifier path;
+  bool empty() const { return hostname.empty() && path.kind == PathModifier::Kind::kNone; }
+};
+
+struct BackendConfig {
+  std::string cluster;  // empty: a backend that does not exist; its share is answered 500
+  size_t cluster_index = 0;  // filled by validation
+  uint32_t weight = 1;
+  HeaderModifier request_headers;
+  HeaderModifier response_headers;
+};
+
+struct MirrorConfig {
+  std::string cluster;
+  size_t cluster_index = 0;
+  uint32_t numerator = 100;  // share mirrored: numerator / denominator
+  uint32_t denominator = 100;
+};
+
+struct FaultConfig {
+  uint16_t abort_status = 0;  // 0: no abort
+  uint32_t abort_per_million = 0;
+  Millis delay{0};  // 0: no delay
+  uint32_t delay_per_million = 0;
+  bool empty() const { return (abort_status == 0 || abort_per_million == 0) && (delay.count() == 0 || delay_per_million == 0); }
+};
+
+// A rate limit on a route, counted for the whole proxy (all workers
+// together). Requests over it get 429 with Retry-After; with a leaky bucket
+// they are first held, up to its queue and delay.
+struct RateLimitConfig {
+  std::string name;
+  // Which requests count: path (prefix/exact), method and headers of `match`
+  // (its hosts and query parameters are not used). Default: every request.
+  policy::RouteMatch match;
+  enum class Key : uint8_t { kAll, kAddress, kIdentity, kHeader };
+  Key key = Key::kAll;
+  std::string key_header;  // kHeader: lower case
+  bool leaky = false;
+  policy::TokenBucketConfig token_bucket;  // !leaky. burst = the bucket's whole capacity
+  policy::LeakyBucketConfig leaky_bucket;  // leaky
+};
+
+struct RouteConfig {
+  policy::RouteMatch match;
+  std::vector<RateLimitConfig> rate_limits;
+  std::vector<BackendConfig> backends;  // weighted split; empty or all weights 0: 500
+  HeaderModifier request_headers;
+  HeaderModifier response_headers;
+  RedirectConfig redirect;  // when enabled, answered by the proxy; backends unused
+  RewriteConfig rewrite;
+  std::vector<MirrorConfig> mirrors;
+  FaultConfig fault;
+  Millis timeout{15000};     // whole request: from the request head to the last response byte, retries included; 0 = none
+  Millis per_try_timeout{0};  // overrides the cluster's retry per-try timeout; 0: the cluster's
+  std::string direct_error;   // non-empty: answered 500 with this reason
+};
+
+struct VirtualHostConfig {
+  std::string name;
+  std::vector<std::string> domains;  // "example.com", "*.example.com", "example.*", "*"; lower case
+  std::vector<RouteConfig> routes;   // first match wins
+};
+
+enum class ListenerProtocol : uint8_t { kHttp, kTcp };
+
+struct ListenerConfig {
+  std::string name;
+  net::SocketAddress address;
+  ListenerProtocol protocol = ListenerProtocol::kHttp;
+  Millis idle_timeout{300000};  // downstream connection with no traffic this long is closed
+  // kHttp
+  std::vector<VirtualHostConfig> virtual_hosts;
+  // kTcp
+  std::string cluster;
+  size_t cluster_index = 0;
+};
+
+struct AccessLogConfig {
+  std::string path;  // empty: off; "/dev/stdout" allowed
+};
+
+struct AdminConfig {
+  net::SocketAddress address;  // default 127.0.0.1:9901
+};
+
+// Where the proxy gets the rest of its configuration (listeners and clusters)
+// and who it says it is. Absent: the bootstrap file is the whole config.
+struct ControlPlaneConfig {
+  net::SocketAddress address;  // trellis-control's gRPC address; length 0 = no control plane
+  std::string node_id;    // default: "<service>-<hostname>-<pid>"
+  std::string service;
+  std::string namespace_ = "default";
+  std::string zone;
+  // The local instance this sidecar fronts (registered with the proxy's heartbeats).
+  bool has_instance = false;
+  net::SocketAddress instance_address;  // where other proxies reach it
+  net::SocketAddress app_address;       // where the application listens
+  uint32_t weight = 1;
+  std::map<std::string, std::string> labels;
+  Millis ttl{10000};
+  // Outbound side: where the application sends its requests, and to whom.
+  bool has_outbound = false;
+  net::SocketAddress outbound_address;
+  std::vector<std::string> upstream_services;
+
+  bool enabled() const { return address.length != 0; }
+};
+
+// A mesh policy received from the control plane (DestinationPolicy,
+// RateLimitPolicy, AuthorizationPolicy, MeshConfig), kept as written. Shown in
+// /config_dump; enforced as the data plane's features arrive.
+struct PolicyConfig {
+  std::string kind;
+  std::string namespace_;
+  std::string name;
+  uint64_t resource_version = 0;
+  std::string spec_json;
+};
+
+struct ProxyConfig {
+  std::string source;  // file it was read from
+  // The proxy's locality, for locality-aware load balancing: the top-level
+  // "zone", else control_plane.node.zone.
+  std::string zone;
+  AdminConfig admin;
+  AccessLogConfig access_log;
+  Millis drain_timeout{10000};
+  std::vector<ListenerConfig> listeners;
+  std::vector<ClusterConfig> clusters;
+  ControlPlaneConfig control_plane;
+  std::vector<PolicyConfig> policies;  // from the control plane only
+};
+
+// One configuration error: where it is and what is wrong with it.
+struct ConfigError {
+  std::string file;
+  int line = 0;    // 1-based; 0 when unknown
+  int column = 0;  // 1-based; 0 when unknown
+  std::string path;     // field path, e.g. "listeners[0].virtual_hosts[1].routes[2].cluster"
+  std::string message;  // e.g. "unknown cluster \"web\""
+
+  // "file:line:column: path: message"
+  std::string to_string() const;
+};
+
+struct ConfigLoad {
+  ProxyConfig config;
+  std::vector<ConfigError> errors;  // empty when config is valid
+  bool ok() const { return errors.empty(); }
+};
+
+// Reads, parses and validates a bootstrap YAML file. Every error found is
+// reported (not only the first), each with its line and field path.
+ConfigLoad load_config_file(const std::string& path);
+// Same, from text; `source_name` is used in error messages.
+ConfigLoad load_config_text(const std::string& text, const std::string& source_name);
+
+// The config as JSON, for /config_dump.
+std::string config_to_json(const ProxyConfig& config);
+
+}  // namespace trellis::proxy

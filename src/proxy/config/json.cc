@@ -1,0 +1,393 @@
+// The config in force as JSON, for /config_dump: the YAML file's field names
+// and shapes, so that a dump of a bootstrap file loads back as the same config.
+// Optional sections that are off are left out.
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "proxy/config/config.h"
+#include "proxy/config/checks.h"
+
+namespace trellis::proxy {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// A share of requests as the YAML writes it: a percentage, an integer when it
+// is one. Shares with more than four decimals of a percent (only the control
+// plane sends those) keep their fraction instead.
+void put_share(Json& out, uint64_t numerator, uint64_t denominator) {
+  if (denominator != 0 && (numerator * kPerMillion) % denominator == 0) {
+    uint64_t per_million = numerator * kPerMillion / denominator;
+    if (per_million % 10000 == 0) {
+      out["percent"] = per_million / 10000;
+    } else {
+      out["percent"] = static_cast<double>(per_million) / 10000.0;
+    }
+    return;
+  }
+  out["numerator"] = numerator;
+  out["denominator"] = denominator;
+}
+
+Json per_million_json(uint32_t per_million) {
+  Json out = Json::object();
+  put_share(out, per_million, kPerMillion);
+  return out["percent"];
+}
+
+Json value_matches_json(const std::vector<policy::ValueMatch>& matches) {
+  Json out = Json::array();
+  for (const policy::ValueMatch& m : matches)
+    out.push_back(Json{{"name", m.name}, {m.regex ? "regex" : "value", m.value}});
+  return out;
+}
+
+Json match_to_json(const policy::RouteMatch& match) {
+  Json out;
+  switch (match.path_kind) {
+    case policy::PathMatchKind::kPrefix:
+      out["prefix"] = match.path;
+      break;
+    case policy::PathMatchKind::kExact:
+      out["exact"] = match.path;
+      break;
+    case policy::PathMatchKind::kRegex:
+      out["regex"] = match.path;
+      break;
+  }
+  if (!match.method.empty()) out["method"] = match.method;
+  if (!match.headers.empty()) out["headers"] = value_matches_json(match.headers);
+  if (!match.query_params.empty()) out["query_params"] = value_matches_json(match.query_params);
+  if (!match.hosts.empty()) out["hosts"] = match.hosts;
+  return out;
+}
+
+// The match a limit has when none is written: every request.
+bool matches_everything(const policy::RouteMatch& match) {
+  return match.path_kind == policy::PathMatchKind::kPrefix && match.path == "/" && match.method.empty() &&
+         match.headers.empty() && match.query_params.empty() && match.hosts.empty();
+}
+
+// An integer when it is one, as it would be written.
+Json rate_json(double rate) {
+  if (rate >= 1 && rate <= kMaxLeakyRate && std::floor(rate) == rate) return static_cast<uint64_t>(rate);
+  return rate;
+}
+
+Json rate_limit_json(const RateLimitConfig& limit) {
+  Json out;
+  if (!limit.name.empty()) out["name"] = limit.name;
+  if (!matches_everything(limit.match)) out["match"] = match_to_json(limit.match);
+  if (limit.key == RateLimitConfig::Key::kHeader) {
+    out["key"] = Json{{"header", limit.key_header}};
+  } else {
+    out["key"] = kRateLimitKeyNames[static_cast<size_t>(limit.key)];
+  }
+  if (limit.leaky) {
+    const policy::LeakyBucketConfig& b = limit.leaky_bucket;
+    Json bucket{{"rate_per_second", rate_json(b.rate_per_second)}, {"queue_size", b.queue}};
+    if (b.queue != 0) {
+      bucket["max_delay"] = format_duration(std::chrono::duration_cast<Millis>(b.max_delay));
+    }
+    out["leaky_bucket"] = std::move(bucket);
+  } else {
+    const policy::TokenBucketConfig& b = limit.token_bucket;
+    // The burst as the file writes it: above the rate, not the whole capacity.
+    out["token_bucket"] = Json{{"requests_per_unit", b.requests_per_unit},
+                               {"unit", rate_unit_name(b.unit)},
+                               {"burst", token_bucket_extra(b)}};
+  }
+  return out;
+}
+
+Json header_modifier_json(const HeaderModifier& modifier) {
+  Json out = Json::object();
+  auto pairs = [](const std::vector<std::pair<std::string, std::string>>& list) {
+    Json map = Json::object();
+    for (const auto& [name, value] : list) map[name] = value;
+    return map;
+  };
+  if (!modifier.set.empty()) out["set"] = pairs(modifier.set);
+  if (!modifier.add.empty()) out["add"] = pairs(modifier.add);
+  if (!modifier.remove.empty()) out["remove"] = modifier.remove;
+  return out;
+}
+
+Json path_modifier_json(const PathModifier& path) {
+  return Json{{path.kind == PathModifier::Kind::kFull ? "full" : "prefix", path.value}};
+}
+
+// The YAML's shorthand, when it says everything: one whole backend with no header changes.
+bool is_shorthand(const std::vector<BackendConfig>& backends) {
+  return backends.size() == 1 && backends[0].weight == 1 && !backends[0].cluster.empty() &&
+         backends[0].request_headers.empty() && backends[0].response_headers.empty();
+}
+
+Json backends_json(const std::vector<BackendConfig>& backends) {
+  Json out = Json::array();
+  for (const BackendConfig& b : backends) {
+    Json backend{{"cluster", b.cluster}, {"weight", b.weight}};
+    if (!b.request_headers.empty()) backend["request_headers"] = header_modifier_json(b.request_headers);
+    if (!b.response_headers.empty()) backend["response_headers"] = header_modifier_json(b.response_headers);
+    out.push_back(std::move(backend));
+  }
+  return out;
+}
+
+Json redirect_json(const RedirectConfig& redirect) {
+  Json out = Json::object();
+  if (!redirect.scheme.empty()) out["scheme"] = redirect.scheme;
+  if (!redirect.hostname.empty()) out["hostname"] = redirect.hostname;
+  if (redirect.port != 0) out["port"] = redirect.port;
+  if (redirect.path.kind != PathModifier::Kind::kNone) out["path"] = path_modifier_json(redirect.path);
+  out["status"] = redirect.status;
+  return out;
+}
+
+Json route_to_json(const RouteConfig& route) {
+  Json out;
+  out["match"] = match_to_json(route.match);
+  if (!route.rate_limits.empty()) {
+    Json limits = Json::array();
+    for (const RateLimitConfig& limit : route.rate_limits) limits.push_back(rate_limit_json(limit));
+    out["rate_limits"] = std::move(limits);
+  }
+  if (route.redirect.enabled) out["redirect"] = redirect_json(route.redirect);
+  if (is_shorthand(route.backends)) {
+    out["cluster"] = route.backends[0].cluster;
+  } else if (!route.redirect.enabled || !route.backends.empty()) {
+    out["backends"] = backends_json(route.backends);
+  }
+  if (!route.request_headers.empty()) out["request_headers"] = header_modifier_json(route.request_headers);
+  if (!route.response_headers.empty()) out["response_headers"] = header_modifier_json(route.response_headers);
+  if (!route.rewrite.empty()) {
+    Json rewrite = Json::object();
+    if (!route.rewrite.hostname.empty()) rewrite["hostname"] = route.rewrite.hostname;
+    if (route.rewrite.path.kind != PathModifier::Kind::kNone)
+      rewrite["path"] = path_modifier_json(route.rewrite.path);
+    out["rewrite"] = std::move(rewrite);
+  }
+  if (!route.mirrors.empty()) {
+    Json mirrors = Json::array();
+    for (const MirrorConfig& m : route.mirrors) {
+      Json mirror{{"cluster", m.cluster}};
+      put_share(mirror, m.numerator, m.denominator);
+      mirrors.push_back(std::move(mirror));
+    }
+    out["mirror"] = std::move(mirrors);
+  }
+  const FaultConfig& fault = route.fault;
+  if (fault.abort_status != 0 || fault.delay.count() != 0) {
+    Json f = Json::object();
+    if (fault.abort_status != 0) {
+      f["abort"] =
+          Json{{"status", fault.abort_status}, {"percent", per_million_json(fault.abort_per_million)}};
+    }
+    if (fault.delay.count() != 0) {
+      f["delay"] = Json{{"duration", format_duration(fault.delay)},
+                        {"percent", per_million_json(fault.delay_per_million)}};
+    }
+    out["fault"] = std::move(f);
+  }
+  out["timeout"] = format_duration(route.timeout);
+  if (route.per_try_timeout.count() != 0) out["per_try_timeout"] = format_duration(route.per_try_timeout);
+  if (!route.direct_error.empty()) out["direct_error"] = route.direct_error;
+  return out;
+}
+
+Json listener_to_json(const ListenerConfig& listener) {
+  Json out;
+  out["name"] = listener.name;
+  out["address"] = listener.address.text;
+  out["protocol"] = listener.protocol == ListenerProtocol::kHttp ? "http" : "tcp";
+  out["idle_timeout"] = format_duration(listener.idle_timeout);
+  if (listener.protocol == ListenerProtocol::kHttp) {
+    Json vhosts = Json::array();
+    for (const VirtualHostConfig& vhost : listener.virtual_hosts) {
+      Json routes = Json::array();
+      for (const RouteConfig& route : vhost.routes) routes.push_back(route_to_json(route));
+      vhosts.push_back(Json{{"name", vhost.name}, {"domains", vhost.domains}, {"routes", std::move(routes)}});
+    }
+    out["virtual_hosts"] = std::move(vhosts);
+  } else {
+    out["cluster"] = listener.cluster;
+  }
+  return out;
+}
+
+Json hash_json(const HashPolicy& hash) {
+  switch (hash.kind) {
+    case HashPolicy::Kind::kHeader:
+      return Json{{"header", hash.name}};
+    case HashPolicy::Kind::kCookie: {
+      Json cookie{{"name", hash.name}};
+      if (hash.cookie_ttl_set) cookie["ttl"] = format_duration(hash.cookie_ttl);
+      return Json{{"cookie", std::move(cookie)}};
+    }
+    case HashPolicy::Kind::kSourceIp:
+      return Json{{"source_ip", true}};
+    case HashPolicy::Kind::kNone:
+      break;
+  }
+  return Json();
+}
+
+bool is_default(const policy::RetryPolicy& r) {
+  const policy::RetryPolicy d;
+  return r.attempts == d.attempts && r.per_try_timeout == d.per_try_timeout && r.retry_on == d.retry_on &&
+         r.status_codes == d.status_codes && r.backoff_base == d.backoff_base &&
+         r.backoff_max == d.backoff_max && r.budget_percent == d.budget_percent &&
+         r.budget_min_per_second == d.budget_min_per_second && r.non_idempotent == d.non_idempotent &&
+         r.buffer_limit == d.buffer_limit;
+}
+
+Json retry_json(const policy::RetryPolicy& retry) {
+  Json out;
+  out["attempts"] = retry.attempts;
+  out["per_try_timeout"] = format_duration(retry.per_try_timeout);
+  out["retry_on"] = retry_on_names(retry.retry_on);
+  if (!retry.status_codes.empty()) out["status_codes"] = retry.status_codes;
+  out["backoff"] =
+      Json{{"base", format_duration(retry.backoff_base)}, {"max", format_duration(retry.backoff_max)}};
+  out["budget"] = Json{{"percent", retry.budget_percent}, {"min_per_second", retry.budget_min_per_second}};
+  out["non_idempotent"] = retry.non_idempotent;
+  out["buffer_limit"] = retry.buffer_limit;
+  return out;
+}
+
+Json health_check_json(const HealthCheckConfig& hc) {
+  Json out;
+  if (hc.kind == HealthCheckConfig::Kind::kHttp) {
+    Json http{{"path", hc.path}};
+    if (!hc.host.empty()) http["host"] = hc.host;
+    if (!hc.expected_statuses.empty()) {
+      Json statuses = Json::array();
+      for (const auto& [lo, hi] : hc.expected_statuses) {
+        if (lo == hi) statuses.push_back(lo);
+        else statuses.push_back(std::to_string(lo) + "-" + std::to_string(hi));
+      }
+      http["expected_statuses"] = std::move(statuses);
+    }
+    out["http"] = std::move(http);
+  } else {
+    out["tcp"] = Json::object();
+  }
+  out["interval"] = format_duration(hc.interval);
+  out["timeout"] = format_duration(hc.timeout);
+  out["healthy_threshold"] = hc.healthy_threshold;
+  out["unhealthy_threshold"] = hc.unhealthy_threshold;
+  out["jitter_percent"] = hc.jitter_percent;
+  return out;
+}
+
+Json cluster_to_json(const ClusterConfig& cluster) {
+  const LoadBalancerConfig& lb = cluster.lb;
+  Json out;
+  out["name"] = cluster.name;
+  out["lb_policy"] = lb_algorithm_name(lb.algorithm);
+  if (lb.hash.kind != HashPolicy::Kind::kNone) out["hash"] = hash_json(lb.hash);
+  if (lb.algorithm == policy::LbAlgorithm::kRingHash) out["ring_points"] = lb.ring_points;
+  if (lb.locality_enabled) out["locality"] = Json{{"min_healthy_percent", lb.locality_min_healthy_percent}};
+  if (lb.slow_start_window.count() != 0) out["slow_start"] = format_duration(lb.slow_start_window);
+  out["connect_timeout"] = format_duration(cluster.connect_timeout);
+  out["idle_timeout"] = format_duration(cluster.idle_timeout);
+  out["request_idle_timeout"] = format_duration(cluster.request_idle_timeout);
+  out["max_idle_per_endpoint"] = cluster.max_idle_per_endpoint;
+  if (!is_default(cluster.retry)) out["retry"] = retry_json(cluster.retry);
+  if (cluster.health_check.enabled()) out["health_check"] = health_check_json(cluster.health_check);
+  if (cluster.outlier_enabled) {
+    const policy::OutlierConfig& o = cluster.outlier;
+    Json od{{"consecutive_5xx", o.consecutive_5xx},
+            {"consecutive_gateway_errors", o.consecutive_gateway_errors},
+            {"interval", format_duration(std::chrono::duration_cast<Millis>(o.interval))},
+            {"base_ejection_time", format_duration(std::chrono::duration_cast<Millis>(o.base_ejection_time))},
+            {"max_ejection_time", format_duration(std::chrono::duration_cast<Millis>(o.max_ejection_time))},
+            {"max_ejection_percent", o.max_ejection_percent},
+            {"always_eject_one", o.always_eject_one_host},
+            {"panic_threshold_percent", o.panic_threshold_percent}};
+    if (o.success_rate.enabled)
+      od["success_rate"] = Json{{"minimum_hosts", o.success_rate.minimum_hosts},
+                                {"request_volume", o.success_rate.request_volume},
+                                {"stdev_factor", o.success_rate.stdev_factor}};
+    out["outlier_detection"] = std::move(od);
+  }
+  if (cluster.adaptive_concurrency_enabled) {
+    const policy::ConcurrencyConfig& a = cluster.adaptive_concurrency;
+    out["adaptive_concurrency"] =
+        Json{{"initial_limit", a.initial_limit},
+             {"min_limit", a.min_limit},
+             {"max_limit", a.max_limit},
+             {"sample_window", format_duration(std::chrono::duration_cast<Millis>(a.sample_window))},
+             {"baseline_interval", format_duration(std::chrono::duration_cast<Millis>(a.baseline_interval))}};
+  }
+  const policy::CircuitBreakerLimits& cb = cluster.circuit_breakers;
+  const policy::CircuitBreakerLimits defaults;
+  if (cb.max_connections != defaults.max_connections || cb.max_pending_requests != defaults.max_pending_requests ||
+      cb.max_requests != defaults.max_requests || cb.max_retries != defaults.max_retries)
+    out["circuit_breakers"] = Json{{"max_connections", cb.max_connections},
+                                 {"max_pending_requests", cb.max_pending_requests},
+                                 {"max_requests", cb.max_requests},
+                                 {"max_retries", cb.max_retries}};
+  Json endpoints = Json::array();
+  for (const EndpointConfig& endpoint : cluster.endpoints) {
+    Json e{{"address", endpoint.address.text}, {"weight", endpoint.weight}};
+    if (!endpoint.zone.empty()) e["zone"] = endpoint.zone;
+    endpoints.push_back(std::move(e));
+  }
+  out["endpoints"] = std::move(endpoints);
+  return out;
+}
+
+Json control_plane_json(const ControlPlaneConfig& cp) {
+  Json c;
+  c["address"] = cp.address.text;
+  Json node{{"id", cp.node_id}, {"service", cp.service}, {"namespace", cp.namespace_}};
+  if (!cp.zone.empty()) node["zone"] = cp.zone;
+  c["node"] = std::move(node);
+  if (cp.has_instance) {
+    Json inst{{"address", cp.instance_address.text},
+              {"app_address", cp.app_address.text},
+              {"weight", cp.weight},
+              {"ttl", format_duration(cp.ttl)}};
+    if (!cp.labels.empty()) inst["labels"] = cp.labels;
+    c["instance"] = std::move(inst);
+  }
+  if (cp.has_outbound) c["outbound_address"] = cp.outbound_address.text;
+  if (!cp.upstream_services.empty()) c["upstream_services"] = cp.upstream_services;
+  return c;
+}
+
+}  // namespace
+
+std::string config_to_json(const ProxyConfig& config) {
+  Json out;
+  if (!config.zone.empty()) out["zone"] = config.zone;
+  out["admin"] = Json{{"address", config.admin.address.text}};
+  // Logging off is spelled by leaving the section out, as in the YAML.
+  if (!config.access_log.path.empty()) out["access_log"] = Json{{"path", config.access_log.path}};
+  out["drain_timeout"] = format_duration(config.drain_timeout);
+  out["listeners"] = Json::array();
+  for (const ListenerConfig& listener : config.listeners)
+    out["listeners"].push_back(listener_to_json(listener));
+  out["clusters"] = Json::array();
+  for (const ClusterConfig& cluster : config.clusters) out["clusters"].push_back(cluster_to_json(cluster));
+  if (config.control_plane.enabled()) out["control_plane"] = control_plane_json(config.control_plane);
+  if (!config.policies.empty()) {
+    Json policies = Json::array();
+    for (const PolicyConfig& p : config.policies) {
+      Json spec = Json::parse(p.spec_json, nullptr, /*allow_exceptions=*/false);
+      policies.push_back(Json{{"kind", p.kind},
+                              {"namespace", p.namespace_},
+                              {"name", p.name},
+                              {"resourceVersion", std::to_string(p.resource_version)},
+                              {"spec", spec.is_discarded() ? Json(p.spec_json) : std::move(spec)}});
+    }
+    out["policies"] = std::move(policies);
+  }
+  // Config strings are bytes as written in the file; JSON needs UTF-8, so a
+  // stray byte becomes U+FFFD rather than an exception.
+  return out.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+}  // namespace trellis::proxy

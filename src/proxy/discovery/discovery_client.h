@@ -1,0 +1,72 @@
+// The proxy's side of the control-plane stream: says who it is, applies each
+// configuration update through the same path as a reload (refused whole when
+// anything is wrong: NACK, the last good config stays), ACKs what it applied,
+// heartbeats for its own instance, and reconnects with jittered exponential
+// backoff. With the control plane gone the proxy keeps serving its last
+// configuration unchanged (static stability).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/random.h"
+#include "proxy/config/config.h"
+#include "proxy/discovery/merge.h"
+#include "net/event_loop.h"
+#include "http/grpc_stream.h"
+
+namespace trellis::proxy {
+
+struct ControlStatus {
+  bool connected = false;
+  uint64_t applied_version = 0;
+  uint64_t refused_version = 0;
+  std::string last_error;
+  uint64_t connects = 0;
+  uint64_t updates = 0;
+  uint64_t refused = 0;
+};
+
+class ControlClient final : public http::grpc::StreamCallbacks {
+ public:
+  // Applies a merged config; false with `error` set when it cannot be put in
+  // force (the caller keeps the old one).
+  using Apply = std::function<bool(std::shared_ptr<const ProxyConfig>, std::string& error)>;
+
+  ControlClient(net::EventLoop& loop, Apply apply);
+  ~ControlClient();
+
+  // (Re)starts the stream with this bootstrap; keeps what the control plane
+  // sent so far until the new stream brings its full config.
+  void start(std::shared_ptr<const ProxyConfig> bootstrap);
+  void stop();
+  const DynamicConfig& dynamic() const { return dynamic_; }
+  const ControlStatus& status() const { return status_; }
+  // The bootstrap merged with the last dynamic config the proxy accepted.
+  ConfigLoad merged(const ProxyConfig& bootstrap) const { return merge_dynamic_config(bootstrap, dynamic_); }
+
+  void on_stream_ready() override;
+  void on_stream_message(std::string_view payload) override;
+  void on_stream_closed(int grpc_status, std::string_view message) override;
+
+ private:
+  void connect();
+  void schedule_reconnect();
+  void send_heartbeat();
+  void send(const v1::ProxyMessage& message);
+
+  net::EventLoop& loop_;
+  Apply apply_;
+  std::shared_ptr<const ProxyConfig> bootstrap_;
+  http::grpc::StreamClient stream_;
+  DynamicConfig dynamic_;
+  ControlStatus status_;
+  FastRandom random_{FastRandom::os_seed()};
+  Duration backoff_{};
+  bool stopped_ = true;
+  net::Timer reconnect_timer_;
+  net::Timer heartbeat_timer_;
+};
+
+}  // namespace trellis::proxy

@@ -1,0 +1,171 @@
+#include "proxy/discovery/merge.h"
+
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "proxy/config/checks.h"
+#include "proxy/discovery/merge_parts.h"
+
+namespace trellis::proxy {
+namespace {
+
+using control_merge::Errors;
+
+class Merger {
+ public:
+  Merger(const ProxyConfig& bootstrap, ConfigLoad& out) : out_(out), errors_(out.errors) {
+    out_.config = bootstrap;
+    for (const ClusterConfig& c : bootstrap.clusters) cluster_names_.insert(c.name);
+    for (const ListenerConfig& l : bootstrap.listeners) {
+      listener_names_.insert(l.name);
+      listener_addresses_.insert(l.address.text);
+    }
+  }
+
+  void add_cluster(const v1::Cluster& c) {
+    std::string path = "clusters[" + c.name() + "]";
+    if (c.name().empty()) return errors_.add("clusters[]", "name is required");
+    if (!errors_.check(path + ".name", check_name(c.name()))) return;
+    if (!cluster_names_.insert(c.name()).second) {
+      return errors_.add(path, "duplicate cluster name (a static cluster has it)");
+    }
+    ClusterConfig cluster;
+    control_merge::translate_cluster(c, path, errors_, cluster);
+    out_.config.clusters.push_back(std::move(cluster));
+  }
+
+  // Once every cluster is in: routes and tcp listeners refer to them by name.
+  void index_clusters() {
+    for (size_t i = 0; i < out_.config.clusters.size(); ++i)
+      cluster_index_.emplace(out_.config.clusters[i].name, i);
+  }
+
+  void add_listener(const v1::Listener& l) {
+    std::string path = "listeners[" + l.name() + "]";
+    if (l.name().empty()) return errors_.add("listeners[]", "name is required");
+    if (!errors_.check(path + ".name", check_name(l.name()))) return;
+    if (!listener_names_.insert(l.name()).second) {
+      return errors_.add(path, "duplicate listener name (a static listener has it)");
+    }
+    ListenerConfig listener;
+    listener.name = l.name();
+    std::string message;
+    if (!net::parse_socket_address(l.address(), listener.address, message))
+      return errors_.add(path + ".address", message);
+    if (listener.address == out_.config.admin.address ||
+        !listener_addresses_.insert(listener.address.text).second) {
+      return errors_.add(
+          path + ".address",
+          listener.address.text + " is already in use by another listener or the admin endpoint");
+    }
+    if (l.idle_timeout_ms()) listener.idle_timeout = Millis(l.idle_timeout_ms());
+    if (l.protocol() == v1::Listener::TCP) {
+      listener.protocol = ListenerProtocol::kTcp;
+      listener.cluster = l.cluster();
+      if (listener.cluster.empty()) return errors_.add(path + ".cluster", "a TCP listener needs a cluster");
+      auto it = cluster_index_.find(listener.cluster);
+      if (it == cluster_index_.end()) {
+        errors_.add(path + ".cluster", "unknown cluster " + in_quotes(listener.cluster));
+      } else {
+        listener.cluster_index = it->second;
+      }
+    } else {
+      listener.protocol = ListenerProtocol::kHttp;
+      if (l.virtual_hosts_size() == 0) {
+        return errors_.add(path + ".virtual_hosts", "an HTTP listener needs a virtual host");
+      }
+      std::set<std::string> domains;
+      for (const v1::VirtualHost& vh : l.virtual_hosts()) {
+        listener.virtual_hosts.push_back(virtual_host(vh, path, domains));
+      }
+    }
+    out_.config.listeners.push_back(std::move(listener));
+  }
+
+  void add_policy(const v1::Policy& p) {
+    std::string path = "policies[" + p.key() + "]";
+    if (p.key().empty() || p.kind().empty() || p.name().empty()) {
+      return errors_.add("policies[]", "a policy needs key, kind and name");
+    }
+    if (!nlohmann::json::accept(p.spec_json())) return errors_.add(path + ".spec_json", "not valid JSON");
+    out_.config.policies.push_back(
+        PolicyConfig{p.kind(), p.namespace_(), p.name(), p.resource_version(), p.spec_json()});
+  }
+
+ private:
+  VirtualHostConfig virtual_host(const v1::VirtualHost& vh, const std::string& listener_path,
+                                 std::set<std::string>& domains) {
+    std::string path = listener_path + ".virtual_hosts[" + vh.name() + "]";
+    VirtualHostConfig vhost;
+    vhost.name = vh.name();
+    errors_.check(path + ".name", check_name(vh.name()));
+    for (int i = 0; i < vh.domains_size(); ++i) {
+      std::string domain = lower_case(vh.domains(i));
+      std::string dpath = path + ".domains[" + std::to_string(i) + "]";
+      if (!errors_.check(dpath, check_domain(domain))) continue;
+      if (!domains.insert(domain).second) {
+        errors_.add(dpath, "domain " + domain + " is in another virtual host too");
+        continue;
+      }
+      vhost.domains.push_back(std::move(domain));
+    }
+    if (vh.routes_size() == 0) errors_.add(path + ".routes", "a virtual host needs a route");
+    for (int i = 0; i < vh.routes_size(); ++i) {
+      RouteConfig route;
+      control_merge::translate_route(vh.routes(i), path + ".routes[" + std::to_string(i) + "]",
+                                     cluster_index_, errors_, route);
+      vhost.routes.push_back(std::move(route));
+    }
+    return vhost;
+  }
+
+  ConfigLoad& out_;
+  Errors errors_;
+  std::set<std::string> cluster_names_;
+  control_merge::ClusterIndex cluster_index_;
+  std::set<std::string> listener_names_;
+  std::set<std::string> listener_addresses_;
+};
+
+}  // namespace
+
+namespace control_merge {
+
+void Errors::add(std::string path, std::string message) {
+  out_.push_back(ConfigError{"control plane", 0, 0, std::move(path), std::move(message)});
+}
+
+bool Errors::check(const std::string& path, const Problem& problem) {
+  if (!problem) return true;
+  add(path, *problem);
+  return false;
+}
+
+}  // namespace control_merge
+
+void DynamicConfig::apply(const v1::ConfigUpdate& update) {
+  if (update.full()) {
+    listeners.clear();
+    clusters.clear();
+    policies.clear();
+  }
+  for (const std::string& name : update.removed_listeners()) listeners.erase(name);
+  for (const std::string& name : update.removed_clusters()) clusters.erase(name);
+  for (const std::string& key : update.removed_policies()) policies.erase(key);
+  for (const v1::Listener& l : update.listeners()) listeners[l.name()] = l;
+  for (const v1::Cluster& c : update.clusters()) clusters[c.name()] = c;
+  for (const v1::Policy& p : update.policies()) policies[p.key()] = p;
+}
+
+ConfigLoad merge_dynamic_config(const ProxyConfig& bootstrap, const DynamicConfig& dynamic) {
+  ConfigLoad out;
+  Merger merger(bootstrap, out);
+  for (const auto& [name, c] : dynamic.clusters) merger.add_cluster(c);
+  merger.index_clusters();
+  for (const auto& [name, l] : dynamic.listeners) merger.add_listener(l);
+  for (const auto& [key, p] : dynamic.policies) merger.add_policy(p);
+  return out;
+}
+
+}  // namespace trellis::proxy

@@ -1,0 +1,40 @@
+// The parts of merge_dynamic_config that turn one trellis.v1 message into the
+// config model, checked by the rules the bootstrap loader applies
+// (config_checks.h): control_clusters.cc and control_routes.cc.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "proxy/config/config.h"
+#include "proxy/config/checks.h"
+#include "trellis/v1/discovery.pb.h"
+
+namespace trellis::proxy::control_merge {
+
+// Where errors of one update go, each with the field path of what the
+// control plane sent.
+class Errors {
+ public:
+  explicit Errors(std::vector<ConfigError>& out) : out_(out) {}
+  void add(std::string path, std::string message);
+  // Reports `problem` at `path`, if any; true when there is none.
+  bool check(const std::string& path, const Problem& problem);
+
+ private:
+  std::vector<ConfigError>& out_;
+};
+
+// Cluster names as routes refer to them: the first cluster of each name.
+using ClusterIndex = std::map<std::string, size_t>;
+
+// `path` is the cluster's own, e.g. "clusters[reviews.default]".
+void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& errors, ClusterConfig& out);
+
+// `path` is the route's own, e.g.
+// "listeners[outbound].virtual_hosts[reviews.default].routes[2]".
+void translate_route(const v1::Route& in, const std::string& path, const ClusterIndex& clusters,
+                     Errors& errors, RouteConfig& out);
+
+}  // namespace trellis::proxy::control_merge

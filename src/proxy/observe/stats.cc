@@ -1,0 +1,167 @@
+#include "proxy/observe/stats.h"
+
+#include <fmt/format.h>
+
+#include "policy/circuit_breaker.h"
+
+namespace trellis::proxy {
+
+void Histogram::record(Duration d) {
+  auto us = std::chrono::duration_cast<Micros>(d).count();
+  if (us < 0) us = 0;
+  double seconds = static_cast<double>(us) / 1e6;
+  size_t i = 0;
+  while (i < kBuckets - 1 && seconds > kBoundsSeconds[i]) ++i;
+  buckets_[i].inc();
+  count_.inc();
+  sum_us_.inc(static_cast<uint64_t>(us));
+}
+
+namespace {
+
+template <class S>
+const std::vector<S*>& get_or_create(std::map<std::string, StatsRegistry::Family<S>>& families,
+                                     const std::string& name, size_t workers) {
+  auto& f = families[name];
+  if (f.per_worker.empty()) {
+    for (size_t i = 0; i < workers; ++i) {
+      f.owned.push_back(std::make_unique<S>());
+      f.per_worker.push_back(f.owned.back().get());
+    }
+  }
+  return f.per_worker;
+}
+
+template <class T, class F>
+uint64_t sum(const std::vector<T*>& blocks, F get) {
+  uint64_t total = 0;
+  for (const T* b : blocks) total += get(*b);
+  return total;
+}
+
+template <class T, class F>
+int64_t sum_gauge(const std::vector<T*>& blocks, F get) {
+  int64_t total = 0;
+  for (const T* b : blocks) total += get(*b);
+  return total;
+}
+
+void header(std::string& out, const char* name, const char* type, const char* help) {
+  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+}  // namespace
+
+const std::vector<ListenerStats*>& StatsRegistry::listener(const std::string& name) {
+  return get_or_create(listeners_, name, workers_);
+}
+
+const std::vector<ClusterStats*>& StatsRegistry::cluster(const std::string& name) {
+  return get_or_create(clusters_, name, workers_);
+}
+
+std::string StatsRegistry::render_prometheus() const {
+  std::string out;
+  out.reserve(8192);
+  auto it = std::back_inserter(out);
+
+  auto listener_counter = [&](const char* name, const char* help, auto get) {
+    header(out, name, "counter", help);
+    for (auto& [lname, f] : listeners_)
+      fmt::format_to(it, "{}{{listener=\"{}\"}} {}\n", name, lname, sum(f.per_worker, get));
+  };
+  auto cluster_counter = [&](const char* name, const char* help, auto get) {
+    header(out, name, "counter", help);
+    for (auto& [cname, f] : clusters_)
+      fmt::format_to(it, "{}{{cluster=\"{}\"}} {}\n", name, cname, sum(f.per_worker, get));
+  };
+
+  header(out, "trellis_downstream_connections_active", "gauge", "Open client connections.");
+  for (auto& [lname, f] : listeners_)
+    fmt::format_to(it, "trellis_downstream_connections_active{{listener=\"{}\"}} {}\n", lname,
+                   sum_gauge(f.per_worker, [](const ListenerStats& s) { return s.connections_active.value(); }));
+  listener_counter("trellis_downstream_connections_total", "Client connections accepted.",
+                   [](const ListenerStats& s) { return s.connections_total.value(); });
+  listener_counter("trellis_downstream_bytes_received_total", "Bytes received from clients.",
+                   [](const ListenerStats& s) { return s.bytes_received.value(); });
+  listener_counter("trellis_downstream_bytes_sent_total", "Bytes sent to clients.",
+                   [](const ListenerStats& s) { return s.bytes_sent.value(); });
+  listener_counter("trellis_http_malformed_requests_total",
+                   "Requests refused as malformed (400/431), never forwarded.",
+                   [](const ListenerStats& s) { return s.malformed_requests.value(); });
+  listener_counter("trellis_http_rate_limited_total", "Requests answered 429 by a rate limit.",
+                   [](const ListenerStats& s) { return s.rate_limited.value(); });
+  listener_counter("trellis_http_rate_limit_delayed_total", "Requests held by a leaky-bucket rate limit.",
+                   [](const ListenerStats& s) { return s.rate_limit_delayed.value(); });
+
+  header(out, "trellis_http_requests_total", "counter", "HTTP requests answered, by status class.");
+  static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+  for (auto& [lname, f] : listeners_)
+    for (size_t c = 0; c < 5; ++c)
+      fmt::format_to(it, "trellis_http_requests_total{{listener=\"{}\",code_class=\"{}\"}} {}\n",
+                     lname, kClasses[c],
+                     sum(f.per_worker, [c](const ListenerStats& s) { return s.requests[c].value(); }));
+
+  header(out, "trellis_http_request_duration_seconds", "histogram",
+         "Time from the request head to the last response byte.");
+  for (auto& [lname, f] : listeners_) {
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < Histogram::kBuckets; ++b) {
+      cumulative += sum(f.per_worker, [b](const ListenerStats& s) { return s.request_duration.bucket(b); });
+      if (b + 1 < Histogram::kBuckets)
+        fmt::format_to(it, "trellis_http_request_duration_seconds_bucket{{listener=\"{}\",le=\"{}\"}} {}\n",
+                       lname, Histogram::kBoundsSeconds[b], cumulative);
+      else
+        fmt::format_to(it, "trellis_http_request_duration_seconds_bucket{{listener=\"{}\",le=\"+Inf\"}} {}\n",
+                       lname, cumulative);
+    }
+    uint64_t sum_us = sum(f.per_worker, [](const ListenerStats& s) { return s.request_duration.sum_micros(); });
+    fmt::format_to(it, "trellis_http_request_duration_seconds_sum{{listener=\"{}\"}} {}\n", lname,
+                   static_cast<double>(sum_us) / 1e6);
+    fmt::format_to(it, "trellis_http_request_duration_seconds_count{{listener=\"{}\"}} {}\n", lname,
+                   sum(f.per_worker, [](const ListenerStats& s) { return s.request_duration.count(); }));
+  }
+
+  header(out, "trellis_upstream_connections_active", "gauge", "Open upstream connections.");
+  for (auto& [cname, f] : clusters_)
+    fmt::format_to(it, "trellis_upstream_connections_active{{cluster=\"{}\"}} {}\n", cname,
+                   sum_gauge(f.per_worker, [](const ClusterStats& s) { return s.connections_active.value(); }));
+  cluster_counter("trellis_upstream_connects_total", "Upstream connections opened.",
+                  [](const ClusterStats& s) { return s.connects.value(); });
+  cluster_counter("trellis_upstream_connect_failures_total", "Upstream connects that failed or timed out.",
+                  [](const ClusterStats& s) { return s.connect_failures.value(); });
+  cluster_counter("trellis_upstream_requests_total", "Requests sent upstream.",
+                  [](const ClusterStats& s) { return s.requests.value(); });
+  cluster_counter("trellis_upstream_bytes_sent_total", "Bytes sent to upstreams.",
+                  [](const ClusterStats& s) { return s.bytes_sent.value(); });
+  cluster_counter("trellis_upstream_bytes_received_total", "Bytes received from upstreams.",
+                  [](const ClusterStats& s) { return s.bytes_received.value(); });
+  cluster_counter("trellis_upstream_timeouts_total", "Upstream requests that timed out.",
+                  [](const ClusterStats& s) { return s.timeouts.value(); });
+  cluster_counter("trellis_upstream_protocol_errors_total", "Malformed or reset upstream responses.",
+                  [](const ClusterStats& s) { return s.protocol_errors.value(); });
+  cluster_counter("trellis_upstream_retries_total", "Retries sent upstream.",
+                  [](const ClusterStats& s) { return s.retries.value(); });
+  cluster_counter("trellis_upstream_retry_budget_exhausted_total", "Retries not made because the retry budget was spent.",
+                  [](const ClusterStats& s) { return s.retry_budget_exhausted.value(); });
+  cluster_counter("trellis_upstream_mirrored_total", "Mirrored copies of requests sent upstream.",
+                  [](const ClusterStats& s) { return s.mirrored.value(); });
+  cluster_counter("trellis_upstream_fault_aborts_total", "Requests answered by an injected abort.",
+                  [](const ClusterStats& s) { return s.fault_aborts.value(); });
+  cluster_counter("trellis_upstream_fault_delays_total", "Requests held by an injected delay.",
+                  [](const ClusterStats& s) { return s.fault_delays.value(); });
+  cluster_counter("trellis_upstream_concurrency_shed_total", "Requests shed by the adaptive concurrency limit.",
+                  [](const ClusterStats& s) { return s.concurrency_shed.value(); });
+  header(out, "trellis_upstream_overflow_total", "counter",
+         "Requests (and retries) refused because a circuit-breaker limit was reached.");
+  for (auto& [cname, f] : clusters_) {
+    for (size_t r = 0; r < policy::kResourceCount; ++r) {
+      fmt::format_to(it, "trellis_upstream_overflow_total{{cluster=\"{}\",limit=\"{}\"}} {}\n", cname,
+                     policy::name_of(static_cast<policy::Resource>(r)),
+                     sum(f.per_worker, [r](const ClusterStats& s) { return s.overflow[r].value(); }));
+    }
+  }
+  return out;
+}
+
+}  // namespace trellis::proxy

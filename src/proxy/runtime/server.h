@@ -1,0 +1,78 @@
+// The proxy process: loads the config, owns the listening sockets, the stats
+// registry and the workers, serves the admin endpoint on the main thread, and
+// handles SIGHUP (reload) and SIGTERM/SIGINT (drain, then exit).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/random.h"
+#include "http/api_server.h"
+#include "proxy/config/config.h"
+#include "proxy/discovery/discovery_client.h"
+#include "proxy/upstream/endpoint_state.h"
+#include "net/event_loop.h"
+#include "proxy/upstream/health_checker.h"
+#include "proxy/runtime/snapshot.h"
+#include "proxy/observe/stats.h"
+#include "proxy/runtime/worker.h"
+
+namespace trellis::proxy {
+
+struct ServerOptions {
+  std::string config_path;
+  size_t workers = 0;  // 0: one per core
+};
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+
+  // Loads the config and starts serving; false (with errors logged) when the
+  // config is invalid or a socket cannot be bound: nothing is left running.
+  bool start();
+  // Runs the main loop until drained; returns the process exit code.
+  int run();
+
+ private:
+  class Signals;
+  bool build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shared_ptr<Snapshot>& out,
+                      std::string& error);
+  // Puts a validated config in force on every worker; false when it cannot be
+  // (a socket cannot be bound): the config in force stays.
+  bool apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error);
+  std::shared_ptr<policy::OutlierDetector> outlier_detector_for(const ClusterConfig& c);
+  std::string render_endpoint_health() const;
+  std::shared_ptr<policy::ConcurrencyLimiter> concurrency_limiter_for(const ClusterConfig& c);
+  std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> rate_limiters_for(
+      const ListenerConfig& l, const VirtualHostConfig& vh, std::vector<std::shared_ptr<RouteRateLimiter>>& shared);
+  void reload();
+  void start_control_client();  // creates it on first use; (re)connects with bootstrap_
+  void begin_drain();
+  void check_drained();
+  http::ApiResponse admin(std::string_view method, std::string_view path);
+
+  ServerOptions options_;
+  net::EventLoop loop_;
+  std::unique_ptr<StatsRegistry> stats_;
+  ClusterStateRegistry cluster_states_;
+  std::unique_ptr<HealthChecker> health_checker_;
+  std::unique_ptr<net::Timer> evict_timer_;
+  FastRandom random_{FastRandom::os_seed()};
+  std::unique_ptr<http::ApiServer> admin_;
+  std::unique_ptr<Signals> signals_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::shared_ptr<const ProxyConfig> bootstrap_;  // the file's content
+  std::unique_ptr<ControlClient> control_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  uint64_t version_ = 0;
+  bool draining_ = false;
+  MonoTime drain_deadline_{};
+  std::unique_ptr<net::Timer> drain_timer_;
+  uint64_t reloads_ok_ = 0;
+  uint64_t reloads_failed_ = 0;
+};
+
+}  // namespace trellis::proxy

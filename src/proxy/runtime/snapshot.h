@@ -1,0 +1,67 @@
+// The immutable runtime form of a config, shared by all workers. The main
+// thread builds it (binding sockets, creating stats blocks), then posts it to
+// every worker; nothing in it changes afterwards.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "policy/route_table.h"
+#include "proxy/config/config.h"
+#include "proxy/upstream/endpoint_state.h"
+#include "proxy/http/rate_limits.h"
+#include "proxy/observe/stats.h"
+
+namespace trellis::proxy {
+
+class AccessLog;
+
+// A bound, listening socket; closed when the last snapshot or worker using it lets go.
+struct ListenSocket {
+  int fd = -1;
+  explicit ListenSocket(int f) : fd(f) {}
+  ~ListenSocket() {
+    if (fd >= 0) ::close(fd);
+  }
+  ListenSocket(const ListenSocket&) = delete;
+  ListenSocket& operator=(const ListenSocket&) = delete;
+};
+
+struct ListenerRuntime {
+  const ListenerConfig* config = nullptr;
+  std::vector<std::shared_ptr<ListenSocket>> sockets;  // one per worker (SO_REUSEPORT)
+  policy::RouteTable routes;
+  // [virtual host][route][limit], aligned with the config; shared by all
+  // workers (the buckets are exact for the whole proxy).
+  std::vector<std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>>> rate_limits;
+  std::vector<ListenerStats*> stats;  // one per worker
+};
+
+struct ClusterRuntime {
+  const ClusterConfig* config = nullptr;
+  std::vector<ClusterStats*> stats;  // one per worker
+  // Health verdicts: atomics the main thread writes and workers read, the one
+  // part of a snapshot that changes after it is built.
+  std::shared_ptr<ClusterState> state;
+  std::vector<std::shared_ptr<EndpointState>> endpoints;  // aligned with config->endpoints
+  // Outlier detection, one per cluster for the whole proxy (null when off);
+  // its hosts are config->endpoints, in order. Workers report outcomes, the
+  // main thread ticks it.
+  std::shared_ptr<policy::OutlierDetector> outlier;
+  // Adaptive concurrency, shared by all workers (null when off).
+  std::shared_ptr<policy::ConcurrencyLimiter> concurrency;
+};
+
+struct Snapshot {
+  uint64_t version = 0;
+  size_t workers = 1;
+  std::shared_ptr<const ProxyConfig> config;
+  std::vector<ListenerRuntime> listeners;
+  std::vector<ClusterRuntime> clusters;
+  std::shared_ptr<AccessLog> access_log;  // null when off
+};
+
+}  // namespace trellis::proxy

@@ -1,0 +1,202 @@
+#include "proxy/runtime/worker.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/observe/access_log.h"
+#include "proxy/http1/server_connection.h"
+#include "net/address.h"
+#include "proxy/tcp/tcp_session.h"
+
+namespace trellis::proxy {
+
+// Accepts on one listener's socket for this worker.
+class Worker::Acceptor final : public net::IoHandler {
+ public:
+  Acceptor(Worker& worker, std::shared_ptr<ListenSocket> socket, size_t listener_index)
+      : worker_(worker), socket_(std::move(socket)), listener_index_(listener_index) {
+    worker_.loop_.add_level_read(socket_->fd, this);
+  }
+  ~Acceptor() { worker_.loop_.remove(socket_->fd); }
+  void on_io(uint32_t) override { worker_.accept_ready(*this); }
+
+  Worker& worker_;
+  std::shared_ptr<ListenSocket> socket_;
+  size_t listener_index_;
+};
+
+WorkerConnection::WorkerConnection(Worker& worker) : worker_(worker) { worker_.add_connection(this); }
+WorkerConnection::~WorkerConnection() { worker_.remove_connection(this); }
+
+void Worker::add_connection(WorkerConnection* c) {
+  connections_list_.push_front(c);
+  c->self_ = connections_list_.begin();
+  connections_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Worker::remove_connection(WorkerConnection* c) {
+  connections_list_.erase(c->self_);
+  connections_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+Worker::Worker(size_t index, std::shared_ptr<const Snapshot> initial) : index_(index) {
+  access_flush_timer_ = std::make_unique<net::Timer>(loop_, [this] { flush_access_log(); });
+  apply(std::move(initial));
+}
+
+Worker::~Worker() {
+  stop();
+  acceptors_.clear();
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] {
+    loop_.update_now();
+    loop_.run();
+    // Loop stopped: close whatever is left while the loop still exists.
+    std::vector<WorkerConnection*> open(connections_list_.begin(), connections_list_.end());
+    for (WorkerConnection* c : open) c->abort();
+    loop_.run_deferred();
+    flush_access_log();
+    acceptors_.clear();
+    for (auto& [name, cluster] : cluster_state_) cluster->retire();
+    for (auto& cluster : retired_clusters_) cluster->retire();
+    loop_.run_deferred();
+  });
+}
+
+void Worker::update(std::shared_ptr<const Snapshot> snapshot) {
+  loop_.post([this, snapshot = std::move(snapshot)]() mutable { apply(std::move(snapshot)); });
+}
+
+void Worker::drain() {
+  loop_.post([this] {
+    draining_ = true;
+    // shutdown() on a listening socket makes the kernel refuse new connections
+    // at once instead of queueing them for an accept that will never come.
+    for (auto& a : acceptors_) ::shutdown(a->socket_->fd, SHUT_RDWR);
+    acceptors_.clear();
+    std::vector<WorkerConnection*> open(connections_list_.begin(), connections_list_.end());
+    for (WorkerConnection* c : open) c->start_drain();
+    for (auto& [name, cluster] : cluster_state_) cluster->close_idle();
+    flush_access_log();
+  });
+}
+
+void Worker::stop() {
+  if (!thread_.joinable()) return;
+  loop_.stop();
+  thread_.join();
+}
+
+void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
+  // Listeners: keep acceptors whose socket is still in the config, add new ones.
+  std::vector<std::unique_ptr<Acceptor>> acceptors;
+  if (!draining_) {
+    for (size_t i = 0; i < snapshot->listeners.size(); ++i) {
+      const auto& socket = snapshot->listeners[i].sockets[index_];
+      std::unique_ptr<Acceptor> acceptor;
+      for (auto& old : acceptors_) {
+        if (old && old->socket_ == socket) {
+          acceptor = std::move(old);
+          break;
+        }
+      }
+      if (!acceptor) acceptor = std::make_unique<Acceptor>(*this, socket, i);
+      acceptor->listener_index_ = i;
+      acceptors.push_back(std::move(acceptor));
+    }
+  }
+  acceptors_ = std::move(acceptors);
+
+  // Clusters: per-worker state survives by name.
+  std::map<std::string, std::unique_ptr<UpstreamCluster>> state;
+  clusters_.clear();
+  for (const ClusterRuntime& c : snapshot->clusters) {
+    auto it = cluster_state_.find(c.config->name);
+    std::unique_ptr<UpstreamCluster> cluster;
+    if (it != cluster_state_.end()) {
+      cluster = std::move(it->second);
+      cluster_state_.erase(it);
+    } else {
+      cluster = std::make_unique<UpstreamCluster>(loop_, random_, c.config->name);
+    }
+    cluster->update(*c.config, c.stats[index_], c.state, c.endpoints, c.outlier, c.concurrency,
+                    snapshot->config->zone, snapshot->workers);
+    clusters_.push_back(cluster.get());
+    state.emplace(c.config->name, std::move(cluster));
+  }
+  for (auto& [name, gone] : cluster_state_) {
+    // In-flight requests may still hold its connections: keep the object
+    // until the process ends (clusters rarely disappear; the cost is small).
+    gone->retire();
+    retired_clusters_.push_back(std::move(gone));
+  }
+  cluster_state_ = std::move(state);
+
+  if (snapshot->access_log != access_log_) {
+    flush_access_log();
+    access_log_ = snapshot->access_log;
+  }
+  snapshot_ = std::move(snapshot);
+}
+
+void Worker::accept_ready(Acceptor& acceptor) {
+  const ListenerRuntime& listener = snapshot_->listeners[acceptor.listener_index_];
+  ListenerStats& stats = *listener.stats[index_];
+  // Bounded per wake-up so one busy listener cannot starve the rest of the loop.
+  for (int i = 0; i < 64; ++i) {
+    sockaddr_storage peer;
+    int error = 0;
+    int fd = net::accept_connection(acceptor.socket_->fd, peer, error);
+    if (fd < 0) {
+      if (error != EAGAIN && error != EWOULDBLOCK && error != EINTR && error != ECONNABORTED)
+        spdlog::warn("accept on {}: {}", listener.config->address.text, strerror(error));
+      return;
+    }
+    stats.connections_total.inc();
+    if (listener.config->protocol == ListenerProtocol::kTcp) {
+      new TcpSession(*this, fd, peer, acceptor.listener_index_);
+    } else {
+      new Http1ServerConnection(*this, fd, peer, acceptor.listener_index_);
+    }
+  }
+}
+
+void Worker::log_access(const std::string& line) {
+  if (!access_log_) return;
+  access_buffer_.append(line);
+  access_buffer_.push_back('\n');
+  if (access_buffer_.size() >= 32 * 1024) {
+    flush_access_log();
+  } else if (!access_flush_timer_->armed()) {
+    access_flush_timer_->arm(std::chrono::milliseconds(100));
+  }
+}
+
+void Worker::flush_access_log() {
+  if (access_buffer_.empty() || !access_log_) {
+    access_buffer_.clear();
+    return;
+  }
+  // Whole lines in one write() on an O_APPEND file: never interleaved with
+  // another worker's lines.
+  const char* p = access_buffer_.data();
+  size_t left = access_buffer_.size();
+  while (left > 0) {
+    ssize_t n = ::write(access_log_->fd(), p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  access_buffer_.clear();
+}
+
+}  // namespace trellis::proxy

@@ -1,0 +1,100 @@
+// A worker: one thread, one event loop, its own SO_REUSEPORT accept sockets,
+// connection pools and stats copies. A connection lives on one worker for life
+// and workers share nothing on the request path.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/random.h"
+#include "net/event_loop.h"
+#include "proxy/runtime/snapshot.h"
+#include "proxy/upstream/cluster.h"
+
+namespace trellis::proxy {
+
+class Worker;
+
+// Base of every connection a worker owns, so it can drain or close them all.
+class WorkerConnection : public net::Deferred {
+ public:
+  explicit WorkerConnection(Worker& worker);
+  ~WorkerConnection() override;
+  // Drain: finish what is in flight, then close. Idle connections close now.
+  virtual void start_drain() = 0;
+  // Close immediately.
+  virtual void abort() = 0;
+
+ protected:
+  Worker& worker_;
+
+ private:
+  friend class Worker;
+  std::list<WorkerConnection*>::iterator self_;
+};
+
+class Worker {
+ public:
+  Worker(size_t index, std::shared_ptr<const Snapshot> initial);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();
+  // From the main thread: adopt a new snapshot (listeners, routes, clusters).
+  void update(std::shared_ptr<const Snapshot> snapshot);
+  // From the main thread: stop accepting, let in-flight requests finish.
+  void drain();
+  // From the main thread: close everything and stop the thread.
+  void stop();
+  // Open client connections, readable from any thread.
+  int64_t connections() const { return connections_.load(std::memory_order_relaxed); }
+
+  // On the worker thread only.
+  size_t index() const { return index_; }
+  net::EventLoop& loop() { return loop_; }
+  const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
+  bool draining() const { return draining_; }
+  UpstreamCluster& cluster(size_t index) { return *clusters_[index]; }
+  Random& random() { return random_; }
+  // Scratch space for formatting on this worker's thread (access-log lines).
+  std::string& scratch() { return scratch_; }
+  // Appends one access-log line (without newline) for the current snapshot's log.
+  void log_access(const std::string& line);
+
+  // For WorkerConnection.
+  void add_connection(WorkerConnection* c);
+  void remove_connection(WorkerConnection* c);
+
+ private:
+  class Acceptor;
+  void apply(std::shared_ptr<const Snapshot> snapshot);
+  void accept_ready(Acceptor& acceptor);
+  void flush_access_log();
+
+  size_t index_;
+  net::EventLoop loop_;
+  std::thread thread_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::map<std::string, std::unique_ptr<UpstreamCluster>> cluster_state_;
+  std::vector<UpstreamCluster*> clusters_;  // aligned with snapshot_->clusters
+  std::vector<std::unique_ptr<UpstreamCluster>> retired_clusters_;
+  std::list<WorkerConnection*> connections_list_;
+  std::atomic<int64_t> connections_{0};
+  bool draining_ = false;
+  std::string access_buffer_;
+  std::string scratch_;
+  FastRandom random_{FastRandom::os_seed()};
+  std::shared_ptr<AccessLog> access_log_;
+  std::unique_ptr<net::Timer> access_flush_timer_;
+};
+
+}  // namespace trellis::proxy

@@ -1,0 +1,156 @@
+#include "proxy/tcp/tcp_session.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "proxy/observe/access_log.h"
+#include "net/address.h"
+
+namespace trellis::proxy {
+namespace {
+// Stop reading one side while the other has this much unsent: memory per
+// session stays bounded whatever the speeds of the two peers.
+constexpr size_t kHighWatermark = 256 * 1024;
+}  // namespace
+
+TcpSession::TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index)
+    : WorkerConnection(worker),
+      snapshot_(worker.snapshot()),
+      listener_(snapshot_->listeners[listener_index]),
+      stats_(*listener_.stats[worker.index()]),
+      client_(worker.loop(), fd, this),
+      peer_(peer),
+      started_(worker.loop().now()),
+      idle_timer_(worker.loop(), [this] { close(); }) {
+  stats_.connections_active.add();
+  idle_timer_.arm(listener_.config->idle_timeout);
+  UpstreamCluster& cluster = worker_.cluster(listener_.config->cluster_index);
+  policy::PickContext pick_context;
+  pick_context.now = worker.loop().now();
+  EndpointPool* pool = cluster.pick(pick_context).pool;
+  int error = 0;
+  // Always a new connection: an L4 stream is one client's, from start to end.
+  upstream_ = pool ? pool->acquire(this, error, /*fresh=*/true) : nullptr;
+  if (upstream_ == nullptr) {
+    close();
+    return;
+  }
+  upstream_address_ = pool->address().text;
+}
+
+TcpSession::~TcpSession() { close(); }
+
+void TcpSession::start_drain() {
+  // An L4 stream has no request boundary to stop at: let it run until the
+  // drain timeout closes it.
+}
+
+bool TcpSession::pump(net::Socket& from, net::Socket& to, bool& from_eof, Counter& in_counter,
+                      Counter& out_counter) {
+  while (!from_eof && to.pending_output() < kHighWatermark) {
+    size_t n = 0;
+    net::ReadResult r = from.read(scratch_, net::Buffer::kBlockSize, &n);
+    if (r == net::ReadResult::kAgain) break;
+    if (r == net::ReadResult::kError) {
+      close();
+      return false;
+    }
+    if (r == net::ReadResult::kEof) {
+      from_eof = true;
+      to.shutdown_write();
+      break;
+    }
+    in_counter.inc(n);
+    out_counter.inc(n);
+    if (!to.write(scratch_)) {
+      close();
+      return false;
+    }
+  }
+  return true;
+}
+
+bool TcpSession::pump_client() {
+  if (!connected_ || closed_) return !closed_;
+  idle_timer_.arm(listener_.config->idle_timeout);
+  ClusterStats& cs = upstream_->pool().cluster().stats();
+  return pump(client_, upstream_->socket(), client_eof_, stats_.bytes_received, cs.bytes_sent);
+}
+
+bool TcpSession::pump_upstream() {
+  if (!connected_ || closed_) return !closed_;
+  idle_timer_.arm(listener_.config->idle_timeout);
+  ClusterStats& cs = upstream_->pool().cluster().stats();
+  return pump(upstream_->socket(), client_, upstream_eof_, cs.bytes_received, stats_.bytes_sent);
+}
+
+void TcpSession::maybe_finish() {
+  if (closed_) return;
+  if (client_eof_ && upstream_eof_ && client_.pending_output() == 0 &&
+      upstream_->socket().pending_output() == 0) {
+    close();
+  }
+}
+
+void TcpSession::on_readable() {
+  if (pump_client()) maybe_finish();
+}
+
+void TcpSession::on_writable() {
+  // The client drained what the upstream sent: read the upstream again.
+  if (pump_upstream()) maybe_finish();
+}
+
+void TcpSession::on_socket_error(int) { close(); }
+
+void TcpSession::on_upstream_connected() {
+  connected_ = true;
+  if (pump_client() && pump_upstream()) maybe_finish();
+}
+
+void TcpSession::on_upstream_readable() {
+  if (pump_upstream()) maybe_finish();
+}
+
+void TcpSession::on_upstream_writable() {
+  if (pump_client()) maybe_finish();
+}
+
+void TcpSession::on_upstream_error(int, bool) { close(); }
+
+void TcpSession::close() {
+  if (closed_) return;
+  closed_ = true;
+  idle_timer_.cancel();
+  stats_.connections_active.sub();
+  if (upstream_) {
+    upstream_->pool().release(upstream_, /*reusable=*/false);
+    upstream_ = nullptr;
+  }
+  if (snapshot_->access_log) {
+    std::string line;
+    line.reserve(256);
+    char now[48];
+    format_wall_time_now(now);
+    line += "{\"time\":\"";
+    line += now;
+    line += "\",\"listener\":";
+    append_json_string(line, listener_.config->name);
+    line += ",\"client\":";
+    append_json_string(line, net::format_address(peer_));
+    line += ",\"upstream\":";
+    append_json_string(line, upstream_address_);
+    line += ",\"cluster\":";
+    append_json_string(line, listener_.config->cluster);
+    line += fmt::format(",\"protocol\":\"tcp\",\"bytes_received\":{},\"bytes_sent\":{},\"duration_ms\":{:.3f}}}",
+                        client_.bytes_read(), client_.bytes_written(),
+                        std::chrono::duration<double, std::milli>(worker_.loop().now() - started_).count());
+    worker_.log_access(line);
+  }
+  client_.close();
+  worker_.loop().defer_delete(std::unique_ptr<net::Deferred>(this));
+}
+
+}  // namespace trellis::proxy

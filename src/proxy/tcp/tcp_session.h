@@ -1,0 +1,57 @@
+// L4 proxying: bytes both ways between a client and one upstream endpoint, with
+// half-close carried across and bounded buffering (a slow reader stops the
+// other side from being read).
+#pragma once
+
+#include <netinet/in.h>
+
+#include "net/socket.h"
+#include "proxy/upstream/cluster.h"
+#include "proxy/runtime/worker.h"
+
+namespace trellis::proxy {
+
+class TcpSession final : public WorkerConnection, public net::SocketCallbacks, public UpstreamUser {
+ public:
+  TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index);
+  ~TcpSession() override;
+
+  void start_drain() override;
+  void abort() override { close(); }
+
+  // Client socket.
+  void on_readable() override;
+  void on_writable() override;
+  void on_socket_error(int error) override;
+  // Upstream connection.
+  void on_upstream_connected() override;
+  void on_upstream_readable() override;
+  void on_upstream_writable() override;
+  void on_upstream_error(int error, bool during_connect) override;
+
+ private:
+  // Moves bytes from `from` to `to` until `from` has no more or `to` is full.
+  // Returns false when the session was closed.
+  bool pump(net::Socket& from, net::Socket& to, bool& from_eof, Counter& counter, Counter& counter2);
+  bool pump_client();
+  bool pump_upstream();
+  void maybe_finish();
+  void close();
+
+  std::shared_ptr<const Snapshot> snapshot_;
+  const ListenerRuntime& listener_;
+  ListenerStats& stats_;
+  net::Socket client_;
+  sockaddr_storage peer_;
+  UpstreamConnection* upstream_ = nullptr;
+  std::string upstream_address_;
+  net::Buffer scratch_;
+  bool connected_ = false;
+  bool client_eof_ = false;
+  bool upstream_eof_ = false;
+  bool closed_ = false;
+  MonoTime started_;
+  net::Timer idle_timer_;
+};
+
+}  // namespace trellis::proxy

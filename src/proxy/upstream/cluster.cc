@@ -1,0 +1,329 @@
+#include "proxy/upstream/cluster.h"
+
+#include <algorithm>
+#include <cerrno>
+
+#include <spdlog/spdlog.h>
+
+#include "common/text.h"
+#include "net/address.h"
+
+namespace trellis::proxy {
+
+UpstreamConnection::UpstreamConnection(EndpointPool& pool, int fd)
+    : pool_(pool),
+      socket_(pool.loop(), fd, this, /*connecting=*/true),
+      connect_timer_(pool.loop(),
+                     [this] {
+                       pool_.cluster().stats().connect_failures.inc();
+                       if (user_) user_->on_upstream_error(ETIMEDOUT, true);
+                     }),
+      idle_timer_(pool.loop(), [this] { pool_.destroy(this); }) {}
+
+UpstreamConnection::~UpstreamConnection() = default;
+
+void UpstreamConnection::on_readable() {
+  if (user_) {
+    user_->on_upstream_readable();
+    return;
+  }
+  // Idle in the pool: the upstream closed it (or sent something it should not).
+  pool_.destroy(this);
+}
+
+void UpstreamConnection::on_writable() {
+  if (!connected_) {
+    connected_ = true;
+    connect_timer_.cancel();
+    if (pending_) {
+      pending_ = false;
+      pool_.cluster().breaker().release(policy::Resource::kPendingRequests);
+    }
+    if (user_) user_->on_upstream_connected();
+    return;
+  }
+  if (user_) user_->on_upstream_writable();
+}
+
+void UpstreamConnection::on_socket_error(int error) {
+  bool during_connect = !connected_;
+  if (during_connect) {
+    connect_timer_.cancel();
+    pool_.cluster().stats().connect_failures.inc();
+  }
+  if (user_) {
+    user_->on_upstream_error(error, during_connect);
+  } else {
+    pool_.destroy(this);
+  }
+}
+
+EndpointPool::EndpointPool(UpstreamCluster& cluster, net::EventLoop& loop, const EndpointConfig& endpoint)
+    : cluster_(cluster),
+      loop_(loop),
+      address_(endpoint.address),
+      host_id_(fnv1a64(endpoint.address.text)),
+      added_at_(loop.now()) {}
+
+EndpointPool::~EndpointPool() { close_idle(); }
+
+UpstreamConnection* EndpointPool::acquire(UpstreamUser* user, int& error, bool fresh) {
+  while (!fresh && !idle_.empty()) {
+    UpstreamConnection* c = idle_.back();
+    idle_.pop_back();
+    c->idle_timer_.cancel();
+    if (!c->socket_.open() || c->socket_.failed()) {
+      destroy(c);
+      continue;
+    }
+    c->user_ = user;
+    return c;
+  }
+  policy::CircuitBreaker& breaker = cluster_.breaker();
+  if (!breaker.try_acquire(policy::Resource::kConnections)) {
+    error = kOverflowConnections;
+    return nullptr;
+  }
+  // Until it connects, the request waits for it: a pending request.
+  if (!breaker.try_acquire(policy::Resource::kPendingRequests)) {
+    breaker.release(policy::Resource::kConnections);
+    error = kOverflowPending;
+    return nullptr;
+  }
+  int fd = net::start_connect(address_, error);
+  cluster_.stats().connects.inc();
+  if (fd < 0) {
+    breaker.release(policy::Resource::kPendingRequests);
+    breaker.release(policy::Resource::kConnections);
+    cluster_.stats().connect_failures.inc();
+    return nullptr;
+  }
+  auto* c = new UpstreamConnection(*this, fd);
+  c->pending_ = true;
+  ++live_;
+  cluster_.stats().connections_active.add();
+  c->user_ = user;
+  c->connect_timer_.arm(cluster_.config().connect_timeout);
+  return c;
+}
+
+void EndpointPool::release(UpstreamConnection* c, bool reusable) {
+  c->user_ = nullptr;
+  if (!reusable || retired_ || !c->socket_.open() || c->socket_.failed() || !c->in_.empty() ||
+      c->socket_.pending_output() > 0 || idle_.size() >= cluster_.config().max_idle_per_endpoint) {
+    destroy(c);
+    return;
+  }
+  c->in_.release();
+  c->idle_timer_.arm(cluster_.config().idle_timeout);
+  idle_.push_back(c);
+}
+
+void EndpointPool::destroy(UpstreamConnection* c) {
+  for (size_t i = 0; i < idle_.size(); ++i) {
+    if (idle_[i] == c) {
+      idle_.erase(idle_.begin() + static_cast<long>(i));
+      break;
+    }
+  }
+  c->user_ = nullptr;
+  c->socket_.close();
+  c->connect_timer_.cancel();
+  policy::CircuitBreaker& breaker = cluster_.breaker();
+  if (c->pending_) breaker.release(policy::Resource::kPendingRequests);
+  c->pending_ = false;
+  breaker.release(policy::Resource::kConnections);
+  c->idle_timer_.cancel();
+  --live_;
+  cluster_.stats().connections_active.sub();
+  loop_.defer_delete(std::unique_ptr<net::Deferred>(c));
+}
+
+void EndpointPool::close_idle() {
+  while (!idle_.empty()) destroy(idle_.back());
+}
+
+void EndpointPool::retire() {
+  retired_ = true;
+  close_idle();
+}
+
+UpstreamCluster::UpstreamCluster(net::EventLoop& loop, Random& random, std::string name)
+    : loop_(loop), random_(random), name_(std::move(name)), slow_start_timer_(loop, [this] { rebuild(); }) {}
+
+UpstreamCluster::~UpstreamCluster() = default;
+
+void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats,
+                             std::shared_ptr<ClusterState> state,
+                             std::vector<std::shared_ptr<EndpointState>> endpoints,
+                             std::shared_ptr<policy::OutlierDetector> outlier,
+                             std::shared_ptr<policy::ConcurrencyLimiter> concurrency, const std::string& local_zone,
+                             size_t workers) {
+  state_ = std::move(state);
+  outlier_ = std::move(outlier);
+  concurrency_ = std::move(concurrency);
+  endpoint_states_ = std::move(endpoints);
+  bool budget_changed = config.retry.budget_percent != config_.retry.budget_percent ||
+                        config.retry.budget_min_per_second != config_.retry.budget_min_per_second ||
+                        stats_ == nullptr;
+  config_ = config;
+  stats_ = stats;
+  local_zone_ = local_zone;
+  if (budget_changed) {
+    // Each worker sees its share of the requests, so it gets its share of the floor.
+    budget_ = policy::RetryBudget(config.retry.budget_percent,
+                                  static_cast<double>(config.retry.budget_min_per_second) /
+                                      static_cast<double>(std::max<size_t>(workers, 1)));
+  }
+  std::vector<std::unique_ptr<EndpointPool>> next;
+  for (const EndpointConfig& e : config.endpoints) {
+    std::unique_ptr<EndpointPool> pool;
+    for (auto& old : pools_) {
+      if (old && old->address() == e.address) {
+        pool = std::move(old);
+        break;
+      }
+    }
+    if (!pool) pool = std::make_unique<EndpointPool>(*this, loop_, e);
+    next.push_back(std::move(pool));
+  }
+  for (auto& old : pools_) {
+    if (!old) continue;
+    old->retire();
+    retired_.push_back(std::move(old));
+  }
+  pools_ = std::move(next);
+  rebuild();
+  collect();
+}
+
+// A new immutable host set and balancer, carrying the old one's per-host
+// stats: built on every config change and, while endpoints warm up, as their
+// slow-start weights grow.
+void UpstreamCluster::rebuild() {
+  const LoadBalancerConfig& lb = config_.lb;
+  MonoTime now = loop_.now();
+  // Read the epoch before the verdicts: a change made meanwhile shows as a
+  // newer epoch at the next pick, and the balancer is built again.
+  seen_epoch_ = state_ ? state_->epoch() : 0;
+  seen_outlier_epoch_ = outlier_ ? outlier_->epoch() : 0;
+  std::vector<bool> up(pools_.size(), true);
+  size_t available = 0;
+  for (size_t i = 0; i < pools_.size(); ++i) {
+    up[i] = (i >= endpoint_states_.size() || endpoint_states_[i]->available()) &&
+            !(outlier_ && i < outlier_->size() && outlier_->is_ejected(i, now));
+    available += up[i];
+  }
+  // Panic: when too few endpoints are available, the verdicts are more
+  // likely wrong than the endpoints: spread over all of them.
+  // (The threshold is the outlier config's, whose default also applies when
+  // outlier detection is off and only health checks give verdicts.)
+  bool panic = policy::in_panic(available, pools_.size(), config_.outlier.panic_threshold_percent);
+  Duration window = lb.slow_start_window;
+  bool warming = false;
+  std::vector<policy::Host> hosts;
+  hosts.reserve(pools_.size());
+  for (size_t i = 0; i < pools_.size(); ++i) {
+    const EndpointConfig& e = config_.endpoints[i];
+    policy::Host h;
+    h.id = pools_[i]->host_id();
+    h.weight = e.weight;
+    h.local = !local_zone_.empty() && e.zone == local_zone_;
+    h.healthy = panic || up[i];
+    if (window.count() > 0) {
+      Duration age = now - pools_[i]->added_at();
+      warming = warming || age < window;
+      h.weight = policy::slow_start_weight(e.weight, age, window);
+    }
+    hosts.push_back(h);
+  }
+  policy::LbAlgorithm algorithm = lb.algorithm;
+  // Slow start works through weights: the unweighted algorithms take their
+  // weighted form, with every warmed endpoint at the same weight.
+  if (window.count() > 0) {
+    if (algorithm == policy::LbAlgorithm::kRoundRobin || algorithm == policy::LbAlgorithm::kRandom) {
+      for (size_t i = 0; i < hosts.size(); ++i) {
+        Duration age = now - pools_[i]->added_at();
+        hosts[i].weight = policy::slow_start_weight(1, age, window);
+      }
+      algorithm = algorithm == policy::LbAlgorithm::kRoundRobin ? policy::LbAlgorithm::kWeightedRoundRobin
+                                                                : policy::LbAlgorithm::kWeightedRandom;
+    }
+  }
+  auto set = std::make_shared<const policy::HostSet>(std::move(hosts));
+  policy::LbOptions options;
+  // A fixed number of points per unit of weight, whatever else is in the
+  // set: an endpoint that leaves takes only its own points (and keys) along.
+  options.ring_points_per_weight = lb.ring_points;
+  options.locality_enabled = lb.locality_enabled;
+  options.locality_min_healthy_percent = lb.locality_min_healthy_percent;
+  auto next = policy::make_load_balancer(algorithm, std::move(set), random_, options);
+  if (lb_) next->adopt_stats(*lb_);
+  lb_ = std::move(next);
+  ++generation_;
+  if (warming) {
+    slow_start_timer_.arm(std::max<Duration>(window / 20, Millis(50)));
+  } else {
+    slow_start_timer_.cancel();
+  }
+}
+
+void UpstreamCluster::retire() {
+  for (auto& p : pools_) {
+    p->retire();
+    retired_.push_back(std::move(p));
+  }
+  pools_.clear();
+  slow_start_timer_.cancel();
+  collect();
+}
+
+void UpstreamCluster::close_idle() {
+  for (auto& p : pools_) p->close_idle();
+}
+
+void UpstreamCluster::collect() {
+  std::erase_if(retired_, [](const std::unique_ptr<EndpointPool>& p) { return p->unused(); });
+}
+
+UpstreamPick UpstreamCluster::pick(const policy::PickContext& ctx) {
+  UpstreamPick out;
+  if ((state_ && state_->epoch() != seen_epoch_) || (outlier_ && outlier_->epoch() != seen_outlier_epoch_))
+    rebuild();
+  if (!lb_ || pools_.empty()) return out;
+  size_t index = lb_->choose(ctx);
+  if (index >= pools_.size()) return out;
+  out.pool = pools_[index].get();
+  out.index = index;
+  out.generation = generation_;
+  out.host_id = out.pool->host_id();
+  return out;
+}
+
+size_t UpstreamCluster::current_index(const UpstreamPick& pick) const {
+  if (pick.pool == nullptr || !lb_) return SIZE_MAX;
+  if (pick.generation == generation_) return pick.index;
+  for (size_t i = 0; i < pools_.size(); ++i)
+    if (pools_[i]->host_id() == pick.host_id) return i;
+  return SIZE_MAX;  // the endpoint left
+}
+
+void UpstreamCluster::on_start(const UpstreamPick& pick) {
+  size_t index = current_index(pick);
+  if (index != SIZE_MAX) lb_->on_start(index);
+}
+
+void UpstreamCluster::report(const UpstreamPick& pick, policy::OutlierDetector::Outcome outcome) {
+  if (!outlier_ || pick.pool == nullptr) return;
+  size_t index = current_index(pick);
+  if (index >= outlier_->size() || outlier_->host_id(index) != pick.host_id) return;
+  if (outlier_->report(index, outcome, loop_.now()))
+    spdlog::warn("outlier detection: {} endpoint {} ejected", name_, pools_[index]->address().text);
+}
+
+void UpstreamCluster::on_complete(const UpstreamPick& pick, Duration latency) {
+  size_t index = current_index(pick);
+  if (index != SIZE_MAX) lb_->on_complete(index, latency, loop_.now());
+}
+
+}  // namespace trellis::proxy

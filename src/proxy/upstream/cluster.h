@@ -1,0 +1,183 @@
+// Per-worker upstream state of a cluster: its load balancer, its retry budget
+// and a pool of idle keep-alive connections per endpoint. Survives reloads that
+// keep the cluster, so warm connections and latency estimates are not thrown
+// away.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/random.h"
+#include "policy/concurrency_limiter.h"
+#include "policy/load_balancer.h"
+#include "policy/outlier_detector.h"
+#include "policy/retry.h"
+#include "proxy/config/config.h"
+#include "proxy/upstream/endpoint_state.h"
+#include "net/event_loop.h"
+#include "net/socket.h"
+#include "proxy/observe/stats.h"
+
+namespace trellis::proxy {
+
+class EndpointPool;
+class UpstreamCluster;
+
+// Who is using a pooled connection right now.
+class UpstreamUser {
+ public:
+  virtual void on_upstream_connected() = 0;
+  virtual void on_upstream_readable() = 0;
+  virtual void on_upstream_writable() = 0;
+  virtual void on_upstream_error(int error, bool during_connect) = 0;
+
+ protected:
+  ~UpstreamUser() = default;
+};
+
+// One upstream TCP connection. Idle ones sit in their endpoint's pool, watched
+// for the upstream closing them.
+class UpstreamConnection final : public net::SocketCallbacks, public net::Deferred {
+ public:
+  UpstreamConnection(EndpointPool& pool, int fd);
+  ~UpstreamConnection() override;
+
+  net::Socket& socket() { return socket_; }
+  net::Buffer& input() { return in_; }
+  EndpointPool& pool() { return pool_; }
+  bool reused() const { return requests_ > 0; }
+  void set_user(UpstreamUser* user) { user_ = user; }
+  void count_request() { ++requests_; }
+
+  void on_readable() override;
+  void on_writable() override;
+  void on_socket_error(int error) override;
+
+ private:
+  friend class EndpointPool;
+  EndpointPool& pool_;
+  net::Socket socket_;
+  net::Buffer in_;
+  UpstreamUser* user_ = nullptr;
+  uint64_t requests_ = 0;
+  bool connected_ = false;
+  bool pending_ = false;  // holds a pending-request slot until connected
+  net::Timer connect_timer_;
+  net::Timer idle_timer_;
+};
+
+// acquire() errors that are not errno values.
+inline constexpr int kOverflowConnections = -1;  // the cluster's max_connections
+inline constexpr int kOverflowPending = -2;      // its max_pending_requests (waiting for a connect)
+
+class EndpointPool {
+ public:
+  EndpointPool(UpstreamCluster& cluster, net::EventLoop& loop, const EndpointConfig& endpoint);
+  ~EndpointPool();
+
+  const net::SocketAddress& address() const { return address_; }
+  // Stable across reloads and processes: what hashing balancers key on.
+  uint64_t host_id() const { return host_id_; }
+  MonoTime added_at() const { return added_at_; }
+  // An idle connection, or a new one (possibly still connecting). Null with
+  // `error` set when a socket cannot even be started (an errno value), or when
+  // a new connection would pass the circuit breaker (kOverflowConnections,
+  // kOverflowPending). `fresh`: never reuse (L4 streams, and retries after a
+  // stale connection).
+  UpstreamConnection* acquire(UpstreamUser* user, int& error, bool fresh = false);
+  // Done with a connection: back to the pool when `reusable`, else closed.
+  void release(UpstreamConnection* c, bool reusable);
+  void close_idle();
+  void retire();  // endpoint left the config: no new use, freed when unused
+  bool retired() const { return retired_; }
+  bool unused() const { return live_ == 0; }
+
+  UpstreamCluster& cluster() { return cluster_; }
+  net::EventLoop& loop() { return loop_; }
+
+ private:
+  friend class UpstreamConnection;
+  void destroy(UpstreamConnection* c);
+
+  UpstreamCluster& cluster_;
+  net::EventLoop& loop_;
+  net::SocketAddress address_;
+  uint64_t host_id_;
+  MonoTime added_at_;
+  std::vector<UpstreamConnection*> idle_;  // LIFO: the warmest first
+  size_t live_ = 0;
+  bool retired_ = false;
+};
+
+// One load-balancing decision, to report the request's start and end against.
+struct UpstreamPick {
+  EndpointPool* pool = nullptr;  // null: no endpoint is available
+  size_t index = SIZE_MAX;       // in the balancer that chose it
+  uint64_t generation = 0;       // which balancer that was
+  uint64_t host_id = 0;
+};
+
+class UpstreamCluster {
+ public:
+  UpstreamCluster(net::EventLoop& loop, Random& random, std::string name);
+  ~UpstreamCluster();
+
+  // Adopts a (possibly changed) config: pools of endpoints that stay are kept,
+  // and the balancer is rebuilt with their stats. `endpoints` are the shared
+  // health verdicts, aligned with config.endpoints. `local_zone` is the
+  // proxy's zone (locality-aware balancing); `workers` shares the retry
+  // budget's floor.
+  void update(const ClusterConfig& config, ClusterStats* stats, std::shared_ptr<ClusterState> state,
+              std::vector<std::shared_ptr<EndpointState>> endpoints,
+              std::shared_ptr<policy::OutlierDetector> outlier,
+              std::shared_ptr<policy::ConcurrencyLimiter> concurrency, const std::string& local_zone, size_t workers);
+  void retire();  // the cluster left the config
+  void close_idle();
+
+  const std::string& name() const { return name_; }
+  const ClusterConfig& config() const { return config_; }
+  ClusterStats& stats() { return *stats_; }
+  policy::RetryBudget& retry_budget() { return budget_; }
+  policy::CircuitBreaker& breaker() { return state_->breaker; }
+  // The cluster's adaptive concurrency limit; null when off.
+  const std::shared_ptr<policy::ConcurrencyLimiter>& concurrency() const { return concurrency_; }
+
+  // The balancer's choice for a request (ctx.hash for the hashing balancers).
+  UpstreamPick pick(const policy::PickContext& ctx);
+  // A request was sent on `pick` / its response ended (or the try failed)
+  // `latency` after it was sent. Picks made before a rebuild are matched to
+  // the same endpoint in the new balancer.
+  void on_start(const UpstreamPick& pick);
+  void on_complete(const UpstreamPick& pick, Duration latency);
+  // How a try on `pick` ended, for outlier detection (a no-op when it is off).
+  void report(const UpstreamPick& pick, policy::OutlierDetector::Outcome outcome);
+  // Frees retired endpoint pools that nothing uses any more.
+  void collect();
+
+ private:
+  void rebuild();
+  size_t current_index(const UpstreamPick& pick) const;
+
+  net::EventLoop& loop_;
+  Random& random_;
+  std::string name_;
+  ClusterConfig config_;  // a copy: in-flight requests may outlive the snapshot it came from
+  ClusterStats* stats_ = nullptr;
+  std::string local_zone_;
+  std::vector<std::unique_ptr<EndpointPool>> pools_;    // current endpoints, in config order
+  std::vector<std::unique_ptr<EndpointPool>> retired_;  // waiting for their last connection
+  std::unique_ptr<policy::LoadBalancer> lb_;            // over pools_, same order
+  uint64_t generation_ = 0;
+  std::shared_ptr<ClusterState> state_;
+  std::vector<std::shared_ptr<EndpointState>> endpoint_states_;  // aligned with pools_
+  uint64_t seen_epoch_ = 0;  // the health verdicts lb_ was built with
+  std::shared_ptr<policy::OutlierDetector> outlier_;  // hosts aligned with pools_
+  std::shared_ptr<policy::ConcurrencyLimiter> concurrency_;
+  uint64_t seen_outlier_epoch_ = 0;
+  policy::RetryBudget budget_{20, 10};
+  net::Timer slow_start_timer_;  // rebuilds while an endpoint is warming up
+};
+
+}  // namespace trellis::proxy

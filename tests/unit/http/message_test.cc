@@ -1,0 +1,40 @@
+#include "http/message.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace trellis::http {
+namespace {
+
+TEST(RequestHeadersCopy, OutlivesTheInputAndSurvivesGrowth) {
+  RequestHeadersCopy copy;
+  {
+    std::string input = "GET/pathhostx-a1";
+    RequestHeaders src;
+    src.method = std::string_view(input).substr(0, 3);
+    src.path = std::string_view(input).substr(3, 5);
+    src.authority = std::string_view(input).substr(8, 4);
+    src.headers.push_back({std::string_view(input).substr(12, 3), std::string_view(input).substr(15, 1)});
+    copy.assign(src);
+    input.assign(input.size(), '#');  // the codec's buffer is reused
+  }
+  // Enough additions to force the storage to move.
+  for (int i = 0; i < 200; ++i) copy.add("x-added", std::string(20, static_cast<char>('a' + i % 26)));
+  const RequestHeaders& r = copy.get();
+  EXPECT_EQ(r.method, "GET");
+  EXPECT_EQ(r.path, "/path");
+  EXPECT_EQ(r.authority, "host");
+  EXPECT_EQ(r.headers[0].name, "x-a");
+  EXPECT_EQ(r.headers[0].value, "1");
+  EXPECT_EQ(r.headers.back().value, std::string(20, static_cast<char>('a' + 199 % 26)));
+}
+
+TEST(FindHeader, IsCaseInsensitive) {
+  HeaderList h = {{"X-Request-Id", "abc"}};
+  EXPECT_EQ(find_header(h, "x-request-id"), "abc");
+  EXPECT_EQ(find_header(h, "x-other"), "");
+}
+
+}  // namespace
+}  // namespace trellis::http
