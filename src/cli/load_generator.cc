@@ -17,6 +17,7 @@
 #include "net/event_loop.h"
 #include "http/header.h"
 #include "net/address.h"
+#include "net/signals.h"
 #include "net/socket.h"
 
 namespace trellis::cli {
@@ -53,18 +54,11 @@ struct Progress {
   std::atomic<uint32_t> finished{0};  // workers done
 };
 
-// A socket closed from inside its own callback cannot be destroyed there: its
-// on_io() is still on the stack. The loop destroys it after the iteration.
-struct ClosedSocket final : net::Deferred {
-  explicit ClosedSocket(std::unique_ptr<net::Socket> s) : socket(std::move(s)) {}
-  std::unique_ptr<net::Socket> socket;
-};
-
 class Worker;
 
 // One HTTP/1.1 keep-alive connection: at most one request in flight, sent
 // when the pacer says (or at once in closed loop), reconnected on failure.
-class Http1Connection final : public net::SocketCallbacks {
+class Http1Connection final : public net::TransportCallbacks {
  public:
   Http1Connection(Worker& worker, uint32_t index);
   ~Http1Connection() = default;
@@ -77,7 +71,7 @@ class Http1Connection final : public net::SocketCallbacks {
 
   void on_readable() override;
   void on_writable() override;
-  void on_socket_error(int error) override;
+  void on_transport_error(int error) override;
 
  private:
   enum class State : uint8_t {
@@ -100,7 +94,7 @@ class Http1Connection final : public net::SocketCallbacks {
   LoadStats& stats_;
   const Plan& plan_;
   net::EventLoop& loop_;
-  std::unique_ptr<net::Socket> socket_;
+  std::unique_ptr<net::Transport> socket_;
   net::Buffer in_;
   Http1ResponseReader reader_;
   Pacer pacer_;
@@ -224,13 +218,12 @@ void Http1Connection::settle() {
 
 void Http1Connection::connect() {
   int error = 0;
-  int fd = net::start_connect(plan_.options.target.address, error);
-  if (fd < 0) {
+  in_.clear();
+  socket_ = net::PlainTransportFactory::shared()->connect(loop_, plan_.options.target.address, this, error);
+  if (!socket_) {
     drop(ErrorKind::kConnect);
     return;
   }
-  in_.clear();
-  socket_ = std::make_unique<net::Socket>(loop_, fd, this, /*connecting=*/true);
   state_ = State::kConnecting;
   timer_.arm(plan_.options.timeout);
 }
@@ -328,7 +321,7 @@ void Http1Connection::drop(ErrorKind kind) {
 void Http1Connection::close_socket() {
   if (socket_) {
     socket_->close();
-    loop_.defer_delete(std::make_unique<ClosedSocket>(std::move(socket_)));
+    loop_.defer_delete(std::move(socket_));
   }
   in_.clear();
 }
@@ -384,7 +377,7 @@ void Http1Connection::on_writable() {
   maybe_send();
 }
 
-void Http1Connection::on_socket_error(int error) {
+void Http1Connection::on_transport_error(int error) {
   drop(state_ == State::kConnecting ? ErrorKind::kConnect : ErrorKind::kReset);
 }
 
@@ -538,73 +531,66 @@ void Worker::send_due() {
   arm_send_timer();
 }
 
-// Blocks SIGINT and SIGTERM for the run (worker threads inherit the mask) so
-// that the main thread can take them with sigtimedwait and end the run cleanly.
-class SignalScope {
- public:
-  SignalScope() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set_, &old_);
-  }
-  ~SignalScope() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-  // True when a signal came within `timeout`.
-  bool wait(std::chrono::nanoseconds timeout) {
-    timespec ts{};
-    ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
-    ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
-    return sigtimedwait(&set_, nullptr, &ts) > 0;
-  }
-
- private:
-  sigset_t set_;
-  sigset_t old_;
-};
-
 }  // namespace
 
 LoadReport run_load(const LoadOptions& options) {
   Plan plan{options, build_http1_request(options), options.method == "HEAD"};
-  SignalScope signals;
+  LoadReport report;
+  // The main thread watches progress and signals; the workers send. The
+  // watcher comes first: threads started after it never see SIGINT/SIGTERM.
+  net::EventLoop loop;
   Progress progress;
   std::vector<std::unique_ptr<Worker>> workers;
-  for (uint32_t t = 0; t < options.threads; ++t) workers.push_back(std::make_unique<Worker>(plan, t, progress));
-  for (auto& w : workers) w->launch();
-
-  LoadReport report;
-  // Connect first, so the schedule does not start with handshakes.
-  MonoTime grace_end = SteadyClock::now() + std::min<Duration>(options.timeout, kConnectGrace);
-  while (progress.settled.load(std::memory_order_acquire) < options.connections && SteadyClock::now() < grace_end) {
-    if (signals.wait(kPollInterval)) {
-      report.interrupted = true;
-      break;
-    }
-  }
-  MonoTime t0 = SteadyClock::now();
-  MonoTime window_start = t0 + options.warmup;
-  MonoTime stopped = window_start + options.duration;
-  for (auto& w : workers) {
-    if (report.interrupted) {
-      w->post_stop(t0, false);
-    } else {
-      w->post_start(t0);
-    }
-  }
-  if (report.interrupted) stopped = t0;
+  MonoTime t0{}, window_start{}, stopped{};
+  bool started = false;
   bool hard = false;
-  while (progress.finished.load(std::memory_order_acquire) < options.threads) {
-    if (!signals.wait(kPollInterval)) continue;
+  // Connect first, so the schedule does not start with handshakes.
+  auto start_run = [&] {
+    started = true;
+    t0 = SteadyClock::now();
+    window_start = t0 + options.warmup;
+    stopped = report.interrupted ? t0 : window_start + options.duration;
+    for (auto& w : workers) {
+      if (report.interrupted) {
+        w->post_stop(t0, false);
+      } else {
+        w->post_start(t0);
+      }
+    }
+  };
+  // The first signal ends the run and lets requests in flight finish; a
+  // second one stops at once.
+  net::SignalWatcher signals(loop, {SIGINT, SIGTERM}, [&](int) {
     MonoTime now = SteadyClock::now();
     if (!report.interrupted) {
       report.interrupted = true;
+      if (!started) {
+        start_run();
+        return;
+      }
       stopped = std::min(stopped, now);
       for (auto& w : workers) w->post_stop(now, false);
     } else if (!hard) {
       hard = true;
       for (auto& w : workers) w->post_stop(now, true);
     }
-  }
+  });
+  for (uint32_t t = 0; t < options.threads; ++t) workers.push_back(std::make_unique<Worker>(plan, t, progress));
+  for (auto& w : workers) w->launch();
+
+  MonoTime grace_end = SteadyClock::now() + std::min<Duration>(options.timeout, kConnectGrace);
+  net::Timer poll(loop, [&] {
+    if (!started && (progress.settled.load(std::memory_order_acquire) >= options.connections ||
+                     SteadyClock::now() >= grace_end))
+      start_run();
+    if (started && progress.finished.load(std::memory_order_acquire) >= options.threads) {
+      loop.stop();
+      return;
+    }
+    poll.arm(kPollInterval);
+  });
+  poll.arm(Duration::zero());
+  loop.run();
   for (auto& w : workers) w->join();
 
   for (auto& w : workers) report.stats.merge(w->stats());

@@ -5,7 +5,12 @@
 
 namespace trellis {
 
-MonoTime MonotonicClock::now() const { return std::chrono::steady_clock::now(); }
+MonoTime SystemClock::now() const { return std::chrono::steady_clock::now(); }
+
+SystemClock& SystemClock::instance() {
+  static SystemClock clock;
+  return clock;
+}
 
 void format_wall_time_now(char (&out)[48]) {
   timespec ts{};

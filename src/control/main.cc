@@ -1,7 +1,6 @@
 // trellis-control: the control plane (registry, mesh configuration API, push to proxies).
 #include <malloc.h>
 #include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,6 +12,8 @@
 #include "control/control_plane.h"
 #include "http/api_server.h"
 #include "net/address.h"
+#include "net/event_loop.h"
+#include "net/signals.h"
 
 namespace {
 
@@ -26,31 +27,6 @@ void usage(FILE* out) {
       "  --log-level L           trace, debug, info, warn or error (default info)\n",
       out);
 }
-
-class Signals final : public trellis::net::IoHandler {
- public:
-  explicit Signals(trellis::net::EventLoop& loop) : loop_(loop) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    loop_.add_level_read(fd_, this);
-  }
-  ~Signals() {
-    loop_.remove(fd_);
-    ::close(fd_);
-  }
-  void on_io(uint32_t) override {
-    signalfd_siginfo info;
-    while (::read(fd_, &info, sizeof(info)) == sizeof(info)) loop_.stop();
-  }
-
- private:
-  trellis::net::EventLoop& loop_;
-  int fd_ = -1;
-};
 
 }  // namespace
 
@@ -95,7 +71,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   trellis::net::EventLoop loop;
-  Signals signals(loop);
+  trellis::net::SignalWatcher signals(loop, {SIGTERM, SIGINT}, [&](int) { loop.stop(); });
   auto cp = trellis::control::ControlPlane::create(loop, options);
   if (!cp.ok()) {
     spdlog::error("cannot start: {}", cp.error().message);

@@ -7,15 +7,15 @@
 #include "http/http1/parser.h"
 #include "http/http1/wire.h"
 #include "net/address.h"
-#include "net/socket.h"
+#include "net/transport.h"
 
 namespace trellis::http {
 
-class ApiServer::Session final : public net::SocketCallbacks, public net::Deferred {
+class ApiServer::Session final : public net::TransportCallbacks, public net::Deferred {
  public:
   Session(ApiServer& server, int fd)
       : server_(server),
-        socket_(server.loop_, fd, this),
+        socket_(server.transport_->accepted(server.loop_, fd, this)),
         timer_(server.loop_, [this] { close(); }) {
     timer_.arm(std::chrono::seconds(30));
     on_readable();
@@ -24,10 +24,10 @@ class ApiServer::Session final : public net::SocketCallbacks, public net::Deferr
   void on_readable() override {
     for (;;) {
       if (closed_) return;
-      net::ReadResult r = socket_.read(in_);
+      net::ReadResult r = socket_->read(in_);
       if (r == net::ReadResult::kAgain) return;
       if (r != net::ReadResult::kData) {
-        if (socket_.pending_output() == 0 || r == net::ReadResult::kError) close();
+        if (socket_->pending_output() == 0 || r == net::ReadResult::kError) close();
         else eof_ = true;
         return;
       }
@@ -37,7 +37,7 @@ class ApiServer::Session final : public net::SocketCallbacks, public net::Deferr
   void on_writable() override {
     if (close_after_write_ || eof_) close();
   }
-  void on_socket_error(int) override { close(); }
+  void on_transport_error(int) override { close(); }
 
  private:
   void serve() {
@@ -118,25 +118,25 @@ class ApiServer::Session final : public net::SocketCallbacks, public net::Deferr
   }
 
   void finish(net::Buffer& out, bool close_after) {
-    if (!socket_.write(out)) {
+    if (!socket_->write(out)) {
       close();
       return;
     }
     if (close_after) {
       close_after_write_ = true;
-      if (socket_.pending_output() == 0) close();
+      if (socket_->pending_output() == 0) close();
     }
   }
 
   void close() {
     if (closed_) return;
     closed_ = true;
-    socket_.close();
+    socket_->close();
     server_.loop_.defer_delete(std::unique_ptr<net::Deferred>(this));
   }
 
   ApiServer& server_;
-  net::Socket socket_;
+  std::unique_ptr<net::Transport> socket_;
   net::Timer timer_;
   net::Buffer in_;
   http1::RequestHead req_;
@@ -146,7 +146,8 @@ class ApiServer::Session final : public net::SocketCallbacks, public net::Deferr
   bool eof_ = false;
 };
 
-ApiServer::ApiServer(net::EventLoop& loop, Handler handler) : loop_(loop), handler_(std::move(handler)) {}
+ApiServer::ApiServer(net::EventLoop& loop, Handler handler, std::shared_ptr<net::TransportFactory> transport)
+    : loop_(loop), handler_(std::move(handler)), transport_(std::move(transport)) {}
 
 ApiServer::~ApiServer() {
   if (fd_ >= 0) {

@@ -10,6 +10,7 @@
 
 #include "net/event_loop.h"
 #include "net/address.h"
+#include "net/transport.h"
 
 namespace trellis::http {
 
@@ -32,7 +33,8 @@ class ApiServer final : public net::IoHandler {
   // Request bodies larger than this are answered 413.
   static constexpr size_t kMaxBody = 8 * 1024 * 1024;
 
-  ApiServer(net::EventLoop& loop, Handler handler);
+  ApiServer(net::EventLoop& loop, Handler handler,
+            std::shared_ptr<net::TransportFactory> transport = net::PlainTransportFactory::shared());
   ~ApiServer();
   // Binds; false with `error` set.
   bool listen(const net::SocketAddress& address, std::string& error);
@@ -42,6 +44,7 @@ class ApiServer final : public net::IoHandler {
   class Session;
   net::EventLoop& loop_;
   Handler handler_;
+  std::shared_ptr<net::TransportFactory> transport_;
   int fd_ = -1;
 };
 

@@ -11,7 +11,7 @@
 
 #include "net/buffer.h"
 #include "net/address.h"
-#include "net/socket.h"
+#include "net/transport.h"
 
 namespace trellis::http::grpc {
 namespace {
@@ -78,7 +78,7 @@ std::string errno_text(int error) { return error ? std::strerror(error) : "socke
 
 }  // namespace
 
-class StreamClient::Connection final : public net::SocketCallbacks, public net::Deferred {
+class StreamClient::Connection final : public net::TransportCallbacks, public net::Deferred {
  public:
   Connection(StreamClient& client, const StreamOptions& options, std::string server_text);
   ~Connection() override;
@@ -94,7 +94,7 @@ class StreamClient::Connection final : public net::SocketCallbacks, public net::
 
   void on_readable() override;
   void on_writable() override;
-  void on_socket_error(int error) override;
+  void on_transport_error(int error) override;
 
  private:
   static ssize_t read_outgoing(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
@@ -130,7 +130,7 @@ class StreamClient::Connection final : public net::SocketCallbacks, public net::
   const StreamOptions options_;
   const std::string server_text_;
   nghttp2_session* session_ = nullptr;
-  std::optional<net::Socket> socket_;
+  std::unique_ptr<net::Transport> socket_;
   int connect_error_ = 0;  // the connect failed at once
   int32_t stream_id_ = -1;
 
@@ -242,13 +242,12 @@ bool StreamClient::Connection::begin(const net::SocketAddress& server, std::stri
       nghttp2_submit_request(session_, nullptr, headers, std::size(headers), &provider, nullptr);
   if (stream_id_ < 0) return false;
 
-  int fd = net::start_connect(server, connect_error_);
-  if (fd < 0) {
+  socket_ = options_.transport->connect(client_->loop_, server, this, connect_error_);
+  if (!socket_) {
     // Reported like any other connect failure, from the loop, never from inside start().
     connect_timer_.arm(Duration::zero());
     return true;
   }
-  socket_.emplace(client_->loop_, fd, this, /*connecting=*/true);
   connect_timer_.arm(options_.connect_timeout);
   // The preface and the request wait in the socket's buffer for the connect.
   schedule_flush();
@@ -334,7 +333,7 @@ void StreamClient::Connection::on_readable() {
 
 void StreamClient::Connection::on_writable() { flush(); }
 
-void StreamClient::Connection::on_socket_error(int error) {
+void StreamClient::Connection::on_transport_error(int error) {
   if (ready_) {
     close_with(kStatusUnavailable, "connection to " + server_text_ + ": " + errno_text(error));
   } else {

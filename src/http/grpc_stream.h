@@ -9,6 +9,7 @@
 
 #include "common/time.h"
 #include "net/address.h"
+#include "net/transport.h"
 #include "net/event_loop.h"
 
 namespace trellis::http::grpc {
@@ -45,6 +46,8 @@ struct StreamOptions {
   Duration keepalive_timeout = std::chrono::seconds(10);
   // A larger incoming message closes the stream with UNAVAILABLE.
   size_t max_message_bytes = 64 * 1024 * 1024;
+  // What the connection runs over (plain TCP, or TLS).
+  std::shared_ptr<net::TransportFactory> transport = net::PlainTransportFactory::shared();
 };
 
 // One stream at a time, on one connection of its own. Not thread-safe: every

@@ -69,7 +69,9 @@ class Deferred {
 
 class EventLoop {
  public:
-  EventLoop();
+  // Reads time through `clock`: the system's monotonic clock in production,
+  // a SimulatedClock in tests (then driven by run_until_idle() and advance()).
+  explicit EventLoop(Clock& clock = SystemClock::instance());
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
@@ -93,7 +95,16 @@ class EventLoop {
 
   // Cached at each wake-up; cheap to call on the hot path.
   MonoTime now() const { return now_; }
-  void update_now();
+  void update_now() { now_ = clock_.now(); }
+
+  // Simulated time (tests). Runs, without blocking, what is ready: I/O,
+  // posted tasks, timers due now, deferred deletions; again until nothing is.
+  void run_until_idle();
+  // Moves the simulated clock on by `d`, firing every timer due meanwhile at
+  // its own deadline, in order. Only for a loop made with a SimulatedClock.
+  void advance(Duration d);
+  // When the next timer is due, if any is armed.
+  bool next_deadline(MonoTime& out) const;
 
  private:
   friend class Timer;
@@ -106,7 +117,12 @@ class EventLoop {
   void run_timers();
   int next_timeout_ms() const;
   void run_posted();
+  // One pass: wait up to `timeout_ms` for I/O, then handle it, posted tasks,
+  // due timers and deferred deletions. False when nothing at all happened.
+  bool run_once(int timeout_ms);
 
+  Clock& clock_;
+  SimulatedClock* simulated_ = nullptr;
   int epfd_ = -1;
   int wakeup_fd_ = -1;
   std::unique_ptr<Wakeup> wakeup_handler_;

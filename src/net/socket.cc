@@ -6,9 +6,11 @@
 
 #include <cerrno>
 
+#include "net/address.h"
+
 namespace trellis::net {
 
-Socket::Socket(EventLoop& loop, int fd, SocketCallbacks* callbacks, bool connecting)
+Socket::Socket(EventLoop& loop, int fd, TransportCallbacks* callbacks, bool connecting)
     : loop_(loop), fd_(fd), callbacks_(callbacks), connecting_(connecting) {
   // A fresh accepted socket may already hold data; assume readable until a
   // short read says otherwise, so the first request does not wait for an edge
@@ -133,7 +135,7 @@ void Socket::on_io(uint32_t events) {
     getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0 || (events & EPOLLERR)) {
       failed_ = true;
-      callbacks_->on_socket_error(err ? err : ECONNREFUSED);
+      callbacks_->on_transport_error(err ? err : ECONNREFUSED);
       return;
     }
     connecting_ = false;
@@ -141,7 +143,7 @@ void Socket::on_io(uint32_t events) {
     read_ready_ = true;
     flush();
     if (failed_) {
-      callbacks_->on_socket_error(error_);
+      callbacks_->on_transport_error(error_);
       return;
     }
     callbacks_->on_writable();
@@ -154,7 +156,7 @@ void Socket::on_io(uint32_t events) {
     if (err != 0) {
       failed_ = true;
       read_ready_ = write_ready_ = false;
-      callbacks_->on_socket_error(err);
+      callbacks_->on_transport_error(err);
       return;
     }
     peer_closed_ = true;
@@ -166,7 +168,7 @@ void Socket::on_io(uint32_t events) {
     if (!out_.empty() || shut_wr_pending_) {
       flush();
       if (failed_) {
-        callbacks_->on_socket_error(error_);
+        callbacks_->on_transport_error(error_);
         return;
       }
       if (out_.empty()) {
@@ -180,6 +182,22 @@ void Socket::on_io(uint32_t events) {
     read_ready_ = true;
     callbacks_->on_readable();
   }
+}
+
+std::unique_ptr<Transport> PlainTransportFactory::accepted(EventLoop& loop, int fd, TransportCallbacks* callbacks) {
+  return std::make_unique<Socket>(loop, fd, callbacks);
+}
+
+std::unique_ptr<Transport> PlainTransportFactory::connect(EventLoop& loop, const SocketAddress& address,
+                                                          TransportCallbacks* callbacks, int& error) {
+  int fd = start_connect(address, error);
+  if (fd < 0) return nullptr;
+  return std::make_unique<Socket>(loop, fd, callbacks, /*connecting=*/true);
+}
+
+const std::shared_ptr<TransportFactory>& PlainTransportFactory::shared() {
+  static const std::shared_ptr<TransportFactory> factory = std::make_shared<PlainTransportFactory>();
+  return factory;
 }
 
 }  // namespace trellis::net

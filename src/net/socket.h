@@ -1,6 +1,6 @@
-// A non-blocking stream socket on an event loop: readiness tracking for
-// edge-triggered epoll, reads into a Buffer, and write-through sends that only
-// buffer what the kernel did not take.
+// The plain TCP transport: a non-blocking stream socket on an event loop,
+// readiness tracking for edge-triggered epoll, reads into a Buffer, and
+// write-through sends that only buffer what the kernel did not take.
 #pragma once
 
 #include <cstdint>
@@ -9,57 +9,34 @@
 
 #include "net/buffer.h"
 #include "net/event_loop.h"
+#include "net/transport.h"
 
 namespace trellis::net {
 
-class SocketCallbacks {
+class Socket final : public Transport, public IoHandler {
  public:
-  // Data or EOF may be read (call Socket::read until it says kAgain).
-  virtual void on_readable() = 0;
-  // Buffered output drained completely (also: a pending connect finished).
-  virtual void on_writable() = 0;
-  // The socket failed (reset, connect error); `error` is an errno value.
-  virtual void on_socket_error(int error) = 0;
-
- protected:
-  ~SocketCallbacks() = default;
-};
-
-enum class ReadResult : uint8_t { kData, kAgain, kEof, kError };
-
-class Socket final : public IoHandler {
- public:
-  Socket(EventLoop& loop, int fd, SocketCallbacks* callbacks, bool connecting = false);
-  ~Socket();
+  Socket(EventLoop& loop, int fd, TransportCallbacks* callbacks, bool connecting = false);
+  ~Socket() override;
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
 
   int fd() const { return fd_; }
-  bool open() const { return fd_ >= 0; }
-  bool connecting() const { return connecting_; }
-  void set_callbacks(SocketCallbacks* callbacks) { callbacks_ = callbacks; }
 
-  // Appends what the kernel has (up to `max` bytes) to `into`. kAgain: nothing
-  // more until the next readiness edge.
-  ReadResult read(Buffer& into, size_t max = Buffer::kBlockSize, size_t* n_read = nullptr);
-  bool read_ready() const { return read_ready_; }
+  // Transport
+  ReadResult read(Buffer& into, size_t max = Buffer::kBlockSize, size_t* n_read = nullptr) override;
+  bool read_ready() const override { return read_ready_; }
+  bool write(std::string_view data) override;
+  bool write(Buffer& data) override;
+  size_t pending_output() const override { return out_.size(); }
+  void shutdown_write() override;
+  void close() override;
+  bool open() const override { return fd_ >= 0; }
+  bool failed() const override { return failed_; }
+  int error() const override { return error_; }
+  uint64_t bytes_read() const override { return bytes_read_; }
+  uint64_t bytes_written() const override { return bytes_written_; }
 
-  // Sends now what the kernel takes and buffers the rest. Returns false after a
-  // fatal error; the caller then closes (no callback is made from inside write).
-  bool write(std::string_view data);
-  bool write(Buffer& data);  // consumes `data`
-  size_t pending_output() const { return out_.size(); }
-  // Closes the write side once buffered output is sent.
-  void shutdown_write();
-  bool failed() const { return failed_; }
-  int error() const { return error_; }
-
-  // Closes the descriptor now; pending output is dropped.
-  void close();
-
-  uint64_t bytes_read() const { return bytes_read_; }
-  uint64_t bytes_written() const { return bytes_written_; }
-
+  // IoHandler
   void on_io(uint32_t events) override;
 
  private:
@@ -68,7 +45,7 @@ class Socket final : public IoHandler {
 
   EventLoop& loop_;
   int fd_;
-  SocketCallbacks* callbacks_;
+  TransportCallbacks* callbacks_;
   Buffer out_;
   bool read_ready_ = false;
   bool write_ready_ = false;

@@ -21,7 +21,7 @@ Http1ServerConnection::Http1ServerConnection(Worker& worker, int fd, const socka
       listener_(&snapshot_->listeners[listener_index]),
       listener_name_(listener_->config->name),
       stats_(listener_->stats[worker.index()]),
-      client_(worker.loop(), fd, this),
+      client_(listener_->transport->accepted(worker.loop(), fd, this)),
       client_ip_(net::format_address(peer, /*ip_only=*/true)),
       client_address_(net::format_address(peer)),
       router_(worker, *this),
@@ -66,7 +66,7 @@ void Http1ServerConnection::read_client() {
       if (request_complete_ && in_.size() >= net::Buffer::kBlockSize) return;
     }
     size_t n = 0;
-    net::ReadResult r = client_.read(in_, net::Buffer::kBlockSize, &n);
+    net::ReadResult r = client_->read(in_, net::Buffer::kBlockSize, &n);
     if (r == net::ReadResult::kAgain) return;
     if (r == net::ReadResult::kError) {
       close();
@@ -263,7 +263,7 @@ void Http1ServerConnection::encode_data(std::string_view data, bool end_stream) 
     if (end_stream) {
       tunnel_upstream_done_ = true;
       flush();
-      client_.shutdown_write();
+      client_->shutdown_write();
       pump_tunnel();
     }
     return;
@@ -277,7 +277,7 @@ void Http1ServerConnection::encode_data(std::string_view data, bool end_stream) 
       // Nothing staged before it: send straight from the caller's buffer.
       bytes_out_ += data.size();
       stats_->bytes_sent.inc(data.size());
-      if (!client_.write(data)) {
+      if (!client_->write(data)) {
         close();
         return;
       }
@@ -310,10 +310,10 @@ void Http1ServerConnection::flush() {
   if (out_.empty() || state_ == State::kClosed) return;
   bytes_out_ += out_.size();
   stats_->bytes_sent.inc(out_.size());
-  if (!client_.write(out_)) close();
+  if (!client_->write(out_)) close();
 }
 
-bool Http1ServerConnection::write_blocked() const { return client_.pending_output() >= kHighWatermark; }
+bool Http1ServerConnection::write_blocked() const { return client_->pending_output() >= kHighWatermark; }
 
 void Http1ServerConnection::resume_reading() {
   if (state_ == State::kRequest && !request_complete_) {
@@ -338,7 +338,7 @@ void Http1ServerConnection::on_writable() {
   if (state_ == State::kRequest && response_started_ && !response_complete_) router_.on_downstream_drained();
 }
 
-void Http1ServerConnection::on_socket_error(int) { close(); }
+void Http1ServerConnection::on_transport_error(int) { close(); }
 
 // ---- completion -------------------------------------------------------------
 
@@ -359,7 +359,7 @@ void Http1ServerConnection::finish_exchange() {
   }
   state_ = State::kIdle;
   idle_timer_.arm(listener_->config->idle_timeout);
-  if (!in_.empty() || client_.read_ready()) {
+  if (!in_.empty() || client_->read_ready()) {
     // Not from here: this runs inside the stream's call stack.
     resume_.arm(Duration::zero());
   } else {
@@ -381,7 +381,7 @@ void Http1ServerConnection::pump_tunnel() {
     }
     if (router_.blocked()) break;
     size_t n = 0;
-    net::ReadResult r = client_.read(in_, net::Buffer::kBlockSize, &n);
+    net::ReadResult r = client_->read(in_, net::Buffer::kBlockSize, &n);
     if (r == net::ReadResult::kAgain) break;
     if (r == net::ReadResult::kError) {
       close();
@@ -395,7 +395,7 @@ void Http1ServerConnection::pump_tunnel() {
     stats_->bytes_received.inc(n);
   }
   if (state_ == State::kTunnel && tunnel_client_done_ && tunnel_upstream_done_ &&
-      client_.pending_output() == 0) {
+      client_->pending_output() == 0) {
     exchange_done_ = true;
     router_.end(bytes_in_, bytes_out_);
     close();
@@ -409,9 +409,9 @@ void Http1ServerConnection::close_gracefully() {
   // Send what is pending, then FIN, and keep reading (and dropping) for a
   // moment: closing with unread input would send a reset that can destroy
   // the response before the client reads it.
-  client_.shutdown_write();
+  client_->shutdown_write();
   idle_timer_.arm(kLingerTime);
-  if (client_eof_ && client_.pending_output() == 0) close();
+  if (client_eof_ && client_->pending_output() == 0) close();
 }
 
 void Http1ServerConnection::close() {
@@ -425,7 +425,7 @@ void Http1ServerConnection::close() {
     if (response_started_) router_.end(bytes_in_, bytes_out_);  // a tunnel's 101 counts
   }
   stats_->connections_active.sub();
-  client_.close();
+  client_->close();
   in_.release();
   out_.release();
   worker_.loop().defer_delete(std::unique_ptr<net::Deferred>(this));

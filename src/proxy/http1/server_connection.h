@@ -13,12 +13,12 @@
 #include "proxy/http/router.h"
 #include "http/http1/parser.h"
 #include "http/http1/wire.h"
-#include "net/socket.h"
+#include "net/transport.h"
 #include "proxy/runtime/worker.h"
 
 namespace trellis::proxy {
 
-class Http1ServerConnection final : public WorkerConnection, public net::SocketCallbacks, public http::ResponseEncoder {
+class Http1ServerConnection final : public WorkerConnection, public net::TransportCallbacks, public http::ResponseEncoder {
  public:
   Http1ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index);
   ~Http1ServerConnection() override;
@@ -26,10 +26,10 @@ class Http1ServerConnection final : public WorkerConnection, public net::SocketC
   void start_drain() override;
   void abort() override { close(); }
 
-  // SocketCallbacks
+  // TransportCallbacks
   void on_readable() override;
   void on_writable() override;
-  void on_socket_error(int error) override;
+  void on_transport_error(int error) override;
 
   // http::ResponseEncoder
   void encode_headers(const http::ResponseHeaders& headers, bool end_stream) override;
@@ -66,7 +66,7 @@ class Http1ServerConnection final : public WorkerConnection, public net::SocketC
   const ListenerRuntime* listener_;
   std::string listener_name_;
   ListenerStats* stats_;
-  net::Socket client_;
+  std::unique_ptr<net::Transport> client_;
   std::string client_ip_;
   std::string client_address_;
   DownstreamContext context_;

@@ -66,14 +66,14 @@ void Http1UpstreamCodec::encode_data(std::string_view data, bool end_stream) {
     if (!data.empty()) {
       if (out_.empty()) {
         conn_->pool().cluster().stats().bytes_sent.inc(data.size());
-        if (!conn_->socket().write(data)) write_failed_ = true;
+        if (!conn_->transport().write(data)) write_failed_ = true;
       } else {
         out_.append(data);
       }
     }
     if (end_stream) {
       flush();
-      if (conn_ != nullptr) conn_->socket().shutdown_write();
+      if (conn_ != nullptr) conn_->transport().shutdown_write();
     }
     return;
   }
@@ -89,7 +89,7 @@ void Http1UpstreamCodec::encode_data(std::string_view data, bool end_stream) {
     if (out_.empty() && !data.empty()) {
       // Nothing staged before it: send from the caller's buffer, no copy.
       conn_->pool().cluster().stats().bytes_sent.inc(data.size());
-      if (!conn_->socket().write(data)) write_failed_ = true;
+      if (!conn_->transport().write(data)) write_failed_ = true;
     } else {
       out_.append(data);
     }
@@ -110,14 +110,14 @@ void Http1UpstreamCodec::flush() {
   if (conn_ == nullptr) return;
   if (!out_.empty()) {
     conn_->pool().cluster().stats().bytes_sent.inc(out_.size());
-    if (!conn_->socket().write(out_)) write_failed_ = true;
+    if (!conn_->transport().write(out_)) write_failed_ = true;
   }
   // A write error is reported from the loop, not from inside the caller.
   if (write_failed_ && !fail_later_.armed()) fail_later_.arm(Duration::zero());
 }
 
 bool Http1UpstreamCodec::write_blocked() const {
-  return conn_ != nullptr && conn_->socket().pending_output() >= kHighWatermark;
+  return conn_ != nullptr && conn_->transport().pending_output() >= kHighWatermark;
 }
 
 void Http1UpstreamCodec::resume_reading() {
@@ -127,7 +127,7 @@ void Http1UpstreamCodec::resume_reading() {
 // ---- response -------------------------------------------------------------
 
 void Http1UpstreamCodec::on_upstream_connected() {
-  if (conn_ != nullptr && conn_->socket().pending_output() == 0) decoder_.on_upstream_drained();
+  if (conn_ != nullptr && conn_->transport().pending_output() == 0) decoder_.on_upstream_drained();
 }
 
 void Http1UpstreamCodec::on_upstream_writable() { decoder_.on_upstream_drained(); }
@@ -160,7 +160,7 @@ void Http1UpstreamCodec::read() {
     if (response_started_ && decoder_.response_blocked()) return;  // resume_reading() continues
     net::Buffer& in = conn_->input();
     size_t n = 0;
-    net::ReadResult r = conn_->socket().read(in, net::Buffer::kBlockSize, &n);
+    net::ReadResult r = conn_->transport().read(in, net::Buffer::kBlockSize, &n);
     if (r == net::ReadResult::kAgain) return;
     if (r == net::ReadResult::kError) {
       if (tunnel_) {

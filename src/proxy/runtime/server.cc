@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <thread>
@@ -15,39 +14,6 @@
 #include "net/address.h"
 
 namespace trellis::proxy {
-
-// Signals arrive through a signalfd on the main loop, so handlers run as
-// ordinary events and may do anything.
-class Server::Signals final : public net::IoHandler {
- public:
-  explicit Signals(Server& server) : server_(server) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    server_.loop_.add_level_read(fd_, this);
-  }
-  ~Signals() {
-    server_.loop_.remove(fd_);
-    ::close(fd_);
-  }
-  void on_io(uint32_t) override {
-    signalfd_siginfo info;
-    while (::read(fd_, &info, sizeof(info)) == sizeof(info)) {
-      if (info.ssi_signo == SIGHUP) {
-        server_.reload();
-      } else {
-        server_.begin_drain();
-      }
-    }
-  }
-
- private:
-  Server& server_;
-  int fd_ = -1;
-};
 
 Server::Server(ServerOptions options) : options_(std::move(options)) {
   if (options_.workers == 0) {
@@ -170,7 +136,11 @@ bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shar
   snap->workers = options_.workers;
   snap->config = config;
   for (const ClusterConfig& c : config->clusters) {
-    ClusterRuntime rt{&c, stats_->cluster(c.name), cluster_states_.cluster(c.name), {}, nullptr, nullptr};
+    ClusterRuntime rt;
+    rt.config = &c;
+    rt.stats = stats_->cluster(c.name);
+    rt.state = cluster_states_.cluster(c.name);
+    rt.transport = net::PlainTransportFactory::shared();
     rt.state->breaker.set_limits(c.circuit_breakers);
     if (c.outlier_enabled) rt.outlier = outlier_detector_for(c);
     if (c.adaptive_concurrency_enabled) rt.concurrency = concurrency_limiter_for(c);
@@ -217,6 +187,7 @@ bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shar
       }
     }
     rt.stats = stats_->listener(l.name);
+    rt.transport = net::PlainTransportFactory::shared();
     snap->listeners.push_back(std::move(rt));
   }
   if (!config->access_log.path.empty()) {
@@ -259,15 +230,16 @@ bool Server::start() {
     spdlog::error("admin: {}", error);
     return false;
   }
-  // Workers and the signalfd must not see the process-directed signals.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGHUP);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // Before the workers start: they inherit the mask and never see these.
   signal(SIGPIPE, SIG_IGN);
-  signals_ = std::make_unique<Signals>(*this);
+  signals_ = std::make_unique<net::SignalWatcher>(loop_, std::initializer_list<int>{SIGHUP, SIGTERM, SIGINT},
+                                                  [this](int signo) {
+                                                    if (signo == SIGHUP) {
+                                                      reload();
+                                                    } else {
+                                                      begin_drain();
+                                                    }
+                                                  });
 
   snapshot_ = snap;
   health_checker_->update(*snapshot_);

@@ -13,6 +13,7 @@
 #include "proxy/discovery/discovery_client.h"
 #include "proxy/upstream/endpoint_state.h"
 #include "net/event_loop.h"
+#include "net/signals.h"
 #include "proxy/upstream/health_checker.h"
 #include "proxy/runtime/snapshot.h"
 #include "proxy/observe/stats.h"
@@ -37,7 +38,6 @@ class Server {
   int run();
 
  private:
-  class Signals;
   bool build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shared_ptr<Snapshot>& out,
                       std::string& error);
   // Puts a validated config in force on every worker; false when it cannot be
@@ -62,7 +62,7 @@ class Server {
   std::unique_ptr<net::Timer> evict_timer_;
   FastRandom random_{FastRandom::os_seed()};
   std::unique_ptr<http::ApiServer> admin_;
-  std::unique_ptr<Signals> signals_;
+  std::unique_ptr<net::SignalWatcher> signals_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::shared_ptr<const ProxyConfig> bootstrap_;  // the file's content
   std::unique_ptr<ControlClient> control_;

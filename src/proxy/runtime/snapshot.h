@@ -11,6 +11,7 @@
 
 #include "policy/route_table.h"
 #include "proxy/config/config.h"
+#include "proxy/upstream/cluster.h"
 #include "proxy/upstream/endpoint_state.h"
 #include "proxy/http/rate_limits.h"
 #include "proxy/observe/stats.h"
@@ -38,21 +39,14 @@ struct ListenerRuntime {
   // workers (the buckets are exact for the whole proxy).
   std::vector<std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>>> rate_limits;
   std::vector<ListenerStats*> stats;  // one per worker
+  // What the listener's connections run over (plain TCP, or TLS).
+  std::shared_ptr<net::TransportFactory> transport;
 };
 
-struct ClusterRuntime {
+// A cluster's config, its stats blocks, and what the workers share about it.
+struct ClusterRuntime : ClusterShared {
   const ClusterConfig* config = nullptr;
   std::vector<ClusterStats*> stats;  // one per worker
-  // Health verdicts: atomics the main thread writes and workers read, the one
-  // part of a snapshot that changes after it is built.
-  std::shared_ptr<ClusterState> state;
-  std::vector<std::shared_ptr<EndpointState>> endpoints;  // aligned with config->endpoints
-  // Outlier detection, one per cluster for the whole proxy (null when off);
-  // its hosts are config->endpoints, in order. Workers report outcomes, the
-  // main thread ticks it.
-  std::shared_ptr<policy::OutlierDetector> outlier;
-  // Adaptive concurrency, shared by all workers (null when off).
-  std::shared_ptr<policy::ConcurrencyLimiter> concurrency;
 };
 
 struct Snapshot {

@@ -125,8 +125,7 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
     } else {
       cluster = std::make_unique<UpstreamCluster>(loop_, random_, c.config->name);
     }
-    cluster->update(*c.config, c.stats[index_], c.state, c.endpoints, c.outlier, c.concurrency,
-                    snapshot->config->zone, snapshot->workers);
+    cluster->update(*c.config, c.stats[index_], c, snapshot->config->zone, snapshot->workers);
     clusters_.push_back(cluster.get());
     state.emplace(c.config->name, std::move(cluster));
   }

@@ -20,7 +20,7 @@ TcpSession::TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, siz
       snapshot_(worker.snapshot()),
       listener_(snapshot_->listeners[listener_index]),
       stats_(*listener_.stats[worker.index()]),
-      client_(worker.loop(), fd, this),
+      client_(listener_.transport->accepted(worker.loop(), fd, this)),
       peer_(peer),
       started_(worker.loop().now()),
       idle_timer_(worker.loop(), [this] { close(); }) {
@@ -47,7 +47,7 @@ void TcpSession::start_drain() {
   // drain timeout closes it.
 }
 
-bool TcpSession::pump(net::Socket& from, net::Socket& to, bool& from_eof, Counter& in_counter,
+bool TcpSession::pump(net::Transport& from, net::Transport& to, bool& from_eof, Counter& in_counter,
                       Counter& out_counter) {
   while (!from_eof && to.pending_output() < kHighWatermark) {
     size_t n = 0;
@@ -76,20 +76,20 @@ bool TcpSession::pump_client() {
   if (!connected_ || closed_) return !closed_;
   idle_timer_.arm(listener_.config->idle_timeout);
   ClusterStats& cs = upstream_->pool().cluster().stats();
-  return pump(client_, upstream_->socket(), client_eof_, stats_.bytes_received, cs.bytes_sent);
+  return pump(*client_, upstream_->transport(), client_eof_, stats_.bytes_received, cs.bytes_sent);
 }
 
 bool TcpSession::pump_upstream() {
   if (!connected_ || closed_) return !closed_;
   idle_timer_.arm(listener_.config->idle_timeout);
   ClusterStats& cs = upstream_->pool().cluster().stats();
-  return pump(upstream_->socket(), client_, upstream_eof_, cs.bytes_received, stats_.bytes_sent);
+  return pump(upstream_->transport(), *client_, upstream_eof_, cs.bytes_received, stats_.bytes_sent);
 }
 
 void TcpSession::maybe_finish() {
   if (closed_) return;
-  if (client_eof_ && upstream_eof_ && client_.pending_output() == 0 &&
-      upstream_->socket().pending_output() == 0) {
+  if (client_eof_ && upstream_eof_ && client_->pending_output() == 0 &&
+      upstream_->transport().pending_output() == 0) {
     close();
   }
 }
@@ -103,7 +103,7 @@ void TcpSession::on_writable() {
   if (pump_upstream()) maybe_finish();
 }
 
-void TcpSession::on_socket_error(int) { close(); }
+void TcpSession::on_transport_error(int) { close(); }
 
 void TcpSession::on_upstream_connected() {
   connected_ = true;
@@ -145,11 +145,11 @@ void TcpSession::close() {
     line += ",\"cluster\":";
     append_json_string(line, listener_.config->cluster);
     line += fmt::format(",\"protocol\":\"tcp\",\"bytes_received\":{},\"bytes_sent\":{},\"duration_ms\":{:.3f}}}",
-                        client_.bytes_read(), client_.bytes_written(),
+                        client_->bytes_read(), client_->bytes_written(),
                         std::chrono::duration<double, std::milli>(worker_.loop().now() - started_).count());
     worker_.log_access(line);
   }
-  client_.close();
+  client_->close();
   worker_.loop().defer_delete(std::unique_ptr<net::Deferred>(this));
 }
 

@@ -5,13 +5,13 @@
 
 #include <netinet/in.h>
 
-#include "net/socket.h"
+#include "net/transport.h"
 #include "proxy/upstream/cluster.h"
 #include "proxy/runtime/worker.h"
 
 namespace trellis::proxy {
 
-class TcpSession final : public WorkerConnection, public net::SocketCallbacks, public UpstreamUser {
+class TcpSession final : public WorkerConnection, public net::TransportCallbacks, public UpstreamUser {
  public:
   TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index);
   ~TcpSession() override;
@@ -19,10 +19,10 @@ class TcpSession final : public WorkerConnection, public net::SocketCallbacks, p
   void start_drain() override;
   void abort() override { close(); }
 
-  // Client socket.
+  // Client connection.
   void on_readable() override;
   void on_writable() override;
-  void on_socket_error(int error) override;
+  void on_transport_error(int error) override;
   // Upstream connection.
   void on_upstream_connected() override;
   void on_upstream_readable() override;
@@ -32,7 +32,7 @@ class TcpSession final : public WorkerConnection, public net::SocketCallbacks, p
  private:
   // Moves bytes from `from` to `to` until `from` has no more or `to` is full.
   // Returns false when the session was closed.
-  bool pump(net::Socket& from, net::Socket& to, bool& from_eof, Counter& counter, Counter& counter2);
+  bool pump(net::Transport& from, net::Transport& to, bool& from_eof, Counter& counter, Counter& counter2);
   bool pump_client();
   bool pump_upstream();
   void maybe_finish();
@@ -41,7 +41,7 @@ class TcpSession final : public WorkerConnection, public net::SocketCallbacks, p
   std::shared_ptr<const Snapshot> snapshot_;
   const ListenerRuntime& listener_;
   ListenerStats& stats_;
-  net::Socket client_;
+  std::unique_ptr<net::Transport> client_;
   sockaddr_storage peer_;
   UpstreamConnection* upstream_ = nullptr;
   std::string upstream_address_;

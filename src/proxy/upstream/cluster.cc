@@ -6,13 +6,11 @@
 #include <spdlog/spdlog.h>
 
 #include "common/text.h"
-#include "net/address.h"
 
 namespace trellis::proxy {
 
-UpstreamConnection::UpstreamConnection(EndpointPool& pool, int fd)
+UpstreamConnection::UpstreamConnection(EndpointPool& pool)
     : pool_(pool),
-      socket_(pool.loop(), fd, this, /*connecting=*/true),
       connect_timer_(pool.loop(),
                      [this] {
                        pool_.cluster().stats().connect_failures.inc();
@@ -45,7 +43,7 @@ void UpstreamConnection::on_writable() {
   if (user_) user_->on_upstream_writable();
 }
 
-void UpstreamConnection::on_socket_error(int error) {
+void UpstreamConnection::on_transport_error(int error) {
   bool during_connect = !connected_;
   if (during_connect) {
     connect_timer_.cancel();
@@ -72,7 +70,7 @@ UpstreamConnection* EndpointPool::acquire(UpstreamUser* user, int& error, bool f
     UpstreamConnection* c = idle_.back();
     idle_.pop_back();
     c->idle_timer_.cancel();
-    if (!c->socket_.open() || c->socket_.failed()) {
+    if (!c->transport_->open() || c->transport_->failed()) {
       destroy(c);
       continue;
     }
@@ -90,15 +88,16 @@ UpstreamConnection* EndpointPool::acquire(UpstreamUser* user, int& error, bool f
     error = kOverflowPending;
     return nullptr;
   }
-  int fd = net::start_connect(address_, error);
+  auto* c = new UpstreamConnection(*this);
+  c->transport_ = cluster_.transport().connect(loop_, address_, c, error);
   cluster_.stats().connects.inc();
-  if (fd < 0) {
+  if (!c->transport_) {
+    delete c;
     breaker.release(policy::Resource::kPendingRequests);
     breaker.release(policy::Resource::kConnections);
     cluster_.stats().connect_failures.inc();
     return nullptr;
   }
-  auto* c = new UpstreamConnection(*this, fd);
   c->pending_ = true;
   ++live_;
   cluster_.stats().connections_active.add();
@@ -109,8 +108,8 @@ UpstreamConnection* EndpointPool::acquire(UpstreamUser* user, int& error, bool f
 
 void EndpointPool::release(UpstreamConnection* c, bool reusable) {
   c->user_ = nullptr;
-  if (!reusable || retired_ || !c->socket_.open() || c->socket_.failed() || !c->in_.empty() ||
-      c->socket_.pending_output() > 0 || idle_.size() >= cluster_.config().max_idle_per_endpoint) {
+  if (!reusable || retired_ || !c->transport_->open() || c->transport_->failed() || !c->in_.empty() ||
+      c->transport_->pending_output() > 0 || idle_.size() >= cluster_.config().max_idle_per_endpoint) {
     destroy(c);
     return;
   }
@@ -127,7 +126,7 @@ void EndpointPool::destroy(UpstreamConnection* c) {
     }
   }
   c->user_ = nullptr;
-  c->socket_.close();
+  c->transport_->close();
   c->connect_timer_.cancel();
   policy::CircuitBreaker& breaker = cluster_.breaker();
   if (c->pending_) breaker.release(policy::Resource::kPendingRequests);
@@ -153,16 +152,9 @@ UpstreamCluster::UpstreamCluster(net::EventLoop& loop, Random& random, std::stri
 
 UpstreamCluster::~UpstreamCluster() = default;
 
-void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats,
-                             std::shared_ptr<ClusterState> state,
-                             std::vector<std::shared_ptr<EndpointState>> endpoints,
-                             std::shared_ptr<policy::OutlierDetector> outlier,
-                             std::shared_ptr<policy::ConcurrencyLimiter> concurrency, const std::string& local_zone,
-                             size_t workers) {
-  state_ = std::move(state);
-  outlier_ = std::move(outlier);
-  concurrency_ = std::move(concurrency);
-  endpoint_states_ = std::move(endpoints);
+void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats, const ClusterShared& shared,
+                             const std::string& local_zone, size_t workers) {
+  shared_ = shared;
   bool budget_changed = config.retry.budget_percent != config_.retry.budget_percent ||
                         config.retry.budget_min_per_second != config_.retry.budget_min_per_second ||
                         stats_ == nullptr;
@@ -205,13 +197,14 @@ void UpstreamCluster::rebuild() {
   MonoTime now = loop_.now();
   // Read the epoch before the verdicts: a change made meanwhile shows as a
   // newer epoch at the next pick, and the balancer is built again.
-  seen_epoch_ = state_ ? state_->epoch() : 0;
-  seen_outlier_epoch_ = outlier_ ? outlier_->epoch() : 0;
+  seen_epoch_ = shared_.state ? shared_.state->epoch() : 0;
+  seen_outlier_epoch_ = shared_.outlier ? shared_.outlier->epoch() : 0;
   std::vector<bool> up(pools_.size(), true);
   size_t available = 0;
   for (size_t i = 0; i < pools_.size(); ++i) {
-    up[i] = (i >= endpoint_states_.size() || endpoint_states_[i]->available()) &&
-            !(outlier_ && i < outlier_->size() && outlier_->is_ejected(i, now));
+    const auto& outlier = shared_.outlier;
+    up[i] = (i >= shared_.endpoints.size() || shared_.endpoints[i]->available()) &&
+            !(outlier && i < outlier->size() && outlier->is_ejected(i, now));
     available += up[i];
   }
   // Panic: when too few endpoints are available, the verdicts are more
@@ -288,7 +281,8 @@ void UpstreamCluster::collect() {
 
 UpstreamPick UpstreamCluster::pick(const policy::PickContext& ctx) {
   UpstreamPick out;
-  if ((state_ && state_->epoch() != seen_epoch_) || (outlier_ && outlier_->epoch() != seen_outlier_epoch_))
+  if ((shared_.state && shared_.state->epoch() != seen_epoch_) ||
+      (shared_.outlier && shared_.outlier->epoch() != seen_outlier_epoch_))
     rebuild();
   if (!lb_ || pools_.empty()) return out;
   size_t index = lb_->choose(ctx);
@@ -314,10 +308,11 @@ void UpstreamCluster::on_start(const UpstreamPick& pick) {
 }
 
 void UpstreamCluster::report(const UpstreamPick& pick, policy::OutlierDetector::Outcome outcome) {
-  if (!outlier_ || pick.pool == nullptr) return;
+  const auto& outlier = shared_.outlier;
+  if (!outlier || pick.pool == nullptr) return;
   size_t index = current_index(pick);
-  if (index >= outlier_->size() || outlier_->host_id(index) != pick.host_id) return;
-  if (outlier_->report(index, outcome, loop_.now()))
+  if (index >= outlier->size() || outlier->host_id(index) != pick.host_id) return;
+  if (outlier->report(index, outcome, loop_.now()))
     spdlog::warn("outlier detection: {} endpoint {} ejected", name_, pools_[index]->address().text);
 }
 

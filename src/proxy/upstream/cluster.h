@@ -17,7 +17,7 @@
 #include "proxy/config/config.h"
 #include "proxy/upstream/endpoint_state.h"
 #include "net/event_loop.h"
-#include "net/socket.h"
+#include "net/transport.h"
 #include "proxy/observe/stats.h"
 
 namespace trellis::proxy {
@@ -37,14 +37,14 @@ class UpstreamUser {
   ~UpstreamUser() = default;
 };
 
-// One upstream TCP connection. Idle ones sit in their endpoint's pool, watched
-// for the upstream closing them.
-class UpstreamConnection final : public net::SocketCallbacks, public net::Deferred {
+// One upstream connection, over the cluster's transport. Idle ones sit in
+// their endpoint's pool, watched for the upstream closing them.
+class UpstreamConnection final : public net::TransportCallbacks, public net::Deferred {
  public:
-  UpstreamConnection(EndpointPool& pool, int fd);
+  explicit UpstreamConnection(EndpointPool& pool);
   ~UpstreamConnection() override;
 
-  net::Socket& socket() { return socket_; }
+  net::Transport& transport() { return *transport_; }
   net::Buffer& input() { return in_; }
   EndpointPool& pool() { return pool_; }
   bool reused() const { return requests_ > 0; }
@@ -53,12 +53,12 @@ class UpstreamConnection final : public net::SocketCallbacks, public net::Deferr
 
   void on_readable() override;
   void on_writable() override;
-  void on_socket_error(int error) override;
+  void on_transport_error(int error) override;
 
  private:
   friend class EndpointPool;
   EndpointPool& pool_;
-  net::Socket socket_;
+  std::unique_ptr<net::Transport> transport_;  // set right after construction
   net::Buffer in_;
   UpstreamUser* user_ = nullptr;
   uint64_t requests_ = 0;
@@ -119,20 +119,33 @@ struct UpstreamPick {
   uint64_t host_id = 0;
 };
 
+// What every worker shares about a cluster: built by the main thread with each
+// snapshot, kept across reloads where nothing it depends on changed.
+struct ClusterShared {
+  // Health verdicts: atomics the main thread writes and workers read.
+  std::shared_ptr<ClusterState> state;
+  std::vector<std::shared_ptr<EndpointState>> endpoints;  // aligned with config->endpoints
+  // Outlier detection, one per cluster for the whole proxy (null when off);
+  // its hosts are the config's endpoints, in order. Workers report outcomes,
+  // the main thread ticks it.
+  std::shared_ptr<policy::OutlierDetector> outlier;
+  // Adaptive concurrency (null when off).
+  std::shared_ptr<policy::ConcurrencyLimiter> concurrency;
+  // What the cluster's connections run over (plain TCP, or TLS).
+  std::shared_ptr<net::TransportFactory> transport;
+};
+
 class UpstreamCluster {
  public:
   UpstreamCluster(net::EventLoop& loop, Random& random, std::string name);
   ~UpstreamCluster();
 
   // Adopts a (possibly changed) config: pools of endpoints that stay are kept,
-  // and the balancer is rebuilt with their stats. `endpoints` are the shared
-  // health verdicts, aligned with config.endpoints. `local_zone` is the
+  // and the balancer is rebuilt with their stats. `local_zone` is the
   // proxy's zone (locality-aware balancing); `workers` shares the retry
   // budget's floor.
-  void update(const ClusterConfig& config, ClusterStats* stats, std::shared_ptr<ClusterState> state,
-              std::vector<std::shared_ptr<EndpointState>> endpoints,
-              std::shared_ptr<policy::OutlierDetector> outlier,
-              std::shared_ptr<policy::ConcurrencyLimiter> concurrency, const std::string& local_zone, size_t workers);
+  void update(const ClusterConfig& config, ClusterStats* stats, const ClusterShared& shared,
+              const std::string& local_zone, size_t workers);
   void retire();  // the cluster left the config
   void close_idle();
 
@@ -140,9 +153,10 @@ class UpstreamCluster {
   const ClusterConfig& config() const { return config_; }
   ClusterStats& stats() { return *stats_; }
   policy::RetryBudget& retry_budget() { return budget_; }
-  policy::CircuitBreaker& breaker() { return state_->breaker; }
+  policy::CircuitBreaker& breaker() { return shared_.state->breaker; }
   // The cluster's adaptive concurrency limit; null when off.
-  const std::shared_ptr<policy::ConcurrencyLimiter>& concurrency() const { return concurrency_; }
+  const std::shared_ptr<policy::ConcurrencyLimiter>& concurrency() const { return shared_.concurrency; }
+  net::TransportFactory& transport() { return *shared_.transport; }
 
   // The balancer's choice for a request (ctx.hash for the hashing balancers).
   UpstreamPick pick(const policy::PickContext& ctx);
@@ -170,11 +184,8 @@ class UpstreamCluster {
   std::vector<std::unique_ptr<EndpointPool>> retired_;  // waiting for their last connection
   std::unique_ptr<policy::LoadBalancer> lb_;            // over pools_, same order
   uint64_t generation_ = 0;
-  std::shared_ptr<ClusterState> state_;
-  std::vector<std::shared_ptr<EndpointState>> endpoint_states_;  // aligned with pools_
+  ClusterShared shared_;     // endpoints and outlier hosts aligned with pools_
   uint64_t seen_epoch_ = 0;  // the health verdicts lb_ was built with
-  std::shared_ptr<policy::OutlierDetector> outlier_;  // hosts aligned with pools_
-  std::shared_ptr<policy::ConcurrencyLimiter> concurrency_;
   uint64_t seen_outlier_epoch_ = 0;
   policy::RetryBudget budget_{20, 10};
   net::Timer slow_start_timer_;  // rebuilds while an endpoint is warming up

@@ -5,14 +5,13 @@
 #include <charconv>
 
 #include "net/buffer.h"
-#include "net/address.h"
-#include "net/socket.h"
+#include "net/transport.h"
 
 namespace trellis::proxy {
 
 // One endpoint's checks: connect, (HTTP) send a GET and read the status line,
 // close; then wait the interval (with jitter) and start again.
-class HealthChecker::Check final : public net::SocketCallbacks {
+class HealthChecker::Check final : public net::TransportCallbacks {
  public:
   Check(net::EventLoop& loop, Random& random, std::string cluster, const EndpointConfig& endpoint,
         std::shared_ptr<ClusterState> state, std::shared_ptr<EndpointState> endpoint_state)
@@ -29,14 +28,15 @@ class HealthChecker::Check final : public net::SocketCallbacks {
 
   // (Re)configures; the first check of a new endpoint comes at a random point
   // of the first interval, so many checks do not start in step.
-  void configure(const HealthCheckConfig& config, bool first) {
+  void configure(const HealthCheckConfig& config, std::shared_ptr<net::TransportFactory> transport, bool first) {
     config_ = config;
+    transport_ = std::move(transport);
     if (first) next_.arm(Millis(random_.uniform(static_cast<uint64_t>(config_.interval.count()) + 1)));
   }
 
   void on_readable() override {
     for (;;) {
-      net::ReadResult r = socket_->read(in_);
+      net::ReadResult r = connection_->read(in_);
       if (r == net::ReadResult::kAgain) break;
       if (r == net::ReadResult::kError) return finish(false, "read error");
       if (r == net::ReadResult::kEof) return judge_response(true);
@@ -51,21 +51,20 @@ class HealthChecker::Check final : public net::SocketCallbacks {
     std::string request = "GET " + config_.path + " HTTP/1.1\r\nHost: " +
                           (config_.host.empty() ? address_.text : config_.host) +
                           "\r\nUser-Agent: trellis-health-check\r\nConnection: close\r\n\r\n";
-    if (!socket_->write(request)) finish(false, "write error");
+    if (!connection_->write(request)) finish(false, "write error");
   }
 
-  void on_socket_error(int error) override {
+  void on_transport_error(int error) override {
     finish(false, connected_ ? std::strerror(error) : std::string("connect: ") + std::strerror(error));
   }
 
  private:
   void start() {
     int error = 0;
-    int fd = net::start_connect(address_, error);
-    if (fd < 0) return finish(false, std::string("connect: ") + std::strerror(error));
     connected_ = false;
     in_.clear();
-    socket_ = std::make_unique<net::Socket>(loop_, fd, this, /*connecting=*/true);
+    connection_ = transport_->connect(loop_, address_, this, error);
+    if (!connection_) return finish(false, std::string("connect: ") + std::strerror(error));
     timeout_.arm(config_.timeout);
   }
 
@@ -124,17 +123,12 @@ class HealthChecker::Check final : public net::SocketCallbacks {
 
   void close() {
     timeout_.cancel();
-    if (socket_) {
-      socket_->close();
-      // The loop may still hold this event's pointer: free the socket later.
-      loop_.defer_delete(std::make_unique<DeferredSocket>(std::move(socket_)));
+    if (connection_) {
+      connection_->close();
+      // The loop may still hold this event's pointer: free it later.
+      loop_.defer_delete(std::move(connection_));
     }
   }
-
-  struct DeferredSocket final : net::Deferred {
-    explicit DeferredSocket(std::unique_ptr<net::Socket> s) : socket(std::move(s)) {}
-    std::unique_ptr<net::Socket> socket;
-  };
 
   net::EventLoop& loop_;
   Random& random_;
@@ -143,7 +137,8 @@ class HealthChecker::Check final : public net::SocketCallbacks {
   std::shared_ptr<ClusterState> state_;
   std::shared_ptr<EndpointState> endpoint_;
   HealthCheckConfig config_;
-  std::unique_ptr<net::Socket> socket_;
+  std::shared_ptr<net::TransportFactory> transport_;
+  std::unique_ptr<net::Transport> connection_;
   net::Buffer in_;
   bool connected_ = false;
   uint32_t successes_ = 0;
@@ -193,7 +188,7 @@ void HealthChecker::update(const Snapshot& snapshot) {
         check = std::move(it->second);
         checks_.erase(it);
       }
-      check->configure(config.health_check, first);
+      check->configure(config.health_check, c.transport, first);
       next.emplace(std::move(key), std::move(check));
     }
   }
