@@ -32,6 +32,8 @@ struct ConcurrencyConfig {
   // baseline_timeout (at least one).
   uint32_t baseline_samples = 50;
   Duration baseline_timeout = std::chrono::seconds(2);
+
+  bool operator==(const ConcurrencyConfig&) const = default;
 };
 
 // One per destination for the whole proxy, shared by every worker.

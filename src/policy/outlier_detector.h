@@ -22,6 +22,7 @@ struct OutlierConfig {
     uint32_t minimum_hosts = 5;     // hosts with enough requests needed to judge any
     uint32_t request_volume = 100;  // requests in an interval for a host to count
     double stdev_factor = 1.9;      // eject below mean - stdev_factor x stdev
+    bool operator==(const SuccessRate&) const = default;
   } success_rate;
   // How often the owner calls tick(): the success-rate window and the
   // resolution of un-ejection.
@@ -41,6 +42,8 @@ struct OutlierConfig {
   // The load balancer ignores ejection and health (uses every host) while
   // fewer than this percentage of hosts are available; see in_panic().
   uint32_t panic_threshold_percent = 50;
+
+  bool operator==(const OutlierConfig&) const = default;
 };
 
 // True when fewer than `panic_threshold_percent` of `total` hosts are

@@ -20,187 +20,13 @@ Server::Server(ServerOptions options) : options_(std::move(options)) {
     unsigned n = std::thread::hardware_concurrency();
     options_.workers = n == 0 ? 1 : n;
   }
-  stats_ = std::make_unique<StatsRegistry>(options_.workers);
+  builder_ = std::make_unique<SnapshotBuilder>(options_.workers, random_);
   health_checker_ = std::make_unique<HealthChecker>(loop_);
 }
 
 Server::~Server() {
   for (auto& w : workers_) w->stop();
   workers_.clear();
-}
-
-// The limiters of a virtual host's routes: those in force where the same
-// limit sits at the same place (so a reload keeps their buckets), else new.
-// Identical limits on several routes of a listener share one limiter: the
-// control plane copies an HTTPRoute's limits onto every route made from it,
-// and the user's limit is one limit.
-std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> Server::rate_limiters_for(
-    const ListenerConfig& l, const VirtualHostConfig& vh, std::vector<std::shared_ptr<RouteRateLimiter>>& shared) {
-  const ListenerRuntime* old_listener = nullptr;
-  size_t old_vhost = SIZE_MAX;
-  if (snapshot_) {
-    for (const ListenerRuntime& old : snapshot_->listeners) {
-      if (old.config->name != l.name) continue;
-      for (size_t i = 0; i < old.config->virtual_hosts.size(); ++i)
-        if (old.config->virtual_hosts[i].name == vh.name) old_vhost = i;
-      if (old_vhost != SIZE_MAX) old_listener = &old;
-    }
-  }
-  std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> out;
-  for (size_t r = 0; r < vh.routes.size(); ++r) {
-    std::vector<std::shared_ptr<RouteRateLimiter>> limits;
-    for (size_t k = 0; k < vh.routes[r].rate_limits.size(); ++k) {
-      const RateLimitConfig& config = vh.routes[r].rate_limits[k];
-      std::shared_ptr<RouteRateLimiter> limiter;
-      if (old_listener != nullptr && old_vhost < old_listener->rate_limits.size()) {
-        const auto& old_routes = old_listener->rate_limits[old_vhost];
-        if (r < old_routes.size() && k < old_routes[r].size() && same_rate_limit(old_routes[r][k]->config(), config))
-          limiter = old_routes[r][k];
-      }
-      for (const auto& other : shared)
-        if (!limiter && same_rate_limit(other->config(), config)) limiter = other;
-      if (!limiter) {
-        auto built = RouteRateLimiter::build(config);
-        if (!built) {
-          spdlog::error("rate limit {} of {}/{}: {}", config.name, l.name, vh.name, built.error().message);
-          continue;
-        }
-        limiter = std::move(*built);
-      }
-      if (std::find(shared.begin(), shared.end(), limiter) == shared.end()) shared.push_back(limiter);
-      limits.push_back(std::move(limiter));
-    }
-    out.push_back(std::move(limits));
-  }
-  return out;
-}
-
-// The cluster's adaptive limit: kept across reloads that leave its settings
-// alone, so what it learned stays.
-std::shared_ptr<policy::ConcurrencyLimiter> Server::concurrency_limiter_for(const ClusterConfig& c) {
-  if (snapshot_) {
-    for (const ClusterRuntime& old : snapshot_->clusters) {
-      if (old.config->name != c.name || !old.concurrency) continue;
-      const policy::ConcurrencyConfig& a = old.config->adaptive_concurrency;
-      const policy::ConcurrencyConfig& b = c.adaptive_concurrency;
-      if (a.initial_limit == b.initial_limit && a.min_limit == b.min_limit && a.max_limit == b.max_limit &&
-          a.sample_window == b.sample_window && a.baseline_interval == b.baseline_interval)
-        return old.concurrency;
-    }
-  }
-  return std::make_shared<policy::ConcurrencyLimiter>(c.adaptive_concurrency, loop_.now(), random_);
-}
-
-// The cluster's detector: the one in force when nothing it depends on
-// changed, else a new one that carries over the verdicts of the endpoints
-// that stay.
-std::shared_ptr<policy::OutlierDetector> Server::outlier_detector_for(const ClusterConfig& c) {
-  std::vector<uint64_t> ids;
-  for (const EndpointConfig& e : c.endpoints) ids.push_back(fnv1a64(e.address.text));
-  std::shared_ptr<policy::OutlierDetector> previous;
-  const ClusterConfig* previous_config = nullptr;
-  if (snapshot_) {
-    for (const ClusterRuntime& old : snapshot_->clusters) {
-      if (old.config->name == c.name && old.outlier) {
-        previous = old.outlier;
-        previous_config = old.config;
-      }
-    }
-  }
-  if (previous) {
-    bool same_hosts = previous->size() == ids.size();
-    for (size_t i = 0; same_hosts && i < ids.size(); ++i) same_hosts = previous->host_id(i) == ids[i];
-    const policy::OutlierConfig& a = previous_config->outlier;
-    const policy::OutlierConfig& b = c.outlier;
-    bool same_config = a.consecutive_5xx == b.consecutive_5xx &&
-                       a.consecutive_gateway_errors == b.consecutive_gateway_errors &&
-                       a.success_rate.enabled == b.success_rate.enabled &&
-                       a.success_rate.minimum_hosts == b.success_rate.minimum_hosts &&
-                       a.success_rate.request_volume == b.success_rate.request_volume &&
-                       a.success_rate.stdev_factor == b.success_rate.stdev_factor && a.interval == b.interval &&
-                       a.base_ejection_time == b.base_ejection_time && a.max_ejection_time == b.max_ejection_time &&
-                       a.max_ejection_percent == b.max_ejection_percent &&
-                       a.always_eject_one_host == b.always_eject_one_host &&
-                       a.panic_threshold_percent == b.panic_threshold_percent;
-    if (same_hosts && same_config) return previous;
-  }
-  auto detector = std::make_shared<policy::OutlierDetector>(c.outlier, std::move(ids));
-  if (previous) detector->adopt_state(*previous);
-  return detector;
-}
-
-bool Server::build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shared_ptr<Snapshot>& out,
-                            std::string& error) {
-  auto snap = std::make_shared<Snapshot>();
-  snap->version = ++version_;
-  snap->workers = options_.workers;
-  snap->config = config;
-  for (const ClusterConfig& c : config->clusters) {
-    ClusterRuntime rt;
-    rt.config = &c;
-    rt.stats = stats_->cluster(c.name);
-    rt.state = cluster_states_.cluster(c.name);
-    rt.transport = net::PlainTransportFactory::shared();
-    rt.state->breaker.set_limits(c.circuit_breakers);
-    if (c.outlier_enabled) rt.outlier = outlier_detector_for(c);
-    if (c.adaptive_concurrency_enabled) rt.concurrency = concurrency_limiter_for(c);
-    for (const EndpointConfig& e : c.endpoints) rt.endpoints.push_back(rt.state->endpoint(e.address.text));
-    rt.state->retain([&](const std::string& address) {
-      return std::any_of(c.endpoints.begin(), c.endpoints.end(),
-                         [&](const EndpointConfig& e) { return e.address.text == address; });
-    });
-    snap->clusters.push_back(std::move(rt));
-  }
-  snap->listeners.reserve(config->listeners.size());
-  for (const ListenerConfig& l : config->listeners) {
-    ListenerRuntime rt;
-    rt.config = &l;
-    // Reuse the sockets of a listener on the same address: reloads must not
-    // drop connections waiting in the accept queue.
-    if (snapshot_) {
-      for (const ListenerRuntime& old : snapshot_->listeners) {
-        if (old.config->address == l.address) {
-          rt.sockets = old.sockets;
-          break;
-        }
-      }
-    }
-    if (rt.sockets.empty()) {
-      for (size_t i = 0; i < options_.workers; ++i) {
-        int fd = net::open_listen_socket(l.address, /*reuse_port=*/true, error);
-        if (fd < 0) {
-          error = "listener \"" + l.name + "\": " + error;
-          return false;
-        }
-        rt.sockets.push_back(std::make_shared<ListenSocket>(fd));
-      }
-    }
-    std::vector<std::shared_ptr<RouteRateLimiter>> listener_limiters;  // shared by identical limits
-    for (const VirtualHostConfig& vh : l.virtual_hosts) {
-      std::vector<policy::RouteMatch> routes;
-      for (const RouteConfig& r : vh.routes) routes.push_back(r.match);
-      rt.rate_limits.push_back(rate_limiters_for(l, vh, listener_limiters));
-      auto added = rt.routes.add_virtual_host(vh.domains, routes);
-      if (!added) {
-        error = "listener \"" + l.name + "\": virtual host \"" + vh.name + "\": " + added.error().message;
-        return false;
-      }
-    }
-    rt.stats = stats_->listener(l.name);
-    rt.transport = net::PlainTransportFactory::shared();
-    snap->listeners.push_back(std::move(rt));
-  }
-  if (!config->access_log.path.empty()) {
-    if (snapshot_ && snapshot_->access_log && snapshot_->access_log->path() == config->access_log.path) {
-      snap->access_log = snapshot_->access_log;
-    } else {
-      auto log = std::make_shared<AccessLog>();
-      if (!log->open(config->access_log.path, error)) return false;
-      snap->access_log = std::move(log);
-    }
-  }
-  out = std::move(snap);
-  return true;
 }
 
 bool Server::start() {
@@ -218,12 +44,13 @@ bool Server::start() {
   }
   auto config = std::make_shared<const ProxyConfig>(std::move(load.config));
   bootstrap_ = config;
-  std::shared_ptr<Snapshot> snap;
-  std::string error;
-  if (!build_snapshot(config, snap, error)) {
-    spdlog::error("cannot start: {}", error);
+  auto built = builder_->build(config, nullptr, loop_.now());
+  if (!built) {
+    spdlog::error("cannot start: {}", built.error().message);
     return false;
   }
+  std::shared_ptr<Snapshot> snap = std::move(*built);
+  std::string error;
   admin_ = std::make_unique<http::ApiServer>(
       loop_, [this](const http::ApiRequest& r) { return admin(r.method, r.path); });
   if (!admin_->listen(config->admin.address, error)) {
@@ -325,9 +152,12 @@ void Server::start_control_client() {
 }
 
 bool Server::apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error) {
-  std::shared_ptr<Snapshot> snap;
-  if (!build_snapshot(std::move(config), snap, error)) return false;
-  snapshot_ = snap;
+  auto built = builder_->build(std::move(config), snapshot_.get(), loop_.now());
+  if (!built) {
+    error = built.error().message;
+    return false;
+  }
+  snapshot_ = std::move(*built);
   health_checker_->update(*snapshot_);
   for (auto& w : workers_) w->update(snapshot_);
   spdlog::info("config version {} in force", snapshot_->version);
@@ -413,7 +243,7 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
     r.body = "ok\n";
   } else if (path == "/stats") {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = stats_->render_prometheus();
+    r.body = builder_->stats().render_prometheus();
     r.body += render_endpoint_health();
     r.body += "# HELP trellis_config_reloads_total Config reloads, by result.\n"
               "# TYPE trellis_config_reloads_total counter\n";

@@ -16,6 +16,7 @@
 #include "net/signals.h"
 #include "proxy/upstream/health_checker.h"
 #include "proxy/runtime/snapshot.h"
+#include "proxy/runtime/snapshot_builder.h"
 #include "proxy/observe/stats.h"
 #include "proxy/runtime/worker.h"
 
@@ -38,16 +39,10 @@ class Server {
   int run();
 
  private:
-  bool build_snapshot(std::shared_ptr<const ProxyConfig> config, std::shared_ptr<Snapshot>& out,
-                      std::string& error);
   // Puts a validated config in force on every worker; false when it cannot be
   // (a socket cannot be bound): the config in force stays.
   bool apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error);
-  std::shared_ptr<policy::OutlierDetector> outlier_detector_for(const ClusterConfig& c);
   std::string render_endpoint_health() const;
-  std::shared_ptr<policy::ConcurrencyLimiter> concurrency_limiter_for(const ClusterConfig& c);
-  std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> rate_limiters_for(
-      const ListenerConfig& l, const VirtualHostConfig& vh, std::vector<std::shared_ptr<RouteRateLimiter>>& shared);
   void reload();
   void start_control_client();  // creates it on first use; (re)connects with bootstrap_
   void begin_drain();
@@ -56,18 +51,16 @@ class Server {
 
   ServerOptions options_;
   net::EventLoop loop_;
-  std::unique_ptr<StatsRegistry> stats_;
-  ClusterStateRegistry cluster_states_;
   std::unique_ptr<HealthChecker> health_checker_;
   std::unique_ptr<net::Timer> evict_timer_;
   FastRandom random_{FastRandom::os_seed()};
+  std::unique_ptr<SnapshotBuilder> builder_;
   std::unique_ptr<http::ApiServer> admin_;
   std::unique_ptr<net::SignalWatcher> signals_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::shared_ptr<const ProxyConfig> bootstrap_;  // the file's content
   std::unique_ptr<ControlClient> control_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  uint64_t version_ = 0;
   bool draining_ = false;
   MonoTime drain_deadline_{};
   std::unique_ptr<net::Timer> drain_timer_;

@@ -43,13 +43,18 @@ void Worker::remove_connection(WorkerConnection* c) {
   connections_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-Worker::Worker(size_t index, std::shared_ptr<const Snapshot> initial) : index_(index) {
+Worker::Worker(size_t index, std::shared_ptr<const Snapshot> initial, Clock& clock, uint64_t seed)
+    : index_(index), loop_(clock), random_(seed) {
   access_flush_timer_ = std::make_unique<net::Timer>(loop_, [this] { flush_access_log(); });
   apply(std::move(initial));
 }
 
 Worker::~Worker() {
-  stop();
+  if (thread_.joinable()) {
+    stop();
+  } else {
+    close_all();  // driven by a test: no thread ran the loop
+  }
   acceptors_.clear();
 }
 
@@ -57,16 +62,20 @@ void Worker::start() {
   thread_ = std::thread([this] {
     loop_.update_now();
     loop_.run();
-    // Loop stopped: close whatever is left while the loop still exists.
-    std::vector<WorkerConnection*> open(connections_list_.begin(), connections_list_.end());
-    for (WorkerConnection* c : open) c->abort();
-    loop_.run_deferred();
-    flush_access_log();
-    acceptors_.clear();
-    for (auto& [name, cluster] : cluster_state_) cluster->retire();
-    for (auto& cluster : retired_clusters_) cluster->retire();
-    loop_.run_deferred();
+    close_all();
   });
+}
+
+void Worker::close_all() {
+  // Loop stopped: close whatever is left while the loop still exists.
+  std::vector<WorkerConnection*> open(connections_list_.begin(), connections_list_.end());
+  for (WorkerConnection* c : open) c->abort();
+  loop_.run_deferred();
+  flush_access_log();
+  acceptors_.clear();
+  for (auto& [name, cluster] : cluster_state_) cluster->retire();
+  for (auto& cluster : retired_clusters_) cluster->retire();
+  loop_.run_deferred();
 }
 
 void Worker::update(std::shared_ptr<const Snapshot> snapshot) {
@@ -99,6 +108,7 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
   if (!draining_) {
     for (size_t i = 0; i < snapshot->listeners.size(); ++i) {
       const auto& socket = snapshot->listeners[i].sockets[index_];
+      if (!socket) continue;  // not bound (tests bring connections through the transport)
       std::unique_ptr<Acceptor> acceptor;
       for (auto& old : acceptors_) {
         if (old && old->socket_ == socket) {
@@ -158,11 +168,16 @@ void Worker::accept_ready(Acceptor& acceptor) {
       return;
     }
     stats.connections_total.inc();
-    if (listener.config->protocol == ListenerProtocol::kTcp) {
-      new TcpSession(*this, fd, peer, acceptor.listener_index_);
-    } else {
-      new Http1ServerConnection(*this, fd, peer, acceptor.listener_index_);
-    }
+    adopt_connection(acceptor.listener_index_, fd, peer);
+  }
+}
+
+void Worker::adopt_connection(size_t listener_index, int fd, const sockaddr_storage& peer) {
+  // Each owns itself and frees itself through the loop when it closes.
+  if (snapshot_->listeners[listener_index].config->protocol == ListenerProtocol::kTcp) {
+    new TcpSession(*this, fd, peer, listener_index);
+  } else {
+    new Http1ServerConnection(*this, fd, peer, listener_index);
   }
 }
 

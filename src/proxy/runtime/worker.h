@@ -3,6 +3,8 @@
 // and workers share nothing on the request path.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -42,7 +44,11 @@ class WorkerConnection : public net::Deferred {
 
 class Worker {
  public:
-  Worker(size_t index, std::shared_ptr<const Snapshot> initial);
+  // `clock`: the loop's time (a SimulatedClock in tests, which then drive
+  // loop() themselves instead of calling start()). `seed`: the worker's
+  // randomness (balancers, jitter, request ids).
+  Worker(size_t index, std::shared_ptr<const Snapshot> initial, Clock& clock = SystemClock::instance(),
+         uint64_t seed = FastRandom::os_seed());
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -68,6 +74,9 @@ class Worker {
   std::string& scratch() { return scratch_; }
   // Appends one access-log line (without newline) for the current snapshot's log.
   void log_access(const std::string& line);
+  // Serves a connection accepted on the snapshot's listener `listener_index`
+  // (`fd` goes to the listener's transport factory).
+  void adopt_connection(size_t listener_index, int fd, const sockaddr_storage& peer);
 
   // For WorkerConnection.
   void add_connection(WorkerConnection* c);
@@ -78,6 +87,7 @@ class Worker {
   void apply(std::shared_ptr<const Snapshot> snapshot);
   void accept_ready(Acceptor& acceptor);
   void flush_access_log();
+  void close_all();
 
   size_t index_;
   net::EventLoop loop_;
@@ -92,7 +102,7 @@ class Worker {
   bool draining_ = false;
   std::string access_buffer_;
   std::string scratch_;
-  FastRandom random_{FastRandom::os_seed()};
+  FastRandom random_;
   std::shared_ptr<AccessLog> access_log_;
   std::unique_ptr<net::Timer> access_flush_timer_;
 };

@@ -1,0 +1,177 @@
+#include "proxy/runtime/snapshot_builder.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "common/text.h"
+#include "net/address.h"
+#include "proxy/observe/access_log.h"
+
+namespace trellis::proxy {
+
+SnapshotBuilder::SnapshotBuilder(size_t workers, Random& random)
+    : workers_(workers), random_(random), stats_(workers), open_listener_([](const ListenerConfig& l, std::string& error) {
+        int fd = net::open_listen_socket(l.address, /*reuse_port=*/true, error);
+        return fd < 0 ? nullptr : std::make_shared<ListenSocket>(fd);
+      }) {}
+
+// The limiters of a virtual host's routes: those in force where the same
+// limit sits at the same place (so a reload keeps their buckets), else new.
+// Identical limits on several routes of a listener share one limiter: the
+// control plane copies an HTTPRoute's limits onto every route made from it,
+// and the user's limit is one limit.
+std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> SnapshotBuilder::rate_limiters_for(
+    const ListenerConfig& l, const VirtualHostConfig& vh, const Snapshot* previous,
+    std::vector<std::shared_ptr<RouteRateLimiter>>& shared) {
+  const ListenerRuntime* old_listener = nullptr;
+  size_t old_vhost = SIZE_MAX;
+  if (previous) {
+    for (const ListenerRuntime& old : previous->listeners) {
+      if (old.config->name != l.name) continue;
+      for (size_t i = 0; i < old.config->virtual_hosts.size(); ++i)
+        if (old.config->virtual_hosts[i].name == vh.name) old_vhost = i;
+      if (old_vhost != SIZE_MAX) old_listener = &old;
+    }
+  }
+  std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> out;
+  for (size_t r = 0; r < vh.routes.size(); ++r) {
+    std::vector<std::shared_ptr<RouteRateLimiter>> limits;
+    for (size_t k = 0; k < vh.routes[r].rate_limits.size(); ++k) {
+      const RateLimitConfig& config = vh.routes[r].rate_limits[k];
+      std::shared_ptr<RouteRateLimiter> limiter;
+      if (old_listener != nullptr && old_vhost < old_listener->rate_limits.size()) {
+        const auto& old_routes = old_listener->rate_limits[old_vhost];
+        if (r < old_routes.size() && k < old_routes[r].size() && same_rate_limit(old_routes[r][k]->config(), config))
+          limiter = old_routes[r][k];
+      }
+      for (const auto& other : shared)
+        if (!limiter && same_rate_limit(other->config(), config)) limiter = other;
+      if (!limiter) {
+        auto built = RouteRateLimiter::build(config);
+        if (!built) {
+          spdlog::error("rate limit {} of {}/{}: {}", config.name, l.name, vh.name, built.error().message);
+          continue;
+        }
+        limiter = std::move(*built);
+      }
+      if (std::find(shared.begin(), shared.end(), limiter) == shared.end()) shared.push_back(limiter);
+      limits.push_back(std::move(limiter));
+    }
+    out.push_back(std::move(limits));
+  }
+  return out;
+}
+
+// The cluster's adaptive limit: kept across reloads that leave its settings
+// alone, so what it learned stays.
+std::shared_ptr<policy::ConcurrencyLimiter> SnapshotBuilder::concurrency_limiter_for(const ClusterConfig& c,
+                                                                                     const Snapshot* previous,
+                                                                                     MonoTime now) {
+  if (previous) {
+    for (const ClusterRuntime& old : previous->clusters) {
+      if (old.config->name == c.name && old.concurrency && old.config->adaptive_concurrency == c.adaptive_concurrency)
+        return old.concurrency;
+    }
+  }
+  return std::make_shared<policy::ConcurrencyLimiter>(c.adaptive_concurrency, now, random_);
+}
+
+// The cluster's detector: the one in force when nothing it depends on
+// changed, else a new one that carries over the verdicts of the endpoints
+// that stay.
+std::shared_ptr<policy::OutlierDetector> SnapshotBuilder::outlier_detector_for(const ClusterConfig& c,
+                                                                               const Snapshot* previous) {
+  std::vector<uint64_t> ids;
+  for (const EndpointConfig& e : c.endpoints) ids.push_back(fnv1a64(e.address.text));
+  std::shared_ptr<policy::OutlierDetector> old_detector;
+  const ClusterConfig* old_config = nullptr;
+  if (previous) {
+    for (const ClusterRuntime& old : previous->clusters) {
+      if (old.config->name == c.name && old.outlier) {
+        old_detector = old.outlier;
+        old_config = old.config;
+      }
+    }
+  }
+  if (old_detector) {
+    bool same_hosts = old_detector->size() == ids.size();
+    for (size_t i = 0; same_hosts && i < ids.size(); ++i) same_hosts = old_detector->host_id(i) == ids[i];
+    if (same_hosts && old_config->outlier == c.outlier) return old_detector;
+  }
+  auto detector = std::make_shared<policy::OutlierDetector>(c.outlier, std::move(ids));
+  if (old_detector) detector->adopt_state(*old_detector);
+  return detector;
+}
+
+Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const ProxyConfig> config,
+                                                         const Snapshot* previous, MonoTime now) {
+  std::string error;
+  auto snap = std::make_shared<Snapshot>();
+  snap->version = ++version_;
+  snap->workers = workers_;
+  snap->config = config;
+  for (const ClusterConfig& c : config->clusters) {
+    ClusterRuntime rt;
+    rt.config = &c;
+    rt.stats = stats_.cluster(c.name);
+    rt.state = cluster_states_.cluster(c.name);
+    rt.transport = transport_;
+    rt.state->breaker.set_limits(c.circuit_breakers);
+    if (c.outlier_enabled) rt.outlier = outlier_detector_for(c, previous);
+    if (c.adaptive_concurrency_enabled) rt.concurrency = concurrency_limiter_for(c, previous, now);
+    for (const EndpointConfig& e : c.endpoints) rt.endpoints.push_back(rt.state->endpoint(e.address.text));
+    rt.state->retain([&](const std::string& address) {
+      return std::any_of(c.endpoints.begin(), c.endpoints.end(),
+                         [&](const EndpointConfig& e) { return e.address.text == address; });
+    });
+    snap->clusters.push_back(std::move(rt));
+  }
+  snap->listeners.reserve(config->listeners.size());
+  for (const ListenerConfig& l : config->listeners) {
+    ListenerRuntime rt;
+    rt.config = &l;
+    // Reuse the sockets of a listener on the same address: reloads must not
+    // drop connections waiting in the accept queue.
+    if (previous) {
+      for (const ListenerRuntime& old : previous->listeners) {
+        if (old.config->address == l.address) {
+          rt.sockets = old.sockets;
+          break;
+        }
+      }
+    }
+    if (rt.sockets.empty()) {
+      for (size_t i = 0; i < workers_; ++i) {
+        std::shared_ptr<ListenSocket> socket = open_listener_(l, error);
+        if (!socket && !error.empty()) return make_error("listener \"" + l.name + "\": " + error);
+        rt.sockets.push_back(std::move(socket));
+      }
+    }
+    std::vector<std::shared_ptr<RouteRateLimiter>> listener_limiters;  // shared by identical limits
+    for (const VirtualHostConfig& vh : l.virtual_hosts) {
+      std::vector<policy::RouteMatch> routes;
+      for (const RouteConfig& r : vh.routes) routes.push_back(r.match);
+      rt.rate_limits.push_back(rate_limiters_for(l, vh, previous, listener_limiters));
+      auto added = rt.routes.add_virtual_host(vh.domains, routes);
+      if (!added)
+        return make_error("listener \"" + l.name + "\": virtual host \"" + vh.name + "\": " + added.error().message);
+    }
+    rt.stats = stats_.listener(l.name);
+    rt.transport = transport_;
+    snap->listeners.push_back(std::move(rt));
+  }
+  if (!config->access_log.path.empty()) {
+    if (previous && previous->access_log && previous->access_log->path() == config->access_log.path) {
+      snap->access_log = previous->access_log;
+    } else {
+      auto log = std::make_shared<AccessLog>();
+      if (!log->open(config->access_log.path, error)) return make_error(error);
+      snap->access_log = std::move(log);
+    }
+  }
+  return snap;
+}
+
+
+}  // namespace trellis::proxy

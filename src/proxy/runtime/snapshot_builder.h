@@ -1,0 +1,57 @@
+// Builds the runtime form of a config, the snapshot every worker adopts:
+// listening sockets, stats blocks, route tables, and the state shared by all
+// workers (health verdicts, breakers, rate-limit buckets, outlier detectors,
+// adaptive limits). Whatever the previous snapshot holds that the new config
+// leaves alone is carried over, so a reload keeps queued connections, bucket
+// levels, ejections and what the limits learned.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/random.h"
+#include "common/result.h"
+#include "net/transport.h"
+#include "proxy/runtime/snapshot.h"
+
+namespace trellis::proxy {
+
+class SnapshotBuilder {
+ public:
+  // Binds a listener's socket for one worker; null with `error` set when it
+  // cannot. Tests give one that binds nothing (connections then arrive
+  // through the listener's transport, not an accept).
+  using OpenListener = std::function<std::shared_ptr<ListenSocket>(const ListenerConfig&, std::string& error)>;
+
+  SnapshotBuilder(size_t workers, Random& random);
+  // What tests replace: how listeners are bound, what connections run over.
+  void set_open_listener(OpenListener open) { open_listener_ = std::move(open); }
+  void set_transport(std::shared_ptr<net::TransportFactory> transport) { transport_ = std::move(transport); }
+
+  // The snapshot for `config`, reusing what `previous` (may be null) holds.
+  // Fails only when a socket cannot be bound or an access log opened.
+  Result<std::shared_ptr<Snapshot>> build(std::shared_ptr<const ProxyConfig> config, const Snapshot* previous,
+                                          MonoTime now);
+
+  StatsRegistry& stats() { return stats_; }
+
+ private:
+  std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> rate_limiters_for(
+      const ListenerConfig& l, const VirtualHostConfig& vh, const Snapshot* previous,
+      std::vector<std::shared_ptr<RouteRateLimiter>>& shared);
+  std::shared_ptr<policy::OutlierDetector> outlier_detector_for(const ClusterConfig& c, const Snapshot* previous);
+  std::shared_ptr<policy::ConcurrencyLimiter> concurrency_limiter_for(const ClusterConfig& c,
+                                                                      const Snapshot* previous, MonoTime now);
+
+  size_t workers_;
+  Random& random_;
+  uint64_t version_ = 0;
+  StatsRegistry stats_;
+  ClusterStateRegistry cluster_states_;
+  OpenListener open_listener_;
+  std::shared_ptr<net::TransportFactory> transport_ = net::PlainTransportFactory::shared();
+};
+
+}  // namespace trellis::proxy

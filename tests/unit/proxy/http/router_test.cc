@@ -1,0 +1,290 @@
+// The HTTP request path end to end on simulated time: HTTP/1.1 codecs, the
+// router's stages, retries, timeouts and pools, over in-memory connections.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "proxy/harness.h"
+
+namespace trellis::proxy {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::FakePeer;
+using testing::ok_response;
+using testing::ProxyHarness;
+using testing::response;
+using testing::status_of;
+
+constexpr const char* kA = "10.1.0.1:80";
+constexpr const char* kB = "10.1.0.2:80";
+
+std::string config(std::string_view route_extra = "", std::string_view cluster_extra = "",
+                   std::string_view endpoints = "[{address: 10.1.0.1:80}]") {
+  return "listeners:\n"
+         "  - name: web\n"
+         "    address: 127.0.0.1:10000\n"
+         "    virtual_hosts:\n"
+         "      - name: all\n"
+         "        domains: [\"*\"]\n"
+         "        routes:\n"
+         "          - match: { prefix: /api }\n"
+         "            cluster: api\n" +
+         std::string(route_extra) +
+         "clusters:\n"
+         "  - name: api\n"
+         "    lb_policy: round_robin\n"
+         "    endpoints: " +
+         std::string(endpoints) + "\n" + std::string(cluster_extra);
+}
+
+constexpr std::string_view kGet = "GET /api/x HTTP/1.1\r\nHost: h\r\n\r\n";
+
+TEST(RouterTest, ForwardsRequestAndResponseAndKeepsBothConnections) {
+  ProxyHarness h(config());
+  FakePeer client = h.connect();
+  client.send(kGet);
+  FakePeer up = h.upstream(kA);
+  std::string request = up.take();
+  EXPECT_EQ(request.substr(0, 21), "GET /api/x HTTP/1.1\r\n");
+  EXPECT_NE(request.find("x-forwarded-for: 10.0.0.9\r\n"), std::string::npos);
+  EXPECT_NE(request.find("x-request-id: "), std::string::npos);
+  up.send(ok_response("hello"));
+  h.run();
+  std::string answer = client.take();
+  EXPECT_EQ(status_of(answer), 200);
+  EXPECT_EQ(answer.substr(answer.size() - 5), "hello");
+
+  // The second request reuses the pooled upstream connection.
+  client.send(kGet);
+  h.run();
+  EXPECT_FALSE(h.network().has_pending(kA));
+  EXPECT_NE(up.take().find("GET /api/x"), std::string::npos);
+  up.send(ok_response("again"));
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 200);
+  EXPECT_EQ(h.network().connects(kA), 1);
+  EXPECT_FALSE(client.closed_by_proxy());
+}
+
+TEST(RouterTest, NoRouteIs404) {
+  ProxyHarness h(config());
+  FakePeer client = h.connect();
+  client.send("GET /other HTTP/1.1\r\nHost: h\r\n\r\n");
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 404);
+  EXPECT_EQ(h.network().connects(kA), 0);
+}
+
+TEST(RouterTest, RetriesA503OnTheNextEndpoint) {
+  ProxyHarness h(config("", "    retry: { attempts: 1, retry_on: [gateway-error] }\n",
+                        "[{address: 10.1.0.1:80}, {address: 10.1.0.2:80}]"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  std::string first;
+  FakePeer a = h.upstream_any({kA, kB}, &first);
+  a.take();
+  a.send(response(503));
+  h.advance(milliseconds(25));  // at most the first backoff
+  FakePeer b = h.upstream(first == kA ? kB : kA);
+  EXPECT_NE(b.take().find("GET /api/x"), std::string::npos);
+  b.send(ok_response());
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 200);
+}
+
+TEST(RouterTest, PerTryTimeoutRetriesThenAnswers504) {
+  ProxyHarness h(config("", "    retry: { attempts: 1, per_try_timeout: 100ms, retry_on: [gateway-error] }\n",
+                        "[{address: 10.1.0.1:80}, {address: 10.1.0.2:80}]"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  std::string first;
+  FakePeer a = h.upstream_any({kA, kB}, &first);
+  std::string second = first == kA ? kB : kA;
+  h.advance(milliseconds(99));
+  EXPECT_FALSE(h.network().has_pending(second));
+  h.advance(milliseconds(1) + milliseconds(25));  // the timeout, then at most the backoff
+  FakePeer b = h.upstream(second);
+  EXPECT_NE(b.take().find("GET /api/x"), std::string::npos);
+  EXPECT_TRUE(client.take().empty());
+  h.advance(milliseconds(100));
+  std::string answer = client.take();
+  EXPECT_EQ(status_of(answer), 504);
+  EXPECT_NE(answer.find("upstream per-try timeout"), std::string::npos);
+}
+
+TEST(RouterTest, RequestTimeoutAnswers504AtTheRouteTimeout) {
+  ProxyHarness h(config("            timeout: 2s\n"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  FakePeer up = h.upstream(kA);
+  h.advance(milliseconds(1999));
+  EXPECT_TRUE(client.take().empty());
+  h.advance(milliseconds(1));
+  std::string answer = client.take();
+  EXPECT_EQ(status_of(answer), 504);
+  EXPECT_NE(answer.find("upstream request timeout"), std::string::npos);
+  EXPECT_TRUE(up.closed_by_proxy());  // a connection that may still answer is not reused
+}
+
+TEST(RouterTest, ConnectFailureIsRetriedElsewhere) {
+  ProxyHarness h(config("", "    retry: { attempts: 1 }\n", "[{address: 10.1.0.1:80}, {address: 10.1.0.2:80}]"));
+  h.network().refuse(kA);
+  FakePeer client = h.connect();
+  client.send(kGet);
+  h.advance(milliseconds(25));
+  FakePeer b = h.upstream(kB);
+  b.take();
+  b.send(ok_response());
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 200);
+}
+
+TEST(RouterTest, ConnectFailureWithoutRetriesIs503) {
+  ProxyHarness h(config());
+  h.network().refuse(kA);
+  FakePeer client = h.connect();
+  client.send(kGet);
+  h.run();
+  std::string answer = client.take();
+  EXPECT_EQ(status_of(answer), 503);
+  EXPECT_NE(answer.find("upstream connect error"), std::string::npos);
+}
+
+TEST(RouterTest, ConnectTimeoutIs504) {
+  ProxyHarness h(config("", "    connect_timeout: 250ms\n"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  h.advance(milliseconds(249));
+  EXPECT_TRUE(client.take().empty());
+  h.advance(milliseconds(1));
+  EXPECT_EQ(status_of(client.take()), 504);
+}
+
+TEST(RouterTest, FaultDelayHoldsTheRequestExactlyThatLong) {
+  ProxyHarness h(config("            fault: { delay: { duration: 300ms, percent: 100 } }\n"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  h.advance(milliseconds(299));
+  EXPECT_FALSE(h.network().has_pending(kA));
+  h.advance(milliseconds(1));
+  FakePeer up = h.upstream(kA);
+  EXPECT_NE(up.take().find("GET /api/x"), std::string::npos);
+}
+
+TEST(RouterTest, FaultAbortAnswersTheConfiguredStatus) {
+  ProxyHarness h(config("            fault: { abort: { status: 418, percent: 100 } }\n"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 418);
+  EXPECT_EQ(h.network().connects(kA), 0);
+}
+
+TEST(RouterTest, TokenBucketRefusesWith429AndRetryAfter) {
+  ProxyHarness h(config("            rate_limits:\n"
+                        "              - token_bucket: { requests_per_unit: 1, unit: minute }\n",
+                        "    idle_timeout: 300s\n"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  FakePeer up = h.upstream(kA);
+  up.take();
+  up.send(ok_response());
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 200);
+  client.send(kGet);
+  h.run();
+  std::string answer = client.take();
+  EXPECT_EQ(status_of(answer), 429);
+  EXPECT_NE(answer.find("retry-after: 60\r\n"), std::string::npos);
+  h.advance(seconds(60));
+  client.send(kGet);
+  h.run();
+  EXPECT_NE(up.take().find("GET /api/x"), std::string::npos);
+}
+
+TEST(RouterTest, MaxRequestsOverflowIs503WithTheLimitNamed) {
+  ProxyHarness h(config("", "    circuit_breakers: { max_requests: 1 }\n"));
+  FakePeer first = h.connect();
+  first.send(kGet);
+  FakePeer up = h.upstream(kA);
+  FakePeer second = h.connect();
+  second.send(kGet);
+  h.run();
+  std::string answer = second.take();
+  EXPECT_EQ(status_of(answer), 503);
+  EXPECT_NE(answer.find("x-trellis-overflow: max_requests"), std::string::npos);
+  up.take();
+  up.send(ok_response());
+  h.run();
+  EXPECT_EQ(status_of(first.take()), 200);
+}
+
+TEST(RouterTest, RequestIdleTimeoutIs504WhenNothingMoves) {
+  ProxyHarness h(config("            timeout: 0s\n", "    request_idle_timeout: 1s\n"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  FakePeer up = h.upstream(kA);
+  up.take();
+  h.advance(milliseconds(999));
+  EXPECT_TRUE(client.take().empty());
+  h.advance(milliseconds(1));
+  std::string answer = client.take();
+  EXPECT_EQ(status_of(answer), 504);
+  EXPECT_NE(answer.find("upstream idle timeout"), std::string::npos);
+}
+
+TEST(RouterTest, AStalePooledConnectionIsReplacedOnceWithoutARetryPolicy) {
+  ProxyHarness h(config());
+  FakePeer client = h.connect();
+  client.send(kGet);
+  FakePeer first = h.upstream(kA);
+  first.take();
+  first.send(ok_response());
+  h.run();
+  client.take();
+  // The upstream closed the idle connection just as the next request reuses it.
+  client.send(kGet);
+  h.run();
+  first.reset(ECONNRESET);
+  h.run();
+  FakePeer second = h.upstream(kA);
+  EXPECT_NE(second.take().find("GET /api/x"), std::string::npos);
+  second.send(ok_response());
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 200);
+}
+
+TEST(RouterTest, BodyIsReplayedOnRetry) {
+  ProxyHarness h(config("", "    retry: { attempts: 1, retry_on: [gateway-error] }\n",
+                        "[{address: 10.1.0.1:80}, {address: 10.1.0.2:80}]"));
+  FakePeer client = h.connect();
+  client.send("PUT /api/x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello");
+  std::string first;
+  FakePeer a = h.upstream_any({kA, kB}, &first);
+  EXPECT_NE(a.take().find("\r\n\r\nhello"), std::string::npos);
+  a.send(response(502));
+  h.advance(milliseconds(25));
+  FakePeer b = h.upstream(first == kA ? kB : kA);
+  EXPECT_NE(b.take().find("\r\n\r\nhello"), std::string::npos);
+  b.send(ok_response());
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 200);
+}
+
+TEST(RouterTest, PostIsNotRetriedAfterItMayHaveArrived) {
+  ProxyHarness h(config("", "    retry: { attempts: 1, retry_on: [gateway-error] }\n",
+                        "[{address: 10.1.0.1:80}, {address: 10.1.0.2:80}]"));
+  FakePeer client = h.connect();
+  client.send("POST /api/x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi");
+  FakePeer a = h.upstream_any({kA, kB});
+  a.take();
+  a.send(response(503));
+  h.advance(seconds(1));
+  EXPECT_FALSE(h.network().has_pending(kA) || h.network().has_pending(kB));
+  EXPECT_EQ(status_of(client.take()), 503);
+}
+
+}  // namespace
+}  // namespace trellis::proxy
