@@ -11,7 +11,8 @@
 
 #include <fmt/format.h>
 
-#include "http/http1/parser.h"
+#include "http/http1/response_reader.h"
+#include "net/buffer.h"
 
 namespace trellis::cli {
 namespace {
@@ -127,95 +128,31 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
     }
   }
 
-  const bool head_request = method == "HEAD";
-  std::string in;
-  HttpResponse out;
-  bool have_head = false;
-  http::http1::BodyKind body_kind = http::http1::BodyKind::kNone;
-  uint64_t content_length = 0;
-  size_t pos = 0;  // start of the unread body bytes in `in`
-  http::http1::ChunkedDecoder chunked;
-  bool eof = false;
+  http::http1::ResponseReader reader;
+  reader.start(method == "HEAD", kMaxResponseBody);
+  net::Buffer in;
   const std::string malformed = where + " sent a malformed response: ";
   const std::string cut_short = "lost the connection to " + where + " in the middle of its response";
   for (;;) {
-    if (!have_head) {
-      http::http1::ResponseHead head;
-      http::http1::ParseResult pr = http::http1::parse_response(in, head_request, head);
-      if (pr.status == http::http1::ParseStatus::kError) return Error{malformed + pr.error};
-      if (pr.status == http::http1::ParseStatus::kDone) {
-        if (head.status < 200) {  // an interim answer: the real one follows
-          in.erase(0, pr.consumed);
-          continue;
-        }
-        have_head = true;
-        out.status = head.status;
-        body_kind = head.info.body;
-        content_length = head.info.content_length;
-        pos = pr.consumed;
-        if (body_kind == http::http1::BodyKind::kContentLength && content_length > kMaxResponseBody) {
-          return Error{malformed + "the body is larger than 64 MiB"};
-        }
-      } else if (eof) {
-        return Error{in.empty() ? where + " closed the connection without answering" : cut_short};
-      }
-    }
-    if (have_head) {
-      switch (body_kind) {
-        case http::http1::BodyKind::kNone:
-          return out;
-        case http::http1::BodyKind::kContentLength:
-          if (in.size() - pos >= content_length) {
-            out.body = in.substr(pos, static_cast<size_t>(content_length));
-            return out;
-          }
-          if (eof) return Error{cut_short};
-          break;
-        case http::http1::BodyKind::kChunked: {
-          bool need_more = false;
-          while (!need_more) {
-            auto step = chunked.next(std::string_view(in).substr(pos));
-            pos += step.consumed;
-            switch (step.kind) {
-              case http::http1::ChunkedDecoder::Kind::kData:
-                out.body.append(step.data);
-                if (out.body.size() > kMaxResponseBody)
-                  return Error{malformed + "the body is larger than 64 MiB"};
-                break;
-              case http::http1::ChunkedDecoder::Kind::kNeedMore:
-                need_more = true;
-                break;
-              case http::http1::ChunkedDecoder::Kind::kDone:
-                return out;
-              case http::http1::ChunkedDecoder::Kind::kError:
-                return Error{malformed + step.error};
-            }
-          }
-          if (eof) return Error{cut_short};
-          break;
-        }
-        case http::http1::BodyKind::kUntilClose:
-          if (eof) {
-            out.body = in.substr(pos);
-            return out;
-          }
-          if (in.size() - pos > kMaxResponseBody) return Error{malformed + "the body is larger than 64 MiB"};
-          break;
-      }
-    }
-
     int ready = wait_for(fd.get(), POLLIN, deadline);
     if (ready == 0) return Error{where + " did not answer within " + seconds_text(timeout_)};
     if (ready < 0) return Error{"lost the connection to " + where + ": " + sys_error(errno)};
-    char buffer[16384];
-    ssize_t n = ::recv(fd.get(), buffer, sizeof(buffer), 0);
+    ssize_t n = ::recv(fd.get(), in.prepare(16384), 16384, 0);
+    http::http1::ResponseReader::Status status;
     if (n > 0) {
-      in.append(buffer, static_cast<size_t>(n));
+      in.commit(static_cast<size_t>(n));
+      status = reader.on_data(in);
     } else if (n == 0) {
-      eof = true;
-    } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+      if (reader.status() == 0 && in.empty()) return Error{where + " closed the connection without answering"};
+      status = reader.on_eof();
+      if (status == http::http1::ResponseReader::Status::kError) return Error{cut_short};
+    } else if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+      continue;
+    } else {
       return Error{"lost the connection to " + where + ": " + sys_error(errno)};
     }
+    if (status == http::http1::ResponseReader::Status::kError) return Error{malformed + reader.error()};
+    if (status == http::http1::ResponseReader::Status::kComplete) return HttpResponse{reader.status(), reader.body()};
   }
 }
 

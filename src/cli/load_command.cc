@@ -1,5 +1,7 @@
 #include "cli/load_command.h"
 
+#include "common/duration.h"
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -102,10 +104,12 @@ bool to_options(const LoadFlags& f, LoadOptions& o, std::string& error) {
   }
   o.rate = f.rate;
   auto duration = [&](const std::string& text, const char* flag, Duration& out, bool zero_ok) {
-    if (!parse_duration(text, out, error)) {
-      error = fmt::format("{}: {}", flag, error);
+    auto d = parse_duration(text, {std::chrono::hours(24 * 7), "a week"});
+    if (!d) {
+      error = fmt::format("{} \"{}\": {}", flag, text, d.error().message);
       return false;
     }
+    out = std::chrono::duration_cast<Duration>(*d);
     if (!zero_ok && out == Duration::zero()) {
       error = fmt::format("{} must be more than zero", flag);
       return false;
@@ -205,42 +209,6 @@ int run_load_command(const LoadFlags& flags) {
 
 }  // namespace
 
-bool parse_duration(std::string_view text, Duration& out, std::string& error) {
-  size_t i = 0;
-  while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) ++i;
-  std::string number(text.substr(0, i));
-  std::string_view unit = text.substr(i);
-  char* end = nullptr;
-  double value = number.empty() ? NAN : std::strtod(number.c_str(), &end);
-  if (number.empty() || end != number.c_str() + number.size() || !std::isfinite(value)) {
-    error = fmt::format("\"{}\" is not a duration (e.g. 10s, 500ms, 1.5s, 2m)", text);
-    return false;
-  }
-  double ns_per_unit;
-  if (unit.empty() || unit == "s") {
-    ns_per_unit = 1e9;
-  } else if (unit == "ms") {
-    ns_per_unit = 1e6;
-  } else if (unit == "us" || unit == "µs") {
-    ns_per_unit = 1e3;
-  } else if (unit == "ns") {
-    ns_per_unit = 1;
-  } else if (unit == "m") {
-    ns_per_unit = 60e9;
-  } else if (unit == "h") {
-    ns_per_unit = 3600e9;
-  } else {
-    error = fmt::format("\"{}\" has an unknown unit (use ns, us, ms, s, m or h)", text);
-    return false;
-  }
-  double ns = value * ns_per_unit;
-  if (ns > 7 * 24 * 3600e9) {
-    error = fmt::format("\"{}\" is longer than a week", text);
-    return false;
-  }
-  out = std::chrono::duration_cast<Duration>(std::chrono::nanoseconds(std::llround(ns)));
-  return true;
-}
 
 nlohmann::ordered_json load_report_json(const LoadOptions& options, const LoadReport& report) {
   using Json = nlohmann::ordered_json;  // keys in the documented order

@@ -23,9 +23,6 @@ namespace trellis::cli {
 // 2xx/3xx, 1 otherwise, 2 on a usage error.
 std::function<int()> add_load_command(CLI::App& app);
 
-// "10s", "500ms", "1.5s", "250us", "2m", "1h"; a bare number is seconds.
-bool parse_duration(std::string_view text, Duration& out, std::string& error);
-
 nlohmann::ordered_json load_report_json(const LoadOptions& options, const LoadReport& report);
 std::string load_report_text(const LoadOptions& options, const LoadReport& report);
 // 0: every measured request was sent and completed with a 2xx or 3xx status; else 1.

@@ -16,6 +16,7 @@
 
 #include "net/event_loop.h"
 #include "http/header.h"
+#include "http/http1/response_reader.h"
 #include "net/address.h"
 #include "net/signals.h"
 #include "net/socket.h"
@@ -96,7 +97,7 @@ class Http1Connection final : public net::TransportCallbacks {
   net::EventLoop& loop_;
   std::unique_ptr<net::Transport> socket_;
   net::Buffer in_;
-  Http1ResponseReader reader_;
+  http::http1::ResponseReader reader_;
   Pacer pacer_;
   net::Timer timer_;
   State state_ = State::kWaiting;
@@ -395,13 +396,13 @@ void Http1Connection::on_readable() {
       drop(ErrorKind::kReset);
       return;
     }
-    Http1ResponseReader::Status status =
+    http::http1::ResponseReader::Status status =
         r == net::ReadResult::kEof ? reader_.on_eof() : reader_.on_data(in_);
-    if (status == Http1ResponseReader::Status::kError) {
+    if (status == http::http1::ResponseReader::Status::kError) {
       drop(r == net::ReadResult::kEof ? ErrorKind::kReset : ErrorKind::kProtocol);
       return;
     }
-    if (status == Http1ResponseReader::Status::kComplete) complete();
+    if (status == http::http1::ResponseReader::Status::kComplete) complete();
     if (r == net::ReadResult::kEof) {
       if (socket_ != nullptr && state_ != State::kConnecting) drop(ErrorKind::kReset);
       return;

@@ -16,7 +16,6 @@
 #include "common/time.h"
 #include "net/buffer.h"
 #include "net/address.h"
-#include "http/http1/parser.h"
 
 namespace trellis::cli {
 
@@ -98,41 +97,6 @@ inline uint64_t to_micros(Duration d) {
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
   return ns <= 0 ? 0 : static_cast<uint64_t>((ns + 500) / 1000);
 }
-
-// Reads one HTTP/1.1 response at a time with the proxy's strict parser.
-class Http1ResponseReader {
- public:
-  enum class Status : uint8_t { kNeedMore, kComplete, kError };
-
-  // A request was sent; HEAD responses have no body.
-  void start(bool head_request);
-  // Consumes the bytes of `in` that belong to the response. kComplete once its
-  // last byte is in; bytes beyond it (the server sending what nobody asked
-  // for) are kError, since requests are never pipelined.
-  Status on_data(net::Buffer& in);
-  // The server closed: completes a body delimited by the close, else kError.
-  Status on_eof();
-
-  int status() const { return status_; }
-  bool keep_alive() const { return keep_alive_; }
-  const char* error() const { return error_; }
-
- private:
-  enum class Phase : uint8_t { kHead, kLength, kChunked, kUntilClose, kDone };
-  Status fail(const char* error) {
-    error_ = error;
-    return Status::kError;
-  }
-
-  http::http1::ResponseHead head_;
-  http::http1::ChunkedDecoder chunked_;
-  Phase phase_ = Phase::kHead;
-  uint64_t remaining_ = 0;
-  bool head_request_ = false;
-  bool keep_alive_ = true;
-  int status_ = 0;
-  const char* error_ = "";
-};
 
 enum class ErrorKind : uint8_t { kConnect, kReset, kTimeout, kProtocol };
 inline constexpr size_t kErrorKinds = 4;

@@ -12,6 +12,8 @@
 #include "cli/load_command.h"
 #include "cli/mesh_commands.h"
 
+#include "common/duration.h"
+
 namespace trellis::cli {
 namespace {
 
@@ -67,21 +69,15 @@ int run_register(const RegisterFlags& flags) {
     body["labels"] = std::move(labels);
   }
   if (!flags.ttl.empty()) {
-    Duration ttl{};
-    std::string error;
-    if (!parse_duration(flags.ttl, ttl, error)) {
-      print_error("register", "--ttl: " + error);
-      return kExitUsage;
-    }
-    double seconds = std::chrono::duration<double>(ttl).count();
     // The registry keeps whole seconds; rounding silently would shorten or
     // stretch a lease the user chose.
-    if (seconds < 1 || seconds != std::floor(seconds)) {
-      print_error("register",
-                  fmt::format("--ttl \"{}\" must be a whole number of seconds, at least 1s", flags.ttl));
+    auto ttl = parse_duration(flags.ttl, {std::chrono::hours(24), "24h", std::chrono::seconds(1)});
+    if (!ttl || *ttl < std::chrono::seconds(1)) {
+      print_error("register", fmt::format("--ttl \"{}\": {}", flags.ttl,
+                                          ttl ? std::string("must be at least 1s") : ttl.error().message));
       return kExitUsage;
     }
-    body["ttl_seconds"] = static_cast<uint64_t>(seconds);
+    body["ttl_seconds"] = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(*ttl).count());
   }
 
   Result<ApiReply> reply = client->call("POST", "/v1/registry/instances", body);

@@ -14,19 +14,53 @@ std::string in_quotes(std::string_view s) {
   return out;
 }
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
+std::string ascii_lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::string_view closest_match(std::string_view given, std::span<const std::string_view> candidates, bool partial) {
+  std::string lower = ascii_lower(given);
+  for (std::string_view candidate : candidates) {
+    if (ascii_lower(candidate) == lower) return candidate;
+  }
+  if (partial && lower.size() >= 3) {
+    for (std::string_view candidate : candidates) {
+      if (ascii_lower(candidate).find(lower) != std::string::npos) return candidate;
     }
   }
-  return row[b.size()];
+  std::string_view best;
+  size_t best_distance = 3;
+  for (std::string_view candidate : candidates) {
+    size_t d = edit_distance(lower, ascii_lower(candidate));
+    if (d < best_distance && d * 3 <= given.size()) {
+      best_distance = d;
+      best = candidate;
+    }
+  }
+  return best;
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  // Optimal string alignment: insertions, deletions, substitutions, and a
+  // swap of two neighbours ("valeu" for "value") as one edit, since that is
+  // the commonest slip of a typing hand. Three rows suffice.
+  std::vector<size_t> before(b.size() + 1), previous(b.size() + 1), row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) previous[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      row[j] = std::min({previous[j] + 1, row[j - 1] + 1, previous[j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) row[j] = std::min(row[j], before[j - 2] + 1);
+    }
+    std::swap(before, previous);
+    std::swap(previous, row);
+  }
+  return previous[b.size()];
 }
 
 std::string field_path(std::string_view parent, std::string_view key) {

@@ -4,12 +4,25 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <span>
 #include <string_view>
 
 namespace trellis {
 
-// Levenshtein distance, for "did you mean ...?" suggestions on unknown fields.
+// Edit distance with a swap of two neighbours as one edit (optimal string
+// alignment), for "did you mean ...?" suggestions.
 size_t edit_distance(std::string_view a, std::string_view b);
+
+// The candidate `given` is most likely a slip for, or empty, for "did you
+// mean ...?" suggestions: a case slip first ("pathPrefix"), then, with
+// `partial`, a candidate that contains it ("Prefix" for "PathPrefix"), then a
+// near miss: at most two edits, and fewer for short words, where two edits
+// turn anything into anything ("ftp" is not a typo of "http").
+std::string_view closest_match(std::string_view given, std::span<const std::string_view> candidates,
+                               bool partial = false);
+
+// ASCII letters in lower case; other bytes as they are.
+std::string ascii_lower(std::string_view text);
 
 // `s` in double quotes, for error messages: unknown field "x".
 std::string in_quotes(std::string_view s);

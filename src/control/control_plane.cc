@@ -85,7 +85,13 @@ ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> st
       push_(*this),
       push_timer_(loop, [this] {
         push_pending_.store(false);
-        push_.push_all();
+        uint64_t revision;
+        {
+          std::lock_guard lock(mu_);
+          revision = store_->revision();
+        }
+        push_.push_all();  // from a view at least this recent
+        pushed_revision_.store(revision);
       }),
       expiry_timer_(loop, [this] { expire(); }) {
   registry_ = std::make_unique<Registry>(*store_, clock_, random_);
@@ -340,7 +346,8 @@ http::ApiResponse ControlPlane::status() {
     std::lock_guard lock(mu_);
     revision = store_->revision();
   }
-  return json_response(200, Json{{"revision", revision}, {"proxies", std::move(proxies)}});
+  return json_response(
+      200, Json{{"revision", revision}, {"pushed_revision", pushed_revision_.load()}, {"proxies", std::move(proxies)}});
 }
 
 }  // namespace trellis::control

@@ -67,6 +67,9 @@ class ControlPlane final : public PushSource {
   PushServer push_;
   int grpc_port_ = 0;
   std::atomic<bool> push_pending_{false};
+  // The store revision the last push round started from: every change up to
+  // it has reached (or been found not to concern) every connected proxy.
+  std::atomic<uint64_t> pushed_revision_{0};
   net::Timer push_timer_;
   net::Timer expiry_timer_;
 };

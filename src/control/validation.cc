@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/duration.h"
 #include "control/resources/checker.h"
 #include "control/resources/kinds.h"
 
@@ -38,40 +39,11 @@ std::vector<FieldError> validate_spec(std::string_view kind, const Json& spec) {
 }
 
 std::optional<int64_t> parse_duration_ms(std::string_view text) {
-  // ^([0-9]{1,5}(h|m|s|ms)){1,4}$, as in the Gateway API. Repeated units add
-  // up ("1m1m" is 2m), as the pattern allows.
-  if (text.empty()) return std::nullopt;
-  int64_t total = 0;
-  int parts = 0;
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t start = i;
-    int64_t value = 0;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-      if (i - start == 5) return std::nullopt;  // at most 5 digits per part
-      value = value * 10 + (text[i++] - '0');
-    }
-    if (i == start || i == text.size()) return std::nullopt;
-    int64_t unit_ms = 0;
-    if (text.substr(i, 2) == "ms") {
-      unit_ms = 1;
-      i += 2;
-    } else if (text[i] == 'h') {
-      unit_ms = 3600 * 1000;
-      ++i;
-    } else if (text[i] == 'm') {
-      unit_ms = 60 * 1000;
-      ++i;
-    } else if (text[i] == 's') {
-      unit_ms = 1000;
-      ++i;
-    } else {
-      return std::nullopt;
-    }
-    if (++parts > 4) return std::nullopt;
-    total += value * unit_ms;  // at most 4 * 99999h: far from overflow
-  }
-  return total;
+  if (!is_gateway_api_duration(text)) return std::nullopt;
+  // At most 4 x 99999h: far below parse_duration's limit.
+  auto d = parse_duration(text);
+  if (!d) return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
 }
 
 bool is_dns1123_label(std::string_view text) {

@@ -28,9 +28,10 @@ std::vector<FieldError> validate_spec(std::string_view kind, const Json& spec);
 // `route` must have passed validation; `policies` are DestinationPolicies.
 std::vector<FieldError> unresolved_subset_refs(const Resource& route, const std::vector<Resource>& policies);
 
-// A duration in the Gateway API format: one to four parts, each 1-5 digits and
-// a unit h, m, s or ms ("10s", "500ms", "1h30m"). Milliseconds; nullopt when
-// the text does not have that shape.
+// A duration of a resource, in milliseconds: the project's grammar
+// (common/duration.h) in the Gateway API's narrower form, one to four parts,
+// each 1-5 digits and a unit h, m, s or ms ("10s", "500ms", "1h30m"), as the
+// Gateway API defines its Duration fields. Nullopt otherwise.
 std::optional<int64_t> parse_duration_ms(std::string_view text);
 
 // DNS-1123 label: 1-63 of [a-z0-9-], starting and ending with [a-z0-9].

@@ -473,6 +473,7 @@ void StreamClient::Connection::frame_received(const nghttp2_frame& frame) {
     case NGHTTP2_PING:
       if ((frame.hd.flags & NGHTTP2_FLAG_ACK) != 0 && ping_outstanding_) {
         ping_outstanding_ = false;
+        ++client_->pings_acked_;
         ping_timer_.cancel();
         keepalive_timer_.arm(options_.keepalive_interval);
       }

@@ -74,6 +74,8 @@ class StreamClient {
   void reset();
   // Between on_stream_ready and the end of the stream.
   bool open() const;
+  // Keepalive PINGs the server acknowledged, over the client's life.
+  uint64_t pings_acked() const { return pings_acked_; }
 
  private:
   class Connection;  // one start(): socket, HTTP/2 session, the stream
@@ -82,6 +84,7 @@ class StreamClient {
 
   net::EventLoop& loop_;
   StreamCallbacks& callbacks_;
+  uint64_t pings_acked_ = 0;
   StreamOptions options_;
   std::unique_ptr<Connection> connection_;
 };

@@ -94,4 +94,44 @@ class CircuitBreaker {
   std::array<Slot, kResourceCount> slots_;
 };
 
+// One unit of a breaker's resource, held by whoever acquired it and given
+// back exactly once: by release(), by being replaced, or when destroyed.
+// The breaker must outlive it (clusters' breakers live as long as the process).
+class BreakerSlot {
+ public:
+  BreakerSlot() = default;
+  ~BreakerSlot() { release(); }
+  BreakerSlot(BreakerSlot&& o) noexcept : breaker_(o.breaker_), resource_(o.resource_) { o.breaker_ = nullptr; }
+  BreakerSlot& operator=(BreakerSlot&& o) noexcept {
+    if (this != &o) {
+      release();
+      breaker_ = o.breaker_;
+      resource_ = o.resource_;
+      o.breaker_ = nullptr;
+    }
+    return *this;
+  }
+  BreakerSlot(const BreakerSlot&) = delete;
+  BreakerSlot& operator=(const BreakerSlot&) = delete;
+
+  // Gives back what is held, then takes `r`; false (nothing held) when the
+  // breaker refuses.
+  bool acquire(CircuitBreaker& breaker, Resource r) {
+    release();
+    if (!breaker.try_acquire(r)) return false;
+    breaker_ = &breaker;
+    resource_ = r;
+    return true;
+  }
+  void release() {
+    if (breaker_ != nullptr) breaker_->release(resource_);
+    breaker_ = nullptr;
+  }
+  bool held() const { return breaker_ != nullptr; }
+
+ private:
+  CircuitBreaker* breaker_ = nullptr;
+  Resource resource_ = Resource::kRequests;
+};
+
 }  // namespace trellis::policy

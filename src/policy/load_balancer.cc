@@ -138,18 +138,41 @@ class PeakEwma final : public LoadBalancer {
   }
 
  private:
+  // A host not yet observed starts from the median of what its cluster's
+  // observed hosts cost now (the default RTT when none is observed): it
+  // competes as an average host at once, and its first real latency replaces
+  // the guess. Measured on a simulated 4-host cluster at 1 ms, one host added
+  // (20 seeds; 2, 10 and 100 req/s, one request at a time): from the fixed
+  // 30 ms default the new host got its first request after 32-37 s and none
+  // in its first 30 s; from the median, after 0.04-1.7 s, with its fair 20%
+  // share from the first 10 s. A new host at 100 ms gets one request either
+  // way and is then avoided. (Slow start cannot help: it lowers the weight
+  // that divides the cost, and starved a new host for 55-60 s.)
   void stamp_default(size_t index, MonoTime now) {
     HostStats& s = stats_[index];
     if (s.observed || s.default_stamped) return;
-    s.ewma_ns = static_cast<double>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(options_.ewma_default_rtt).count());
+    s.ewma_ns = observed_median_ns(now);
     s.ewma_at = now;
     s.default_stamped = true;
+  }
+
+  double observed_median_ns(MonoTime now) {
+    scratch_.clear();
+    for (size_t i = 0; i < stats_.size(); ++i)
+      if (stats_[i].observed) scratch_.push_back(latency_estimate_ns(i, now));
+    if (scratch_.empty())
+      return static_cast<double>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(options_.ewma_default_rtt).count());
+    auto mid = scratch_.begin() + static_cast<std::ptrdiff_t>(scratch_.size() / 2);
+    std::nth_element(scratch_.begin(), mid, scratch_.end());
+    return *mid;
   }
 
   double cost(size_t index, MonoTime now) const {
     return latency_estimate_ns(index, now) * (stats_[index].active + 1) / hosts_->hosts()[index].weight;
   }
+
+  std::vector<double> scratch_;  // for the median; reused
 };
 
 // --- ring hash -------------------------------------------------------------

@@ -78,7 +78,8 @@ struct LbOptions {
   // Peak EWMA: how fast a latency observation fades. A slow host is avoided
   // for a few of these and then probed again.
   Duration ewma_decay = std::chrono::seconds(10);
-  // Peak EWMA: the latency assumed for a host not yet observed.
+  // Peak EWMA: the latency assumed for a host not yet observed while no host
+  // of the cluster is (otherwise it starts from their median).
   Duration ewma_default_rtt = Millis(30);
   // Locality: prefer hosts marked local. While fewer than this percentage of
   // the local hosts are eligible, that share of traffic spills to the others

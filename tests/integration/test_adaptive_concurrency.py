@@ -5,7 +5,8 @@ at once, the proxy's limit settles low and the excess is shed at once with a
 import threading
 import time
 
-from harness import HttpClient, cluster, http_listener, http_responder, http_response, proxy_config, route
+from harness import (HttpClient, cluster, http_listener, http_responder, http_response, metric, proxy_config, route,
+                     wait_until)
 
 
 def test_excess_is_shed_when_latency_climbs(fleet):
@@ -23,20 +24,34 @@ def test_excess_is_shed_when_latency_climbs(fleet):
                                                   "sample_window": "100ms", "baseline_interval": "10s"})]))
     results: list[tuple[int, str]] = []
     lock = threading.Lock()
-    stop = time.monotonic() + 3.0
+    stop = threading.Event()
 
     def client() -> None:
         with HttpClient(proxy.port(), timeout=10) as c:
-            while time.monotonic() < stop:
+            while not stop.is_set():
                 resp = c.request("GET", "/")
                 with lock:
                     results.append((resp.status, dict(resp.headers).get("x-trellis-overflow", "")))
 
+    def limit() -> float:
+        return metric(proxy.stats(), "trellis_upstream_concurrency_limit", cluster="app")
+
     threads = [threading.Thread(target=client) for _ in range(24)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(20)
+    try:
+        # While the baseline is measured the limit is pinned at min_limit;
+        # then it starts from initial_limit (50), and the gradient brings it
+        # down toward what the upstream serves at once (4).
+        measured = wait_until(lambda: limit() >= 20, 20)
+        since = len(results)
+        settled = measured and wait_until(lambda: limit() <= 12 and len(results) > since + 100, 20)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(20)
+    assert measured, f"the limit never left min_limit (baseline not measured?): {limit()}"
+    assert settled, f"the limit stayed at {limit()} after the baseline, {len(results) - since} requests since"
     ok = sum(1 for s, _ in results if s == 200)
     shed = [h for s, h in results if s == 503]
     assert ok > 50, f"only {ok} requests were served"

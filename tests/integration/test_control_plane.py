@@ -141,7 +141,9 @@ def test_fault_injection_changes_reach_the_proxies_whose_routes_name_them(fleet,
     pushed_after(lambda: control.request("DELETE", "/v1/resources/faultinjections/default/flaky"))
     before = sent()
     assert control.apply(unrelated)[0] == 201
-    time.sleep(0.3)
+    revision = control.status()["revision"]
+    # Once a push went out from this revision, the proxy has whatever it got.
+    assert wait_until(lambda: control.status()["pushed_revision"] >= revision, 5), control.status()
     assert sent() == before, "a FaultInjection no route names changed the proxy's config"
 
 
@@ -250,13 +252,18 @@ def test_control_plane_outage_under_load_fails_no_request(mesh):
     for t in threads:
         t.start()
     try:
-        time.sleep(0.5)
+        assert wait_until(lambda: results["ok"] >= 50, 10), f"no traffic before the outage: {results}"
         assert control.stop(signal.SIGKILL) is not None
-        time.sleep(3)  # longer than the sidecar's TTL: proxies keep their last config
+        # The fault: an outage longer than the sidecar's TTL (2 s). The proxies
+        # keep their last config and traffic keeps flowing.
+        down = results["ok"]
+        time.sleep(3)
+        assert results["ok"] > down, f"traffic stopped in the outage: {results}"
         control.start()
         assert wait_until(lambda: (s := control.proxy_status("productpage-1")) and s["in_sync"], 10), \
             f"proxies did not resync: {control.status()}"
-        time.sleep(0.5)
+        up = results["ok"]
+        assert wait_until(lambda: results["ok"] >= up + 50, 10), f"no traffic after the restart: {results}"
     finally:
         stop.set()
         for t in threads:

@@ -4,7 +4,6 @@ them."""
 
 import hashlib
 import os
-import time
 
 from harness import (
     HttpClient, build_request, cluster, get, http_listener, http_responder, metric, named_responder, pipelined,
@@ -68,18 +67,13 @@ def test_delay_holds_the_request_and_keeps_it_whole(fleet):
     upstream = fleet.upstream(http_responder(request_echo))
     proxy = fleet.proxy(fault_config(upstream, {"delay": {"duration": "200ms", "percent": 100}}))
 
-    started = time.monotonic()
+    # How long the hold lasts is tested on simulated time (tests/unit/proxy/http/router_test.cc).
     resp = get(proxy.port(), "/delayed?q=1")
-    took = time.monotonic() - started
     assert resp.status == 200 and resp.header("x-echo-target") == "/delayed?q=1", f"GET: got {resp}"
-    assert took >= 0.2, f"GET with a 200ms delay at 100% answered after {took * 1000:.0f} ms"
 
     body = os.urandom(200_000)  # more than the default 64 KiB retry buffer
-    started = time.monotonic()
     resp = get(proxy.port(), "/delayed-upload", method="POST", body=body, timeout=20)
-    took = time.monotonic() - started
     assert resp.status == 200, f"POST of {len(body)} bytes with a 200ms delay: got {resp}"
-    assert took >= 0.2, f"POST with a 200ms delay at 100% answered after {took * 1000:.0f} ms"
     assert hashlib.sha256(resp.body).hexdigest() == hashlib.sha256(body).hexdigest(), \
         f"the upstream echoed {len(resp.body)} bytes that differ from the {len(body)} sent"
     assert stat(proxy, "trellis_upstream_fault_delays_total", "svc") == 2
@@ -130,13 +124,12 @@ def test_shadow_that_never_answers_does_not_delay_the_primary(fleet):
     primary = fleet.upstream(named_responder("primary"))
     shadow = fleet.upstream(silent)
     proxy = fleet.proxy(mirror_config(primary, shadow, 100, timeout="10s"))
-    started = time.monotonic()
-    with HttpClient(proxy.port()) as client:
+    # A primary that waited for its copy would end in the route's timeout
+    # (504 after 10 s), past the client's own timeout.
+    with HttpClient(proxy.port(), timeout=5) as client:
         for i in range(20):
             resp = client.request("GET", f"/shadowed/{i}")
             assert resp.status == 200 and resp.body == b"primary", f"request {i}: got {resp}"
-    took = time.monotonic() - started
-    assert took < 5, f"20 requests took {took:.1f}s while their shadow copies hang (route timeout 10s)"
     assert wait_until(lambda: len(shadow.requests()) == 20, 5), \
         f"the shadow received {len(shadow.requests())} of 20 copies"
     assert stat(proxy, "trellis_upstream_mirrored_total", "shadow") == 20

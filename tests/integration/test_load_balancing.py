@@ -5,7 +5,6 @@ stability across a reload, locality, and slow start of a new endpoint."""
 import collections
 import math
 import re
-import time
 
 import pytest
 
@@ -264,28 +263,4 @@ def test_locality_spills_over_below_min_healthy_percent(fleet, three):
 
 
 # -------------------------------------------------------------- slow start
-
-
-def test_slow_start_ramps_up_an_endpoint_added_by_reload(fleet):
-    # Endpoints present at start are new too (as in Envoy), so the window is
-    # short enough to let the first three warm up first: 6 s instead of 30.
-    window = 6
-    four = fleet.nginx(ports=4)
-    def config(n):
-        return lb_config(endpoints_of(four)[:n], lb_policy="weighted_round_robin", slow_start=f"{window}s")
-    proxy = fleet.proxy(config(3))
-    time.sleep(window + 1)
-    assert set(spread(proxy.port(), 30)) == set(four.ports[:3])
-
-    proxy.reload(config(4))
-    new = four.ports[3]
-    counts = spread(proxy.port(), 200)
-    assert counts[new] < 200 / 8, \
-        f"an endpoint added with slow_start {window}s got {counts[new]} of the next 200 requests " \
-        f"({dict(counts)}); a full share would be 50, a slow start far less"
-
-    time.sleep(window + 1)
-    counts = spread(proxy.port(), 120)
-    assert counts == {p: 30 for p in four.ports}, \
-        f"{window + 1}s after it was added, past the window, the new endpoint should have its full " \
-        f"share: {dict(counts)}, expected 30 each"
+# Slow start ramps on simulated time: tests/unit/proxy/upstream/cluster_test.cc.

@@ -2,11 +2,10 @@
 400 (431 for oversized heads), the connection is closed, and nothing of it
 reaches the upstream; well-framed requests reach it exactly as intended."""
 
-import time
 
 import pytest
 
-from harness import HttpClient, build_request, chunked_body, simple_config
+from harness import HttpClient, build_request, chunked_body, metric, simple_config, wait_until
 
 # Sent right behind every bad request: if the proxy ever answers it or forwards
 # it, the bad request's framing was read in a way the client did not intend.
@@ -101,12 +100,25 @@ def proxy_and_upstream(setup, module_fleet):
     assert not crashes, crashes[0]
 
 
-def settle() -> None:
-    """Leaves time for anything the proxy might (wrongly) forward to arrive."""
-    time.sleep(0.2)
+def forwarded(proxy) -> tuple[float, float]:
+    """What the proxy sent upstream so far: (requests, bytes), from /stats."""
+    stats = proxy.stats()
+    return (metric(stats, "trellis_upstream_requests_total", cluster="web"),
+            metric(stats, "trellis_upstream_bytes_sent_total", cluster="web"))
+
+
+def settle(proxy, upstream, before: tuple[float, float]) -> float:
+    """Once the proxy has closed the client's connection, whatever it forwarded
+    for it is counted in /stats; waits until the upstream received all of it,
+    and returns how many requests that was."""
+    requests, sent = forwarded(proxy)
+    assert wait_until(lambda: len(upstream.received()) >= sent - before[1], 5), \
+        f"the proxy counts {sent - before[1]:.0f} bytes sent, the upstream has {len(upstream.received())}"
+    return requests - before[0]
 
 
 def assert_refused(proxy, upstream, data: bytes, statuses=(400,)) -> None:
+    before = forwarded(proxy)
     with HttpClient(proxy.port()) as client:
         client.send(data)
         resp = client.try_read_response()
@@ -115,7 +127,7 @@ def assert_refused(proxy, upstream, data: bytes, statuses=(400,)) -> None:
         extra = client.wait_closed(5)
         assert extra == b"", (f"connection not closed after {resp.status}: "
                               f"{'still open' if extra is None else extra!r}")
-    settle()
+    assert settle(proxy, upstream, before) == 0, f"upstream received {upstream.received()!r}"
     assert upstream.received() == b"", f"upstream received {upstream.received()!r}"
 
 
@@ -171,6 +183,7 @@ BAD_CHUNKS = {
 def test_bad_chunk_framing_smuggles_nothing(proxy_and_upstream, body):
     proxy, upstream = proxy_and_upstream
     data = req(HOST, CHUNKED) + body + SMUGGLED
+    before = forwarded(proxy)
     with HttpClient(proxy.port()) as client:
         client.send(data)
         resp = client.try_read_response()
@@ -178,7 +191,7 @@ def test_bad_chunk_framing_smuggles_nothing(proxy_and_upstream, body):
         extra = client.wait_closed(5)
         assert extra == b"", (f"connection not closed after a bad chunk: "
                               f"{'still open' if extra is None else extra!r}")
-    settle()
+    assert settle(proxy, upstream, before) <= 1, f"the proxy forwarded more than the first request"
     targets = [r.target for r in upstream.requests()]
     assert targets in ([], ["/"]), f"upstream saw requests {targets}; received {upstream.received()!r}"
 

@@ -357,6 +357,13 @@ class StatsWatch:
         self._thread.start()
         return self
 
+    def wait_first_sample(self, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.samples and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self.samples:
+            raise AssertionError(f"no /stats sample from the client sidecar in {timeout}s")
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             t = time.monotonic()
@@ -458,7 +465,7 @@ def run_load(mesh: Mesh, name: str, fault, rate: int, duration: float = 8, fault
     if not TRELLIS_CLI.exists():
         pytest.fail(f"{TRELLIS_CLI} does not exist: build the trellis target first")
     watch = StatsWatch(mesh.client).start()
-    time.sleep(0.3)  # a sample from before the run
+    watch.wait_first_sample()  # a sample from before the run
     load = mesh.client_host.spawn(f"load-{name}", [
         TRELLIS_CLI, "load", f"http://127.0.0.1:{OUTBOUND_PORT}/", "-H", f"Host: {SERVICE}",
         "--rate", rate, "--duration", f"{duration:g}s", "--connections", connections, "--json"])

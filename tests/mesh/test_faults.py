@@ -50,6 +50,20 @@ def served_after(mesh: Mesh, name: str, wall: float) -> list[int]:
     return [status for t, status in mesh.apps[name].served() if t >= wall]
 
 
+def wait_logged(mesh: Mesh, out: Outcome) -> None:
+    """nginx logs an answer just after sending it: waits until every 200 the
+    client got is in some instance's log (retried answers add lines)."""
+    start = out.fault_wall - FAULT_AFTER - 1
+    ok = out.report["status"].get("200", 0)
+
+    def logged() -> int:
+        return sum(1 for name in UPSTREAMS for status in served_after(mesh, name, start) if status == 200)
+    deadline = time.monotonic() + 10
+    while logged() < ok and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert logged() >= ok, f"the client got {ok} answers of 200, the nginx logs show {logged()}"
+
+
 @pytest.fixture
 def mesh(network):
     return Mesh(network, destination_policy("RoundRobin"))
@@ -69,7 +83,7 @@ def test_baseline_without_fault(mesh):
     assert out.report["achieved_rate"] >= 0.97 * RATE and out.report["requests"]["missed"] == 0, \
         f"the mesh cannot sustain {RATE} req/s on this machine (set TRELLIS_MESH_RPS): {out.figures()}"
     assert out.ejected_after is None, f"an instance was ejected without a fault: {out.figures()}"
-    time.sleep(0.2)
+    wait_logged(mesh, out)
     shares = {name: len(served_after(mesh, name, out.fault_wall - FAULT_AFTER)) for name in UPSTREAMS}
     assert min(shares.values()) >= 0.3 * sum(shares.values()), f"round robin uneven: {shares}"
 
@@ -138,7 +152,7 @@ def test_app_answers_500(mesh):
     report(out)
     check_success(out)
     check_ejected(out)
-    time.sleep(0.2)
+    wait_logged(mesh, out)
     late = served_after(mesh, BAD, out.fault_wall + out.ejected_after + 0.5)
     assert not late, f"up2 still got {len(late)} requests after its ejection: {out.figures()}"
 
@@ -158,7 +172,7 @@ def test_slow_instance(ewma_mesh):
 
     out = run_load(mesh, "nginx 300ms slower (PeakEWMA)", slow_down, RATE, DURATION, FAULT_AFTER)
     slow = max(before, key=before.get)
-    time.sleep(0.2)
+    wait_logged(mesh, out)
     after = {name: len(served_after(mesh, name, out.fault_wall + 1.0)) for name in UPSTREAMS}
     share = after[slow] / max(1, sum(after.values()))
     report(out, f"{slow} made slow; served in the {FAULT_AFTER:g}s before the fault: {before}, "
@@ -172,7 +186,7 @@ def test_control_plane_killed(mesh):
     """trellis-control dies (SIGKILL): the sidecars keep serving on their last
     configuration, with all three instances."""
     out = run_load(mesh, "control plane SIGKILL", mesh.control.kill, RATE, DURATION, FAULT_AFTER)
-    time.sleep(0.2)
+    wait_logged(mesh, out)
     shares = {name: len(served_after(mesh, name, out.fault_wall + 1.0)) for name in UPSTREAMS}
     report(out, f"served from 1s after the fault on: {shares}")
     check_success(out)

@@ -87,40 +87,8 @@ std::string join_names(const Names& names, std::string_view last) {
   return out;
 }
 
-std::string ascii_lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 std::string did_you_mean(std::string_view given, const Names& candidates, bool partial) {
-  // A case slip is the likeliest mistake ("pathPrefix"), so it wins outright;
-  // otherwise only near misses are worth suggesting.
-  std::string lower = ascii_lower(given);
-  for (std::string_view candidate : candidates) {
-    if (ascii_lower(candidate) == lower) return " (did you mean " + quote(candidate) + "?)";
-  }
-  // Then, for values, a shortened one ("Prefix" for "PathPrefix"); then a near miss.
-  if (partial && lower.size() >= 3) {
-    for (std::string_view candidate : candidates) {
-      if (ascii_lower(candidate).find(lower) != std::string::npos) {
-        return " (did you mean " + quote(candidate) + "?)";
-      }
-    }
-  }
-  // A near miss: at most two edits, and fewer for short words, where two
-  // edits turn anything into anything ("ftp" is not a typo of "http").
-  std::string_view best;
-  size_t best_distance = 3;
-  for (std::string_view candidate : candidates) {
-    size_t d = edit_distance(lower, ascii_lower(candidate));
-    if (d < best_distance && d * 3 <= given.size()) {
-      best_distance = d;
-      best = candidate;
-    }
-  }
+  std::string_view best = closest_match(given, candidates, partial);
   return best.empty() ? "" : " (did you mean " + quote(best) + "?)";
 }
 

@@ -34,7 +34,6 @@ std::string join_names(const Names& names, std::string_view last = "or");
 // With `partial`, a candidate that contains `given` counts too (for values:
 // "Prefix" for "PathPrefix"; for field names it would mislead).
 std::string did_you_mean(std::string_view given, const Names& candidates, bool partial = false);
-std::string ascii_lower(std::string_view text);
 
 // One element of a list, with its path.
 struct Item {

@@ -40,14 +40,6 @@ std::string format_duration(Millis d) {
   return std::to_string(ms) + "ms";
 }
 
-std::string lower_case(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 std::string quoted_choices(std::span<const std::string_view> choices) {
   std::string out;
   for (size_t i = 0; i < choices.size(); ++i) {
@@ -57,24 +49,10 @@ std::string quoted_choices(std::span<const std::string_view> choices) {
   return out;
 }
 
-std::string_view near_miss(std::string_view value, std::span<const std::string_view> choices) {
-  std::string lower = lower_case(value);
-  std::string_view best;
-  size_t best_distance = 3;  // suggest only near misses
-  for (std::string_view candidate : choices) {
-    size_t d = edit_distance(lower, lower_case(candidate));
-    if (d < best_distance) {
-      best_distance = d;
-      best = candidate;
-    }
-  }
-  return best;
-}
-
 std::string unknown_choice(std::string_view what, std::string_view value,
                            std::span<const std::string_view> choices) {
   std::string message = "unknown " + std::string(what) + " " + in_quotes(value);
-  std::string_view best = near_miss(value, choices);
+  std::string_view best = closest_match(value, choices);
   if (!best.empty()) return message + " (did you mean " + in_quotes(best) + "?)";
   return message + " (expected " + quoted_choices(choices) + ")";
 }
@@ -122,7 +100,7 @@ Problem check_route_host(std::string_view host) {
 
 Problem check_hostname(std::string_view host) {
   if (host.empty()) return "must not be empty";
-  if (!is_host_name(lower_case(host)))
+  if (!is_host_name(ascii_lower(host)))
     return "invalid host name " + in_quotes(host) + " (no port, no wildcard)";
   return std::nullopt;
 }

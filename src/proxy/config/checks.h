@@ -31,12 +31,9 @@ inline constexpr int64_t kMaxDurationMs = kMaxDurationHours * 3600 * 1000;
 
 // "1500ms", "30s": seconds when whole, as durations are written in the config.
 std::string format_duration(Millis d);
-std::string lower_case(std::string_view s);
 
 // "\"a\", \"b\" or \"c\"", for messages that list the choices.
 std::string quoted_choices(std::span<const std::string_view> choices);
-// The choice closest to `value` (case aside), when it is a near miss; empty otherwise.
-std::string_view near_miss(std::string_view value, std::span<const std::string_view> choices);
 // "unknown <what> "x" (did you mean "y"?)", or with the supported values
 // listed when nothing is close.
 std::string unknown_choice(std::string_view what, std::string_view value,

@@ -110,7 +110,7 @@ class ClusterLoader {
     if (fields->get("header")) {
       hash.kind = HashPolicy::Kind::kHeader;
       if (r_.read_string(v, hash.name) && r_.check(v, check_header_name(hash.name)))
-        hash.name = lower_case(hash.name);
+        hash.name = ascii_lower(hash.name);
     } else if (fields->get("cookie")) {
       hash.kind = HashPolicy::Kind::kCookie;
       load_cookie(v, hash);

@@ -276,7 +276,7 @@ class Loader {
       std::string domain;
       if (!r_.read_string(item, domain)) continue;
       // Host matching is case-insensitive; storing one case lets the router compare bytes.
-      domain = lower_case(domain);
+      domain = ascii_lower(domain);
       if (!r_.check(item, check_domain(domain))) continue;
       auto [it, inserted] = owners.emplace(domain, owner);
       if (!inserted) {

@@ -3,12 +3,13 @@
 #include <algorithm>
 #include <charconv>
 
+#include "common/duration.h"
 #include "common/text.h"
 
 namespace trellis::proxy::config_yaml {
 namespace {
 
-constexpr std::string_view kDurationShape = "expected a duration like \"250ms\" or \"1s\"";
+constexpr std::string_view kDurationShape = "expected a duration like \"250ms\", \"1.5s\" or \"1h30m\"";
 constexpr size_t kPercentDecimals = 4;
 
 // A quoted "5" is a string: accepting it as a number would hide a type mistake.
@@ -19,15 +20,7 @@ bool is_plain_scalar(const YAML::Node& node) {
 
 std::string unknown_field_message(std::string_view name, std::initializer_list<std::string_view> allowed) {
   std::string message = "unknown field " + in_quotes(name);
-  std::string_view best;
-  size_t best_distance = 3;  // suggest only near misses
-  for (std::string_view candidate : allowed) {
-    size_t d = edit_distance(name, candidate);
-    if (d < best_distance) {
-      best_distance = d;
-      best = candidate;
-    }
-  }
+  std::string_view best = closest_match(name, std::span(allowed.begin(), allowed.size()));
   if (!best.empty()) message += " (did you mean " + in_quotes(best) + "?)";
   return message;
 }
@@ -47,76 +40,6 @@ std::vector<Located> Fields::present(std::initializer_list<std::string_view> key
     if (auto v = get(key)) out.push_back(std::move(*v));
   }
   return out;
-}
-
-std::optional<Millis> parse_duration(std::string_view text, std::string& error) {
-  if (!text.empty() && text.front() == '-') {
-    error = "must not be negative";
-    return std::nullopt;
-  }
-  size_t i = 0;
-  while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
-  std::string_view whole = text.substr(0, i);
-  std::string_view fraction;
-  if (i < text.size() && text[i] == '.') {
-    size_t start = ++i;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
-    fraction = text.substr(start, i - start);
-    if (fraction.empty()) whole = {};  // "1." is not a number
-  }
-  std::string_view unit = text.substr(i);
-  if (whole.empty()) {
-    error = std::string(kDurationShape);
-    return std::nullopt;
-  }
-  if (unit.empty()) {
-    error = "a unit is required (ms, s, m or h), e.g. \"10s\"";
-    return std::nullopt;
-  }
-  int64_t unit_ms = 0;
-  if (unit == "ms") {
-    unit_ms = 1;
-  } else if (unit == "s") {
-    unit_ms = 1000;
-  } else if (unit == "m") {
-    unit_ms = 60 * 1000;
-  } else if (unit == "h") {
-    unit_ms = 3600 * 1000;
-  } else {
-    error = "unknown unit " + in_quotes(unit) + " (use ms, s, m or h)";
-    return std::nullopt;
-  }
-  while (whole.size() > 1 && whole.front() == '0') whole.remove_prefix(1);
-  while (!fraction.empty() && fraction.back() == '0') fraction.remove_suffix(1);
-  const std::string too_large = "must be at most " + std::to_string(kMaxDurationHours) + "h";
-  // 12 digits of hours still fit in int64 milliseconds, so the check below cannot overflow.
-  if (whole.size() > 12) {
-    error = too_large;
-    return std::nullopt;
-  }
-  // With more than 9 significant fraction digits no unit yields whole milliseconds.
-  if (fraction.size() > 9) {
-    error = "must be a whole number of milliseconds";
-    return std::nullopt;
-  }
-  int64_t whole_value = 0;
-  std::from_chars(whole.data(), whole.data() + whole.size(), whole_value);
-  int64_t fraction_value = 0;
-  int64_t fraction_scale = 1;
-  if (!fraction.empty()) {
-    std::from_chars(fraction.data(), fraction.data() + fraction.size(), fraction_value);
-    for (size_t k = 0; k < fraction.size(); ++k) fraction_scale *= 10;
-  }
-  if ((fraction_value * unit_ms) % fraction_scale != 0) {
-    error = "must be a whole number of milliseconds";
-    return std::nullopt;
-  }
-  int64_t total = whole_value * unit_ms + fraction_value * unit_ms / fraction_scale;
-  if (total > kMaxDurationMs) {
-    error = too_large;
-    return std::nullopt;
-  }
-  return Millis{total};
 }
 
 uint32_t per_million(uint32_t numerator, uint32_t denominator) {
@@ -224,13 +147,15 @@ bool Reader::read_duration(const Located& at, Millis& out) {
     error(at, std::string(kDurationShape));
     return false;
   }
-  std::string message;
-  auto d = parse_duration(at.node.Scalar(), message);
+  // Consumers add durations to clock readings: the cap keeps them far from
+  // overflow while allowing any timeout anyone would mean.
+  static const DurationLimits kLimits{std::chrono::hours(kMaxDurationHours), "8760h", Millis(1)};
+  auto d = parse_duration(at.node.Scalar(), kLimits);
   if (!d) {
-    error(at, std::move(message));
+    error(at, d.error().message);
     return false;
   }
-  out = *d;
+  out = std::chrono::duration_cast<Millis>(*d);
   return true;
 }
 

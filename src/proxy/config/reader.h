@@ -44,10 +44,6 @@ class Fields {
   std::vector<std::pair<std::string, Located>> entries_;
 };
 
-// Durations are "<number><unit>" with a decimal number and ms|s|m|h; the result
-// must come out in whole milliseconds.
-std::optional<Millis> parse_duration(std::string_view text, std::string& error);
-
 class Reader {
  public:
   Reader(std::string file, std::vector<ConfigError>& errors) : file_(std::move(file)), errors_(errors) {}

@@ -133,7 +133,7 @@ class RouteLoader {
         for (const Located& item : *items) {
           std::string host;
           if (!r_.read_string(item, host)) continue;
-          host = lower_case(host);
+          host = ascii_lower(host);
           if (r_.check(item, check_route_host(host))) match.hosts.push_back(std::move(host));
         }
       }
@@ -150,7 +150,7 @@ class RouteLoader {
       policy::ValueMatch match;
       if (auto v = r_.required(*fields, "name"); v && r_.read_string(*v, match.name)) {
         // Header names compare without case; query parameter names as sent.
-        if (headers && r_.check(*v, check_header_name(match.name))) match.name = lower_case(match.name);
+        if (headers && r_.check(*v, check_header_name(match.name))) match.name = ascii_lower(match.name);
         if (!headers) r_.check(*v, check_query_name(match.name));
       }
       std::vector<Located> values = fields->present({"value", "regex"});
@@ -203,7 +203,7 @@ class RouteLoader {
       limit.key = RateLimitConfig::Key::kHeader;
       if (auto v = r_.required(*fields, "header"); v && r_.read_string(*v, limit.key_header)) {
         if (r_.check(*v, check_header_name(limit.key_header)))
-          limit.key_header = lower_case(limit.key_header);
+          limit.key_header = ascii_lower(limit.key_header);
       }
       return;
     }
@@ -215,7 +215,7 @@ class RouteLoader {
     auto it = std::find(kRateLimitKeyNames.begin(), kRateLimitKeyNames.end(), value);
     if (it == kRateLimitKeyNames.end()) {
       std::string message = "unknown key " + in_quotes(value);
-      std::string_view best = near_miss(value, kRateLimitKeyNames);
+      std::string_view best = closest_match(value, kRateLimitKeyNames);
       r_.error(at, best.empty() ? message + " (expected " + std::string(kKeyChoices) + ")"
                                 : message + " (did you mean " + in_quotes(best) + "?)");
       return;
@@ -289,7 +289,7 @@ class RouteLoader {
       auto entries = r_.read_scalar_map(*v, "headers");
       if (!entries) continue;
       for (const auto& [name_at, value_at] : *entries) {
-        std::string name = lower_case(name_at.node.Scalar());
+        std::string name = ascii_lower(name_at.node.Scalar());
         const std::string& value = value_at.node.Scalar();
         if (!r_.check(name_at, check_modifier_header(modifier, list, name))) continue;
         if (!r_.check(value_at, check_header_value(value))) continue;
@@ -301,7 +301,7 @@ class RouteLoader {
         for (const Located& item : *items) {
           std::string name;
           if (!r_.read_string(item, name)) continue;
-          name = lower_case(name);
+          name = ascii_lower(name);
           if (r_.check(item, check_modifier_header(modifier, ModifierList::kRemove, name))) {
             modifier.remove.push_back(std::move(name));
           }
@@ -344,7 +344,7 @@ class RouteLoader {
 
   void read_hostname(const Located& at, std::string& out) {
     std::string host;
-    if (r_.read_string(at, host) && r_.check(at, check_hostname(host))) out = lower_case(host);
+    if (r_.read_string(at, host) && r_.check(at, check_hostname(host))) out = ascii_lower(host);
   }
 
   void load_path_modifier(const Located& at, const policy::RouteMatch* match, std::string_view what,

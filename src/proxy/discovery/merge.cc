@@ -101,7 +101,7 @@ class Merger {
     vhost.name = vh.name();
     errors_.check(path + ".name", check_name(vh.name()));
     for (int i = 0; i < vh.domains_size(); ++i) {
-      std::string domain = lower_case(vh.domains(i));
+      std::string domain = ascii_lower(vh.domains(i));
       std::string dpath = path + ".domains[" + std::to_string(i) + "]";
       if (!errors_.check(dpath, check_domain(domain))) continue;
       if (!domains.insert(domain).second) {

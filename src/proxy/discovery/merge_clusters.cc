@@ -45,7 +45,7 @@ void translate_hash(const LB& in, const std::string& path, Errors& errors, HashP
       break;
     case LB::HEADER:
       hash.kind = HashPolicy::Kind::kHeader;
-      if (errors.check(name_path, check_header_name(in.hash_name()))) hash.name = lower_case(in.hash_name());
+      if (errors.check(name_path, check_header_name(in.hash_name()))) hash.name = ascii_lower(in.hash_name());
       break;
     case LB::COOKIE:
       hash.kind = HashPolicy::Kind::kCookie;

@@ -71,7 +71,7 @@ class RouteTranslator {
                             match.query_params);
     }
     for (int i = 0; i < in.hosts_size(); ++i) {
-      std::string host = lower_case(in.hosts(i));
+      std::string host = ascii_lower(in.hosts(i));
       if (errors_.check(item(path + ".hosts", i), check_route_host(host)))
         match.hosts.push_back(std::move(host));
     }
@@ -119,7 +119,7 @@ class RouteTranslator {
                              std::vector<policy::ValueMatch>& out) {
     policy::ValueMatch match;
     // Header names compare without case; query parameter names as sent.
-    match.name = header ? lower_case(in.name()) : in.name();
+    match.name = header ? ascii_lower(in.name()) : in.name();
     errors_.check(path + ".name", header ? check_header_name(in.name()) : check_query_name(in.name()));
     match.regex = in.regex();
     match.value = in.value();
@@ -157,7 +157,7 @@ class RouteTranslator {
     }
     if (in.key() == v1::RateLimit::HEADER) {
       if (errors_.check(path + ".key_header", check_header_name(in.key_header())))
-        out.key_header = lower_case(in.key_header());
+        out.key_header = ascii_lower(in.key_header());
     } else if (!in.key_header().empty()) {
       errors_.add(path + ".key_header", "set only with key HEADER");
     }
@@ -231,14 +231,14 @@ class RouteTranslator {
       for (int i = 0; i < pairs->size(); ++i) {
         const v1::HeaderPair& pair = (*pairs)[i];
         const std::string entry = item(path + key, i);
-        std::string name = lower_case(pair.name());
+        std::string name = ascii_lower(pair.name());
         if (!errors_.check(entry + ".name", check_modifier_header(out, list, name))) continue;
         if (!errors_.check(entry + ".value", check_header_value(pair.value()))) continue;
         (list == ModifierList::kSet ? out.set : out.add).emplace_back(std::move(name), pair.value());
       }
     }
     for (int i = 0; i < in.remove_size(); ++i) {
-      std::string name = lower_case(in.remove(i));
+      std::string name = ascii_lower(in.remove(i));
       if (errors_.check(item(path + ".remove", i), check_modifier_header(out, ModifierList::kRemove, name))) {
         out.remove.push_back(std::move(name));
       }
@@ -255,7 +255,7 @@ class RouteTranslator {
       out.scheme = in.scheme();
     }
     if (!in.hostname().empty() && errors_.check(path + ".hostname", check_hostname(in.hostname()))) {
-      out.hostname = lower_case(in.hostname());
+      out.hostname = ascii_lower(in.hostname());
     }
     if (in.port() > 65535) errors_.add(path + ".port", "must be between 0 and 65535");
     out.port = static_cast<uint16_t>(in.port());
@@ -270,7 +270,7 @@ class RouteTranslator {
   void translate_rewrite(const v1::Rewrite& in, const std::string& path, const policy::RouteMatch* match,
                          RewriteConfig& out) {
     if (!in.hostname().empty() && errors_.check(path + ".hostname", check_hostname(in.hostname()))) {
-      out.hostname = lower_case(in.hostname());
+      out.hostname = ascii_lower(in.hostname());
     }
     if (in.has_path()) translate_path_modifier(in.path(), path + ".path", match, "rewrite", out.path);
   }

@@ -5,7 +5,7 @@ namespace trellis::proxy {
 MirrorStream::MirrorStream(Worker& worker, UpstreamCluster& cluster)
     : WorkerConnection(worker),
       cluster_(cluster),
-      upstream_(worker.loop(), *this),
+      upstream_(cluster.codec_factory().make(worker.loop(), *this)),
       timeout_(worker.loop(), [this] { finish(false); }) {}
 
 void MirrorStream::start(Worker& worker, UpstreamCluster& cluster, const http::RequestHeaders& request,
@@ -22,39 +22,36 @@ void MirrorStream::send(const http::RequestHeaders& request, std::string_view bo
   ctx.now = started_;
   pick_ = cluster_.pick(ctx);
   int error = 0;
-  UpstreamConnection* c = pick_.pool ? pick_.pool->acquire(&upstream_, error) : nullptr;
-  if (c == nullptr) {
+  if (pick_.pool == nullptr || !upstream_->start(*pick_.pool, /*fresh=*/false, request.method == "HEAD", error)) {
     pick_ = {};
     finish(false);
     return;
   }
   cluster_.stats().mirrored.inc();
   cluster_.on_start(pick_);
-  upstream_.attach(c, request.method == "HEAD");
-  upstream_.encode_headers(request, body.empty());
-  if (!body.empty()) upstream_.encode_data(body, true);
-  upstream_.flush();
+  upstream_->encode_headers(request, body.empty());
+  if (!body.empty()) upstream_->encode_data(body, true);
+  upstream_->flush();
 }
 
 void MirrorStream::decode_response_headers(const http::ResponseHeaders&, bool end_stream) {
-  if (end_stream) finish(upstream_.reusable());
+  if (end_stream) finish(true);
 }
 
 void MirrorStream::decode_response_data(std::string_view, bool end_stream) {
-  if (end_stream) finish(upstream_.reusable());
+  if (end_stream) finish(true);
 }
 
-void MirrorStream::decode_response_trailers(const http::HeaderList&) { finish(upstream_.reusable()); }
+void MirrorStream::decode_response_trailers(const http::HeaderList&) { finish(true); }
 
 void MirrorStream::on_upstream_failure(http::UpstreamFailure, std::string_view) { finish(false); }
 
-void MirrorStream::finish(bool reusable) {
+void MirrorStream::finish(bool keep) {
   if (finished_) return;
   finished_ = true;
   timeout_.cancel();
   if (pick_.pool != nullptr) cluster_.on_complete(pick_, worker_.loop().now() - started_);
-  UpstreamConnection* c = upstream_.detach();
-  if (c != nullptr) c->pool().release(c, reusable);
+  upstream_->finish(keep);
   worker_.loop().defer_delete(std::unique_ptr<net::Deferred>(this));
 }
 

@@ -8,7 +8,7 @@
 
 #include "http/codec.h"
 #include "http/message.h"
-#include "proxy/http1/upstream_codec.h"
+#include "proxy/upstream/upstream_codec.h"
 #include "proxy/upstream/cluster.h"
 #include "proxy/runtime/worker.h"
 
@@ -38,10 +38,10 @@ class MirrorStream final : public WorkerConnection, public http::ResponseDecoder
  private:
   MirrorStream(Worker& worker, UpstreamCluster& cluster);
   void send(const http::RequestHeaders& request, std::string_view body, Duration timeout);
-  void finish(bool reusable);
+  void finish(bool keep);
 
   UpstreamCluster& cluster_;
-  Http1UpstreamCodec upstream_;
+  std::unique_ptr<UpstreamCodec> upstream_;  // the cluster's protocol
   net::Timer timeout_;
   UpstreamPick pick_;
   MonoTime started_{};

@@ -1,56 +1,54 @@
-// The protocol-neutral HTTP stream: matches a request to a route, applies the
-// route's actions (fault injection, redirect, header and URL changes, traffic
-// split, mirroring), picks an endpoint by the cluster's balancer, forwards the
-// request through an upstream codec and the response back through the
-// downstream codec, retrying within the cluster's policy and budget. It sees
-// codecs only through the interfaces in codec.h, so HTTP/1.1 and HTTP/2 share it.
+// The protocol-neutral HTTP stream. For each request it runs the stages of
+// stages.h (route, rate limits, direct answers, split, fault, rewrite,
+// mirrors), admits it past the cluster's breaker and adaptive limit, then
+// sends it through UpstreamAttempts, one try at a time, retrying within the
+// cluster's policy and budget, and sends the response back through the
+// downstream codec. It sees codecs only through the interfaces of
+// http/codec.h and upstream_codec.h.
+//
+// An exchange moves through these phases:
+//
+//   kIdle --decode_headers--> [stages] --+--> kHeld ---(hold ends)--+
+//                                        |                          v
+//                                        +---------------------> kUpstream <---+
+//                                                                   |   |      |
+//                                       (try failed, retry allowed) |   +--> kBackoff
+//                                                                   v
+//                                          (response head sent) kResponding --> kDone
+//
+// and to kDone from anywhere the proxy answers itself or gives up.
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "http/codec.h"
 #include "http/message.h"
-#include "proxy/http1/upstream_codec.h"
 #include "policy/circuit_breaker.h"
 #include "policy/retry.h"
+#include "proxy/http/request_body.h"
+#include "proxy/http/server_stream.h"
+#include "proxy/http/stages.h"
+#include "proxy/http/upstream_attempt.h"
 #include "proxy/runtime/snapshot.h"
-#include "proxy/upstream/cluster.h"
 
 namespace trellis::proxy {
+
 class Worker;
-}  // namespace trellis::proxy
 
-namespace trellis::proxy {
-
-// What the stream needs to know about the client connection it serves.
-struct DownstreamContext {
-  std::shared_ptr<const Snapshot> snapshot;
-  const ListenerRuntime* listener = nullptr;
-  ListenerStats* stats = nullptr;
-  std::string_view client_ip;       // for x-forwarded-for
-  std::string_view client_address;  // ip:port, for the access log
-};
-
-class Router final : public http::RequestDecoder, public http::ResponseDecoder {
+class Router final : public ServerStream, public http::ResponseDecoder {
  public:
   Router(Worker& worker, http::ResponseEncoder& downstream);
-  ~Router();
+  ~Router() override;
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
 
-  // Starts a new exchange. The context must outlive it.
-  void begin(const DownstreamContext& context);
-  // Answers the current request from the proxy itself (codec-level errors
-  // too), with one extra header field when `extra` has a name.
-  void reply_local(int status, std::string_view body, http::Header extra = {});
-  // Ends the exchange: status and latency metrics, access log. Bytes are as
-  // counted on the client's wire by the codec.
-  void end(uint64_t bytes_received, uint64_t bytes_sent);
-  bool response_started() const { return response_started_; }
+  // ServerStream
+  void begin(const DownstreamContext& context) override;
+  void reply_local(int status, std::string_view body, http::Header extra = {}) override;
+  void end(uint64_t bytes_received, uint64_t bytes_sent) override;
 
-  // RequestDecoder (from the downstream codec)
+  // http::RequestDecoder (from the downstream codec)
   void decode_headers(const http::RequestHeaders& headers, bool end_stream) override;
   void decode_data(std::string_view data, bool end_stream) override;
   void decode_trailers(const http::HeaderList& trailers) override;
@@ -59,7 +57,7 @@ class Router final : public http::RequestDecoder, public http::ResponseDecoder {
   void on_downstream_drained() override;
   void on_downstream_reset() override;
 
-  // ResponseDecoder (from the upstream codec)
+  // http::ResponseDecoder (from the upstream codec)
   void decode_response_headers(const http::ResponseHeaders& headers, bool end_stream) override;
   void decode_response_data(std::string_view data, bool end_stream) override;
   void decode_response_trailers(const http::HeaderList& trailers) override;
@@ -69,83 +67,96 @@ class Router final : public http::RequestDecoder, public http::ResponseDecoder {
   void on_upstream_failure(http::UpstreamFailure failure, std::string_view detail) override;
 
  private:
-  void add_forwarding_headers();
-  // After the route is chosen: the route's actions, then the first try.
+  enum class Phase : uint8_t {
+    kIdle,        // no request yet
+    kHeld,        // a fault delay or a leaky bucket holds it: no upstream yet
+    kUpstream,    // a try is in flight; nothing of the response sent
+    kBackoff,     // a try failed and a retry waits out its backoff
+    kResponding,  // the response is going to the client
+    kDone,        // answered whole, answered locally, or abandoned
+  };
+  bool waiting() const { return phase_ == Phase::kHeld || phase_ == Phase::kBackoff; }
+  bool response_started() const { return phase_ >= Phase::kResponding; }
+
+  // The stages after the route is found (stages.h, 4 to 8).
   void route_request(const RouteConfig& route);
-  // `from_decoder`: called within a codec's decode call, whose flush()
-  // follows; otherwise what was staged is sent at once.
+  // After any hold: the abort a fault drew, admission, mirrors, the first try.
+  // `from_decoder`: within a codec's decode call, whose flush() follows.
   void proceed(bool from_decoder);
+  // The cluster's max_requests and adaptive limit; answers 503 when refused.
+  bool admit();
+  void release_admission(bool completed);
   void fault_abort();
-  bool check_rate_limits(const std::vector<std::shared_ptr<RouteRateLimiter>>& limits);
-  // 503 naming the circuit-breaker limit that refused the request.
   void reply_overflow(policy::Resource limit);
-  void release_request_slot();
-  // Sends the request (and any buffered body) to an endpoint picked anew.
-  void start_try(bool fresh, bool from_decoder);
-  // Ends the current try: connection back to its pool (or closed), the
-  // balancer told. `failed` reports a failure latency to the balancer.
-  void end_try(bool reusable, bool failed);
-  // Retries after `failure` when the policy, the method, the body and the
-  // budget all allow; false when the failure stands.
-  bool retry(policy::AttemptFailure failure, int status);
-  bool replayable() const;
-  bool free_retry_on_stale_connection();
-  void buffer_body(std::string_view data);
+  void reply_redirect(const RedirectConfig& redirect);
   void start_mirrors();
-  std::optional<uint64_t> request_hash();
+
+  // Tries.
+  void start_try(bool fresh, bool from_decoder);
+  // How the try that failed ends when a retry follows it.
+  enum class EndTry : uint8_t { kClose, kDrain };
+  // Retries after `failure` when the policy, the method, the body and the
+  // budget allow; false when the failure stands.
+  bool retry(policy::AttemptFailure failure, int status, EndTry end = EndTry::kClose);
+  bool retry_on_stale_connection();
+  void end_exchange_timers();
+
+  // Response.
   void encode_response_headers(const http::ResponseHeaders& headers, bool end_stream);
   void response_complete();
+
+  // Timeouts.
+  void touch();
   void on_timeout();
   void on_try_timeout();
   void on_idle_timeout();
-  void touch();
-  void reply_redirect(const RedirectConfig& redirect);
+  // A limit ran out: the client gets `status` and `body`, or, once the
+  // response started, a reset.
+  void give_up(int status, std::string_view body);
+
   void log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
 
   Worker& worker_;
   http::ResponseEncoder& downstream_;
-  Http1UpstreamCodec upstream_;
   const DownstreamContext* context_ = nullptr;
-
-  http::RequestHeadersCopy request_;
-  std::string scratch_;     // x-forwarded-for value being built, rewritten paths
-  std::string request_id_;  // generated x-request-id
+  Phase phase_ = Phase::kIdle;
   MonoTime start_{};
+
+  // The request, as the upstream will see it.
+  http::RequestHeadersCopy request_;
+  RequestBody body_;
+  std::string request_id_;
+  std::string scratch_;      // x-forwarded-for being built, rewritten paths, Retry-After
+  bool continue_sent_ = false;  // "100 Continue" went to the client
+
+  // What the stages decided.
   const RouteConfig* route_ = nullptr;
   const BackendConfig* backend_ = nullptr;
   UpstreamCluster* cluster_ = nullptr;
   std::string_view cluster_name_;
-  std::string upstream_address_;
-  UpstreamPick pick_;
-  MonoTime try_start_{};
-  Duration first_byte_{};
-  std::string body_;  // request body kept for replay, mirroring or a fault delay
-  bool buffering_ = false;
-  bool body_overflow_ = false;  // more body than the replay limit arrived
-  bool has_trailers_ = false;
-  bool waiting_ = false;  // fault delay or retry backoff: no upstream attached
-  uint32_t retries_ = 0;
-  uint32_t mirror_mask_ = 0;  // mirrors of the route sampled for this request
+  FaultDecision fault_;
+  Duration hold_{};        // fault delay or leaky-bucket hold, the longer
+  uint32_t mirror_mask_ = 0;
   std::string cookie_value_;  // a new hash cookie to set on the response
-  http::ResponseHeaders response_copy_;  // the response as modified by the route
-  std::string set_cookie_;
-  int status_ = 0;
-  bool head_request_ = false;
-  bool request_ended_ = false;
-  bool response_started_ = false;
-  bool response_ended_ = false;
-  bool stale_retried_ = false;
-  bool continue_sent_ = false;
-  bool abort_after_delay_ = false;
-  Duration rate_delay_{};  // a leaky-bucket rate limit holds the request this long
-  bool holds_request_ = false;  // a max_requests slot of the cluster's breaker
-  std::shared_ptr<policy::ConcurrencyLimiter> concurrency_;  // holds a slot of it
+
+  // Admission: a max_requests slot and, when on, an adaptive-limit slot.
+  policy::BreakerSlot request_slot_;
+  std::shared_ptr<policy::ConcurrencyLimiter> concurrency_;
   MonoTime concurrency_start_{};
-  bool holds_retry_ = false;    // a max_retries slot, for the try in flight
-  net::Timer timeout_;      // the whole exchange
-  net::Timer try_timeout_;  // the current try
-  net::Timer idle_timeout_;
-  net::Timer wait_;  // fault delay, retry backoff
+
+  // Tries.
+  UpstreamAttempt attempt_;
+  uint32_t retries_ = 0;
+  uint32_t stale_retries_ = 0;  // free retries after a stale pooled connection (at most one)
+
+  // Response.
+  int status_ = 0;
+  http::ResponseHeaders response_copy_;  // the response as the route changed it
+  std::string set_cookie_;
+
+  net::Timer timeout_;       // the whole exchange
+  net::Timer idle_timeout_;  // no bytes either way
+  net::Timer wait_;          // a hold, or a retry's backoff
   Duration idle_after_{};
 };
 

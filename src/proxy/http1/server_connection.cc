@@ -11,6 +11,10 @@ namespace {
 constexpr size_t kHighWatermark = 256 * 1024;
 // How long a closing connection may keep sending bytes that are dropped.
 constexpr auto kLingerTime = std::chrono::seconds(2);
+// The most of a request body answered early (a 404, a 429, an upstream's
+// early answer) that is read and dropped to keep the connection: past it,
+// the connection is closed instead.
+constexpr uint64_t kDiscardLimit = 64 * 1024;
 
 }  // namespace
 
@@ -24,7 +28,7 @@ Http1ServerConnection::Http1ServerConnection(Worker& worker, int fd, const socka
       client_(listener_->transport->accepted(worker.loop(), fd, this)),
       client_ip_(net::format_address(peer, /*ip_only=*/true)),
       client_address_(net::format_address(peer)),
-      router_(worker, *this),
+      stream_(make_server_stream(worker, *this)),
       idle_timer_(worker.loop(), [this] { close(); }),
       resume_(worker.loop(), [this] {
         if (state_ == State::kTunnel) {
@@ -61,7 +65,7 @@ void Http1ServerConnection::read_client() {
     if (state_ == State::kRequest) {
       // Backpressure: leave the bytes in the socket while the upstream is
       // full; resume_reading() continues.
-      if (!request_complete_ && router_.blocked()) return;
+      if (!request_complete_ && stream_->blocked()) return;
       // A pipelined request waits; hold at most one block of it.
       if (request_complete_ && in_.size() >= net::Buffer::kBlockSize) return;
     }
@@ -108,9 +112,14 @@ void Http1ServerConnection::process_input() {
       if (state_ == State::kRequest && !request_complete_) break;
       continue;
     }
+    if (state_ == State::kDiscard) {
+      discard_body();
+      if (state_ == State::kDiscard) break;
+      continue;
+    }
     break;
   }
-  if (state_ == State::kRequest) router_.flush();
+  if (state_ == State::kRequest) stream_->flush();
   in_process_ = false;
 }
 
@@ -140,32 +149,33 @@ void Http1ServerConnection::start_exchange(size_t head_size) {
   body_remaining_ = head_.info.content_length;
   chunked_.reset();
   request_complete_ = body_ == http::http1::BodyKind::kNone;
+  awaiting_continue_ = head_.info.expect_continue;
   response_started_ = response_complete_ = exchange_done_ = false;
   bytes_in_ = head_size;
   bytes_out_ = 0;
   bool listener_current = refresh_snapshot();
   context_ = {snapshot_, listener_, stats_, client_ip_, client_address_};
-  router_.begin(context_);
+  stream_->begin(context_);
   http::http1::to_neutral(head_, request_);
   // The head's bytes stay in memory until the next read; the router copies
   // what it keeps before returning.
   in_.consume(head_size);
   if (!listener_current) {
     keep_alive_ = false;
-    router_.reply_local(503, "listener removed\n");
+    stream_->reply_local(503, "listener removed\n");
     return;
   }
   if (request_.method == "CONNECT") {
-    router_.reply_local(405, "CONNECT is not supported\n");
+    stream_->reply_local(405, "CONNECT is not supported\n");
     return;
   }
   bool end_stream = request_complete_ && request_.upgrade.empty();
-  router_.decode_headers(request_, end_stream);
+  stream_->decode_headers(request_, end_stream);
 }
 
 void Http1ServerConnection::forward_body() {
   while (state_ == State::kRequest && !request_complete_ && !in_.empty()) {
-    if (router_.blocked()) return;
+    if (stream_->blocked()) return;
     if (body_ == http::http1::BodyKind::kContentLength) {
       size_t n = in_.size() < body_remaining_ ? in_.size() : static_cast<size_t>(body_remaining_);
       std::string_view data(in_.data(), n);
@@ -173,7 +183,7 @@ void Http1ServerConnection::forward_body() {
       bytes_in_ += n;
       body_remaining_ -= n;
       if (body_remaining_ == 0) request_complete_ = true;
-      router_.decode_data(data, request_complete_);
+      stream_->decode_data(data, request_complete_);
       continue;
     }
     http::http1::ChunkedDecoder::Step step = chunked_.next(in_.view());
@@ -182,16 +192,16 @@ void Http1ServerConnection::forward_body() {
       case http::http1::ChunkedDecoder::Kind::kData: {
         std::string_view data = step.data;
         in_.consume(step.consumed);
-        router_.decode_data(data, false);
+        stream_->decode_data(data, false);
         break;
       }
       case http::http1::ChunkedDecoder::Kind::kDone:
         in_.consume(step.consumed);
         request_complete_ = true;
         if (chunked_.trailers().empty()) {
-          router_.decode_data({}, true);
+          stream_->decode_data({}, true);
         } else {
-          router_.decode_trailers(chunked_.trailers());
+          stream_->decode_trailers(chunked_.trailers());
         }
         break;
       case http::http1::ChunkedDecoder::Kind::kNeedMore:
@@ -201,6 +211,49 @@ void Http1ServerConnection::forward_body() {
         in_.consume(in_.size());
         reject(400, step.error);
         return;
+    }
+  }
+}
+
+bool Http1ServerConnection::can_discard_rest() const {
+  // A client still waiting for 100 Continue may never send the body: what
+  // it sends next could be read as a body, or a body as a request.
+  if (awaiting_continue_ || !head_.info.keep_alive) return false;
+  if (body_ == http::http1::BodyKind::kContentLength) return body_remaining_ <= kDiscardLimit;
+  return body_ == http::http1::BodyKind::kChunked;  // bounded while it is read
+}
+
+void Http1ServerConnection::discard_body() {
+  while (state_ == State::kDiscard && !in_.empty()) {
+    size_t before = in_.size();
+    if (body_ == http::http1::BodyKind::kContentLength) {
+      size_t n = in_.size() < body_remaining_ ? in_.size() : static_cast<size_t>(body_remaining_);
+      in_.consume(n);
+      body_remaining_ -= n;
+      if (body_remaining_ == 0) request_complete_ = true;
+    } else {
+      http::http1::ChunkedDecoder::Step step = chunked_.next(in_.view());
+      in_.consume(step.consumed);
+      if (step.kind == http::http1::ChunkedDecoder::Kind::kDone) request_complete_ = true;
+      if (step.kind == http::http1::ChunkedDecoder::Kind::kError) {
+        close_gracefully();
+        return;
+      }
+      if (step.kind == http::http1::ChunkedDecoder::Kind::kNeedMore && in_.size() == before) break;
+    }
+    discarded_ += before - in_.size();
+    if (discarded_ > kDiscardLimit) {
+      close_gracefully();
+      return;
+    }
+    if (request_complete_) {
+      if (!keep_alive_) {  // a drain began meanwhile
+        close_gracefully();
+        return;
+      }
+      state_ = State::kIdle;
+      idle_timer_.arm(listener_->config->idle_timeout);
+      return;
     }
   }
 }
@@ -220,16 +273,16 @@ void Http1ServerConnection::reject(int status, std::string_view reason) {
     bytes_out_ = 0;
     refresh_snapshot();
     context_ = {snapshot_, listener_, stats_, client_ip_, client_address_};
-    router_.begin(context_);
+    stream_->begin(context_);
   } else {
-    router_.on_downstream_reset();
+    stream_->on_downstream_reset();
   }
   in_.clear();
   if (response_started_) {
     close();
     return;
   }
-  router_.reply_local(status, fmt::format("bad request: {}\n", reason));
+  stream_->reply_local(status, fmt::format("bad request: {}\n", reason));
 }
 
 // ---- output -----------------------------------------------------------------
@@ -245,9 +298,10 @@ void Http1ServerConnection::encode_headers(const http::ResponseHeaders& headers,
     resume_.arm(Duration::zero());
     return;
   }
-  // An early answer (before the whole request was read) ends the connection:
-  // the rest of the request cannot be told from a next one.
-  if (!request_complete_) keep_alive_ = false;
+  // An early answer (before the whole request was read) keeps the connection
+  // only when the rest of the request can be read and dropped; otherwise it
+  // cannot be told from a next request.
+  if (!request_complete_ && !can_discard_rest()) keep_alive_ = false;
   framing_ = http::http1::response_framing(headers, client_minor_);
   if (framing_ == http::http1::ResponseFraming::kClose) keep_alive_ = false;
   http::http1::serialize_response(headers, framing_, !keep_alive_, client_minor_, out_);
@@ -302,6 +356,7 @@ void Http1ServerConnection::encode_trailers(const http::HeaderList& trailers) {
 }
 
 void Http1ServerConnection::encode_continue() {
+  awaiting_continue_ = false;
   out_.append("HTTP/1.1 100 Continue\r\n\r\n");
   flush();
 }
@@ -335,7 +390,7 @@ void Http1ServerConnection::on_writable() {
     return;
   }
   // The client caught up: let the response flow again.
-  if (state_ == State::kRequest && response_started_ && !response_complete_) router_.on_downstream_drained();
+  if (state_ == State::kRequest && response_started_ && !response_complete_) stream_->on_downstream_drained();
 }
 
 void Http1ServerConnection::on_transport_error(int) { close(); }
@@ -352,9 +407,17 @@ void Http1ServerConnection::finish_response() {
 void Http1ServerConnection::finish_exchange() {
   if (exchange_done_) return;
   exchange_done_ = true;
-  router_.end(bytes_in_, bytes_out_);
-  if (!keep_alive_ || !request_complete_ || client_eof_) {
+  stream_->end(bytes_in_, bytes_out_);
+  if (!keep_alive_ || client_eof_ || (!request_complete_ && !can_discard_rest())) {
     close_gracefully();
+    return;
+  }
+  if (!request_complete_) {
+    state_ = State::kDiscard;
+    discarded_ = 0;
+    idle_timer_.arm(listener_->config->idle_timeout);
+    // Not from here: this runs inside the stream's call stack.
+    if (!in_.empty() || client_->read_ready()) resume_.arm(Duration::zero());
     return;
   }
   state_ = State::kIdle;
@@ -372,14 +435,14 @@ void Http1ServerConnection::pump_tunnel() {
   idle_timer_.arm(listener_->config->idle_timeout);
   while (state_ == State::kTunnel && !tunnel_client_done_) {
     if (!in_.empty()) {
-      if (router_.blocked()) break;
+      if (stream_->blocked()) break;
       bytes_in_ += in_.size();
-      router_.decode_data(in_.view(), false);
+      stream_->decode_data(in_.view(), false);
       in_.clear();
-      router_.flush();
+      stream_->flush();
       continue;
     }
-    if (router_.blocked()) break;
+    if (stream_->blocked()) break;
     size_t n = 0;
     net::ReadResult r = client_->read(in_, net::Buffer::kBlockSize, &n);
     if (r == net::ReadResult::kAgain) break;
@@ -389,7 +452,7 @@ void Http1ServerConnection::pump_tunnel() {
     }
     if (r == net::ReadResult::kEof) {
       tunnel_client_done_ = true;
-      router_.decode_data({}, true);
+      stream_->decode_data({}, true);
       break;
     }
     stats_->bytes_received.inc(n);
@@ -397,7 +460,7 @@ void Http1ServerConnection::pump_tunnel() {
   if (state_ == State::kTunnel && tunnel_client_done_ && tunnel_upstream_done_ &&
       client_->pending_output() == 0) {
     exchange_done_ = true;
-    router_.end(bytes_in_, bytes_out_);
+    stream_->end(bytes_in_, bytes_out_);
     close();
   }
 }
@@ -421,8 +484,8 @@ void Http1ServerConnection::close() {
   idle_timer_.cancel();
   resume_.cancel();
   if (in_flight) {
-    router_.on_downstream_reset();
-    if (response_started_) router_.end(bytes_in_, bytes_out_);  // a tunnel's 101 counts
+    stream_->on_downstream_reset();
+    if (response_started_) stream_->end(bytes_in_, bytes_out_);  // a tunnel's 101 counts
   }
   stats_->connections_active.sub();
   client_->close();

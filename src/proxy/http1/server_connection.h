@@ -10,7 +10,7 @@
 #include <string>
 
 #include "http/codec.h"
-#include "proxy/http/router.h"
+#include "proxy/http/server_stream.h"
 #include "http/http1/parser.h"
 #include "http/http1/wire.h"
 #include "net/transport.h"
@@ -45,6 +45,7 @@ class Http1ServerConnection final : public WorkerConnection, public net::Transpo
   enum class State : uint8_t {
     kIdle,     // waiting for (the rest of) a request head
     kRequest,  // an exchange is in flight
+    kDiscard,  // answered before the request ended: reading and dropping the rest of its body
     kTunnel,   // after 101: raw bytes both ways
     kClosing,  // final response sent; dropping input until the client closes
     kClosed,
@@ -55,6 +56,10 @@ class Http1ServerConnection final : public WorkerConnection, public net::Transpo
   void start_exchange(size_t head_size);
   bool refresh_snapshot();
   void forward_body();
+  // Whether the rest of a request answered early can be read and dropped, so
+  // the connection serves the next request instead of closing.
+  bool can_discard_rest() const;
+  void discard_body();
   void reject(int status, std::string_view reason);
   void finish_response();
   void finish_exchange();
@@ -70,7 +75,7 @@ class Http1ServerConnection final : public WorkerConnection, public net::Transpo
   std::string client_ip_;
   std::string client_address_;
   DownstreamContext context_;
-  Router router_;
+  std::unique_ptr<ServerStream> stream_;  // one exchange at a time
   net::Buffer in_;   // client input not yet handled
   net::Buffer out_;  // staged output, sent by flush()
   State state_ = State::kIdle;
@@ -90,6 +95,8 @@ class Http1ServerConnection final : public WorkerConnection, public net::Transpo
   bool tunnel_client_done_ = false;
   bool tunnel_upstream_done_ = false;
   bool in_process_ = false;
+  bool awaiting_continue_ = false;  // the client asked for 100 Continue and did not get it
+  uint64_t discarded_ = 0;
   int client_minor_ = 1;
   http::http1::ResponseFraming framing_ = http::http1::ResponseFraming::kNone;
   uint64_t bytes_in_ = 0;

@@ -11,13 +11,17 @@ constexpr size_t kHighWatermark = 256 * 1024;
 }  // namespace
 
 Http1UpstreamCodec::Http1UpstreamCodec(net::EventLoop& loop, http::ResponseDecoder& decoder)
-    : loop_(loop), decoder_(decoder), fail_later_(loop, [this] {
+    : loop_(loop), decoder_(&decoder), fail_later_(loop, [this] {
         if (conn_ != nullptr) fail(http::UpstreamFailure::kReset, "upstream connection reset");
       }) {}
 
-void Http1UpstreamCodec::attach(UpstreamConnection* connection, bool head_request) {
+Http1UpstreamCodec::~Http1UpstreamCodec() { finish(false); }
+
+bool Http1UpstreamCodec::start(EndpointPool& pool, bool fresh, bool head_request, int& error) {
+  finish(false);
+  UpstreamConnection* connection = pool.acquire(this, error, fresh);
+  if (connection == nullptr) return false;
   conn_ = connection;
-  conn_->set_user(this);
   reused_ = conn_->reused();
   conn_->count_request();
   head_request_ = head_request;
@@ -29,15 +33,18 @@ void Http1UpstreamCodec::attach(UpstreamConnection* connection, bool head_reques
   remaining_ = 0;
   chunked_.reset();
   fail_later_.cancel();
+  return true;
 }
 
-UpstreamConnection* Http1UpstreamCodec::detach() {
+void Http1UpstreamCodec::finish(bool keep) {
   UpstreamConnection* c = conn_;
-  if (c != nullptr) c->set_user(nullptr);
+  if (c == nullptr) return;
+  bool reuse = keep && reusable();
+  c->set_user(nullptr);
   conn_ = nullptr;
   out_.clear();
   fail_later_.cancel();
-  return c;
+  c->pool().release(c, reuse);
 }
 
 bool Http1UpstreamCodec::reusable() const {
@@ -127,10 +134,10 @@ void Http1UpstreamCodec::resume_reading() {
 // ---- response -------------------------------------------------------------
 
 void Http1UpstreamCodec::on_upstream_connected() {
-  if (conn_ != nullptr && conn_->transport().pending_output() == 0) decoder_.on_upstream_drained();
+  if (conn_ != nullptr && conn_->transport().pending_output() == 0) decoder_->on_upstream_drained();
 }
 
-void Http1UpstreamCodec::on_upstream_writable() { decoder_.on_upstream_drained(); }
+void Http1UpstreamCodec::on_upstream_writable() { decoder_->on_upstream_drained(); }
 
 void Http1UpstreamCodec::on_upstream_readable() { read(); }
 
@@ -145,26 +152,26 @@ void Http1UpstreamCodec::on_upstream_error(int error, bool during_connect) {
     return;
   }
   if (tunnel_) {
-    decoder_.decode_response_data({}, true);
+    decoder_->decode_response_data({}, true);
     return;
   }
   fail(http::UpstreamFailure::kReset, "upstream connection reset");
 }
 
 void Http1UpstreamCodec::fail(http::UpstreamFailure failure, std::string_view detail) {
-  decoder_.on_upstream_failure(failure, detail);
+  decoder_->on_upstream_failure(failure, detail);
 }
 
 void Http1UpstreamCodec::read() {
   while (conn_ != nullptr && !response_complete_) {
-    if (response_started_ && decoder_.response_blocked()) return;  // resume_reading() continues
+    if (response_started_ && decoder_->response_blocked()) return;  // resume_reading() continues
     net::Buffer& in = conn_->input();
     size_t n = 0;
     net::ReadResult r = conn_->transport().read(in, net::Buffer::kBlockSize, &n);
     if (r == net::ReadResult::kAgain) return;
     if (r == net::ReadResult::kError) {
       if (tunnel_) {
-        decoder_.decode_response_data({}, true);
+        decoder_->decode_response_data({}, true);
         return;
       }
       fail(http::UpstreamFailure::kReset, "upstream connection reset");
@@ -174,8 +181,8 @@ void Http1UpstreamCodec::read() {
       if (response_started_ && (tunnel_ || body_ == http::http1::BodyKind::kUntilClose)) {
         // The body (or the tunnel) ends with the connection.
         response_complete_ = true;
-        decoder_.decode_response_data({}, true);
-        if (conn_ != nullptr) decoder_.flush_response();
+        decoder_->decode_response_data({}, true);
+        if (conn_ != nullptr) decoder_->flush_response();
         return;
       }
       if (!in.empty() && !response_started_) {
@@ -189,7 +196,7 @@ void Http1UpstreamCodec::read() {
     bytes_seen_ = true;
     conn_->pool().cluster().stats().bytes_received.inc(n);
     bool more = process();
-    if (conn_ != nullptr) decoder_.flush_response();
+    if (conn_ != nullptr) decoder_->flush_response();
     if (!more) return;
   }
 }
@@ -221,7 +228,7 @@ bool Http1UpstreamCodec::process() {
       tunnel_ = true;
       request_complete_ = true;
       in.consume(pr.consumed);
-      decoder_.decode_response_headers(response_, false);
+      decoder_->decode_response_headers(response_, false);
       if (conn_ == nullptr) return false;
       break;
     }
@@ -231,7 +238,7 @@ bool Http1UpstreamCodec::process() {
     if (end) response_complete_ = true;
     // Views of the head stay valid: consume() moves offsets, not bytes.
     in.consume(pr.consumed);
-    decoder_.decode_response_headers(response_, end);
+    decoder_->decode_response_headers(response_, end);
     if (conn_ == nullptr || end) return false;
   }
   return forward_body(in);
@@ -250,7 +257,7 @@ bool Http1UpstreamCodec::forward_body(net::Buffer& in) {
         end = remaining_ == 0;
         if (end) response_complete_ = true;
       }
-      decoder_.decode_response_data(data, end);
+      decoder_->decode_response_data(data, end);
       continue;
     }
     http::http1::ChunkedDecoder::Step step = chunked_.next(in.view());
@@ -258,16 +265,16 @@ bool Http1UpstreamCodec::forward_body(net::Buffer& in) {
       case http::http1::ChunkedDecoder::Kind::kData: {
         std::string_view data = step.data;
         in.consume(step.consumed);
-        decoder_.decode_response_data(data, false);
+        decoder_->decode_response_data(data, false);
         break;
       }
       case http::http1::ChunkedDecoder::Kind::kDone:
         response_complete_ = true;
         in.consume(step.consumed);
         if (chunked_.trailers().empty()) {
-          decoder_.decode_response_data({}, true);
+          decoder_->decode_response_data({}, true);
         } else {
-          decoder_.decode_response_trailers(chunked_.trailers());
+          decoder_->decode_response_trailers(chunked_.trailers());
         }
         return false;
       case http::http1::ChunkedDecoder::Kind::kNeedMore:
@@ -285,6 +292,16 @@ bool Http1UpstreamCodec::forward_body(net::Buffer& in) {
     }
   }
   return conn_ != nullptr && !response_complete_;
+}
+
+std::unique_ptr<UpstreamCodec> Http1UpstreamCodecFactory::make(net::EventLoop& loop,
+                                                               http::ResponseDecoder& decoder) const {
+  return std::make_unique<Http1UpstreamCodec>(loop, decoder);
+}
+
+const std::shared_ptr<const UpstreamCodecFactory>& Http1UpstreamCodecFactory::shared() {
+  static const std::shared_ptr<const UpstreamCodecFactory> factory = std::make_shared<Http1UpstreamCodecFactory>();
+  return factory;
 }
 
 }  // namespace trellis::proxy

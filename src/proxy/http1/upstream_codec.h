@@ -1,7 +1,7 @@
-// HTTP/1.1 client codec for one exchange on a pooled upstream connection:
-// serializes the neutral request canonically, parses the response strictly and
-// hands it to the stream as neutral messages. After a 101 both directions are
-// raw bytes.
+// The HTTP/1.1 upstream codec: one exchange at a time on a connection of its
+// own from the endpoint's pool; serializes the neutral request canonically,
+// parses the response strictly and hands it on as neutral messages. After a
+// 101 both directions are raw bytes.
 #pragma once
 
 #include <string_view>
@@ -11,26 +11,25 @@
 #include "http/codec.h"
 #include "http/http1/parser.h"
 #include "proxy/upstream/cluster.h"
+#include "proxy/upstream/upstream_codec.h"
 
 namespace trellis::proxy {
 
-class Http1UpstreamCodec final : public UpstreamUser, public http::RequestEncoder {
+class Http1UpstreamCodec final : public UpstreamCodec, public UpstreamUser {
  public:
   Http1UpstreamCodec(net::EventLoop& loop, http::ResponseDecoder& decoder);
+  ~Http1UpstreamCodec() override;
 
-  // Binds a connection for one exchange; `head_request` tells the response
-  // parser that no body follows.
-  void attach(UpstreamConnection* connection, bool head_request);
-  // Unbinds and returns the connection (the caller releases it to its pool).
-  UpstreamConnection* detach();
-  bool attached() const { return conn_ != nullptr; }
-  // Whether the connection may serve another request: the whole request was
-  // sent, the whole response read, and the upstream keeps the connection.
-  bool reusable() const;
-  bool reused_connection() const { return reused_; }
-  bool response_bytes_seen() const { return bytes_seen_; }
+  // UpstreamCodec
+  bool start(EndpointPool& pool, bool fresh, bool head_request, int& error) override;
+  bool active() const override { return conn_ != nullptr; }
+  void finish(bool keep) override;
+  void set_decoder(http::ResponseDecoder& decoder) override { decoder_ = &decoder; }
+  bool reused_connection() const override { return reused_; }
+  bool response_bytes_seen() const override { return bytes_seen_; }
+  bool response_complete() const override { return response_complete_; }
 
-  // RequestEncoder
+  // http::RequestEncoder
   void encode_headers(const http::RequestHeaders& headers, bool end_stream) override;
   void encode_data(std::string_view data, bool end_stream) override;
   void encode_trailers(const http::HeaderList& trailers) override;
@@ -50,9 +49,12 @@ class Http1UpstreamCodec final : public UpstreamUser, public http::RequestEncode
   bool process();
   bool forward_body(net::Buffer& in);
   void fail(http::UpstreamFailure failure, std::string_view detail);
+  // Whether the connection may serve another request: the whole request was
+  // sent, the whole response read, and the upstream keeps the connection.
+  bool reusable() const;
 
   net::EventLoop& loop_;
-  http::ResponseDecoder& decoder_;
+  http::ResponseDecoder* decoder_;
   UpstreamConnection* conn_ = nullptr;
   net::Buffer out_;  // staged request bytes, sent by flush()
 
@@ -76,6 +78,12 @@ class Http1UpstreamCodec final : public UpstreamUser, public http::RequestEncode
   uint64_t remaining_ = 0;
   http::http1::ChunkedDecoder chunked_;
   net::Timer fail_later_;  // reports a failed write outside the caller's stack
+};
+
+class Http1UpstreamCodecFactory final : public UpstreamCodecFactory {
+ public:
+  std::unique_ptr<UpstreamCodec> make(net::EventLoop& loop, http::ResponseDecoder& decoder) const override;
+  static const std::shared_ptr<const UpstreamCodecFactory>& shared();
 };
 
 }  // namespace trellis::proxy

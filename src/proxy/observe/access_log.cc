@@ -5,6 +5,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
+
+#include <fmt/format.h>
 
 namespace trellis::proxy {
 
@@ -39,6 +42,57 @@ void append_json_string(std::string& out, std::string_view s) {
     }
   }
   out.push_back('"');
+}
+
+namespace {
+
+void begin_line(std::string& line, std::string_view listener, std::string_view client) {
+  line.clear();
+  char now[48];
+  format_wall_time_now(now);
+  line += "{\"time\":\"";
+  line += now;
+  line += "\",\"listener\":";
+  append_json_string(line, listener);
+  line += ",\"client\":";
+  append_json_string(line, client);
+}
+
+double millis(Duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+}  // namespace
+
+void format_access_line(const HttpAccessEntry& e, std::string& line) {
+  begin_line(line, e.listener, e.client);
+  line += ",\"method\":";
+  append_json_string(line, e.method);
+  line += ",\"path\":";
+  append_json_string(line, e.path);
+  line += ",\"host\":";
+  append_json_string(line, e.host);
+  line += ",\"protocol\":";
+  append_json_string(line, e.protocol);
+  fmt::format_to(std::back_inserter(line), ",\"status\":{},\"bytes_received\":{},\"bytes_sent\":{},\"duration_ms\":{:.3f}",
+                 e.status, e.bytes_received, e.bytes_sent, millis(e.duration));
+  line += ",\"upstream\":";
+  append_json_string(line, e.upstream);
+  line += ",\"cluster\":";
+  append_json_string(line, e.cluster);
+  line += ",\"request_id\":";
+  append_json_string(line, e.request_id);
+  if (e.retries > 0) fmt::format_to(std::back_inserter(line), ",\"retries\":{}", e.retries);
+  line += "}";
+}
+
+void format_access_line(const TcpAccessEntry& e, std::string& line) {
+  begin_line(line, e.listener, e.client);
+  line += ",\"upstream\":";
+  append_json_string(line, e.upstream);
+  line += ",\"cluster\":";
+  append_json_string(line, e.cluster);
+  fmt::format_to(std::back_inserter(line),
+                 ",\"protocol\":\"tcp\",\"bytes_received\":{},\"bytes_sent\":{},\"duration_ms\":{:.3f}}}",
+                 e.bytes_received, e.bytes_sent, millis(e.duration));
 }
 
 }  // namespace trellis::proxy

@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/time.h"
+
 namespace trellis::proxy {
 
 class AccessLog {
@@ -23,5 +25,28 @@ class AccessLog {
 
 // Appends `s` to `out` as a JSON string literal (with quotes).
 void append_json_string(std::string& out, std::string_view s);
+
+// One HTTP exchange, as its access-log line reports it.
+struct HttpAccessEntry {
+  std::string_view listener, client, method, path, host, protocol;
+  int status = 0;
+  uint64_t bytes_received = 0;
+  uint64_t bytes_sent = 0;
+  Duration duration{};
+  std::string_view upstream, cluster, request_id;
+  uint32_t retries = 0;
+};
+
+// One TCP connection, as its access-log line reports it.
+struct TcpAccessEntry {
+  std::string_view listener, client, upstream, cluster;
+  uint64_t bytes_received = 0;
+  uint64_t bytes_sent = 0;
+  Duration duration{};
+};
+
+// The line (JSON, without newline) into `line`, which is cleared first.
+void format_access_line(const HttpAccessEntry& entry, std::string& line);
+void format_access_line(const TcpAccessEntry& entry, std::string& line);
 
 }  // namespace trellis::proxy

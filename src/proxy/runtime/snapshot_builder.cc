@@ -6,9 +6,20 @@
 
 #include "common/text.h"
 #include "net/address.h"
+#include "proxy/http1/upstream_codec.h"
 #include "proxy/observe/access_log.h"
 
 namespace trellis::proxy {
+
+namespace {
+
+// The protocol a cluster's endpoints speak. One today; the choice is made
+// here, per cluster, so the router and the mirror never make it.
+std::shared_ptr<const UpstreamCodecFactory> codec_factory_for(const ClusterConfig&) {
+  return Http1UpstreamCodecFactory::shared();
+}
+
+}  // namespace
 
 SnapshotBuilder::SnapshotBuilder(size_t workers, Random& random)
     : workers_(workers), random_(random), stats_(workers), open_listener_([](const ListenerConfig& l, std::string& error) {
@@ -117,6 +128,7 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
     rt.stats = stats_.cluster(c.name);
     rt.state = cluster_states_.cluster(c.name);
     rt.transport = transport_;
+    rt.codec = codec_factory_for(c);
     rt.state->breaker.set_limits(c.circuit_breakers);
     if (c.outlier_enabled) rt.outlier = outlier_detector_for(c, previous);
     if (c.adaptive_concurrency_enabled) rt.concurrency = concurrency_limiter_for(c, previous, now);

@@ -130,23 +130,17 @@ void TcpSession::close() {
     upstream_ = nullptr;
   }
   if (snapshot_->access_log) {
-    std::string line;
-    line.reserve(256);
-    char now[48];
-    format_wall_time_now(now);
-    line += "{\"time\":\"";
-    line += now;
-    line += "\",\"listener\":";
-    append_json_string(line, listener_.config->name);
-    line += ",\"client\":";
-    append_json_string(line, net::format_address(peer_));
-    line += ",\"upstream\":";
-    append_json_string(line, upstream_address_);
-    line += ",\"cluster\":";
-    append_json_string(line, listener_.config->cluster);
-    line += fmt::format(",\"protocol\":\"tcp\",\"bytes_received\":{},\"bytes_sent\":{},\"duration_ms\":{:.3f}}}",
-                        client_->bytes_read(), client_->bytes_written(),
-                        std::chrono::duration<double, std::milli>(worker_.loop().now() - started_).count());
+    std::string client = net::format_address(peer_);
+    TcpAccessEntry entry;
+    entry.listener = listener_.config->name;
+    entry.client = client;
+    entry.upstream = upstream_address_;
+    entry.cluster = listener_.config->cluster;
+    entry.bytes_received = client_->bytes_read();
+    entry.bytes_sent = client_->bytes_written();
+    entry.duration = worker_.loop().now() - started_;
+    std::string& line = worker_.scratch();
+    format_access_line(entry, line);
     worker_.log_access(line);
   }
   client_->close();

@@ -18,6 +18,7 @@
 #include "proxy/upstream/endpoint_state.h"
 #include "net/event_loop.h"
 #include "net/transport.h"
+#include "proxy/upstream/upstream_codec.h"
 #include "proxy/observe/stats.h"
 
 namespace trellis::proxy {
@@ -133,6 +134,8 @@ struct ClusterShared {
   std::shared_ptr<policy::ConcurrencyLimiter> concurrency;
   // What the cluster's connections run over (plain TCP, or TLS).
   std::shared_ptr<net::TransportFactory> transport;
+  // The protocol its HTTP exchanges speak.
+  std::shared_ptr<const UpstreamCodecFactory> codec;
 };
 
 class UpstreamCluster {
@@ -157,6 +160,7 @@ class UpstreamCluster {
   // The cluster's adaptive concurrency limit; null when off.
   const std::shared_ptr<policy::ConcurrencyLimiter>& concurrency() const { return shared_.concurrency; }
   net::TransportFactory& transport() { return *shared_.transport; }
+  const UpstreamCodecFactory& codec_factory() const { return *shared_.codec; }
 
   // The balancer's choice for a request (ctx.hash for the hashing balancers).
   UpstreamPick pick(const policy::PickContext& ctx);

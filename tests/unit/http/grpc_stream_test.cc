@@ -650,7 +650,11 @@ TEST_F(GrpcStreamTest, KeepaliveWithATinyIntervalKeepsTheStreamOpen) {
   options.keepalive_interval = 5ms;
   options.keepalive_timeout = 2s;
   ASSERT_NE(connect(options), nullptr);
-  std::this_thread::sleep_for(300ms);  // some sixty idle intervals
+  // Twenty pings answered in a row: each one kept the stream open.
+  auto acked = [&] { return loop_.call([&] { return client_->pings_acked(); }); };
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (acked() < 20 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_GE(acked(), 20u);
   EXPECT_TRUE(probe_.closed().empty());
   EXPECT_TRUE(client_open());
   ASSERT_TRUE(send(ack(5)));

@@ -255,8 +255,8 @@ TEST(LoadBalancer, PeakEwmaAvoidsASlowHostAndRetriesItAfterDecay) {
     }
     return static_cast<double>(to_zero) / picks;
   };
-  // Hosts start at the default estimate (30 ms); the ones not yet tried fade
-  // below the real 1 ms within ~3.5 s and are tried, so all share evenly.
+  // The first host tried starts at the default estimate (30 ms); once one is
+  // observed, the others start from what it costs, so all share evenly.
   run(5000);
   EXPECT_NEAR(run(3000), 1 / 3.0, 0.05);
 
@@ -272,6 +272,41 @@ TEST(LoadBalancer, PeakEwmaAvoidsASlowHostAndRetriesItAfterDecay) {
   // tried again, answers fast and gets its share back.
   run(8000);
   EXPECT_NEAR(run(3000), 1 / 3.0, 0.05);
+}
+
+// A host added to a cluster whose hosts are observed starts as an average
+// host: it gets its share at once, even under light traffic, instead of
+// waiting for a default estimate to fade below the others'.
+TEST(LoadBalancer, PeakEwmaGivesANewHostItsShareAtOnce) {
+  for (Duration new_latency : {Duration(Millis(1)), Duration(Millis(100))}) {
+    FastRandom rng(5);
+    auto lb = make_load_balancer(LbAlgorithm::kPeakEwma, equal_hosts(4), rng);
+    MonoTime now{};
+    // Ten requests a second, one at a time; hosts answer in 1 ms.
+    auto serve = [&](int requests, size_t new_host) {
+      int to_new = 0;
+      for (int i = 0; i < requests; ++i) {
+        now += Millis(100);
+        PickContext ctx;
+        ctx.now = now;
+        size_t pick = lb->choose(ctx);
+        lb->on_start(pick);
+        lb->on_complete(pick, pick == new_host ? new_latency : Duration(Millis(1)), now);
+        to_new += pick == new_host;
+      }
+      return to_new;
+    };
+    serve(600, SIZE_MAX);
+    auto next = make_load_balancer(LbAlgorithm::kPeakEwma, equal_hosts(5), rng);
+    next->adopt_stats(*lb);
+    lb = std::move(next);
+    int in_ten_seconds = serve(100, 4);
+    if (new_latency == Millis(1)) {
+      EXPECT_GE(in_ten_seconds, 12) << "a fifth of 100 requests is 20";
+    } else {
+      EXPECT_LE(in_ten_seconds, 2) << "a slow new host is tried, then avoided";
+    }
+  }
 }
 
 TEST(LoadBalancer, PeakEwmaPrefersTheFasterHost) {

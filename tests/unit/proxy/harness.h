@@ -10,9 +10,11 @@
 #include <netinet/in.h>
 
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/random.h"
 #include "common/time.h"
@@ -154,5 +156,48 @@ inline std::string response(int status, std::string_view body = "", std::string_
   return "HTTP/1.1 " + std::to_string(status) + " X\r\ncontent-length: " + std::to_string(body.size()) + "\r\n" +
          std::string(extra) + "\r\n" + std::string(body);
 }
+
+// Plays every endpoint of `addresses`: accepts each connection the proxy
+// opens and answers each request with 200 and the endpoint's address as the
+// body, so a test can tell who served what.
+class NamedUpstreams {
+ public:
+  NamedUpstreams(ProxyHarness& h, std::vector<std::string> addresses) : h_(h), addresses_(std::move(addresses)) {}
+
+  void serve() {
+    for (int round = 0; round < 4; ++round) {
+      h_.run();
+      for (const std::string& a : addresses_) {
+        while (h_.network().has_pending(a)) peers_.push_back({a, h_.upstream(a)});
+      }
+      for (auto& [address, peer] : peers_) {
+        if (peer.take().empty()) continue;
+        peer.send(ok_response(address));
+      }
+    }
+    h_.run();
+  }
+
+  // Sends `n` requests, one at a time, on one client connection; how many
+  // each endpoint served.
+  std::map<std::string, int> spread(int n, std::string_view path = "/") {
+    std::map<std::string, int> counts;
+    FakePeer client = h_.connect();
+    for (int i = 0; i < n; ++i) {
+      client.send("GET " + std::string(path) + " HTTP/1.1\r\nHost: h\r\n\r\n");
+      serve();
+      std::string answer = client.take();
+      size_t body = answer.find("\r\n\r\n");
+      ++counts[status_of(answer) == 200 && body != std::string::npos ? answer.substr(body + 4)
+                                                                      : "status " + std::to_string(status_of(answer))];
+    }
+    return counts;
+  }
+
+ private:
+  ProxyHarness& h_;
+  std::vector<std::string> addresses_;
+  std::vector<std::pair<std::string, FakePeer>> peers_;
+};
 
 }  // namespace trellis::testing

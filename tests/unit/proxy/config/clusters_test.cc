@@ -227,7 +227,7 @@ TEST(ConfigClustersTest, RetryRules) {
       "clusters[0].retry.retry_on: must list at least one condition (set attempts: 0 to turn retries off)");
   EXPECT_EQ(cluster_error("retry: { retry_on: 5xx }\n"), "clusters[0].retry.retry_on: expected a list");
   EXPECT_EQ(cluster_error("retry: { per_try_timeout: fast }\n"),
-            "clusters[0].retry.per_try_timeout: expected a duration like \"250ms\" or \"1s\"");
+            "clusters[0].retry.per_try_timeout: expected a duration like \"250ms\", \"1.5s\" or \"1h30m\"");
   EXPECT_EQ(cluster_error("retry: { budget: { percent: 101 } }\n"),
             "clusters[0].retry.budget.percent: must be between 0 and 100");
   EXPECT_EQ(cluster_error("retry: { budget: { min_per_second: -1 } }\n"),

@@ -224,7 +224,7 @@ TEST(ConfigTest, WrongTypesAreErrors) {
   expect_single_error(load("clusters:\n  - name: web\n    max_idle_per_endpoint: 1.5\n"), 3, 28,
                       "clusters[0].max_idle_per_endpoint", "expected an integer");
   expect_single_error(load("drain_timeout: {seconds: 1}\n"), 1, 16, "drain_timeout",
-                      "expected a duration like \"250ms\" or \"1s\"");
+                      "expected a duration like \"250ms\", \"1.5s\" or \"1h30m\"");
   // An empty value is blamed on its key's line, not on whatever follows it.
   expect_single_error(load("clusters:\n  - name:\n    endpoints: []\n"), 2, 5, "clusters[0].name", "expected a string");
 }
@@ -540,10 +540,10 @@ clusters:
   ASSERT_EQ(result.errors.size(), 5u) << all_errors(result);
   EXPECT_EQ(all_errors(result),
             "test.yaml:2:12: admin.address: missing port: must be \"ip:port\" or \"[ipv6]:port\"\n"
-            "test.yaml:3:16: drain_timeout: a unit is required (ms, s, m or h), e.g. \"10s\"\n"
+            "test.yaml:3:16: drain_timeout: a unit is required (ns, us, ms, s, m or h), e.g. \"10s\"\n"
             "test.yaml:12:22: listeners[0].virtual_hosts[0].routes[0].cluster: unknown cluster \"wbe\"\n"
             "test.yaml:13:22: listeners[0].virtual_hosts[0].routes[0].timeout: expected a duration like "
-            "\"250ms\" or \"1s\"\n"
+            "\"250ms\", \"1.5s\" or \"1h30m\"\n"
             "test.yaml:18:18: clusters[0].endpoints[0].address: port must be between 1 and 65535\n");
   EXPECT_FALSE(result.ok());
 }
@@ -678,7 +678,7 @@ TEST_F(ConfigFileTest, ErrorsNameTheFile) {
   ConfigLoad result = load_config_file(path);
   ASSERT_EQ(result.errors.size(), 1u);
   EXPECT_EQ(result.errors[0].to_string(),
-            path + ":1:16: drain_timeout: a unit is required (ms, s, m or h), e.g. \"10s\"");
+            path + ":1:16: drain_timeout: a unit is required (ns, us, ms, s, m or h), e.g. \"10s\"");
 }
 
 TEST_F(ConfigFileTest, MissingFile) {

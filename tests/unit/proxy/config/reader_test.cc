@@ -47,12 +47,12 @@ TEST(ConfigReaderTest, InvalidDurations) {
     const char* text;
     const char* message;
   };
-  const char* shape = "expected a duration like \"250ms\" or \"1s\"";
+  const char* shape = "expected a duration like \"250ms\", \"1.5s\" or \"1h30m\"";
   for (const Case& c :
-       {Case{"10", "a unit is required (ms, s, m or h), e.g. \"10s\""},
-        Case{"1.5", "a unit is required (ms, s, m or h), e.g. \"10s\""}, Case{"-1s", "must not be negative"},
-        Case{"1d", "unknown unit \"d\" (use ms, s, m or h)"},
-        Case{"1 s", "unknown unit \" s\" (use ms, s, m or h)"},
+       {Case{"10", "a unit is required (ns, us, ms, s, m or h), e.g. \"10s\""},
+        Case{"1.5", "a unit is required (ns, us, ms, s, m or h), e.g. \"10s\""}, Case{"-1s", "must not be negative"},
+        Case{"1d", "unknown unit \"d\" (use ns, us, ms, s, m or h)"},
+        Case{"1 s", "unknown unit \" s\" (use ns, us, ms, s, m or h)"},
         Case{"0.5ms", "must be a whole number of milliseconds"},
         Case{"1.0001s", "must be a whole number of milliseconds"}, Case{"8760.001h", "must be at most 8760h"},
         Case{"99999999999999999999h", "must be at most 8760h"}, Case{"s", shape}, Case{".5s", shape},

@@ -90,8 +90,8 @@ TEST(ConfigRoutesTest, RegexThatDoesNotCompile) {
 TEST(ConfigRoutesTest, UnknownMethodSuggestsTheNearMiss) {
   EXPECT_EQ(only_error(load_route("match: { prefix: /, method: get }\ncluster: web\n")),
             at("match.method") + ": unknown method \"get\" (did you mean \"GET\"?)");
-  EXPECT_EQ(only_error(load_route("match: { prefix: /, method: PUSH }\ncluster: web\n")),
-            at("match.method") + ": unknown method \"PUSH\" (did you mean \"POST\"?)");
+  EXPECT_EQ(only_error(load_route("match: { prefix: /, method: POTS }\ncluster: web\n")),
+            at("match.method") + ": unknown method \"POTS\" (did you mean \"POST\"?)");
   EXPECT_EQ(only_error(load_route("match: { prefix: /, method: SUBSCRIBE }\ncluster: web\n")),
             at("match.method") +
                 ": unknown method \"SUBSCRIBE\" (expected \"GET\", \"HEAD\", \"POST\", \"PUT\", \"DELETE\", "
@@ -368,7 +368,7 @@ TEST(ConfigRoutesTest, LeakyBucketRules) {
   EXPECT_EQ(bucket_error("{ rate_per_second: 1, queue_size: 1, max_delay: 0s }"),
             b + ".max_delay: must be greater than 0");
   EXPECT_EQ(bucket_error("{ rate_per_second: 1, queue_size: 1, max_delay: 5 }"),
-            b + ".max_delay: a unit is required (ms, s, m or h), e.g. \"10s\"");
+            b + ".max_delay: a unit is required (ns, us, ms, s, m or h), e.g. \"10s\"");
   EXPECT_EQ(bucket_error("{ rate_per_second: 1, max_delay: 1s }"),
             b + ".max_delay: needs a \"queue_size\" greater than 0: without a queue nothing waits");
   EXPECT_EQ(bucket_error("{ rate_per_second: 1, queue_size: 0, max_delay: 1s }"),
@@ -705,7 +705,7 @@ TEST(ConfigRoutesTest, PerTryTimeout) {
   EXPECT_EQ(only_route(result).per_try_timeout, Millis(250));
   EXPECT_EQ(only_route(load_route("match: { prefix: / }\ncluster: web\n")).per_try_timeout, Millis(0));
   EXPECT_EQ(only_error(load_route("match: { prefix: / }\ncluster: web\nper_try_timeout: 5\n")),
-            at("per_try_timeout") + ": a unit is required (ms, s, m or h), e.g. \"10s\"");
+            at("per_try_timeout") + ": a unit is required (ns, us, ms, s, m or h), e.g. \"10s\"");
 }
 
 }  // namespace

@@ -424,8 +424,8 @@ TEST(ControlConfigTest, RateLimitErrors) {
               l.set_path("api");
             }),
             l + ".path: must start with \"/\"\n");
-  EXPECT_EQ(limit_errors([](v1::RateLimit& l) { l.set_method("PUSH"); }),
-            l + ".method: unknown method \"PUSH\" (did you mean \"POST\"?)\n");
+  EXPECT_EQ(limit_errors([](v1::RateLimit& l) { l.set_method("POTS"); }),
+            l + ".method: unknown method \"POTS\" (did you mean \"POST\"?)\n");
   EXPECT_EQ(limit_errors([](v1::RateLimit& l) {
               v1::ValueMatch* h = l.add_headers();
               h->set_name("x-tier");
@@ -790,13 +790,13 @@ TEST(ControlConfigTest, EndpointAndNameErrors) {
 
 TEST(ControlConfigTest, ErrorsComeFromTheControlPlane) {
   v1::Route r = route_to("reviews.default");
-  r.set_method("FETCH");
+  r.set_method("PACTH");
   ConfigLoad result = merge(update_with(r));
   ASSERT_EQ(result.errors.size(), 1u);
   EXPECT_EQ(
       result.errors[0].to_string(),
       "control plane: listeners[outbound].virtual_hosts[reviews.default].routes[0].method: unknown method "
-      "\"FETCH\" (did you mean \"PATCH\"?)");
+      "\"PACTH\" (did you mean \"PATCH\"?)");
 }
 
 // ---- updates

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "proxy/harness.h"
 
@@ -204,6 +205,26 @@ TEST(RouterTest, TokenBucketRefusesWith429AndRetryAfter) {
   EXPECT_NE(up.take().find("GET /api/x"), std::string::npos);
 }
 
+// Leaky bucket at 10 per second: three requests at once go out 100 ms apart.
+TEST(RouterTest, LeakyBucketHoldsEachRequestForItsTurn) {
+  ProxyHarness h(config("            rate_limits:\n"
+                        "              - leaky_bucket: { rate_per_second: 10, queue_size: 5 }\n",
+                        "", "[{address: 10.1.0.1:80}]"));
+  std::vector<FakePeer> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(h.connect());
+    clients.back().send(kGet);
+  }
+  h.run();
+  EXPECT_EQ(h.network().connects(kA), 1);
+  h.advance(milliseconds(99));
+  EXPECT_EQ(h.network().connects(kA), 1);
+  h.advance(milliseconds(1));
+  EXPECT_EQ(h.network().connects(kA), 2);
+  h.advance(milliseconds(100));
+  EXPECT_EQ(h.network().connects(kA), 3);
+}
+
 TEST(RouterTest, MaxRequestsOverflowIs503WithTheLimitNamed) {
   ProxyHarness h(config("", "    circuit_breakers: { max_requests: 1 }\n"));
   FakePeer first = h.connect();
@@ -233,6 +254,23 @@ TEST(RouterTest, RequestIdleTimeoutIs504WhenNothingMoves) {
   std::string answer = client.take();
   EXPECT_EQ(status_of(answer), 504);
   EXPECT_NE(answer.find("upstream idle timeout"), std::string::npos);
+}
+
+TEST(RouterTest, RequestIdleTimeoutSparesASlowButSteadyResponse) {
+  ProxyHarness h(config("            timeout: 10s\n", "    request_idle_timeout: 400ms\n"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  FakePeer up = h.upstream(kA);
+  up.take();
+  up.send("HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n");
+  for (char c : std::string("trickled")) {  // a byte every 300 ms: 2.4 s in all
+    h.advance(milliseconds(300));
+    up.send(std::string(1, c));
+  }
+  h.run();
+  std::string answer = client.take();
+  EXPECT_EQ(status_of(answer), 200);
+  EXPECT_EQ(answer.substr(answer.size() - 8), "trickled");
 }
 
 TEST(RouterTest, AStalePooledConnectionIsReplacedOnceWithoutARetryPolicy) {
@@ -284,6 +322,81 @@ TEST(RouterTest, PostIsNotRetriedAfterItMayHaveArrived) {
   h.advance(seconds(1));
   EXPECT_FALSE(h.network().has_pending(kA) || h.network().has_pending(kB));
   EXPECT_EQ(status_of(client.take()), 503);
+}
+
+// A retry on a status reads the rest of the failed response and drops it, so
+// the connection serves the retry instead of being closed.
+TEST(RouterTest, RetryOnStatusDrainsTheResponseAndReusesItsConnection) {
+  ProxyHarness h(config("", "    retry: { attempts: 1, retry_on: [gateway-error] }\n"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  FakePeer up = h.upstream(kA);
+  up.take();
+  up.send("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 11\r\n\r\nbusy, ");
+  h.run();
+  up.send("sorry");  // the rest of the body arrives after the head
+  h.advance(milliseconds(25));
+  EXPECT_FALSE(up.closed_by_proxy());
+  EXPECT_NE(up.take().find("GET /api/x"), std::string::npos);
+  up.send(ok_response("fine"));
+  h.run();
+  std::string answer = client.take();
+  EXPECT_EQ(status_of(answer), 200);
+  EXPECT_EQ(answer.find("sorry"), std::string::npos);
+  EXPECT_EQ(h.network().connects(kA), 1);
+}
+
+TEST(RouterTest, RetryOnStatusWithAChunkedBodyDrainsToTheLastChunk) {
+  ProxyHarness h(config("", "    retry: { attempts: 1, retry_on: [gateway-error] }\n"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  FakePeer up = h.upstream(kA);
+  up.take();
+  up.send("HTTP/1.1 502 Bad Gateway\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
+  h.advance(milliseconds(30));
+  // The retry cannot use the connection still draining: it opens another.
+  FakePeer second = h.upstream(kA);
+  up.send("0\r\n\r\n");
+  h.run();
+  EXPECT_FALSE(up.closed_by_proxy());
+  second.take();
+  second.send(ok_response());
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 200);
+  // Both connections are pooled now: the next two requests open none.
+  client.send(kGet);
+  h.run();
+  EXPECT_EQ(h.network().connects(kA), 2);
+}
+
+TEST(RouterTest, RetryOnStatusClosesAConnectionWhoseBodyIsTooLongToDrain) {
+  ProxyHarness h(config("", "    retry: { attempts: 1, retry_on: [gateway-error] }\n"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  FakePeer up = h.upstream(kA);
+  up.take();
+  up.send("HTTP/1.1 503 X\r\ncontent-length: 1000000\r\n\r\n" + std::string(70000, 'x'));
+  h.run();
+  EXPECT_TRUE(up.closed_by_proxy());
+  h.advance(milliseconds(25));
+  FakePeer second = h.upstream(kA);
+  second.take();
+  second.send(ok_response());
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 200);
+}
+
+TEST(RouterTest, ADrainThatStallsIsClosedAfterItsDeadline) {
+  ProxyHarness h(config("", "    retry: { attempts: 1, retry_on: [gateway-error] }\n"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  FakePeer up = h.upstream(kA);
+  up.take();
+  up.send("HTTP/1.1 503 X\r\ncontent-length: 10\r\n\r\nabc");
+  h.advance(milliseconds(999));
+  EXPECT_FALSE(up.closed_by_proxy());
+  h.advance(milliseconds(1));
+  EXPECT_TRUE(up.closed_by_proxy());
 }
 
 }  // namespace

@@ -1,0 +1,147 @@
+#include "proxy/http/stages.h"
+
+#include <algorithm>
+
+#include "common/text.h"
+#include "policy/sampling.h"
+#include "proxy/http/route_actions.h"
+
+namespace trellis::proxy {
+namespace {
+
+void format_request_id(Random& random, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  uint64_t a = random.next(), b = random.next();
+  // UUID version 4, variant 1.
+  a = (a & ~0xF000ull) | 0x4000ull;
+  b = (b & ~(3ull << 62)) | (2ull << 62);
+  char buf[36];
+  int pos = 0;
+  for (int i = 0; i < 16; ++i) {
+    uint64_t byte = i < 8 ? (a >> (56 - 8 * i)) & 0xFF : (b >> (56 - 8 * (i - 8))) & 0xFF;
+    if (i == 4 || i == 6 || i == 8 || i == 10) buf[pos++] = '-';
+    buf[pos++] = kHex[byte >> 4];
+    buf[pos++] = kHex[byte & 15];
+  }
+  out.assign(buf, sizeof(buf));
+}
+
+}  // namespace
+
+void add_forwarding_headers(http::RequestHeadersCopy& request, std::string_view client_ip, Random& random,
+                            std::string& request_id, std::string& scratch) {
+  http::RequestHeaders& req = request.get();
+  scratch.clear();
+  for (const http::Header& h : req.headers) {
+    if (!http::iequals(h.name, "x-forwarded-for") || h.value.empty()) continue;
+    if (!scratch.empty()) scratch += ", ";
+    scratch += h.value;
+  }
+  if (!scratch.empty()) {
+    std::erase_if(req.headers, [](const http::Header& h) { return http::iequals(h.name, "x-forwarded-for"); });
+    scratch += ", ";
+  }
+  scratch += client_ip;
+  request.add("x-forwarded-for", scratch);
+
+  std::string_view id = http::find_header(req.headers, "x-request-id");
+  if (id.empty()) {
+    format_request_id(random, request_id);
+    request.add("x-request-id", request_id);
+  } else {
+    request_id.assign(id);
+  }
+}
+
+RateLimitDecision check_rate_limits(const std::vector<std::shared_ptr<RouteRateLimiter>>& limits,
+                                    const http::RequestHeaders& request, std::string_view client_ip, MonoTime now) {
+  RateLimitDecision out;
+  policy::RequestView view{request.authority, request.method, request.path, &request.headers};
+  for (const auto& limiter : limits) {
+    if (!limiter->counts(view)) continue;
+    const RateLimitConfig& config = limiter->config();
+    std::string_view key;
+    switch (config.key) {
+      case RateLimitConfig::Key::kAll:
+      case RateLimitConfig::Key::kIdentity:  // no workload identities before mTLS: one shared bucket
+        break;
+      case RateLimitConfig::Key::kAddress:
+        key = client_ip;
+        break;
+      case RateLimitConfig::Key::kHeader:
+        key = http::find_header(request.headers, config.key_header);
+        break;
+    }
+    RouteRateLimiter::Decision d = limiter->admit(key, now);
+    if (!d.allowed) {
+      out.refused_by = limiter.get();
+      out.retry_after = d.retry_after;
+      return out;
+    }
+    out.hold = std::max(out.hold, d.delay);
+  }
+  return out;
+}
+
+const BackendConfig* choose_backend(const RouteConfig& route, Random& random) {
+  if (route.backends.size() == 1) return route.backends[0].weight > 0 ? &route.backends[0] : nullptr;
+  size_t chosen = policy::pick_by_weight(route.backends, [](const BackendConfig& b) { return b.weight; }, random);
+  return chosen == SIZE_MAX ? nullptr : &route.backends[chosen];
+}
+
+FaultDecision decide_fault(const FaultConfig& fault, Random& random) {
+  FaultDecision out;
+  if (fault.delay.count() > 0 && policy::sampled(fault.delay_per_million, 1'000'000, random)) out.delay = fault.delay;
+  if (fault.abort_status != 0 && policy::sampled(fault.abort_per_million, 1'000'000, random))
+    out.abort_status = fault.abort_status;
+  return out;
+}
+
+void rewrite_request(const RouteConfig& route, const BackendConfig& backend, http::RequestHeadersCopy& request,
+                     std::string& scratch) {
+  if (!route.request_headers.empty()) apply_request_modifier(route.request_headers, request);
+  if (!backend.request_headers.empty()) apply_request_modifier(backend.request_headers, request);
+  if (!route.rewrite.hostname.empty()) request.set_authority(route.rewrite.hostname);
+  if (route.rewrite.path.kind != PathModifier::Kind::kNone) {
+    rewrite_path(route.rewrite.path, route.match.path, request.get().path, scratch);
+    request.set_path(scratch);
+  }
+}
+
+uint32_t sample_mirrors(const RouteConfig& route, Random& random) {
+  uint32_t mask = 0;
+  for (size_t i = 0; i < route.mirrors.size() && i < 32; ++i)
+    if (policy::sampled(route.mirrors[i].numerator, route.mirrors[i].denominator, random)) mask |= 1u << i;
+  return mask;
+}
+
+std::optional<uint64_t> request_hash(const HashPolicy& hash, const http::RequestHeaders& request,
+                                     std::string_view client_ip, Random& random, std::string& new_cookie) {
+  switch (hash.kind) {
+    case HashPolicy::Kind::kNone:
+      return std::nullopt;
+    case HashPolicy::Kind::kHeader: {
+      std::string_view value = http::find_header(request.headers, hash.name);
+      if (value.empty()) return std::nullopt;
+      return fnv1a64(value);
+    }
+    case HashPolicy::Kind::kCookie: {
+      std::string_view value = find_cookie(request.headers, hash.name);
+      if (!value.empty()) return fnv1a64(value);
+      if (!hash.cookie_ttl_set) return std::nullopt;
+      // No cookie yet: pick one, and tell the client to send it from now on.
+      if (new_cookie.empty()) {
+        static constexpr char kHex[] = "0123456789abcdef";
+        uint64_t r = random.next();
+        new_cookie.resize(16);
+        for (int i = 0; i < 16; ++i) new_cookie[i] = kHex[(r >> (4 * i)) & 15];
+      }
+      return fnv1a64(new_cookie);
+    }
+    case HashPolicy::Kind::kSourceIp:
+      return fnv1a64(client_ip);
+  }
+  return std::nullopt;
+}
+
+}  // namespace trellis::proxy
