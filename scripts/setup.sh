@@ -10,7 +10,7 @@ PACKAGES=(
   libasio-dev libnghttp2-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev
   libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev libre2-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format clang-tidy
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and clients used by tests, the demo and benchmarks
   nginx-light haproxy curl nghttp2-client wrk websocketd

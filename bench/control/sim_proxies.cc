@@ -30,9 +30,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/random.h"
+#include "http/grpc_stream.h"
 #include "net/address.h"
 #include "net/event_loop.h"
-#include "http/grpc_stream.h"
 #include "trellis/v1/discovery.pb.h"
 
 namespace trellis::bench {

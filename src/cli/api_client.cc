@@ -143,7 +143,8 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
       in.commit(static_cast<size_t>(n));
       status = reader.on_data(in);
     } else if (n == 0) {
-      if (reader.status() == 0 && in.empty()) return Error{where + " closed the connection without answering"};
+      if (reader.status() == 0 && in.empty())
+        return Error{where + " closed the connection without answering"};
       status = reader.on_eof();
       if (status == http::http1::ResponseReader::Status::kError) return Error{cut_short};
     } else if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -152,7 +153,8 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
       return Error{"lost the connection to " + where + ": " + sys_error(errno)};
     }
     if (status == http::http1::ResponseReader::Status::kError) return Error{malformed + reader.error()};
-    if (status == http::http1::ResponseReader::Status::kComplete) return HttpResponse{reader.status(), reader.body()};
+    if (status == http::http1::ResponseReader::Status::kComplete)
+      return HttpResponse{reader.status(), reader.body()};
   }
 }
 

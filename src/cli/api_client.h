@@ -41,8 +41,7 @@ struct ApiReply {
 
 class ApiClient {
  public:
-  explicit ApiClient(net::SocketAddress server,
-                     std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  explicit ApiClient(net::SocketAddress server, std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
   const std::string& server() const { return server_.text; }
 

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <memory>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "http/header.h"
 
@@ -117,7 +117,8 @@ bool to_options(const LoadFlags& f, LoadOptions& o, std::string& error) {
     return true;
   };
   if (!duration(f.duration, "--duration", o.duration, false) ||
-      !duration(f.timeout, "--timeout", o.timeout, false) || !duration(f.warmup, "--warmup", o.warmup, true)) {
+      !duration(f.timeout, "--timeout", o.timeout, false) ||
+      !duration(f.warmup, "--warmup", o.warmup, true)) {
     return false;
   }
   if (f.connections < 1 || f.connections > kMaxConnections) {
@@ -209,7 +210,6 @@ int run_load_command(const LoadFlags& flags) {
 
 }  // namespace
 
-
 nlohmann::ordered_json load_report_json(const LoadOptions& options, const LoadReport& report) {
   using Json = nlohmann::ordered_json;  // keys in the documented order
   const LoadStats& s = report.stats;
@@ -244,7 +244,8 @@ nlohmann::ordered_json load_report_json(const LoadOptions& options, const LoadRe
       {"warmup_s", seconds(options.warmup)},
       {"connections", options.connections},
       {"threads", options.threads},
-      {"requests", {{"sent", s.sent}, {"completed", s.completed}, {"errors", s.error_count()}, {"missed", s.missed}}},
+      {"requests",
+       {{"sent", s.sent}, {"completed", s.completed}, {"errors", s.error_count()}, {"missed", s.missed}}},
       {"status", std::move(status)},
       {"errors", std::move(errors)},
       {"achieved_rate", std::round(achieved_rate(report) * 10) / 10},
@@ -261,13 +262,14 @@ std::string load_report_text(const LoadOptions& options, const LoadReport& repor
     out += fmt::format("{:<10} {}\n", label, text);
   };
   line("target", fmt::format("{} {} (HTTP/1.1)", options.method, options.target.url));
-  std::string model = options.rate > 0 ? fmt::format("open loop at {:g} req/s", options.rate)
-                                       : std::string("closed loop");
-  std::string warmup = options.warmup > Duration::zero() ? fmt::format(" after {:g}s warm-up", seconds(options.warmup))
-                                                         : std::string();
+  std::string model =
+      options.rate > 0 ? fmt::format("open loop at {:g} req/s", options.rate) : std::string("closed loop");
+  std::string warmup = options.warmup > Duration::zero()
+                           ? fmt::format(" after {:g}s warm-up", seconds(options.warmup))
+                           : std::string();
   line("load", fmt::format("{}, {} connection{}, {} thread{}, {:.2f}s measured{}", model, options.connections,
-                           options.connections == 1 ? "" : "s", options.threads, options.threads == 1 ? "" : "s",
-                           seconds(report.measured), warmup));
+                           options.connections == 1 ? "" : "s", options.threads,
+                           options.threads == 1 ? "" : "s", seconds(report.measured), warmup));
   line("requests", fmt::format("{} sent, {} completed, {} errors, {} missed; {:.1f} req/s achieved", s.sent,
                                s.completed, s.error_count(), s.missed, achieved_rate(report)));
   std::string status;
@@ -289,7 +291,8 @@ std::string load_report_text(const LoadOptions& options, const LoadReport& repor
     line("latency", "no completed requests");
   } else {
     std::string head = fmt::format("{:<9}{:<9}", "min", "mean");
-    std::string values = fmt::format("{:<9}{:<9}", human_micros(static_cast<double>(h.min())), human_micros(h.mean()));
+    std::string values =
+        fmt::format("{:<9}{:<9}", human_micros(static_cast<double>(h.min())), human_micros(h.mean()));
     for (const auto& p : kPercentiles) {
       head += fmt::format("{:<9}", p.label);
       values += fmt::format("{:<9}", human_micros(static_cast<double>(h.value_at_percentile(p.percentile))));
@@ -331,9 +334,11 @@ std::function<int()> add_load_command(CLI::App& app) {
   load->add_option("url", flags->url, "Target, http://host:port/path (numeric IP or localhost)")->required();
   load->add_option("-r,--rate", flags->rate, "Requests per second over all connections; 0 = closed loop")
       ->capture_default_str();
-  load->add_option("-d,--duration", flags->duration, "How long to send (10s, 500ms, 2m)")->capture_default_str();
+  load->add_option("-d,--duration", flags->duration, "How long to send (10s, 500ms, 2m)")
+      ->capture_default_str();
   load->add_option("-c,--connections", flags->connections, "Keep-alive connections")->capture_default_str();
-  load->add_option("-t,--threads", flags->threads, "Threads, each with its own event loop")->capture_default_str();
+  load->add_option("-t,--threads", flags->threads, "Threads, each with its own event loop")
+      ->capture_default_str();
   load->add_option("-m,--method", flags->method, "Request method")->capture_default_str();
   load->add_option("--body-size", flags->body_size, "Request body bytes, sent with Content-Length")
       ->capture_default_str();
@@ -341,7 +346,8 @@ std::function<int()> add_load_command(CLI::App& app) {
       ->allow_extra_args(false);
   load->add_option("--timeout", flags->timeout, "Per request: no complete response in time is an error")
       ->capture_default_str();
-  load->add_option("--warmup", flags->warmup, "Send for this long first without measuring")->capture_default_str();
+  load->add_option("--warmup", flags->warmup, "Send for this long first without measuring")
+      ->capture_default_str();
   load->add_option("--protocol", flags->protocol, "Wire protocol (http/1.1; HTTP/2 is not supported yet)")
       ->capture_default_str();
   load->add_flag("--json", flags->json, "Print the report as JSON instead of the summary");

@@ -14,10 +14,10 @@
 #include <memory>
 #include <thread>
 
-#include "net/event_loop.h"
 #include "http/header.h"
 #include "http/http1/response_reader.h"
 #include "net/address.h"
+#include "net/event_loop.h"
 #include "net/signals.h"
 #include "net/socket.h"
 
@@ -102,9 +102,9 @@ class Http1Connection final : public net::TransportCallbacks {
   net::Timer timer_;
   State state_ = State::kWaiting;
   MonoTime intended_{};
-  bool measured_ = false;  // the request in flight counts
-  bool queued_ = false;    // waiting in the worker's send queue
-  bool settled_ = false;   // first connect attempt reported
+  bool measured_ = false;   // the request in flight counts
+  bool queued_ = false;     // waiting in the worker's send queue
+  bool settled_ = false;    // first connect attempt reported
   bool connected_ = false;  // connected at least once
   uint64_t generation_ = 0;
   uint32_t failures_ = 0;  // since the last complete response
@@ -117,7 +117,9 @@ class Worker final : public net::IoHandler {
   Worker(const Plan& plan, uint32_t id, Progress& progress);
   ~Worker();
 
-  void launch() { thread_ = std::thread([this] { thread_main(); }); }
+  void launch() {
+    thread_ = std::thread([this] { thread_main(); });
+  }
   void join() {
     if (thread_.joinable()) thread_.join();
   }
@@ -576,7 +578,8 @@ LoadReport run_load(const LoadOptions& options) {
       for (auto& w : workers) w->post_stop(now, true);
     }
   });
-  for (uint32_t t = 0; t < options.threads; ++t) workers.push_back(std::make_unique<Worker>(plan, t, progress));
+  for (uint32_t t = 0; t < options.threads; ++t)
+    workers.push_back(std::make_unique<Worker>(plan, t, progress));
   for (auto& w : workers) w->launch();
 
   MonoTime grace_end = SteadyClock::now() + std::min<Duration>(options.timeout, kConnectGrace);

@@ -14,8 +14,8 @@
 
 #include "common/hdr_histogram.h"
 #include "common/time.h"
-#include "net/buffer.h"
 #include "net/address.h"
+#include "net/buffer.h"
 
 namespace trellis::cli {
 
@@ -25,10 +25,10 @@ namespace trellis::cli {
 enum class Protocol : uint8_t { kHttp1 };
 
 struct Target {
-  std::string url;                 // as given
-  net::SocketAddress address;    // where to connect
-  std::string authority;           // Host header: host[:port] as written in the URL
-  std::string path;                // request target in origin form, "/" when the URL has none
+  std::string url;             // as given
+  net::SocketAddress address;  // where to connect
+  std::string authority;       // Host header: host[:port] as written in the URL
+  std::string path;            // request target in origin form, "/" when the URL has none
 };
 
 // Parses "http://host[:port][/path][?query]". The host is an IPv4 literal, a
@@ -104,12 +104,12 @@ const char* error_kind_name(ErrorKind kind);
 
 // The figures of a run (or of one worker, before they are summed).
 struct LoadStats {
-  uint64_t sent = 0;       // measured requests written to a connection
-  uint64_t completed = 0;  // ... whose response arrived whole (any status)
-  uint64_t missed = 0;     // open loop: meant to go out in the window, never sent
+  uint64_t sent = 0;                           // measured requests written to a connection
+  uint64_t completed = 0;                      // ... whose response arrived whole (any status)
+  uint64_t missed = 0;                         // open loop: meant to go out in the window, never sent
   std::array<uint64_t, kErrorKinds> errors{};  // by ErrorKind
   std::array<uint64_t, 1000> status{};         // completed responses by status code
-  HdrHistogram latency_us;                      // charged latency of completed requests
+  HdrHistogram latency_us;                     // charged latency of completed requests
   // Open loop: how late each request went out after its intended time. Large
   // values mean a backlog (the connection was busy or down) or a generator
   // short of CPU; either way the latency above already includes them.

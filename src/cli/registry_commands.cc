@@ -77,7 +77,8 @@ int run_register(const RegisterFlags& flags) {
                                           ttl ? std::string("must be at least 1s") : ttl.error().message));
       return kExitUsage;
     }
-    body["ttl_seconds"] = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(*ttl).count());
+    body["ttl_seconds"] =
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(*ttl).count());
   }
 
   Result<ApiReply> reply = client->call("POST", "/v1/registry/instances", body);

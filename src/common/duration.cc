@@ -75,7 +75,8 @@ Result<std::chrono::nanoseconds> parse_duration(std::string_view text, const Dur
     if (unit == nullptr) {
       size_t end = 0;
       while (end < rest.size() && !is_digit(rest[end])) ++end;
-      return make_error("unknown unit " + in_quotes(rest.substr(0, end)) + " (use " + std::string(kUnits) + ")");
+      return make_error("unknown unit " + in_quotes(rest.substr(0, end)) + " (use " + std::string(kUnits) +
+                        ")");
     }
     i += unit->name.size();
     // whole x unit + fraction x unit / 10^digits, in nanoseconds.
@@ -86,14 +87,16 @@ Result<std::chrono::nanoseconds> parse_duration(std::string_view text, const Dur
     for (char c : whole) w = w * 10 + static_cast<unsigned>(c - '0');
     Wide part = w * static_cast<Wide>(unit->ns);
     if (!fraction.empty()) {
-      if (fraction.size() > 15) return make_error("must be a whole number of " + resolution_name(limits.resolution));
+      if (fraction.size() > 15)
+        return make_error("must be a whole number of " + resolution_name(limits.resolution));
       Wide f = 0, scale = 1;
       for (char c : fraction) {
         f = f * 10 + static_cast<unsigned>(c - '0');
         scale *= 10;
       }
       Wide ns = f * static_cast<Wide>(unit->ns);
-      if (ns % scale != 0) return make_error("must be a whole number of " + resolution_name(limits.resolution));
+      if (ns % scale != 0)
+        return make_error("must be a whole number of " + resolution_name(limits.resolution));
       part += ns / scale;
     }
     total += part;

@@ -10,7 +10,9 @@ class Random {
   virtual ~Random() = default;
   virtual uint64_t next() = 0;
   // Uniform in [0, n); n > 0.
-  uint64_t uniform(uint64_t n) { return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64); }
+  uint64_t uniform(uint64_t n) {
+    return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
+  }
 };
 
 // SplitMix64: fast, small state, good enough for load balancing and request ids

@@ -22,7 +22,8 @@ std::string ascii_lower(std::string_view text) {
   return out;
 }
 
-std::string_view closest_match(std::string_view given, std::span<const std::string_view> candidates, bool partial) {
+std::string_view closest_match(std::string_view given, std::span<const std::string_view> candidates,
+                               bool partial) {
   std::string lower = ascii_lower(given);
   for (std::string_view candidate : candidates) {
     if (ascii_lower(candidate) == lower) return candidate;
@@ -55,7 +56,8 @@ size_t edit_distance(std::string_view a, std::string_view b) {
     for (size_t j = 1; j <= b.size(); ++j) {
       size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
       row[j] = std::min({previous[j] + 1, row[j - 1] + 1, previous[j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) row[j] = std::min(row[j], before[j - 2] + 1);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        row[j] = std::min(row[j], before[j - 2] + 1);
     }
     std::swap(before, previous);
     std::swap(previous, row);

@@ -1,7 +1,7 @@
 #include "common/time.h"
 
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 
 namespace trellis {
 

@@ -144,7 +144,8 @@ void fill_health_check(const Json& spec, v1::HealthCheck& out) {
           const std::string& text = s.get_ref<const std::string&>();
           size_t dash = text.find('-');
           r->set_min(static_cast<uint32_t>(std::stoul(text.substr(0, dash))));
-          r->set_max(static_cast<uint32_t>(std::stoul(dash == std::string::npos ? text : text.substr(dash + 1))));
+          r->set_max(
+              static_cast<uint32_t>(std::stoul(dash == std::string::npos ? text : text.substr(dash + 1))));
         }
       }
     }
@@ -184,8 +185,10 @@ v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
     if (const Json* lb = map_at(policy->spec, "loadBalancer"))
       fill_load_balancer(*lb, *c.mutable_load_balancer());
     if (const Json* retries = map_at(policy->spec, "retries")) fill_retry(*retries, *c.mutable_retry());
-    if (const Json* hc = map_at(policy->spec, "healthCheck")) fill_health_check(*hc, *c.mutable_health_check());
-    if (const Json* od = map_at(policy->spec, "outlierDetection")) fill_outlier(*od, *c.mutable_outlier_detection());
+    if (const Json* hc = map_at(policy->spec, "healthCheck"))
+      fill_health_check(*hc, *c.mutable_health_check());
+    if (const Json* od = map_at(policy->spec, "outlierDetection"))
+      fill_outlier(*od, *c.mutable_outlier_detection());
     if (const Json* ac = map_at(policy->spec, "adaptiveConcurrency")) {
       v1::AdaptiveConcurrency* out = c.mutable_adaptive_concurrency();
       out->set_initial_limit(uint_at(*ac, "initialLimit", 20));

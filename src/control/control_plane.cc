@@ -15,7 +15,8 @@ http::ApiResponse json_response(int status, const Json& body) {
   return {status, "application/json", body.dump(2, ' ', false, Json::error_handler_t::replace) + "\n"};
 }
 
-http::ApiResponse error_response(int status, std::string message, const std::vector<FieldError>& errors = {}) {
+http::ApiResponse error_response(int status, std::string message,
+                                 const std::vector<FieldError>& errors = {}) {
   Json body{{"error", std::move(message)}};
   if (!errors.empty()) {
     Json list = Json::array();
@@ -38,7 +39,8 @@ std::string query_param(std::string_view query, std::string_view key) {
     size_t amp = query.find('&');
     std::string_view pair = query.substr(0, amp);
     size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == key) return std::string(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    if (pair.substr(0, eq) == key)
+      return std::string(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
@@ -61,15 +63,22 @@ std::vector<std::string_view> split_path(std::string_view path) {
 }
 
 Json instance_json(const Instance& i) {
-  return Json{{"id", i.id},           {"service", i.service},     {"namespace", i.namespace_},
-              {"address", i.address}, {"zone", i.zone},           {"weight", i.weight},
-              {"labels", i.labels},   {"ttl_seconds", i.ttl_seconds}, {"last_heartbeat_ms", i.last_heartbeat_ms},
+  return Json{{"id", i.id},
+              {"service", i.service},
+              {"namespace", i.namespace_},
+              {"address", i.address},
+              {"zone", i.zone},
+              {"weight", i.weight},
+              {"labels", i.labels},
+              {"ttl_seconds", i.ttl_seconds},
+              {"last_heartbeat_ms", i.last_heartbeat_ms},
               {"registered_by", i.registered_by}};
 }
 
 }  // namespace
 
-Result<std::unique_ptr<ControlPlane>> ControlPlane::create(net::EventLoop& loop, const ControlPlaneOptions& options) {
+Result<std::unique_ptr<ControlPlane>> ControlPlane::create(net::EventLoop& loop,
+                                                           const ControlPlaneOptions& options) {
   auto store = SqliteStore::open(options.data_dir);
   if (!store.ok()) return Error{"store: " + store.error().message};
   std::unique_ptr<ControlPlane> cp(new ControlPlane(loop, std::move(*store)));
@@ -83,16 +92,17 @@ ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> st
     : loop_(loop),
       store_(std::move(store)),
       push_(*this),
-      push_timer_(loop, [this] {
-        push_pending_.store(false);
-        uint64_t revision;
-        {
-          std::lock_guard lock(mu_);
-          revision = store_->revision();
-        }
-        push_.push_all();  // from a view at least this recent
-        pushed_revision_.store(revision);
-      }),
+      push_timer_(loop,
+                  [this] {
+                    push_pending_.store(false);
+                    uint64_t revision;
+                    {
+                      std::lock_guard lock(mu_);
+                      revision = store_->revision();
+                    }
+                    push_.push_all();  // from a view at least this recent
+                    pushed_revision_.store(revision);
+                  }),
       expiry_timer_(loop, [this] { expire(); }) {
   registry_ = std::make_unique<Registry>(*store_, clock_, random_);
   registry_->set_change_listener([this](const std::string&, const std::string&) { request_push(); });
@@ -119,7 +129,8 @@ void ControlPlane::expire() {
     gone = registry_->expire();
   }
   for (const Instance& i : gone)
-    spdlog::info("instance {} of {}.{} expired (no heartbeat for {}s)", i.id, i.service, i.namespace_, i.ttl_seconds);
+    spdlog::info("instance {} of {}.{} expired (no heartbeat for {}s)", i.id, i.service, i.namespace_,
+                 i.ttl_seconds);
   expiry_timer_.arm(kExpiryInterval);
 }
 
@@ -181,7 +192,8 @@ http::ApiResponse ControlPlane::handle(const http::ApiRequest& r) {
     std::string_view ns = p.size() == 5 ? p[3] : "";
     std::string_view name = p.size() >= 4 ? p.back() : "";
     if (r.method == "GET" && p.size() >= 3 && p.size() <= 5) return get_resources(kind, ns, name, r.query);
-    if (r.method == "DELETE" && (p.size() == 4 || p.size() == 5)) return delete_resource(kind, ns, name, r.query);
+    if (r.method == "DELETE" && (p.size() == 4 || p.size() == 5))
+      return delete_resource(kind, ns, name, r.query);
   }
   if (p.size() >= 3 && p[0] == "v1" && p[1] == "registry") {
     if (p[2] == "instances") {
@@ -203,7 +215,8 @@ http::ApiResponse ControlPlane::put_resource(std::string_view body) {
   if (doc.is_discarded()) return error_response(400, "the body is not JSON");
   ParsedResource parsed = parse_resource(doc);
   if (!parsed.ok()) {
-    return error_response(400, parsed.resource.kind + " \"" + parsed.resource.name + "\" is invalid", parsed.errors);
+    return error_response(400, parsed.resource.kind + " \"" + parsed.resource.name + "\" is invalid",
+                          parsed.errors);
   }
   Result<PutResult> put = Error{""};
   {
@@ -212,14 +225,16 @@ http::ApiResponse ControlPlane::put_resource(std::string_view body) {
   }
   if (!put.ok()) return error_response(status_for(put.error().message), put.error().message);
   if (put->outcome != PutOutcome::kUnchanged) request_push();
-  const char* verb = put->outcome == PutOutcome::kCreated ? "created"
-                     : put->outcome == PutOutcome::kUpdated ? "updated" : "unchanged";
+  const char* verb = put->outcome == PutOutcome::kCreated   ? "created"
+                     : put->outcome == PutOutcome::kUpdated ? "updated"
+                                                            : "unchanged";
   Json out = put->stored.to_json();
-  return json_response(put->outcome == PutOutcome::kCreated ? 201 : 200, Json{{"result", verb}, {"resource", out}});
+  return json_response(put->outcome == PutOutcome::kCreated ? 201 : 200,
+                       Json{{"result", verb}, {"resource", out}});
 }
 
 http::ApiResponse ControlPlane::get_resources(std::string_view kind_name, std::string_view ns,
-                                                 std::string_view name, std::string_view query) {
+                                              std::string_view name, std::string_view query) {
   const KindInfo* kind = find_kind(std::string(kind_name));
   if (kind == nullptr) return error_response(404, "unknown kind \"" + std::string(kind_name) + "\"");
   std::lock_guard lock(mu_);
@@ -236,7 +251,7 @@ http::ApiResponse ControlPlane::get_resources(std::string_view kind_name, std::s
 }
 
 http::ApiResponse ControlPlane::delete_resource(std::string_view kind_name, std::string_view ns,
-                                                   std::string_view name, std::string_view query) {
+                                                std::string_view name, std::string_view query) {
   const KindInfo* kind = find_kind(std::string(kind_name));
   if (kind == nullptr) return error_response(404, "unknown kind \"" + std::string(kind_name) + "\"");
   std::string namespace_ = kind->namespaced ? (ns.empty() ? "default" : std::string(ns)) : "";
@@ -249,7 +264,8 @@ http::ApiResponse ControlPlane::delete_resource(std::string_view kind_name, std:
     removed = store_->remove({kind->kind, namespace_, std::string(name)}, expected);
   }
   if (!removed.ok()) return error_response(status_for(removed.error().message), removed.error().message);
-  if (!*removed) return error_response(404, std::string(kind->kind) + " \"" + std::string(name) + "\" not found");
+  if (!*removed)
+    return error_response(404, std::string(kind->kind) + " \"" + std::string(name) + "\" not found");
   request_push();
   return json_response(200, Json{{"result", "deleted"}});
 }
@@ -261,17 +277,21 @@ http::ApiResponse ControlPlane::register_instance(std::string_view body) {
   std::vector<FieldError> errors;
   auto text = [&](const char* key, std::string& out) {
     if (!doc.contains(key)) return;
-    if (!doc[key].is_string()) errors.push_back({key, "must be a string"});
-    else out = doc[key].get<std::string>();
+    if (!doc[key].is_string())
+      errors.push_back({key, "must be a string"});
+    else
+      out = doc[key].get<std::string>();
   };
   auto number = [&](const char* key, uint32_t& out) {
     if (!doc.contains(key)) return;
-    if (!doc[key].is_number_unsigned()) errors.push_back({key, "must be a non-negative integer"});
-    else out = static_cast<uint32_t>(std::min<uint64_t>(doc[key].get<uint64_t>(), UINT32_MAX));
+    if (!doc[key].is_number_unsigned())
+      errors.push_back({key, "must be a non-negative integer"});
+    else
+      out = static_cast<uint32_t>(std::min<uint64_t>(doc[key].get<uint64_t>(), UINT32_MAX));
   };
   for (auto it = doc.begin(); it != doc.end(); ++it) {
-    static const std::set<std::string> kKnown = {"id", "service", "namespace", "address", "zone",
-                                                 "weight", "labels", "ttl_seconds"};
+    static const std::set<std::string> kKnown = {"id",   "service", "namespace", "address",
+                                                 "zone", "weight",  "labels",    "ttl_seconds"};
     if (!kKnown.count(it.key())) errors.push_back({it.key(), "unknown field"});
   }
   text("id", inst.id);
@@ -286,8 +306,10 @@ http::ApiResponse ControlPlane::register_instance(std::string_view body) {
       errors.push_back({"labels", "must be a map of strings"});
     } else {
       for (auto it = doc["labels"].begin(); it != doc["labels"].end(); ++it) {
-        if (!it->is_string()) errors.push_back({"labels." + it.key(), "must be a string"});
-        else inst.labels[it.key()] = it->get<std::string>();
+        if (!it->is_string())
+          errors.push_back({"labels." + it.key(), "must be a string"});
+        else
+          inst.labels[it.key()] = it->get<std::string>();
       }
     }
   }
@@ -325,18 +347,24 @@ http::ApiResponse ControlPlane::services() {
 http::ApiResponse ControlPlane::instances(std::string_view ns, std::string_view service) {
   Json list = Json::array();
   std::lock_guard lock(mu_);
-  for (const Instance& i : registry_->instances_of(std::string(service), std::string(ns))) list.push_back(instance_json(i));
+  for (const Instance& i : registry_->instances_of(std::string(service), std::string(ns)))
+    list.push_back(instance_json(i));
   return json_response(200, Json{{"namespace", ns}, {"service", service}, {"instances", std::move(list)}});
 }
 
 http::ApiResponse ControlPlane::status() {
   Json proxies = Json::array();
   for (const ProxyStatus& s : push_.status()) {
-    Json p{{"node_id", s.node_id},         {"service", s.service},
-           {"namespace", s.namespace_},    {"peer", s.peer},
-           {"connected_at_ms", s.connected_at_ms}, {"sent_version", s.sent_version},
-           {"acked_version", s.acked_version},     {"listeners", s.listeners},
-           {"clusters", s.clusters},       {"policies", s.policies},
+    Json p{{"node_id", s.node_id},
+           {"service", s.service},
+           {"namespace", s.namespace_},
+           {"peer", s.peer},
+           {"connected_at_ms", s.connected_at_ms},
+           {"sent_version", s.sent_version},
+           {"acked_version", s.acked_version},
+           {"listeners", s.listeners},
+           {"clusters", s.clusters},
+           {"policies", s.policies},
            {"in_sync", s.sent_version == s.acked_version}};
     if (s.nacked_version) p["nack"] = Json{{"version", s.nacked_version}, {"error", s.nack_error}};
     proxies.push_back(std::move(p));
@@ -346,8 +374,9 @@ http::ApiResponse ControlPlane::status() {
     std::lock_guard lock(mu_);
     revision = store_->revision();
   }
-  return json_response(
-      200, Json{{"revision", revision}, {"pushed_revision", pushed_revision_.load()}, {"proxies", std::move(proxies)}});
+  return json_response(200, Json{{"revision", revision},
+                                 {"pushed_revision", pushed_revision_.load()},
+                                 {"proxies", std::move(proxies)}});
 }
 
 }  // namespace trellis::control

@@ -28,7 +28,8 @@ struct ControlPlaneOptions {
 
 class ControlPlane final : public PushSource {
  public:
-  static Result<std::unique_ptr<ControlPlane>> create(net::EventLoop& loop, const ControlPlaneOptions& options);
+  static Result<std::unique_ptr<ControlPlane>> create(net::EventLoop& loop,
+                                                      const ControlPlaneOptions& options);
   ~ControlPlane() override;
 
   int grpc_port() const { return grpc_port_; }
@@ -48,9 +49,9 @@ class ControlPlane final : public PushSource {
 
   http::ApiResponse put_resource(std::string_view body);
   http::ApiResponse get_resources(std::string_view kind, std::string_view ns, std::string_view name,
-                                     std::string_view query);
+                                  std::string_view query);
   http::ApiResponse delete_resource(std::string_view kind, std::string_view ns, std::string_view name,
-                                       std::string_view query);
+                                    std::string_view query);
   http::ApiResponse register_instance(std::string_view body);
   http::ApiResponse heartbeat(std::string_view id);
   http::ApiResponse deregister(std::string_view id);

@@ -42,10 +42,14 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (arg == "--data-dir") options.data_dir = value();
-    else if (arg == "--grpc-address") options.grpc_address = value();
-    else if (arg == "--http-address") options.http_address = value();
-    else if (arg == "--log-level") level = value();
+    if (arg == "--data-dir")
+      options.data_dir = value();
+    else if (arg == "--grpc-address")
+      options.grpc_address = value();
+    else if (arg == "--http-address")
+      options.http_address = value();
+    else if (arg == "--log-level")
+      level = value();
     else if (arg == "--help" || arg == "-h") {
       usage(stdout);
       return 0;

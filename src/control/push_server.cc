@@ -187,15 +187,18 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
     update.set_full(full);
     for (const auto& [name, bytes] : desired_.listener_bytes) {
       auto it = sent_listeners_.find(name);
-      if (full || it == sent_listeners_.end() || it->second != bytes) update.add_listeners()->ParseFromString(bytes);
+      if (full || it == sent_listeners_.end() || it->second != bytes)
+        update.add_listeners()->ParseFromString(bytes);
     }
     for (const auto& [name, bytes] : desired_.cluster_bytes) {
       auto it = sent_clusters_.find(name);
-      if (full || it == sent_clusters_.end() || it->second != bytes) update.add_clusters()->ParseFromString(bytes);
+      if (full || it == sent_clusters_.end() || it->second != bytes)
+        update.add_clusters()->ParseFromString(bytes);
     }
     for (const auto& [key, bytes] : desired_.policy_bytes) {
       auto it = sent_policies_.find(key);
-      if (full || it == sent_policies_.end() || it->second != bytes) update.add_policies()->ParseFromString(bytes);
+      if (full || it == sent_policies_.end() || it->second != bytes)
+        update.add_policies()->ParseFromString(bytes);
     }
     if (!full) {
       for (const auto& [name, bytes] : sent_listeners_)
@@ -225,7 +228,7 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
 
   PushServer& server_;
   std::mutex mu_;
-  v1::ProxyMessage in_;   // only touched by the read chain
+  v1::ProxyMessage in_;  // only touched by the read chain
   v1::ControlMessage out_;
   v1::Hello hello_;
   bool have_hello_ = false;
@@ -243,7 +246,8 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
 class PushServer::Service final : public v1::ProxyDiscovery::CallbackService {
  public:
   explicit Service(PushServer& server) : server_(server) {}
-  grpc::ServerBidiReactor<v1::ProxyMessage, v1::ControlMessage>* Stream(grpc::CallbackServerContext* ctx) override {
+  grpc::ServerBidiReactor<v1::ProxyMessage, v1::ControlMessage>* Stream(
+      grpc::CallbackServerContext* ctx) override {
     return new Session(server_, ctx->peer());
   }
 
@@ -302,7 +306,8 @@ std::vector<ProxyStatus> PushServer::status() {
     ProxyStatus st = s->status();
     if (!st.node_id.empty()) out.push_back(std::move(st));
   }
-  std::sort(out.begin(), out.end(), [](const ProxyStatus& a, const ProxyStatus& b) { return a.node_id < b.node_id; });
+  std::sort(out.begin(), out.end(),
+            [](const ProxyStatus& a, const ProxyStatus& b) { return a.node_id < b.node_id; });
   return out;
 }
 

@@ -107,7 +107,8 @@ std::string address_error(const std::string& address) {
 }  // namespace
 
 int64_t SystemWallClock::now_ms() const {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -122,7 +123,8 @@ std::vector<FieldError> Registry::validate(const Instance& instance) {
     errors.push_back({std::move(path), std::move(message)});
   };
   constexpr const char* kDnsLabel =
-      "must be a DNS label: 1 to 63 lower-case letters, digits or '-', starting and ending with a letter or digit";
+      "must be a DNS label: 1 to 63 lower-case letters, digits or '-', starting and ending with a letter or "
+      "digit";
   if (!instance.id.empty() && !is_id(instance.id)) {
     fail("id", "must be 1 to 253 letters, digits, '-', '_', '.' or ':', starting with a letter or digit");
   }
@@ -130,7 +132,8 @@ std::vector<FieldError> Registry::validate(const Instance& instance) {
   if (!is_dns_label(instance.namespace_)) fail("namespace", kDnsLabel);
   if (std::string reason = address_error(instance.address); !reason.empty()) fail("address", reason);
   if (!instance.zone.empty() && !is_label_name(instance.zone)) {
-    fail("zone", "must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
+    fail("zone",
+         "must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
   }
   if (instance.weight < kMinWeight || instance.weight > kMaxWeight) {
     fail("weight", "must be between " + std::to_string(kMinWeight) + " and " + std::to_string(kMaxWeight));
@@ -145,15 +148,18 @@ std::vector<FieldError> Registry::validate(const Instance& instance) {
   for (const auto& [key, value] : instance.labels) {
     // Keys are user input: quote them only once they are known to be tame.
     if (!is_label_key(key)) {
-      fail("labels", "invalid key: must be a name of at most 63 letters, digits, '-', '_' or '.' "
-                     "(starting and ending with a letter or digit), optionally after a DNS prefix and '/'");
+      fail("labels",
+           "invalid key: must be a name of at most 63 letters, digits, '-', '_' or '.' "
+           "(starting and ending with a letter or digit), optionally after a DNS prefix and '/'");
     } else if (!is_label_value(value)) {
       fail("labels[" + key + "]",
-           "must be empty or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
+           "must be empty or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter "
+           "or digit");
     }
   }
   if (!is_id(instance.registered_by)) {
-    fail("registered_by", "must be 1 to 253 letters, digits, '-', '_', '.' or ':', starting with a letter or digit");
+    fail("registered_by",
+         "must be 1 to 253 letters, digits, '-', '_', '.' or ':', starting with a letter or digit");
   }
   return errors;
 }
@@ -197,7 +203,8 @@ Result<Instance> Registry::heartbeat(const std::string& id) {
   const int64_t now = clock_.now_ms();
   auto it = by_id_.find(id);
   auto not_found = [&id] {
-    return make_error("not found: instance \"" + id + "\" is not registered (or its TTL ran out); register it again");
+    return make_error("not found: instance \"" + id +
+                      "\" is not registered (or its TTL ran out); register it again");
   };
   if (it == by_id_.end() || !live(it->second, now)) return not_found();
   auto touched = store_.touch_instance(id, now);
@@ -236,7 +243,8 @@ bool Registry::deregister(const std::string& id) {
   return true;
 }
 
-std::vector<Instance> Registry::instances_of(const std::string& service, const std::string& namespace_) const {
+std::vector<Instance> Registry::instances_of(const std::string& service,
+                                             const std::string& namespace_) const {
   std::vector<Instance> out;
   auto it = by_service_.find({namespace_.empty() ? kDefaultNamespace : namespace_, service});
   if (it == by_service_.end()) return out;

@@ -65,7 +65,8 @@ std::vector<ClusterRef> clusters_in_scope(const MeshView& mesh, const v1::Hello&
 v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello) {
   v1::ConfigUpdate update;
   update.set_full(true);
-  if (hello.has_instance() && !hello.instance().address().empty() && !hello.instance().app_address().empty()) {
+  if (hello.has_instance() && !hello.instance().address().empty() &&
+      !hello.instance().app_address().empty()) {
     v1::Listener* in = update.add_listeners();
     in->set_name(kInbound);
     in->set_address(hello.instance().address());

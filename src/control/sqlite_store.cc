@@ -136,7 +136,8 @@ class Query {
   std::string text(int column) const {
     const unsigned char* p = sqlite3_column_text(stmt_, column);
     if (p == nullptr) return {};
-    return std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
+    return std::string(reinterpret_cast<const char*>(p),
+                       static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
   }
   int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
 
@@ -255,8 +256,9 @@ Result<bool> migrate(sqlite3* db) {
   if (!current) return fail(current.error());
   int version = current->empty() ? 0 : std::atoi(current->c_str());
   if (version > SqliteStore::kSchemaVersion) {
-    return fail(make_error("database schema version " + std::to_string(version) + " is newer than this build knows (" +
-                           std::to_string(SqliteStore::kSchemaVersion) + "); upgrade trellis-control"));
+    return fail(make_error("database schema version " + std::to_string(version) +
+                           " is newer than this build knows (" + std::to_string(SqliteStore::kSchemaVersion) +
+                           "); upgrade trellis-control"));
   }
   for (const Migration& m : kMigrations) {
     if (m.version <= version) continue;
@@ -316,8 +318,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& data_d
   std::string path = (std::filesystem::path(data_dir) / kDatabaseFile).string();
 
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   // Owns the handle until the store does; sqlite3_open_v2 returns one even
   // when it fails, and it must be closed.
   std::unique_ptr<sqlite3, int (*)(sqlite3*)> guard(db, &sqlite3_close_v2);
@@ -336,8 +338,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& data_d
 
   auto statements = std::make_unique<Statements>();
   for (size_t i = 0; i < kStatementCount; ++i) {
-    if (sqlite3_prepare_v3(db, kStatementSql[i], -1, SQLITE_PREPARE_PERSISTENT, &statements->stmt[i], nullptr) !=
-        SQLITE_OK) {
+    if (sqlite3_prepare_v3(db, kStatementSql[i], -1, SQLITE_PREPARE_PERSISTENT, &statements->stmt[i],
+                           nullptr) != SQLITE_OK) {
       return db_error(db, where + ": prepare");
     }
   }
@@ -482,8 +484,8 @@ Result<bool> SqliteStore::remove(const ResourceKey& key, uint64_t expected_versi
     current = static_cast<uint64_t>(q.integer(6));
   }
   if (expected_version != 0 && expected_version != current) {
-    return make_error("conflict: " + describe(key) + ": expected resourceVersion " + std::to_string(expected_version) +
-                      ", current " + std::to_string(current));
+    return make_error("conflict: " + describe(key) + ": expected resourceVersion " +
+                      std::to_string(expected_version) + ", current " + std::to_string(current));
   }
   if (auto v = bump_revision(); !v) return make_error(what + ": " + v.error().message);
   {

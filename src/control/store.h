@@ -17,16 +17,16 @@ namespace trellis::control {
 
 // A service instance in the registry.
 struct Instance {
-  std::string id;          // unique; chosen by the registrant or generated
+  std::string id;  // unique; chosen by the registrant or generated
   std::string service;
   std::string namespace_;  // default "default"
   std::string address;     // "ip:port" where the instance (its sidecar) is reached
   std::string zone;
   uint32_t weight = 1;
   std::map<std::string, std::string> labels;  // e.g. version: v2
-  uint32_t ttl_seconds = 30;   // removed this long after the last heartbeat
-  int64_t last_heartbeat_ms = 0;  // wall-clock milliseconds since the epoch
-  std::string registered_by;   // "api" or the node id of the proxy that registered it
+  uint32_t ttl_seconds = 30;                  // removed this long after the last heartbeat
+  int64_t last_heartbeat_ms = 0;              // wall-clock milliseconds since the epoch
+  std::string registered_by;                  // "api" or the node id of the proxy that registered it
 };
 
 enum class PutOutcome { kCreated, kUpdated, kUnchanged };

@@ -27,8 +27,10 @@ class ApiServer::Session final : public net::TransportCallbacks, public net::Def
       net::ReadResult r = socket_->read(in_);
       if (r == net::ReadResult::kAgain) return;
       if (r != net::ReadResult::kData) {
-        if (socket_->pending_output() == 0 || r == net::ReadResult::kError) close();
-        else eof_ = true;
+        if (socket_->pending_output() == 0 || r == net::ReadResult::kError)
+          close();
+        else
+          eof_ = true;
         return;
       }
       serve();

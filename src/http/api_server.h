@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "net/event_loop.h"
 #include "net/address.h"
+#include "net/event_loop.h"
 #include "net/transport.h"
 
 namespace trellis::http {

@@ -9,8 +9,8 @@
 #include <cstring>
 #include <optional>
 
-#include "net/buffer.h"
 #include "net/address.h"
+#include "net/buffer.h"
 #include "net/transport.h"
 
 namespace trellis::http::grpc {
@@ -38,8 +38,8 @@ std::string_view as_view(const uint8_t* data, size_t size) {
 nghttp2_nv header(std::string_view name, std::string_view value) {
   // nghttp2 copies the names and values on submission (NGHTTP2_NV_FLAG_NONE).
   return {const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(name.data())),
-          const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())), name.size(),
-          value.size(), NGHTTP2_NV_FLAG_NONE};
+          const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())), name.size(), value.size(),
+          NGHTTP2_NV_FLAG_NONE};
 }
 
 int hex_digit(char c) {
@@ -97,12 +97,11 @@ class StreamClient::Connection final : public net::TransportCallbacks, public ne
   void on_transport_error(int error) override;
 
  private:
-  static ssize_t read_outgoing(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
-                               uint32_t* flags, nghttp2_data_source*, void* user);
+  static ssize_t read_outgoing(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
+                               nghttp2_data_source*, void* user);
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user);
-  static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
-                       size_t name_len, const uint8_t* value, size_t value_len, uint8_t flags,
-                       void* user);
+  static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t name_len,
+                       const uint8_t* value, size_t value_len, uint8_t flags, void* user);
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_data_chunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data,
                            size_t len, void* user);
@@ -172,16 +171,15 @@ StreamClient::Connection::Connection(StreamClient& client, const StreamOptions& 
     : client_(&client),
       options_(options),
       server_text_(std::move(server_text)),
-      connect_timer_(
-          client.loop_,
-          [this] {
-            if (connect_error_ != 0) {
-              close_with(kStatusUnavailable,
-                         "connect to " + server_text_ + ": " + errno_text(connect_error_));
-            } else {
-              close_with(kStatusUnavailable, "connect to " + server_text_ + ": timed out");
-            }
-          }),
+      connect_timer_(client.loop_,
+                     [this] {
+                       if (connect_error_ != 0) {
+                         close_with(kStatusUnavailable,
+                                    "connect to " + server_text_ + ": " + errno_text(connect_error_));
+                       } else {
+                         close_with(kStatusUnavailable, "connect to " + server_text_ + ": timed out");
+                       }
+                     }),
       keepalive_timer_(client.loop_, [this] { send_ping(); }),
       ping_timer_(client.loop_,
                   [this] {
@@ -238,8 +236,7 @@ bool StreamClient::Connection::begin(const net::SocketAddress& server, std::stri
   };
   nghttp2_data_provider provider{};
   provider.read_callback = &read_outgoing;
-  stream_id_ =
-      nghttp2_submit_request(session_, nullptr, headers, std::size(headers), &provider, nullptr);
+  stream_id_ = nghttp2_submit_request(session_, nullptr, headers, std::size(headers), &provider, nullptr);
   if (stream_id_ < 0) return false;
 
   socket_ = options_.transport->connect(client_->loop_, server, this, connect_error_);
@@ -304,14 +301,13 @@ void StreamClient::Connection::on_readable() {
     net::ReadResult r = socket_->read(in_);
     if (r == net::ReadResult::kData) {
       received = true;
-      ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(in_.data()),
-                                            in_.size());
+      ssize_t rv =
+          nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(in_.data()), in_.size());
       in_.clear();
       if (closed_) return;
       if (rv < 0) {
         in_.release();
-        close_with(kStatusUnavailable,
-                   std::string("HTTP/2: ") + nghttp2_strerror(static_cast<int>(rv)));
+        close_with(kStatusUnavailable, std::string("HTTP/2: ") + nghttp2_strerror(static_cast<int>(rv)));
         return;
       }
       continue;
@@ -361,8 +357,7 @@ void StreamClient::Connection::flush() {
       ssize_t n = nghttp2_session_mem_send(session_, &data);
       if (closed_) return;
       if (n < 0) {
-        close_with(kStatusUnavailable,
-                   std::string("HTTP/2: ") + nghttp2_strerror(static_cast<int>(n)));
+        close_with(kStatusUnavailable, std::string("HTTP/2: ") + nghttp2_strerror(static_cast<int>(n)));
         return;
       }
       if (n == 0) break;
@@ -370,8 +365,7 @@ void StreamClient::Connection::flush() {
     }
     if (out_.empty()) break;
     if (!socket_->write(out_)) {
-      close_with(kStatusUnavailable,
-                 "write to " + server_text_ + ": " + errno_text(socket_->error()));
+      close_with(kStatusUnavailable, "write to " + server_text_ + ": " + errno_text(socket_->error()));
       return;
     }
   }
@@ -396,9 +390,8 @@ void StreamClient::Connection::send_ping() {
   flush();
 }
 
-ssize_t StreamClient::Connection::read_outgoing(nghttp2_session*, int32_t, uint8_t* buf,
-                                                size_t length, uint32_t* flags,
-                                                nghttp2_data_source*, void* user) {
+ssize_t StreamClient::Connection::read_outgoing(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                                                uint32_t* flags, nghttp2_data_source*, void* user) {
   auto* self = static_cast<Connection*>(user);
   net::Buffer& queue = self->send_queue_;
   size_t n = std::min(length, queue.size());
@@ -417,8 +410,7 @@ ssize_t StreamClient::Connection::read_outgoing(nghttp2_session*, int32_t, uint8
   return static_cast<ssize_t>(n);
 }
 
-int StreamClient::Connection::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame,
-                                               void* user) {
+int StreamClient::Connection::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   auto* self = static_cast<Connection*>(user);
   if (frame->hd.stream_id == self->stream_id_) {
     self->http_status_ = 0;
@@ -428,9 +420,9 @@ int StreamClient::Connection::on_begin_headers(nghttp2_session*, const nghttp2_f
   return 0;
 }
 
-int StreamClient::Connection::on_header(nghttp2_session*, const nghttp2_frame* frame,
-                                        const uint8_t* name, size_t name_len, const uint8_t* value,
-                                        size_t value_len, uint8_t, void* user) {
+int StreamClient::Connection::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                                        size_t name_len, const uint8_t* value, size_t value_len, uint8_t,
+                                        void* user) {
   auto* self = static_cast<Connection*>(user);
   if (frame->hd.stream_id != self->stream_id_) return 0;
   std::string_view n = as_view(name, name_len);
@@ -441,9 +433,8 @@ int StreamClient::Connection::on_header(nghttp2_session*, const nghttp2_frame* f
     self->has_content_type_ = true;
     // "application/grpc", optionally "+proto" or ";params".
     constexpr std::string_view kGrpc = "application/grpc";
-    self->grpc_content_type_ =
-        v.substr(0, kGrpc.size()) == kGrpc &&
-        (v.size() == kGrpc.size() || v[kGrpc.size()] == '+' || v[kGrpc.size()] == ';');
+    self->grpc_content_type_ = v.substr(0, kGrpc.size()) == kGrpc &&
+                               (v.size() == kGrpc.size() || v[kGrpc.size()] == '+' || v[kGrpc.size()] == ';');
   } else if (n == "grpc-status") {
     self->bad_grpc_status_ = !parse_number(v, self->grpc_status_);
   } else if (n == "grpc-message") {
@@ -452,8 +443,7 @@ int StreamClient::Connection::on_header(nghttp2_session*, const nghttp2_frame* f
   return 0;
 }
 
-int StreamClient::Connection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame,
-                                            void* user) {
+int StreamClient::Connection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   auto* self = static_cast<Connection*>(user);
   if (!self->closed_) self->frame_received(*frame);
   return self->verdict();
@@ -510,8 +500,7 @@ void StreamClient::Connection::headers_received(const nghttp2_frame& frame) {
     if (http_status_ >= 100 && http_status_ < 200) return;  // interim response
     response_started_ = true;
     if (http_status_ != 200) {
-      close_with(kStatusInternal,
-                 "HTTP status " + std::to_string(http_status_) + " from " + server_text_);
+      close_with(kStatusInternal, "HTTP status " + std::to_string(http_status_) + " from " + server_text_);
       return;
     }
     // A trailers-only response may leave the content-type out.
@@ -536,8 +525,8 @@ void StreamClient::Connection::remote_ended() {
   close_with(grpc_status_, std::move(grpc_message_));
 }
 
-int StreamClient::Connection::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id,
-                                            const uint8_t* data, size_t len, void* user) {
+int StreamClient::Connection::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
+                                            size_t len, void* user) {
   auto* self = static_cast<Connection*>(user);
   if (!self->closed_ && stream_id == self->stream_id_) self->data_received(data, len);
   return self->verdict();
@@ -563,8 +552,8 @@ void StreamClient::Connection::data_received(const uint8_t* data, size_t len) {
                    "compressed message from " + server_text_ + " without a negotiated encoding");
         return;
       }
-      expected_ = (size_t{prefix_[1]} << 24) | (size_t{prefix_[2]} << 16) |
-                  (size_t{prefix_[3]} << 8) | size_t{prefix_[4]};
+      expected_ = (size_t{prefix_[1]} << 24) | (size_t{prefix_[2]} << 16) | (size_t{prefix_[3]} << 8) |
+                  size_t{prefix_[4]};
       if (expected_ > options_.max_message_bytes) {
         close_with(kStatusUnavailable, "message of " + std::to_string(expected_) + " bytes from " +
                                            server_text_ + " exceeds the limit of " +
@@ -618,24 +607,21 @@ void StreamClient::Connection::consume_received() {
   unconsumed_ = 0;
 }
 
-int StreamClient::Connection::on_stream_close(nghttp2_session*, int32_t stream_id,
-                                              uint32_t error_code, void* user) {
+int StreamClient::Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code,
+                                              void* user) {
   auto* self = static_cast<Connection*>(user);
   if (self->closed_ || stream_id != self->stream_id_) return self->verdict();
   if (error_code != NGHTTP2_NO_ERROR) {
-    self->close_with(kStatusUnavailable, std::string("stream reset (") +
-                                             nghttp2_http2_strerror(error_code) + ") with " +
-                                             self->server_text_);
+    self->close_with(kStatusUnavailable, std::string("stream reset (") + nghttp2_http2_strerror(error_code) +
+                                             ") with " + self->server_text_);
   } else {
     // Both sides ended without trailers being seen; remote_ended() reports first otherwise.
-    self->close_with(kStatusInternal,
-                     "stream with " + self->server_text_ + " ended without status");
+    self->close_with(kStatusInternal, "stream with " + self->server_text_ + " ended without status");
   }
   return self->verdict();
 }
 
-int StreamClient::Connection::on_error(nghttp2_session*, int, const char* msg, size_t len,
-                                       void* user) {
+int StreamClient::Connection::on_error(nghttp2_session*, int, const char* msg, size_t len, void* user) {
   static_cast<Connection*>(user)->session_error_.assign(msg, len);
   return 0;
 }
@@ -653,9 +639,7 @@ bool StreamClient::start(const net::SocketAddress& server, std::string authority
   return true;
 }
 
-bool StreamClient::send(std::string_view payload) {
-  return connection_ && connection_->send(payload);
-}
+bool StreamClient::send(std::string_view payload) { return connection_ && connection_->send(payload); }
 
 void StreamClient::finish() {
   if (connection_) connection_->finish();

@@ -9,8 +9,8 @@
 
 #include "common/time.h"
 #include "net/address.h"
-#include "net/transport.h"
 #include "net/event_loop.h"
+#include "net/transport.h"
 
 namespace trellis::http::grpc {
 

@@ -14,9 +14,9 @@ namespace trellis::http {
 struct RequestHeaders {
   std::string_view method;
   std::string_view scheme = "http";
-  std::string_view authority;  // host[:port]
-  std::string_view path;       // origin-form target with query; "*" for OPTIONS *
-  HeaderList headers;          // end-to-end fields, in the order received
+  std::string_view authority;   // host[:port]
+  std::string_view path;        // origin-form target with query; "*" for OPTIONS *
+  HeaderList headers;           // end-to-end fields, in the order received
   int64_t content_length = -1;  // body length when known; -1 when streamed without one
   bool has_body = false;
   bool expect_continue = false;  // the client waits for 100 Continue before the body

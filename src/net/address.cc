@@ -5,8 +5,8 @@
 #include <netinet/tcp.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 
@@ -116,7 +116,6 @@ bool parse_socket_address(std::string_view text, SocketAddress& out, std::string
   return true;
 }
 
-
 int open_listen_socket(const SocketAddress& address, bool reuse_port, std::string& error) {
   int fd = ::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -156,8 +155,7 @@ int start_connect(const SocketAddress& address, int& error) {
 
 int accept_connection(int listen_fd, sockaddr_storage& peer, int& error) {
   socklen_t len = sizeof(peer);
-  int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &len,
-                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+  int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd < 0) {
     error = errno;
     return -1;

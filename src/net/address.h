@@ -8,7 +8,6 @@
 #include <string>
 #include <string_view>
 
-
 namespace trellis::net {
 
 // A resolved numeric socket address ("127.0.0.1:8080", "[::1]:80"). Names are not
@@ -25,7 +24,6 @@ struct SocketAddress {
 
 // Parses "ip:port" or "[ipv6]:port"; false with `error` set when malformed.
 bool parse_socket_address(std::string_view text, SocketAddress& out, std::string& error);
-
 
 // Binds and listens; returns the descriptor or -1 with `error` set.
 int open_listen_socket(const SocketAddress& address, bool reuse_port, std::string& error);

@@ -26,8 +26,7 @@ class EventLoop::Wakeup final : public IoHandler {
   EventLoop& loop_;
 };
 
-Timer::Timer(EventLoop& loop, std::function<void()> callback)
-    : loop_(loop), callback_(std::move(callback)) {}
+Timer::Timer(EventLoop& loop, std::function<void()> callback) : loop_(loop), callback_(std::move(callback)) {}
 
 Timer::~Timer() {
   if (heap_index_ != kNotInHeap) loop_.heap_remove(this);
@@ -105,9 +104,7 @@ void EventLoop::run_posted() {
   running_.clear();
 }
 
-void EventLoop::defer_delete(std::unique_ptr<Deferred> object) {
-  deferred_.push_back(std::move(object));
-}
+void EventLoop::defer_delete(std::unique_ptr<Deferred> object) { deferred_.push_back(std::move(object)); }
 
 void EventLoop::run_deferred() {
   // Deleting one may defer another (a session releasing its upstream).

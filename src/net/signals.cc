@@ -10,7 +10,8 @@
 
 namespace trellis::net {
 
-SignalWatcher::SignalWatcher(EventLoop& loop, std::initializer_list<int> signals, std::function<void(int)> handler)
+SignalWatcher::SignalWatcher(EventLoop& loop, std::initializer_list<int> signals,
+                             std::function<void(int)> handler)
     : loop_(loop), handler_(std::move(handler)) {
   sigset_t set;
   sigemptyset(&set);

@@ -184,7 +184,8 @@ void Socket::on_io(uint32_t events) {
   }
 }
 
-std::unique_ptr<Transport> PlainTransportFactory::accepted(EventLoop& loop, int fd, TransportCallbacks* callbacks) {
+std::unique_ptr<Transport> PlainTransportFactory::accepted(EventLoop& loop, int fd,
+                                                           TransportCallbacks* callbacks) {
   return std::make_unique<Socket>(loop, fd, callbacks);
 }
 

@@ -38,7 +38,6 @@ class TransportCallbacks {
 // EventLoop::defer_delete, since the loop may still hold its event.
 class Transport : public Deferred {
  public:
-
   // Appends what is available (up to `max` bytes) to `into`. kAgain: nothing
   // more until the next on_readable().
   virtual ReadResult read(Buffer& into, size_t max = Buffer::kBlockSize, size_t* n_read = nullptr) = 0;
@@ -79,8 +78,8 @@ class TransportFactory {
 class PlainTransportFactory final : public TransportFactory {
  public:
   std::unique_ptr<Transport> accepted(EventLoop& loop, int fd, TransportCallbacks* callbacks) override;
-  std::unique_ptr<Transport> connect(EventLoop& loop, const SocketAddress& address, TransportCallbacks* callbacks,
-                                     int& error) override;
+  std::unique_ptr<Transport> connect(EventLoop& loop, const SocketAddress& address,
+                                     TransportCallbacks* callbacks, int& error) override;
   // Stateless: one instance serves every listener and cluster.
   static const std::shared_ptr<TransportFactory>& shared();
 };

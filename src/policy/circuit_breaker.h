@@ -101,7 +101,9 @@ class BreakerSlot {
  public:
   BreakerSlot() = default;
   ~BreakerSlot() { release(); }
-  BreakerSlot(BreakerSlot&& o) noexcept : breaker_(o.breaker_), resource_(o.resource_) { o.breaker_ = nullptr; }
+  BreakerSlot(BreakerSlot&& o) noexcept : breaker_(o.breaker_), resource_(o.resource_) {
+    o.breaker_ = nullptr;
+  }
   BreakerSlot& operator=(BreakerSlot&& o) noexcept {
     if (this != &o) {
       release();

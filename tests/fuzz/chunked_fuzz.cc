@@ -11,18 +11,18 @@
 #include <utility>
 #include <vector>
 
-#include "http1_invariants.h"
-#include "net/buffer.h"
 #include "http/http1/parser.h"
 #include "http/http1/wire.h"
+#include "http1_invariants.h"
+#include "net/buffer.h"
 
-using trellis::net::Buffer;
 using trellis::http::http1::ChunkedDecoder;
 using trellis::http::http1::Header;
 using trellis::http::http1::HeaderList;
 using trellis::http::http1::is_hop_by_hop;
 using trellis::http::http1::serialize_chunk;
 using trellis::http::http1::serialize_last_chunk;
+using trellis::net::Buffer;
 using Kind = ChunkedDecoder::Kind;
 
 namespace {
@@ -140,7 +140,8 @@ void check_reencoding(const Outcome& decoded, size_t hash) {
 
   Fields forwardable;
   for (const auto& [name, value] : decoded.trailers) {
-    if (is_hop_by_hop(name) || fuzz_http1::iequal(name, "content-length") || fuzz_http1::iequal(name, "host")) {
+    if (is_hop_by_hop(name) || fuzz_http1::iequal(name, "content-length") ||
+        fuzz_http1::iequal(name, "host")) {
       continue;
     }
     forwardable.emplace_back(name, value);

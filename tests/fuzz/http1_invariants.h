@@ -212,7 +212,8 @@ inline bool same_info(const MessageInfo& a, const MessageInfo& b) {
 
 inline bool same_request(const RequestHead& a, const RequestHead& b) {
   return a.method == b.method && a.target == b.target && a.path == b.path && a.host == b.host &&
-         a.version_minor == b.version_minor && same_headers(a.headers, b.headers) && same_info(a.info, b.info);
+         a.version_minor == b.version_minor && same_headers(a.headers, b.headers) &&
+         same_info(a.info, b.info);
 }
 
 inline bool same_response(const ResponseHead& a, const ResponseHead& b) {

@@ -15,13 +15,12 @@
 #include <string>
 #include <string_view>
 
+#include "http/http1/wire.h"
+#include "http/message.h"
 #include "http1_invariants.h"
 #include "net/buffer.h"
-#include "http/message.h"
-#include "http/http1/wire.h"
 
 using namespace fuzz_http1;
-using trellis::net::Buffer;
 using trellis::http::RequestHeaders;
 using trellis::http::ResponseHeaders;
 using trellis::http::http1::is_hop_by_hop;
@@ -30,11 +29,12 @@ using trellis::http::http1::kMaxHeaderFields;
 using trellis::http::http1::parse_request;
 using trellis::http::http1::parse_response;
 using trellis::http::http1::reason_phrase;
-using trellis::http::http1::ResponseFraming;
 using trellis::http::http1::response_framing;
+using trellis::http::http1::ResponseFraming;
 using trellis::http::http1::serialize_request;
 using trellis::http::http1::serialize_response;
 using trellis::http::http1::to_neutral;
+using trellis::net::Buffer;
 
 namespace {
 
@@ -135,15 +135,17 @@ void check_request_round_trip(std::string_view in) {
 
   // Same body framing, so the upstream reads exactly the body the proxy forwards.
   CHECK(again.info.body == head.info.body);
-  if (head.info.body == BodyKind::kContentLength) CHECK(again.info.content_length == head.info.content_length);
+  if (head.info.body == BodyKind::kContentLength)
+    CHECK(again.info.content_length == head.info.content_length);
   // The proxy answers Expect itself; an upgrade is passed on explicitly.
   CHECK(!again.info.expect_continue);
   CHECK(again.info.upgrade == neutral.upgrade);
   CHECK(again.info.connection_upgrade == !neutral.upgrade.empty());
 
   // End-to-end fields arrive unchanged and in order, between what the proxy adds.
-  CHECK(same_headers(without(again.headers, {"host", "content-length", "transfer-encoding", "upgrade", "connection"}),
-                     neutral.headers));
+  CHECK(same_headers(
+      without(again.headers, {"host", "content-length", "transfer-encoding", "upgrade", "connection"}),
+      neutral.headers));
 
   // Serializing what was read back changes nothing.
   RequestHeaders neutral_again;

@@ -1,5 +1,5 @@
-#include "common/text.h"
 #include "control/resources/checker.h"
+#include "common/text.h"
 
 #include <algorithm>
 #include <cmath>

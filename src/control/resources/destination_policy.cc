@@ -73,10 +73,9 @@ void check_load_balancer(const MapReader& spec) {
 }
 
 void check_connection_pool(const MapReader& spec) {
-  std::optional<MapReader> pool = spec.map(
-      "connectionPool",
-      {"maxConnections", "maxPendingRequests", "maxRequests", "maxRetries", "connectTimeout", "idleTimeout",
-       "requestIdleTimeout"});
+  std::optional<MapReader> pool =
+      spec.map("connectionPool", {"maxConnections", "maxPendingRequests", "maxRequests", "maxRetries",
+                                  "connectTimeout", "idleTimeout", "requestIdleTimeout"});
   if (!pool) return;
   for (std::string_view key : {"maxConnections", "maxPendingRequests", "maxRequests", "maxRetries"}) {
     pool->integer(key, 1, kMaxCount);
@@ -116,7 +115,8 @@ void check_adaptive_concurrency(const MapReader& spec) {
   ac->duration("sampleWindow", Need::kOptional, /*positive=*/true);
   ac->duration("baselineInterval", Need::kOptional, /*positive=*/true);
   int64_t lo = min.value_or(3), hi = max.value_or(1000), start = initial.value_or(20);
-  if (lo > hi) ac->error("minLimit", "must not be above maxLimit (" + std::to_string(hi) + ")");
+  if (lo > hi)
+    ac->error("minLimit", "must not be above maxLimit (" + std::to_string(hi) + ")");
   else if (start < lo || start > hi)
     ac->error("initialLimit", "must be between minLimit and maxLimit (" + std::to_string(lo) + " to " +
                                   std::to_string(hi) + ")");

@@ -57,9 +57,7 @@ constexpr std::array<uint8_t, 256> build_byte_classes() {
 
 constexpr std::array<uint8_t, 256> kByteClass = build_byte_classes();
 
-inline bool has_class(char c, uint8_t cls) {
-  return (kByteClass[static_cast<unsigned char>(c)] & cls) != 0;
-}
+inline bool has_class(char c, uint8_t cls) { return (kByteClass[static_cast<unsigned char>(c)] & cls) != 0; }
 
 inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
 inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -260,8 +258,8 @@ Fault note_field(const Header& h, bool is_request, FieldFacts& facts, MessageInf
 
 // Parses the field lines of head[pos, end), where `end` is one past the final
 // empty line found by scan_head.
-Fault parse_fields(std::string_view head, size_t pos, bool is_request, HeaderList& headers,
-                   FieldFacts& facts, MessageInfo& info) {
+Fault parse_fields(std::string_view head, size_t pos, bool is_request, HeaderList& headers, FieldFacts& facts,
+                   MessageInfo& info) {
   for (;;) {
     const size_t lf = find_lf(head, pos);
     if (lf == pos + 1) return {};  // the empty line
@@ -292,8 +290,7 @@ bool keep_alive_for(const FieldFacts& facts, int version_minor) {
 
 // "HTTP/" DIGIT "." DIGIT, the only shape RFC 9112 2.3 allows.
 bool is_http_version(std::string_view v) {
-  return v.size() == 8 && v.substr(0, 5) == "HTTP/" && is_digit(v[5]) && v[6] == '.' &&
-         is_digit(v[7]);
+  return v.size() == 8 && v.substr(0, 5) == "HTTP/" && is_digit(v[5]) && v[6] == '.' && is_digit(v[7]);
 }
 
 // Sets `minor` for HTTP/1.0 and HTTP/1.1; false for any other version.
@@ -328,8 +325,7 @@ bool valid_reg_name(std::string_view host) {
     const char c = host[i];
     if (!has_class(c, kRegName)) return false;
     if (c == '%') {
-      if (i + 2 >= host.size() || !has_class(host[i + 1], kHexDigit) ||
-          !has_class(host[i + 2], kHexDigit)) {
+      if (i + 2 >= host.size() || !has_class(host[i + 1], kHexDigit) || !has_class(host[i + 2], kHexDigit)) {
         return false;
       }
       i += 2;
@@ -359,8 +355,7 @@ bool valid_authority(std::string_view a, bool port_required) {
 }
 
 bool starts_with_scheme(std::string_view target, std::string_view lower_scheme) {
-  return target.size() >= lower_scheme.size() &&
-         iequals(target.substr(0, lower_scheme.size()), lower_scheme);
+  return target.size() >= lower_scheme.size() && iequals(target.substr(0, lower_scheme.size()), lower_scheme);
 }
 
 // Classifies the target (RFC 9112 3.2) and fills path; `authority` is set for
@@ -446,9 +441,7 @@ Fault parse_status_line(std::string_view line, ResponseHead& out) {
 
 inline ParseResult need_more() { return {}; }
 
-inline ParseResult failed(Fault f) {
-  return {ParseStatus::kError, 0, f.status, f.reason};
-}
+inline ParseResult failed(Fault f) { return {ParseStatus::kError, 0, f.status, f.reason}; }
 
 inline ParseResult failed_scan(HeadScan::Kind kind) {
   if (kind == HeadScan::kTooLarge) return failed({431, "head too large"});
@@ -636,8 +629,7 @@ ParseResult parse_response(std::string_view in, bool request_method_head, Respon
   if (Fault f = check_framing(facts, out.version_minor)) return as_response_error(failed(f));
 
   // RFC 9112 6.3, in order.
-  const bool bodiless = request_method_head || out.status < 200 || out.status == 204 ||
-                        out.status == 304;
+  const bool bodiless = request_method_head || out.status < 200 || out.status == 204 || out.status == 304;
   if (bodiless) {
     info.body = BodyKind::kNone;
   } else if (facts.transfer_encoding_count > 0) {

@@ -37,9 +37,9 @@ enum class ParseStatus : uint8_t {
 
 struct ParseResult {
   ParseStatus status = ParseStatus::kNeedMore;
-  size_t consumed = 0;       // bytes of the head, including the final CRLF CRLF (kDone)
-  int error_status = 0;      // kError: 400, 431 or 505 for requests; always 502 for responses
-  const char* error = "";    // kError: short static reason, e.g. "duplicate Content-Length"
+  size_t consumed = 0;     // bytes of the head, including the final CRLF CRLF (kDone)
+  int error_status = 0;    // kError: 400, 431 or 505 for requests; always 502 for responses
+  const char* error = "";  // kError: short static reason, e.g. "duplicate Content-Length"
 };
 
 // Facts about the message that the proxy needs, derived while parsing so that
@@ -47,20 +47,20 @@ struct ParseResult {
 struct MessageInfo {
   BodyKind body = BodyKind::kNone;
   uint64_t content_length = 0;
-  bool keep_alive = true;        // HTTP/1.1 default, "Connection: close" clears; HTTP/1.0 needs keep-alive
+  bool keep_alive = true;           // HTTP/1.1 default, "Connection: close" clears; HTTP/1.0 needs keep-alive
   bool connection_upgrade = false;  // "upgrade" token present in Connection
-  std::string_view upgrade;      // value of the Upgrade header, if any
-  bool expect_continue = false;  // request only: "Expect: 100-continue"
-  bool te_trailers = false;      // request only: "TE: trailers"
+  std::string_view upgrade;         // value of the Upgrade header, if any
+  bool expect_continue = false;     // request only: "Expect: 100-continue"
+  bool te_trailers = false;         // request only: "TE: trailers"
 };
 
 struct RequestHead {
   std::string_view method;
-  std::string_view target;   // as sent: origin-form, absolute-form, authority-form or "*"
-  std::string_view path;     // origin-form path (absolute-form: the path part, "/" if empty)
-  std::string_view host;     // Host header, or the authority of an absolute-form target
-  int version_minor = 1;     // HTTP/1.<minor>; only 0 and 1 are accepted
-  HeaderList headers;        // every field in order, hop-by-hop ones included
+  std::string_view target;  // as sent: origin-form, absolute-form, authority-form or "*"
+  std::string_view path;    // origin-form path (absolute-form: the path part, "/" if empty)
+  std::string_view host;    // Host header, or the authority of an absolute-form target
+  int version_minor = 1;    // HTTP/1.<minor>; only 0 and 1 are accepted
+  HeaderList headers;       // every field in order, hop-by-hop ones included
   MessageInfo info;
 };
 

@@ -18,8 +18,10 @@ class ConnectionTokens {
         while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
         while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
         if (!t.empty()) {
-          if (count_ < kMax) tokens_[count_++] = t;
-          else overflow_ = true;
+          if (count_ < kMax)
+            tokens_[count_++] = t;
+          else
+            overflow_ = true;
         }
         if (comma == std::string_view::npos) break;
         v.remove_prefix(comma + 1);
@@ -126,7 +128,8 @@ void to_neutral(const ResponseHead& head, bool head_request, http::ResponseHeade
   out.upgrade = head.status == 101 ? head.info.upgrade : std::string_view();
 }
 
-void serialize_request(const http::RequestHeaders& req, std::string_view fallback_authority, net::Buffer& out) {
+void serialize_request(const http::RequestHeaders& req, std::string_view fallback_authority,
+                       net::Buffer& out) {
   out.append(req.method);
   out.append(' ');
   if (!req.path.empty() && req.path.front() == '?') out.append('/');
@@ -197,8 +200,7 @@ void serialize_last_chunk(const HeaderList& trailers, net::Buffer& out) {
   out.append("0\r\n");
   for (const Header& h : trailers) {
     // Framing, routing and hop-by-hop fields are never taken from trailers.
-    if (is_hop_by_hop(h.name) || http::iequals(h.name, "content-length") ||
-        http::iequals(h.name, "host"))
+    if (is_hop_by_hop(h.name) || http::iequals(h.name, "content-length") || http::iequals(h.name, "host"))
       continue;
     append_field(out, h.name, h.value);
   }
@@ -207,32 +209,58 @@ void serialize_last_chunk(const HeaderList& trailers, net::Buffer& out) {
 
 std::string_view reason_phrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 

@@ -6,9 +6,9 @@
 
 #include <string_view>
 
-#include "net/buffer.h"
-#include "http/message.h"
 #include "http/http1/parser.h"
+#include "http/message.h"
+#include "net/buffer.h"
 
 namespace trellis::http::http1 {
 
@@ -20,7 +20,8 @@ void to_neutral(const ResponseHead& head, bool head_request, http::ResponseHeade
 // The request as sent upstream: origin-form target, HTTP/1.1, Host first (the
 // request's authority, else `fallback_authority`), the end-to-end fields, then
 // canonical framing and, for upgrades, Connection: upgrade.
-void serialize_request(const http::RequestHeaders& req, std::string_view fallback_authority, net::Buffer& out);
+void serialize_request(const http::RequestHeaders& req, std::string_view fallback_authority,
+                       net::Buffer& out);
 
 enum class ResponseFraming : unsigned char {
   kNone,           // no body follows

@@ -11,10 +11,10 @@
 #include <string_view>
 #include <vector>
 
+#include "common/text.h"
 #include "policy/load_balancer.h"
 #include "policy/rate_limiter.h"
 #include "policy/route_match.h"
-#include "common/text.h"
 #include "proxy/config/config.h"
 
 namespace trellis::proxy {

@@ -237,23 +237,26 @@ class ClusterLoader {
   }
 
   void load_adaptive_concurrency(const Located& at, policy::ConcurrencyConfig& c) {
-    auto fields = r_.read_map(at, {"initial_limit", "min_limit", "max_limit", "sample_window", "baseline_interval"});
+    auto fields =
+        r_.read_map(at, {"initial_limit", "min_limit", "max_limit", "sample_window", "baseline_interval"});
     if (!fields) return;
     if (auto v = fields->get("min_limit")) r_.read_integer(*v, 1, 1000000, c.min_limit);
     if (auto v = fields->get("max_limit")) r_.read_integer(*v, 1, 1000000, c.max_limit);
     if (auto v = fields->get("initial_limit")) r_.read_integer(*v, 1, 1000000, c.initial_limit);
     Millis ms{};
     if (auto v = fields->get("sample_window"); v && r_.read_positive_duration(*v, ms)) c.sample_window = ms;
-    if (auto v = fields->get("baseline_interval"); v && r_.read_positive_duration(*v, ms)) c.baseline_interval = ms;
-    if (c.min_limit > c.max_limit) r_.error(at, "min_limit must not be above max_limit");
+    if (auto v = fields->get("baseline_interval"); v && r_.read_positive_duration(*v, ms))
+      c.baseline_interval = ms;
+    if (c.min_limit > c.max_limit)
+      r_.error(at, "min_limit must not be above max_limit");
     else if (c.initial_limit < c.min_limit || c.initial_limit > c.max_limit)
       r_.error(at, "initial_limit must be between min_limit and max_limit");
   }
 
   void load_outlier(const Located& at, policy::OutlierConfig& o) {
-    auto fields = r_.read_map(at, {"consecutive_5xx", "consecutive_gateway_errors", "success_rate", "interval",
-                                   "base_ejection_time", "max_ejection_time", "max_ejection_percent",
-                                   "always_eject_one", "panic_threshold_percent"});
+    auto fields = r_.read_map(at, {"consecutive_5xx", "consecutive_gateway_errors", "success_rate",
+                                   "interval", "base_ejection_time", "max_ejection_time",
+                                   "max_ejection_percent", "always_eject_one", "panic_threshold_percent"});
     if (!fields) return;
     if (auto v = fields->get("consecutive_5xx")) r_.read_integer(*v, 0, 1000000, o.consecutive_5xx);
     if (auto v = fields->get("consecutive_gateway_errors"))
@@ -262,7 +265,8 @@ class ClusterLoader {
       o.success_rate.enabled = true;
       if (auto f = r_.read_map(*v, {"minimum_hosts", "request_volume", "stdev_factor"})) {
         if (auto m = f->get("minimum_hosts")) r_.read_integer(*m, 1, 1000000, o.success_rate.minimum_hosts);
-        if (auto m = f->get("request_volume")) r_.read_integer(*m, 1, 1000000000, o.success_rate.request_volume);
+        if (auto m = f->get("request_volume"))
+          r_.read_integer(*m, 1, 1000000000, o.success_rate.request_volume);
         if (auto m = f->get("stdev_factor")) {
           uint32_t numerator = 0, denominator = 1;
           // A percentage reader gives a decimal with up to four places: reuse it.
@@ -275,11 +279,14 @@ class ClusterLoader {
     }
     Millis ms{};
     if (auto v = fields->get("interval"); v && r_.read_positive_duration(*v, ms)) o.interval = ms;
-    if (auto v = fields->get("base_ejection_time"); v && r_.read_positive_duration(*v, ms)) o.base_ejection_time = ms;
-    if (auto v = fields->get("max_ejection_time"); v && r_.read_positive_duration(*v, ms)) o.max_ejection_time = ms;
+    if (auto v = fields->get("base_ejection_time"); v && r_.read_positive_duration(*v, ms))
+      o.base_ejection_time = ms;
+    if (auto v = fields->get("max_ejection_time"); v && r_.read_positive_duration(*v, ms))
+      o.max_ejection_time = ms;
     if (auto v = fields->get("max_ejection_percent")) r_.read_integer(*v, 0, 100, o.max_ejection_percent);
     if (auto v = fields->get("always_eject_one")) r_.read_bool(*v, o.always_eject_one_host);
-    if (auto v = fields->get("panic_threshold_percent")) r_.read_integer(*v, 0, 100, o.panic_threshold_percent);
+    if (auto v = fields->get("panic_threshold_percent"))
+      r_.read_integer(*v, 0, 100, o.panic_threshold_percent);
   }
 
   void load_circuit_breakers(const Located& at, policy::CircuitBreakerLimits& limits) {
@@ -287,14 +294,15 @@ class ClusterLoader {
     if (!fields) return;
     constexpr int64_t kMax = 1'000'000'000;
     if (auto v = fields->get("max_connections")) r_.read_integer(*v, 1, kMax, limits.max_connections);
-    if (auto v = fields->get("max_pending_requests")) r_.read_integer(*v, 1, kMax, limits.max_pending_requests);
+    if (auto v = fields->get("max_pending_requests"))
+      r_.read_integer(*v, 1, kMax, limits.max_pending_requests);
     if (auto v = fields->get("max_requests")) r_.read_integer(*v, 1, kMax, limits.max_requests);
     if (auto v = fields->get("max_retries")) r_.read_integer(*v, 0, kMax, limits.max_retries);
   }
 
   void load_health_check(const Located& at, HealthCheckConfig& hc) {
-    auto fields = r_.read_map(at, {"http", "tcp", "interval", "timeout", "healthy_threshold", "unhealthy_threshold",
-                                   "jitter_percent"});
+    auto fields = r_.read_map(at, {"http", "tcp", "interval", "timeout", "healthy_threshold",
+                                   "unhealthy_threshold", "jitter_percent"});
     if (!fields) return;
     auto http = fields->get("http");
     auto tcp = fields->get("tcp");
@@ -315,7 +323,8 @@ class ClusterLoader {
       r_.read_map(*tcp, {});
     }
     if (auto v = fields->get("interval")) r_.read_positive_duration(*v, hc.interval);
-    if (auto v = fields->get("timeout"); v && r_.read_positive_duration(*v, hc.timeout) && hc.timeout >= hc.interval)
+    if (auto v = fields->get("timeout");
+        v && r_.read_positive_duration(*v, hc.timeout) && hc.timeout >= hc.interval)
       r_.error(*v, "must be shorter than the interval (" + format_duration(hc.interval) + ")");
     if (auto v = fields->get("healthy_threshold")) r_.read_integer(*v, 1, 1000, hc.healthy_threshold);
     if (auto v = fields->get("unhealthy_threshold")) r_.read_integer(*v, 1, 1000, hc.unhealthy_threshold);
@@ -334,8 +343,8 @@ class ClusterLoader {
         int lo = 0, hi = 0;
         auto [p1, e1] = std::from_chars(text.data(), text.data() + dash, lo);
         auto [p2, e2] = std::from_chars(text.data() + dash + 1, text.data() + text.size(), hi);
-        if (e1 != std::errc() || e2 != std::errc() || p1 != text.data() + dash || p2 != text.data() + text.size() ||
-            lo < 100 || hi > 599 || lo > hi) {
+        if (e1 != std::errc() || e2 != std::errc() || p1 != text.data() + dash ||
+            p2 != text.data() + text.size() || lo < 100 || hi > 599 || lo > hi) {
           r_.error(item, "expected a status (100 to 599) or a range like \"200-299\"");
           continue;
         }

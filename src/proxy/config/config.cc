@@ -163,7 +163,8 @@ class Loader {
     }
   }
 
-  void load_listeners(const Located& at, const net::SocketAddress* admin, std::vector<ListenerConfig>& listeners) {
+  void load_listeners(const Located& at, const net::SocketAddress* admin,
+                      std::vector<ListenerConfig>& listeners) {
     auto items = r_.read_list(at);
     if (!items) return;
     std::unordered_map<std::string, size_t> names;
@@ -186,8 +187,8 @@ class Loader {
     }
   }
 
-  void check_listener_address(const Located& at, const net::SocketAddress& address, const net::SocketAddress* admin,
-                              const std::vector<ListenerConfig>& earlier) {
+  void check_listener_address(const Located& at, const net::SocketAddress& address,
+                              const net::SocketAddress* admin, const std::vector<ListenerConfig>& earlier) {
     if (admin && addresses_overlap(address, *admin)) {
       r_.error(at, address_conflict(address, *admin, "the admin listener"));
       return;

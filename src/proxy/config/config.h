@@ -44,7 +44,7 @@ struct HashPolicy {
 
 struct LoadBalancerConfig {
   policy::LbAlgorithm algorithm = policy::LbAlgorithm::kPeakEwma;  // latency-aware, as in Linkerd
-  HashPolicy hash;            // ring hash and Maglev only
+  HashPolicy hash;                                                 // ring hash and Maglev only
   // Ring hash: points on the ring per unit of endpoint weight. Fixed per
   // endpoint, so an endpoint leaving moves only the keys it held.
   uint32_t ring_points = 160;
@@ -80,7 +80,7 @@ struct ClusterConfig {
   std::string name;
   LoadBalancerConfig lb;
   Millis connect_timeout{1000};
-  Millis idle_timeout{60000};       // pooled upstream connection unused this long is closed
+  Millis idle_timeout{60000};  // pooled upstream connection unused this long is closed
   // An exchange that sees no bytes either way this long is answered 504
   // (reset once the response has begun).
   Millis request_idle_timeout{300000};
@@ -130,7 +130,7 @@ struct RewriteConfig {
 };
 
 struct BackendConfig {
-  std::string cluster;  // empty: a backend that does not exist; its share is answered 500
+  std::string cluster;       // empty: a backend that does not exist; its share is answered 500
   size_t cluster_index = 0;  // filled by validation
   uint32_t weight = 1;
   HeaderModifier request_headers;
@@ -149,7 +149,9 @@ struct FaultConfig {
   uint32_t abort_per_million = 0;
   Millis delay{0};  // 0: no delay
   uint32_t delay_per_million = 0;
-  bool empty() const { return (abort_status == 0 || abort_per_million == 0) && (delay.count() == 0 || delay_per_million == 0); }
+  bool empty() const {
+    return (abort_status == 0 || abort_per_million == 0) && (delay.count() == 0 || delay_per_million == 0);
+  }
 };
 
 // A rate limit on a route, counted for the whole proxy (all workers
@@ -178,7 +180,8 @@ struct RouteConfig {
   RewriteConfig rewrite;
   std::vector<MirrorConfig> mirrors;
   FaultConfig fault;
-  Millis timeout{15000};     // whole request: from the request head to the last response byte, retries included; 0 = none
+  Millis timeout{
+      15000};  // whole request: from the request head to the last response byte, retries included; 0 = none
   Millis per_try_timeout{0};  // overrides the cluster's retry per-try timeout; 0: the cluster's
   std::string direct_error;   // non-empty: answered 500 with this reason
 };
@@ -215,7 +218,7 @@ struct AdminConfig {
 // and who it says it is. Absent: the bootstrap file is the whole config.
 struct ControlPlaneConfig {
   net::SocketAddress address;  // trellis-control's gRPC address; length 0 = no control plane
-  std::string node_id;    // default: "<service>-<hostname>-<pid>"
+  std::string node_id;         // default: "<service>-<hostname>-<pid>"
   std::string service;
   std::string namespace_ = "default";
   std::string zone;
@@ -262,8 +265,8 @@ struct ProxyConfig {
 // One configuration error: where it is and what is wrong with it.
 struct ConfigError {
   std::string file;
-  int line = 0;    // 1-based; 0 when unknown
-  int column = 0;  // 1-based; 0 when unknown
+  int line = 0;         // 1-based; 0 when unknown
+  int column = 0;       // 1-based; 0 when unknown
   std::string path;     // field path, e.g. "listeners[0].virtual_hosts[1].routes[2].cluster"
   std::string message;  // e.g. "unknown cluster \"web\""
 

@@ -5,8 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "proxy/config/config.h"
 #include "proxy/config/checks.h"
+#include "proxy/config/config.h"
 
 namespace trellis::proxy {
 namespace {
@@ -264,8 +264,10 @@ Json health_check_json(const HealthCheckConfig& hc) {
     if (!hc.expected_statuses.empty()) {
       Json statuses = Json::array();
       for (const auto& [lo, hi] : hc.expected_statuses) {
-        if (lo == hi) statuses.push_back(lo);
-        else statuses.push_back(std::to_string(lo) + "-" + std::to_string(hi));
+        if (lo == hi)
+          statuses.push_back(lo);
+        else
+          statuses.push_back(std::to_string(lo) + "-" + std::to_string(hi));
       }
       http["expected_statuses"] = std::move(statuses);
     }
@@ -323,12 +325,13 @@ Json cluster_to_json(const ClusterConfig& cluster) {
   }
   const policy::CircuitBreakerLimits& cb = cluster.circuit_breakers;
   const policy::CircuitBreakerLimits defaults;
-  if (cb.max_connections != defaults.max_connections || cb.max_pending_requests != defaults.max_pending_requests ||
-      cb.max_requests != defaults.max_requests || cb.max_retries != defaults.max_retries)
+  if (cb.max_connections != defaults.max_connections ||
+      cb.max_pending_requests != defaults.max_pending_requests || cb.max_requests != defaults.max_requests ||
+      cb.max_retries != defaults.max_retries)
     out["circuit_breakers"] = Json{{"max_connections", cb.max_connections},
-                                 {"max_pending_requests", cb.max_pending_requests},
-                                 {"max_requests", cb.max_requests},
-                                 {"max_retries", cb.max_retries}};
+                                   {"max_pending_requests", cb.max_pending_requests},
+                                   {"max_requests", cb.max_requests},
+                                   {"max_retries", cb.max_retries}};
   Json endpoints = Json::array();
   for (const EndpointConfig& endpoint : cluster.endpoints) {
     Json e{{"address", endpoint.address.text}, {"weight", endpoint.weight}};

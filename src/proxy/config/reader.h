@@ -14,8 +14,8 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "proxy/config/config.h"
 #include "proxy/config/checks.h"
+#include "proxy/config/config.h"
 
 namespace trellis::proxy::config_yaml {
 

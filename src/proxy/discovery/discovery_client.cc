@@ -54,7 +54,8 @@ void ControlClient::schedule_reconnect() {
   if (stopped_) return;
   // Exponential, with full jitter: a fleet that lost its control plane at the
   // same moment does not come back at the same moment.
-  backoff_ = backoff_ == Duration::zero() ? Duration(kBackoffBase) : std::min<Duration>(backoff_ * 2, kBackoffMax);
+  backoff_ =
+      backoff_ == Duration::zero() ? Duration(kBackoffBase) : std::min<Duration>(backoff_ * 2, kBackoffMax);
   auto span = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(backoff_).count());
   Duration wait = std::chrono::milliseconds(span / 2 + random_.uniform(span / 2 + 1));
   reconnect_timer_.arm(wait);
@@ -126,8 +127,9 @@ void ControlClient::on_stream_message(std::string_view payload) {
     status_.applied_version = update.version();
     backoff_ = Duration::zero();  // a working control plane resets the backoff
     reply.mutable_ack()->set_version(update.version());
-    spdlog::info("control plane: config version {} in force ({} listener(s), {} cluster(s) from the control plane)",
-                 update.version(), dynamic_.listeners.size(), dynamic_.clusters.size());
+    spdlog::info(
+        "control plane: config version {} in force ({} listener(s), {} cluster(s) from the control plane)",
+        update.version(), dynamic_.listeners.size(), dynamic_.clusters.size());
   } else {
     ++status_.refused;
     status_.refused_version = update.version();

@@ -11,10 +11,10 @@
 #include <string>
 
 #include "common/random.h"
+#include "http/grpc_stream.h"
+#include "net/event_loop.h"
 #include "proxy/config/config.h"
 #include "proxy/discovery/merge.h"
-#include "net/event_loop.h"
-#include "http/grpc_stream.h"
 
 namespace trellis::proxy {
 

@@ -251,7 +251,8 @@ void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& e
     if (od.interval_ms()) o.interval = Millis(od.interval_ms());
     if (od.base_ejection_time_ms()) o.base_ejection_time = Millis(od.base_ejection_time_ms());
     if (od.percents_set()) {
-      if (od.max_ejection_percent() > 100) errors.add(path + ".outlier_detection.max_ejection_percent", range(0, 100));
+      if (od.max_ejection_percent() > 100)
+        errors.add(path + ".outlier_detection.max_ejection_percent", range(0, 100));
       if (od.panic_threshold_percent() > 100)
         errors.add(path + ".outlier_detection.panic_threshold_percent", range(0, 100));
       o.max_ejection_percent = od.max_ejection_percent();

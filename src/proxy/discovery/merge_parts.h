@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "proxy/config/config.h"
 #include "proxy/config/checks.h"
+#include "proxy/config/config.h"
 #include "trellis/v1/discovery.pb.h"
 
 namespace trellis::proxy::control_merge {

@@ -22,7 +22,8 @@ void MirrorStream::send(const http::RequestHeaders& request, std::string_view bo
   ctx.now = started_;
   pick_ = cluster_.pick(ctx);
   int error = 0;
-  if (pick_.pool == nullptr || !upstream_->start(*pick_.pool, /*fresh=*/false, request.method == "HEAD", error)) {
+  if (pick_.pool == nullptr ||
+      !upstream_->start(*pick_.pool, /*fresh=*/false, request.method == "HEAD", error)) {
     pick_ = {};
     finish(false);
     return;

@@ -8,9 +8,9 @@
 
 #include "http/codec.h"
 #include "http/message.h"
-#include "proxy/upstream/upstream_codec.h"
-#include "proxy/upstream/cluster.h"
 #include "proxy/runtime/worker.h"
+#include "proxy/upstream/cluster.h"
+#include "proxy/upstream/upstream_codec.h"
 
 namespace trellis::proxy {
 
@@ -19,8 +19,8 @@ class MirrorStream final : public WorkerConnection, public http::ResponseDecoder
   // Sends `request` with `body` (the whole body) to `cluster`, giving up after
   // `timeout` (0: 15 s). The copy goes out with its own connection from the
   // cluster's pool.
-  static void start(Worker& worker, UpstreamCluster& cluster, const http::RequestHeaders& request, std::string_view body,
-                    Duration timeout);
+  static void start(Worker& worker, UpstreamCluster& cluster, const http::RequestHeaders& request,
+                    std::string_view body, Duration timeout);
 
   // WorkerConnection
   void start_drain() override {}  // finishes by itself, bounded by its timeout

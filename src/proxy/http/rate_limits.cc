@@ -64,11 +64,12 @@ bool same_rate_limit(const RateLimitConfig& a, const RateLimitConfig& b) {
   bool same_match = x.path_kind == y.path_kind && x.path == y.path && x.method == y.method &&
                     same_values(x.headers, y.headers) && same_values(x.query_params, y.query_params);
   bool same_bucket =
-      a.leaky == b.leaky &&
-      (a.leaky ? a.leaky_bucket.rate_per_second == b.leaky_bucket.rate_per_second &&
-                     a.leaky_bucket.max_delay == b.leaky_bucket.max_delay && a.leaky_bucket.queue == b.leaky_bucket.queue
-               : a.token_bucket.requests_per_unit == b.token_bucket.requests_per_unit &&
-                     a.token_bucket.unit == b.token_bucket.unit && a.token_bucket.burst == b.token_bucket.burst);
+      a.leaky == b.leaky && (a.leaky ? a.leaky_bucket.rate_per_second == b.leaky_bucket.rate_per_second &&
+                                           a.leaky_bucket.max_delay == b.leaky_bucket.max_delay &&
+                                           a.leaky_bucket.queue == b.leaky_bucket.queue
+                                     : a.token_bucket.requests_per_unit == b.token_bucket.requests_per_unit &&
+                                           a.token_bucket.unit == b.token_bucket.unit &&
+                                           a.token_bucket.burst == b.token_bucket.burst);
   return a.name == b.name && same_match && a.key == b.key && a.key_header == b.key_header && same_bucket;
 }
 

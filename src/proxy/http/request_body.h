@@ -45,9 +45,7 @@ class RequestBody {
   bool keeping() const { return keep_ == Keep::kAll; }
   // Every byte of it is here (or it had none), so it can be sent again.
   // Trailers are forwarded once and never replayed.
-  bool whole(bool has_body) const {
-    return !trailers() && (!has_body || keep_ == Keep::kAll);
-  }
+  bool whole(bool has_body) const { return !trailers() && (!has_body || keep_ == Keep::kAll); }
   const std::string& data() const { return data_; }
   size_t size() const { return data_.size(); }
 

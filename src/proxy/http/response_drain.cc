@@ -3,7 +3,9 @@
 namespace trellis::proxy {
 
 ResponseDrain::ResponseDrain(Worker& worker, std::unique_ptr<UpstreamCodec> codec)
-    : WorkerConnection(worker), codec_(std::move(codec)), deadline_(worker.loop(), [this] { finish(false); }) {
+    : WorkerConnection(worker),
+      codec_(std::move(codec)),
+      deadline_(worker.loop(), [this] { finish(false); }) {
   codec_->set_decoder(*this);
   deadline_.arm(kMaxTime);
 }

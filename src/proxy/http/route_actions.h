@@ -6,8 +6,8 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/config/config.h"
 #include "http/message.h"
+#include "proxy/config/config.h"
 
 namespace trellis::proxy {
 

@@ -152,12 +152,14 @@ void Router::route_request(const RouteConfig& route) {
   const http::RequestHeaders& req = request_.get();
   // The body is kept while it may be needed again: for a retry, a mirror or
   // until a hold ends. An upgrade is a tunnel: never replayed.
-  if (req.upgrade.empty() && req.has_body && (cluster.retry.attempts > 0 || mirror_mask_ != 0 || hold_.count() > 0))
+  if (req.upgrade.empty() && req.has_body &&
+      (cluster.retry.attempts > 0 || mirror_mask_ != 0 || hold_.count() > 0))
     body_.keep_all();
 
   if (route.timeout.count() > 0) timeout_.arm(route.timeout);
-  idle_after_ = idle_timer_needed(cluster.request_idle_timeout, route.timeout) ? Duration(cluster.request_idle_timeout)
-                                                                               : Duration::zero();
+  idle_after_ = idle_timer_needed(cluster.request_idle_timeout, route.timeout)
+                    ? Duration(cluster.request_idle_timeout)
+                    : Duration::zero();
   touch();
   cluster_->retry_budget().record_request(worker_.loop().now());
   if (hold_.count() > 0) {
@@ -192,7 +194,8 @@ bool Router::admit() {
   if (const auto& limiter = cluster_->concurrency()) {
     if (!limiter->try_acquire()) {
       cluster_->stats().concurrency_shed.inc();
-      reply_local(503, "upstream overflow: adaptive_concurrency\n", {"x-trellis-overflow", "adaptive_concurrency"});
+      reply_local(503, "upstream overflow: adaptive_concurrency\n",
+                  {"x-trellis-overflow", "adaptive_concurrency"});
       return false;
     }
     concurrency_ = limiter;
@@ -308,8 +311,10 @@ void Router::start_try(bool fresh, bool from_decoder) {
   const std::string& body = body_.data();
   bool ended_here = body_.ended() && body.empty() && !body_.trailers();
   upstream.encode_headers(req, ended_here);
-  if (!body.empty() || (body_.ended() && !ended_here && !body_.trailers())) upstream.encode_data(body, body_.ended());
-  Millis per_try = route_->per_try_timeout.count() > 0 ? route_->per_try_timeout : cluster_->config().retry.per_try_timeout;
+  if (!body.empty() || (body_.ended() && !ended_here && !body_.trailers()))
+    upstream.encode_data(body, body_.ended());
+  Millis per_try = route_->per_try_timeout.count() > 0 ? route_->per_try_timeout
+                                                       : cluster_->config().retry.per_try_timeout;
   if (per_try.count() > 0) attempt_.arm_timeout(per_try);
   // The proxy takes the body from here on: tell a waiting client now rather
   // than make it wait for its own timeout (the upstream never saw the Expect).
@@ -373,8 +378,9 @@ void Router::decode_response_headers(const http::ResponseHeaders& headers, bool 
   using Outcome = policy::OutlierDetector::Outcome;
   int s = headers.status;
   if (s >= 200 || s == 101)
-    attempt_.report(s < 500 ? Outcome::kSuccess
-                            : (s == 502 || s == 503 || s == 504) ? Outcome::kGatewayError : Outcome::k5xx);
+    attempt_.report(s < 500                              ? Outcome::kSuccess
+                    : (s == 502 || s == 503 || s == 504) ? Outcome::kGatewayError
+                                                         : Outcome::k5xx);
   // A retry on the status lets the rest of this response drain, so its
   // connection serves again instead of being closed.
   if (s >= 200 && (s >= 500 || !cluster_->config().retry.status_codes.empty()) &&
@@ -390,12 +396,14 @@ void Router::decode_response_headers(const http::ResponseHeaders& headers, bool 
     idle_after_ = Duration::zero();
     idle_timeout_.cancel();
   }
+  if (end_stream) response_ending();
   encode_response_headers(headers, end_stream);
   if (end_stream) response_complete();
 }
 
 void Router::encode_response_headers(const http::ResponseHeaders& headers, bool end_stream) {
-  bool modify = !route_->response_headers.empty() || !backend_->response_headers.empty() || !cookie_value_.empty();
+  bool modify =
+      !route_->response_headers.empty() || !backend_->response_headers.empty() || !cookie_value_.empty();
   if (!modify) {
     downstream_.encode_headers(headers, end_stream);
     return;
@@ -404,7 +412,8 @@ void Router::encode_response_headers(const http::ResponseHeaders& headers, bool 
   // and the config, both alive for this call.
   response_copy_ = headers;
   if (!route_->response_headers.empty()) apply_response_modifier(route_->response_headers, response_copy_);
-  if (!backend_->response_headers.empty()) apply_response_modifier(backend_->response_headers, response_copy_);
+  if (!backend_->response_headers.empty())
+    apply_response_modifier(backend_->response_headers, response_copy_);
   if (!cookie_value_.empty()) {
     const HashPolicy& hash = cluster_->config().lb.hash;
     format_set_cookie(hash.name, cookie_value_, hash.cookie_ttl, set_cookie_);
@@ -415,14 +424,21 @@ void Router::encode_response_headers(const http::ResponseHeaders& headers, bool 
 
 void Router::decode_response_data(std::string_view data, bool end_stream) {
   touch();
+  if (end_stream) response_ending();
   downstream_.encode_data(data, end_stream);
   if (end_stream) response_complete();
 }
 
 void Router::decode_response_trailers(const http::HeaderList& trailers) {
+  response_ending();
   downstream_.encode_trailers(trailers);
   response_complete();
 }
+
+// Before the response's last bytes go to the codec, which may end the
+// exchange (and call end()) from within that call: the adaptive limit gets
+// this response's latency as a sample, not an ignored release.
+void Router::response_ending() { release_admission(/*completed=*/true); }
 
 void Router::flush_response() { downstream_.flush(); }
 
@@ -435,7 +451,6 @@ void Router::response_complete() {
   timeout_.cancel();
   idle_timeout_.cancel();
   attempt_.end(/*keep=*/true, /*failed=*/false);
-  release_admission(/*completed=*/true);
 }
 
 void Router::on_upstream_failure(http::UpstreamFailure failure, std::string_view detail) {

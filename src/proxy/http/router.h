@@ -103,6 +103,7 @@ class Router final : public ServerStream, public http::ResponseDecoder {
 
   // Response.
   void encode_response_headers(const http::ResponseHeaders& headers, bool end_stream);
+  void response_ending();
   void response_complete();
 
   // Timeouts.
@@ -126,7 +127,7 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   http::RequestHeadersCopy request_;
   RequestBody body_;
   std::string request_id_;
-  std::string scratch_;      // x-forwarded-for being built, rewritten paths, Retry-After
+  std::string scratch_;         // x-forwarded-for being built, rewritten paths, Retry-After
   bool continue_sent_ = false;  // "100 Continue" went to the client
 
   // What the stages decided.
@@ -135,7 +136,7 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   UpstreamCluster* cluster_ = nullptr;
   std::string_view cluster_name_;
   FaultDecision fault_;
-  Duration hold_{};        // fault delay or leaky-bucket hold, the longer
+  Duration hold_{};  // fault delay or leaky-bucket hold, the longer
   uint32_t mirror_mask_ = 0;
   std::string cookie_value_;  // a new hash cookie to set on the response
 

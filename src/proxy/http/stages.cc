@@ -38,7 +38,8 @@ void add_forwarding_headers(http::RequestHeadersCopy& request, std::string_view 
     scratch += h.value;
   }
   if (!scratch.empty()) {
-    std::erase_if(req.headers, [](const http::Header& h) { return http::iequals(h.name, "x-forwarded-for"); });
+    std::erase_if(req.headers,
+                  [](const http::Header& h) { return http::iequals(h.name, "x-forwarded-for"); });
     scratch += ", ";
   }
   scratch += client_ip;
@@ -54,7 +55,8 @@ void add_forwarding_headers(http::RequestHeadersCopy& request, std::string_view 
 }
 
 RateLimitDecision check_rate_limits(const std::vector<std::shared_ptr<RouteRateLimiter>>& limits,
-                                    const http::RequestHeaders& request, std::string_view client_ip, MonoTime now) {
+                                    const http::RequestHeaders& request, std::string_view client_ip,
+                                    MonoTime now) {
   RateLimitDecision out;
   policy::RequestView view{request.authority, request.method, request.path, &request.headers};
   for (const auto& limiter : limits) {
@@ -85,20 +87,22 @@ RateLimitDecision check_rate_limits(const std::vector<std::shared_ptr<RouteRateL
 
 const BackendConfig* choose_backend(const RouteConfig& route, Random& random) {
   if (route.backends.size() == 1) return route.backends[0].weight > 0 ? &route.backends[0] : nullptr;
-  size_t chosen = policy::pick_by_weight(route.backends, [](const BackendConfig& b) { return b.weight; }, random);
+  size_t chosen = policy::pick_by_weight(
+      route.backends, [](const BackendConfig& b) { return b.weight; }, random);
   return chosen == SIZE_MAX ? nullptr : &route.backends[chosen];
 }
 
 FaultDecision decide_fault(const FaultConfig& fault, Random& random) {
   FaultDecision out;
-  if (fault.delay.count() > 0 && policy::sampled(fault.delay_per_million, 1'000'000, random)) out.delay = fault.delay;
+  if (fault.delay.count() > 0 && policy::sampled(fault.delay_per_million, 1'000'000, random))
+    out.delay = fault.delay;
   if (fault.abort_status != 0 && policy::sampled(fault.abort_per_million, 1'000'000, random))
     out.abort_status = fault.abort_status;
   return out;
 }
 
-void rewrite_request(const RouteConfig& route, const BackendConfig& backend, http::RequestHeadersCopy& request,
-                     std::string& scratch) {
+void rewrite_request(const RouteConfig& route, const BackendConfig& backend,
+                     http::RequestHeadersCopy& request, std::string& scratch) {
   if (!route.request_headers.empty()) apply_request_modifier(route.request_headers, request);
   if (!backend.request_headers.empty()) apply_request_modifier(backend.request_headers, request);
   if (!route.rewrite.hostname.empty()) request.set_authority(route.rewrite.hostname);

@@ -43,7 +43,8 @@ struct RateLimitDecision {
   Duration hold{};                               // when admitted
 };
 RateLimitDecision check_rate_limits(const std::vector<std::shared_ptr<RouteRateLimiter>>& limits,
-                                    const http::RequestHeaders& request, std::string_view client_ip, MonoTime now);
+                                    const http::RequestHeaders& request, std::string_view client_ip,
+                                    MonoTime now);
 
 // 5. The backend drawn by weight; null when every weight is 0.
 const BackendConfig* choose_backend(const RouteConfig& route, Random& random);
@@ -57,8 +58,8 @@ FaultDecision decide_fault(const FaultConfig& fault, Random& random);
 
 // 7. The request as the upstream will see it: the route's and the backend's
 // header changes, then host and path rewrites.
-void rewrite_request(const RouteConfig& route, const BackendConfig& backend, http::RequestHeadersCopy& request,
-                     std::string& scratch);
+void rewrite_request(const RouteConfig& route, const BackendConfig& backend,
+                     http::RequestHeadersCopy& request, std::string& scratch);
 
 // 8. Bit i set: the route's mirror i gets a copy (at most 32 mirrors count).
 uint32_t sample_mirrors(const RouteConfig& route, Random& random);

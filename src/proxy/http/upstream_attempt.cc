@@ -12,13 +12,14 @@ constexpr Duration kFailurePenalty = std::chrono::seconds(1);
 
 }  // namespace
 
-UpstreamAttempt::UpstreamAttempt(Worker& worker, http::ResponseDecoder& decoder, std::function<void()> on_timeout)
+UpstreamAttempt::UpstreamAttempt(Worker& worker, http::ResponseDecoder& decoder,
+                                 std::function<void()> on_timeout)
     : worker_(worker), decoder_(decoder), timeout_(worker.loop(), std::move(on_timeout)) {}
 
 UpstreamAttempt::~UpstreamAttempt() { end(false, false); }
 
-UpstreamAttempt::Start UpstreamAttempt::start(UpstreamCluster& cluster, const policy::PickContext& pick, bool fresh,
-                                              bool head_request) {
+UpstreamAttempt::Start UpstreamAttempt::start(UpstreamCluster& cluster, const policy::PickContext& pick,
+                                              bool fresh, bool head_request) {
   end(false, false);
   cluster_ = &cluster;
   pick_ = cluster.pick(pick);
@@ -45,7 +46,8 @@ UpstreamAttempt::Start UpstreamAttempt::start(UpstreamCluster& cluster, const po
 }
 
 void UpstreamAttempt::first_byte() {
-  if (first_byte_.count() == 0) first_byte_ = std::max<Duration>(worker_.loop().now() - started_, Duration(1));
+  if (first_byte_.count() == 0)
+    first_byte_ = std::max<Duration>(worker_.loop().now() - started_, Duration(1));
 }
 
 void UpstreamAttempt::report(policy::OutlierDetector::Outcome outcome) {

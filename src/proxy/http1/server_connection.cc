@@ -19,7 +19,7 @@ constexpr uint64_t kDiscardLimit = 64 * 1024;
 }  // namespace
 
 Http1ServerConnection::Http1ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer,
-                                   size_t listener_index)
+                                             size_t listener_index)
     : WorkerConnection(worker),
       snapshot_(worker.snapshot()),
       listener_(&snapshot_->listeners[listener_index]),

@@ -10,15 +10,17 @@
 #include <string>
 
 #include "http/codec.h"
-#include "proxy/http/server_stream.h"
 #include "http/http1/parser.h"
 #include "http/http1/wire.h"
 #include "net/transport.h"
+#include "proxy/http/server_stream.h"
 #include "proxy/runtime/worker.h"
 
 namespace trellis::proxy {
 
-class Http1ServerConnection final : public WorkerConnection, public net::TransportCallbacks, public http::ResponseEncoder {
+class Http1ServerConnection final : public WorkerConnection,
+                                    public net::TransportCallbacks,
+                                    public http::ResponseEncoder {
  public:
   Http1ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index);
   ~Http1ServerConnection() override;
@@ -76,8 +78,8 @@ class Http1ServerConnection final : public WorkerConnection, public net::Transpo
   std::string client_address_;
   DownstreamContext context_;
   std::unique_ptr<ServerStream> stream_;  // one exchange at a time
-  net::Buffer in_;   // client input not yet handled
-  net::Buffer out_;  // staged output, sent by flush()
+  net::Buffer in_;                        // client input not yet handled
+  net::Buffer out_;                       // staged output, sent by flush()
   State state_ = State::kIdle;
 
   http::http1::RequestHead head_;

@@ -57,12 +57,12 @@ bool Http1UpstreamCodec::reusable() const {
 void Http1UpstreamCodec::encode_headers(const http::RequestHeaders& headers, bool end_stream) {
   // An HTTP/1.0 client may send no Host; HTTP/1.1 requires one, so the
   // endpoint's address stands in.
-  http::http1::serialize_request(headers, conn_ != nullptr ? std::string_view(conn_->pool().address().text) : "", out_);
+  http::http1::serialize_request(
+      headers, conn_ != nullptr ? std::string_view(conn_->pool().address().text) : "", out_);
   upgrade_requested_ = !headers.upgrade.empty();
   request_chunked_ = headers.has_body && headers.content_length < 0;
-  request_remaining_ = headers.has_body && headers.content_length > 0
-                           ? static_cast<uint64_t>(headers.content_length)
-                           : 0;
+  request_remaining_ =
+      headers.has_body && headers.content_length > 0 ? static_cast<uint64_t>(headers.content_length) : 0;
   request_complete_ = !headers.has_body || (!request_chunked_ && request_remaining_ == 0);
   (void)end_stream;  // the framing above says when the request ends on this wire
 }
@@ -189,8 +189,8 @@ void Http1UpstreamCodec::read() {
         fail(http::UpstreamFailure::kProtocolError, "upstream closed inside the response head");
         return;
       }
-      fail(http::UpstreamFailure::kReset, response_started_ ? "upstream connection reset"
-                                                            : "upstream connection reset before response");
+      fail(http::UpstreamFailure::kReset,
+           response_started_ ? "upstream connection reset" : "upstream connection reset before response");
       return;
     }
     bytes_seen_ = true;
@@ -218,8 +218,8 @@ bool Http1UpstreamCodec::process() {
     if (head_.status == 101 && (!upgrade_requested_ || head_.info.upgrade.empty())) {
       // A 101 must name the protocol it switches to (RFC 9110 15.2.2).
       conn_->pool().cluster().stats().protocol_errors.inc();
-      fail(http::UpstreamFailure::kProtocolError, upgrade_requested_ ? "101 without Upgrade"
-                                                                     : "unexpected 101 Switching Protocols");
+      fail(http::UpstreamFailure::kProtocolError,
+           upgrade_requested_ ? "101 without Upgrade" : "unexpected 101 Switching Protocols");
       return false;
     }
     response_started_ = true;
@@ -234,7 +234,8 @@ bool Http1UpstreamCodec::process() {
     }
     body_ = response_.has_body ? head_.info.body : http::http1::BodyKind::kNone;
     remaining_ = head_.info.content_length;
-    bool end = body_ == http::http1::BodyKind::kNone || (body_ == http::http1::BodyKind::kContentLength && remaining_ == 0);
+    bool end = body_ == http::http1::BodyKind::kNone ||
+               (body_ == http::http1::BodyKind::kContentLength && remaining_ == 0);
     if (end) response_complete_ = true;
     // Views of the head stay valid: consume() moves offsets, not bytes.
     in.consume(pr.consumed);
@@ -246,9 +247,11 @@ bool Http1UpstreamCodec::process() {
 
 bool Http1UpstreamCodec::forward_body(net::Buffer& in) {
   while (conn_ != nullptr && !in.empty() && !response_complete_) {
-    if (tunnel_ || body_ == http::http1::BodyKind::kContentLength || body_ == http::http1::BodyKind::kUntilClose) {
+    if (tunnel_ || body_ == http::http1::BodyKind::kContentLength ||
+        body_ == http::http1::BodyKind::kUntilClose) {
       size_t n = in.size();
-      if (body_ == http::http1::BodyKind::kContentLength && !tunnel_ && n > remaining_) n = static_cast<size_t>(remaining_);
+      if (body_ == http::http1::BodyKind::kContentLength && !tunnel_ && n > remaining_)
+        n = static_cast<size_t>(remaining_);
       std::string_view data(in.data(), n);
       in.consume(n);
       bool end = false;
@@ -300,7 +303,8 @@ std::unique_ptr<UpstreamCodec> Http1UpstreamCodecFactory::make(net::EventLoop& l
 }
 
 const std::shared_ptr<const UpstreamCodecFactory>& Http1UpstreamCodecFactory::shared() {
-  static const std::shared_ptr<const UpstreamCodecFactory> factory = std::make_shared<Http1UpstreamCodecFactory>();
+  static const std::shared_ptr<const UpstreamCodecFactory> factory =
+      std::make_shared<Http1UpstreamCodecFactory>();
   return factory;
 }
 

@@ -6,10 +6,10 @@
 
 #include <string_view>
 
-#include "net/buffer.h"
-#include "net/event_loop.h"
 #include "http/codec.h"
 #include "http/http1/parser.h"
+#include "net/buffer.h"
+#include "net/event_loop.h"
 #include "proxy/upstream/cluster.h"
 #include "proxy/upstream/upstream_codec.h"
 

@@ -72,8 +72,9 @@ void format_access_line(const HttpAccessEntry& e, std::string& line) {
   append_json_string(line, e.host);
   line += ",\"protocol\":";
   append_json_string(line, e.protocol);
-  fmt::format_to(std::back_inserter(line), ",\"status\":{},\"bytes_received\":{},\"bytes_sent\":{},\"duration_ms\":{:.3f}",
-                 e.status, e.bytes_received, e.bytes_sent, millis(e.duration));
+  fmt::format_to(std::back_inserter(line),
+                 ",\"status\":{},\"bytes_received\":{},\"bytes_sent\":{},\"duration_ms\":{:.3f}", e.status,
+                 e.bytes_received, e.bytes_sent, millis(e.duration));
   line += ",\"upstream\":";
   append_json_string(line, e.upstream);
   line += ",\"cluster\":";

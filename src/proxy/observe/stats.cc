@@ -78,8 +78,9 @@ std::string StatsRegistry::render_prometheus() const {
 
   header(out, "trellis_downstream_connections_active", "gauge", "Open client connections.");
   for (auto& [lname, f] : listeners_)
-    fmt::format_to(it, "trellis_downstream_connections_active{{listener=\"{}\"}} {}\n", lname,
-                   sum_gauge(f.per_worker, [](const ListenerStats& s) { return s.connections_active.value(); }));
+    fmt::format_to(
+        it, "trellis_downstream_connections_active{{listener=\"{}\"}} {}\n", lname,
+        sum_gauge(f.per_worker, [](const ListenerStats& s) { return s.connections_active.value(); }));
   listener_counter("trellis_downstream_connections_total", "Client connections accepted.",
                    [](const ListenerStats& s) { return s.connections_total.value(); });
   listener_counter("trellis_downstream_bytes_received_total", "Bytes received from clients.",
@@ -98,8 +99,8 @@ std::string StatsRegistry::render_prometheus() const {
   static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
   for (auto& [lname, f] : listeners_)
     for (size_t c = 0; c < 5; ++c)
-      fmt::format_to(it, "trellis_http_requests_total{{listener=\"{}\",code_class=\"{}\"}} {}\n",
-                     lname, kClasses[c],
+      fmt::format_to(it, "trellis_http_requests_total{{listener=\"{}\",code_class=\"{}\"}} {}\n", lname,
+                     kClasses[c],
                      sum(f.per_worker, [c](const ListenerStats& s) { return s.requests[c].value(); }));
 
   header(out, "trellis_http_request_duration_seconds", "histogram",
@@ -115,7 +116,8 @@ std::string StatsRegistry::render_prometheus() const {
         fmt::format_to(it, "trellis_http_request_duration_seconds_bucket{{listener=\"{}\",le=\"+Inf\"}} {}\n",
                        lname, cumulative);
     }
-    uint64_t sum_us = sum(f.per_worker, [](const ListenerStats& s) { return s.request_duration.sum_micros(); });
+    uint64_t sum_us =
+        sum(f.per_worker, [](const ListenerStats& s) { return s.request_duration.sum_micros(); });
     fmt::format_to(it, "trellis_http_request_duration_seconds_sum{{listener=\"{}\"}} {}\n", lname,
                    static_cast<double>(sum_us) / 1e6);
     fmt::format_to(it, "trellis_http_request_duration_seconds_count{{listener=\"{}\"}} {}\n", lname,
@@ -124,8 +126,9 @@ std::string StatsRegistry::render_prometheus() const {
 
   header(out, "trellis_upstream_connections_active", "gauge", "Open upstream connections.");
   for (auto& [cname, f] : clusters_)
-    fmt::format_to(it, "trellis_upstream_connections_active{{cluster=\"{}\"}} {}\n", cname,
-                   sum_gauge(f.per_worker, [](const ClusterStats& s) { return s.connections_active.value(); }));
+    fmt::format_to(
+        it, "trellis_upstream_connections_active{{cluster=\"{}\"}} {}\n", cname,
+        sum_gauge(f.per_worker, [](const ClusterStats& s) { return s.connections_active.value(); }));
   cluster_counter("trellis_upstream_connects_total", "Upstream connections opened.",
                   [](const ClusterStats& s) { return s.connects.value(); });
   cluster_counter("trellis_upstream_connect_failures_total", "Upstream connects that failed or timed out.",
@@ -142,7 +145,8 @@ std::string StatsRegistry::render_prometheus() const {
                   [](const ClusterStats& s) { return s.protocol_errors.value(); });
   cluster_counter("trellis_upstream_retries_total", "Retries sent upstream.",
                   [](const ClusterStats& s) { return s.retries.value(); });
-  cluster_counter("trellis_upstream_retry_budget_exhausted_total", "Retries not made because the retry budget was spent.",
+  cluster_counter("trellis_upstream_retry_budget_exhausted_total",
+                  "Retries not made because the retry budget was spent.",
                   [](const ClusterStats& s) { return s.retry_budget_exhausted.value(); });
   cluster_counter("trellis_upstream_mirrored_total", "Mirrored copies of requests sent upstream.",
                   [](const ClusterStats& s) { return s.mirrored.value(); });
@@ -150,7 +154,8 @@ std::string StatsRegistry::render_prometheus() const {
                   [](const ClusterStats& s) { return s.fault_aborts.value(); });
   cluster_counter("trellis_upstream_fault_delays_total", "Requests held by an injected delay.",
                   [](const ClusterStats& s) { return s.fault_delays.value(); });
-  cluster_counter("trellis_upstream_concurrency_shed_total", "Requests shed by the adaptive concurrency limit.",
+  cluster_counter("trellis_upstream_concurrency_shed_total",
+                  "Requests shed by the adaptive concurrency limit.",
                   [](const ClusterStats& s) { return s.concurrency_shed.value(); });
   header(out, "trellis_upstream_overflow_total", "counter",
          "Requests (and retries) refused because a circuit-breaker limit was reached.");

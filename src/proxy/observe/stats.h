@@ -37,9 +37,9 @@ class Gauge {
 class Histogram {
  public:
   // Upper bounds in seconds, Prometheus' convention; +Inf is implicit.
-  static constexpr double kBoundsSeconds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                              0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-                                              5,      10,      30,     60};
+  static constexpr double kBoundsSeconds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                              0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                              1,      2.5,     5,      10,    30,     60};
   static constexpr size_t kBuckets = sizeof(kBoundsSeconds) / sizeof(double) + 1;
 
   void record(Duration d);
@@ -83,8 +83,8 @@ struct ClusterStats {
   Counter mirrored;                // copies sent here by a request mirror
   Counter fault_aborts;            // requests answered by an injected fault instead of sent here
   Counter fault_delays;
-  Counter overflow[4];             // requests refused by the circuit breaker, by policy::Resource
-  Counter concurrency_shed;        // requests refused by the adaptive concurrency limit
+  Counter overflow[4];       // requests refused by the circuit breaker, by policy::Resource
+  Counter concurrency_shed;  // requests refused by the adaptive concurrency limit
 };
 
 // Owns every stats block. Used on the main thread only: blocks are created when

@@ -1,8 +1,8 @@
 #include "proxy/runtime/server.h"
 
-#include <algorithm>
 #include <signal.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <thread>
 
@@ -10,8 +10,8 @@
 #include <spdlog/spdlog.h>
 
 #include "common/text.h"
-#include "proxy/observe/access_log.h"
 #include "net/address.h"
+#include "proxy/observe/access_log.h"
 
 namespace trellis::proxy {
 
@@ -121,7 +121,8 @@ void Server::reload() {
     ConfigLoad merged = control_->merged(*bootstrap);
     if (!merged.ok()) {
       for (const ConfigError& e : merged.errors) spdlog::error("{}", e.to_string());
-      spdlog::error("reload refused: the file conflicts with the control plane's config; the previous config stays");
+      spdlog::error(
+          "reload refused: the file conflicts with the control plane's config; the previous config stays");
       ++reloads_failed_;
       return;
     }
@@ -145,8 +146,10 @@ void Server::reload() {
 
 void Server::start_control_client() {
   if (!control_) {
-    control_ = std::make_unique<ControlClient>(
-        loop_, [this](std::shared_ptr<const ProxyConfig> c, std::string& e) { return apply_config(std::move(c), e); });
+    control_ =
+        std::make_unique<ControlClient>(loop_, [this](std::shared_ptr<const ProxyConfig> c, std::string& e) {
+          return apply_config(std::move(c), e);
+        });
   }
   control_->start(bootstrap_);
 }
@@ -192,8 +195,9 @@ void Server::check_drained() {
 std::string Server::render_endpoint_health() const {
   std::string out;
   auto it = std::back_inserter(out);
-  out += "# HELP trellis_upstream_endpoints Endpoints of a cluster, by state.\n"
-         "# TYPE trellis_upstream_endpoints gauge\n";
+  out +=
+      "# HELP trellis_upstream_endpoints Endpoints of a cluster, by state.\n"
+      "# TYPE trellis_upstream_endpoints gauge\n";
   MonoTime now = loop_.now();
   for (const ClusterRuntime& c : snapshot_->clusters) {
     size_t failing = 0, ejected = 0, available = 0;
@@ -204,20 +208,24 @@ std::string Server::render_endpoint_health() const {
       ejected += out_by_outlier;
       available += !failing_checks && !out_by_outlier;
     }
-    for (auto [state, n] : {std::pair<const char*, size_t>{"available", available}, {"failing_checks", failing},
+    for (auto [state, n] : {std::pair<const char*, size_t>{"available", available},
+                            {"failing_checks", failing},
                             {"ejected", ejected}})
-      fmt::format_to(it, "trellis_upstream_endpoints{{cluster=\"{}\",state=\"{}\"}} {}\n", c.config->name, state, n);
+      fmt::format_to(it, "trellis_upstream_endpoints{{cluster=\"{}\",state=\"{}\"}} {}\n", c.config->name,
+                     state, n);
   }
-  out += "# HELP trellis_upstream_ejections_total Endpoints ejected by outlier detection.\n"
-         "# TYPE trellis_upstream_ejections_total counter\n";
+  out +=
+      "# HELP trellis_upstream_ejections_total Endpoints ejected by outlier detection.\n"
+      "# TYPE trellis_upstream_ejections_total counter\n";
   for (const ClusterRuntime& c : snapshot_->clusters) {
     if (!c.outlier) continue;
     policy::OutlierDetector::Stats s = c.outlier->stats();
     fmt::format_to(it, "trellis_upstream_ejections_total{{cluster=\"{}\"}} {}\n", c.config->name,
                    s.ejections_consecutive_5xx + s.ejections_gateway_errors + s.ejections_success_rate);
   }
-  out += "# HELP trellis_upstream_concurrency_limit The adaptive concurrency limit in force.\n"
-         "# TYPE trellis_upstream_concurrency_limit gauge\n";
+  out +=
+      "# HELP trellis_upstream_concurrency_limit The adaptive concurrency limit in force.\n"
+      "# TYPE trellis_upstream_concurrency_limit gauge\n";
   for (const ClusterRuntime& c : snapshot_->clusters)
     if (c.concurrency)
       fmt::format_to(it, "trellis_upstream_concurrency_limit{{cluster=\"{}\"}} {}\n", c.config->name,
@@ -245,25 +253,32 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = builder_->stats().render_prometheus();
     r.body += render_endpoint_health();
-    r.body += "# HELP trellis_config_reloads_total Config reloads, by result.\n"
-              "# TYPE trellis_config_reloads_total counter\n";
+    r.body +=
+        "# HELP trellis_config_reloads_total Config reloads, by result.\n"
+        "# TYPE trellis_config_reloads_total counter\n";
     r.body += "trellis_config_reloads_total{result=\"ok\"} " + std::to_string(reloads_ok_) + "\n";
     r.body += "trellis_config_reloads_total{result=\"refused\"} " + std::to_string(reloads_failed_) + "\n";
-    r.body += "# HELP trellis_config_version Version of the config in force.\n"
-              "# TYPE trellis_config_version gauge\n";
+    r.body +=
+        "# HELP trellis_config_version Version of the config in force.\n"
+        "# TYPE trellis_config_version gauge\n";
     r.body += "trellis_config_version " + std::to_string(snapshot_->version) + "\n";
     if (control_) {
       const ControlStatus& cs = control_->status();
-      r.body += "# HELP trellis_control_plane_connected Whether the control-plane stream is up.\n"
-                "# TYPE trellis_control_plane_connected gauge\n";
+      r.body +=
+          "# HELP trellis_control_plane_connected Whether the control-plane stream is up.\n"
+          "# TYPE trellis_control_plane_connected gauge\n";
       r.body += "trellis_control_plane_connected " + std::to_string(cs.connected ? 1 : 0) + "\n";
-      r.body += "# HELP trellis_control_plane_version Control-plane config version in force.\n"
-                "# TYPE trellis_control_plane_version gauge\n";
+      r.body +=
+          "# HELP trellis_control_plane_version Control-plane config version in force.\n"
+          "# TYPE trellis_control_plane_version gauge\n";
       r.body += "trellis_control_plane_version " + std::to_string(cs.applied_version) + "\n";
-      r.body += "# HELP trellis_control_plane_updates_total Updates received, by result.\n"
-                "# TYPE trellis_control_plane_updates_total counter\n";
-      r.body += "trellis_control_plane_updates_total{result=\"applied\"} " + std::to_string(cs.updates - cs.refused) + "\n";
-      r.body += "trellis_control_plane_updates_total{result=\"refused\"} " + std::to_string(cs.refused) + "\n";
+      r.body +=
+          "# HELP trellis_control_plane_updates_total Updates received, by result.\n"
+          "# TYPE trellis_control_plane_updates_total counter\n";
+      r.body += "trellis_control_plane_updates_total{result=\"applied\"} " +
+                std::to_string(cs.updates - cs.refused) + "\n";
+      r.body +=
+          "trellis_control_plane_updates_total{result=\"refused\"} " + std::to_string(cs.refused) + "\n";
     }
   } else if (path == "/config_dump") {
     r.content_type = "application/json";

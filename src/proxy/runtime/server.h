@@ -9,16 +9,16 @@
 
 #include "common/random.h"
 #include "http/api_server.h"
-#include "proxy/config/config.h"
-#include "proxy/discovery/discovery_client.h"
-#include "proxy/upstream/endpoint_state.h"
 #include "net/event_loop.h"
 #include "net/signals.h"
-#include "proxy/upstream/health_checker.h"
+#include "proxy/config/config.h"
+#include "proxy/discovery/discovery_client.h"
+#include "proxy/observe/stats.h"
 #include "proxy/runtime/snapshot.h"
 #include "proxy/runtime/snapshot_builder.h"
-#include "proxy/observe/stats.h"
 #include "proxy/runtime/worker.h"
+#include "proxy/upstream/endpoint_state.h"
+#include "proxy/upstream/health_checker.h"
 
 namespace trellis::proxy {
 

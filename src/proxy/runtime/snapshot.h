@@ -11,10 +11,10 @@
 
 #include "policy/route_table.h"
 #include "proxy/config/config.h"
-#include "proxy/upstream/cluster.h"
-#include "proxy/upstream/endpoint_state.h"
 #include "proxy/http/rate_limits.h"
 #include "proxy/observe/stats.h"
+#include "proxy/upstream/cluster.h"
+#include "proxy/upstream/endpoint_state.h"
 
 namespace trellis::proxy {
 

@@ -22,7 +22,10 @@ std::shared_ptr<const UpstreamCodecFactory> codec_factory_for(const ClusterConfi
 }  // namespace
 
 SnapshotBuilder::SnapshotBuilder(size_t workers, Random& random)
-    : workers_(workers), random_(random), stats_(workers), open_listener_([](const ListenerConfig& l, std::string& error) {
+    : workers_(workers),
+      random_(random),
+      stats_(workers),
+      open_listener_([](const ListenerConfig& l, std::string& error) {
         int fd = net::open_listen_socket(l.address, /*reuse_port=*/true, error);
         return fd < 0 ? nullptr : std::make_shared<ListenSocket>(fd);
       }) {}
@@ -53,7 +56,8 @@ std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> SnapshotBuilder::rat
       std::shared_ptr<RouteRateLimiter> limiter;
       if (old_listener != nullptr && old_vhost < old_listener->rate_limits.size()) {
         const auto& old_routes = old_listener->rate_limits[old_vhost];
-        if (r < old_routes.size() && k < old_routes[r].size() && same_rate_limit(old_routes[r][k]->config(), config))
+        if (r < old_routes.size() && k < old_routes[r].size() &&
+            same_rate_limit(old_routes[r][k]->config(), config))
           limiter = old_routes[r][k];
       }
       for (const auto& other : shared)
@@ -81,7 +85,8 @@ std::shared_ptr<policy::ConcurrencyLimiter> SnapshotBuilder::concurrency_limiter
                                                                                      MonoTime now) {
   if (previous) {
     for (const ClusterRuntime& old : previous->clusters) {
-      if (old.config->name == c.name && old.concurrency && old.config->adaptive_concurrency == c.adaptive_concurrency)
+      if (old.config->name == c.name && old.concurrency &&
+          old.config->adaptive_concurrency == c.adaptive_concurrency)
         return old.concurrency;
     }
   }
@@ -167,7 +172,8 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
       rt.rate_limits.push_back(rate_limiters_for(l, vh, previous, listener_limiters));
       auto added = rt.routes.add_virtual_host(vh.domains, routes);
       if (!added)
-        return make_error("listener \"" + l.name + "\": virtual host \"" + vh.name + "\": " + added.error().message);
+        return make_error("listener \"" + l.name + "\": virtual host \"" + vh.name +
+                          "\": " + added.error().message);
     }
     rt.stats = stats_.listener(l.name);
     rt.transport = transport_;
@@ -184,6 +190,5 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
   }
   return snap;
 }
-
 
 }  // namespace trellis::proxy

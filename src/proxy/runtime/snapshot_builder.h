@@ -23,7 +23,8 @@ class SnapshotBuilder {
   // Binds a listener's socket for one worker; null with `error` set when it
   // cannot. Tests give one that binds nothing (connections then arrive
   // through the listener's transport, not an accept).
-  using OpenListener = std::function<std::shared_ptr<ListenSocket>(const ListenerConfig&, std::string& error)>;
+  using OpenListener =
+      std::function<std::shared_ptr<ListenSocket>(const ListenerConfig&, std::string& error)>;
 
   SnapshotBuilder(size_t workers, Random& random);
   // What tests replace: how listeners are bound, what connections run over.
@@ -41,7 +42,8 @@ class SnapshotBuilder {
   std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> rate_limiters_for(
       const ListenerConfig& l, const VirtualHostConfig& vh, const Snapshot* previous,
       std::vector<std::shared_ptr<RouteRateLimiter>>& shared);
-  std::shared_ptr<policy::OutlierDetector> outlier_detector_for(const ClusterConfig& c, const Snapshot* previous);
+  std::shared_ptr<policy::OutlierDetector> outlier_detector_for(const ClusterConfig& c,
+                                                                const Snapshot* previous);
   std::shared_ptr<policy::ConcurrencyLimiter> concurrency_limiter_for(const ClusterConfig& c,
                                                                       const Snapshot* previous, MonoTime now);
 

@@ -7,9 +7,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "proxy/observe/access_log.h"
-#include "proxy/http1/server_connection.h"
 #include "net/address.h"
+#include "proxy/http1/server_connection.h"
+#include "proxy/observe/access_log.h"
 #include "proxy/tcp/tcp_session.h"
 
 namespace trellis::proxy {

@@ -5,8 +5,8 @@
 
 #include <fmt/format.h>
 
-#include "proxy/observe/access_log.h"
 #include "net/address.h"
+#include "proxy/observe/access_log.h"
 
 namespace trellis::proxy {
 namespace {

@@ -6,8 +6,8 @@
 #include <netinet/in.h>
 
 #include "net/transport.h"
-#include "proxy/upstream/cluster.h"
 #include "proxy/runtime/worker.h"
+#include "proxy/upstream/cluster.h"
 
 namespace trellis::proxy {
 

@@ -1,7 +1,7 @@
 // What the whole proxy knows about each endpoint's health: written by the main
 // thread (active health checks), read by every worker when it rebuilds its
-// balancer. Outlier verdicts live in the cluster's policy::OutlierDetector. Kept by cluster name and endpoint address across
-// reloads, so a verdict survives a config change.
+// balancer. Outlier verdicts live in the cluster's policy::OutlierDetector. Kept by cluster name and endpoint
+// address across reloads, so a verdict survives a config change.
 #pragma once
 
 #include <atomic>

@@ -28,7 +28,8 @@ class HealthChecker::Check final : public net::TransportCallbacks {
 
   // (Re)configures; the first check of a new endpoint comes at a random point
   // of the first interval, so many checks do not start in step.
-  void configure(const HealthCheckConfig& config, std::shared_ptr<net::TransportFactory> transport, bool first) {
+  void configure(const HealthCheckConfig& config, std::shared_ptr<net::TransportFactory> transport,
+                 bool first) {
     config_ = config;
     transport_ = std::move(transport);
     if (first) next_.arm(Millis(random_.uniform(static_cast<uint64_t>(config_.interval.count()) + 1)));
@@ -48,8 +49,8 @@ class HealthChecker::Check final : public net::TransportCallbacks {
     if (connected_) return;
     connected_ = true;
     if (config_.kind == HealthCheckConfig::Kind::kTcp) return finish(true, "");
-    std::string request = "GET " + config_.path + " HTTP/1.1\r\nHost: " +
-                          (config_.host.empty() ? address_.text : config_.host) +
+    std::string request = "GET " + config_.path +
+                          " HTTP/1.1\r\nHost: " + (config_.host.empty() ? address_.text : config_.host) +
                           "\r\nUser-Agent: trellis-health-check\r\nConnection: close\r\n\r\n";
     if (!connection_->write(request)) finish(false, "write error");
   }
@@ -105,7 +106,8 @@ class HealthChecker::Check final : public net::TransportCallbacks {
     if (pass) {
       failures_ = 0;
       ++successes_;
-      if (endpoint_->failing_checks.load(std::memory_order_relaxed) && successes_ >= config_.healthy_threshold) {
+      if (endpoint_->failing_checks.load(std::memory_order_relaxed) &&
+          successes_ >= config_.healthy_threshold) {
         endpoint_->failing_checks.store(false, std::memory_order_relaxed);
         state_->changed();
         spdlog::info("health check: {} endpoint {} is healthy again", cluster_, address_.text);
@@ -113,7 +115,8 @@ class HealthChecker::Check final : public net::TransportCallbacks {
     } else {
       successes_ = 0;
       ++failures_;
-      if (!endpoint_->failing_checks.load(std::memory_order_relaxed) && failures_ >= config_.unhealthy_threshold) {
+      if (!endpoint_->failing_checks.load(std::memory_order_relaxed) &&
+          failures_ >= config_.unhealthy_threshold) {
         endpoint_->failing_checks.store(true, std::memory_order_relaxed);
         state_->changed();
         spdlog::warn("health check: {} endpoint {} is unhealthy ({})", cluster_, address_.text, why);
@@ -151,8 +154,10 @@ struct HealthChecker::OutlierTicker {
   OutlierTicker(net::EventLoop& loop, std::string cluster, std::shared_ptr<policy::OutlierDetector> d)
       : name(std::move(cluster)), detector(std::move(d)), timer(loop, [this, &loop] {
           policy::OutlierDetector::TickResult r = detector->tick(loop.now());
-          if (r.ejected > 0) spdlog::warn("outlier detection: {}: {} endpoint(s) ejected by success rate", name, r.ejected);
-          if (r.unejected > 0) spdlog::info("outlier detection: {}: {} endpoint(s) back in rotation", name, r.unejected);
+          if (r.ejected > 0)
+            spdlog::warn("outlier detection: {}: {} endpoint(s) ejected by success rate", name, r.ejected);
+          if (r.unejected > 0)
+            spdlog::info("outlier detection: {}: {} endpoint(s) back in rotation", name, r.unejected);
           timer.arm(detector->config().interval);
         }) {
     timer.arm(detector->config().interval);

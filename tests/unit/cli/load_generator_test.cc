@@ -9,8 +9,8 @@
 namespace trellis::cli {
 namespace {
 
-using std::chrono::milliseconds;
 using std::chrono::microseconds;
+using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 const MonoTime kT0 = MonoTime(seconds(1000));

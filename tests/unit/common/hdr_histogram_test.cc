@@ -146,7 +146,8 @@ TEST(HdrHistogram, MergeEqualsRecordingEverythingInOne) {
   EXPECT_EQ(a.min(), all.min());
   EXPECT_EQ(a.max(), all.max());
   EXPECT_DOUBLE_EQ(a.mean(), all.mean());
-  for (double p : {50.0, 90.0, 99.0, 99.9}) EXPECT_EQ(a.value_at_percentile(p), all.value_at_percentile(p)) << p;
+  for (double p : {50.0, 90.0, 99.0, 99.9})
+    EXPECT_EQ(a.value_at_percentile(p), all.value_at_percentile(p)) << p;
 }
 
 TEST(HdrHistogram, MergeRefusesADifferentLayout) {

@@ -35,15 +35,15 @@ inline std::string joined(const std::vector<std::string>& lines) {
 }
 
 // The document has exactly one problem: `message` at `path`.
-inline ::testing::AssertionResult HasOnlyError(const char* doc_text, const char*, const char*, const Json& doc,
-                                        const std::string& path, const std::string& message) {
+inline ::testing::AssertionResult HasOnlyError(const char* doc_text, const char*, const char*,
+                                               const Json& doc, const std::string& path,
+                                               const std::string& message) {
   std::vector<std::string> lines = error_lines(doc);
   std::string expected = path.empty() ? message : path + ": " + message;
   if (lines.size() == 1 && lines[0] == expected) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << doc_text << "\n  expected only: " << expected << "\n  got:\n"
                                        << joined(lines);
 }
-
 
 }  // namespace trellis::control::testing
 

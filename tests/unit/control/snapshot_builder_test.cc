@@ -35,7 +35,8 @@ TEST(SnapshotBuilder, InboundListenerForwardsToTheLocalApplication) {
   ASSERT_NE(local, nullptr);
   ASSERT_EQ(local->endpoints_size(), 1);
   EXPECT_EQ(local->endpoints(0).address(), "127.0.0.1:9080");
-  EXPECT_EQ(find_listener(u, "outbound"), nullptr) << "an application that calls nothing needs no outbound listener";
+  EXPECT_EQ(find_listener(u, "outbound"), nullptr)
+      << "an application that calls nothing needs no outbound listener";
 }
 
 TEST(SnapshotBuilder, OnlyTheServicesItCallsAndWhatTheirRoutesReach) {
@@ -128,9 +129,15 @@ TEST(SnapshotBuilder, AChangedFaultInjectionChangesTheConfig) {
       "rules": [{"filters": [{"type": "ExtensionRef",
                               "extensionRef": {"group": "trellis.dev", "kind": "FaultInjection", "name": "flaky"}}],
                  "backendRefs": [{"name": "ratings"}]}]})"))};
-  auto fault = [&] { return find_listener(build_proxy_config(mesh, hello({"ratings"})), "outbound")->virtual_hosts(0).routes(0).fault(); };
+  auto fault = [&] {
+    return find_listener(build_proxy_config(mesh, hello({"ratings"})), "outbound")
+        ->virtual_hosts(0)
+        .routes(0)
+        .fault();
+  };
   EXPECT_EQ(fault().abort_status(), 0u) << "not applied yet: no fault";
-  mesh.fault_injections = {resource("FaultInjection", "flaky", R"({"abort": {"httpStatus": 503, "percent": 50}})")};
+  mesh.fault_injections = {
+      resource("FaultInjection", "flaky", R"({"abort": {"httpStatus": 503, "percent": 50}})")};
   EXPECT_EQ(fault().abort_status(), 503u);
   EXPECT_EQ(fault().abort_per_million(), 500000u);
   mesh.fault_injections[0].spec["abort"]["httpStatus"] = 504;
@@ -163,7 +170,8 @@ TEST(SnapshotBuilder, PoliciesReachOnlyTheProxiesTheyConcern) {
   v1::ConfigUpdate u = build_proxy_config(mesh, hello({"details"}));
   std::vector<std::string> keys;
   for (const auto& p : u.policies()) keys.push_back(p.key());
-  EXPECT_EQ(keys, (std::vector<std::string>{"DestinationPolicy/default/details-lb", "RateLimitPolicy/default/own-limit",
+  EXPECT_EQ(keys, (std::vector<std::string>{"DestinationPolicy/default/details-lb",
+                                            "RateLimitPolicy/default/own-limit",
                                             "AuthorizationPolicy/default/own-authz", "MeshConfig//default"}));
   EXPECT_EQ(u.policies(0).resource_version(), 7u);
   EXPECT_EQ(Json::parse(u.policies(0).spec_json())["targetRef"]["name"], "details");

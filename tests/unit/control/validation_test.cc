@@ -337,8 +337,10 @@ TEST(HttpRoute, RegularExpressionsMustSuitALinearTimeEngine) {
   EXPECT_ONLY_ERROR(regex_route("/(a"), kValue, "invalid regular expression: missing ): /(a");
   EXPECT_ONLY_ERROR(regex_route("/a)"), kValue, "invalid regular expression: unexpected ): /a)");
   EXPECT_ONLY_ERROR(regex_route("/[a"), kValue, "invalid regular expression: missing ]: [a");
-  EXPECT_ONLY_ERROR(regex_route("*a"), kValue, "invalid regular expression: no argument for repetition operator: *");
-  EXPECT_ONLY_ERROR(regex_route("/[z-a]"), kValue, "invalid regular expression: invalid character class range: z-a");
+  EXPECT_ONLY_ERROR(regex_route("*a"), kValue,
+                    "invalid regular expression: no argument for repetition operator: *");
+  EXPECT_ONLY_ERROR(regex_route("/[z-a]"), kValue,
+                    "invalid regular expression: invalid character class range: z-a");
   EXPECT_ONLY_ERROR(regex_route("/[[:letters:]]"), kValue,
                     "invalid regular expression: invalid character class range: [:letters:]");
   EXPECT_ONLY_ERROR(regex_route("/a**"), kValue, "invalid regular expression: bad repetition operator: **");
@@ -348,7 +350,8 @@ TEST(HttpRoute, RegularExpressionsMustSuitALinearTimeEngine) {
   EXPECT_ONLY_ERROR(regex_route("/(?x)a"), kValue, "invalid regular expression: invalid perl operator: (?x");
   EXPECT_ONLY_ERROR(regex_route((std::string(101, '(') + std::string(101, ')')).c_str()), kValue,
                     "invalid regular expression: groups nested more than 100 deep");
-  EXPECT_ONLY_ERROR(regex_route("/\\x4"), kValue, "invalid regular expression: invalid escape sequence: \\x4");
+  EXPECT_ONLY_ERROR(regex_route("/\\x4"), kValue,
+                    "invalid regular expression: invalid escape sequence: \\x4");
   EXPECT_VALID(regex_route((std::string(100, '(') + std::string(100, ')')).c_str()));
   EXPECT_VALID(regex_route("/[(](\\()\\Q((\\E"));  // escaped and bracketed parentheses do not nest
   // RE2's own syntax, all of it.

@@ -245,8 +245,7 @@ class TestServer {
   class Service final : public trellis::v1::ProxyDiscovery::CallbackService {
    public:
     explicit Service(ServerState& state) : state_(state) {}
-    ::grpc::ServerBidiReactor<ProxyMessage, ControlMessage>* Stream(
-        ::grpc::CallbackServerContext*) override {
+    ::grpc::ServerBidiReactor<ProxyMessage, ControlMessage>* Stream(::grpc::CallbackServerContext*) override {
       return state_.new_call();
     }
 
@@ -277,8 +276,7 @@ std::string frame(uint8_t type, uint8_t flags, uint32_t stream, std::string_view
   return out;
 }
 
-constexpr uint8_t kData = 0x0, kHeaders = 0x1, kRstStream = 0x3, kSettings = 0x4, kPing = 0x6,
-                  kGoaway = 0x7;
+constexpr uint8_t kData = 0x0, kHeaders = 0x1, kRstStream = 0x3, kSettings = 0x4, kPing = 0x6, kGoaway = 0x7;
 constexpr uint8_t kEndStream = 0x1, kEndHeaders = 0x4, kAck = 0x1;
 // HPACK: indexed ":status: 200" / ":status: 404", and content-type (static
 // index 31) as a literal without indexing.
@@ -808,37 +806,35 @@ std::string be32(uint32_t v) {
 TEST_F(GrpcStreamTest, TransportFailuresAreUnavailable) {
   const std::string grpc_headers =
       frame(kHeaders, kEndHeaders, 1, std::string(kStatus200) + content_type("application/grpc"));
-  run_peer_cases(loop_, client_,
-                 {
-                     {"connection lost mid-stream", grpc_headers, kStatusUnavailable, "connection",
-                      /*close_after_reply=*/true},
-                     {"GOAWAY before the stream", frame(kGoaway, 0, 0, be32(0) + be32(0)),
-                      kStatusUnavailable, "GOAWAY"},
-                     {"stream reset", grpc_headers + frame(kRstStream, 0, 1, be32(0x8)),
-                      kStatusUnavailable, "CANCEL"},
-                     {"protocol error", frame(kData, 0, 0, "x"), kStatusUnavailable, "HTTP/2"},
-                 });
+  run_peer_cases(
+      loop_, client_,
+      {
+          {"connection lost mid-stream", grpc_headers, kStatusUnavailable, "connection",
+           /*close_after_reply=*/true},
+          {"GOAWAY before the stream", frame(kGoaway, 0, 0, be32(0) + be32(0)), kStatusUnavailable, "GOAWAY"},
+          {"stream reset", grpc_headers + frame(kRstStream, 0, 1, be32(0x8)), kStatusUnavailable, "CANCEL"},
+          {"protocol error", frame(kData, 0, 0, "x"), kStatusUnavailable, "HTTP/2"},
+      });
 }
 
 TEST_F(GrpcStreamTest, MalformedResponses) {
   const std::string grpc_headers = std::string(kStatus200) + content_type("application/grpc");
-  run_peer_cases(
-      loop_, client_,
-      {
-          {"non-200 status", frame(kHeaders, kEndHeaders | kEndStream, 1, kStatus404),
-           kStatusInternal, "HTTP status 404"},
-          {"wrong content-type",
-           frame(kHeaders, kEndHeaders, 1, std::string(kStatus200) + content_type("text/html")),
-           kStatusInternal, "not application/grpc"},
-          {"trailers without grpc-status",
-           frame(kHeaders, kEndHeaders, 1, grpc_headers) +
-               frame(kHeaders, kEndHeaders | kEndStream, 1, content_type("application/grpc")),
-           kStatusInternal, "grpc-status"},
-          {"malformed length prefix",
-           frame(kHeaders, kEndHeaders, 1, grpc_headers) +
-               frame(kData, 0, 1, std::string("\x07\x00\x00\x00\x01x", 6)),
-           kStatusUnavailable, "prefix"},
-      });
+  run_peer_cases(loop_, client_,
+                 {
+                     {"non-200 status", frame(kHeaders, kEndHeaders | kEndStream, 1, kStatus404),
+                      kStatusInternal, "HTTP status 404"},
+                     {"wrong content-type",
+                      frame(kHeaders, kEndHeaders, 1, std::string(kStatus200) + content_type("text/html")),
+                      kStatusInternal, "not application/grpc"},
+                     {"trailers without grpc-status",
+                      frame(kHeaders, kEndHeaders, 1, grpc_headers) +
+                          frame(kHeaders, kEndHeaders | kEndStream, 1, content_type("application/grpc")),
+                      kStatusInternal, "grpc-status"},
+                     {"malformed length prefix",
+                      frame(kHeaders, kEndHeaders, 1, grpc_headers) +
+                          frame(kData, 0, 1, std::string("\x07\x00\x00\x00\x01x", 6)),
+                      kStatusUnavailable, "prefix"},
+                 });
 }
 
 }  // namespace

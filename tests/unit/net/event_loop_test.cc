@@ -77,7 +77,8 @@ TEST(EventLoop, TimerArmedFromATimerFiresWithinTheSameAdvance) {
   });
   periodic.arm(milliseconds(25));
   loop.advance(std::chrono::seconds(1));
-  EXPECT_EQ(ticks, (std::vector<Duration>{milliseconds(25), milliseconds(50), milliseconds(75), milliseconds(100)}));
+  EXPECT_EQ(ticks,
+            (std::vector<Duration>{milliseconds(25), milliseconds(50), milliseconds(75), milliseconds(100)}));
 }
 
 TEST(EventLoop, ZeroDelayTimersRunWhenIdleWithoutTimePassing) {

@@ -153,8 +153,8 @@ inline std::string ok_response(std::string_view body = "ok", std::string_view ex
 }
 
 inline std::string response(int status, std::string_view body = "", std::string_view extra = "") {
-  return "HTTP/1.1 " + std::to_string(status) + " X\r\ncontent-length: " + std::to_string(body.size()) + "\r\n" +
-         std::string(extra) + "\r\n" + std::string(body);
+  return "HTTP/1.1 " + std::to_string(status) + " X\r\ncontent-length: " + std::to_string(body.size()) +
+         "\r\n" + std::string(extra) + "\r\n" + std::string(body);
 }
 
 // Plays every endpoint of `addresses`: accepts each connection the proxy
@@ -162,7 +162,8 @@ inline std::string response(int status, std::string_view body = "", std::string_
 // body, so a test can tell who served what.
 class NamedUpstreams {
  public:
-  NamedUpstreams(ProxyHarness& h, std::vector<std::string> addresses) : h_(h), addresses_(std::move(addresses)) {}
+  NamedUpstreams(ProxyHarness& h, std::vector<std::string> addresses)
+      : h_(h), addresses_(std::move(addresses)) {}
 
   void serve() {
     for (int round = 0; round < 4; ++round) {
@@ -188,8 +189,9 @@ class NamedUpstreams {
       serve();
       std::string answer = client.take();
       size_t body = answer.find("\r\n\r\n");
-      ++counts[status_of(answer) == 200 && body != std::string::npos ? answer.substr(body + 4)
-                                                                      : "status " + std::to_string(status_of(answer))];
+      ++counts[status_of(answer) == 200 && body != std::string::npos
+                   ? answer.substr(body + 4)
+                   : "status " + std::to_string(status_of(answer))];
     }
     return counts;
   }

@@ -32,9 +32,9 @@ struct FakeLink {
   bool transport_shut_write = false;   // the proxy sent FIN
   bool peer_shut_write = false;        // the test sent FIN
   bool transport_closed = false;
-  int reset_error = 0;                 // the test broke the connection with this errno
-  size_t peer_window = SIZE_MAX;       // bytes the test's side buffers before writes block
-  uint64_t taken = 0;                  // bytes the test took so far
+  int reset_error = 0;            // the test broke the connection with this errno
+  size_t peer_window = SIZE_MAX;  // bytes the test's side buffers before writes block
+  uint64_t taken = 0;             // bytes the test took so far
 };
 
 class FakeTransport final : public net::Transport {
@@ -206,7 +206,8 @@ class FakePeer {
 // The connections a proxy makes (connect) and receives (accepted), by address.
 class FakeNetwork final : public net::TransportFactory {
  public:
-  std::unique_ptr<net::Transport> accepted(net::EventLoop& loop, int, net::TransportCallbacks* callbacks) override {
+  std::unique_ptr<net::Transport> accepted(net::EventLoop& loop, int,
+                                           net::TransportCallbacks* callbacks) override {
     auto link = std::make_shared<FakeLink>(loop);
     auto t = std::make_unique<FakeTransport>(link, callbacks);
     accepted_.emplace_back(link);

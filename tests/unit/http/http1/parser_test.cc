@@ -89,20 +89,17 @@ TEST(Http1Request, PostFraming) {
   EXPECT_EQ(h.info.body, BodyKind::kContentLength);
   EXPECT_EQ(h.info.content_length, 5u);
 
-  ASSERT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 0\r\n\r\n", h).status,
-            ParseStatus::kDone);
+  ASSERT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 0\r\n\r\n", h).status, ParseStatus::kDone);
   EXPECT_EQ(h.info.body, BodyKind::kNone);
   EXPECT_EQ(h.info.content_length, 0u);
 
-  ASSERT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999999\r\n\r\n", h)
-                .status,
+  ASSERT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999999\r\n\r\n", h).status,
             ParseStatus::kDone);
   EXPECT_EQ(h.info.content_length, 999999999999999999u);
 
   for (const char* te : {"chunked", "Chunked", "\tCHUNKED  \t"}) {
     SCOPED_TRACE(te);
-    ASSERT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "s + te + "\r\n\r\n", h)
-                  .status,
+    ASSERT_EQ(request("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "s + te + "\r\n\r\n", h).status,
               ParseStatus::kDone);
     EXPECT_EQ(h.info.body, BodyKind::kChunked);
   }
@@ -125,12 +122,10 @@ TEST(Http1Request, ConnectionAndKeepAlive) {
   EXPECT_FALSE(h.info.keep_alive);
   EXPECT_EQ(h.host, "");
 
-  ASSERT_EQ(request("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", h).status,
-            ParseStatus::kDone);
+  ASSERT_EQ(request("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", h).status, ParseStatus::kDone);
   EXPECT_TRUE(h.info.keep_alive);
 
-  ASSERT_EQ(request("GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", h)
-                .status,
+  ASSERT_EQ(request("GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", h).status,
             ParseStatus::kDone);
   EXPECT_FALSE(h.info.keep_alive);
 
@@ -150,14 +145,12 @@ TEST(Http1Request, ExpectAndTe) {
   EXPECT_TRUE(h.info.expect_continue);
   EXPECT_TRUE(h.info.te_trailers);
 
-  ASSERT_EQ(request(get_with("Expect: something-else\r\nTE: trailersx\r\n"), h).status,
-            ParseStatus::kDone);
+  ASSERT_EQ(request(get_with("Expect: something-else\r\nTE: trailersx\r\n"), h).status, ParseStatus::kDone);
   EXPECT_FALSE(h.info.expect_continue);
   EXPECT_FALSE(h.info.te_trailers);
 
   // RFC 9110 10.1.1: ignored in HTTP/1.0.
-  ASSERT_EQ(request("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n", h).status,
-            ParseStatus::kDone);
+  ASSERT_EQ(request("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n", h).status, ParseStatus::kDone);
   EXPECT_FALSE(h.info.expect_continue);
 }
 
@@ -184,10 +177,10 @@ TEST(Http1Request, TargetForms) {
   ASSERT_EQ(request("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", h).status, ParseStatus::kDone);
   EXPECT_EQ(h.target, "*");
 
-  for (const char* bad : {"GET * HTTP/1.1", "GET a.example:443 HTTP/1.1", "CONNECT / HTTP/1.1",
-                          "CONNECT a.example HTTP/1.1", "CONNECT a@b:1 HTTP/1.1",
-                          "GET http://user@h/ HTTP/1.1", "GET http:///x HTTP/1.1",
-                          "GET ftp://h/ HTTP/1.1", "GET index.html HTTP/1.1"}) {
+  for (const char* bad :
+       {"GET * HTTP/1.1", "GET a.example:443 HTTP/1.1", "CONNECT / HTTP/1.1", "CONNECT a.example HTTP/1.1",
+        "CONNECT a@b:1 HTTP/1.1", "GET http://user@h/ HTTP/1.1", "GET http:///x HTTP/1.1",
+        "GET ftp://h/ HTTP/1.1", "GET index.html HTTP/1.1"}) {
     expect_request_error(bad + "\r\nHost: a\r\n\r\n"s, 400);
   }
 }
@@ -246,31 +239,30 @@ TEST(Http1Request, RejectsAmbiguousContentLength) {
   expect_request_error(get_with("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"), 400);
   expect_request_error(get_with("Content-Length: 5\r\nContent-Length: 5\r\n"), 400);
   expect_request_error(get_with("Content-Length: 5\r\ncontent-length: 6\r\n"), 400);
-  for (const char* cl : {"+5", "-5", "5 5", "5,5", "5, 5", "0x5", "5.0", "", "1e3",
-                         "1234567890123456789", "99999999999999999999999"}) {
+  for (const char* cl : {"+5", "-5", "5 5", "5,5", "5, 5", "0x5", "5.0", "", "1e3", "1234567890123456789",
+                         "99999999999999999999999"}) {
     SCOPED_TRACE(cl);
     expect_request_error(get_with("Content-Length: "s + cl + "\r\n"), 400);
   }
 }
 
 TEST(Http1Request, RejectsAnythingButExactlyChunked) {
-  for (const char* te : {"chunked\v", "chunk ed", "xchunked", "chunkedx", "chunked, chunked",
-                         "gzip, chunked", "chunked, gzip", "chunked;x", "gzip", "identity", "",
-                         "\"chunked\"", "chunked\x01"}) {
+  for (const char* te :
+       {"chunked\v", "chunk ed", "xchunked", "chunkedx", "chunked, chunked", "gzip, chunked", "chunked, gzip",
+        "chunked;x", "gzip", "identity", "", "\"chunked\"", "chunked\x01"}) {
     SCOPED_TRACE(te);
     expect_request_error(get_with("Transfer-Encoding: "s + te + "\r\n"), 400);
   }
-  expect_request_error(
-      get_with("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"), 400);
+  expect_request_error(get_with("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"), 400);
   expect_request_error("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
 }
 
 TEST(Http1Request, RejectsBadFieldLines) {
   for (const std::string& field : {
            "X: a\0b\r\n"s, "X: a\rb\r\n"s, "X: a\x01\r\n"s, "X: a\x7f\r\n"s,  // controls, DEL
-           "Host2 : x\r\n"s, "X\t: y\r\n"s,                                  // space before colon
-           "X: a\r\n b\r\n"s, "X: a\r\n\tb\r\n"s,                            // obs-fold
-           ": novalue\r\n"s, "X(y): z\r\n"s, "NoColon\r\n"s, "X\r: y\r\n"s,  // names
+           "Host2 : x\r\n"s, "X\t: y\r\n"s,                                   // space before colon
+           "X: a\r\n b\r\n"s, "X: a\r\n\tb\r\n"s,                             // obs-fold
+           ": novalue\r\n"s, "X(y): z\r\n"s, "NoColon\r\n"s, "X\r: y\r\n"s,   // names
        }) {
     SCOPED_TRACE(testing::PrintToString(field));
     expect_request_error(get_with(field), 400);
@@ -290,19 +282,17 @@ TEST(Http1Request, RejectsBareLfEvenBeforeTheHeadIsComplete) {
 
 TEST(Http1Request, RejectsBadRequestLines) {
   const std::string rest = "\r\nHost: a\r\n\r\n";
-  for (const char* line : {"GE T / HTTP/1.1", "G(T / HTTP/1.1", " / HTTP/1.1", "GET\t/ HTTP/1.1",
-                           "GET", "GET /", "GET / ", "GET  / HTTP/1.1", "GET / HTTP/1.1 ",
-                           "GET /  HTTP/1.1"}) {
+  for (const char* line : {"GE T / HTTP/1.1", "G(T / HTTP/1.1", " / HTTP/1.1", "GET\t/ HTTP/1.1", "GET",
+                           "GET /", "GET / ", "GET  / HTTP/1.1", "GET / HTTP/1.1 ", "GET /  HTTP/1.1"}) {
     SCOPED_TRACE(line);
     expect_request_error(line + rest, 400);
   }
-  for (const std::string& target : {"/a b"s, "/a\x01"s, "/a\x7f"s, "/caf\xC3\xA9"s, "/a#frag"s,
-                                    "/a\tb"s}) {
+  for (const std::string& target : {"/a b"s, "/a\x01"s, "/a\x7f"s, "/caf\xC3\xA9"s, "/a#frag"s, "/a\tb"s}) {
     SCOPED_TRACE(testing::PrintToString(target));
     expect_request_error("GET " + target + " HTTP/1.1" + rest, 400);
   }
-  for (const char* version : {"HTTP/1.1x", "http/1.1", "HTTP/11.1", "HTTP/1", "HTTP/1.", "HTTP/a.b",
-                              "HTTP 1.1"}) {
+  for (const char* version :
+       {"HTTP/1.1x", "http/1.1", "HTTP/11.1", "HTTP/1", "HTTP/1.", "HTTP/a.b", "HTTP 1.1"}) {
     SCOPED_TRACE(version);
     expect_request_error("GET / "s + version + rest, 400);
   }
@@ -319,13 +309,13 @@ TEST(Http1Request, HostRules) {
   // Absolute-form still needs a valid Host in HTTP/1.1.
   expect_request_error("GET http://a/ HTTP/1.1\r\n\r\n", 400);
   expect_request_error("GET http://a/ HTTP/1.1\r\nHost: a b\r\n\r\n", 400);
-  for (const char* host : {"a b", "user@a", "a:abc", "a:", "a:65536", "a:123456", "[::1", "[zz]",
-                           "[::1]x", "", "a/b", "a%zz", "a:1:2", "\"a\""}) {
+  for (const char* host : {"a b", "user@a", "a:abc", "a:", "a:65536", "a:123456", "[::1", "[zz]", "[::1]x",
+                           "", "a/b", "a%zz", "a:1:2", "\"a\""}) {
     SCOPED_TRACE(host);
     expect_request_error("GET / HTTP/1.1\r\nHost: "s + host + "\r\n\r\n", 400);
   }
-  for (const char* host : {"a", "[::1]:8080", "10.0.0.1:65535", "xn--bcher-kva.example",
-                           "under_score.example", "a%20b"}) {
+  for (const char* host :
+       {"a", "[::1]:8080", "10.0.0.1:65535", "xn--bcher-kva.example", "under_score.example", "a%20b"}) {
     SCOPED_TRACE(host);
     const ParsedRequest p("GET / HTTP/1.1\r\nHost: "s + host + "\r\n\r\n");
     ASSERT_EQ(p.result.status, ParseStatus::kDone);
@@ -336,8 +326,7 @@ TEST(Http1Request, HostRules) {
 TEST(Http1Request, HeadSizeLimit) {
   const std::string prefix = "GET / HTTP/1.1\r\nHost: a\r\nX: ";
   const std::string suffix = "\r\n\r\n";
-  const std::string exact = prefix + std::string(kMaxHeadBytes - prefix.size() - suffix.size(), 'v') +
-                            suffix;
+  const std::string exact = prefix + std::string(kMaxHeadBytes - prefix.size() - suffix.size(), 'v') + suffix;
   ASSERT_EQ(exact.size(), kMaxHeadBytes);
   const ParseResult ok = request(exact);
   EXPECT_EQ(ok.status, ParseStatus::kDone) << ok.error;
@@ -377,10 +366,9 @@ TEST(Http1Response, StatusLineAndLengthBody) {
   EXPECT_EQ(h.info.content_length, 12u);
   EXPECT_TRUE(h.info.keep_alive);
 
-  ASSERT_EQ(parse_response("HTTP/1.1 404 Not \tFound \xE2\x9C\x97\r\nContent-Length: 0\r\n\r\n",
-                           false, h)
-                .status,
-            ParseStatus::kDone);
+  ASSERT_EQ(
+      parse_response("HTTP/1.1 404 Not \tFound \xE2\x9C\x97\r\nContent-Length: 0\r\n\r\n", false, h).status,
+      ParseStatus::kDone);
   EXPECT_EQ(h.status, 404);
   EXPECT_EQ(h.reason, "Not \tFound \xE2\x9C\x97");
   EXPECT_EQ(h.info.body, BodyKind::kNone);
@@ -399,8 +387,8 @@ TEST(Http1Response, BodyKinds) {
   ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\n" + cl + "\r\n", true, h).status, ParseStatus::kDone);
   EXPECT_EQ(h.info.body, BodyKind::kNone);  // answer to HEAD
   EXPECT_EQ(h.info.content_length, 10u);
-  for (const char* status : {"100 Continue", "101 Switching Protocols", "204 No Content",
-                             "304 Not Modified"}) {
+  for (const char* status :
+       {"100 Continue", "101 Switching Protocols", "204 No Content", "304 Not Modified"}) {
     ASSERT_EQ(parse_response("HTTP/1.1 "s + status + "\r\n" + cl + "\r\n", false, h).status,
               ParseStatus::kDone);
     EXPECT_EQ(h.info.body, BodyKind::kNone) << status;
@@ -417,22 +405,28 @@ TEST(Http1Response, BodyKinds) {
   ASSERT_EQ(parse_response("HTTP/1.0 200 OK\r\n" + cl + "\r\n", false, h).status, ParseStatus::kDone);
   EXPECT_EQ(h.version_minor, 0);
   EXPECT_FALSE(h.info.keep_alive);
-  ASSERT_EQ(parse_response("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n" + cl + "\r\n", false, h)
-                .status,
+  ASSERT_EQ(parse_response("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n" + cl + "\r\n", false, h).status,
             ParseStatus::kDone);
   EXPECT_TRUE(h.info.keep_alive);
-  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nConnection: close\r\n" + cl + "\r\n", false, h)
-                .status,
+  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nConnection: close\r\n" + cl + "\r\n", false, h).status,
             ParseStatus::kDone);
   EXPECT_FALSE(h.info.keep_alive);
 }
 
 TEST(Http1Response, Errors) {
   for (const std::string& bad : {
-           "HTTP/1.1 20 OK\r\n\r\n"s, "HTTP/1.1 2000 OK\r\n\r\n"s, "HTTP/1.1 099 Low\r\n\r\n"s,
-           "HTTP/1.1  200 OK\r\n\r\n"s, "HTTP/1.1 2x0 OK\r\n\r\n"s, "HTTP/2 200 OK\r\n\r\n"s,
-           "HTTP/1.2 200 OK\r\n\r\n"s, "http/1.1 200 OK\r\n\r\n"s, "HTTP/1.1 200 O\x01K\r\n\r\n"s,
-           "HTTP/1.1 200OK\r\n\r\n"s, "\r\nHTTP/1.1 200 OK\r\n\r\n"s, "HTTP/1.1 200 OK\n\n"s,
+           "HTTP/1.1 20 OK\r\n\r\n"s,
+           "HTTP/1.1 2000 OK\r\n\r\n"s,
+           "HTTP/1.1 099 Low\r\n\r\n"s,
+           "HTTP/1.1  200 OK\r\n\r\n"s,
+           "HTTP/1.1 2x0 OK\r\n\r\n"s,
+           "HTTP/2 200 OK\r\n\r\n"s,
+           "HTTP/1.2 200 OK\r\n\r\n"s,
+           "http/1.1 200 OK\r\n\r\n"s,
+           "HTTP/1.1 200 O\x01K\r\n\r\n"s,
+           "HTTP/1.1 200OK\r\n\r\n"s,
+           "\r\nHTTP/1.1 200 OK\r\n\r\n"s,
+           "HTTP/1.1 200 OK\n\n"s,
            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"s,
            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"s,
            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"s,
@@ -502,8 +496,8 @@ TEST(ChunkedDecoder, DecodesChunksHexSizesAndExtensions) {
 
   const std::string sixteen(16, 'x');
   const std::string thirty_one(31, 'y');
-  r = decode("a\r\n0123456789\r\n10\r\n" + sixteen + "\r\n1F\r\n" + thirty_one + "\r\n1f\r\n" +
-             thirty_one + "\r\n000\r\n\r\nNEXT");
+  r = decode("a\r\n0123456789\r\n10\r\n" + sixteen + "\r\n1F\r\n" + thirty_one + "\r\n1f\r\n" + thirty_one +
+             "\r\n000\r\n\r\nNEXT");
   EXPECT_EQ(r.last, ChunkedDecoder::Kind::kDone) << r.error;
   EXPECT_EQ(r.body, "0123456789" + sixteen + thirty_one + thirty_one);
   EXPECT_EQ(r.leftover, 4u);
@@ -518,9 +512,28 @@ TEST(ChunkedDecoder, DecodesChunksHexSizesAndExtensions) {
 }
 
 TEST(ChunkedDecoder, RejectsBadSizeLines) {
-  for (const char* line : {"", "g", "-1", "+1", "0x5", " 5", "\t5", "5 ", "5\t", "5 5",
-                           "11111111111111111", "5\r", "5;", "5;=x", "5;a=", "5;a b", "5; a ",
-                           "5;a=\"x", "5;a=b c", "5;a=\"\x01\"", "5;a,b", "5,6"}) {
+  for (const char* line : {"",
+                           "g",
+                           "-1",
+                           "+1",
+                           "0x5",
+                           " 5",
+                           "\t5",
+                           "5 ",
+                           "5\t",
+                           "5 5",
+                           "11111111111111111",
+                           "5\r",
+                           "5;",
+                           "5;=x",
+                           "5;a=",
+                           "5;a b",
+                           "5; a ",
+                           "5;a=\"x",
+                           "5;a=b c",
+                           "5;a=\"\x01\"",
+                           "5;a,b",
+                           "5,6"}) {
     SCOPED_TRACE(testing::PrintToString(std::string(line)));
     const Decoded r = decode(line + "\r\nhello\r\n0\r\n\r\n"s);
     EXPECT_EQ(r.last, ChunkedDecoder::Kind::kError);
@@ -535,8 +548,8 @@ TEST(ChunkedDecoder, RejectsBadSizeLines) {
 }
 
 TEST(ChunkedDecoder, RejectsBadChunkTerminator) {
-  for (const char* body : {"5\r\nhelloX\r\n0\r\n\r\n", "5\r\nhello\n0\r\n\r\n",
-                           "5\r\nhello\rX0\r\n\r\n", "5\r\nhello0\r\n\r\n"}) {
+  for (const char* body : {"5\r\nhelloX\r\n0\r\n\r\n", "5\r\nhello\n0\r\n\r\n", "5\r\nhello\rX0\r\n\r\n",
+                           "5\r\nhello0\r\n\r\n"}) {
     SCOPED_TRACE(testing::PrintToString(std::string(body)));
     const Decoded r = decode(body);
     EXPECT_EQ(r.last, ChunkedDecoder::Kind::kError);
@@ -615,14 +628,13 @@ TEST(ChunkedDecoder, TrailerRules) {
   EXPECT_EQ(r.trailers[0], std::make_pair("A"s, "1"s));
   EXPECT_EQ(r.trailers[1], std::make_pair("b"s, "two words"s));
 
-  for (const std::string& bad : {"0\r\nA : 1\r\n\r\n"s, "0\r\nA: 1\r\n folded\r\n\r\n"s,
-                                 "0\r\nA: \x01\r\n\r\n"s, "0\r\nA: 1\n\r\n"s, "0\r\n\n"s,
-                                 "0\r\nNoColon\r\n\r\n"s}) {
+  for (const std::string& bad :
+       {"0\r\nA : 1\r\n\r\n"s, "0\r\nA: 1\r\n folded\r\n\r\n"s, "0\r\nA: \x01\r\n\r\n"s, "0\r\nA: 1\n\r\n"s,
+        "0\r\n\n"s, "0\r\nNoColon\r\n\r\n"s}) {
     SCOPED_TRACE(testing::PrintToString(bad));
     EXPECT_EQ(decode(bad).last, ChunkedDecoder::Kind::kError);
   }
-  EXPECT_EQ(decode("0\r\nX: " + std::string(kMaxHeadBytes, 'v')).last,
-            ChunkedDecoder::Kind::kError);
+  EXPECT_EQ(decode("0\r\nX: " + std::string(kMaxHeadBytes, 'v')).last, ChunkedDecoder::Kind::kError);
 }
 
 // ---- forwarding helpers -------------------------------------------------------
@@ -638,9 +650,8 @@ TEST(Http1Helpers, HopByHop) {
 }
 
 TEST(Http1Helpers, ConnectionLists) {
-  const HeaderList headers = {{"Connection", "keep-alive"},
-                              {"X-Other", "x-private"},
-                              {"connection", " ,X-Private ,  Upgrade"}};
+  const HeaderList headers = {
+      {"Connection", "keep-alive"}, {"X-Other", "x-private"}, {"connection", " ,X-Private ,  Upgrade"}};
   EXPECT_TRUE(connection_lists(headers, "x-private"));
   EXPECT_TRUE(connection_lists(headers, "X-PRIVATE"));
   EXPECT_TRUE(connection_lists(headers, "keep-alive"));

@@ -70,7 +70,8 @@ TEST(ResponseReader, ConnectionCloseIsNoticed) {
   ResponseReader r;
   net::Buffer in;
   r.start(false);
-  EXPECT_EQ(feed(r, in, "HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), Status::kComplete);
+  EXPECT_EQ(feed(r, in, "HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"),
+            Status::kComplete);
   EXPECT_FALSE(r.keep_alive());
 }
 
@@ -99,13 +100,15 @@ TEST(ResponseReader, KeepsTheBodyUpToItsLimit) {
   ResponseReader r;
   net::Buffer in;
   r.start(false, /*keep_body_up_to=*/16);
-  EXPECT_EQ(feed(r, in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), Status::kNeedMore);
+  EXPECT_EQ(feed(r, in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
+            Status::kNeedMore);
   EXPECT_EQ(feed(r, in, "6\r\n world\r\n0\r\n\r\n"), Status::kComplete);
   EXPECT_EQ(r.body(), "hello world");
 
   in.clear();
   r.start(false, 16);
-  EXPECT_EQ(feed(r, in, "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n" + std::string(17, 'x')), Status::kError);
+  EXPECT_EQ(feed(r, in, "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n" + std::string(17, 'x')),
+            Status::kError);
 
   in.clear();
   r.start(false, 16);

@@ -42,7 +42,8 @@ TEST(Wire, AbsoluteFormBecomesOriginForm) {
 
 TEST(Wire, SerializedRequestHasCanonicalFraming) {
   RequestHead head;
-  http::RequestHeaders req = neutral_request("POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", head);
+  http::RequestHeaders req =
+      neutral_request("POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", head);
   net::Buffer out;
   serialize_request(req, "", out);
   EXPECT_EQ(out.view(), "POST /up HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n");

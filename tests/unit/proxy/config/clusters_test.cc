@@ -272,9 +272,9 @@ endpoints:
   ASSERT_TRUE(result.ok()) << all_errors(result);
   EXPECT_EQ(only_cluster(result).endpoints[0].zone, "eu-west-1a");
   EXPECT_EQ(only_cluster(result).endpoints[1].zone, "");
-  EXPECT_EQ(
-      cluster_error("endpoints: [{ address: 10.0.0.1:80, zone: \"eu west\" }]\n"),
-      "clusters[0].endpoints[0].zone: invalid name \"eu west\": use only letters, digits, '_', '.', '-' and '/'");
+  EXPECT_EQ(cluster_error("endpoints: [{ address: 10.0.0.1:80, zone: \"eu west\" }]\n"),
+            "clusters[0].endpoints[0].zone: invalid name \"eu west\": use only letters, digits, '_', '.', "
+            "'-' and '/'");
 }
 
 TEST(ConfigClustersTest, ProxyZone) {

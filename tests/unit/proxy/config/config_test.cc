@@ -107,8 +107,9 @@ TEST(ConfigTest, EmptyTextTakesDefaults) {
 }
 
 TEST(ConfigTest, EmptySectionsTakeDefaults) {
-  for (const char* text : {"admin:\n", "# nothing but a comment\n", "admin:\naccess_log:\nlisteners:\nclusters: []\n",
-                           "admin: {}\naccess_log: {}\n"}) {
+  for (const char* text :
+       {"admin:\n", "# nothing but a comment\n", "admin:\naccess_log:\nlisteners:\nclusters: []\n",
+        "admin: {}\naccess_log: {}\n"}) {
     ConfigLoad result = load(text);
     ASSERT_TRUE(result.ok()) << text << "\n" << all_errors(result);
     EXPECT_EQ(result.config.admin.address.text, "127.0.0.1:9901");
@@ -226,11 +227,13 @@ TEST(ConfigTest, WrongTypesAreErrors) {
   expect_single_error(load("drain_timeout: {seconds: 1}\n"), 1, 16, "drain_timeout",
                       "expected a duration like \"250ms\", \"1.5s\" or \"1h30m\"");
   // An empty value is blamed on its key's line, not on whatever follows it.
-  expect_single_error(load("clusters:\n  - name:\n    endpoints: []\n"), 2, 5, "clusters[0].name", "expected a string");
+  expect_single_error(load("clusters:\n  - name:\n    endpoints: []\n"), 2, 5, "clusters[0].name",
+                      "expected a string");
 }
 
 TEST(ConfigTest, IntegerRanges) {
-  const char* base = "clusters:\n  - name: web\n    endpoints:\n      - address: 127.0.0.1:80\n        weight: ";
+  const char* base =
+      "clusters:\n  - name: web\n    endpoints:\n      - address: 127.0.0.1:80\n        weight: ";
   expect_single_error(load(std::string(base) + "-1\n"), 5, 17, "clusters[0].endpoints[0].weight",
                       "must be between 0 and 1000000");
   expect_single_error(load(std::string(base) + "1000001\n"), 5, 17, "clusters[0].endpoints[0].weight",
@@ -262,7 +265,8 @@ clusters:
   ASSERT_EQ(result.errors.size(), 2u) << all_errors(result);
   EXPECT_EQ(result.errors[0].to_string(),
             "test.yaml:9:22: listeners[0].virtual_hosts[0].routes[0].cluster: unknown cluster \"wbe\"");
-  EXPECT_EQ(result.errors[1].to_string(), "test.yaml:13:14: listeners[1].cluster: unknown cluster \"postgres\"");
+  EXPECT_EQ(result.errors[1].to_string(),
+            "test.yaml:13:14: listeners[1].cluster: unknown cluster \"postgres\"");
 }
 
 TEST(ConfigTest, ClustersMayFollowOrPrecedeListeners) {
@@ -316,8 +320,10 @@ clusters:
   ASSERT_EQ(result.errors.size(), 3u) << all_errors(result);
   EXPECT_EQ(result.errors[0].to_string(),
             "test.yaml:8:15: listeners[0].virtual_hosts[1].name: duplicate virtual host name \"default\"");
-  EXPECT_EQ(result.errors[1].to_string(), "test.yaml:11:11: listeners[1].name: duplicate listener name \"web\"");
-  EXPECT_EQ(result.errors[2].to_string(), "test.yaml:17:11: clusters[1].name: duplicate cluster name \"web\"");
+  EXPECT_EQ(result.errors[1].to_string(),
+            "test.yaml:11:11: listeners[1].name: duplicate listener name \"web\"");
+  EXPECT_EQ(result.errors[2].to_string(),
+            "test.yaml:17:11: clusters[1].name: duplicate cluster name \"web\"");
 }
 
 TEST(ConfigTest, DuplicateAndOverlappingAddresses) {
@@ -335,8 +341,9 @@ clusters:
   - name: c
 )"));
   ASSERT_EQ(result.errors.size(), 3u) << all_errors(result);
-  EXPECT_EQ(result.errors[0].to_string(),
-            "test.yaml:5:25: listeners[1].address: address \"127.0.0.1:10000\" is already used by listener \"a\"");
+  EXPECT_EQ(
+      result.errors[0].to_string(),
+      "test.yaml:5:25: listeners[1].address: address \"127.0.0.1:10000\" is already used by listener \"a\"");
   EXPECT_EQ(result.errors[1].to_string(),
             "test.yaml:6:25: listeners[2].address: address \"0.0.0.0:10000\" overlaps listener \"a\" "
             "(127.0.0.1:10000)");
@@ -369,9 +376,10 @@ clusters:
   ASSERT_EQ(result.errors.size(), 2u) << all_errors(result);
   EXPECT_EQ(result.errors[0].to_string(),
             "test.yaml:6:34: listeners[0].virtual_hosts[0].domains[1]: duplicate domain \"example.com\"");
-  EXPECT_EQ(result.errors[1].to_string(),
-            "test.yaml:9:19: listeners[0].virtual_hosts[1].domains[0]: domain \"example.com\" is already used by "
-            "virtual host \"one\"");
+  EXPECT_EQ(
+      result.errors[1].to_string(),
+      "test.yaml:9:19: listeners[0].virtual_hosts[1].domains[0]: domain \"example.com\" is already used by "
+      "virtual host \"one\"");
   EXPECT_EQ(result.config.listeners[0].virtual_hosts[0].domains, std::vector<std::string>{"example.com"});
 }
 
@@ -381,11 +389,13 @@ TEST(ConfigTest, InvalidDomains) {
         "listeners:\n  - name: web\n    address: 127.0.0.1:10000\n    virtual_hosts:\n      - name: v\n"
         "        domains: " +
         domains + "\n        routes: [{ match: { prefix: / }, cluster: web }]\nclusters:\n  - name: web\n");
-    return result.errors.size() == 1 ? result.errors[0].path + ": " + result.errors[0].message : all_errors(result);
+    return result.errors.size() == 1 ? result.errors[0].path + ": " + result.errors[0].message
+                                     : all_errors(result);
   };
-  EXPECT_EQ(domain_error("[\"a.*.com\"]"),
-            "listeners[0].virtual_hosts[0].domains[0]: invalid wildcard in \"a.*.com\": at most one '*', at the "
-            "start or the end (e.g. \"*.example.com\", \"example.*\")");
+  EXPECT_EQ(
+      domain_error("[\"a.*.com\"]"),
+      "listeners[0].virtual_hosts[0].domains[0]: invalid wildcard in \"a.*.com\": at most one '*', at the "
+      "start or the end (e.g. \"*.example.com\", \"example.*\")");
   EXPECT_EQ(domain_error("[\"*.example.*\"]").substr(0, 61),
             "listeners[0].virtual_hosts[0].domains[0]: invalid wildcard in");
   EXPECT_EQ(domain_error("[\"a b\"]"),
@@ -415,11 +425,12 @@ TEST(ConfigTest, RouteMatchRules) {
   EXPECT_EQ(match_error("{ exact: \"\" }"),
             "test.yaml:8:29: listeners[0].virtual_hosts[0].routes[0].match.exact: must start with \"/\"");
   // An unsupported kind of match is named, with the near miss offered.
-  EXPECT_EQ(match_error("{ regexp: \"/.*\" }"),
-            "test.yaml:8:20: listeners[0].virtual_hosts[0].routes[0].match: needs \"prefix\", \"exact\" or "
-            "\"regex\"\n"
-            "test.yaml:8:22: listeners[0].virtual_hosts[0].routes[0].match.regexp: unknown field \"regexp\" (did "
-            "you mean \"regex\"?)\n");
+  EXPECT_EQ(
+      match_error("{ regexp: \"/.*\" }"),
+      "test.yaml:8:20: listeners[0].virtual_hosts[0].routes[0].match: needs \"prefix\", \"exact\" or "
+      "\"regex\"\n"
+      "test.yaml:8:22: listeners[0].virtual_hosts[0].routes[0].match.regexp: unknown field \"regexp\" (did "
+      "you mean \"regex\"?)\n");
 }
 
 TEST(ConfigTest, HttpAndTcpListenerShapes) {
@@ -443,10 +454,12 @@ clusters:
   - name: web
 )"));
   ASSERT_EQ(result.errors.size(), 6u) << all_errors(result);
-  EXPECT_EQ(result.errors[0].to_string(), "test.yaml:2:5: listeners[0].virtual_hosts: required field is missing");
-  EXPECT_EQ(result.errors[1].to_string(),
-            "test.yaml:4:5: listeners[0].cluster: \"cluster\" is only for tcp listeners; http listeners route "
-            "through virtual_hosts");
+  EXPECT_EQ(result.errors[0].to_string(),
+            "test.yaml:2:5: listeners[0].virtual_hosts: required field is missing");
+  EXPECT_EQ(
+      result.errors[1].to_string(),
+      "test.yaml:4:5: listeners[0].cluster: \"cluster\" is only for tcp listeners; http listeners route "
+      "through virtual_hosts");
   EXPECT_EQ(result.errors[2].to_string(), "test.yaml:5:5: listeners[1].cluster: required field is missing");
   EXPECT_EQ(result.errors[3].to_string(),
             "test.yaml:8:5: listeners[1].virtual_hosts: \"virtual_hosts\" is only for http listeners");
@@ -478,7 +491,8 @@ clusters:
   EXPECT_EQ(result.errors[0].to_string(),
             "test.yaml:3:16: clusters[0].lb_policy: unknown lb_policy \"least_requests\" (did you mean "
             "\"least_request\"?)");
-  EXPECT_EQ(result.errors[1].to_string(), "test.yaml:4:22: clusters[0].connect_timeout: must be greater than 0");
+  EXPECT_EQ(result.errors[1].to_string(),
+            "test.yaml:4:22: clusters[0].connect_timeout: must be greater than 0");
   EXPECT_EQ(result.errors[2].to_string(),
             "test.yaml:6:9: clusters[0].endpoints[0].address: required field is missing");
   EXPECT_EQ(result.errors[3].to_string(),
@@ -499,7 +513,8 @@ clusters:
     idle_timeout: 0ms
 )"));
   ASSERT_EQ(result.errors.size(), 2u) << all_errors(result);
-  EXPECT_EQ(result.errors[0].to_string(), "test.yaml:5:19: listeners[0].idle_timeout: must be greater than 0");
+  EXPECT_EQ(result.errors[0].to_string(),
+            "test.yaml:5:19: listeners[0].idle_timeout: must be greater than 0");
   EXPECT_EQ(result.errors[1].to_string(), "test.yaml:9:19: clusters[0].idle_timeout: must be greater than 0");
   // The defaults stay in place rather than a rejected value.
   EXPECT_EQ(result.config.listeners[0].idle_timeout, Millis(300000));
@@ -629,7 +644,8 @@ TEST(ConfigTest, BadSocketAddresses) {
   EXPECT_EQ(parse_error("127.0.0.1:1000000"), "port must be between 1 and 65535");
   EXPECT_EQ(parse_error("127.0.0.1:http"), "invalid port \"http\"");
   EXPECT_EQ(parse_error("127.0.0.1:-1"), "invalid port \"-1\"");
-  EXPECT_EQ(parse_error("localhost:80"), "\"localhost\" is not a numeric IP address (host names are not resolved)");
+  EXPECT_EQ(parse_error("localhost:80"),
+            "\"localhost\" is not a numeric IP address (host names are not resolved)");
   EXPECT_EQ(parse_error("256.0.0.1:80"), "\"256.0.0.1\" is not a valid IPv4 address");
   EXPECT_EQ(parse_error("10.1:80"), "\"10.1\" is not a valid IPv4 address");
   EXPECT_EQ(parse_error("::1:80"), "IPv6 addresses must be in brackets, e.g. \"[::1]:8080\"");

@@ -50,8 +50,8 @@ TEST(ConfigReaderTest, InvalidDurations) {
   const char* shape = "expected a duration like \"250ms\", \"1.5s\" or \"1h30m\"";
   for (const Case& c :
        {Case{"10", "a unit is required (ns, us, ms, s, m or h), e.g. \"10s\""},
-        Case{"1.5", "a unit is required (ns, us, ms, s, m or h), e.g. \"10s\""}, Case{"-1s", "must not be negative"},
-        Case{"1d", "unknown unit \"d\" (use ns, us, ms, s, m or h)"},
+        Case{"1.5", "a unit is required (ns, us, ms, s, m or h), e.g. \"10s\""},
+        Case{"-1s", "must not be negative"}, Case{"1d", "unknown unit \"d\" (use ns, us, ms, s, m or h)"},
         Case{"1 s", "unknown unit \" s\" (use ns, us, ms, s, m or h)"},
         Case{"0.5ms", "must be a whole number of milliseconds"},
         Case{"1.0001s", "must be a whole number of milliseconds"}, Case{"8760.001h", "must be at most 8760h"},

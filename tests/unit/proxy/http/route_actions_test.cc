@@ -5,7 +5,8 @@
 namespace trellis::proxy {
 namespace {
 
-std::string rewrite(PathModifier::Kind kind, const std::string& value, std::string_view prefix, std::string_view path) {
+std::string rewrite(PathModifier::Kind kind, const std::string& value, std::string_view prefix,
+                    std::string_view path) {
   std::string out;
   rewrite_path(PathModifier{kind, value}, prefix, path, out);
   return out;
@@ -43,9 +44,11 @@ TEST(RouteActions, RedirectLocationTakesWhatIsNotSetFromTheRequest) {
   r.enabled = true;
   EXPECT_EQ(location(r, "shop.example:8080", "/a?b=1"), "http://shop.example:8080/a?b=1");
   r.scheme = "https";
-  EXPECT_EQ(location(r, "shop.example:8080", "/a"), "https://shop.example/a") << "a new scheme drops the old port";
+  EXPECT_EQ(location(r, "shop.example:8080", "/a"), "https://shop.example/a")
+      << "a new scheme drops the old port";
   r.port = 443;
-  EXPECT_EQ(location(r, "shop.example:8080", "/a"), "https://shop.example/a") << "the scheme's default port is left out";
+  EXPECT_EQ(location(r, "shop.example:8080", "/a"), "https://shop.example/a")
+      << "the scheme's default port is left out";
   r.port = 8443;
   r.hostname = "secure.example";
   EXPECT_EQ(location(r, "shop.example", "/a"), "https://secure.example:8443/a");

@@ -130,7 +130,8 @@ TEST(RouterTest, RequestTimeoutAnswers504AtTheRouteTimeout) {
 }
 
 TEST(RouterTest, ConnectFailureIsRetriedElsewhere) {
-  ProxyHarness h(config("", "    retry: { attempts: 1 }\n", "[{address: 10.1.0.1:80}, {address: 10.1.0.2:80}]"));
+  ProxyHarness h(
+      config("", "    retry: { attempts: 1 }\n", "[{address: 10.1.0.1:80}, {address: 10.1.0.2:80}]"));
   h.network().refuse(kA);
   FakePeer client = h.connect();
   client.send(kGet);
@@ -184,9 +185,10 @@ TEST(RouterTest, FaultAbortAnswersTheConfiguredStatus) {
 }
 
 TEST(RouterTest, TokenBucketRefusesWith429AndRetryAfter) {
-  ProxyHarness h(config("            rate_limits:\n"
-                        "              - token_bucket: { requests_per_unit: 1, unit: minute }\n",
-                        "    idle_timeout: 300s\n"));
+  ProxyHarness h(
+      config("            rate_limits:\n"
+             "              - token_bucket: { requests_per_unit: 1, unit: minute }\n",
+             "    idle_timeout: 300s\n"));
   FakePeer client = h.connect();
   client.send(kGet);
   FakePeer up = h.upstream(kA);
@@ -207,9 +209,10 @@ TEST(RouterTest, TokenBucketRefusesWith429AndRetryAfter) {
 
 // Leaky bucket at 10 per second: three requests at once go out 100 ms apart.
 TEST(RouterTest, LeakyBucketHoldsEachRequestForItsTurn) {
-  ProxyHarness h(config("            rate_limits:\n"
-                        "              - leaky_bucket: { rate_per_second: 10, queue_size: 5 }\n",
-                        "", "[{address: 10.1.0.1:80}]"));
+  ProxyHarness h(
+      config("            rate_limits:\n"
+             "              - leaky_bucket: { rate_per_second: 10, queue_size: 5 }\n",
+             "", "[{address: 10.1.0.1:80}]"));
   std::vector<FakePeer> clients;
   for (int i = 0; i < 3; ++i) {
     clients.push_back(h.connect());
@@ -223,6 +226,29 @@ TEST(RouterTest, LeakyBucketHoldsEachRequestForItsTurn) {
   EXPECT_EQ(h.network().connects(kA), 2);
   h.advance(milliseconds(100));
   EXPECT_EQ(h.network().connects(kA), 3);
+}
+
+// Each completed response is a latency sample for the adaptive limit: once
+// the baseline is measured (the limit pinned to min_limit meanwhile), the
+// limit starts from initial_limit.
+TEST(RouterTest, CompletedResponsesTeachTheAdaptiveLimit) {
+  ProxyHarness h(config("", "    adaptive_concurrency: { initial_limit: 40, min_limit: 2 }\n"));
+  const auto& limiter = h.snapshot().clusters[0].concurrency;
+  ASSERT_NE(limiter, nullptr);
+  EXPECT_EQ(limiter->limit(), 2u);  // measuring the baseline
+  FakePeer client = h.connect();
+  client.send(kGet);
+  FakePeer up = h.upstream(kA);
+  for (int i = 0; i < 50; ++i) {
+    if (i > 0) client.send(kGet);
+    h.run();
+    up.take();
+    h.advance(milliseconds(10));
+    up.send(ok_response());
+    h.run();
+    ASSERT_EQ(status_of(client.take()), 200) << i;
+  }
+  EXPECT_EQ(limiter->limit(), 40u) << "50 samples of 10 ms: the baseline is measured";
 }
 
 TEST(RouterTest, MaxRequestsOverflowIs503WithTheLimitNamed) {

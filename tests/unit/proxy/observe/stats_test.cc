@@ -15,14 +15,18 @@ TEST(Stats, PerWorkerCopiesAreSummed) {
   web[0]->request_duration.record(std::chrono::microseconds(300));
   web[1]->request_duration.record(std::chrono::milliseconds(2));
   std::string text = registry.render_prometheus();
-  EXPECT_NE(text.find("trellis_http_requests_total{listener=\"web\",code_class=\"2xx\"} 2\n"), std::string::npos);
-  EXPECT_NE(text.find("trellis_http_requests_total{listener=\"web\",code_class=\"5xx\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("trellis_http_requests_total{listener=\"web\",code_class=\"2xx\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("trellis_http_requests_total{listener=\"web\",code_class=\"5xx\"} 1\n"),
+            std::string::npos);
   EXPECT_NE(text.find("trellis_http_request_duration_seconds_bucket{listener=\"web\",le=\"0.0005\"} 1\n"),
             std::string::npos);
   EXPECT_NE(text.find("trellis_http_request_duration_seconds_bucket{listener=\"web\",le=\"+Inf\"} 2\n"),
             std::string::npos);
-  EXPECT_NE(text.find("trellis_http_request_duration_seconds_count{listener=\"web\"} 2\n"), std::string::npos);
-  EXPECT_NE(text.find("trellis_http_request_duration_seconds_sum{listener=\"web\"} 0.0023\n"), std::string::npos)
+  EXPECT_NE(text.find("trellis_http_request_duration_seconds_count{listener=\"web\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("trellis_http_request_duration_seconds_sum{listener=\"web\"} 0.0023\n"),
+            std::string::npos)
       << text;
 }
 

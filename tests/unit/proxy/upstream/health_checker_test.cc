@@ -22,7 +22,8 @@ constexpr const char* kA = "10.1.0.1:80";
 constexpr const char* kB = "10.1.0.2:80";
 constexpr const char* kC = "10.1.0.3:80";
 
-std::string config(std::string_view check, std::string_view endpoints = "[{address: 10.1.0.1:80}, {address: 10.1.0.2:80}]") {
+std::string config(std::string_view check,
+                   std::string_view endpoints = "[{address: 10.1.0.1:80}, {address: 10.1.0.2:80}]") {
   return "listeners:\n"
          "  - name: web\n"
          "    address: 127.0.0.1:10000\n"
@@ -160,7 +161,8 @@ TEST(HealthCheckerTest, ACheckNotAnsweredWithinItsTimeoutFails) {
 }
 
 TEST(HealthCheckerTest, TcpCheckPassesOnConnectAndFailsOnRefusal) {
-  ProxyHarness h(config("{ tcp: {}, interval: 1s, timeout: 500ms, unhealthy_threshold: 1, jitter_percent: 0 }"));
+  ProxyHarness h(
+      config("{ tcp: {}, interval: 1s, timeout: 500ms, unhealthy_threshold: 1, jitter_percent: 0 }"));
   h.network().auto_accept(kA);
   h.network().refuse(kB);
   h.health();
