@@ -110,7 +110,7 @@ void fill_rewrite(const Json& spec, v1::Rewrite& out) {
 
 uint32_t per_million(double percent) {
   return static_cast<uint32_t>(
-      std::clamp<double>(std::llround(percent * (kPerMillion / 100)), 0, kPerMillion));
+      std::clamp<double>(std::llround(percent * (static_cast<double>(kPerMillion) / 100)), 0, kPerMillion));
 }
 
 // The FaultInjection the filter names, when it exists; a missing one injects nothing.

@@ -50,7 +50,7 @@ char* Buffer::prepare(size_t n) {
   size_t cap = capacity_ == 0 ? kBlockSize : capacity_ * 2;
   while (cap - used < n) cap *= 2;
   char* fresh = allocate(cap);
-  if (used) std::memcpy(fresh, data_ + begin_, used);
+  if (used > 0 && data_ != nullptr) std::memcpy(fresh, data_ + begin_, used);
   if (data_) deallocate(data_, capacity_);
   data_ = fresh;
   capacity_ = cap;

@@ -86,7 +86,7 @@ bool RetryBudget::try_withdraw(MonoTime now) {
   Bucket& current = bucket(now);
   uint64_t retries_in_window = retries(now);
   double allowed =
-      static_cast<double>(requests(now) * percent_ / 100) + min_per_second_ * static_cast<double>(kBuckets);
+      static_cast<double>(requests(now)) * percent_ / 100.0 + min_per_second_ * static_cast<double>(kBuckets);
   if (static_cast<double>(retries_in_window) >= allowed) return false;
   ++current.retries;
   return true;

@@ -431,6 +431,7 @@ void check_rule(Checker& checker, const Item& item) {
   if (!rule.ok()) return;
   std::vector<Item> matches = rule.list("matches", 0, kMaxMatches);
   std::vector<std::optional<std::string>> path_types;
+  path_types.reserve(matches.size());
   for (const Item& match : matches) path_types.push_back(check_match(checker, match));
   // No matches means the default one, a PathPrefix "/". An invalid path type
   // was reported already and is not held against the filters too.

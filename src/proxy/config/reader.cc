@@ -72,7 +72,7 @@ std::optional<Fields> Reader::read_map(const Located& at, std::initializer_list<
       error(key.Mark(), at.path, "field names must be strings");
       continue;
     }
-    std::string name = key.Scalar();
+    const std::string& name = key.Scalar();
     std::string path = field_path(at.path, name);
     if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
       error(key.Mark(), path, unknown_field_message(name, allowed));

@@ -26,6 +26,32 @@
 
 namespace trellis::testing {
 
+// What most tests need: one HTTP listener "web" whose only route sends
+// `prefix` to the cluster "app". The extras are YAML lines added to the route
+// and to the cluster (each indented and ending in a newline).
+struct OneRoute {
+  std::string prefix = "/";
+  std::string route_extra;
+  std::string cluster_extra;
+  std::string endpoints = "[{address: 10.1.0.1:80}]";
+
+  std::string yaml() const {
+    return "listeners:\n"
+           "  - name: web\n"
+           "    address: 127.0.0.1:10000\n"
+           "    virtual_hosts:\n"
+           "      - name: all\n"
+           "        domains: [\"*\"]\n"
+           "        routes:\n"
+           "          - match: { prefix: " +
+           prefix + " }\n            cluster: app\n" + route_extra +
+           "clusters:\n"
+           "  - name: app\n"
+           "    endpoints: " +
+           endpoints + "\n" + cluster_extra;
+  }
+};
+
 class ProxyHarness {
  public:
   explicit ProxyHarness(std::string_view yaml) {

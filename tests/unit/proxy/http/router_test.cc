@@ -21,23 +21,11 @@ using testing::status_of;
 constexpr const char* kA = "10.1.0.1:80";
 constexpr const char* kB = "10.1.0.2:80";
 
-std::string config(std::string_view route_extra = "", std::string_view cluster_extra = "",
-                   std::string_view endpoints = "[{address: 10.1.0.1:80}]") {
-  return "listeners:\n"
-         "  - name: web\n"
-         "    address: 127.0.0.1:10000\n"
-         "    virtual_hosts:\n"
-         "      - name: all\n"
-         "        domains: [\"*\"]\n"
-         "        routes:\n"
-         "          - match: { prefix: /api }\n"
-         "            cluster: api\n" +
-         std::string(route_extra) +
-         "clusters:\n"
-         "  - name: api\n"
-         "    lb_policy: round_robin\n"
-         "    endpoints: " +
-         std::string(endpoints) + "\n" + std::string(cluster_extra);
+std::string config(std::string route_extra = "", std::string cluster_extra = "",
+                   std::string endpoints = "[{address: 10.1.0.1:80}]") {
+  return testing::OneRoute{"/api", std::move(route_extra), "    lb_policy: round_robin\n" + cluster_extra,
+                           std::move(endpoints)}
+      .yaml();
 }
 
 constexpr std::string_view kGet = "GET /api/x HTTP/1.1\r\nHost: h\r\n\r\n";

@@ -17,21 +17,8 @@ using testing::status_of;
 
 constexpr const char* kA = "10.1.0.1:80";
 
-std::string config(std::string_view path = "/") {
-  return "listeners:\n"
-         "  - name: web\n"
-         "    address: 127.0.0.1:10000\n"
-         "    virtual_hosts:\n"
-         "      - name: all\n"
-         "        domains: [\"*\"]\n"
-         "        routes:\n"
-         "          - match: { prefix: " +
-         std::string(path) +
-         " }\n"
-         "            cluster: app\n"
-         "clusters:\n"
-         "  - name: app\n"
-         "    endpoints: [{address: 10.1.0.1:80}]\n";
+std::string config(std::string path = "/") {
+  return testing::OneRoute{std::move(path), "", "", "[{address: 10.1.0.1:80}]"}.yaml();
 }
 
 TEST(WorkerTest, DrainClosesIdleConnectionsAndFinishesRequestsInFlight) {

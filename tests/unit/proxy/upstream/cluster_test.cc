@@ -21,22 +21,10 @@ using testing::status_of;
 
 const std::vector<std::string> kFour = {"10.1.0.1:80", "10.1.0.2:80", "10.1.0.3:80", "10.1.0.4:80"};
 
-std::string config(size_t endpoints, std::string_view cluster_extra) {
+std::string config(size_t endpoints, std::string cluster_extra) {
   std::string list;
   for (size_t i = 0; i < endpoints; ++i) list += (i ? ", " : "") + std::string("{address: ") + kFour[i] + "}";
-  return "listeners:\n"
-         "  - name: web\n"
-         "    address: 127.0.0.1:10000\n"
-         "    virtual_hosts:\n"
-         "      - name: all\n"
-         "        domains: [\"*\"]\n"
-         "        routes:\n"
-         "          - match: { prefix: / }\n"
-         "            cluster: app\n"
-         "clusters:\n"
-         "  - name: app\n"
-         "    endpoints: [" +
-         list + "]\n" + std::string(cluster_extra);
+  return testing::OneRoute{"/", "", std::move(cluster_extra), "[" + list + "]"}.yaml();
 }
 
 TEST(ClusterTest, RoundRobinSpreadsEvenly) {

@@ -23,21 +23,11 @@ constexpr const char* kB = "10.1.0.2:80";
 constexpr const char* kC = "10.1.0.3:80";
 
 std::string config(std::string_view check,
-                   std::string_view endpoints = "[{address: 10.1.0.1:80}, {address: 10.1.0.2:80}]") {
-  return "listeners:\n"
-         "  - name: web\n"
-         "    address: 127.0.0.1:10000\n"
-         "    virtual_hosts:\n"
-         "      - name: all\n"
-         "        domains: [\"*\"]\n"
-         "        routes:\n"
-         "          - match: { prefix: / }\n"
-         "            cluster: app\n"
-         "clusters:\n"
-         "  - name: app\n"
-         "    lb_policy: round_robin\n"
-         "    health_check: " +
-         std::string(check) + "\n    endpoints: " + std::string(endpoints) + "\n";
+                   std::string endpoints = "[{address: 10.1.0.1:80}, {address: 10.1.0.2:80}]") {
+  return testing::OneRoute{"/", "",
+                           "    lb_policy: round_robin\n    health_check: " + std::string(check) + "\n",
+                           std::move(endpoints)}
+      .yaml();
 }
 
 const char* kHttpCheck =
