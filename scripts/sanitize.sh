@@ -29,6 +29,9 @@ mkdir -p "$reports"
 export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=0:exitcode=99"
 export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="log_path=$reports/ubsan:halt_on_error=1:print_stacktrace=1"
+export TRELLIS_SANITIZE="$kind"  # the integration tests skip their RSS bounds
+# Sanitized proxies are several times slower: the mesh fault runs use a lighter load.
+export TRELLIS_MESH_RPS=${TRELLIS_MESH_RPS:-500}
 export TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=0:second_deadlock_stack=1:exitcode=99"
 
 status=0

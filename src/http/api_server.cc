@@ -17,9 +17,11 @@ class ApiServer::Session final : public net::TransportCallbacks, public net::Def
       : server_(server),
         socket_(server.transport_->accepted(server.loop_, fd, this)),
         timer_(server.loop_, [this] { close(); }) {
+    server_.sessions_.insert(this);
     timer_.arm(std::chrono::seconds(30));
     on_readable();
   }
+  ~Session() override { server_.sessions_.erase(this); }
 
   void on_readable() override {
     for (;;) {
@@ -134,6 +136,7 @@ class ApiServer::Session final : public net::TransportCallbacks, public net::Def
     if (closed_) return;
     closed_ = true;
     socket_->close();
+    server_.sessions_.erase(this);
     server_.loop_.defer_delete(std::unique_ptr<net::Deferred>(this));
   }
 
@@ -156,6 +159,9 @@ ApiServer::~ApiServer() {
     loop_.remove(fd_);
     ::close(fd_);
   }
+  // Connections still open (a keep-alive client): their loop has stopped, so
+  // nothing can be running in them now.
+  while (!sessions_.empty()) delete *sessions_.begin();
 }
 
 bool ApiServer::listen(const net::SocketAddress& address, std::string& error) {
@@ -171,7 +177,7 @@ void ApiServer::on_io(uint32_t) {
     int error = 0;
     int fd = net::accept_connection(fd_, peer, error);
     if (fd < 0) return;
-    new Session(*this, fd);
+    new Session(*this, fd);  // owns itself, listed in sessions_ until it closes
   }
 }
 

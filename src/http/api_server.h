@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_set>
 
 #include "net/address.h"
 #include "net/event_loop.h"
@@ -46,6 +47,7 @@ class ApiServer final : public net::IoHandler {
   Handler handler_;
   std::shared_ptr<net::TransportFactory> transport_;
   int fd_ = -1;
+  std::unordered_set<Session*> sessions_;  // open ones
 };
 
 }  // namespace trellis::http

@@ -33,6 +33,10 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = Path(os.environ.get("TRELLIS_SOURCE_DIR") or REPO_ROOT)
 BIN_DIR = Path(os.environ.get("TRELLIS_BIN_DIR") or REPO_ROOT / "build" / "src")
+# Set by scripts/sanitize.sh: the binaries run under ASan or TSan, whose
+# allocators hold freed memory (quarantine, shadow): RSS then says nothing
+# about what the proxy buffers, and memory bounds are not checked.
+SANITIZED = os.environ.get("TRELLIS_SANITIZE", "")
 PROXY_BIN = BIN_DIR / "trellis-proxy"
 CONTROL_BIN = BIN_DIR / "trellis-control"
 

@@ -13,16 +13,27 @@ constexpr const char* kStreamPath = "/trellis.v1.ProxyDiscovery/Stream";
 
 }  // namespace
 
-ControlClient::ControlClient(net::EventLoop& loop, Apply apply)
+namespace {
+
+http::grpc::StreamOptions stream_options(std::shared_ptr<net::TransportFactory> transport) {
+  http::grpc::StreamOptions options;
+  options.transport = std::move(transport);
+  return options;
+}
+
+}  // namespace
+
+DiscoveryClient::DiscoveryClient(net::EventLoop& loop, Apply apply,
+                                 std::shared_ptr<net::TransportFactory> transport)
     : loop_(loop),
       apply_(std::move(apply)),
-      stream_(loop, *this),
+      stream_(loop, *this, stream_options(std::move(transport))),
       reconnect_timer_(loop, [this] { connect(); }),
       heartbeat_timer_(loop, [this] { send_heartbeat(); }) {}
 
-ControlClient::~ControlClient() { stop(); }
+DiscoveryClient::~DiscoveryClient() { stop(); }
 
-void ControlClient::start(std::shared_ptr<const ProxyConfig> bootstrap) {
+void DiscoveryClient::start(std::shared_ptr<const ProxyConfig> bootstrap) {
   // A new bootstrap may say something new in its hello: always a new stream.
   // The config in force stays meanwhile.
   bootstrap_ = std::move(bootstrap);
@@ -34,7 +45,7 @@ void ControlClient::start(std::shared_ptr<const ProxyConfig> bootstrap) {
   connect();
 }
 
-void ControlClient::stop() {
+void DiscoveryClient::stop() {
   stopped_ = true;
   reconnect_timer_.cancel();
   heartbeat_timer_.cancel();
@@ -42,7 +53,7 @@ void ControlClient::stop() {
   status_.connected = false;
 }
 
-void ControlClient::connect() {
+void DiscoveryClient::connect() {
   if (stopped_) return;
   const ControlPlaneConfig& cp = bootstrap_->control_plane;
   ++status_.connects;
@@ -50,7 +61,7 @@ void ControlClient::connect() {
   if (!stream_.start(cp.address, cp.address.text, kStreamPath)) schedule_reconnect();
 }
 
-void ControlClient::schedule_reconnect() {
+void DiscoveryClient::schedule_reconnect() {
   if (stopped_) return;
   // Exponential, with full jitter: a fleet that lost its control plane at the
   // same moment does not come back at the same moment.
@@ -61,9 +72,9 @@ void ControlClient::schedule_reconnect() {
   reconnect_timer_.arm(wait);
 }
 
-void ControlClient::send(const v1::ProxyMessage& message) { stream_.send(message.SerializeAsString()); }
+void DiscoveryClient::send(const v1::ProxyMessage& message) { stream_.send(message.SerializeAsString()); }
 
-void ControlClient::on_stream_ready() {
+void DiscoveryClient::on_stream_ready() {
   const ControlPlaneConfig& cp = bootstrap_->control_plane;
   v1::ProxyMessage message;
   v1::Hello* hello = message.mutable_hello();
@@ -90,7 +101,7 @@ void ControlClient::on_stream_ready() {
   if (cp.has_instance) heartbeat_timer_.arm(std::max<Duration>(cp.ttl / 3, std::chrono::milliseconds(100)));
 }
 
-void ControlClient::send_heartbeat() {
+void DiscoveryClient::send_heartbeat() {
   if (!stream_.open()) return;
   v1::ProxyMessage message;
   message.mutable_heartbeat();
@@ -98,7 +109,7 @@ void ControlClient::send_heartbeat() {
   heartbeat_timer_.arm(std::max<Duration>(bootstrap_->control_plane.ttl / 3, std::chrono::milliseconds(100)));
 }
 
-void ControlClient::on_stream_message(std::string_view payload) {
+void DiscoveryClient::on_stream_message(std::string_view payload) {
   v1::ControlMessage message;
   if (!message.ParseFromArray(payload.data(), static_cast<int>(payload.size())) || !message.has_update()) {
     spdlog::warn("control plane: unreadable message ({} bytes) ignored", payload.size());
@@ -142,7 +153,7 @@ void ControlClient::on_stream_message(std::string_view payload) {
   send(reply);
 }
 
-void ControlClient::on_stream_closed(int grpc_status, std::string_view message) {
+void DiscoveryClient::on_stream_closed(int grpc_status, std::string_view message) {
   status_.connected = false;
   heartbeat_timer_.cancel();
   if (stopped_) return;

@@ -13,12 +13,13 @@
 #include "common/random.h"
 #include "http/grpc_stream.h"
 #include "net/event_loop.h"
+#include "net/transport.h"
 #include "proxy/config/config.h"
 #include "proxy/discovery/merge.h"
 
 namespace trellis::proxy {
 
-struct ControlStatus {
+struct DiscoveryStatus {
   bool connected = false;
   uint64_t applied_version = 0;
   uint64_t refused_version = 0;
@@ -28,21 +29,23 @@ struct ControlStatus {
   uint64_t refused = 0;
 };
 
-class ControlClient final : public http::grpc::StreamCallbacks {
+class DiscoveryClient final : public http::grpc::StreamCallbacks {
  public:
   // Applies a merged config; false with `error` set when it cannot be put in
   // force (the caller keeps the old one).
   using Apply = std::function<bool(std::shared_ptr<const ProxyConfig>, std::string& error)>;
 
-  ControlClient(net::EventLoop& loop, Apply apply);
-  ~ControlClient();
+  // `transport`: what the stream runs over (plain TCP; TLS next).
+  DiscoveryClient(net::EventLoop& loop, Apply apply,
+                  std::shared_ptr<net::TransportFactory> transport = net::PlainTransportFactory::shared());
+  ~DiscoveryClient();
 
   // (Re)starts the stream with this bootstrap; keeps what the control plane
   // sent so far until the new stream brings its full config.
   void start(std::shared_ptr<const ProxyConfig> bootstrap);
   void stop();
   const DynamicConfig& dynamic() const { return dynamic_; }
-  const ControlStatus& status() const { return status_; }
+  const DiscoveryStatus& status() const { return status_; }
   // The bootstrap merged with the last dynamic config the proxy accepted.
   ConfigLoad merged(const ProxyConfig& bootstrap) const { return merge_dynamic_config(bootstrap, dynamic_); }
 
@@ -61,7 +64,7 @@ class ControlClient final : public http::grpc::StreamCallbacks {
   std::shared_ptr<const ProxyConfig> bootstrap_;
   http::grpc::StreamClient stream_;
   DynamicConfig dynamic_;
-  ControlStatus status_;
+  DiscoveryStatus status_;
   FastRandom random_{FastRandom::os_seed()};
   Duration backoff_{};
   bool stopped_ = true;

@@ -31,10 +31,9 @@ Router::Router(Worker& worker, http::ResponseEncoder& downstream)
       timeout_(worker.loop(), [this] { on_timeout(); }),
       idle_timeout_(worker.loop(), [this] { on_idle_timeout(); }),
       wait_(worker.loop(), [this] {
-        Phase was = phase_;
-        if (was == Phase::kHeld) {
+        if (phase_ == Phase::kHeld) {
           proceed(/*from_decoder=*/false);
-        } else if (was == Phase::kBackoff) {
+        } else if (phase_ == Phase::kBackoff) {
           // The body may have ended during the backoff: mirrors waited for it.
           if (body_.ended() && mirror_mask_ != 0) start_mirrors();
           start_try(/*fresh=*/false, /*from_decoder=*/false);
@@ -49,7 +48,7 @@ Router::~Router() {
 }
 
 void Router::begin(const DownstreamContext& context) {
-  attempt_.end(false, false);
+  attempt_.reset();
   release_admission(false);
   end_exchange_timers();
   context_ = &context;

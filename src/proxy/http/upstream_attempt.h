@@ -62,6 +62,11 @@ class UpstreamAttempt {
   // exchange allows) or closed; the balancer hears the latency, at least a
   // failure's penalty when `failed`. The retry slot is given back.
   void end(bool keep, bool failed);
+  // Before a new request: ends any try and forgets its endpoint.
+  void reset() {
+    end(false, false);
+    endpoint_.clear();
+  }
   // Ends the try without waiting for the rest of its response: a drain reads
   // and drops it (up to a limit) so the connection is kept. The next start()
   // makes a new codec.

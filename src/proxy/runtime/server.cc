@@ -146,8 +146,8 @@ void Server::reload() {
 
 void Server::start_control_client() {
   if (!control_) {
-    control_ =
-        std::make_unique<ControlClient>(loop_, [this](std::shared_ptr<const ProxyConfig> c, std::string& e) {
+    control_ = std::make_unique<DiscoveryClient>(
+        loop_, [this](std::shared_ptr<const ProxyConfig> c, std::string& e) {
           return apply_config(std::move(c), e);
         });
   }
@@ -263,7 +263,7 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
         "# TYPE trellis_config_version gauge\n";
     r.body += "trellis_config_version " + std::to_string(snapshot_->version) + "\n";
     if (control_) {
-      const ControlStatus& cs = control_->status();
+      const DiscoveryStatus& cs = control_->status();
       r.body +=
           "# HELP trellis_control_plane_connected Whether the control-plane stream is up.\n"
           "# TYPE trellis_control_plane_connected gauge\n";

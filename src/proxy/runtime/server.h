@@ -59,7 +59,7 @@ class Server {
   std::unique_ptr<net::SignalWatcher> signals_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::shared_ptr<const ProxyConfig> bootstrap_;  // the file's content
-  std::unique_ptr<ControlClient> control_;
+  std::unique_ptr<DiscoveryClient> control_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool draining_ = false;
   MonoTime drain_deadline_{};

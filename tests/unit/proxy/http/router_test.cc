@@ -2,6 +2,8 @@
 // router's stages, retries, timeouts and pools, over in-memory connections.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -411,6 +413,44 @@ TEST(RouterTest, ADrainThatStallsIsClosedAfterItsDeadline) {
   EXPECT_FALSE(up.closed_by_proxy());
   h.advance(milliseconds(1));
   EXPECT_TRUE(up.closed_by_proxy());
+}
+
+std::vector<std::string> lines_of(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// One line per exchange, with what that exchange did, not the one before it.
+TEST(RouterTest, AccessLogLinesDescribeTheirOwnExchange) {
+  std::string log = ::testing::TempDir() + "router_test_access.log";
+  std::remove(log.c_str());
+  ProxyHarness h("access_log: { path: " + log + " }\n" +
+                 config("", "    retry: { attempts: 1, retry_on: [gateway-error] }\n"));
+  FakePeer client = h.connect();
+  client.send("GET /api/x HTTP/1.1\r\nHost: h\r\nX-Request-Id: abc\r\n\r\n");
+  FakePeer up = h.upstream(kA);
+  up.take();
+  up.send(response(503));
+  h.advance(milliseconds(25));
+  up.take();
+  up.send(ok_response());
+  h.run();
+  client.send("GET /nowhere HTTP/1.1\r\nHost: h\r\n\r\n");
+  h.run();
+  h.advance(milliseconds(100));  // the worker writes its lines every 100 ms
+  std::vector<std::string> lines = lines_of(log);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[0].find("\"status\":200"), std::string::npos) << lines[0];
+  EXPECT_NE(
+      lines[0].find("\"upstream\":\"10.1.0.1:80\",\"cluster\":\"app\",\"request_id\":\"abc\",\"retries\":1}"),
+      std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[1].find("\"status\":404"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find("\"upstream\":\"\",\"cluster\":\"\""), std::string::npos) << lines[1];
+  EXPECT_EQ(lines[1].find("\"retries\""), std::string::npos) << lines[1];
+  std::remove(log.c_str());
 }
 
 }  // namespace
