@@ -167,7 +167,7 @@ struct HealthChecker::OutlierTicker {
   net::Timer timer;
 };
 
-HealthChecker::HealthChecker(net::EventLoop& loop) : loop_(loop) {}
+HealthChecker::HealthChecker(net::EventLoop& loop, uint64_t seed) : loop_(loop), random_(seed) {}
 
 HealthChecker::~HealthChecker() = default;
 

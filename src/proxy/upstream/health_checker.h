@@ -17,7 +17,8 @@ namespace trellis::proxy {
 
 class HealthChecker {
  public:
-  explicit HealthChecker(net::EventLoop& loop);
+  // `seed`: the checks' jitter (tests fix it).
+  explicit HealthChecker(net::EventLoop& loop, uint64_t seed = FastRandom::os_seed());
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
@@ -33,7 +34,7 @@ class HealthChecker {
 
  private:
   net::EventLoop& loop_;
-  FastRandom random_{FastRandom::os_seed()};
+  FastRandom random_;
   std::map<std::string, std::unique_ptr<Check>> checks_;  // by "cluster\naddress"
   struct OutlierTicker;
   std::map<std::string, std::unique_ptr<OutlierTicker>> tickers_;  // by cluster name

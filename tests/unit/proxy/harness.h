@@ -79,7 +79,7 @@ class ProxyHarness {
   proxy::HealthChecker& health() {
     if (!health_) {
       main_loop_ = std::make_unique<net::EventLoop>(clock_);
-      health_ = std::make_unique<proxy::HealthChecker>(*main_loop_);
+      health_ = std::make_unique<proxy::HealthChecker>(*main_loop_, /*seed=*/11);
       health_->update(*snapshot_);
     }
     return *health_;
