@@ -11,11 +11,11 @@ cd "$(dirname "$0")/.."
 kind=${1:-address}
 shift || true
 case "$kind" in
-  address) dir=build-asan; select=() ;;
+  address) dir=build-asan; only=() ;;
   # Workers, posting across threads, the lock-free state shared by workers
   # (breakers, buckets, detectors, limits), and proxies run with several workers.
   thread) dir=build-tsan
-          select=(-R '^unit\.(net|policy|proxy)\.|integration\.test_(rate_limits|circuit_breakers|reload_drain|outlier_detection|adaptive_concurrency|health_checks|http_proxy)$') ;;
+          only=(-R '^unit\.(net|policy|proxy)\.|integration\.test_(rate_limits|circuit_breakers|reload_drain|outlier_detection|adaptive_concurrency|health_checks|http_proxy)$') ;;
   *) echo "usage: $0 address|thread [ctest arguments]" >&2; exit 2 ;;
 esac
 
@@ -35,7 +35,7 @@ export TRELLIS_MESH_RPS=${TRELLIS_MESH_RPS:-500}
 export TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=0:second_deadlock_stack=1:exitcode=99"
 
 status=0
-ctest --test-dir "$dir" --output-on-failure --parallel 2 -E '^(format|layering)$' "${select[@]}" "$@" || status=$?
+ctest --test-dir "$dir" --output-on-failure --parallel 2 -E '^(format|layering)$' "${only[@]}" "$@" || status=$?
 if compgen -G "$reports/*" >/dev/null; then
   echo "sanitizer reports in $reports:" >&2
   for f in "$reports"/*; do echo "== $f" >&2; head -40 "$f" >&2; done

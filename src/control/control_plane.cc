@@ -10,6 +10,11 @@ namespace {
 // Changes within this window go out as one push.
 constexpr auto kPushDelay = std::chrono::milliseconds(10);
 constexpr auto kExpiryInterval = std::chrono::seconds(1);
+// How long an instance restored at start stays live without a heartbeat, if
+// its TTL is shorter: longer than a sidecar's longest reconnect backoff (15 s,
+// proxy/discovery/discovery_client.cc), so every sidecar that is still up
+// reconnects before its instance could expire.
+constexpr auto kRestartGrace = std::chrono::seconds(20);
 
 http::ApiResponse json_response(int status, const Json& body) {
   return {status, "application/json", body.dump(2, ' ', false, Json::error_handler_t::replace) + "\n"};
@@ -107,8 +112,8 @@ ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> st
   registry_ = std::make_unique<Registry>(*store_, clock_, random_);
   registry_->set_change_listener([this](const std::string&, const std::string&) { request_push(); });
   // Proxies could not heartbeat while the control plane was down: their
-  // instances get a full TTL to reconnect before anything is removed.
-  registry_->restart_ttls();
+  // instances get time to reconnect before anything is removed.
+  registry_->restart_ttls(std::chrono::duration_cast<std::chrono::milliseconds>(kRestartGrace).count());
   expiry_timer_.arm(kExpiryInterval);
 }
 

@@ -217,10 +217,11 @@ Result<Instance> Registry::heartbeat(const std::string& id) {
     return not_found();
   }
   it->second.last_heartbeat_ms = now;
+  restart_grace_.erase(id);
   return it->second;
 }
 
-void Registry::restart_ttls() {
+void Registry::restart_ttls(int64_t at_least_ms) {
   const int64_t now = clock_.now_ms();
   std::set<ServiceKey> revived;
   for (auto& [id, instance] : by_id_) {
@@ -229,6 +230,8 @@ void Registry::restart_ttls() {
     if (!touched || !*touched) continue;  // left to expire by its old TTL
     if (!live(instance, now)) revived.insert({instance.namespace_, instance.service});
     instance.last_heartbeat_ms = now;
+    if (at_least_ms > static_cast<int64_t>(instance.ttl_seconds) * 1000)
+      restart_grace_[id] = now + at_least_ms;
   }
   if (!revived.empty()) changed(revived);
 }
@@ -290,7 +293,9 @@ std::vector<Instance> Registry::expire() {
 }
 
 bool Registry::live(const Instance& instance, int64_t now_ms) const {
-  return now_ms - instance.last_heartbeat_ms <= static_cast<int64_t>(instance.ttl_seconds) * 1000;
+  if (now_ms - instance.last_heartbeat_ms <= static_cast<int64_t>(instance.ttl_seconds) * 1000) return true;
+  auto grace = restart_grace_.find(instance.id);
+  return grace != restart_grace_.end() && now_ms <= grace->second;
 }
 
 Result<std::string> Registry::generate_id(const std::string& service) {
@@ -320,6 +325,7 @@ void Registry::erase(const std::string& id) {
     if (service->second.empty()) by_service_.erase(service);
   }
   by_id_.erase(it);
+  restart_grace_.erase(id);
 }
 
 void Registry::changed(const std::set<ServiceKey>& services) {

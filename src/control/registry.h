@@ -51,8 +51,8 @@ struct ServiceCount {
 // queries never show one past that, and expire() removes it from the store.
 // The owner calls expire() periodically. On start it either calls expire()
 // (TTLs kept running while the control plane was down) or restart_ttls()
-// (every instance gets a full TTL to reconnect); trellis-control does the
-// latter, for static stability.
+// (every instance gets time to reconnect); trellis-control does the latter,
+// for static stability.
 //
 // Like the Store, not thread-safe: the caller serializes.
 class Registry {
@@ -99,12 +99,14 @@ class Registry {
   // Removes every instance whose TTL ran out; returns them, by id.
   std::vector<Instance> expire();
 
-  // Gives every stored instance a full TTL from now. Called once when the
-  // control plane starts: its proxies had no one to heartbeat to while it was
-  // down, and removing their instances before they could reconnect would take
-  // working endpoints away from every client (static stability). An instance
-  // that really died is removed one TTL later.
-  void restart_ttls();
+  // Gives every stored instance a full TTL from now, and at least
+  // `at_least_ms`. Called once when the control plane starts: its proxies had
+  // no one to heartbeat to while it was down, and removing their instances
+  // before they could reconnect would take working endpoints away from every
+  // client (static stability). A proxy's reconnect backoff can outgrow a short
+  // TTL, hence the floor. An instance that really died is removed when both
+  // have run out; its first heartbeat or registration ends the grace.
+  void restart_ttls(int64_t at_least_ms = 0);
 
   // Bumped once by every call that changed the live view (before the
   // listener hears of it), never by a no-op. Counts from 0 in each process:
@@ -130,6 +132,8 @@ class Registry {
   Random& random_;
   std::map<std::string, Instance> by_id_;
   std::map<ServiceKey, std::set<std::string>> by_service_;  // ids, live or not
+  // Set by restart_ttls(): id -> wall-clock ms until which it stays live.
+  std::map<std::string, int64_t> restart_grace_;
   uint64_t revision_ = 0;
   ChangeListener listener_;
 };

@@ -25,8 +25,7 @@ http::grpc::StreamOptions stream_options(std::shared_ptr<net::TransportFactory> 
 
 DiscoveryClient::DiscoveryClient(net::EventLoop& loop, Apply apply,
                                  std::shared_ptr<net::TransportFactory> transport)
-    : loop_(loop),
-      apply_(std::move(apply)),
+    : apply_(std::move(apply)),
       stream_(loop, *this, stream_options(std::move(transport))),
       reconnect_timer_(loop, [this] { connect(); }),
       heartbeat_timer_(loop, [this] { send_heartbeat(); }) {}

@@ -59,7 +59,6 @@ class DiscoveryClient final : public http::grpc::StreamCallbacks {
   void send_heartbeat();
   void send(const v1::ProxyMessage& message);
 
-  net::EventLoop& loop_;
   Apply apply_;
   std::shared_ptr<const ProxyConfig> bootstrap_;
   http::grpc::StreamClient stream_;

@@ -173,42 +173,61 @@ void Http1ServerConnection::start_exchange(size_t head_size) {
   stream_->decode_headers(request_, end_stream);
 }
 
+Http1ServerConnection::BodyStep Http1ServerConnection::take_body() {
+  using Kind = http::http1::ChunkedDecoder::Kind;
+  BodyStep out;
+  if (body_ == http::http1::BodyKind::kContentLength) {
+    size_t n = in_.size() < body_remaining_ ? in_.size() : static_cast<size_t>(body_remaining_);
+    // The view stays valid after consume(): it moves offsets, not bytes.
+    out.data = std::string_view(in_.data(), n);
+    out.consumed = n;
+    in_.consume(n);
+    body_remaining_ -= n;
+    if (body_remaining_ == 0) request_complete_ = true;
+    return out;
+  }
+  http::http1::ChunkedDecoder::Step step = chunked_.next(in_.view());
+  out.consumed = step.consumed;
+  in_.consume(step.consumed);
+  switch (step.kind) {
+    case Kind::kData:
+      out.data = step.data;
+      break;
+    case Kind::kDone:
+      request_complete_ = true;
+      out.kind = BodyStep::kEnd;
+      break;
+    case Kind::kNeedMore:
+      out.kind = BodyStep::kNeedMore;
+      break;
+    case Kind::kError:
+      out.kind = BodyStep::kError;
+      out.error = step.error;
+      break;
+  }
+  return out;
+}
+
 void Http1ServerConnection::forward_body() {
   while (state_ == State::kRequest && !request_complete_ && !in_.empty()) {
     if (stream_->blocked()) return;
-    if (body_ == http::http1::BodyKind::kContentLength) {
-      size_t n = in_.size() < body_remaining_ ? in_.size() : static_cast<size_t>(body_remaining_);
-      std::string_view data(in_.data(), n);
-      in_.consume(n);
-      bytes_in_ += n;
-      body_remaining_ -= n;
-      if (body_remaining_ == 0) request_complete_ = true;
-      stream_->decode_data(data, request_complete_);
-      continue;
-    }
-    http::http1::ChunkedDecoder::Step step = chunked_.next(in_.view());
+    BodyStep step = take_body();
     bytes_in_ += step.consumed;
     switch (step.kind) {
-      case http::http1::ChunkedDecoder::Kind::kData: {
-        std::string_view data = step.data;
-        in_.consume(step.consumed);
-        stream_->decode_data(data, false);
+      case BodyStep::kData:
+        stream_->decode_data(step.data, request_complete_);
         break;
-      }
-      case http::http1::ChunkedDecoder::Kind::kDone:
-        in_.consume(step.consumed);
-        request_complete_ = true;
+      case BodyStep::kEnd:
         if (chunked_.trailers().empty()) {
           stream_->decode_data({}, true);
         } else {
           stream_->decode_trailers(chunked_.trailers());
         }
         break;
-      case http::http1::ChunkedDecoder::Kind::kNeedMore:
-        in_.consume(step.consumed);
+      case BodyStep::kNeedMore:
         return;
-      case http::http1::ChunkedDecoder::Kind::kError:
-        in_.consume(in_.size());
+      case BodyStep::kError:
+        in_.clear();
         reject(400, step.error);
         return;
     }
@@ -225,27 +244,13 @@ bool Http1ServerConnection::can_discard_rest() const {
 
 void Http1ServerConnection::discard_body() {
   while (state_ == State::kDiscard && !in_.empty()) {
-    size_t before = in_.size();
-    if (body_ == http::http1::BodyKind::kContentLength) {
-      size_t n = in_.size() < body_remaining_ ? in_.size() : static_cast<size_t>(body_remaining_);
-      in_.consume(n);
-      body_remaining_ -= n;
-      if (body_remaining_ == 0) request_complete_ = true;
-    } else {
-      http::http1::ChunkedDecoder::Step step = chunked_.next(in_.view());
-      in_.consume(step.consumed);
-      if (step.kind == http::http1::ChunkedDecoder::Kind::kDone) request_complete_ = true;
-      if (step.kind == http::http1::ChunkedDecoder::Kind::kError) {
-        close_gracefully();
-        return;
-      }
-      if (step.kind == http::http1::ChunkedDecoder::Kind::kNeedMore && in_.size() == before) break;
-    }
-    discarded_ += before - in_.size();
-    if (discarded_ > kDiscardLimit) {
+    BodyStep step = take_body();
+    discarded_ += step.consumed;
+    if (step.kind == BodyStep::kError || discarded_ > kDiscardLimit) {
       close_gracefully();
       return;
     }
+    if (step.kind == BodyStep::kNeedMore) return;
     if (request_complete_) {
       if (!keep_alive_) {  // a drain began meanwhile
         close_gracefully();

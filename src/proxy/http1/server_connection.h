@@ -57,6 +57,15 @@ class Http1ServerConnection final : public WorkerConnection,
   void process_input();
   void start_exchange(size_t head_size);
   bool refresh_snapshot();
+  // The next piece of the request body in in_, de-framed and consumed; the
+  // end of the body sets request_complete_.
+  struct BodyStep {
+    enum Kind : uint8_t { kData, kEnd, kNeedMore, kError } kind = kData;
+    std::string_view data;
+    size_t consumed = 0;
+    const char* error = "";
+  };
+  BodyStep take_body();
   void forward_body();
   // Whether the rest of a request answered early can be read and dropped, so
   // the connection serves the next request instead of closing.

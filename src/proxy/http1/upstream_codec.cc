@@ -11,7 +11,7 @@ constexpr size_t kHighWatermark = 256 * 1024;
 }  // namespace
 
 Http1UpstreamCodec::Http1UpstreamCodec(net::EventLoop& loop, http::ResponseDecoder& decoder)
-    : loop_(loop), decoder_(&decoder), fail_later_(loop, [this] {
+    : decoder_(&decoder), fail_later_(loop, [this] {
         if (conn_ != nullptr) fail(http::UpstreamFailure::kReset, "upstream connection reset");
       }) {}
 

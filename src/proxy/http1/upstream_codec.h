@@ -53,7 +53,6 @@ class Http1UpstreamCodec final : public UpstreamCodec, public UpstreamUser {
   // sent, the whole response read, and the upstream keeps the connection.
   bool reusable() const;
 
-  net::EventLoop& loop_;
   http::ResponseDecoder* decoder_;
   UpstreamConnection* conn_ = nullptr;
   net::Buffer out_;  // staged request bytes, sent by flush()

@@ -313,6 +313,32 @@ TEST_F(RegistryTest, RestartTtlsGivesEveryInstanceAFullTtlToReconnect) {
   EXPECT_EQ(registry_->expire().size(), 1u) << "no heartbeat after the restart: removed one TTL later";
 }
 
+TEST_F(RegistryTest, RestartGraceOutlastsAShortTtlUntilTheFirstHeartbeat) {
+  Instance a = web("web-1");
+  a.ttl_seconds = 2;  // shorter than a sidecar's reconnect backoff can grow
+  Instance b = web("web-2");
+  b.ttl_seconds = 2;
+  must_register(a);
+  must_register(b);
+  restart();
+  clock_.advance_ms(3000);
+  registry_->restart_ttls(20000);
+  clock_.advance_ms(5000);  // past the TTL, within the grace
+  EXPECT_TRUE(registry_->expire().empty());
+  EXPECT_EQ(registry_->instances_of("web", "default").size(), 2u);
+  EXPECT_TRUE(registry_->heartbeat("web-1")) << "its proxy reconnected late but in time";
+  clock_.advance_ms(2001);
+  auto removed = registry_->expire();
+  ASSERT_EQ(removed.size(), 1u) << "a heartbeat ends the grace: the TTL rules again";
+  EXPECT_EQ(removed[0].id, "web-1");
+  clock_.advance_ms(12999);  // 20 s after the start
+  EXPECT_TRUE(registry_->expire().empty());
+  clock_.advance_ms(1);
+  removed = registry_->expire();
+  ASSERT_EQ(removed.size(), 1u) << "no proxy came back: removed when the grace ran out";
+  EXPECT_EQ(removed[0].id, "web-2");
+}
+
 TEST_F(RegistryTest, RevisionAndListenerFollowChangesOnly) {
   EXPECT_EQ(registry_->revision(), 0u);
   must_register(web("web-1"));

@@ -32,9 +32,7 @@ struct FakeLink {
   bool transport_shut_write = false;   // the proxy sent FIN
   bool peer_shut_write = false;        // the test sent FIN
   bool transport_closed = false;
-  int reset_error = 0;            // the test broke the connection with this errno
   size_t peer_window = SIZE_MAX;  // bytes the test's side buffers before writes block
-  uint64_t taken = 0;             // bytes the test took so far
 };
 
 class FakeTransport final : public net::Transport {
@@ -169,7 +167,6 @@ class FakePeer {
   }
   // Refuses or breaks the connection: the proxy's side hears the error.
   void reset(int error = ECONNRESET) {
-    link_->reset_error = error;
     if (link_->transport) link_->transport->fail(error);
   }
   void send(std::string_view data) {
@@ -185,7 +182,6 @@ class FakePeer {
   std::string take() {
     std::string out = std::move(link_->to_peer);
     link_->to_peer.clear();
-    link_->taken += out.size();
     if (link_->transport) link_->transport->flush();
     return out;
   }
@@ -195,6 +191,8 @@ class FakePeer {
     if (link_->transport) link_->transport->flush();
   }
   std::string_view pending() const { return link_->to_peer; }
+  // Sent by the test and not read by the proxy yet.
+  size_t unread() const { return link_->to_transport.size(); }
   bool connected() const { return link_->connected; }
   bool closed_by_proxy() const { return link_->transport_closed; }
   bool fin_from_proxy() const { return link_->transport_shut_write; }
@@ -216,10 +214,6 @@ class FakeNetwork final : public net::TransportFactory {
   std::unique_ptr<net::Transport> connect(net::EventLoop& loop, const net::SocketAddress& address,
                                           net::TransportCallbacks* callbacks, int& error) override {
     ++connects_[address.text];
-    if (auto it = refuse_now_.find(address.text); it != refuse_now_.end()) {
-      error = it->second;
-      return nullptr;
-    }
     auto link = std::make_shared<FakeLink>(loop);
     link->connected = false;
     auto t = std::make_unique<FakeTransport>(link, callbacks);
@@ -253,13 +247,9 @@ class FakeNetwork final : public net::TransportFactory {
   }
   // Connects to `address` complete at the next pass.
   void auto_accept(const std::string& address) { auto_accept_[address] = true; }
-  // Connects to `address` fail at the next pass (ECONNREFUSED), or at once.
+  // Connects to `address` fail at the next pass (ECONNREFUSED).
   void refuse(const std::string& address, int error = ECONNREFUSED) { refuse_[address] = error; }
-  void refuse_now(const std::string& address, int error = ENETUNREACH) { refuse_now_[address] = error; }
-  void allow(const std::string& address) {
-    refuse_.erase(address);
-    refuse_now_.erase(address);
-  }
+  void allow(const std::string& address) { refuse_.erase(address); }
 
  private:
   std::map<std::string, std::deque<FakePeer>> pending_;
@@ -267,7 +257,6 @@ class FakeNetwork final : public net::TransportFactory {
   std::map<std::string, int> connects_;
   std::map<std::string, bool> auto_accept_;
   std::map<std::string, int> refuse_;
-  std::map<std::string, int> refuse_now_;
 };
 
 }  // namespace trellis::testing

@@ -131,6 +131,7 @@ TEST(RouterTest, ConnectFailureIsRetriedElsewhere) {
   b.send(ok_response());
   h.run();
   EXPECT_EQ(status_of(client.take()), 200);
+  EXPECT_EQ(h.network().connects(kA), 1) << "the refused endpoint was tried first";
 }
 
 TEST(RouterTest, ConnectFailureWithoutRetriesIs503) {
@@ -413,6 +414,32 @@ TEST(RouterTest, ADrainThatStallsIsClosedAfterItsDeadline) {
   EXPECT_FALSE(up.closed_by_proxy());
   h.advance(milliseconds(1));
   EXPECT_TRUE(up.closed_by_proxy());
+}
+
+// A client that does not read holds the response back: the proxy stops
+// reading the upstream instead of buffering the body, and catches up as the
+// client reads.
+TEST(RouterTest, ASlowClientStopsTheProxyReadingTheUpstream) {
+  constexpr size_t kBody = 4 << 20;
+  ProxyHarness h(config());
+  FakePeer client = h.connect();
+  client.set_window(64 * 1024);
+  client.send(kGet);
+  FakePeer up = h.upstream(kA);
+  up.take();
+  up.send("HTTP/1.1 200 OK\r\ncontent-length: " + std::to_string(kBody) + "\r\n\r\n" +
+          std::string(kBody, 'b'));
+  h.run();
+  // The client's window, the proxy's 256 KiB watermark and a read or two.
+  EXPECT_GT(up.unread(), kBody - 512 * 1024);
+  std::string received;
+  for (int i = 0; i < 10000 && (up.unread() > 0 || !client.pending().empty()); ++i) {
+    received += client.take();
+    h.run();
+  }
+  EXPECT_EQ(up.unread(), 0u);
+  EXPECT_EQ(status_of(received), 200);
+  EXPECT_EQ(received.size() - received.find("\r\n\r\n") - 4, kBody);
 }
 
 std::vector<std::string> lines_of(const std::string& path) {
