@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "control/authorization_translation.h"
 #include "control/cluster_translation.h"
 #include "control/rate_limit_translation.h"
 #include "control/route_translation.h"
@@ -78,6 +79,12 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     r->set_path_kind(v1::Route::PREFIX);
     r->set_path("/");
     r->set_cluster(kInbound);
+    // The proxy in front of each instance of a Service enforces who may call it.
+    if (!hello.node().service().empty()) {
+      v1::Authorization authz;
+      if (build_authorization(mesh, {hello.node().service(), node_namespace(hello)}, authz))
+        *in->mutable_authorization() = std::move(authz);
+    }
     // The proxy in front of each instance of a Service enforces the limits on it.
     if (!hello.node().service().empty()) {
       add_rate_limits(mesh, "Service", node_namespace(hello), hello.node().service(),

@@ -60,6 +60,11 @@ class Transport : public Deferred {
   // Application bytes, as the connection's user read and wrote them.
   virtual uint64_t bytes_read() const = 0;
   virtual uint64_t bytes_written() const = 0;
+  // The peer's verified identity (the SPIFFE ID of its certificate); empty
+  // without one, as on plain TCP.
+  virtual std::string_view peer_identity() const { return {}; }
+  // The application protocol agreed by ALPN; empty when none.
+  virtual std::string_view alpn() const { return {}; }
 };
 
 // Makes the transports of one kind (plain, or TLS with one context).

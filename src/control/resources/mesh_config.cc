@@ -6,11 +6,14 @@
 namespace trellis::control {
 
 void validate_mesh_config(Checker& checker, const Json& spec_json) {
-  MapReader spec =
-      checker.map(spec_json, "spec", {"mtls", "trustDomain", "defaults", "accessLog", "tracing"});
+  MapReader spec = checker.map(spec_json, "spec",
+                               {"mtls", "trustDomain", "authorization", "defaults", "accessLog", "tracing"});
   if (!spec.ok()) return;
   if (std::optional<MapReader> mtls = spec.map("mtls", {"mode"})) {
     mtls->enumeration("mode", {"STRICT", "PERMISSIVE", "DISABLE"});
+  }
+  if (std::optional<MapReader> authz = spec.map("authorization", {"defaultAction"})) {
+    authz->enumeration("defaultAction", {"ALLOW", "DENY"});
   }
   if (std::optional<std::string> domain = spec.string("trustDomain")) {
     if (auto problem = check_trust_domain(*domain)) spec.error("trustDomain", *problem);

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "common/text.h"
+#include "policy/authorization.h"
 #include "policy/route_table.h"
 
 namespace trellis::proxy {
@@ -122,6 +123,29 @@ Problem check_regex(const std::string& pattern) {
 Problem check_method(std::string_view method) {
   if (std::find(kMethods.begin(), kMethods.end(), method) != kMethods.end()) return std::nullopt;
   return unknown_choice("method", method, kMethods);
+}
+
+Problem check_authz_identity(std::string_view pattern) {
+  if (pattern == "*") return std::nullopt;
+  if (!pattern.starts_with("spiffe://")) return "must be \"*\" or a SPIFFE ID (spiffe://...)";
+  size_t star = pattern.find('*');
+  if (star != std::string_view::npos && star + 1 != pattern.size()) return "'*' is only allowed at the end";
+  if (std::any_of(pattern.begin(), pattern.end(), [](unsigned char c) { return c <= ' ' || c >= 0x7f; }))
+    return "must not contain spaces, control or non-ASCII characters";
+  return std::nullopt;
+}
+
+Problem check_authz_path(std::string_view pattern) {
+  size_t star = pattern.find('*');
+  if (star != std::string_view::npos && star + 1 != pattern.size())
+    return "'*' is only allowed at the end, as in \"/api/*\"";
+  return check_path(pattern.substr(0, star));
+}
+
+Problem check_ip_block(std::string_view block) {
+  auto parsed = policy::IpBlock::parse(block);
+  if (!parsed) return parsed.error().message;
+  return std::nullopt;
 }
 
 bool is_token(std::string_view s) {

@@ -62,6 +62,12 @@ inline constexpr std::array<std::string_view, 9> kMethods = {"GET",     "HEAD", 
                                                              "CONNECT", "OPTIONS", "TRACE", "PATCH"};
 Problem check_method(std::string_view method);
 
+// AuthorizationPolicy values: a SPIFFE ID, "*" or an ID cut short ending in
+// '*'; a path, exact or ending in '*'; a CIDR block or address.
+Problem check_authz_identity(std::string_view pattern);
+Problem check_authz_path(std::string_view pattern);
+Problem check_ip_block(std::string_view block);
+
 // An HTTP token (RFC 9110 section 5.6.2), as header and cookie names are.
 bool is_token(std::string_view s);
 Problem check_header_name(std::string_view name);

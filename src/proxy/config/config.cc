@@ -170,8 +170,8 @@ class Loader {
     std::unordered_map<std::string, size_t> names;
     for (const Located& item : *items) {
       ListenerConfig listener;
-      auto fields =
-          r_.read_map(item, {"name", "address", "protocol", "idle_timeout", "virtual_hosts", "cluster"});
+      auto fields = r_.read_map(
+          item, {"name", "address", "protocol", "idle_timeout", "virtual_hosts", "cluster", "authorization"});
       if (fields) {
         if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, listener.name)) {
           if (!names.emplace(listener.name, listeners.size()).second) {
@@ -217,6 +217,7 @@ class Loader {
       }
     }
     if (auto v = fields.get("idle_timeout")) r_.read_positive_duration(*v, listener.idle_timeout);
+    if (auto v = fields.get("authorization")) load_authorization(r_, *v, listener.authorization);
     auto virtual_hosts = fields.get("virtual_hosts");
     auto cluster = fields.get("cluster");
     // Which of these belong depends on the protocol; with that in doubt, any verdict would be a guess.

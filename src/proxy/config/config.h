@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "net/address.h"
+#include "policy/authorization.h"
 #include "policy/circuit_breaker.h"
 #include "policy/concurrency_limiter.h"
 #include "policy/load_balancer.h"
@@ -204,6 +205,9 @@ struct ListenerConfig {
   // kTcp
   std::string cluster;
   size_t cluster_index = 0;
+  // Who may use this listener (an inbound sidecar's AuthorizationPolicies):
+  // checked at accept for tcp, per request for http. Empty: everyone.
+  policy::AuthorizationConfig authorization;
 };
 
 struct AccessLogConfig {

@@ -196,12 +196,57 @@ Json route_to_json(const RouteConfig& route) {
   return out;
 }
 
+const char* action_name(policy::AuthzAction action) {
+  return action == policy::AuthzAction::kDeny ? "DENY" : "ALLOW";
+}
+
+// As the bootstrap file writes it: lists left out when empty.
+Json authorization_json(const policy::AuthorizationConfig& authz) {
+  Json policies = Json::array();
+  for (const policy::AuthzPolicyConfig& p : authz.policies) {
+    Json rules = Json::array();
+    for (const policy::AuthzRule& rule : p.rules) {
+      Json r = Json::object();
+      auto put = [](Json& into, const char* key, const auto& list) {
+        if (!list.empty()) into[key] = list;
+      };
+      if (!rule.from.empty()) {
+        Json from = Json::array();
+        for (const policy::AuthzSource& s : rule.from) {
+          Json entry = Json::object();
+          put(entry, "identities", s.identities);
+          put(entry, "namespaces", s.namespaces);
+          put(entry, "ip_blocks", s.ip_blocks);
+          from.push_back(std::move(entry));
+        }
+        r["from"] = std::move(from);
+      }
+      if (!rule.to.empty()) {
+        Json to = Json::array();
+        for (const policy::AuthzOperation& o : rule.to) {
+          Json entry = Json::object();
+          put(entry, "methods", o.methods);
+          put(entry, "paths", o.paths);
+          put(entry, "ports", o.ports);
+          to.push_back(std::move(entry));
+        }
+        r["to"] = std::move(to);
+      }
+      rules.push_back(std::move(r));
+    }
+    policies.push_back(
+        Json{{"name", p.name}, {"action", action_name(p.action)}, {"rules", std::move(rules)}});
+  }
+  return Json{{"default_action", action_name(authz.default_action)}, {"policies", std::move(policies)}};
+}
+
 Json listener_to_json(const ListenerConfig& listener) {
   Json out;
   out["name"] = listener.name;
   out["address"] = listener.address.text;
   out["protocol"] = listener.protocol == ListenerProtocol::kHttp ? "http" : "tcp";
   out["idle_timeout"] = format_duration(listener.idle_timeout);
+  if (!listener.authorization.empty()) out["authorization"] = authorization_json(listener.authorization);
   if (listener.protocol == ListenerProtocol::kHttp) {
     Json vhosts = Json::array();
     for (const VirtualHostConfig& vhost : listener.virtual_hosts) {

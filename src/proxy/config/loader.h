@@ -30,4 +30,6 @@ void load_clusters(Reader& reader, const Located& at, std::vector<ClusterConfig>
 void load_routes(Reader& reader, const Located& at, const ClusterIndex& clusters,
                  std::vector<RouteConfig>& routes);
 
+void load_authorization(Reader& reader, const Located& at, policy::AuthorizationConfig& out);
+
 }  // namespace trellis::proxy::config_yaml

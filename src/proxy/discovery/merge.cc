@@ -11,6 +11,7 @@ namespace trellis::proxy {
 namespace {
 
 using control_merge::Errors;
+using control_merge::item;
 
 class Merger {
  public:
@@ -60,6 +61,8 @@ class Merger {
           listener.address.text + " is already in use by another listener or the admin endpoint");
     }
     if (l.idle_timeout_ms()) listener.idle_timeout = Millis(l.idle_timeout_ms());
+    if (l.has_authorization())
+      authorization(l.authorization(), path + ".authorization", listener.authorization);
     if (l.protocol() == v1::Listener::TCP) {
       listener.protocol = ListenerProtocol::kTcp;
       listener.cluster = l.cluster();
@@ -94,6 +97,63 @@ class Merger {
   }
 
  private:
+  static policy::AuthzAction action(v1::Authorization::Action a) {
+    return a == v1::Authorization::DENY ? policy::AuthzAction::kDeny : policy::AuthzAction::kAllow;
+  }
+
+  // Checked with the bootstrap file's rules; the compiler checks the blocks.
+  void authorization(const v1::Authorization& in, const std::string& path, policy::AuthorizationConfig& out) {
+    out.default_action = action(in.default_action());
+    for (int i = 0; i < in.policies_size(); ++i) {
+      const v1::AuthorizationPolicy& p = in.policies(i);
+      const std::string at = item(path + ".policies", i);
+      if (p.name().empty()) errors_.add(at + ".name", "is required");
+      policy::AuthzPolicyConfig policy{p.name(), action(p.action()), {}};
+      for (int r = 0; r < p.rules_size(); ++r) {
+        const std::string rule_at = item(at + ".rules", r);
+        policy::AuthzRule rule;
+        for (int f = 0; f < p.rules(r).from_size(); ++f) {
+          const v1::AuthorizationSource& s = p.rules(r).from(f);
+          const std::string from_at = item(rule_at + ".from", f);
+          policy::AuthzSource source;
+          strings(s.identities(), from_at + ".identities", check_authz_identity, source.identities);
+          strings(s.namespaces(), from_at + ".namespaces", check_name, source.namespaces);
+          strings(s.ip_blocks(), from_at + ".ip_blocks", check_ip_block, source.ip_blocks);
+          if (source.identities.empty() && source.namespaces.empty() && source.ip_blocks.empty())
+            errors_.add(from_at, "sets nothing");
+          rule.from.push_back(std::move(source));
+        }
+        for (int t = 0; t < p.rules(r).to_size(); ++t) {
+          const v1::AuthorizationOperation& o = p.rules(r).to(t);
+          const std::string to_at = item(rule_at + ".to", t);
+          policy::AuthzOperation operation;
+          strings(o.methods(), to_at + ".methods", check_method, operation.methods);
+          strings(o.paths(), to_at + ".paths", check_authz_path, operation.paths);
+          for (int k = 0; k < o.ports_size(); ++k) {
+            if (o.ports(k) < 1 || o.ports(k) > 65535) {
+              errors_.add(item(to_at + ".ports", k), "must be between 1 and 65535");
+            } else {
+              operation.ports.push_back(o.ports(k));
+            }
+          }
+          if (operation.methods.empty() && operation.paths.empty() && operation.ports.empty())
+            errors_.add(to_at, "sets nothing");
+          rule.to.push_back(std::move(operation));
+        }
+        policy.rules.push_back(std::move(rule));
+      }
+      out.policies.push_back(std::move(policy));
+    }
+  }
+
+  template <class List>
+  void strings(const List& in, const std::string& path, Problem (*check)(std::string_view),
+               std::vector<std::string>& out) {
+    for (int i = 0; i < in.size(); ++i) {
+      if (errors_.check(item(path, i), check(in.Get(i)))) out.push_back(in.Get(i));
+    }
+  }
+
   VirtualHostConfig virtual_host(const v1::VirtualHost& vh, const std::string& listener_path,
                                  std::set<std::string>& domains) {
     std::string path = listener_path + ".virtual_hosts[" + vh.name() + "]";

@@ -1,6 +1,6 @@
 // The parts of merge_dynamic_config that turn one trellis.v1 message into the
 // config model, checked by the rules the bootstrap loader applies
-// (config_checks.h): control_clusters.cc and control_routes.cc.
+// (proxy/config/checks.h): merge_clusters.cc and merge_routes.cc.
 #pragma once
 
 #include <map>
@@ -12,6 +12,11 @@
 #include "trellis/v1/discovery.pb.h"
 
 namespace trellis::proxy::control_merge {
+
+// "path[index]": the path of a list item.
+inline std::string item(const std::string& path, int index) {
+  return path + "[" + std::to_string(index) + "]";
+}
 
 // Where errors of one update go, each with the field path of what the
 // control plane sent.

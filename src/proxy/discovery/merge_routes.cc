@@ -14,8 +14,6 @@ using policy::PathMatchKind;
 
 constexpr std::array<std::string_view, 2> kSchemes = {"http", "https"};
 
-std::string item(const std::string& path, int index) { return path + "[" + std::to_string(index) + "]"; }
-
 class RouteTranslator {
  public:
   RouteTranslator(const ClusterIndex& clusters, Errors& errors) : clusters_(clusters), errors_(errors) {}

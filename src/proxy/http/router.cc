@@ -65,6 +65,7 @@ void Router::begin(const DownstreamContext& context) {
   hold_ = {};
   mirror_mask_ = 0;
   cookie_value_.clear();
+  denied_by_.clear();
   retries_ = 0;
   stale_retries_ = 0;
   status_ = 0;
@@ -84,11 +85,12 @@ void Router::end_exchange_timers() {
 void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream) {
   request_.assign(headers);
   body_.begin(end_stream);
+  const ListenerRuntime& listener = *context_->listener;
+  if (listener.authorizer && !authorize(listener)) return;                                         // 0
   add_forwarding_headers(request_, context_->client_ip, worker_.random(), request_id_, scratch_);  // 1
   const http::RequestHeaders& req = request_.get();
 
-  const ListenerRuntime& listener = *context_->listener;  // 2
-  policy::RouteRef ref;
+  policy::RouteRef ref;  // 2
   if (!listener.routes.match({req.authority, req.method, req.path, &req.headers}, ref)) {
     reply_local(404, "no route\n");
     return;
@@ -110,6 +112,20 @@ void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream
     if (hold_.count() > 0) context_->stats->rate_limit_delayed.inc();
   }
   route_request(listener.config->virtual_hosts[ref.virtual_host].routes[ref.route]);
+}
+
+bool Router::authorize(const ListenerRuntime& listener) {
+  AuthzVerdict v = authorize_request(*listener.authorizer, context_->authz_client, request_, scratch_);
+  if (v.kind == AuthzVerdict::Kind::kBadPath) {
+    reply_local(400, "bad request: ambiguous path (an encoded '/' or '\\', a '\\', or a broken %-escape)\n");
+    return false;
+  }
+  const bool allowed = v.kind == AuthzVerdict::Kind::kAllowed;
+  count_authz(listener, worker_.index(), {allowed, v.policy});
+  if (allowed) return true;
+  denied_by_ = authz_decider(listener, v.policy);
+  reply_local(403, "access denied by " + denied_by_ + "\n");
+  return false;
 }
 
 void Router::route_request(const RouteConfig& route) {
@@ -585,6 +601,8 @@ void Router::log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration e
   entry.cluster = cluster_name_;
   entry.request_id = request_id_;
   entry.retries = retries_;
+  entry.identity = context_->authz_client.identity;
+  entry.denied_by = denied_by_;
   std::string& line = worker_.scratch();
   format_access_line(entry, line);
   worker_.log_access(line);

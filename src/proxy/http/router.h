@@ -79,6 +79,9 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   bool response_started() const { return phase_ >= Phase::kResponding; }
 
   // The stages after the route is found (stages.h, 4 to 8).
+  // Stage 0: false when the request was answered (403, or 400 for a path
+  // that cannot be normalized).
+  bool authorize(const ListenerRuntime& listener);
   void route_request(const RouteConfig& route);
   // After any hold: the abort a fault drew, admission, mirrors, the first try.
   // `from_decoder`: within a codec's decode call, whose flush() follows.
@@ -139,6 +142,7 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   Duration hold_{};  // fault delay or leaky-bucket hold, the longer
   uint32_t mirror_mask_ = 0;
   std::string cookie_value_;  // a new hash cookie to set on the response
+  std::string denied_by_;     // what refused the request, for the access log
 
   // Admission: a max_requests slot and, when on, an adaptive-limit slot.
   policy::BreakerSlot request_slot_;

@@ -10,6 +10,7 @@
 #include "http/codec.h"
 #include "http/header.h"
 #include "proxy/runtime/snapshot.h"
+#include "proxy/security/authorization.h"
 
 namespace trellis::proxy {
 
@@ -22,6 +23,7 @@ struct DownstreamContext {
   ListenerStats* stats = nullptr;
   std::string_view client_ip;       // for x-forwarded-for
   std::string_view client_address;  // ip:port, for the access log
+  AuthzClient authz_client;         // who the client is, for authorization
 };
 
 class ServerStream : public http::RequestDecoder {

@@ -28,6 +28,30 @@ void format_request_id(Random& random, std::string& out) {
 
 }  // namespace
 
+AuthzVerdict authorize_request(const policy::Authorizer& authorizer, const AuthzClient& client,
+                               http::RequestHeadersCopy& request, std::string& scratch) {
+  std::string_view full = request.get().path;
+  const size_t query = full.find('?');
+  std::string_view path = full.substr(0, query);
+  bool changed = false;
+  if (!policy::normalize_path(path, scratch, changed)) return {AuthzVerdict::Kind::kBadPath};
+  if (changed) {
+    if (query != std::string_view::npos) scratch.append(full.substr(query));
+    request.set_path(scratch);
+    path = request.get().path;
+    path = path.substr(0, path.find('?'));
+  }
+  policy::AuthzRequest r;
+  r.identity = client.identity;
+  r.address = client.address;
+  r.port = client.port;
+  r.http = true;
+  r.method = request.get().method;
+  r.path = path;
+  policy::AuthzDecision d = authorizer.decide(r);
+  return {d.allowed ? AuthzVerdict::Kind::kAllowed : AuthzVerdict::Kind::kDenied, d.policy};
+}
+
 void add_forwarding_headers(http::RequestHeadersCopy& request, std::string_view client_ip, Random& random,
                             std::string& request_id, std::string& scratch) {
   http::RequestHeaders& req = request.get();

@@ -1,6 +1,7 @@
 // The decisions the router makes on a request before an upstream sees it, in
 // the order it makes them (router.cc runs them in this order too):
 //
+//   0. authorization        the listener's AuthorizationPolicies (403)
 //   1. forwarding headers   x-forwarded-for, x-request-id
 //   2. route                the listener's route table (404 without one)
 //   3. rate limits          429, or a leaky bucket's hold
@@ -25,10 +26,23 @@
 #include "common/random.h"
 #include "common/time.h"
 #include "http/message.h"
+#include "policy/authorization.h"
 #include "proxy/config/config.h"
 #include "proxy/http/rate_limits.h"
+#include "proxy/security/authorization.h"
 
 namespace trellis::proxy {
+
+// 0. Whether the listener lets the request through. The path is normalized
+// first (and forwarded normalized, so the application sees what was
+// authorized); a path that cannot be is refused as a bad request.
+struct AuthzVerdict {
+  enum class Kind : uint8_t { kAllowed, kDenied, kBadPath };
+  Kind kind = Kind::kAllowed;
+  int policy = policy::AuthzDecision::kDefault;  // the deciding policy
+};
+AuthzVerdict authorize_request(const policy::Authorizer& authorizer, const AuthzClient& client,
+                               http::RequestHeadersCopy& request, std::string& scratch);
 
 // 1. x-forwarded-for: every earlier value in order, then `client_ip`.
 // x-request-id: the client's, or a new UUIDv4 (into `request_id` either way).

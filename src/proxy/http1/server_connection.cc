@@ -28,6 +28,7 @@ Http1ServerConnection::Http1ServerConnection(Worker& worker, int fd, const socka
       client_(listener_->transport->accepted(worker.loop(), fd, this)),
       client_ip_(net::format_address(peer, /*ip_only=*/true)),
       client_address_(net::format_address(peer)),
+      authz_client_(authz_client_of(peer, listener_->config->address, {})),
       stream_(make_server_stream(worker, *this)),
       idle_timer_(worker.loop(), [this] { close(); }),
       resume_(worker.loop(), [this] {
@@ -154,7 +155,7 @@ void Http1ServerConnection::start_exchange(size_t head_size) {
   bytes_in_ = head_size;
   bytes_out_ = 0;
   bool listener_current = refresh_snapshot();
-  context_ = {snapshot_, listener_, stats_, client_ip_, client_address_};
+  context_ = {snapshot_, listener_, stats_, client_ip_, client_address_, authz_client_};
   stream_->begin(context_);
   http::http1::to_neutral(head_, request_);
   // The head's bytes stay in memory until the next read; the router copies
@@ -277,7 +278,7 @@ void Http1ServerConnection::reject(int status, std::string_view reason) {
     bytes_in_ = in_.size();
     bytes_out_ = 0;
     refresh_snapshot();
-    context_ = {snapshot_, listener_, stats_, client_ip_, client_address_};
+    context_ = {snapshot_, listener_, stats_, client_ip_, client_address_, authz_client_};
     stream_->begin(context_);
   } else {
     stream_->on_downstream_reset();

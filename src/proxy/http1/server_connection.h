@@ -85,6 +85,7 @@ class Http1ServerConnection final : public WorkerConnection,
   std::unique_ptr<net::Transport> client_;
   std::string client_ip_;
   std::string client_address_;
+  AuthzClient authz_client_;
   DownstreamContext context_;
   std::unique_ptr<ServerStream> stream_;  // one exchange at a time
   net::Buffer in_;                        // client input not yet handled

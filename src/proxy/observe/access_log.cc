@@ -60,6 +60,18 @@ void begin_line(std::string& line, std::string_view listener, std::string_view c
 
 double millis(Duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
+// Only when known, so plain-text lines stay as they were.
+void append_security(std::string& line, std::string_view identity, std::string_view denied_by) {
+  if (!identity.empty()) {
+    line += ",\"client_identity\":";
+    append_json_string(line, identity);
+  }
+  if (!denied_by.empty()) {
+    line += ",\"denied_by\":";
+    append_json_string(line, denied_by);
+  }
+}
+
 }  // namespace
 
 void format_access_line(const HttpAccessEntry& e, std::string& line) {
@@ -82,6 +94,7 @@ void format_access_line(const HttpAccessEntry& e, std::string& line) {
   line += ",\"request_id\":";
   append_json_string(line, e.request_id);
   if (e.retries > 0) fmt::format_to(std::back_inserter(line), ",\"retries\":{}", e.retries);
+  append_security(line, e.identity, e.denied_by);
   line += "}";
 }
 
@@ -92,8 +105,10 @@ void format_access_line(const TcpAccessEntry& e, std::string& line) {
   line += ",\"cluster\":";
   append_json_string(line, e.cluster);
   fmt::format_to(std::back_inserter(line),
-                 ",\"protocol\":\"tcp\",\"bytes_received\":{},\"bytes_sent\":{},\"duration_ms\":{:.3f}}}",
+                 ",\"protocol\":\"tcp\",\"bytes_received\":{},\"bytes_sent\":{},\"duration_ms\":{:.3f}",
                  e.bytes_received, e.bytes_sent, millis(e.duration));
+  append_security(line, e.identity, e.denied_by);
+  line += "}";
 }
 
 }  // namespace trellis::proxy

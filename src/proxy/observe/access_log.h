@@ -35,6 +35,8 @@ struct HttpAccessEntry {
   Duration duration{};
   std::string_view upstream, cluster, request_id;
   uint32_t retries = 0;
+  std::string_view identity;   // the client's verified mTLS identity, if any
+  std::string_view denied_by;  // the authorization that refused it, if any
 };
 
 // One TCP connection, as its access-log line reports it.
@@ -43,6 +45,8 @@ struct TcpAccessEntry {
   uint64_t bytes_received = 0;
   uint64_t bytes_sent = 0;
   Duration duration{};
+  std::string_view identity;
+  std::string_view denied_by;  // refused at accept by this authorization
 };
 
 // The line (JSON, without newline) into `line`, which is cleared first.

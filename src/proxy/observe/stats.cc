@@ -60,6 +60,10 @@ const std::vector<ClusterStats*>& StatsRegistry::cluster(const std::string& name
   return get_or_create(clusters_, name, workers_);
 }
 
+const std::vector<AuthzStats*>& StatsRegistry::authz(const std::string& listener, const std::string& policy) {
+  return get_or_create(authz_, listener + "\n" + policy, workers_);
+}
+
 std::string StatsRegistry::render_prometheus() const {
   std::string out;
   out.reserve(8192);
@@ -165,6 +169,19 @@ std::string StatsRegistry::render_prometheus() const {
                      policy::name_of(static_cast<policy::Resource>(r)),
                      sum(f.per_worker, [r](const ClusterStats& s) { return s.overflow[r].value(); }));
     }
+  }
+  header(out, "trellis_authz_decisions_total", "counter",
+         "Authorization decisions by listener, deciding policy (or the default action) and decision.");
+  for (auto& [key, f] : authz_) {
+    const size_t cut = key.find('\n');
+    const std::string_view listener = std::string_view(key).substr(0, cut);
+    const std::string_view policy = std::string_view(key).substr(cut + 1);
+    fmt::format_to(
+        it, "trellis_authz_decisions_total{{listener=\"{}\",policy=\"{}\",decision=\"allow\"}} {}\n",
+        listener, policy, sum(f.per_worker, [](const AuthzStats& s) { return s.allowed.value(); }));
+    fmt::format_to(it,
+                   "trellis_authz_decisions_total{{listener=\"{}\",policy=\"{}\",decision=\"deny\"}} {}\n",
+                   listener, policy, sum(f.per_worker, [](const AuthzStats& s) { return s.denied.value(); }));
   }
   return out;
 }

@@ -87,6 +87,13 @@ struct ClusterStats {
   Counter concurrency_shed;  // requests refused by the adaptive concurrency limit
 };
 
+// Authorization decisions on one listener by one AuthorizationPolicy (or by
+// the default action).
+struct AuthzStats {
+  Counter allowed;
+  Counter denied;
+};
+
 // Owns every stats block. Used on the main thread only: blocks are created when
 // a config is applied (before workers see it) and read when /stats is served.
 class StatsRegistry {
@@ -97,6 +104,8 @@ class StatsRegistry {
   // the process so counters survive reloads.
   const std::vector<ListenerStats*>& listener(const std::string& name);
   const std::vector<ClusterStats*>& cluster(const std::string& name);
+  // `policy` "<namespace>/<name>", or "default" for the default action.
+  const std::vector<AuthzStats*>& authz(const std::string& listener, const std::string& policy);
 
   std::string render_prometheus() const;
 
@@ -110,6 +119,7 @@ class StatsRegistry {
   size_t workers_;
   std::map<std::string, Family<ListenerStats>> listeners_;
   std::map<std::string, Family<ClusterStats>> clusters_;
+  std::map<std::string, Family<AuthzStats>> authz_;  // by "<listener>\n<policy>"
 };
 
 }  // namespace trellis::proxy

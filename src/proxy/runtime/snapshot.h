@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "policy/authorization.h"
 #include "policy/route_table.h"
 #include "proxy/config/config.h"
 #include "proxy/http/rate_limits.h"
@@ -41,6 +43,10 @@ struct ListenerRuntime {
   std::vector<ListenerStats*> stats;  // one per worker
   // What the listener's connections run over (plain TCP, or TLS).
   std::shared_ptr<net::TransportFactory> transport;
+  // Who may use the listener; empty when everyone may.
+  std::optional<policy::Authorizer> authorizer;
+  // [deciding policy + 1][worker]; [0] counts the default action's decisions.
+  std::vector<std::vector<AuthzStats*>> authz_stats;
 };
 
 // A cluster's config, its stats blocks, and what the workers share about it.

@@ -148,6 +148,15 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
   for (const ListenerConfig& l : config->listeners) {
     ListenerRuntime rt;
     rt.config = &l;
+    if (!l.authorization.empty()) {
+      auto authorizer = policy::Authorizer::compile(l.authorization);
+      if (!authorizer)
+        return make_error("listener \"" + l.name + "\": authorization." + authorizer.error().message);
+      rt.authorizer = std::move(*authorizer);
+      rt.authz_stats.push_back(stats_.authz(l.name, "default"));
+      for (const policy::AuthzPolicyConfig& p : l.authorization.policies)
+        rt.authz_stats.push_back(stats_.authz(l.name, p.name));
+    }
     // Reuse the sockets of a listener on the same address: reloads must not
     // drop connections waiting in the accept queue.
     if (previous) {

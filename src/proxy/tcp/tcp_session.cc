@@ -7,6 +7,7 @@
 
 #include "net/address.h"
 #include "proxy/observe/access_log.h"
+#include "proxy/security/authorization.h"
 
 namespace trellis::proxy {
 namespace {
@@ -26,6 +27,17 @@ TcpSession::TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, siz
       idle_timer_(worker.loop(), [this] { close(); }) {
   stats_.connections_active.add();
   idle_timer_.arm(listener_.config->idle_timeout);
+  // Refused at accept: the connection never reaches an upstream.
+  if (listener_.authorizer) {
+    policy::AuthzDecision d =
+        authorize_connection(listener_, worker.index(),
+                             authz_client_of(peer, listener_.config->address, client_->peer_identity()));
+    if (!d.allowed) {
+      denied_by_ = authz_decider(listener_, d.policy);
+      close();
+      return;
+    }
+  }
   UpstreamCluster& cluster = worker_.cluster(listener_.config->cluster_index);
   policy::PickContext pick_context;
   pick_context.now = worker.loop().now();
@@ -139,6 +151,8 @@ void TcpSession::close() {
     entry.bytes_received = client_->bytes_read();
     entry.bytes_sent = client_->bytes_written();
     entry.duration = worker_.loop().now() - started_;
+    entry.identity = client_->peer_identity();
+    entry.denied_by = denied_by_;
     std::string& line = worker_.scratch();
     format_access_line(entry, line);
     worker_.log_access(line);

@@ -45,6 +45,7 @@ class TcpSession final : public WorkerConnection, public net::TransportCallbacks
   sockaddr_storage peer_;
   UpstreamConnection* upstream_ = nullptr;
   std::string upstream_address_;
+  std::string denied_by_;  // what refused the connection at accept
   net::Buffer scratch_;
   bool connected_ = false;
   bool client_eof_ = false;

@@ -831,3 +831,46 @@ TEST(ControlConfigTest, IncrementalUpdatesReplaceAndRemoveByName) {
 
 }  // namespace
 }  // namespace trellis::proxy
+
+namespace trellis::proxy {
+namespace {
+
+TEST(ControlConfigTest, AuthorizationReachesTheListenerAndBadValuesAreRefusedWithTheirPath) {
+  v1::ConfigUpdate update = update_with(route_to("reviews.default"));
+  v1::Authorization* authz = update.mutable_listeners(0)->mutable_authorization();
+  authz->set_default_action(v1::Authorization::DENY);
+  v1::AuthorizationPolicy* p = authz->add_policies();
+  p->set_name("default/readers");
+  v1::AuthorizationRule* rule = p->add_rules();
+  v1::AuthorizationSource* from = rule->add_from();
+  from->add_identities("spiffe://cluster.local/ns/default/sa/productpage");
+  from->add_ip_blocks("10.0.0.0/8");
+  v1::AuthorizationOperation* to = rule->add_to();
+  to->add_methods("GET");
+  to->add_paths("/api/*");
+  to->add_ports(9080);
+  ConfigLoad good = merge(update);
+  ASSERT_TRUE(good.errors.empty()) << errors_of(good);
+  const policy::AuthorizationConfig& a = good.config.listeners.at(0).authorization;
+  EXPECT_EQ(a.default_action, policy::AuthzAction::kDeny);
+  ASSERT_EQ(a.policies.size(), 1u);
+  EXPECT_EQ(a.policies[0].name, "default/readers");
+  EXPECT_EQ(a.policies[0].rules.at(0).from.at(0).ip_blocks, std::vector<std::string>{"10.0.0.0/8"});
+  EXPECT_EQ(a.policies[0].rules.at(0).to.at(0).ports, std::vector<uint32_t>{9080});
+
+  from->set_ip_blocks(0, "10.0.0.1/8");
+  to->set_paths(0, "/a*b");
+  to->add_ports(0);
+  rule->add_from();
+  EXPECT_EQ(
+      errors_of(merge(update)),
+      "listeners[outbound].authorization.policies[0].rules[0].from[0].ip_blocks[0]: \"10.0.0.1/8\" has bits "
+      "set after its prefix\n"
+      "listeners[outbound].authorization.policies[0].rules[0].from[1]: sets nothing\n"
+      "listeners[outbound].authorization.policies[0].rules[0].to[0].paths[0]: '*' is only allowed at the "
+      "end, as in \"/api/*\"\n"
+      "listeners[outbound].authorization.policies[0].rules[0].to[0].ports[1]: must be between 1 and 65535\n");
+}
+
+}  // namespace
+}  // namespace trellis::proxy
