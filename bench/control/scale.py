@@ -140,15 +140,18 @@ def machine() -> dict[str, object]:
 
 
 class Api:
-    """The JSON API over one keep-alive connection."""
+    """The JSON API over one keep-alive connection, with the admin token."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, token: str):
         self.port = port
+        self.token = token
         self.conn: http.client.HTTPConnection | None = None
 
     def call(self, method: str, path: str, body: object | None = None) -> tuple[int, object]:
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         for attempt in (0, 1):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
@@ -197,6 +200,8 @@ class Control:
                 if time.monotonic() > deadline:
                     raise RuntimeError("trellis-control did not start listening")
                 time.sleep(0.05)
+        # Written at the first start, before the API listens.
+        self.token = (workdir / "data" / "admin-token").read_text().strip()
 
     def memory(self) -> dict[str, int]:
         return proc_status_kib(self.pid)
@@ -282,13 +287,13 @@ class MemorySampler(threading.Thread):
 # ---- the phases -------------------------------------------------------------------
 
 
-def register_all(port: int, services: int, per_service: int, connections: int = 4) -> float:
+def register_all(port: int, token: str, services: int, per_service: int, connections: int = 4) -> float:
     """Registers every instance over a few keep-alive connections; returns seconds taken."""
     jobs = [(j, i) for j in range(services) for i in range(per_service)]
     errors: list[str] = []
 
     def worker(part: list[tuple[int, int]]) -> None:
-        api = Api(port)
+        api = Api(port, token)
         try:
             for j, i in part:
                 status, body = api.call("POST", "/v1/registry/instances", {
@@ -620,7 +625,7 @@ def main(argv: list[str]) -> int:
     run_start = time.monotonic()
     try:
         control = Control(control_bin, workdir)
-        api = Api(control.http_port)
+        api = Api(control.http_port, control.token)
         sampler = MemorySampler(control.pid)
         sampler.start()
 
@@ -628,7 +633,7 @@ def main(argv: list[str]) -> int:
         print(f"registering {total:,} instances ...", file=sys.stderr)
         sampler.phase = "registration"
         cpu0 = control.cpu()
-        register_s = register_all(control.http_port, args.services, args.instances)
+        register_s = register_all(control.http_port, control.token, args.services, args.instances)
         status, body = api.call("GET", "/v1/registry/services")
         live = sum(s["instances"] for s in body["services"]) if status == 200 else -1
         if live != total:

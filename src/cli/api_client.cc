@@ -108,6 +108,7 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
       "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: trellis-cli\r\n"
       "Accept: application/json\r\nConnection: close\r\n",
       method, target, server_.text);
+  if (!credential_.token.empty()) request += "Authorization: Bearer " + credential_.token + "\r\n";
   if (!body.empty() || method == "PUT" || method == "POST") {
     request += fmt::format("Content-Type: {}\r\nContent-Length: {}\r\n", content_type, body.size());
   }
@@ -173,6 +174,20 @@ Result<ApiReply> ApiClient::call(std::string_view method, std::string_view targe
     if (raw.size() > 200) raw = raw.substr(0, 200) + "...";
     reply.body = Json{{"error", raw.empty() ? fmt::format("the API answered HTTP {}", reply.status)
                                             : fmt::format("HTTP {}: {}", reply.status, raw)}};
+  }
+  if (reply.status == 401) {
+    std::string hint =
+        credential_.token.empty()
+            ? fmt::format(
+                  "trellis-control needs a token: pass --token-file PATH, or set TRELLIS_TOKEN or "
+                  "TRELLIS_TOKEN_FILE, or put it in {} (trellis-control wrote an admin token to admin-token "
+                  "in "
+                  "its --data-dir)",
+                  default_token_file().empty() ? std::string("~/.config/trellis/token")
+                                               : default_token_file())
+            : fmt::format("trellis-control refused the token from {}: {}", credential_.source, reply.error());
+    if (!reply.body.is_object()) reply.body = Json::object();
+    reply.body["error"] = hint;
   }
   return reply;
 }

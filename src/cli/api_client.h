@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "cli/credentials.h"
 #include "cli/yaml_json.h"
 #include "common/result.h"
 #include "net/address.h"
@@ -44,6 +45,8 @@ class ApiClient {
   explicit ApiClient(net::SocketAddress server, std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
   const std::string& server() const { return server_.text; }
+  // Sent as "Authorization: Bearer <token>" with every request when not empty.
+  void set_credential(Credential credential) { credential_ = std::move(credential); }
 
   // Sends one request and reads the whole response (Content-Length, chunked,
   // or until the server closes). Errors read like "cannot reach
@@ -51,12 +54,14 @@ class ApiClient {
   Result<HttpResponse> send(std::string_view method, std::string_view target, std::string_view body = {},
                             std::string_view content_type = "application/json") const;
 
-  // send() with a JSON body (none when `body` is null) and a JSON answer.
+  // send() with a JSON body (none when `body` is null) and a JSON answer. A
+  // 401's error says how to give a token, or which token was refused.
   Result<ApiReply> call(std::string_view method, std::string_view target, const Json& body = nullptr) const;
 
  private:
   net::SocketAddress server_;
   std::chrono::milliseconds timeout_;
+  Credential credential_;
 };
 
 // Percent-encodes one path segment or query value: names come from the

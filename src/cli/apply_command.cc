@@ -16,7 +16,7 @@ namespace {
 struct ApplyFlags {
   std::string file;
   bool recursive = false;
-  std::string server;
+  ConnectionFlags connection;
 };
 
 struct DeleteFlags {
@@ -25,7 +25,7 @@ struct DeleteFlags {
   std::string file;
   bool recursive = false;
   bool ignore_not_found = false;
-  std::string server;
+  ConnectionFlags connection;
 };
 
 std::string string_at(const Json& doc, std::initializer_list<const char*> path) {
@@ -86,7 +86,7 @@ void report_refusal(const SourceDocument& source, const std::string& label, cons
 }
 
 int run_apply(const ApplyFlags& flags) {
-  std::optional<ApiClient> client = make_client("apply", flags.server);
+  std::optional<ApiClient> client = make_client("apply", flags.connection);
   if (!client) return kExitUsage;
   ResourceFiles files;
   if (!read_files("apply", flags.file, flags.recursive, files)) return kExitFailure;
@@ -152,7 +152,7 @@ bool delete_one(const ApiClient& client, const std::string& kind, const std::str
 }
 
 int run_delete(const DeleteFlags& flags) {
-  std::optional<ApiClient> client = make_client("delete", flags.server);
+  std::optional<ApiClient> client = make_client("delete", flags.connection);
   if (!client) return kExitUsage;
   bool failed = false;
 
@@ -201,7 +201,7 @@ std::function<int()> add_apply_command(CLI::App& app) {
                   "A file, a folder of *.yaml/*.yml/*.json files, or - for stdin")
       ->required();
   cmd->add_flag("-R,--recursive", flags->recursive, "With a folder, also read its sub-folders");
-  add_server_option(*cmd, flags->server);
+  add_connection_options(*cmd, flags->connection);
   return [flags] { return run_apply(*flags); };
 }
 
@@ -217,7 +217,7 @@ std::function<int()> add_delete_command(CLI::App& app) {
   cmd->add_flag("-R,--recursive", flags->recursive, "With a folder, also read its sub-folders");
   cmd->add_flag("--ignore-not-found", flags->ignore_not_found,
                 "A resource that does not exist is not an error");
-  add_server_option(*cmd, flags->server);
+  add_connection_options(*cmd, flags->connection);
   return [flags] { return run_delete(*flags); };
 }
 

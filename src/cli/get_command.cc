@@ -21,7 +21,7 @@ struct GetFlags {
   std::string namespace_;  // empty: not given
   bool all_namespaces = false;
   std::string output = "table";
-  std::string server;
+  ConnectionFlags connection;
 };
 
 const Json kNull = nullptr;
@@ -333,7 +333,7 @@ int get_services(const ApiClient& client, const GetFlags& flags) {
 }
 
 int run_get(const GetFlags& flags) {
-  std::optional<ApiClient> client = make_client("get", flags.server);
+  std::optional<ApiClient> client = make_client("get", flags.connection);
   if (!client) return kExitUsage;
   static const std::set<std::string> kEndpoints = {"endpoints", "endpoint", "ep", "instances", "instance"};
   static const std::set<std::string> kServices = {"services", "service", "svc"};
@@ -381,7 +381,7 @@ std::function<int()> add_get_command(CLI::App& app) {
   cmd->add_option("-o,--output", flags->output, "table, yaml or json")
       ->check(CLI::IsMember({"table", "yaml", "json"}))
       ->capture_default_str();
-  add_server_option(*cmd, flags->server);
+  add_connection_options(*cmd, flags->connection);
   return [flags] { return run_get(*flags); };
 }
 

@@ -58,19 +58,30 @@ std::string json_string(const Json& object, const char* key) {
   return it != object.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
-void add_server_option(CLI::App& command, std::string& server) {
-  server = default_server();
-  command.add_option("--server", server,
+void add_connection_options(CLI::App& command, ConnectionFlags& flags) {
+  flags.server = default_server();
+  command.add_option("--server", flags.server,
                      "trellis-control's API, IP:PORT (default: $TRELLIS_SERVER or 127.0.0.1:15011)");
+  command.add_option(
+      "--token-file", flags.token_file,
+      "A file holding the API token (default: $TRELLIS_TOKEN, else the file $TRELLIS_TOKEN_FILE "
+      "names, else ~/.config/trellis/token)");
 }
 
-std::optional<ApiClient> make_client(std::string_view command, const std::string& server) {
-  Result<net::SocketAddress> address = parse_server_address(server);
+std::optional<ApiClient> make_client(std::string_view command, const ConnectionFlags& flags) {
+  Result<net::SocketAddress> address = parse_server_address(flags.server);
   if (!address.ok()) {
-    print_error(command, fmt::format("--server \"{}\": {}", server, address.error().message));
+    print_error(command, fmt::format("--server \"{}\": {}", flags.server, address.error().message));
     return std::nullopt;
   }
-  return ApiClient(*address);
+  Result<Credential> credential = find_credential(flags.token_file);
+  if (!credential.ok()) {
+    print_error(command, credential.error().message);
+    return std::nullopt;
+  }
+  ApiClient client(*address);
+  client.set_credential(std::move(*credential));
+  return client;
 }
 
 void print_error(std::string_view command, std::string_view message) {

@@ -1,7 +1,7 @@
 // The mesh-management subcommands of `trellis`, which talk to trellis-control's
-// JSON API (docs/cli.md): apply, delete, get, register, heartbeat, deregister
-// and status; and what they share: the --server flag, the kinds' names, and
-// how API errors are told.
+// JSON API (docs/cli.md): apply, delete, get, register, heartbeat, deregister,
+// status and token; and what they share: the --server and --token-file
+// flags, the kinds' names, and how API errors are told.
 //
 // Each add_*_command(app) adds its subcommand; after `app` parsed the command
 // line, the returned function runs it and returns the exit code: 0 done, 1 the
@@ -28,6 +28,7 @@ std::function<int()> add_register_command(CLI::App& app);
 std::function<int()> add_heartbeat_command(CLI::App& app);
 std::function<int()> add_deregister_command(CLI::App& app);
 std::function<int()> add_status_command(CLI::App& app);
+std::function<int()> add_token_command(CLI::App& app);
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
@@ -52,12 +53,18 @@ std::string resource_label(std::string_view kind, std::string_view name);
 // object[key] when it is a string, else "".
 std::string json_string(const Json& object, const char* key);
 
-// Adds --server to a subcommand; `server` starts at default_server().
-void add_server_option(CLI::App& command, std::string& server);
+// How a subcommand reaches trellis-control.
+struct ConnectionFlags {
+  std::string server;      // starts at default_server()
+  std::string token_file;  // --token-file; empty: see find_credential()
+};
 
-// The client for --server, or nullopt after telling the user why the
-// address is not usable (a usage error).
-std::optional<ApiClient> make_client(std::string_view command, const std::string& server);
+// Adds --server and --token-file to a subcommand.
+void add_connection_options(CLI::App& command, ConnectionFlags& flags);
+
+// The client for --server with the token (find_credential), or nullopt
+// after telling the user why the address or the token is not usable.
+std::optional<ApiClient> make_client(std::string_view command, const ConnectionFlags& flags);
 
 // Prints "trellis COMMAND: message" to stderr, and for an unreachable server a
 // hint on where the address comes from.

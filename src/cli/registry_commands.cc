@@ -26,12 +26,12 @@ struct RegisterFlags {
   std::optional<uint32_t> weight;
   std::vector<std::string> labels;
   std::string ttl;
-  std::string server;
+  ConnectionFlags connection;
 };
 
 struct InstanceFlags {
   std::string id;
-  std::string server;
+  ConnectionFlags connection;
 };
 
 // The API's message, with its field list when it has one.
@@ -48,7 +48,7 @@ std::string api_error_text(const ApiReply& reply) {
 }
 
 int run_register(const RegisterFlags& flags) {
-  std::optional<ApiClient> client = make_client("register", flags.server);
+  std::optional<ApiClient> client = make_client("register", flags.connection);
   if (!client) return kExitUsage;
 
   Json body{{"service", flags.service}, {"address", flags.address}};
@@ -97,7 +97,7 @@ int run_register(const RegisterFlags& flags) {
 
 int instance_call(std::string_view command, const InstanceFlags& flags, std::string_view method,
                   const std::string& target) {
-  std::optional<ApiClient> client = make_client(command, flags.server);
+  std::optional<ApiClient> client = make_client(command, flags.connection);
   if (!client) return kExitUsage;
   Result<ApiReply> reply = client->call(method, target);
   if (!reply.ok()) {
@@ -141,7 +141,7 @@ std::function<int()> add_register_command(CLI::App& app) {
   cmd->add_option("--label", flags->labels, "key=value, e.g. version=v2 (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--ttl", flags->ttl, "Dropped this long after the last heartbeat: 30s, 5m (default 30s)");
-  add_server_option(*cmd, flags->server);
+  add_connection_options(*cmd, flags->connection);
   return [flags] { return run_register(*flags); };
 }
 
@@ -149,7 +149,7 @@ std::function<int()> add_heartbeat_command(CLI::App& app) {
   auto flags = std::make_shared<InstanceFlags>();
   CLI::App* cmd = app.add_subcommand("heartbeat", "Keep a registered instance alive for another TTL");
   cmd->add_option("id", flags->id, "The instance's id, as register printed it")->required();
-  add_server_option(*cmd, flags->server);
+  add_connection_options(*cmd, flags->connection);
   return [flags] {
     return instance_call("heartbeat", *flags, "PUT",
                          "/v1/registry/instances/" + url_encode(flags->id) + "/heartbeat");
@@ -160,7 +160,7 @@ std::function<int()> add_deregister_command(CLI::App& app) {
   auto flags = std::make_shared<InstanceFlags>();
   CLI::App* cmd = app.add_subcommand("deregister", "Remove a registered instance now");
   cmd->add_option("id", flags->id, "The instance's id")->required();
-  add_server_option(*cmd, flags->server);
+  add_connection_options(*cmd, flags->connection);
   return [flags] {
     return instance_call("deregister", *flags, "DELETE", "/v1/registry/instances/" + url_encode(flags->id));
   };

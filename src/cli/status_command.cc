@@ -14,7 +14,7 @@ namespace {
 
 struct StatusFlags {
   std::string output = "table";
-  std::string server;
+  ConnectionFlags connection;
 };
 
 std::string field(const Json& object, const char* key) {
@@ -56,7 +56,7 @@ std::string status_text(const Json& status) {
 }
 
 int run_status(const StatusFlags& flags) {
-  std::optional<ApiClient> client = make_client("status", flags.server);
+  std::optional<ApiClient> client = make_client("status", flags.connection);
   if (!client) return kExitUsage;
   Result<ApiReply> reply = client->call("GET", "/v1/status");
   if (!reply.ok()) {
@@ -86,7 +86,7 @@ std::function<int()> add_status_command(CLI::App& app) {
   cmd->add_option("-o,--output", flags->output, "table, yaml or json")
       ->check(CLI::IsMember({"table", "yaml", "json"}))
       ->capture_default_str();
-  add_server_option(*cmd, flags->server);
+  add_connection_options(*cmd, flags->connection);
   return [flags] { return run_status(*flags); };
 }
 

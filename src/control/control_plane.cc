@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
+
+#include "common/duration.h"
 #include "control/resource.h"
 
 namespace trellis::control {
@@ -17,7 +20,7 @@ constexpr auto kExpiryInterval = std::chrono::seconds(1);
 constexpr auto kRestartGrace = std::chrono::seconds(20);
 
 http::ApiResponse json_response(int status, const Json& body) {
-  return {status, "application/json", body.dump(2, ' ', false, Json::error_handler_t::replace) + "\n"};
+  return {status, "application/json", body.dump(2, ' ', false, Json::error_handler_t::replace) + "\n", {}};
 }
 
 http::ApiResponse error_response(int status, std::string message,
@@ -80,13 +83,69 @@ Json instance_json(const Instance& i) {
               {"registered_by", i.registered_by}};
 }
 
+Json token_json(const TokenRecord& t, int64_t now_ms) {
+  Json out{{"id", t.id},
+           {"kind", t.kind},
+           {"description", t.description},
+           {"createdAt", format_utc(t.created_ms)},
+           {"state", token_state_name(token_state(t, now_ms))}};
+  if (t.kind == token_kind_name(TokenKind::kJoin)) {
+    out["namespace"] = t.namespace_;
+    out["serviceAccount"] = t.service_account;
+  }
+  if (t.expires_ms != 0) out["expiresAt"] = format_utc(t.expires_ms);
+  if (t.revoked_ms != 0) out["revokedAt"] = format_utc(t.revoked_ms);
+  if (t.bootstrap) out["bootstrap"] = true;
+  return out;
+}
+
+// RFC 6750: a bearer challenge, with error="invalid_token" when one was sent.
+http::ApiResponse unauthorized(const std::string& reason, bool token_sent) {
+  http::ApiResponse r = error_response(401, "unauthorized: " + reason);
+  r.headers.emplace_back("www-authenticate", token_sent
+                                                 ? "Bearer realm=\"trellis-control\", error=\"invalid_token\""
+                                                 : "Bearer realm=\"trellis-control\"");
+  return r;
+}
+
+// The token of "Authorization: Bearer <token>" ("" when absent); false when
+// the field is there but is not a bearer credential.
+bool bearer_token(std::string_view field, std::string_view& token) {
+  token = {};
+  if (field.empty()) return true;
+  size_t space = field.find(' ');
+  if (space == std::string_view::npos || !http::iequals(field.substr(0, space), "bearer")) return false;
+  token = field.substr(space);
+  while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+  return !token.empty();
+}
+
 }  // namespace
+
+Result<std::string> ControlPlane::new_admin_token(const std::string& data_dir) {
+  auto store = SqliteStore::open(data_dir);
+  if (!store.ok()) return Error{"store: " + store.error().message};
+  SystemWallClock clock;
+  OpenSslSecretSource secrets;
+  Tokens tokens(**store, clock, secrets);
+  return rotate_admin_token(tokens, data_dir);
+}
 
 Result<std::unique_ptr<ControlPlane>> ControlPlane::create(net::EventLoop& loop,
                                                            const ControlPlaneOptions& options) {
   auto store = SqliteStore::open(options.data_dir);
   if (!store.ok()) return Error{"store: " + store.error().message};
   std::unique_ptr<ControlPlane> cp(new ControlPlane(loop, std::move(*store)));
+  auto written = bootstrap_admin_token(*cp->tokens_, options.data_dir);
+  if (!written.ok()) return Error{"admin token: " + written.error().message};
+  std::string path = (std::filesystem::path(options.data_dir) / kAdminTokenFile).string();
+  if (!written->empty()) {
+    spdlog::info("admin token written to {} (the trellis CLI takes it with --token-file)", *written);
+  } else if (!std::filesystem::exists(path)) {
+    spdlog::info("no {}: trellis-control --data-dir {} --new-admin-token issues a new admin token", path,
+                 options.data_dir);
+  }
   auto port = cp->push_.start(options.grpc_address);
   if (!port.ok()) return Error{port.error().message};
   cp->grpc_port_ = *port;
@@ -110,6 +169,7 @@ ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> st
                   }),
       expiry_timer_(loop, [this] { expire(); }) {
   registry_ = std::make_unique<Registry>(*store_, clock_, random_);
+  tokens_ = std::make_unique<Tokens>(*store_, clock_, secrets_);
   registry_->set_change_listener([this](const std::string&, const std::string&) { request_push(); });
   // Proxies could not heartbeat while the control plane was down: their
   // instances get time to reconnect before anything is removed.
@@ -185,11 +245,64 @@ void ControlPlane::proxy_heartbeat(const v1::Hello& hello) {
   if (expired) proxy_connected(hello);
 }
 
+Result<JoinIdentity> ControlPlane::verify_join_token(std::string_view secret) {
+  std::lock_guard lock(mu_);
+  return tokens_->verify_join(secret);
+}
+
 // ---- JSON API (main loop) -------------------------------------------------------
 
-http::ApiResponse ControlPlane::handle(const http::ApiRequest& r) {
+std::optional<http::ApiResponse> ControlPlane::authorize(const http::ApiRequest& r, TokenRecord& caller) {
+  std::string_view secret;
+  if (!bearer_token(r.header("authorization"), secret)) {
+    return unauthorized("the Authorization field must be \"Bearer <token>\"", true);
+  }
+  if (secret.empty()) {
+    return unauthorized(
+        "this API needs a token: send \"Authorization: Bearer <token>\" (trellis-control wrote an admin "
+        "token to admin-token in its data directory)",
+        false);
+  }
+  Result<TokenRecord> record = Error{""};
+  {
+    std::lock_guard lock(mu_);
+    record = tokens_->authenticate(secret);
+  }
+  if (!record) {
+    spdlog::debug("API: {} {} refused: {}", r.method, r.path, record.error().message);
+    return unauthorized(record.error().message, true);
+  }
+  caller = std::move(*record);
+  if (caller.kind == token_kind_name(TokenKind::kJoin)) {
+    return error_response(403, "forbidden: token " + caller.id +
+                                   " is a join token: it lets a sidecar join the mesh and grants nothing on "
+                                   "the API");
+  }
+  bool read = r.method == "GET" || r.method == "HEAD";
+  if (caller.kind != token_kind_name(TokenKind::kAdmin) && !read) {
+    return error_response(403, "forbidden: token " + caller.id + " is read-only: it may only GET");
+  }
+  return std::nullopt;
+}
+
+http::ApiResponse ControlPlane::handle(const http::ApiRequest& request) {
+  // HEAD is GET without the body (the server leaves it out).
+  http::ApiRequest r = request;
+  if (r.method == "HEAD") r.method = "GET";
+  if (r.method == "GET" && (r.path == "/healthz" || r.path == "/ready")) {
+    return {200, "text/plain", "ok\n", {}};
+  }
+  TokenRecord caller;
+  if (std::optional<http::ApiResponse> refused = authorize(r, caller)) return std::move(*refused);
   std::vector<std::string_view> p = split_path(r.path);
-  if (r.path == "/healthz" || r.path == "/ready") return {200, "text/plain", "ok\n"};
+  if (p.size() >= 2 && p[0] == "v1" && p[1] == "tokens") {
+    if (caller.kind != token_kind_name(TokenKind::kAdmin)) {
+      return error_response(403, "forbidden: tokens are managed with an admin token");
+    }
+    if (r.method == "POST" && p.size() == 2) return create_token(r.body, caller);
+    if (r.method == "GET" && p.size() == 2) return list_tokens();
+    if (r.method == "DELETE" && p.size() == 3) return revoke_token(p[2], caller);
+  }
   if (p.size() >= 2 && p[0] == "v1" && p[1] == "resources") {
     if ((r.method == "PUT" || r.method == "POST") && p.size() == 2) return put_resource(r.body);
     std::string_view kind = p.size() > 2 ? p[2] : "";
@@ -382,6 +495,98 @@ http::ApiResponse ControlPlane::status() {
   return json_response(200, Json{{"revision", revision},
                                  {"pushed_revision", pushed_revision_.load()},
                                  {"proxies", std::move(proxies)}});
+}
+
+http::ApiResponse ControlPlane::create_token(std::string_view body, const TokenRecord& caller) {
+  Json doc = Json::parse(body, nullptr, false);
+  if (!doc.is_object()) return error_response(400, "the body must be a JSON object");
+  TokenSpec spec;
+  std::vector<FieldError> errors;
+  auto text = [&](const char* key, std::string& out) {
+    if (!doc.contains(key)) return false;
+    if (!doc[key].is_string()) {
+      errors.push_back({key, "must be a string"});
+      return false;
+    }
+    out = doc[key].get<std::string>();
+    return true;
+  };
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    static const std::set<std::string> kKnown = {"kind", "namespace", "serviceAccount", "ttl", "description"};
+    if (!kKnown.count(it.key())) errors.push_back({it.key(), "unknown field"});
+  }
+  std::string kind;
+  bool kind_known = false;
+  if (!doc.contains("kind")) {
+    errors.push_back({"kind", "required: admin, read-only or join"});
+  } else if (text("kind", kind)) {
+    if (auto k = parse_token_kind(kind)) {
+      spec.kind = *k;
+      kind_known = true;
+    } else {
+      errors.push_back({"kind", "\"" + kind + "\" is not one of admin, read-only or join"});
+    }
+  }
+  text("namespace", spec.namespace_);
+  text("serviceAccount", spec.service_account);
+  text("description", spec.description);
+  std::string ttl;
+  if (text("ttl", ttl)) {
+    auto d = parse_duration(ttl, {std::chrono::hours(24 * 365), "8760h", std::chrono::seconds(1)});
+    if (!d) {
+      errors.push_back({"ttl", d.error().message});
+    } else if (*d < std::chrono::seconds(1)) {
+      errors.push_back({"ttl", "must be at least 1s"});
+    } else {
+      spec.ttl_ms = std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
+    }
+  }
+  // What the fields mean depends on the kind: without one, nothing more to say.
+  if (kind_known) {
+    for (FieldError& e : Tokens::validate(spec)) {
+      // One message per field: a bad ttl above is not also "required".
+      bool seen = false;
+      for (const FieldError& prior : errors) seen = seen || prior.path == e.path;
+      if (!seen) errors.push_back(std::move(e));
+    }
+  }
+  if (!errors.empty()) return error_response(400, "invalid token request", errors);
+  Result<IssuedToken> issued = Error{""};
+  int64_t now;
+  {
+    std::lock_guard lock(mu_);
+    issued = tokens_->create(spec);
+    now = tokens_->now_ms();
+  }
+  if (!issued) return error_response(status_for(issued.error().message), issued.error().message);
+  const TokenRecord& t = issued->record;
+  spdlog::info("token {} ({}{}) created by {}", t.id, t.kind,
+               t.namespace_.empty() ? "" : ", " + t.namespace_ + "/" + t.service_account, caller.id);
+  http::ApiResponse r = json_response(201, Json{{"token", token_json(t, now)}, {"secret", issued->secret}});
+  // The only answer that carries a secret: nothing in between may keep it.
+  r.headers.emplace_back("cache-control", "no-store");
+  return r;
+}
+
+http::ApiResponse ControlPlane::list_tokens() {
+  Json list = Json::array();
+  std::lock_guard lock(mu_);
+  int64_t now = tokens_->now_ms();
+  for (const TokenRecord& t : tokens_->list()) list.push_back(token_json(t, now));
+  return json_response(200, Json{{"tokens", std::move(list)}});
+}
+
+http::ApiResponse ControlPlane::revoke_token(std::string_view id, const TokenRecord& caller) {
+  std::lock_guard lock(mu_);
+  auto revoked = tokens_->revoke(std::string(id));
+  if (!revoked) return error_response(500, revoked.error().message);
+  if (!*revoked) return error_response(404, "not found: token \"" + std::string(id) + "\"");
+  spdlog::info("token {} revoked by {}", id, caller.id);
+  int64_t now = tokens_->now_ms();
+  std::optional<TokenRecord> t = store_->get_token(std::string(id));
+  Json out{{"result", "revoked"}};
+  if (t) out["token"] = token_json(*t, now);
+  return json_response(200, out);
 }
 
 }  // namespace trellis::control

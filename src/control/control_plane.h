@@ -1,5 +1,6 @@
-// trellis-control's core: the store, the registry and the push server, and
-// the JSON API over them. The API and timers run on the main event loop; the
+// trellis-control's core: the store, the registry, the tokens and the push
+// server, and the JSON API over them (every call but /healthz and /ready
+// with a bearer token, docs/control-plane.md). The API and timers run on the main event loop; the
 // push server's streams run on gRPC threads. One mutex guards the store and
 // the registry (the control plane is not on any request path); changes ask
 // for a push, which the main loop runs once per burst.
@@ -8,13 +9,17 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/random.h"
 #include "common/result.h"
 #include "control/push_server.h"
 #include "control/registry.h"
 #include "control/sqlite_store.h"
+#include "control/tokens.h"
 #include "http/api_server.h"
 #include "net/event_loop.h"
 
@@ -28,13 +33,24 @@ struct ControlPlaneOptions {
 
 class ControlPlane final : public PushSource {
  public:
+  // Opens the store and starts the push server. On the first start (when no
+  // admin token is in force) it writes one to <data_dir>/admin-token.
   static Result<std::unique_ptr<ControlPlane>> create(net::EventLoop& loop,
                                                       const ControlPlaneOptions& options);
+  // `trellis-control --new-admin-token`: a new bootstrap admin token in
+  // <data_dir>/admin-token, the earlier ones revoked. Safe while another
+  // trellis-control runs on the same directory. Returns the file's path.
+  static Result<std::string> new_admin_token(const std::string& data_dir);
   ~ControlPlane() override;
 
   int grpc_port() const { return grpc_port_; }
-  // The JSON API (docs/control-api.md).
+  // The JSON API (docs/control-plane.md).
   http::ApiResponse handle(const http::ApiRequest& request);
+  // The methods handle() serves, for the ApiServer in front of it.
+  static std::vector<std::string> api_methods() { return {"GET", "HEAD", "POST", "PUT", "DELETE"}; }
+  // For the proxies' stream (any thread): the identity a join token grants,
+  // or why it grants none (never quoting the secret).
+  Result<JoinIdentity> verify_join_token(std::string_view secret);
   void shutdown();
 
   // PushSource
@@ -58,6 +74,11 @@ class ControlPlane final : public PushSource {
   http::ApiResponse services();
   http::ApiResponse instances(std::string_view ns, std::string_view service);
   http::ApiResponse status();
+  http::ApiResponse create_token(std::string_view body, const TokenRecord& caller);
+  http::ApiResponse list_tokens();
+  http::ApiResponse revoke_token(std::string_view id, const TokenRecord& caller);
+  // The caller's token, or the 401/403 answer (nullopt token) for `request`.
+  std::optional<http::ApiResponse> authorize(const http::ApiRequest& request, TokenRecord& caller);
 
   net::EventLoop& loop_;
   std::mutex mu_;
@@ -65,6 +86,8 @@ class ControlPlane final : public PushSource {
   SystemWallClock clock_;
   FastRandom random_{FastRandom::os_seed()};
   std::unique_ptr<Registry> registry_;
+  OpenSslSecretSource secrets_;
+  std::unique_ptr<Tokens> tokens_;
   PushServer push_;
   int grpc_port_ = 0;
   std::atomic<bool> push_pending_{false};

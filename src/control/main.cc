@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -20,10 +21,17 @@ namespace {
 void usage(FILE* out) {
   std::fputs(
       "usage: trellis-control [--data-dir DIR] [--grpc-address IP:PORT] [--http-address IP:PORT]\n"
+      "                       [--api-host NAME[:PORT]]...\n"
+      "       trellis-control [--data-dir DIR] --new-admin-token\n"
       "\n"
-      "  --data-dir DIR          where the state is kept (SQLite; default ./trellis-data)\n"
+      "  --data-dir DIR          where the state is kept (SQLite; default ./trellis-data); on the first\n"
+      "                          start an admin token for the API is written to DIR/admin-token\n"
       "  --grpc-address IP:PORT  proxies connect here (default 127.0.0.1:15010)\n"
       "  --http-address IP:PORT  the JSON API for the trellis CLI (default 127.0.0.1:15011)\n"
+      "  --api-host NAME[:PORT]  a DNS name clients use for the API, accepted in the Host header\n"
+      "                          besides the API's own address (repeatable)\n"
+      "  --new-admin-token       write a new admin token to DIR/admin-token, revoke the earlier ones\n"
+      "                          written there, and exit (works while trellis-control runs)\n"
       "  --log-level L           trace, debug, info, warn or error (default info)\n",
       out);
 }
@@ -33,6 +41,8 @@ void usage(FILE* out) {
 int main(int argc, char** argv) {
   trellis::control::ControlPlaneOptions options;
   std::string level = "info";
+  std::vector<std::string> api_hosts;
+  bool new_admin_token = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -48,6 +58,10 @@ int main(int argc, char** argv) {
       options.grpc_address = value();
     else if (arg == "--http-address")
       options.http_address = value();
+    else if (arg == "--api-host")
+      api_hosts.push_back(value());
+    else if (arg == "--new-admin-token")
+      new_admin_token = true;
     else if (arg == "--log-level")
       level = value();
     else if (arg == "--help" || arg == "-h") {
@@ -62,6 +76,23 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("trellis-control"));
   spdlog::set_level(spdlog::level::from_str(level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
+  if (new_admin_token) {
+    auto path = trellis::control::ControlPlane::new_admin_token(options.data_dir);
+    if (!path.ok()) {
+      spdlog::error("cannot issue a new admin token: {}", path.error().message);
+      return 1;
+    }
+    spdlog::info("new admin token written to {}; earlier tokens written there are revoked", *path);
+    return 0;
+  }
+  for (const std::string& host : api_hosts) {
+    if (!trellis::http::RequestScreen::valid_host_name(host)) {
+      std::fprintf(
+          stderr, "trellis-control: --api-host %s: must be a DNS name or IP address, optionally with :PORT\n",
+          host.c_str());
+      return 2;
+    }
+  }
   signal(SIGPIPE, SIG_IGN);
   // Configs are built on the main loop and on gRPC threads; with a malloc
   // arena per thread, memory freed into the gRPC threads' arenas is never
@@ -81,7 +112,11 @@ int main(int argc, char** argv) {
     spdlog::error("cannot start: {}", cp.error().message);
     return 1;
   }
-  trellis::http::ApiServer api(loop, [&](const trellis::http::ApiRequest& r) { return (*cp)->handle(r); });
+  trellis::http::ApiServerOptions api_options;
+  api_options.host_names = api_hosts;
+  api_options.methods = trellis::control::ControlPlane::api_methods();
+  trellis::http::ApiServer api(
+      loop, [&](const trellis::http::ApiRequest& r) { return (*cp)->handle(r); }, api_options);
   if (!api.listen(http, error)) {
     spdlog::error("cannot start the API: {}", error);
     return 1;

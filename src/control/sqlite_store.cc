@@ -52,6 +52,20 @@ constexpr Migration kMigrations[] = {
       ) WITHOUT ROWID;
       CREATE INDEX instances_by_service ON instances (namespace, service);
     )sql"},
+    {2, R"sql(
+      CREATE TABLE tokens (
+        id TEXT PRIMARY KEY NOT NULL,
+        kind TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        service_account TEXT NOT NULL,
+        description TEXT NOT NULL,
+        secret_sha256 BLOB NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        revoked_ms INTEGER NOT NULL,
+        bootstrap INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    )sql"},
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion, "one migration per schema version");
 
@@ -70,6 +84,10 @@ enum StatementId : size_t {
   kTouchInstance,
   kDeleteInstance,
   kListInstances,
+  kInsertToken,
+  kGetToken,
+  kListTokens,
+  kRevokeToken,
   kStatementCount,
 };
 
@@ -102,6 +120,14 @@ constexpr std::array<const char*, kStatementCount> kStatementSql = {
     "DELETE FROM instances WHERE id = ?1",
     "SELECT id, service, namespace, address, zone, weight, labels_json, ttl_seconds, last_heartbeat_ms, "
     "registered_by FROM instances ORDER BY id",
+    "INSERT INTO tokens (id, kind, namespace, service_account, description, secret_sha256, created_ms, "
+    "expires_ms, revoked_ms, bootstrap) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    "SELECT id, kind, namespace, service_account, description, secret_sha256, created_ms, expires_ms, "
+    "revoked_ms, bootstrap FROM tokens WHERE id = ?1",
+    "SELECT id, kind, namespace, service_account, description, secret_sha256, created_ms, expires_ms, "
+    "revoked_ms, bootstrap FROM tokens ORDER BY id",
+    // The first revocation time stays: revoking twice is not a new event.
+    "UPDATE tokens SET revoked_ms = CASE WHEN revoked_ms = 0 THEN ?2 ELSE revoked_ms END WHERE id = ?1",
 };
 
 // One use of a cached statement. Resetting it when the use ends matters: a
@@ -124,6 +150,10 @@ class Query {
     keep(sqlite3_bind_int64(stmt_, index, value));
     return *this;
   }
+  Query& bind_blob(int index, std::string_view bytes) {
+    keep(sqlite3_bind_blob(stmt_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
   // SQLITE_ROW, SQLITE_DONE or an error code (a failed bind included).
   int step() { return bind_rc_ != SQLITE_OK ? bind_rc_ : sqlite3_step(stmt_); }
   // Steps to the end, for statements whose rows are not needed.
@@ -140,6 +170,11 @@ class Query {
                        static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
   }
   int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+  std::string blob(int column) const {
+    const void* p = sqlite3_column_blob(stmt_, column);
+    if (p == nullptr) return {};
+    return std::string(static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
+  }
 
  private:
   void keep(int rc) {
@@ -205,6 +240,22 @@ std::optional<Instance> read_instance(const Query& q) {
   i.last_heartbeat_ms = q.integer(8);
   i.registered_by = q.text(9);
   return i;
+}
+
+// Columns as in kGetToken / kListTokens.
+TokenRecord read_token(const Query& q) {
+  TokenRecord t;
+  t.id = q.text(0);
+  t.kind = q.text(1);
+  t.namespace_ = q.text(2);
+  t.service_account = q.text(3);
+  t.description = q.text(4);
+  t.secret_sha256 = q.blob(5);
+  t.created_ms = q.integer(6);
+  t.expires_ms = q.integer(7);
+  t.revoked_ms = q.integer(8);
+  t.bootstrap = q.integer(9) != 0;
+  return t;
 }
 
 // Equal in everything a proxy sees: the heartbeat alone is not a change.
@@ -313,8 +364,15 @@ class SqliteStore::Transaction {
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& data_dir, int busy_timeout_ms) {
   if (data_dir.empty()) return make_error("data directory: must not be empty");
   std::error_code ec;
-  std::filesystem::create_directories(data_dir, ec);
+  bool created = std::filesystem::create_directories(data_dir, ec);
   if (ec) return make_error("data directory " + data_dir + ": " + ec.message());
+  // A directory made here is the owner's alone: it holds the database and
+  // the admin token. One the operator made keeps the modes they chose.
+  if (created) {
+    std::filesystem::permissions(data_dir, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
+    if (ec) return make_error("data directory " + data_dir + ": " + ec.message());
+  }
   std::string path = (std::filesystem::path(data_dir) / kDatabaseFile).string();
 
   sqlite3* db = nullptr;
@@ -607,6 +665,48 @@ Result<bool> SqliteStore::touch_instance(const std::string& id, int64_t heartbea
   Query q((*stmts_)[kTouchInstance]);
   q.bind(1, id).bind(2, heartbeat_ms);
   if (q.run() != SQLITE_DONE) return sqlite_error("touch instance " + id);
+  return sqlite3_changes(db_) > 0;
+}
+
+Result<bool> SqliteStore::insert_token(const TokenRecord& token) {
+  const std::string what = "insert token " + token.id;
+  if (token.id.empty()) return make_error("insert token: id must not be empty");
+  Query q((*stmts_)[kInsertToken]);
+  q.bind(1, token.id).bind(2, token.kind).bind(3, token.namespace_).bind(4, token.service_account);
+  q.bind(5, token.description).bind_blob(6, token.secret_sha256).bind(7, token.created_ms);
+  q.bind(8, token.expires_ms)
+      .bind(9, token.revoked_ms)
+      .bind(10, static_cast<int64_t>(token.bootstrap ? 1 : 0));
+  int rc = q.run();
+  if ((rc & 0xff) == SQLITE_CONSTRAINT) return make_error("conflict: token " + token.id + " exists");
+  if (rc != SQLITE_DONE) return sqlite_error(what);
+  return true;
+}
+
+std::optional<TokenRecord> SqliteStore::get_token(const std::string& id) {
+  last_error_.clear();
+  Query q((*stmts_)[kGetToken]);
+  q.bind(1, id);
+  int rc = q.step();
+  if (rc == SQLITE_ROW) return read_token(q);
+  if (rc != SQLITE_DONE) last_error_ = sqlite_error("get token " + id).message;
+  return std::nullopt;
+}
+
+std::vector<TokenRecord> SqliteStore::tokens() {
+  last_error_.clear();
+  std::vector<TokenRecord> out;
+  Query q((*stmts_)[kListTokens]);
+  int rc;
+  while ((rc = q.step()) == SQLITE_ROW) out.push_back(read_token(q));
+  if (rc != SQLITE_DONE) last_error_ = sqlite_error("tokens").message;
+  return out;
+}
+
+Result<bool> SqliteStore::revoke_token(const std::string& id, int64_t revoked_ms) {
+  Query q((*stmts_)[kRevokeToken]);
+  q.bind(1, id).bind(2, revoked_ms);
+  if (q.run() != SQLITE_DONE) return sqlite_error("revoke token " + id);
   return sqlite3_changes(db_) > 0;
 }
 

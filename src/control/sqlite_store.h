@@ -1,5 +1,6 @@
 // The embedded default Store: one SQLite database file in the control plane's
-// data directory, so resources and registered instances survive a restart.
+// data directory, so resources, registered instances and tokens survive a
+// restart.
 #pragma once
 
 #include <cstddef>
@@ -21,6 +22,8 @@ namespace trellis::control {
 //   get, list, instances, revision   one cached SELECT, no transaction of its own
 //   touch_instance                   one UPDATE in autocommit (a heartbeat is
 //                                    one WAL append; no revision bump)
+//   get_token, tokens                one cached SELECT
+//   insert_token, revoke_token       one INSERT or UPDATE in autocommit
 //   put, remove, upsert_instance,    BEGIN IMMEDIATE; SELECT of the current row;
 //   remove_instance                  when something changes, one UPDATE of the
 //                                    revision counter and one write of the row
@@ -35,18 +38,19 @@ namespace trellis::control {
 //
 // Errors from SQLite (a locked, full or corrupted database) come back as
 // Result errors carrying SQLite's message; calls whose Store signature has no
-// error channel (get, list, instances, remove_instance, revision) answer
+// error channel (get, list, instances, remove_instance, get_token, tokens,
+// revision) answer
 // "nothing" and leave the message in last_error().
 class SqliteStore final : public Store {
  public:
   static constexpr int kDefaultBusyTimeoutMs = 5000;
   // The schema version this build writes; open() migrates older databases up
   // to it and refuses newer ones.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (creating when missing) `<data_dir>/trellis.db`, creating the
-  // directory too. `busy_timeout_ms` is how long a call waits for a lock held
-  // by another connection before it fails.
+  // directory too (readable by its owner only: it holds the admin token). `busy_timeout_ms` is how long a
+  // call waits for a lock held by another connection before it fails.
   static Result<std::unique_ptr<SqliteStore>> open(const std::string& data_dir,
                                                    int busy_timeout_ms = kDefaultBusyTimeoutMs);
   ~SqliteStore() override;
@@ -62,6 +66,11 @@ class SqliteStore final : public Store {
   bool remove_instance(const std::string& id) override;
   std::vector<Instance> instances() override;
   Result<bool> touch_instance(const std::string& id, int64_t heartbeat_ms) override;
+
+  Result<bool> insert_token(const TokenRecord& token) override;
+  std::optional<TokenRecord> get_token(const std::string& id) override;
+  std::vector<TokenRecord> tokens() override;
+  Result<bool> revoke_token(const std::string& id, int64_t revoked_ms) override;
 
   uint64_t revision() override;
 

@@ -1,5 +1,5 @@
-// Where the control plane keeps its state: mesh resources and registered
-// service instances. An interface so that an etcd backend can follow the
+// Where the control plane keeps its state: mesh resources, registered
+// service instances and the API's tokens. An interface so that an etcd backend can follow the
 // embedded SQLite one. All calls come from one thread at a time (the caller
 // serializes); implementations need no locking of their own.
 #pragma once
@@ -27,6 +27,21 @@ struct Instance {
   uint32_t ttl_seconds = 30;                  // removed this long after the last heartbeat
   int64_t last_heartbeat_ms = 0;              // wall-clock milliseconds since the epoch
   std::string registered_by;                  // "api" or the node id of the proxy that registered it
+};
+
+// An API token as stored: never its secret, only the secret's SHA-256
+// (control/tokens.h makes and checks them).
+struct TokenRecord {
+  std::string id;               // "tok-" and 8 hex digits; public, names the token
+  std::string kind;             // "admin", "read-only" or "join"
+  std::string namespace_;       // join tokens only
+  std::string service_account;  // join tokens only
+  std::string description;
+  std::string secret_sha256;  // 32 bytes
+  int64_t created_ms = 0;     // wall-clock milliseconds since the epoch
+  int64_t expires_ms = 0;     // 0: never
+  int64_t revoked_ms = 0;     // 0: not revoked
+  bool bootstrap = false;     // the admin token trellis-control wrote to <data-dir>/admin-token
 };
 
 enum class PutOutcome { kCreated, kUpdated, kUnchanged };
@@ -59,6 +74,15 @@ class Store {
   virtual bool remove_instance(const std::string& id) = 0;
   virtual std::vector<Instance> instances() = 0;
   virtual Result<bool> touch_instance(const std::string& id, int64_t heartbeat_ms) = 0;
+
+  // Tokens. Not mesh changes: they leave revision() alone. insert_token():
+  // an error starting with "conflict:" when the id is taken. revoke_token()
+  // sets revoked_ms unless already set; false when the id is unknown.
+  // tokens() is ordered by id.
+  virtual Result<bool> insert_token(const TokenRecord& token) = 0;
+  virtual std::optional<TokenRecord> get_token(const std::string& id) = 0;
+  virtual std::vector<TokenRecord> tokens() = 0;
+  virtual Result<bool> revoke_token(const std::string& id, int64_t revoked_ms) = 0;
 
   // A counter bumped by every change, for clients that poll: puts and
   // removes of resources, instances created, changed or removed. Heartbeats

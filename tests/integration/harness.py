@@ -1293,15 +1293,21 @@ class Proxy:
 # ------------------------------------------------------------------------- fleet
 
 
+# ControlPlane.request()'s default: the admin token trellis-control wrote.
+ADMIN_TOKEN = object()
+
+
 class ControlPlane:
     """trellis-control on fresh loopback ports with its data in `workdir`
-    (kept across restart(), so state survival can be checked)."""
+    (kept across restart(), so state survival can be checked). Its API calls
+    carry the admin token it wrote to <data dir>/admin-token."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_args: Iterable[str] = ()):
         self.dir = workdir
         self.data_dir = workdir / "data"
         self.grpc_port = free_port()
         self.http_port = free_port()
+        self.extra_args = list(extra_args)
         self.service: Service | None = None
 
     @property
@@ -1316,7 +1322,8 @@ class ControlPlane:
         if not CONTROL_BIN.exists():
             pytest.fail(f"{CONTROL_BIN} does not exist: build trellis-control first")
         self.service = Service("control", [CONTROL_BIN, "--data-dir", self.data_dir, "--grpc-address",
-                                           self.grpc_address, "--http-address", f"{LOCALHOST}:{self.http_port}"],
+                                           self.grpc_address, "--http-address", f"{LOCALHOST}:{self.http_port}",
+                                           *self.extra_args],
                                self.dir).start()
         if not wait_until(lambda: not self.service.running() or self.request("GET", "/healthz")[0] == 200, timeout):
             pytest.fail(f"trellis-control did not come up; output:\n{tail(self.service.stderr())}")
@@ -1324,11 +1331,26 @@ class ControlPlane:
             pytest.fail(f"trellis-control exited; output:\n{tail(self.service.stderr())}")
         return self
 
-    def request(self, method: str, path: str, body=None, timeout: float = 5) -> tuple[int, object]:
-        """(status, parsed JSON or text); status 0 when it cannot be reached."""
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / "admin-token"
+
+    @property
+    def admin_token(self) -> str:
+        return self.admin_token_path.read_text().strip()
+
+    def request(self, method: str, path: str, body=None, timeout: float = 5, token=ADMIN_TOKEN,
+                headers: dict | None = None) -> tuple[int, object]:
+        """(status, parsed JSON or text); status 0 when it cannot be reached.
+        Sends the admin token unless `token` names another (None: no token)."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.api + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        if token is ADMIN_TOKEN:
+            token = self.admin_token if self.admin_token_path.exists() else None
+        all_headers = {"Content-Type": "application/json"}
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        all_headers.update(headers or {})
+        req = urllib.request.Request(self.api + path, data=data, method=method, headers=all_headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 status, raw = resp.status, resp.read()
@@ -1432,8 +1454,8 @@ class Fleet:
         self._own(proxy, proxy.kill)
         return proxy.start() if start else proxy
 
-    def control_plane(self) -> ControlPlane:
-        control = ControlPlane(self.subdir("control"))
+    def control_plane(self, extra_args: Iterable[str] = ()) -> ControlPlane:
+        control = ControlPlane(self.subdir("control"), extra_args)
         self._own(control, control.close)
         return control.start()
 

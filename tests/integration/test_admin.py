@@ -1,6 +1,8 @@
-"""The admin interface (/ready, /healthz, /stats, /config_dump) and config
-validation (--validate, refusing to start on a bad file)."""
+"""The admin interface (/ready, /healthz, /stats, /config_dump), what it
+refuses (another Host: DNS rebinding; OPTIONS, writes) and config validation
+(--validate, refusing to start on a bad file)."""
 
+import http.client
 import re
 
 import pytest
@@ -18,6 +20,33 @@ def test_admin_endpoints(proxy):
     for path, status in (("/healthz", 200), ("/ready", 200), ("/no-such-page", 404)):
         got = proxy.admin(path)[0]
         assert got == status, f"GET {path} answered {got}, expected {status}"
+
+
+def admin_raw(proxy, method: str, path: str, headers: dict) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.admin_port, timeout=5)
+    try:
+        conn.request(method, path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_admin_answers_only_its_own_host(proxy):
+    """A page whose name was rebound to 127.0.0.1 sends its own name as Host:
+    /config_dump must not be read that way."""
+    for host in ("attacker.example", f"attacker.example:{proxy.admin_port}", f"127.0.0.2:{proxy.admin_port}"):
+        for path in ("/config_dump", "/stats", "/ready"):
+            status, _, body = admin_raw(proxy, "GET", path, {"Host": host})
+            assert status == 421, f"GET {path} with Host {host}: {status}"
+            assert b"listeners" not in body and b"trellis_" not in body, body[:200]
+    for host in (f"127.0.0.1:{proxy.admin_port}", f"localhost:{proxy.admin_port}"):
+        assert admin_raw(proxy, "GET", "/config_dump", {"Host": host})[0] == 200, host
+    status, headers, _ = admin_raw(proxy, "OPTIONS", "/config_dump", {"Origin": "http://attacker.example",
+                                                                     "Access-Control-Request-Method": "GET"})
+    assert status == 405 and headers.get("allow") == "GET, HEAD", (status, headers)
+    assert not [h for h in headers if h.startswith("access-control-")], headers
+    assert admin_raw(proxy, "POST", "/config_dump", {"Content-Type": "application/json"})[0] == 405
 
 
 # -------------------------------------------------------------------- /stats

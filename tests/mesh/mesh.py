@@ -217,7 +217,10 @@ class Control:
         return self
 
     def request(self, method: str, path: str, body=None) -> tuple[int, object]:
-        status, raw = self.host.http(method, self.host.ip, API_PORT, path, body)
+        """With the admin token trellis-control wrote at its first start."""
+        token_file = self.dir / "data" / "admin-token"
+        headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"} if token_file.exists() else {}
+        status, raw = self.host.http(method, self.host.ip, API_PORT, path, body, headers=headers)
         try:
             return status, json.loads(raw)
         except ValueError:

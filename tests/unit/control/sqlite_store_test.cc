@@ -466,5 +466,64 @@ TEST_F(SqliteStoreTest, DataDirThatIsAFileIsAnError) {
   EXPECT_FALSE(SqliteStore::open(""));
 }
 
+TEST_F(SqliteStoreTest, TokensAreStoredRevokedAndKeptAcrossARestart) {
+  TokenRecord t;
+  t.id = "tok-0000beef";
+  t.kind = "join";
+  t.namespace_ = "bookinfo";
+  t.service_account = "reviews";
+  t.description = "for reviews";
+  t.secret_sha256 = std::string("\0\x01\xff", 3) + std::string(29, 'h');
+  t.created_ms = 1000;
+  t.expires_ms = 5000;
+  uint64_t revision = store_->revision();
+  ASSERT_TRUE(store_->insert_token(t));
+  auto clash = store_->insert_token(t);
+  ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error().message.rfind("conflict:", 0), 0u) << clash.error().message;
+  auto revoked = store_->revoke_token(t.id, 2000);
+  ASSERT_TRUE(revoked);
+  EXPECT_TRUE(*revoked);
+  EXPECT_TRUE(*store_->revoke_token(t.id, 3000));
+  EXPECT_FALSE(*store_->revoke_token("tok-ffffffff", 3000));
+  EXPECT_EQ(store_->revision(), revision) << "tokens are not mesh changes";
+
+  reopen();
+  auto got = store_->get_token(t.id);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->secret_sha256, t.secret_sha256) << "binary hashes survive as they are";
+  EXPECT_EQ(got->namespace_, "bookinfo");
+  EXPECT_EQ(got->service_account, "reviews");
+  EXPECT_EQ(got->description, "for reviews");
+  EXPECT_EQ(got->expires_ms, 5000);
+  EXPECT_EQ(got->revoked_ms, 2000) << "the first revocation stays";
+  EXPECT_FALSE(got->bootstrap);
+  EXPECT_FALSE(store_->get_token("tok-ffffffff").has_value());
+  ASSERT_EQ(store_->tokens().size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, AVersionOneDatabaseGainsTheTokensTable) {
+  ASSERT_TRUE(store_->put(route("kept")));
+  store_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "DROP TABLE tokens; UPDATE schema_version SET version = 1", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  reopen();
+  EXPECT_TRUE(store_->get(route("kept").key()).has_value());
+  TokenRecord t;
+  t.id = "tok-00000001";
+  t.kind = "admin";
+  t.secret_sha256 = std::string(32, 'h');
+  EXPECT_TRUE(store_->insert_token(t));
+}
+
+TEST_F(SqliteStoreTest, ADataDirectoryItMakesIsPrivate) {
+  EXPECT_EQ(std::filesystem::status(dir_).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_all);
+}
+
 }  // namespace
 }  // namespace trellis::control
