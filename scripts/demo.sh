@@ -52,6 +52,9 @@ echo "== trellis-control (proxies on $CONTROL_GRPC, API on $TRELLIS_SERVER)"
   --http-address "$TRELLIS_SERVER" >"$RUN/control.log" 2>&1 &
 PIDS+=($!)
 wait_for trellis-control curl -fs "http://$TRELLIS_SERVER/healthz"
+# The API needs a token: the CLI takes the admin token trellis-control wrote
+# at its first start (readable by this user only).
+export TRELLIS_TOKEN_FILE="$RUN/control/admin-token"
 
 echo "== applying the sample resources (examples/demo/mesh.yaml)"
 "$BIN/cli/trellis" apply -f examples/demo/mesh.yaml | sed 's/^/  /'
@@ -84,6 +87,8 @@ for req in "details /details/0" "reviews /reviews/0" "reviews /v2/reviews/0"; do
 done
 printf '  GET http://reviews/reviews/0 (x-canary: v2) -> %s\n' \
   "$(curl -s -H "Host: reviews" -H "x-canary: v2" "http://$OUTBOUND/reviews/0")"
+denied=$(curl -s -X DELETE -H "Host: details" "http://$OUTBOUND/details/0" -w '%{http_code}')
+printf '  DELETE http://details/details/0  -> %s %s' "${denied: -3}" "${denied%???}"
 
 echo "== canary split: 1,000 requests to reviews (configured 90% v1, 10% v2)"
 for _ in $(seq 1000); do echo "url = \"http://$OUTBOUND/reviews/0\""; echo 'header = "Host: reviews"'; done |

@@ -13,7 +13,7 @@ PACKAGES=(
   clang libclang-rt-14-dev clang-format clang-tidy
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and clients used by tests, the demo and benchmarks
-  nginx-light haproxy curl nghttp2-client wrk websocketd
+  nginx-light haproxy curl nghttp2-client wrk websocketd openssl sslscan
   iproute2 iptables procps psmisc
   python3 python3-pytest python3-websockets python3-yaml
 )

@@ -1,7 +1,7 @@
 """The `trellis` mesh commands against a real trellis-control: apply, get,
-delete, register/heartbeat/deregister and status, the errors a user meets
-(refused fields, YAML syntax, stale resourceVersion, no server), and state that
-survives a restart of the control plane."""
+delete, register/heartbeat/deregister, status and token, the errors a user
+meets (refused fields, YAML syntax, stale resourceVersion, no server, no or a
+refused token), and state that survives a restart of the control plane."""
 
 import json
 import os
@@ -49,18 +49,29 @@ def stop(control) -> None:
     assert code == 0, f"trellis-control exited with {code} on SIGTERM:\n{tail(control.service.stderr())}"
 
 
-class Cli:
-    """The trellis command pointed at one control plane."""
+TOKEN_VARIABLES = ("TRELLIS_SERVER", "TRELLIS_TOKEN", "TRELLIS_TOKEN_FILE", "XDG_CONFIG_HOME")
 
-    def __init__(self, server: str, cwd: Path):
+
+class Cli:
+    """The trellis command pointed at one control plane, with its admin token
+    (TRELLIS_TOKEN_FILE) unless told otherwise. The user's own configuration
+    (~/.config/trellis/token) is kept out of the way."""
+
+    def __init__(self, server: str, cwd: Path, token_file: Path | None):
         self.server = server
         self.cwd = cwd
+        self.token_file = token_file
 
-    def __call__(self, *args, stdin: str | None = None, env: dict | None = None, server: bool = True):
+    def __call__(self, *args, stdin: str | None = None, env: dict | None = None, server: bool = True,
+                 token: bool = True):
         """Runs trellis with --server (unless `server` is false: then the
-        environment, `env` included, decides)."""
+        environment, `env` included, decides) and the admin token (unless
+        `token` is false)."""
         argv = [TRELLIS, *args] + (["--server", self.server] if server else [])
-        full_env = {k: v for k, v in os.environ.items() if k != "TRELLIS_SERVER"}
+        full_env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES}
+        full_env["XDG_CONFIG_HOME"] = str(self.cwd / "config")
+        if token and self.token_file:
+            full_env["TRELLIS_TOKEN_FILE"] = str(self.token_file)
         full_env.update(env or {})
         result = run(argv, timeout=30, input=stdin.encode() if stdin is not None else None, cwd=self.cwd,
                      env=full_env)
@@ -77,7 +88,7 @@ class Cli:
 
 @pytest.fixture
 def cli(control, fleet):
-    return Cli(f"{LOCALHOST}:{control.http_port}", fleet.subdir("cli"))
+    return Cli(f"{LOCALHOST}:{control.http_port}", fleet.subdir("cli"), control.admin_token_path)
 
 
 def results(output: str) -> dict[str, str]:
@@ -131,7 +142,7 @@ def test_get_tables_show_names_summaries_and_versions(cli):
     policy = cli.ok("get", "destinationpolicy", "reviews", "-n", "bookinfo").out
     assert "v1,v2" in policy and "LeastRequest" in policy, policy
     mesh = cli.ok("get", "MeshConfig", "default").out
-    assert "STRICT" in mesh and "cluster.local" in mesh, mesh
+    assert "PERMISSIVE" in mesh and "cluster.local" in mesh, mesh
     faults = cli.ok("get", "faultinjections", "-n", "bookinfo").out
     assert faults.splitlines()[0].split() == ["NAME", "ABORT", "DELAY", "VERSION"], faults
     assert "503 at 10%" in faults and "2s at 50%" in faults, faults
@@ -228,11 +239,19 @@ def test_stale_resource_version_is_a_conflict(cli, fleet):
     assert "updated" in cli.ok("apply", "-f", "-", stdin=changed).out
     # ...and an edit of the old copy is refused, not silently overwriting theirs.
     path = fleet.subdir("stale") / "mesh.yaml"
-    path.write_text(stale.replace("STRICT", "PERMISSIVE"))
+    path.write_text(stale.replace("PERMISSIVE", "DISABLE"))
     result = cli("apply", "-f", path)
     assert result.returncode == 1, result.out + result.err
     assert "conflict" in result.err, result.err
-    assert "STRICT" in cli.ok("get", "meshconfig", "default").out
+    assert "PERMISSIVE" in cli.ok("get", "meshconfig", "default").out
+
+
+def test_strict_mtls_is_refused_until_sidecars_get_certificates(cli):
+    strict = (EXAMPLES / "mesh-config.yaml").read_text().replace("mode: PERMISSIVE", "mode: STRICT")
+    result = cli("apply", "-f", "-", stdin=strict)
+    assert result.returncode == 1, result.out + result.err
+    assert "spec.mtls.mode: STRICT is not available yet" in result.err, result.err
+    assert cli("get", "meshconfig", "default").returncode == 1, "nothing was stored"
 
 
 # ---------------------------------------------------------------------- delete
@@ -362,3 +381,94 @@ def test_state_survives_a_restart(cli, control):
     assert instance_id in endpoints and "10.9.9.9:9080" in endpoints, endpoints
     again = cli.ok("apply", "-f", EXAMPLES)
     assert set(results(again.out).values()) == {"unchanged"}, again.out
+
+
+# ---------------------------------------------------------------------- tokens
+
+
+def secret_of(result) -> str:
+    """The secret `token create` printed: alone on stdout."""
+    lines = result.out.splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"trellis-tok-[0-9a-f]{8}-[A-Za-z0-9_-]{43}", lines[0]), result.out
+    return lines[0]
+
+
+def test_token_create_list_revoke(cli, control, fleet):
+    created = cli.ok("token", "create", "--kind", "read-only", "--description", "dashboards")
+    secret = secret_of(created)
+    token_id = secret[len("trellis-"):len("trellis-tok-01234567")]
+    assert f"token {token_id} created (read-only; never expires)" in created.err, created.err
+    assert "not shown again" in created.err, created.err
+
+    listing = cli.ok("token", "list").out
+    assert listing.splitlines()[0].split() == ["ID", "KIND", "NAMESPACE", "SERVICE", "ACCOUNT", "STATE", "CREATED",
+                                               "EXPIRES", "DESCRIPTION"], listing
+    row = next(line.split() for line in listing.splitlines() if line.startswith(token_id))
+    assert row[1:5] == ["read-only", "-", "-", "active"] and row[-1] == "dashboards", listing
+    assert secret[21:] not in listing and secret[21:] not in cli.ok("token", "list", "-o", "json").out
+    assert "bootstrap" in cli.ok("token", "list", "-o", "json").out, "the admin token written at start is listed"
+
+    path = fleet.subdir("tokens") / "read-only"
+    path.write_text(secret + "\n")
+    as_reader = cli.ok("get", "httproutes", "-A", "--token-file", path, token=False)
+    assert as_reader.returncode == 0
+    refused = cli("apply", "-f", EXAMPLES / "mesh-config.yaml", "--token-file", path, token=False)
+    assert refused.returncode == 1 and "read-only" in refused.err, refused.err
+    assert cli("token", "list", "--token-file", path, token=False).returncode == 1, "tokens need an admin token"
+
+    assert cli.ok("token", "revoke", token_id).out.strip() == f"token {token_id} revoked"
+    revoked = cli("get", "httproutes", "-A", "--token-file", path, token=False)
+    assert revoked.returncode == 1, revoked.err
+    assert f"refused the token from --token-file {path}: unauthorized: token {token_id} was revoked" in revoked.err, \
+        revoked.err
+    assert secret[21:] not in revoked.err + revoked.out
+    assert re.search(rf"^{token_id}\s.*\srevoked\s", cli.ok("token", "list").out, re.M)
+    missing = cli("token", "revoke", "tok-00000000")
+    assert missing.returncode == 1 and "not found" in missing.err, missing.err
+    assert secret[21:] not in control.service.stderr(), "a secret reached the log"
+
+
+def test_join_tokens_are_bound_and_need_a_ttl(cli):
+    created = cli.ok("token", "create", "--kind", "join", "-n", "bookinfo", "--service-account", "reviews",
+                     "--ttl", "30m")
+    secret = secret_of(created)
+    assert "join: namespace bookinfo, service account reviews; expires " in created.err, created.err
+    listed = json.loads(cli.ok("token", "list", "-o", "json").out)["tokens"]
+    join = next(t for t in listed if t["kind"] == "join")
+    assert (join["namespace"], join["serviceAccount"], join["state"]) == ("bookinfo", "reviews", "active")
+    # A join token is for a sidecar's first connection: nothing on the API.
+    forbidden = cli("status", env={"TRELLIS_TOKEN": secret}, token=False)
+    assert forbidden.returncode == 1 and "join token" in forbidden.err, forbidden.err
+
+    no_ttl = cli("token", "create", "--kind", "join", "-n", "bookinfo", "--service-account", "reviews")
+    assert no_ttl.returncode == 1 and "ttl: required for a join token" in no_ttl.err, no_ttl.err
+    bound = cli("token", "create", "--kind", "admin", "-n", "bookinfo")
+    assert bound.returncode == 1 and "namespace: only join tokens" in bound.err, bound.err
+    assert cli("token", "create", "--kind", "root").returncode == 2
+    assert cli("token", "create", "--kind", "read-only", "--ttl", "soon").returncode == 1
+
+
+def test_where_the_token_comes_from(cli, fleet):
+    admin = cli.token_file.read_text().strip()
+    none = cli("status", token=False)
+    assert none.returncode == 1, none.err
+    assert "needs a token" in none.err and "--token-file" in none.err and "TRELLIS_TOKEN" in none.err, none.err
+
+    assert cli("status", env={"TRELLIS_TOKEN": admin}, token=False).returncode == 0
+    config = cli.cwd / "config" / "trellis"
+    config.mkdir(parents=True)
+    (config / "token").write_text(admin + "\n")
+    assert cli("status", token=False).returncode == 0, "the default file is read"
+    # The flag comes first, then TRELLIS_TOKEN, then TRELLIS_TOKEN_FILE.
+    bad = fleet.subdir("bad") / "token"
+    bad.write_text("trellis-tok-00000000-" + "A" * 43)
+    assert cli("status", "--token-file", bad, env={"TRELLIS_TOKEN": admin}).returncode == 1
+    assert cli("status", env={"TRELLIS_TOKEN": admin, "TRELLIS_TOKEN_FILE": str(bad)}).returncode == 0
+
+    gone = cli("status", "--token-file", fleet.dir / "no-such-file")
+    assert gone.returncode == 2 and "cannot read the token file --token-file" in gone.err, gone.err
+    junk = fleet.subdir("junk") / "token"
+    junk.write_text("password: hunter2\n")
+    result = cli("status", "--token-file", junk)
+    assert result.returncode == 2 and "does not hold a token" in result.err and "hunter2" not in result.err, \
+        result.err

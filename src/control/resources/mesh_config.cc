@@ -10,7 +10,14 @@ void validate_mesh_config(Checker& checker, const Json& spec_json) {
                                {"mtls", "trustDomain", "authorization", "defaults", "accessLog", "tracing"});
   if (!spec.ok()) return;
   if (std::optional<MapReader> mtls = spec.map("mtls", {"mode"})) {
-    mtls->enumeration("mode", {"STRICT", "PERMISSIVE", "DISABLE"});
+    // Sidecars configured by trellis-control get no certificate yet, so they
+    // cannot refuse plain text: taking STRICT would promise what is not done.
+    if (mtls->enumeration("mode", {"STRICT", "PERMISSIVE", "DISABLE"}) == "STRICT") {
+      mtls->error("mode",
+                  "STRICT is not available yet: sidecars configured by trellis-control do not get "
+                  "certificates yet, so they cannot refuse plain text; leave PERMISSIVE (the default) until "
+                  "they do (mTLS between sidecars configured from files: see the proxy's mtls section)");
+    }
   }
   if (std::optional<MapReader> authz = spec.map("authorization", {"defaultAction"})) {
     authz->enumeration("defaultAction", {"ALLOW", "DENY"});

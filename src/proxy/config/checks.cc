@@ -4,6 +4,7 @@
 #include <chrono>
 #include <limits>
 
+#include "common/spiffe.h"
 #include "common/text.h"
 #include "policy/authorization.h"
 #include "policy/route_table.h"
@@ -144,6 +145,12 @@ Problem check_authz_path(std::string_view pattern) {
 
 Problem check_ip_block(std::string_view block) {
   auto parsed = policy::IpBlock::parse(block);
+  if (!parsed) return parsed.error().message;
+  return std::nullopt;
+}
+
+Problem check_spiffe_id(std::string_view id) {
+  auto parsed = SpiffeId::parse(id);
   if (!parsed) return parsed.error().message;
   return std::nullopt;
 }

@@ -67,6 +67,8 @@ Problem check_method(std::string_view method);
 Problem check_authz_identity(std::string_view pattern);
 Problem check_authz_path(std::string_view pattern);
 Problem check_ip_block(std::string_view block);
+// A workload identity: spiffe://<trust domain>/ns/<namespace>/sa/<account>.
+Problem check_spiffe_id(std::string_view id);
 
 // An HTTP token (RFC 9110 section 5.6.2), as header and cookie names are.
 bool is_token(std::string_view s);

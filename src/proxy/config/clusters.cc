@@ -357,11 +357,13 @@ class ClusterLoader {
   }
 
   void load_endpoint(const Located& at, EndpointConfig& endpoint) {
-    auto fields = r_.read_map(at, {"address", "weight", "zone"});
+    auto fields = r_.read_map(at, {"address", "weight", "zone", "identity"});
     if (!fields) return;
     if (auto v = r_.required(*fields, "address")) r_.read_address(*v, endpoint.address);
     if (auto v = fields->get("weight")) r_.read_integer(*v, 0, kMaxWeight, endpoint.weight);
     if (auto v = fields->get("zone")) r_.read_name(*v, endpoint.zone);
+    if (auto v = fields->get("identity"); v && r_.read_string(*v, endpoint.identity))
+      r_.check(*v, check_spiffe_id(endpoint.identity));
   }
 
   Reader& r_;

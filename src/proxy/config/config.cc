@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -68,8 +69,8 @@ class Loader {
 
   void load(const YAML::Node& root, ProxyConfig& config) {
     Located at{root, "", root.Mark(), root.Mark()};
-    auto fields = r_.read_map(
-        at, {"zone", "admin", "access_log", "drain_timeout", "listeners", "clusters", "control_plane"});
+    auto fields = r_.read_map(at, {"zone", "admin", "access_log", "drain_timeout", "listeners", "clusters",
+                                   "control_plane", "mtls"});
     if (!fields) return;
     if (auto v = fields->get("zone")) r_.read_name(*v, config.zone);
     bool admin_ok = true;
@@ -82,6 +83,8 @@ class Loader {
     const net::SocketAddress* admin = admin_ok ? &config.admin.address : nullptr;
     if (auto v = fields->get("listeners")) load_listeners(*v, admin, config.listeners);
     if (auto v = fields->get("control_plane")) load_control_plane(*v, config.control_plane);
+    if (auto v = fields->get("mtls")) load_mtls(*v, config.mtls);
+    if (!config.mtls.enabled()) require_no_mtls(*fields, config);
     // The node's zone is the proxy's locality unless the file says otherwise.
     if (!fields->get("zone")) config.zone = config.control_plane.zone;
   }
@@ -138,6 +141,36 @@ class Loader {
     }
   }
 
+  // Listeners that serve mTLS and endpoints reached over it need the proxy's
+  // own certificate.
+  void require_no_mtls(const Fields& fields, const ProxyConfig& config) {
+    const char* kWhy =
+        "needs the proxy's certificate: set mtls (certificate_chain, private_key, trust_bundle)";
+    auto listeners = fields.get("listeners");
+    for (const ListenerConfig& l : config.listeners) {
+      if (l.tls != ListenerTls::kOff && listeners)
+        r_.error(*listeners, "listener \"" + l.name + "\" tls " + kWhy);
+    }
+    auto clusters = fields.get("clusters");
+    for (const ClusterConfig& c : config.clusters) {
+      for (const EndpointConfig& e : c.endpoints) {
+        if (!e.identity.empty() && clusters)
+          r_.error(*clusters, "cluster \"" + c.name + "\" endpoint " + e.address.text + " identity " + kWhy);
+      }
+    }
+  }
+
+  void load_mtls(const Located& at, MtlsFilesConfig& mtls) {
+    auto fields = r_.read_map(at, {"certificate_chain", "private_key", "trust_bundle"});
+    if (!fields) return;
+    for (auto [key, out] :
+         {std::pair{"certificate_chain", &mtls.certificate_chain},
+          std::pair{"private_key", &mtls.private_key}, std::pair{"trust_bundle", &mtls.trust_bundle}}) {
+      if (auto v = r_.required(*fields, key); v && r_.read_string(*v, *out) && out->empty())
+        r_.error(*v, "must name a file");
+    }
+  }
+
   void load_labels(const Located& at, std::map<std::string, std::string>& labels) {
     if (at.node.IsNull()) return;
     if (!at.node.IsMap()) {
@@ -170,8 +203,8 @@ class Loader {
     std::unordered_map<std::string, size_t> names;
     for (const Located& item : *items) {
       ListenerConfig listener;
-      auto fields = r_.read_map(
-          item, {"name", "address", "protocol", "idle_timeout", "virtual_hosts", "cluster", "authorization"});
+      auto fields = r_.read_map(item, {"name", "address", "protocol", "idle_timeout", "virtual_hosts",
+                                       "cluster", "authorization", "tls"});
       if (fields) {
         if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, listener.name)) {
           if (!names.emplace(listener.name, listeners.size()).second) {
@@ -218,6 +251,17 @@ class Loader {
     }
     if (auto v = fields.get("idle_timeout")) r_.read_positive_duration(*v, listener.idle_timeout);
     if (auto v = fields.get("authorization")) load_authorization(r_, *v, listener.authorization);
+    if (auto v = fields.get("tls"); v && listener.protocol == ListenerProtocol::kTcp) {
+      r_.key_error(*v, "\"tls\" is only for http listeners");
+    } else if (v) {
+      if (auto tls = r_.read_map(*v, {"mode"})) {
+        static constexpr std::array<std::string_view, 2> kModes = {"STRICT", "PERMISSIVE"};
+        size_t index = 0;
+        listener.tls = ListenerTls::kStrict;
+        if (auto m = tls->get("mode"); m && r_.read_choice(*m, "mode", kModes, index) && index == 1)
+          listener.tls = ListenerTls::kPermissive;
+      }
+    }
     auto virtual_hosts = fields.get("virtual_hosts");
     auto cluster = fields.get("cluster");
     // Which of these belong depends on the protocol; with that in doubt, any verdict would be a guess.

@@ -30,6 +30,10 @@ struct EndpointConfig {
   net::SocketAddress address;
   uint32_t weight = 1;
   std::string zone;  // locality; empty: unknown (counts as another zone)
+  // The SPIFFE ID of the sidecar in front of it: connections use mTLS with
+  // the proxy's certificate, and a server without exactly this identity is
+  // refused. Empty: plain text.
+  std::string identity;
 };
 
 // What the consistent-hashing balancers hash a request on.
@@ -195,6 +199,13 @@ struct VirtualHostConfig {
 
 enum class ListenerProtocol : uint8_t { kHttp, kTcp };
 
+// An inbound sidecar listener serving mTLS with the proxy's certificate.
+enum class ListenerTls : uint8_t {
+  kOff,
+  kStrict,      // mTLS only; plain text is refused
+  kPermissive,  // mTLS or plain text, told apart by the first bytes
+};
+
 struct ListenerConfig {
   std::string name;
   net::SocketAddress address;
@@ -208,6 +219,16 @@ struct ListenerConfig {
   // Who may use this listener (an inbound sidecar's AuthorizationPolicies):
   // checked at accept for tcp, per request for http. Empty: everyone.
   policy::AuthorizationConfig authorization;
+  ListenerTls tls = ListenerTls::kOff;
+};
+
+// The proxy's own workload certificate from files (a proxy without a control
+// plane): reloaded when they change.
+struct MtlsFilesConfig {
+  std::string certificate_chain;  // PEM: the leaf, then intermediates
+  std::string private_key;        // PEM, mode 0600
+  std::string trust_bundle;       // PEM: the roots peers must chain to
+  bool enabled() const { return !certificate_chain.empty(); }
 };
 
 struct AccessLogConfig {
@@ -263,6 +284,7 @@ struct ProxyConfig {
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
   ControlPlaneConfig control_plane;
+  MtlsFilesConfig mtls;
   std::vector<PolicyConfig> policies;  // from the control plane only
 };
 

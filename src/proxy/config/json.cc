@@ -247,6 +247,8 @@ Json listener_to_json(const ListenerConfig& listener) {
   out["protocol"] = listener.protocol == ListenerProtocol::kHttp ? "http" : "tcp";
   out["idle_timeout"] = format_duration(listener.idle_timeout);
   if (!listener.authorization.empty()) out["authorization"] = authorization_json(listener.authorization);
+  if (listener.tls != ListenerTls::kOff)
+    out["tls"] = Json{{"mode", listener.tls == ListenerTls::kStrict ? "STRICT" : "PERMISSIVE"}};
   if (listener.protocol == ListenerProtocol::kHttp) {
     Json vhosts = Json::array();
     for (const VirtualHostConfig& vhost : listener.virtual_hosts) {
@@ -381,6 +383,7 @@ Json cluster_to_json(const ClusterConfig& cluster) {
   for (const EndpointConfig& endpoint : cluster.endpoints) {
     Json e{{"address", endpoint.address.text}, {"weight", endpoint.weight}};
     if (!endpoint.zone.empty()) e["zone"] = endpoint.zone;
+    if (!endpoint.identity.empty()) e["identity"] = endpoint.identity;
     endpoints.push_back(std::move(e));
   }
   out["endpoints"] = std::move(endpoints);
@@ -421,6 +424,12 @@ std::string config_to_json(const ProxyConfig& config) {
   out["clusters"] = Json::array();
   for (const ClusterConfig& cluster : config.clusters) out["clusters"].push_back(cluster_to_json(cluster));
   if (config.control_plane.enabled()) out["control_plane"] = control_plane_json(config.control_plane);
+  // Where the credentials are, never what they hold.
+  if (config.mtls.enabled()) {
+    out["mtls"] = Json{{"certificate_chain", config.mtls.certificate_chain},
+                       {"private_key", config.mtls.private_key},
+                       {"trust_bundle", config.mtls.trust_bundle}};
+  }
   if (!config.policies.empty()) {
     Json policies = Json::array();
     for (const PolicyConfig& p : config.policies) {

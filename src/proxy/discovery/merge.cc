@@ -63,6 +63,11 @@ class Merger {
     if (l.idle_timeout_ms()) listener.idle_timeout = Millis(l.idle_timeout_ms());
     if (l.has_authorization())
       authorization(l.authorization(), path + ".authorization", listener.authorization);
+    if (l.has_tls()) {
+      if (l.protocol() == v1::Listener::TCP) errors_.add(path + ".tls", "is only for HTTP listeners");
+      listener.tls =
+          l.tls().mode() == v1::ListenerTls::PERMISSIVE ? ListenerTls::kPermissive : ListenerTls::kStrict;
+    }
     if (l.protocol() == v1::Listener::TCP) {
       listener.protocol = ListenerProtocol::kTcp;
       listener.cluster = l.cluster();

@@ -278,6 +278,8 @@ void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& e
     if (e.weight() > kMaxWeight) errors.add(epath + ".weight", range(0, kMaxWeight));
     endpoint.weight = e.weight() == 0 ? 1 : e.weight();
     if (!e.zone().empty() && errors.check(epath + ".zone", check_name(e.zone()))) endpoint.zone = e.zone();
+    if (!e.identity().empty() && errors.check(epath + ".identity", check_spiffe_id(e.identity())))
+      endpoint.identity = e.identity();
     cluster.endpoints.push_back(std::move(endpoint));
   }
 }

@@ -155,6 +155,7 @@ void Http1ServerConnection::start_exchange(size_t head_size) {
   bytes_in_ = head_size;
   bytes_out_ = 0;
   bool listener_current = refresh_snapshot();
+  authz_client_.identity = client_->peer_identity();  // verified by the TLS handshake, if any
   context_ = {snapshot_, listener_, stats_, client_ip_, client_address_, authz_client_};
   stream_->begin(context_);
   http::http1::to_neutral(head_, request_);
@@ -278,6 +279,7 @@ void Http1ServerConnection::reject(int status, std::string_view reason) {
     bytes_in_ = in_.size();
     bytes_out_ = 0;
     refresh_snapshot();
+    authz_client_.identity = client_->peer_identity();  // verified by the TLS handshake, if any
     context_ = {snapshot_, listener_, stats_, client_ip_, client_address_, authz_client_};
     stream_->begin(context_);
   } else {

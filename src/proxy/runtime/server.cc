@@ -12,6 +12,7 @@
 #include "common/text.h"
 #include "net/address.h"
 #include "proxy/observe/access_log.h"
+#include "proxy/security/certificate_metrics.h"
 
 namespace trellis::proxy {
 
@@ -29,6 +30,18 @@ Server::~Server() {
   workers_.clear();
 }
 
+namespace {
+
+// How often the files of `mtls` are checked for a new certificate.
+constexpr auto kCredentialCheckInterval = std::chrono::seconds(5);
+
+bool same_files(const MtlsFilesConfig& a, const MtlsFilesConfig& b) {
+  return a.certificate_chain == b.certificate_chain && a.private_key == b.private_key &&
+         a.trust_bundle == b.trust_bundle;
+}
+
+}  // namespace
+
 bool Server::start() {
   ConfigLoad load = load_config_file(options_.config_path);
   if (!load.ok()) {
@@ -44,6 +57,11 @@ bool Server::start() {
   }
   auto config = std::make_shared<const ProxyConfig>(std::move(load.config));
   bootstrap_ = config;
+  std::string credentials_error;
+  if (!load_file_credentials(config->mtls, credentials_error)) {
+    spdlog::error("cannot start: mtls: {}", credentials_error);
+    return false;
+  }
   auto built = builder_->build(config, nullptr, loop_.now());
   if (!built) {
     spdlog::error("cannot start: {}", built.error().message);
@@ -116,6 +134,14 @@ void Server::reload() {
     load.config.control_plane.node_id = bootstrap_->control_plane.node_id;
   auto bootstrap = std::make_shared<const ProxyConfig>(std::move(load.config));
   std::shared_ptr<const ProxyConfig> config = bootstrap;
+  if (!same_files(bootstrap->mtls, bootstrap_->mtls)) {
+    std::string error;
+    if (!load_file_credentials(bootstrap->mtls, error)) {
+      spdlog::error("reload refused: mtls: {}; the previous config stays in force", error);
+      ++reloads_failed_;
+      return;
+    }
+  }
   if (bootstrap->control_plane.enabled() && control_) {
     // The file's static part with what the control plane gave: checked together.
     ConfigLoad merged = control_->merged(*bootstrap);
@@ -142,6 +168,53 @@ void Server::reload() {
     control_->stop();
   }
   ++reloads_ok_;
+}
+
+bool Server::load_file_credentials(const MtlsFilesConfig& mtls, std::string& error) {
+  if (!mtls.enabled()) {
+    file_credentials_.reset();
+    credentials_timer_.reset();
+    builder_->set_mesh_tls({});
+    return true;
+  }
+  auto loaded = FileCredentials::load({mtls.certificate_chain, mtls.private_key, mtls.trust_bundle},
+                                      std::chrono::system_clock::now());
+  if (!loaded) {
+    error = loaded.error().message;
+    return false;
+  }
+  file_credentials_ = std::make_unique<FileCredentials>(std::move(*loaded));
+  const TlsCredentials& c = *file_credentials_->current();
+  builder_->set_mesh_tls({c.server, c.client, c.identity});
+  spdlog::info("mtls: certificate for {} from {}, valid until {}",
+               c.identity.empty() ? "(no SPIFFE ID)" : c.identity, mtls.certificate_chain,
+               format_utc(c.not_after));
+  if (!credentials_timer_) {
+    credentials_timer_ = std::make_unique<net::Timer>(loop_, [this] { check_credential_files(); });
+  }
+  credentials_timer_->arm(kCredentialCheckInterval);
+  return true;
+}
+
+void Server::check_credential_files() {
+  credentials_timer_->arm(kCredentialCheckInterval);
+  if (!file_credentials_ || draining_) return;
+  auto changed = file_credentials_->reload_if_changed(std::chrono::system_clock::now());
+  if (!changed) {
+    spdlog::error("mtls: new files refused, the previous certificate stays in force: {}",
+                  changed.error().message);
+    return;
+  }
+  if (!*changed) return;
+  const TlsCredentials& c = *file_credentials_->current();
+  builder_->set_mesh_tls({c.server, c.client, c.identity});
+  std::string error;
+  // New handshakes use the new certificate; open connections keep theirs.
+  if (!apply_config(snapshot_->config, error)) {
+    spdlog::error("mtls: cannot put the new certificate in force: {}", error);
+    return;
+  }
+  spdlog::info("mtls: new certificate for {} in force, valid until {}", c.identity, format_utc(c.not_after));
 }
 
 void Server::start_control_client() {
@@ -262,6 +335,8 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
         "# HELP trellis_config_version Version of the config in force.\n"
         "# TYPE trellis_config_version gauge\n";
     r.body += "trellis_config_version " + std::to_string(snapshot_->version) + "\n";
+    if (file_credentials_)
+      r.body += render_certificate_metrics(file_credentials_->stats(), std::chrono::system_clock::now());
     if (control_) {
       const DiscoveryStatus& cs = control_->status();
       r.body +=

@@ -17,6 +17,7 @@
 #include "proxy/runtime/snapshot.h"
 #include "proxy/runtime/snapshot_builder.h"
 #include "proxy/runtime/worker.h"
+#include "proxy/security/file_credentials.h"
 #include "proxy/upstream/endpoint_state.h"
 #include "proxy/upstream/health_checker.h"
 
@@ -42,6 +43,10 @@ class Server {
   // Puts a validated config in force on every worker; false when it cannot be
   // (a socket cannot be bound): the config in force stays.
   bool apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error);
+  // Loads the files `mtls` names (none: no file credentials); false with
+  // `error` when they are refused.
+  bool load_file_credentials(const MtlsFilesConfig& mtls, std::string& error);
+  void check_credential_files();
   std::string render_endpoint_health() const;
   void reload();
   void start_control_client();  // creates it on first use; (re)connects with bootstrap_
@@ -64,6 +69,10 @@ class Server {
   bool draining_ = false;
   MonoTime drain_deadline_{};
   std::unique_ptr<net::Timer> drain_timer_;
+  // The proxy's certificate from the files of `mtls` (null without them),
+  // checked for changes on a timer.
+  std::unique_ptr<FileCredentials> file_credentials_;
+  std::unique_ptr<net::Timer> credentials_timer_;
   uint64_t reloads_ok_ = 0;
   uint64_t reloads_failed_ = 0;
 };

@@ -41,8 +41,12 @@ struct ListenerRuntime {
   // workers (the buckets are exact for the whole proxy).
   std::vector<std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>>> rate_limits;
   std::vector<ListenerStats*> stats;  // one per worker
-  // What the listener's connections run over (plain TCP, or TLS).
+  // What the listener's connections run over (plain TCP, or TLS); null:
+  // connections are refused (an mTLS listener before the proxy has a
+  // certificate).
   std::shared_ptr<net::TransportFactory> transport;
+  // The proxy's SPIFFE ID on an mTLS listener (x-forwarded-client-cert By=).
+  std::string identity;
   // Who may use the listener; empty when everyone may.
   std::optional<policy::Authorizer> authorizer;
   // [deciding policy + 1][worker]; [0] counts the default action's decisions.

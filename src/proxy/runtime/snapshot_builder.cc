@@ -1,11 +1,16 @@
 #include "proxy/runtime/snapshot_builder.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include <spdlog/spdlog.h>
 
 #include "common/text.h"
 #include "net/address.h"
+#include "net/detecting_transport.h"
+#include "net/tls_transport.h"
 #include "proxy/http1/upstream_codec.h"
 #include "proxy/observe/access_log.h"
 
@@ -120,6 +125,64 @@ std::shared_ptr<policy::OutlierDetector> SnapshotBuilder::outlier_detector_for(c
   return detector;
 }
 
+namespace {
+
+// Where an endpoint must be reached over mTLS and the proxy has no
+// certificate yet: connecting fails (fail closed, never plain text).
+class NoCertificateFactory final : public net::TransportFactory {
+ public:
+  std::unique_ptr<net::Transport> accepted(net::EventLoop&, int fd, net::TransportCallbacks*) override {
+    ::close(fd);
+    return nullptr;
+  }
+  std::unique_ptr<net::Transport> connect(net::EventLoop&, const net::SocketAddress&,
+                                          net::TransportCallbacks*, int& error) override {
+    error = EACCES;
+    return nullptr;
+  }
+};
+
+}  // namespace
+
+void SnapshotBuilder::set_mesh_tls(MeshTls tls) {
+  mesh_tls_ = std::move(tls);
+  tls_server_.reset();
+  detecting_.reset();
+  tls_clients_.clear();
+}
+
+Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::listener_transport(const ListenerConfig& l) {
+  if (l.tls == ListenerTls::kOff) return transport_;
+  if (!mesh_tls_.server) {
+    // No certificate yet: STRICT refuses everyone, PERMISSIVE serves plain text.
+    if (l.tls == ListenerTls::kPermissive) return transport_;
+    return std::shared_ptr<net::TransportFactory>();
+  }
+  if (!tls_server_) {
+    auto made = net::TlsTransportFactory::server(mesh_tls_.server);
+    if (!made) return made.error();
+    tls_server_ = std::move(*made);
+  }
+  if (l.tls == ListenerTls::kStrict) return tls_server_;
+  if (!detecting_) detecting_ = std::make_shared<net::DetectingTransportFactory>(tls_server_);
+  return detecting_;
+}
+
+Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::endpoint_transport(const EndpointConfig& e) {
+  if (e.identity.empty()) return std::shared_ptr<net::TransportFactory>();
+  if (!mesh_tls_.client)
+    return std::shared_ptr<net::TransportFactory>(std::make_shared<NoCertificateFactory>());
+  std::shared_ptr<net::TransportFactory>& factory = tls_clients_[e.identity];
+  if (!factory) {
+    net::TlsClientOptions options;
+    options.accepted_identities = {e.identity};
+    auto made = net::TlsTransportFactory::client(mesh_tls_.client, std::move(options));
+    if (!made) return made.error();
+    factory = std::move(*made);
+  }
+  return factory;
+}
+
 Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const ProxyConfig> config,
                                                          const Snapshot* previous, MonoTime now) {
   std::string error;
@@ -133,6 +196,13 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
     rt.stats = stats_.cluster(c.name);
     rt.state = cluster_states_.cluster(c.name);
     rt.transport = transport_;
+    for (const EndpointConfig& e : c.endpoints) {
+      auto t = endpoint_transport(e);
+      if (!t)
+        return make_error("cluster \"" + c.name + "\": endpoint " + e.address.text + ": " +
+                          t.error().message);
+      rt.endpoint_transports.push_back(std::move(*t));
+    }
     rt.codec = codec_factory_for(c);
     rt.state->breaker.set_limits(c.circuit_breakers);
     if (c.outlier_enabled) rt.outlier = outlier_detector_for(c, previous);
@@ -185,7 +255,10 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
                           "\": " + added.error().message);
     }
     rt.stats = stats_.listener(l.name);
-    rt.transport = transport_;
+    auto transport = listener_transport(l);
+    if (!transport) return make_error("listener \"" + l.name + "\": " + transport.error().message);
+    rt.transport = std::move(*transport);
+    if (l.tls != ListenerTls::kOff) rt.identity = mesh_tls_.identity;
     snap->listeners.push_back(std::move(rt));
   }
   if (!config->access_log.path.empty()) {

@@ -7,16 +7,26 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "common/random.h"
 #include "common/result.h"
+#include "net/tls_context.h"
 #include "net/transport.h"
 #include "proxy/runtime/snapshot.h"
 
 namespace trellis::proxy {
+
+// The proxy's workload credentials as TLS contexts (immutable, shared by
+// every worker); null until it has a certificate.
+struct MeshTls {
+  std::shared_ptr<const net::TlsContext> server;  // mTLS: client certificates required
+  std::shared_ptr<const net::TlsContext> client;
+  std::string identity;  // the proxy's own SPIFFE ID
+};
 
 class SnapshotBuilder {
  public:
@@ -30,6 +40,10 @@ class SnapshotBuilder {
   // What tests replace: how listeners are bound, what connections run over.
   void set_open_listener(OpenListener open) { open_listener_ = std::move(open); }
   void set_transport(std::shared_ptr<net::TransportFactory> transport) { transport_ = std::move(transport); }
+  // New credentials: the next snapshot's TLS listeners and mTLS endpoints
+  // use them (open connections keep theirs).
+  void set_mesh_tls(MeshTls tls);
+  const MeshTls& mesh_tls() const { return mesh_tls_; }
 
   // The snapshot for `config`, reusing what `previous` (may be null) holds.
   // Fails only when a socket cannot be bound or an access log opened.
@@ -46,6 +60,11 @@ class SnapshotBuilder {
                                                                 const Snapshot* previous);
   std::shared_ptr<policy::ConcurrencyLimiter> concurrency_limiter_for(const ClusterConfig& c,
                                                                       const Snapshot* previous, MonoTime now);
+  // Null: the listener refuses connections (it serves mTLS, and the proxy
+  // has no certificate yet).
+  Result<std::shared_ptr<net::TransportFactory>> listener_transport(const ListenerConfig& l);
+  // Null: the cluster's transport (plain text).
+  Result<std::shared_ptr<net::TransportFactory>> endpoint_transport(const EndpointConfig& e);
 
   size_t workers_;
   Random& random_;
@@ -54,6 +73,11 @@ class SnapshotBuilder {
   ClusterStateRegistry cluster_states_;
   OpenListener open_listener_;
   std::shared_ptr<net::TransportFactory> transport_ = net::PlainTransportFactory::shared();
+  MeshTls mesh_tls_;
+  // Made from mesh_tls_, kept while it stays: reloads keep resumable sessions.
+  std::shared_ptr<net::TransportFactory> tls_server_;
+  std::shared_ptr<net::TransportFactory> detecting_;  // PERMISSIVE: TLS or plain text
+  std::map<std::string, std::shared_ptr<net::TransportFactory>> tls_clients_;  // by expected identity
 };
 
 }  // namespace trellis::proxy

@@ -173,6 +173,11 @@ void Worker::accept_ready(Acceptor& acceptor) {
 }
 
 void Worker::adopt_connection(size_t listener_index, int fd, const sockaddr_storage& peer) {
+  if (!snapshot_->listeners[listener_index].transport) {
+    // An mTLS listener of a proxy that has no certificate yet: fail closed.
+    ::close(fd);
+    return;
+  }
   // Each owns itself and frees itself through the loop when it closes.
   if (snapshot_->listeners[listener_index].config->protocol == ListenerProtocol::kTcp) {
     new TcpSession(*this, fd, peer, listener_index);

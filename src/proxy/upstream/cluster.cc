@@ -30,7 +30,8 @@ void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats, c
                                       static_cast<double>(std::max<size_t>(workers, 1)));
   }
   std::vector<std::unique_ptr<EndpointPool>> next;
-  for (const EndpointConfig& e : config.endpoints) {
+  for (size_t i = 0; i < config.endpoints.size(); ++i) {
+    const EndpointConfig& e = config.endpoints[i];
     std::unique_ptr<EndpointPool> pool;
     for (auto& old : pools_) {
       if (old && old->address() == e.address) {
@@ -39,6 +40,7 @@ void UpstreamCluster::update(const ClusterConfig& config, ClusterStats* stats, c
       }
     }
     if (!pool) pool = std::make_unique<EndpointPool>(*this, loop_, e);
+    pool->set_transport(shared.transport_for(i));
     next.push_back(std::move(pool));
   }
   for (auto& old : pools_) {

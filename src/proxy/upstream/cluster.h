@@ -43,8 +43,16 @@ struct ClusterShared {
   std::shared_ptr<policy::OutlierDetector> outlier;
   // Adaptive concurrency (null when off).
   std::shared_ptr<policy::ConcurrencyLimiter> concurrency;
-  // What the cluster's connections run over (plain TCP, or TLS).
+  // What the cluster's connections run over (plain TCP, or TLS), and per
+  // endpoint (aligned with config->endpoints): mTLS to a sidecar expecting
+  // its identity, else the cluster's.
   std::shared_ptr<net::TransportFactory> transport;
+  std::vector<std::shared_ptr<net::TransportFactory>> endpoint_transports;
+  const std::shared_ptr<net::TransportFactory>& transport_for(size_t endpoint) const {
+    return endpoint < endpoint_transports.size() && endpoint_transports[endpoint]
+               ? endpoint_transports[endpoint]
+               : transport;
+  }
   // The protocol its HTTP exchanges speak.
   std::shared_ptr<const UpstreamCodecFactory> codec;
 };

@@ -63,6 +63,11 @@ EndpointPool::EndpointPool(UpstreamCluster& cluster, net::EventLoop& loop, const
 
 EndpointPool::~EndpointPool() { close_idle(); }
 
+void EndpointPool::set_transport(std::shared_ptr<net::TransportFactory> transport) {
+  if (transport_ && transport_ != transport) close_idle();
+  transport_ = std::move(transport);
+}
+
 UpstreamConnection* EndpointPool::acquire(UpstreamUser* user, int& error, bool fresh) {
   while (!fresh && !idle_.empty()) {
     UpstreamConnection* c = idle_.back();
@@ -87,7 +92,7 @@ UpstreamConnection* EndpointPool::acquire(UpstreamUser* user, int& error, bool f
     return nullptr;
   }
   auto* c = new UpstreamConnection(*this);
-  c->transport_ = cluster_.transport().connect(loop_, address_, c, error);
+  c->transport_ = transport_->connect(loop_, address_, c, error);
   cluster_.stats().connects.inc();
   if (!c->transport_) {
     delete c;

@@ -90,6 +90,10 @@ class EndpointPool {
 
   UpstreamCluster& cluster() { return cluster_; }
   net::EventLoop& loop() { return loop_; }
+  // What new connections run over (the endpoint's mTLS, or the cluster's);
+  // set by the cluster on every update. Connections in use keep theirs; idle
+  // ones made another way (another identity, older credentials) are closed.
+  void set_transport(std::shared_ptr<net::TransportFactory> transport);
 
  private:
   friend class UpstreamConnection;
@@ -103,6 +107,7 @@ class EndpointPool {
   std::vector<UpstreamConnection*> idle_;  // LIFO: the warmest first
   size_t live_ = 0;
   bool retired_ = false;
+  std::shared_ptr<net::TransportFactory> transport_;
 };
 
 }  // namespace trellis::proxy

@@ -193,7 +193,7 @@ void HealthChecker::update(const Snapshot& snapshot) {
         check = std::move(it->second);
         checks_.erase(it);
       }
-      check->configure(config.health_check, c.transport, first);
+      check->configure(config.health_check, c.transport_for(i), first);
       next.emplace(std::move(key), std::move(check));
     }
   }

@@ -24,7 +24,7 @@ Json mesh_config_doc() {
     "apiVersion": "trellis.dev/v1alpha1",
     "kind": "MeshConfig",
     "metadata": {"name": "default"},
-    "spec": {"mtls": {"mode": "STRICT"}}
+    "spec": {"mtls": {"mode": "PERMISSIVE"}}
   })");
 }
 

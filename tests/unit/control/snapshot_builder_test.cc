@@ -165,7 +165,7 @@ TEST(SnapshotBuilder, PoliciesReachOnlyTheProxiesTheyConcern) {
   Resource mesh_config;
   mesh_config.kind = "MeshConfig";
   mesh_config.name = "default";
-  mesh_config.spec = Json{{"mtls", {{"mode", "STRICT"}}}};
+  mesh_config.spec = Json{{"mtls", {{"mode", "PERMISSIVE"}}}};
   mesh.mesh_configs = {mesh_config};
   v1::ConfigUpdate u = build_proxy_config(mesh, hello({"details"}));
   std::vector<std::string> keys;

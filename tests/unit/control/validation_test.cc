@@ -104,7 +104,7 @@ Json authorization_policy() {
 
 Json mesh_config() {
   Json doc = document("trellis.dev/v1alpha1", "MeshConfig", R"({
-    "mtls": {"mode": "STRICT"},
+    "mtls": {"mode": "PERMISSIVE"},
     "trustDomain": "cluster.local",
     "defaults": {"requestTimeout": "15s", "idleTimeout": "5m"},
     "accessLog": {"enabled": true},
@@ -1110,6 +1110,15 @@ TEST(MeshConfig, FieldsAreChecked) {
                     "spec.tracing.samplingPercent", "must be between 0 and 100");
   EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/mtls/modes", "STRICT"), "spec.mtls.modes",
                     "unknown field \"modes\" (did you mean \"mode\"?)");
+  EXPECT_ONLY_ERROR(
+      with(mesh_config(), "/spec/mtls/mode", "STRICT"), "spec.mtls.mode",
+      "STRICT is not available yet: sidecars configured by trellis-control do not get "
+      "certificates yet, so they cannot refuse plain text; leave PERMISSIVE (the default) until "
+      "they do (mTLS between sidecars configured from files: see the proxy's mtls section)");
+  EXPECT_VALID(with(mesh_config(), "/spec/authorization/defaultAction", "DENY"));
+  EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/authorization/defaultAction", "deny"),
+                    "spec.authorization.defaultAction",
+                    "\"deny\" is not one of ALLOW or DENY (did you mean \"DENY\"?)");
 }
 
 // ---- FaultInjection ----
