@@ -7,27 +7,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from benchlib import chart, machine, quiet, report
+from benchlib import chart, entry, quiet, report
+from benchlib.entry import log
+from benchlib.build import DEFAULT_BUILD_DIR, REPO
 from benchlib.measure import SaturationRun, Scenario, latency, saturate, warm_up
 from benchlib.procs import BenchError, Service, Workspace
 from benchlib.quiet import Patience
-from benchlib.targets import (CLIENT_CORE, PROXY_CORE, SIZES, TARGET_KEYS, Target,
-                              start_target, start_upstream, verify)
+from benchlib.targets import CLIENT_CORE, SIZES, TARGET_KEYS, Target, start_target, start_upstream, verify
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
-DEFAULT_BUILD_DIR = REPO / "build-bench"
 
 T = TypeVar("T")
 
@@ -120,82 +113,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def check_tools(building: bool) -> None:
-    needed = ["nginx", "haproxy", "h2load", "curl", "taskset"]
-    if building:
-        needed += ["cmake", "ninja"]
-    missing = [tool for tool in needed if shutil.which(tool) is None]
-    if missing:
-        raise BenchError(f"missing tools: {', '.join(missing)}. "
-                         "Install them with: sudo scripts/setup.sh")
-    cores = os.sched_getaffinity(0)
-    if not {PROXY_CORE, CLIENT_CORE} <= cores:
-        raise BenchError(f"needs CPU cores {PROXY_CORE} and {CLIENT_CORE} "
-                         f"(this process may use {sorted(cores)})")
-
-
-def build(build_dir: Path) -> None:
-    log = build_dir / "bench-build.log"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    steps = [
-        ["cmake", "-S", str(REPO), "-B", str(build_dir), "-G", "Ninja",
-         "-DCMAKE_BUILD_TYPE=Release"],
-        ["ninja", "-C", str(build_dir), "trellis-proxy", "trellis"],
-    ]
-    print(f"building Release in {build_dir} (log: {log})", file=sys.stderr)
-    with open(log, "w") as out:
-        for argv in steps:
-            out.write("$ " + " ".join(argv) + "\n")
-            out.flush()
-            if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
-                text = log.read_text(errors="replace")
-                hint = ""
-                if "unknown target 'trellis'" in text:
-                    hint = ("\nThe `trellis` CLI (src/cli/) does not build yet; its `trellis load` "
-                            "command measures every latency figure.")
-                tail = "\n".join(text.splitlines()[-25:])
-                raise BenchError(f"build failed: {' '.join(argv)}\n{tail}{hint}")
-
-
-def find_binaries(build_dir: Path) -> dict[str, Path]:
-    proxy = build_dir / "src" / "trellis-proxy"
-    cli = next((p for p in (build_dir / "src" / "cli" / "trellis", build_dir / "src" / "trellis")
-                if p.is_file()), None)
-    if not proxy.is_file():
-        raise BenchError(f"{proxy} not found: build it, or leave out --build-dir")
-    if cli is None:
-        raise BenchError(f"the trellis CLI was not found under {build_dir}/src: "
-                         "`trellis load` measures every latency figure")
-    probe = subprocess.run([str(cli), "load", "--help"], capture_output=True, text=True,
-                           timeout=10)
-    if probe.returncode != 0:
-        raise BenchError(f"`{cli} load --help` failed: this trellis has no working load "
-                         f"command\n{probe.stdout[-800:]}{probe.stderr[-800:]}")
-    return {"trellis-proxy": proxy, "trellis": cli}
-
-
-def build_type(build_dir: Path) -> str:
-    try:
-        for line in (build_dir / "CMakeCache.txt").read_text().splitlines():
-            if line.startswith("CMAKE_BUILD_TYPE:"):
-                return line.split("=", 1)[1] or "(none)"
-    except OSError:
-        pass
-    return "unknown"
-
-
-def target_labels(versions: dict[str, str]) -> dict[str, str]:
-    def short(v: str) -> str:
-        return ".".join(v.split(".")[:2])
-    return {"direct": "direct", "haproxy": f"HAProxy {short(versions['haproxy'])}",
-            "nginx": f"nginx {short(versions['nginx'])}", "trellis": "Trellis"}
-
-
 # ------------------------------------------------------------------- the run
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 def start_all(ws: Workspace, args: argparse.Namespace, binaries: dict[str, Path],
               labels: dict[str, str]) -> tuple[list[Service], list[Target]]:
@@ -344,51 +262,23 @@ How to read these figures, and how much they move from run to run:
 
 ![Latency percentiles by target](latency.svg)
 """
-    # The control plane's scale figures come from their own harness
-    # (bench/control/scale.py); the latest run is carried here as written.
-    control = BENCH_DIR / "control" / "RESULTS-control.md"
-    if control.exists():
-        doc += "\n" + control.read_text()
+    # The mesh path and the control plane's scale figures come from their own
+    # harnesses (bench/mesh.py, bench/control/scale.py); their latest full
+    # runs are carried here as written.
+    for section in (BENCH_DIR / "RESULTS-mesh.md", BENCH_DIR / "control" / "RESULTS-control.md"):
+        if section.exists():
+            doc += "\n" + section.read_text()
     (BENCH_DIR / "RESULTS.md").write_text(doc)
     (BENCH_DIR / "latency.svg").write_text(svg)
     log("wrote bench/RESULTS.md and bench/latency.svg")
 
 
-def _exit_on_signal(signum, frame) -> None:
-    raise SystemExit(128 + signum)
-
-
 def measure(args: argparse.Namespace, settings: Settings) -> tuple[dict, dict, list[Target]]:
     """Builds, starts everything, measures; returns the machine's description,
     the raw runs and the targets."""
-    started = time.time()
-    check_tools(building=args.build_dir is None)
-    build_dir = (args.build_dir or DEFAULT_BUILD_DIR).resolve()
-    if args.build_dir is None:
-        build(build_dir)
-    binaries = find_binaries(build_dir)
-    meta = machine.describe(REPO, build_type(build_dir))
-    labels = target_labels(meta["versions"])
-    # The harness runs beside the load generators, away from the proxies' core.
-    os.sched_setaffinity(0, {CLIENT_CORE})
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit_on_signal)
-
-    background = quiet.busy_now(1.0)
-    meta["background_busy_before"] = background
-    if max(background.values()) > quiet.QUIET_BUSY:
-        log("bench: warning: the machine is not idle before the run ("
-            + ", ".join(f"core {c} {b * 100:.0f} % busy" for c, b in background.items())
-            + "); other processes will add noise to every figure")
-
-    ws = Workspace()
-    try:
-        runs, targets = measure_all(ws, args, settings, binaries, labels)
-    finally:
-        ws.close()
-    meta.update(command="bench/run.py " + " ".join(sys.argv[1:]),
-                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
-                duration_s=time.time() - started, mode="smoke" if args.smoke else "full")
+    meta, (runs, targets) = entry.measure_with(
+        args, "bench/run.py", "smoke" if args.smoke else "full",
+        lambda ws, binaries, labels: measure_all(ws, args, settings, binaries, labels))
     return meta, runs, targets
 
 
@@ -405,27 +295,8 @@ def load_previous(path: Path) -> tuple[Settings, dict, dict, list[Target]]:
 
 
 def main() -> int:
-    args = parse_args()
-    try:
-        if args.from_json:
-            settings, meta, runs, targets = load_previous(args.from_json)
-        else:
-            settings = settings_for(args)
-            meta, runs, targets = measure(args, settings)
-    except BenchError as e:
-        log(f"bench: {e}")
-        return 2
-    table, ok = write_outputs(args, settings, meta, runs, targets)
-    sys.stdout.write(table)
-    log(f"results: {args.out}/results.md, results.json, latency.svg")
-    if not ok:
-        log("bench: some requests failed (see the table)")
-    return 0 if ok else 1
+    return entry.run(parse_args(), load_previous, settings_for, measure, write_outputs, "results.md, results.json, latency.svg")
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        log("bench: interrupted; every process it started is stopped")
-        sys.exit(130)
+    entry.main(main)

@@ -183,9 +183,10 @@ class Service:
         ticks = sum(_stat_fields(pid, (14, 15)) for pid in self.pids())
         return ticks * 1e6 / CLOCK_TICKS
 
-    def rss_kib(self) -> int:
-        """VmRSS summed over the group's processes (nginx: master and worker)."""
-        return sum(_status_kib(pid, "VmRSS") for pid in self.pids())
+    def rss_kib(self, pids: list[int] | None = None) -> int:
+        """VmRSS summed over the group's processes (nginx: master and worker).
+        Given `pids` (an earlier pids()), reads only those: no walk of /proc."""
+        return sum(_status_kib(pid, "VmRSS") for pid in (self.pids() if pids is None else pids))
 
     def rss_by_process(self) -> list[dict]:
         """Each process of the group with its VmRSS, to see what the sum is made of."""

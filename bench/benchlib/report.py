@@ -76,8 +76,8 @@ def _median(values: list) -> float | None:
 
 # ------------------------------------------------------------------ ratios
 
-def _ratio(by_target: dict[str, float | None], higher_is_better: bool = False,
-           positive_only: bool = False) -> float | None:
+def ratio_to_best_peer(by_target: dict[str, float | None], higher_is_better: bool = False,
+                       positive_only: bool = False) -> float | None:
     """Trellis ÷ the best peer; None when either side is missing (or, for
     added latency, when the best peer added nothing measurable)."""
     mine = by_target.get("trellis")
@@ -98,14 +98,14 @@ def ratios(summary: dict, scenarios: list[Scenario]) -> dict:
         pick: Callable[[Callable[[dict], float | None]], dict] = \
             lambda get: {t: get(e) for t, e in by_target.items()}
         out[size] = {
-            "cpu_us_per_req": _ratio(pick(lambda e: e["cpu_us_per_req"])),
-            "rps": _ratio(pick(lambda e: e["rps"]), higher_is_better=True),
-            "rss_idle_kib": _ratio(pick(lambda e: e["rss_idle_kib"])),
-            "rss_load_kib": _ratio(pick(lambda e: e["rss_load_kib"])),
+            "cpu_us_per_req": ratio_to_best_peer(pick(lambda e: e["cpu_us_per_req"])),
+            "rps": ratio_to_best_peer(pick(lambda e: e["rps"]), higher_is_better=True),
+            "rss_idle_kib": ratio_to_best_peer(pick(lambda e: e["rss_idle_kib"])),
+            "rss_load_kib": ratio_to_best_peer(pick(lambda e: e["rss_load_kib"])),
         }
         for sc in scenarios:
             for p in PERCENTILES:
-                out[size][f"added.{sc.key}.{p}"] = _ratio(
+                out[size][f"added.{sc.key}.{p}"] = ratio_to_best_peer(
                     pick(lambda e: e["added_us"].get(sc.key, {}).get(p)), positive_only=True)
     return out
 
@@ -132,7 +132,7 @@ def fmt_ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}×"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join("---" if i == 0 else "--:" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -172,7 +172,7 @@ def throughput_table(summary: dict, ratio: dict, columns: list[Column]) -> str:
         row(f"busy during that run: proxy / its core / client core, {label} (%)", size,
             "busy", lambda v: v, proxy_only=False)
         row(f"proxy RSS under load, {label} (MiB)", size, "rss_load_kib", fmt_mib)
-    return _table(_header(columns), rows)
+    return markdown_table(_header(columns), rows)
 
 
 def _busy(entry: dict) -> str:
@@ -204,7 +204,7 @@ def latency_table(summary: dict, ratio: dict, size: str, columns: list[Column],
         if _with_ratio(columns):
             cells.append("")
         rows.append(cells)
-    return _table(_header(columns), rows)
+    return markdown_table(_header(columns), rows)
 
 
 def spread_table(runs: dict, columns: list[Column]) -> str:
@@ -218,8 +218,8 @@ def spread_table(runs: dict, columns: list[Column]) -> str:
             rows.append([f"{c.label}, {SIZES[size].label}",
                          " / ".join(f"{v:.2f}" for v in cpu) or "—", _spread(cpu),
                          " / ".join(f"{v:,.0f}" for v in rps), _spread(rps)])
-    return _table(["target", "CPU µs per request, each run", "spread",
-                   "req/s, each run", "spread"], rows)
+    return markdown_table(["target", "CPU µs per request, each run", "spread",
+                           "req/s, each run", "spread"], rows)
 
 
 def _spread(values: list[float]) -> str:

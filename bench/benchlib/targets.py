@@ -49,6 +49,14 @@ PROXY_KEYS = ("haproxy", "nginx", "trellis")
 PEER_KEYS = ("haproxy", "nginx")
 
 
+def target_labels(versions: dict[str, str]) -> dict[str, str]:
+    """Column labels, with the peers' versions as major.minor."""
+    def short(v: str) -> str:
+        return ".".join(v.split(".")[:2])
+    return {"direct": "direct", "haproxy": f"HAProxy {short(versions['haproxy'])}",
+            "nginx": f"nginx {short(versions['nginx'])}", "trellis": "Trellis"}
+
+
 def fill_template(name: str, values: dict[str, object]) -> str:
     """bench/peers/NAME with every {{key}} replaced; a key left unfilled is an error."""
     text = (PEERS_DIR / name).read_text()
@@ -68,8 +76,9 @@ def _nginx_quoted(body: bytes) -> str:
     return text.replace("\n", "\\n")
 
 
-def _start_nginx(ws: Workspace, name: str, template: str, values: dict,
-                 core: int) -> tuple[Service, int]:
+def start_nginx(ws: Workspace, name: str, template: str, values: dict,
+                core: int) -> tuple[Service, int]:
+    """nginx from peers/TEMPLATE on a free port, pinned to `core`."""
     home = ws.subdir(name)
     port = free_port()
     conf = home / "nginx.conf"
@@ -82,39 +91,51 @@ def _start_nginx(ws: Workspace, name: str, template: str, values: dict,
     return service, port
 
 
+def start_haproxy(ws: Workspace, name: str, template: str, values: dict,
+                  core: int) -> tuple[Service, int]:
+    """HAProxy from peers/TEMPLATE on a free port, pinned to `core`."""
+    home = ws.subdir(name)
+    port = free_port()
+    conf = home / "haproxy.cfg"
+    conf.write_text(fill_template(template, {"dir": home, "port": port, **values}))
+    # -db: stay in the foreground as one process (no master).
+    service = ws.start(name, pinned(core, ["haproxy", "-db", "-f", str(conf)]), home)
+    service.wait_listening(port)
+    return service, port
+
+
+def start_trellis(ws: Workspace, name: str, template: str, values: dict, binaries: dict,
+                  core: int) -> tuple[Service, int]:
+    """trellis-proxy with one worker from peers/TEMPLATE on a free port, pinned to `core`."""
+    home = ws.subdir(name)
+    port = free_port()
+    conf = home / "trellis.yaml"
+    conf.write_text(fill_template(template, {"port": port, "admin_port": free_port(), **values}))
+    argv = [str(binaries["trellis-proxy"]), "--config", str(conf), "--workers", "1",
+            "--log-level", "warn"]
+    service = ws.start(name, pinned(core, argv), home)
+    service.wait_listening(port)
+    return service, port
+
+
 def start_upstream(ws: Workspace) -> tuple[Service, int]:
     bodies = {f"body_{key}": _nginx_quoted(size.body) for key, size in SIZES.items()}
-    return _start_nginx(ws, "upstream", "upstream.conf", bodies, CLIENT_CORE)
+    return start_nginx(ws, "upstream", "upstream.conf", bodies, CLIENT_CORE)
 
 
 def _start_haproxy(ws: Workspace, upstream_port: int, binaries: dict) -> tuple[Service, int]:
-    home = ws.subdir("haproxy")
-    port = free_port()
-    conf = home / "haproxy.cfg"
-    conf.write_text(fill_template("haproxy.cfg", {"dir": home, "port": port,
-                                                  "upstream_port": upstream_port}))
-    # -db: stay in the foreground as one process (no master).
-    service = ws.start("haproxy", pinned(PROXY_CORE, ["haproxy", "-db", "-f", str(conf)]), home)
-    service.wait_listening(port)
-    return service, port
+    return start_haproxy(ws, "haproxy", "haproxy.cfg", {"upstream_port": upstream_port},
+                         PROXY_CORE)
 
 
 def _start_nginx_proxy(ws: Workspace, upstream_port: int, binaries: dict) -> tuple[Service, int]:
-    return _start_nginx(ws, "nginx-proxy", "nginx-proxy.conf",
-                        {"upstream_port": upstream_port}, PROXY_CORE)
+    return start_nginx(ws, "nginx-proxy", "nginx-proxy.conf",
+                       {"upstream_port": upstream_port}, PROXY_CORE)
 
 
 def _start_trellis(ws: Workspace, upstream_port: int, binaries: dict) -> tuple[Service, int]:
-    home = ws.subdir("trellis")
-    port = free_port()
-    conf = home / "trellis.yaml"
-    conf.write_text(fill_template("trellis.yaml", {"port": port, "admin_port": free_port(),
-                                                   "upstream_port": upstream_port}))
-    argv = [str(binaries["trellis-proxy"]), "--config", str(conf), "--workers", "1",
-            "--log-level", "warn"]
-    service = ws.start("trellis-proxy", pinned(PROXY_CORE, argv), home)
-    service.wait_listening(port)
-    return service, port
+    return start_trellis(ws, "trellis-proxy", "trellis.yaml", {"upstream_port": upstream_port},
+                         binaries, PROXY_CORE)
 
 
 _STARTERS = {
