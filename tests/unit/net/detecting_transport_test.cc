@@ -20,6 +20,7 @@
 #include "net/tls_context.h"
 #include "net/tls_detect.h"
 #include "net/tls_transport.h"
+#include "support/loopback_listener.h"
 #include "support/test_pki.h"
 
 namespace trellis::net {
@@ -75,55 +76,7 @@ struct Peer final : TransportCallbacks {
   int callbacks() const { return readable + writable + errors; }
 };
 
-// A loopback listener on a port the kernel picks; each accepted connection
-// becomes a Peer over the listener's transport factory.
-class Listener final : public IoHandler {
- public:
-  Listener(EventLoop& loop, std::shared_ptr<TransportFactory> factory)
-      : loop_(loop), factory_(std::move(factory)) {
-    SocketAddress any;
-    sockaddr_in loopback{};
-    loopback.sin_family = AF_INET;
-    loopback.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    std::memcpy(&any.storage, &loopback, sizeof(loopback));
-    any.length = sizeof(loopback);
-    std::string error;
-    fd_ = open_listen_socket(any, false, error);
-    EXPECT_GE(fd_, 0) << error;
-    sockaddr_storage bound{};
-    socklen_t length = sizeof(bound);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&bound), &length);
-    parse_socket_address(format_address(bound), address_, error);
-    loop_.add_level_read(fd_, this);
-  }
-  ~Listener() {
-    peers.clear();
-    loop_.remove(fd_);
-    ::close(fd_);
-  }
-
-  void on_io(uint32_t) override {
-    for (;;) {
-      sockaddr_storage from{};
-      int error = 0;
-      int fd = accept_connection(fd_, from, error);
-      if (fd < 0) return;
-      auto peer = std::make_unique<Peer>();
-      peer->fd = fd;
-      peer->transport = factory_->accepted(loop_, fd, peer.get());
-      peers.push_back(std::move(peer));
-    }
-  }
-
-  const SocketAddress& address() const { return address_; }
-  std::vector<std::unique_ptr<Peer>> peers;
-
- private:
-  EventLoop& loop_;
-  std::shared_ptr<TransportFactory> factory_;
-  int fd_ = -1;
-  SocketAddress address_;
-};
+using Listener = trellis::testing::LoopbackListener<Peer>;
 
 // A client on a blocking socket, for exact control of what is sent when:
 // connect() returns once the kernel has the connection (before the

@@ -19,6 +19,7 @@
 #include "net/address.h"
 #include "net/socket.h"
 #include "net/tls_detect.h"
+#include "support/loopback_listener.h"
 #include "support/test_pki.h"
 
 namespace trellis::net {
@@ -85,55 +86,7 @@ struct Peer final : TransportCallbacks {
   bool up() { return transport->open() && tls().established(); }
 };
 
-// A loopback listener on a port the kernel picks; each accepted connection
-// becomes a Peer over the listener's transport factory.
-class Listener final : public IoHandler {
- public:
-  Listener(EventLoop& loop, std::shared_ptr<TransportFactory> factory)
-      : loop_(loop), factory_(std::move(factory)) {
-    // Port 0, which parse_socket_address() rightly refuses in configs.
-    SocketAddress any;
-    sockaddr_in loopback{};
-    loopback.sin_family = AF_INET;
-    loopback.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    std::memcpy(&any.storage, &loopback, sizeof(loopback));
-    any.length = sizeof(loopback);
-    std::string error;
-    fd_ = open_listen_socket(any, false, error);
-    EXPECT_GE(fd_, 0) << error;
-    sockaddr_storage bound{};
-    socklen_t length = sizeof(bound);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&bound), &length);
-    parse_socket_address(format_address(bound), address_, error);
-    loop_.add_level_read(fd_, this);
-  }
-  ~Listener() {
-    peers.clear();
-    loop_.remove(fd_);
-    ::close(fd_);
-  }
-
-  void on_io(uint32_t) override {
-    for (;;) {
-      sockaddr_storage from{};
-      int error = 0;
-      int fd = accept_connection(fd_, from, error);
-      if (fd < 0) return;
-      auto peer = std::make_unique<Peer>();
-      peer->transport = factory_->accepted(loop_, fd, peer.get());
-      peers.push_back(std::move(peer));
-    }
-  }
-
-  const SocketAddress& address() const { return address_; }
-  std::vector<std::unique_ptr<Peer>> peers;
-
- private:
-  EventLoop& loop_;
-  std::shared_ptr<TransportFactory> factory_;
-  int fd_ = -1;
-  SocketAddress address_;
-};
+using Listener = trellis::testing::LoopbackListener<Peer>;
 
 // Real OpenSSL over real loopback sockets, both ends on one loop driven by
 // run_until_idle(): loopback delivers at once, so every pass moves the
