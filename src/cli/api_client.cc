@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "common/unique_fd.h"
 #include "http/http1/response_reader.h"
 #include "net/buffer.h"
 
@@ -21,20 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 // API documents are small; this only stops a confused peer from filling memory.
 constexpr size_t kMaxResponseBody = 64u << 20;
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Waits until `fd` is ready for `events`: 1 ready, 0 deadline passed, -1 error.
 int wait_for(int fd, short events, Clock::time_point deadline) {
@@ -91,7 +78,7 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
   const std::string where = "trellis-control at " + server_.text;
   auto sys_error = [](int err) { return std::string(std::strerror(err)); };
 
-  Fd fd(::socket(server_.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  UniqueFd fd(::socket(server_.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd.get() < 0) return Error{"cannot open a socket: " + sys_error(errno)};
   if (::connect(fd.get(), server_.sa(), server_.length) != 0) {
     if (errno != EINPROGRESS) return Error{"cannot reach " + where + ": " + sys_error(errno)};

@@ -13,6 +13,7 @@
 
 #include "common/text.h"
 #include "net/tls_handles.h"
+#include "net/tls_pem.h"
 
 namespace trellis::net {
 namespace {
@@ -30,49 +31,11 @@ constexpr char kTls12Ciphers[] =
 // verification and no id context).
 constexpr unsigned char kSessionIdContext[] = "trellis";
 
-// Never prompt on a terminal for an encrypted key's passphrase: fail.
-int no_passphrase(char*, int, int, void*) { return -1; }
-
-// OpenSSL's reason for the last error, and the queue cleared so it does not
-// show up as a later connection's error on this thread. Reason strings are
-// fixed texts ("bad base64 decode"), never the input.
-std::string last_openssl_reason() {
-  unsigned long e = ERR_peek_last_error();
-  const char* reason = e != 0 ? ERR_reason_error_string(e) : nullptr;
-  ERR_clear_error();
-  return reason != nullptr ? reason : "unrecognized content";
-}
-
-bool pem_input_ended() {
-  unsigned long e = ERR_peek_last_error();
-  return ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
-}
-
-UniqueBio read_only_bio(std::string_view pem) {
-  return UniqueBio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-}
-
-// Every certificate in `pem`, in order (PEM blocks of other types are
-// skipped). `what` names the input in errors.
+// Every certificate in `pem`, in order. `what` names the input in errors.
 Result<std::vector<UniqueX509>> read_certificates(std::string_view pem, const std::string& what) {
-  if (pem.size() > INT_MAX) return make_error(what + ": too large");
-  UniqueBio bio = read_only_bio(pem);
-  std::vector<UniqueX509> certificates;
-  ERR_clear_error();
-  for (;;) {
-    X509* certificate = PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr);
-    if (certificate != nullptr) {
-      certificates.emplace_back(certificate);
-      continue;
-    }
-    if (pem_input_ended()) {
-      ERR_clear_error();
-      break;
-    }
-    return make_error(what + ": cannot read certificate " + std::to_string(certificates.size() + 1) + " (" +
-                      last_openssl_reason() + ")");
-  }
-  if (certificates.empty()) return make_error(what + ": no certificate");
+  auto certificates = read_pem_certificates(pem);
+  if (!certificates) return make_error(what + ": " + certificates.error().message);
+  if (certificates->empty()) return make_error(what + ": no certificate");
   return certificates;
 }
 

@@ -10,29 +10,12 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/unique_fd.h"
+
 namespace trellis::control {
 namespace {
 
 std::string system_reason() { return std::strerror(errno); }
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
 
 // Reads all of `fd` into `out`, sized from fstat first so that a key is not
 // copied around by the string growing.
@@ -56,7 +39,7 @@ Result<bool> read_all(int fd, const struct stat& info, const std::string& path, 
 
 Result<int> open_regular(const std::string& path, struct stat& info) {
   // O_NONBLOCK: a FIFO at the path must not hang the start; regular files ignore it.
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (fd.get() < 0) return make_error("cannot open " + path + ": " + system_reason());
   if (::fstat(fd.get(), &info) != 0) return make_error("cannot stat " + path + ": " + system_reason());
   if (!S_ISREG(info.st_mode)) return make_error(path + ": not a regular file");
@@ -83,7 +66,7 @@ Result<std::string> read_small_file(const std::string& path) {
   struct stat info {};
   Result<int> opened = open_regular(path, info);
   if (!opened) return opened.error();
-  Fd fd(*opened);
+  UniqueFd fd(*opened);
   std::string content;
   if (auto read = read_all(fd.get(), info, path, content); !read) return read.error();
   return content;
@@ -93,7 +76,7 @@ Result<SecretText> read_private_file(const std::string& path) {
   struct stat info {};
   Result<int> opened = open_regular(path, info);
   if (!opened) return opened.error();
-  Fd fd(*opened);
+  UniqueFd fd(*opened);
   if ((info.st_mode & 077) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
@@ -112,7 +95,7 @@ Result<bool> write_file_atomically(const std::string& path, std::string_view con
   ::unlink(temp.c_str());  // a leftover of a crash half way; ours, in our directory
   // O_EXCL: the mode applies because the file is new; O_NOFOLLOW: the name
   // cannot be a planted link to somewhere else.
-  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
   if (fd.get() < 0) return make_error("cannot create " + temp + ": " + system_reason());
   auto fail = [&](const std::string& what) -> Result<bool> {
     std::string reason = system_reason();
@@ -130,7 +113,7 @@ Result<bool> write_file_atomically(const std::string& path, std::string_view con
   if (::rename(temp.c_str(), path.c_str()) != 0) return fail("rename into place");
   // The rename is durable only once the directory is.
   std::string directory = target.has_parent_path() ? target.parent_path().string() : ".";
-  Fd dir(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd dir(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() >= 0) ::fsync(dir.get());
   return true;
 }

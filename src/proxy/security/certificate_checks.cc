@@ -8,8 +8,14 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "net/tls_pem.h"
+
 namespace trellis::proxy {
 namespace {
+
+using net::last_openssl_reason;
+using net::no_passphrase;
+using net::read_only_bio;
 
 struct StoreFree {
   void operator()(X509_STORE* p) const { X509_STORE_free(p); }
@@ -24,28 +30,6 @@ struct BorrowedStackFree {
 struct GeneralNamesFree {
   void operator()(GENERAL_NAMES* p) const { GENERAL_NAMES_free(p); }
 };
-
-// Never prompt on a terminal for an encrypted key's passphrase: fail.
-int no_passphrase(char*, int, int, void*) { return -1; }
-
-// OpenSSL's reason for the last error, with the queue cleared so it never
-// shows up in a later, unrelated message. Reasons are fixed texts ("bad
-// base64 decode"), never the input.
-std::string last_openssl_reason() {
-  unsigned long e = ERR_peek_last_error();
-  const char* reason = e != 0 ? ERR_reason_error_string(e) : nullptr;
-  ERR_clear_error();
-  return reason != nullptr ? reason : "unrecognized content";
-}
-
-bool pem_input_ended() {
-  unsigned long e = ERR_peek_last_error();
-  return ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
-}
-
-net::UniqueBio read_only_bio(std::string_view pem) {
-  return net::UniqueBio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-}
 
 // Matches "-----BEGIN PRIVATE KEY-----" and its RSA, EC and ENCRYPTED forms.
 bool holds_private_key(std::string_view pem) {
@@ -73,24 +57,9 @@ Result<std::vector<net::UniqueX509>> parse_certificates(std::string_view pem, co
     return make_error(what +
                       " holds a private key; keep the key only in its own file, readable by its owner");
   }
-  if (pem.size() > INT_MAX) return make_error(what + ": too large");
-  net::UniqueBio bio = read_only_bio(pem);
-  std::vector<net::UniqueX509> certificates;
-  ERR_clear_error();
-  for (;;) {
-    X509* certificate = PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr);
-    if (certificate != nullptr) {
-      certificates.emplace_back(certificate);
-      continue;
-    }
-    if (pem_input_ended()) {
-      ERR_clear_error();
-      break;
-    }
-    return make_error(what + ": cannot read certificate " + std::to_string(certificates.size() + 1) + " (" +
-                      last_openssl_reason() + ")");
-  }
-  if (certificates.empty()) return make_error(what + ": no PEM certificate in it");
+  auto certificates = net::read_pem_certificates(pem);
+  if (!certificates) return make_error(what + ": " + certificates.error().message);
+  if (certificates->empty()) return make_error(what + ": no PEM certificate in it");
   return certificates;
 }
 

@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 
+#include "common/unique_fd.h"
+
 namespace trellis::proxy {
 namespace {
 
@@ -31,20 +33,6 @@ FileCredentials::Stamp stamp_of_path(const std::string& path) {
   if (::stat(path.c_str(), &info) != 0) return {};
   return stamp_of(info);
 }
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // A file's text, wiped when it goes away when it may be a private key.
 struct FileText {
@@ -69,7 +57,7 @@ std::string system_reason(int error) { return std::strerror(error); }
 Result<bool> read_file(const std::string& path, const std::string& what, FileText& out) {
   out.stamp = stamp_of_path(path);
   if (path.empty()) return make_error(what + ": no path given");
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (fd.get() < 0) return make_error(what + ": cannot open it: " + system_reason(errno));
   struct stat info {};
   if (::fstat(fd.get(), &info) != 0) return make_error(what + ": cannot stat it: " + system_reason(errno));

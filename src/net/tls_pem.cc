@@ -1,0 +1,51 @@
+#include "net/tls_pem.h"
+
+#include <climits>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+namespace trellis::net {
+namespace {
+
+bool pem_input_ended() {
+  unsigned long e = ERR_peek_last_error();
+  return ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
+}
+
+}  // namespace
+
+int no_passphrase(char*, int, int, void*) { return -1; }
+
+std::string last_openssl_reason() {
+  unsigned long e = ERR_peek_last_error();
+  const char* reason = e != 0 ? ERR_reason_error_string(e) : nullptr;
+  ERR_clear_error();
+  return reason != nullptr ? reason : "unrecognized content";
+}
+
+UniqueBio read_only_bio(std::string_view pem) {
+  return UniqueBio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
+
+Result<std::vector<UniqueX509>> read_pem_certificates(std::string_view pem) {
+  if (pem.size() > INT_MAX) return make_error("too large");
+  UniqueBio bio = read_only_bio(pem);
+  std::vector<UniqueX509> certificates;
+  ERR_clear_error();
+  for (;;) {
+    X509* certificate = PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr);
+    if (certificate != nullptr) {
+      certificates.emplace_back(certificate);
+      continue;
+    }
+    if (pem_input_ended()) {
+      ERR_clear_error();
+      return certificates;
+    }
+    return make_error("cannot read certificate " + std::to_string(certificates.size() + 1) + " (" +
+                      last_openssl_reason() + ")");
+  }
+}
+
+}  // namespace trellis::net
