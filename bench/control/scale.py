@@ -223,9 +223,26 @@ class Control:
 class Sim:
     """trellis-sim-proxies, asked over its stdin/stdout line protocol."""
 
-    def __init__(self, binary: Path, control_port: int, args: argparse.Namespace, workdir: Path):
+    # Proxy i is a sidecar of sim-client-<i % CLIENT_SERVICES> (the simulator's default).
+    CLIENT_SERVICES = 10
+
+    def __init__(self, binary: Path, control_port: int, args: argparse.Namespace, workdir: Path, api: "Api"):
         self.log = open(workdir / "sim.log", "wb")
+        # Each simulated sidecar proves who it is with a join token for its service.
+        tokens = workdir / "join-tokens"
+        lines = []
+        for n in range(self.CLIENT_SERVICES):
+            status, body = api.call("POST", "/v1/tokens", {"kind": "join", "namespace": "default",
+                                                           "serviceAccount": f"sim-client-{n}", "ttl": "24h"})
+            if status != 201:
+                raise RuntimeError(f"cannot create a join token: {status} {body}")
+            lines.append(f"sim-client-{n} {body['secret']}\n")
+        tokens.write_text("".join(lines))
+        tokens.chmod(0o600)
         self.argv = [str(binary), "--control", f"127.0.0.1:{control_port}",
+                     "--trust-bundle", str(workdir / "data" / "trust-bundle.pem"),
+                     "--join-tokens", str(tokens),
+                     "--client-services", str(self.CLIENT_SERVICES),
                      "--proxies", str(args.proxies), "--services", str(args.services),
                      "--calls", str(args.calls), "--threads", str(args.sim_threads),
                      "--seed", str(args.seed)]
@@ -646,7 +663,7 @@ def main(argv: list[str]) -> int:
 
         print(f"connecting {args.proxies:,} proxies ...", file=sys.stderr)
         sampler.phase = "sync"
-        sim = Sim(sim_bin, control.grpc_port, args, workdir)
+        sim = Sim(sim_bin, control.grpc_port, args, workdir, api)
         started_ms = sim.started["started_at_ms"]
         deadline = time.monotonic() + args.sync_timeout
         received_s = acked_s = None

@@ -33,6 +33,8 @@
 #include "http/grpc_stream.h"
 #include "net/address.h"
 #include "net/event_loop.h"
+#include "net/tls_context.h"
+#include "net/tls_transport.h"
 #include "trellis/v1/discovery.pb.h"
 
 namespace trellis::bench {
@@ -62,6 +64,10 @@ struct Options {
   std::string service_prefix = "svc-";
   std::string namespace_ = "default";
   std::string outbound_address = "127.0.0.1:15001";
+  std::string trust_bundle;  // trellis-control's <data-dir>/trust-bundle.pem
+  std::string trust_domain = "cluster.local";
+  // "sim-client-<n> <join token>" per line: a join token per client service.
+  std::string join_tokens;
 };
 
 void usage(FILE* out) {
@@ -76,6 +82,8 @@ void usage(FILE* out) {
       "  --threads T             event loops the streams are spread over (default 1)\n"
       "  --seed N                seed of the draw of called services (default 1)\n"
       "  --service-prefix P      (default svc-)\n"
+      "  --trust-bundle FILE     the roots trellis-control's certificate chains to (required)\n"
+      "  --join-tokens FILE      lines \"SERVICE TOKEN\": a join token for each sim-client-<n> (required)\n"
       "\n"
       "Commands on stdin, one JSON line answered on stdout for each:\n"
       "  status                                  streams open, proxies synced, updates, memory\n"
@@ -181,9 +189,11 @@ class SimProxy final : public http::grpc::StreamCallbacks {
 // shard owns is touched on its thread only; the driver's questions are posted.
 class Shard {
  public:
-  explicit Shard(net::SocketAddress control) : control_(std::move(control)) {}
+  Shard(net::SocketAddress control, std::shared_ptr<net::TransportFactory> transport)
+      : control_(std::move(control)), transport_(std::move(transport)) {}
 
   net::EventLoop& loop() { return loop_; }
+  const std::shared_ptr<net::TransportFactory>& transport() const { return transport_; }
   Interner& names() { return names_; }
   const net::SocketAddress& control() const { return control_; }
 
@@ -241,16 +251,24 @@ class Shard {
   net::EventLoop loop_;
   Interner names_;
   net::SocketAddress control_;
+  std::shared_ptr<net::TransportFactory> transport_;
   std::vector<std::unique_ptr<SimProxy>> proxies_;
   std::thread thread_;
 };
+
+http::grpc::StreamOptions stream_options(std::shared_ptr<net::TransportFactory> transport) {
+  http::grpc::StreamOptions options;
+  options.transport = std::move(transport);
+  options.scheme = "https";
+  return options;
+}
 
 SimProxy::SimProxy(Shard& shard, size_t index, std::string hello, std::vector<uint32_t> calls)
     : shard_(shard),
       index_(index),
       hello_(std::move(hello)),
       calls_(std::move(calls)),
-      stream_(shard.loop(), *this),
+      stream_(shard.loop(), *this, stream_options(shard.transport())),
       reconnect_timer_(shard.loop(), [this] { start(); }) {}
 
 void SimProxy::start() {
@@ -399,11 +417,12 @@ std::string node_name(size_t index) { return "sim-" + std::to_string(index); }
 // The hello of proxy `index`: K distinct services drawn from M with a
 // generator seeded per proxy, so a run is repeatable and a proxy's draw does
 // not depend on how many others there are.
-v1::Hello make_hello(const Options& o, size_t index) {
+v1::Hello make_hello(const Options& o, size_t index, const std::map<std::string, std::string>& tokens) {
   v1::Hello hello;
   v1::Node* node = hello.mutable_node();
   node->set_id(node_name(index));
   node->set_service("sim-client-" + std::to_string(index % o.client_services));
+  if (auto it = tokens.find(node->service()); it != tokens.end()) hello.set_join_token(it->second);
   node->set_namespace_(o.namespace_);
   node->set_proxy_version("trellis-sim-proxies");
   hello.set_outbound_address(o.outbound_address);
@@ -528,6 +547,10 @@ int run(int argc, char** argv) {
       o.seed = seed;
     } else if (arg == "--service-prefix") {
       o.service_prefix = value();
+    } else if (arg == "--trust-bundle") {
+      o.trust_bundle = value();
+    } else if (arg == "--join-tokens") {
+      o.join_tokens = value();
     } else if (arg == "--help" || arg == "-h") {
       usage(stdout);
       return 0;
@@ -548,6 +571,36 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "trellis-sim-proxies: --control: %s\n", error.c_str());
     return 2;
   }
+  if (o.trust_bundle.empty() || o.join_tokens.empty()) {
+    std::fprintf(stderr, "trellis-sim-proxies: --trust-bundle and --join-tokens are required\n");
+    return 2;
+  }
+  std::map<std::string, std::string> tokens;
+  {
+    std::ifstream in(o.join_tokens);
+    std::string service, token;
+    while (in >> service >> token) tokens[service] = token;
+  }
+  std::ifstream bundle_file(o.trust_bundle);
+  std::stringstream bundle;
+  bundle << bundle_file.rdbuf();
+  net::TlsContextOptions tls;
+  tls.role = net::TlsRole::kClient;
+  tls.trust_bundle_pem = bundle.str();
+  tls.alpn = {"h2"};
+  auto context = net::TlsContext::create(tls);
+  if (!context) {
+    std::fprintf(stderr, "trellis-sim-proxies: --trust-bundle: %s\n", context.error().message.c_str());
+    return 2;
+  }
+  net::TlsClientOptions verify;
+  verify.accepted_identities = {"spiffe://" + o.trust_domain + "/ns/trellis-system/sa/trellis-control"};
+  auto factory = net::TlsTransportFactory::client(std::move(*context), verify);
+  if (!factory) {
+    std::fprintf(stderr, "trellis-sim-proxies: %s\n", factory.error().message.c_str());
+    return 2;
+  }
+  std::shared_ptr<net::TransportFactory> transport = std::move(*factory);
   signal(SIGPIPE, SIG_IGN);
   spdlog::set_level(spdlog::level::warn);
   // One socket per stream: a thousand streams need more than the usual 1,024 files.
@@ -558,8 +611,8 @@ int run(int argc, char** argv) {
   }
 
   std::vector<std::unique_ptr<Shard>> shards;
-  for (size_t t = 0; t < o.threads; ++t) shards.push_back(std::make_unique<Shard>(control));
-  for (size_t i = 0; i < o.proxies; ++i) shards[i % o.threads]->add(i, make_hello(o, i));
+  for (size_t t = 0; t < o.threads; ++t) shards.push_back(std::make_unique<Shard>(control, transport));
+  for (size_t i = 0; i < o.proxies; ++i) shards[i % o.threads]->add(i, make_hello(o, i, tokens));
   const int64_t started = wall_ms();
   for (auto& shard : shards) shard->run();
   reply(Json{{"started_at_ms", started}, {"proxies", o.proxies}, {"threads", o.threads}});

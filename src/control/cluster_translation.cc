@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "control/registry.h"
 #include "control/resources/checker.h"
 
 namespace trellis::control {
@@ -211,9 +212,15 @@ v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
   }
   std::sort(live.begin(), live.end(),
             [](const Instance* a, const Instance* b) { return a->address < b->address; });
+  // Instances a sidecar registered are reached over mTLS, verifying that the
+  // server is that service's sidecar; others (registered through the API,
+  // with no sidecar) in plain text.
+  bool mesh_tls = mesh_tls_mode(mesh) != MeshTlsMode::kDisable && !mesh.trust_domain.empty();
   for (const Instance* i : live) {
     v1::Endpoint* e = c.add_endpoints();
     e->set_address(i->address);
+    if (mesh_tls && i->registered_by != Registry::kDefaultRegisteredBy)
+      e->set_identity(service_identity(mesh, i->service, i->namespace_));
     e->set_weight(i->weight);
     e->set_zone(i->zone);
     for (const auto& [k, v] : i->labels) (*e->mutable_labels())[k] = v;

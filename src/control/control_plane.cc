@@ -2,10 +2,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 
 #include "common/duration.h"
+#include "common/spiffe.h"
+#include "control/ca/files.h"
 #include "control/resource.h"
+#include "net/address.h"
 
 namespace trellis::control {
 namespace {
@@ -18,6 +23,26 @@ constexpr auto kExpiryInterval = std::chrono::seconds(1);
 // proxy/discovery/discovery_client.cc), so every sidecar that is still up
 // reconnects before its instance could expire.
 constexpr auto kRestartGrace = std::chrono::seconds(20);
+// The control plane's serving certificate: renewed in-process at half-life.
+constexpr std::chrono::seconds kServerLifetime{30 * 24 * 3600};
+// Workload certificates when MeshConfig sets no mtls.certificateLifetime.
+constexpr std::chrono::seconds kDefaultWorkloadLifetime{24 * 3600};
+
+int64_t to_ms(SystemTime t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// The host part of "host:port", "[v6]:port" or a bare host.
+std::string host_of(const std::string& address) {
+  if (!address.empty() && address.front() == '[') {
+    size_t close = address.find(']');
+    return close == std::string::npos ? address : address.substr(1, close - 1);
+  }
+  size_t colon = address.find(':');
+  if (colon != std::string::npos && address.find(':', colon + 1) == std::string::npos)
+    return address.substr(0, colon);
+  return address;
+}
 
 http::ApiResponse json_response(int status, const Json& body) {
   return {status, "application/json", body.dump(2, ' ', false, Json::error_handler_t::replace) + "\n", {}};
@@ -146,7 +171,23 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::create(net::EventLoop& loop,
     spdlog::info("no {}: trellis-control --data-dir {} --new-admin-token issues a new admin token", path,
                  options.data_dir);
   }
-  auto port = cp->push_.start(options.grpc_address);
+  cp->options_ = options;
+  auto ca = options.ca_certificate_file.empty()
+                ? CertificateAuthority::open((std::filesystem::path(options.data_dir) / "ca").string(),
+                                             options.trust_domain, cp->clock_)
+                : CertificateAuthority::with_intermediate(options.ca_certificate_file, options.ca_key_file,
+                                                          options.trust_domain, cp->clock_);
+  if (!ca) return Error{"CA: " + ca.error().message};
+  cp->ca_ = std::move(*ca);
+  CaStatus ca_status = cp->ca_->status();
+  spdlog::info("mesh CA ({}) for trust domain {}: issuing from {}", ca_mode_name(ca_status.mode),
+               ca_status.trust_domain, ca_status.issuer.subject);
+  auto tls = cp->write_server_credentials();
+  if (!tls) return Error{"serving certificate: " + tls.error().message};
+  std::filesystem::path dir(options.data_dir);
+  auto port = cp->push_.start(options.grpc_address,
+                              {(dir / kServerKeyFile).string(), (dir / kServerCertificateFile).string(),
+                               (dir / kTrustBundleFile).string()});
   if (!port.ok()) return Error{port.error().message};
   cp->grpc_port_ = *port;
   return cp;
@@ -167,7 +208,8 @@ ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> st
                     push_.push_all();  // from a view at least this recent
                     pushed_revision_.store(revision);
                   }),
-      expiry_timer_(loop, [this] { expire(); }) {
+      expiry_timer_(loop, [this] { expire(); }),
+      server_renewal_timer_(loop, [this] { renew_server_credentials(); }) {
   registry_ = std::make_unique<Registry>(*store_, clock_, random_);
   tokens_ = std::make_unique<Tokens>(*store_, clock_, secrets_);
   registry_->set_change_listener([this](const std::string&, const std::string&) { request_push(); });
@@ -178,6 +220,102 @@ ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> st
 }
 
 ControlPlane::~ControlPlane() { shutdown(); }
+
+Result<bool> ControlPlane::write_server_credentials() {
+  std::vector<std::string> names = {"localhost"};
+  std::vector<std::string> addresses = {"127.0.0.1", "::1"};
+  for (const std::string& name : options_.server_names) {
+    std::string host = host_of(name);
+    net::SocketAddress parsed;
+    std::string ignored;
+    if (net::parse_socket_address(host + ":1", parsed, ignored) ||
+        net::parse_socket_address("[" + host + "]:1", parsed, ignored))
+      addresses.push_back(host);
+    else
+      names.push_back(host);
+  }
+  for (const std::string& listen : {options_.grpc_address, options_.http_address}) {
+    std::string host = host_of(listen);
+    if (host != "0.0.0.0" && host != "::" && !host.empty()) addresses.push_back(host);
+  }
+  std::sort(addresses.begin(), addresses.end());
+  addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  auto issued = ca_->issue_server(names, addresses, kServerLifetime);
+  if (!issued) return Error{issued.error().message};
+  std::filesystem::path dir(options_.data_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(dir / "tls", ec);
+  ::chmod((dir / "tls").c_str(), 0700);
+  const IssuedCertificate& c = issued->certificate;
+  auto bundle = write_file_atomically((dir / kTrustBundleFile).string(), c.trust_bundle_pem, 0644);
+  if (!bundle) return bundle;
+  auto key = write_file_atomically((dir / kServerKeyFile).string(), issued->private_key_pem, 0600);
+  SecretText wipe(std::move(issued->private_key_pem));
+  if (!key) return key;
+  auto chain =
+      write_file_atomically((dir / kServerCertificateFile).string(), c.certificate_pem + c.chain_pem, 0644);
+  if (!chain) return chain;
+  server_renew_at_ = c.not_before + (c.not_after - c.not_before) / 2;
+  spdlog::info("serving certificate {} for the API and the proxies' stream, valid until {}", c.serial,
+               format_utc(to_ms(c.not_after)));
+  server_renewal_timer_.arm(std::chrono::hours(1));
+  return true;
+}
+
+void ControlPlane::renew_server_credentials() {
+  if (std::chrono::system_clock::now() < server_renew_at_) {
+    server_renewal_timer_.arm(std::chrono::hours(1));
+    return;
+  }
+  Result<bool> renewed = true;
+  {
+    std::lock_guard lock(mu_);
+    renewed = write_server_credentials();
+  }
+  if (!renewed) {
+    spdlog::error("cannot renew the serving certificate, retrying in a minute: {}", renewed.error().message);
+    server_renewal_timer_.arm(std::chrono::minutes(1));
+  }
+}
+
+std::chrono::seconds ControlPlane::workload_lifetime() {
+  std::vector<Resource> configs;
+  {
+    std::lock_guard lock(mu_);
+    configs = store_->list("MeshConfig", "");
+  }
+  for (const Resource& r : configs) {
+    const Json* mtls = map_at(r.spec, "mtls");
+    if (mtls == nullptr) continue;
+    std::string text = string_at(*mtls, "certificateLifetime");
+    if (text.empty()) continue;
+    auto parsed = parse_duration(text);
+    if (parsed) return std::chrono::duration_cast<std::chrono::seconds>(*parsed);
+  }
+  return kDefaultWorkloadLifetime;
+}
+
+Result<v1::Certificate> ControlPlane::sign_proxy_certificate(std::string_view csr_pem,
+                                                             const ProxyIdentity& identity) {
+  auto id = SpiffeId::make(ca_->trust_domain(), identity.namespace_, identity.service_account);
+  if (!id) return Error{id.error().message};
+  std::chrono::seconds lifetime = workload_lifetime();
+  Result<IssuedCertificate> issued = Error{""};
+  {
+    std::lock_guard lock(mu_);  // against a rotation step
+    issued = ca_->sign_workload(csr_pem, *id, lifetime);
+  }
+  if (!issued) return Error{issued.error().message};
+  spdlog::info("certificate {} issued to {}, valid until {}", issued->serial, id->to_string(),
+               format_utc(to_ms(issued->not_after)));
+  v1::Certificate out;
+  out.set_certificate_pem(std::move(issued->certificate_pem));
+  out.set_chain_pem(std::move(issued->chain_pem));
+  out.set_trust_bundle_pem(std::move(issued->trust_bundle_pem));
+  return out;
+}
 
 void ControlPlane::shutdown() { push_.shutdown(); }
 
@@ -210,6 +348,7 @@ MeshView ControlPlane::mesh_view() {
   view.authorization_policies = store_->list("AuthorizationPolicy", "");
   view.mesh_configs = store_->list("MeshConfig", "");
   view.fault_injections = store_->list("FaultInjection", "");
+  view.trust_domain = ca_->trust_domain();
   for (const ServiceCount& s : registry_->services()) {
     std::vector<Instance> live = registry_->instances_of(s.service, s.namespace_);
     view.instances.insert(view.instances.end(), live.begin(), live.end());
@@ -245,9 +384,14 @@ void ControlPlane::proxy_heartbeat(const v1::Hello& hello) {
   if (expired) proxy_connected(hello);
 }
 
-Result<JoinIdentity> ControlPlane::verify_join_token(std::string_view secret) {
-  std::lock_guard lock(mu_);
-  return tokens_->verify_join(secret);
+Result<ProxyIdentity> ControlPlane::verify_join_token(std::string_view secret) {
+  Result<JoinIdentity> join = Error{""};
+  {
+    std::lock_guard lock(mu_);
+    join = tokens_->verify_join(secret);
+  }
+  if (!join) return Error{join.error().message};
+  return ProxyIdentity{join->namespace_, join->service_account, "join token " + join->token_id};
 }
 
 // ---- JSON API (main loop) -------------------------------------------------------
@@ -335,6 +479,17 @@ http::ApiResponse ControlPlane::put_resource(std::string_view body) {
   if (!parsed.ok()) {
     return error_response(400, parsed.resource.kind + " \"" + parsed.resource.name + "\" is invalid",
                           parsed.errors);
+  }
+  // The CA issues for one trust domain, fixed when trellis-control starts:
+  // a MeshConfig naming another would describe identities nobody has.
+  if (parsed.resource.kind == "MeshConfig") {
+    std::string domain = string_at(parsed.resource.spec, "trustDomain", ca_->trust_domain());
+    if (domain != ca_->trust_domain())
+      return error_response(
+          400, "MeshConfig \"" + parsed.resource.name + "\" is invalid",
+          {{"spec.trustDomain", "the mesh CA issues identities in trust domain " + ca_->trust_domain() +
+                                    ", not " + domain + ": start trellis-control with --trust-domain " +
+                                    domain + " to change it"}});
   }
   Result<PutResult> put = Error{""};
   {

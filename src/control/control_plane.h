@@ -16,6 +16,7 @@
 
 #include "common/random.h"
 #include "common/result.h"
+#include "control/ca/certificate_authority.h"
 #include "control/push_server.h"
 #include "control/registry.h"
 #include "control/sqlite_store.h"
@@ -29,7 +30,21 @@ struct ControlPlaneOptions {
   std::string data_dir = "trellis-data";
   std::string grpc_address = "127.0.0.1:15010";
   std::string http_address = "127.0.0.1:15011";
+  // The trust domain of every identity the mesh CA issues.
+  std::string trust_domain = "cluster.local";
+  // An operator's intermediate CA (certificate chain up to the root, and its
+  // key); both empty: the CA's own root in <data_dir>/ca.
+  std::string ca_certificate_file;
+  std::string ca_key_file;
+  // DNS names clients use for the control plane, put in its serving
+  // certificate (besides localhost and the addresses it listens on).
+  std::vector<std::string> server_names;
 };
+
+// Files in the data directory besides the store and the CA.
+inline constexpr const char* kTrustBundleFile = "trust-bundle.pem";  // what proxies and the CLI trust
+inline constexpr const char* kServerKeyFile = "tls/server.key";      // the serving certificate's key, 0600
+inline constexpr const char* kServerCertificateFile = "tls/server.crt";
 
 class ControlPlane final : public PushSource {
  public:
@@ -48,18 +63,26 @@ class ControlPlane final : public PushSource {
   http::ApiResponse handle(const http::ApiRequest& request);
   // The methods handle() serves, for the ApiServer in front of it.
   static std::vector<std::string> api_methods() { return {"GET", "HEAD", "POST", "PUT", "DELETE"}; }
-  // For the proxies' stream (any thread): the identity a join token grants,
-  // or why it grants none (never quoting the secret).
-  Result<JoinIdentity> verify_join_token(std::string_view secret);
   void shutdown();
+  const CertificateAuthority& ca() const { return *ca_; }
 
   // PushSource
   MeshView mesh_view() override;
+  Result<ProxyIdentity> verify_join_token(std::string_view secret) override;
+  Result<v1::Certificate> sign_proxy_certificate(std::string_view csr_pem,
+                                                 const ProxyIdentity& identity) override;
+  std::string trust_domain() override { return ca_->trust_domain(); }
   void proxy_connected(const v1::Hello& hello) override;
   void proxy_heartbeat(const v1::Hello& hello) override;
 
  private:
   ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> store);
+  // Issues the serving certificate and writes it, its key and the trust
+  // bundle to the data directory, where the gRPC server reads them.
+  Result<bool> write_server_credentials();
+  void renew_server_credentials();
+  // MeshConfig's mtls.certificateLifetime, or the default.
+  std::chrono::seconds workload_lifetime();
   void request_push();
   void expire();
 
@@ -88,6 +111,9 @@ class ControlPlane final : public PushSource {
   std::unique_ptr<Registry> registry_;
   OpenSslSecretSource secrets_;
   std::unique_ptr<Tokens> tokens_;
+  std::unique_ptr<CertificateAuthority> ca_;  // rotation steps under mu_
+  ControlPlaneOptions options_;
+  SystemTime server_renew_at_{};
   PushServer push_;
   int grpc_port_ = 0;
   std::atomic<bool> push_pending_{false};
@@ -96,6 +122,7 @@ class ControlPlane final : public PushSource {
   std::atomic<uint64_t> pushed_revision_{0};
   net::Timer push_timer_;
   net::Timer expiry_timer_;
+  net::Timer server_renewal_timer_;
 };
 
 }  // namespace trellis::control

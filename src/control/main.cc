@@ -10,6 +10,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "common/spiffe.h"
 #include "control/control_plane.h"
 #include "http/api_server.h"
 #include "net/address.h"
@@ -21,7 +22,8 @@ namespace {
 void usage(FILE* out) {
   std::fputs(
       "usage: trellis-control [--data-dir DIR] [--grpc-address IP:PORT] [--http-address IP:PORT]\n"
-      "                       [--api-host NAME[:PORT]]...\n"
+      "                       [--api-host NAME[:PORT]]... [--trust-domain DOMAIN]\n"
+      "                       [--ca-cert FILE --ca-key FILE]\n"
       "       trellis-control [--data-dir DIR] --new-admin-token\n"
       "\n"
       "  --data-dir DIR          where the state is kept (SQLite; default ./trellis-data); on the first\n"
@@ -30,6 +32,11 @@ void usage(FILE* out) {
       "  --http-address IP:PORT  the JSON API for the trellis CLI (default 127.0.0.1:15011)\n"
       "  --api-host NAME[:PORT]  a DNS name clients use for the API, accepted in the Host header\n"
       "                          besides the API's own address (repeatable)\n"
+      "  --trust-domain DOMAIN   the trust domain of the mesh's identities (default cluster.local)\n"
+      "  --ca-cert FILE          issue from an operator's intermediate CA: FILE holds the intermediate,\n"
+      "                          then its chain up to the organisation's root (default: a root of the\n"
+      "                          control plane's own, made on the first start in DIR/ca)\n"
+      "  --ca-key FILE           the intermediate's private key (mode 0600)\n"
       "  --new-admin-token       write a new admin token to DIR/admin-token, revoke the earlier ones\n"
       "                          written there, and exit (works while trellis-control runs)\n"
       "  --log-level L           trace, debug, info, warn or error (default info)\n",
@@ -60,6 +67,12 @@ int main(int argc, char** argv) {
       options.http_address = value();
     else if (arg == "--api-host")
       api_hosts.push_back(value());
+    else if (arg == "--trust-domain")
+      options.trust_domain = value();
+    else if (arg == "--ca-cert")
+      options.ca_certificate_file = value();
+    else if (arg == "--ca-key")
+      options.ca_key_file = value();
     else if (arg == "--new-admin-token")
       new_admin_token = true;
     else if (arg == "--log-level")
@@ -85,6 +98,15 @@ int main(int argc, char** argv) {
     spdlog::info("new admin token written to {}; earlier tokens written there are revoked", *path);
     return 0;
   }
+  if (options.ca_certificate_file.empty() != options.ca_key_file.empty()) {
+    std::fprintf(stderr, "trellis-control: --ca-cert and --ca-key go together\n");
+    return 2;
+  }
+  if (auto problem = trellis::SpiffeId::check_trust_domain(options.trust_domain)) {
+    std::fprintf(stderr, "trellis-control: --trust-domain: %s\n", problem->c_str());
+    return 2;
+  }
+  options.server_names = api_hosts;
   for (const std::string& host : api_hosts) {
     if (!trellis::http::RequestScreen::valid_host_name(host)) {
       std::fprintf(

@@ -95,6 +95,23 @@ uint32_t default_request_timeout_ms(const MeshView& mesh) {
   return kDefaultRequestTimeoutMs;
 }
 
+MeshTlsMode mesh_tls_mode(const MeshView& mesh) {
+  for (const Resource& m : mesh.mesh_configs) {
+    if (m.name != "default") continue;
+    if (const Json* mtls = map_at(m.spec, "mtls")) {
+      std::string mode = string_at(*mtls, "mode", "PERMISSIVE");
+      if (mode == "STRICT") return MeshTlsMode::kStrict;
+      if (mode == "DISABLE") return MeshTlsMode::kDisable;
+    }
+  }
+  return MeshTlsMode::kPermissive;
+}
+
+std::string service_identity(const MeshView& mesh, const std::string& service,
+                             const std::string& namespace_) {
+  return "spiffe://" + mesh.trust_domain + "/ns/" + namespace_ + "/sa/" + service;
+}
+
 std::string string_at(const Json& obj, const char* key, const std::string& fallback) {
   if (!obj.is_object()) return fallback;
   auto it = obj.find(key);

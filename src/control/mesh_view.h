@@ -23,6 +23,7 @@ struct MeshView {
   std::vector<Resource> mesh_configs;
   std::vector<Resource> fault_injections;
   std::vector<Instance> instances;  // live ones only
+  std::string trust_domain;         // of the identities the mesh CA issues
 };
 
 // A service by name and namespace ("reviews", "default").
@@ -78,6 +79,15 @@ const Resource* find_fault_injection(const MeshView& mesh, const std::string& na
 // The request timeout of a route that sets none: MeshConfig
 // spec.defaults.requestTimeout, else 15 s. 0: no limit.
 uint32_t default_request_timeout_ms(const MeshView& mesh);
+
+// How sidecars configured by the control plane talk to each other (MeshConfig
+// spec.mtls.mode).
+enum class MeshTlsMode { kStrict, kPermissive, kDisable };
+// spec.mtls.mode of the MeshConfig, else PERMISSIVE.
+MeshTlsMode mesh_tls_mode(const MeshView& mesh);
+// The identity sidecars of `service` run as, under mesh.trust_domain:
+// "spiffe://<trust domain>/ns/<namespace>/sa/<service>".
+std::string service_identity(const MeshView& mesh, const std::string& service, const std::string& namespace_);
 
 // ---- reading validated specs ----
 

@@ -5,9 +5,16 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
 #include <atomic>
 #include <chrono>
+#include <deque>
 
+#include "common/spiffe.h"
+#include "net/tls_identity.h"
+#include "net/tls_pem.h"
 #include "trellis/v1/discovery.grpc.pb.h"
 
 namespace trellis::control {
@@ -60,11 +67,27 @@ Desired to_desired(const v1::ConfigUpdate& full) {
   return d;
 }
 
+// The SPIFFE ID in the certificate the proxy showed, "" when it showed none.
+// gRPC verified the chain against the trust bundle during the handshake
+// (GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY).
+std::string peer_certificate_identity(grpc::CallbackServerContext* ctx) {
+  std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
+  if (!auth) return "";
+  std::vector<grpc::string_ref> pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pem.empty()) return "";
+  auto certificates = net::read_pem_certificates(std::string_view(pem[0].data(), pem[0].size()));
+  if (!certificates || certificates->empty()) return "";
+  std::string identity = net::spiffe_identity((*certificates)[0].get());
+  // A certificate without exactly one SPIFFE ID proves nothing here.
+  return identity.empty() ? "-" : identity;
+}
+
 }  // namespace
 
 class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessage, v1::ControlMessage> {
  public:
-  Session(PushServer& server, std::string peer) : server_(server) {
+  Session(PushServer& server, std::string peer, std::string certificate_identity)
+      : server_(server), certificate_identity_(std::move(certificate_identity)) {
     status_.peer = std::move(peer);
     status_.connected_at_ms = wall_ms();
     server_.add(this);
@@ -114,6 +137,9 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
                      in_.nack().error());
         break;
       }
+      case v1::ProxyMessage::kCertificateRequest:
+        on_certificate_request();
+        break;
       case v1::ProxyMessage::kHeartbeat: {
         v1::Hello hello;
         {
@@ -152,27 +178,85 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
   }
 
  private:
+  // Ends the stream before anything was sent on it; returns false.
+  bool refuse(grpc::StatusCode code, const std::string& message) {
+    spdlog::warn("proxy stream from {} refused: {}", status_.peer, message);
+    {
+      std::lock_guard lock(mu_);
+      finishing_ = finished_ = true;
+    }
+    Finish(grpc::Status(code, message));
+    return false;
+  }
+
+  // Who the proxy is: its certificate's identity, else its join token's.
+  Result<ProxyIdentity> authenticate(const v1::Hello& hello) {
+    if (certificate_identity_ == "-")
+      return Error{"the client certificate carries no single SPIFFE ID: it is not a mesh certificate"};
+    if (!certificate_identity_.empty()) {
+      auto id = SpiffeId::parse(certificate_identity_);
+      if (!id) return Error{"client certificate: " + id.error().message};
+      std::string domain = server_.source_.trust_domain();
+      if (id->trust_domain != domain)
+        return Error{"client certificate " + certificate_identity_ + " is not of this mesh's trust domain " +
+                     domain};
+      return ProxyIdentity{id->namespace_, id->service_account, "certificate"};
+    }
+    if (!hello.join_token().empty()) return server_.source_.verify_join_token(hello.join_token());
+    return Error{
+        "no credentials: a sidecar proves who it is with a join token on its first connection "
+        "(control_plane.join_token_file; `trellis token create --kind join`), then with its mesh "
+        "certificate"};
+  }
+
   // False when the stream was ended.
   bool on_hello() {
     v1::Hello hello = in_.hello();
-    if (hello.node().id().empty()) {
-      {
-        std::lock_guard lock(mu_);
-        finishing_ = finished_ = true;
-      }
-      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello: node.id is required"));
-      return false;
-    }
+    if (hello.node().id().empty())
+      return refuse(grpc::StatusCode::INVALID_ARGUMENT, "hello: node.id is required");
     {
       std::lock_guard lock(mu_);
       if (have_hello_) return true;  // one identity per stream
+    }
+    Result<ProxyIdentity> who = authenticate(hello);
+    if (!who)
+      return refuse(grpc::StatusCode::UNAUTHENTICATED,
+                    "proxy " + hello.node().id() + ": " + who.error().message);
+    // A sidecar is configured as, and registers instances of, its own
+    // identity's service only: its service account is its service's name.
+    std::string ns = hello.node().namespace_().empty() ? "default" : hello.node().namespace_();
+    const std::string& service = hello.node().service();
+    const std::string& account =
+        hello.node().service_account().empty() ? service : hello.node().service_account();
+    if (ns != who->namespace_ || service != who->service_account || account != who->service_account) {
+      return refuse(grpc::StatusCode::PERMISSION_DENIED,
+                    "proxy " + hello.node().id() + " says it is service " + service + " in namespace " + ns +
+                        ", but its " + who->proven_by + " is for service account " + who->service_account +
+                        " in namespace " + who->namespace_ +
+                        ": a sidecar joins only as the service its identity names");
+    }
+    if (!hello.csr_pem().empty()) {
+      auto certificate = server_.source_.sign_proxy_certificate(hello.csr_pem(), *who);
+      if (!certificate)
+        return refuse(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            "proxy " + hello.node().id() + ": certificate request refused: " + certificate.error().message);
+      std::lock_guard lock(mu_);
+      pending_certificates_.push_back(std::move(*certificate));
+      ++status_.certificates_issued;
+    }
+    {
+      std::lock_guard lock(mu_);
       hello_ = hello;
+      identity_ = *who;
       have_hello_ = true;
       status_.node_id = hello.node().id();
-      status_.service = hello.node().service();
-      status_.namespace_ = hello.node().namespace_().empty() ? "default" : hello.node().namespace_();
+      status_.service = service;
+      status_.namespace_ = ns;
+      status_.identity = "spiffe://" + server_.source_.trust_domain() + "/ns/" + ns + "/sa/" + account;
     }
-    spdlog::info("proxy {} ({}) connected from {}", hello.node().id(), hello.node().service(), status_.peer);
+    spdlog::info("proxy {} ({}.{}, by {}) connected from {}", hello.node().id(), service, ns, who->proven_by,
+                 status_.peer);
     // Registering its instance changes the mesh: every proxy (this one
     // included) is refreshed by the push that follows.
     server_.source_.proxy_connected(hello);
@@ -180,8 +264,39 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
     return true;
   }
 
+  // A renewal: a new CSR signed for the identity the stream proved.
+  void on_certificate_request() {
+    ProxyIdentity who;
+    {
+      std::lock_guard lock(mu_);
+      if (!have_hello_) return;
+      who = identity_;
+    }
+    auto certificate = server_.source_.sign_proxy_certificate(in_.certificate_request().csr_pem(), who);
+    std::lock_guard lock(mu_);
+    if (certificate) {
+      pending_certificates_.push_back(std::move(*certificate));
+      ++status_.certificates_issued;
+    } else {
+      spdlog::warn("proxy {}: certificate request refused: {}", status_.node_id, certificate.error().message);
+      v1::Certificate refused;
+      refused.set_error(certificate.error().message);
+      pending_certificates_.push_back(std::move(refused));
+    }
+    try_send_locked();
+  }
+
   void try_send_locked() {
     if (writing_ || finishing_) return;
+    // Certificates first: the config that follows may need them.
+    if (!pending_certificates_.empty()) {
+      *out_.mutable_certificate() = std::move(pending_certificates_.front());
+      pending_certificates_.pop_front();
+      writing_ = true;
+      StartWrite(&out_);
+      return;
+    }
+    if (!have_hello_) return;
     v1::ConfigUpdate update;
     bool full = !sent_any_;
     update.set_full(full);
@@ -231,6 +346,9 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
   v1::ProxyMessage in_;  // only touched by the read chain
   v1::ControlMessage out_;
   v1::Hello hello_;
+  ProxyIdentity identity_;
+  const std::string certificate_identity_;  // "" none shown, "-" not a mesh certificate
+  std::deque<v1::Certificate> pending_certificates_;
   bool have_hello_ = false;
   bool writing_ = false;
   bool finishing_ = false;
@@ -248,7 +366,7 @@ class PushServer::Service final : public v1::ProxyDiscovery::CallbackService {
   explicit Service(PushServer& server) : server_(server) {}
   grpc::ServerBidiReactor<v1::ProxyMessage, v1::ControlMessage>* Stream(
       grpc::CallbackServerContext* ctx) override {
-    return new Session(server_, ctx->peer());
+    return new Session(server_, ctx->peer(), peer_certificate_identity(ctx));
   }
 
  private:
@@ -259,10 +377,21 @@ PushServer::PushServer(PushSource& source) : source_(source), service_(std::make
 
 PushServer::~PushServer() { shutdown(); }
 
-Result<int> PushServer::start(const std::string& address) {
+Result<int> PushServer::start(const std::string& address, const TlsFiles& tls) {
+  // Checks the files every few seconds: a renewed serving certificate or a
+  // rotated trust bundle applies to new connections without a restart.
+  constexpr unsigned kRefreshSeconds = 5;
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      tls.private_key, tls.certificate_chain, tls.trust_bundle, kRefreshSeconds);
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  // A certificate is asked for and verified when shown; a proxy without one
+  // yet proves who it is with a join token in its hello.
+  options.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
   int port = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(address, grpc::experimental::TlsServerCredentials(options), &port);
   builder.RegisterService(service_.get());
   // Dead proxies are noticed by keepalive, not only by the next write.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -24,12 +25,27 @@ class Server;
 
 namespace trellis::control {
 
+// Who a stream's proxy proved to be: the namespace and service account of
+// its join token, or of its mesh certificate's SPIFFE ID.
+struct ProxyIdentity {
+  std::string namespace_;
+  std::string service_account;
+  std::string proven_by;  // "join token tok-1a2b3c4d", "certificate": for logs, never a secret
+};
+
 // What the push server needs from the rest of the control plane. Called from
 // gRPC threads: implementations synchronize themselves.
 class PushSource {
  public:
   virtual ~PushSource() = default;
   virtual MeshView mesh_view() = 0;
+  // The identity a join token grants, or why none (never quoting the secret).
+  virtual Result<ProxyIdentity> verify_join_token(std::string_view secret) = 0;
+  // Signs a proxy's CSR for `identity` (never for what the CSR names).
+  virtual Result<v1::Certificate> sign_proxy_certificate(std::string_view csr_pem,
+                                                         const ProxyIdentity& identity) = 0;
+  // The trust domain of every identity the mesh CA issues.
+  virtual std::string trust_domain() = 0;
   // A proxy said hello (and may front an instance to register).
   virtual void proxy_connected(const v1::Hello& hello) = 0;
   virtual void proxy_heartbeat(const v1::Hello& hello) = 0;
@@ -40,7 +56,9 @@ struct ProxyStatus {
   std::string service;
   std::string namespace_;
   std::string peer;
+  std::string identity;  // spiffe://..., once authenticated
   int64_t connected_at_ms = 0;
+  uint64_t certificates_issued = 0;
   uint64_t sent_version = 0;
   uint64_t acked_version = 0;
   uint64_t nacked_version = 0;
@@ -55,8 +73,19 @@ class PushServer {
   explicit PushServer(PushSource& source);
   ~PushServer();
 
-  // Listens on `address` ("ip:port"; port 0 picks one); returns the port.
-  Result<int> start(const std::string& address);
+  // Where the serving certificate comes from: files the control plane
+  // rewrites on renewal or root rotation, read again every few seconds.
+  struct TlsFiles {
+    std::string private_key;        // PEM, mode 0600
+    std::string certificate_chain;  // the leaf, then its intermediates
+    std::string trust_bundle;       // the roots client certificates must chain to
+  };
+
+  // Listens on `address` ("ip:port"; port 0 picks one) over TLS: the proxies
+  // verify the server's identity, and a proxy that shows a certificate must
+  // chain to the trust bundle (one without a certificate proves who it is
+  // with a join token). Returns the port.
+  Result<int> start(const std::string& address, const TlsFiles& tls);
   void shutdown();
 
   // Recomputes every proxy's configuration and sends what changed.

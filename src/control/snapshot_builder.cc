@@ -72,6 +72,16 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     in->set_name(kInbound);
     in->set_address(hello.instance().address());
     in->set_protocol(v1::Listener::HTTP);
+    switch (mesh_tls_mode(mesh)) {
+      case MeshTlsMode::kStrict:
+        in->mutable_tls()->set_mode(v1::ListenerTls::STRICT);
+        break;
+      case MeshTlsMode::kPermissive:
+        in->mutable_tls()->set_mode(v1::ListenerTls::PERMISSIVE);
+        break;
+      case MeshTlsMode::kDisable:
+        break;
+    }
     v1::VirtualHost* vh = in->add_virtual_hosts();
     vh->set_name(kInbound);
     vh->add_domains("*");

@@ -227,7 +227,7 @@ bool StreamClient::Connection::begin(const net::SocketAddress& server, std::stri
   }
   const nghttp2_nv headers[] = {
       header(":method", "POST"),
-      header(":scheme", "http"),
+      header(":scheme", options_.scheme),
       header(":path", path),
       header(":authority", authority.empty() ? std::string_view(server_text_) : authority),
       header("content-type", "application/grpc"),

@@ -48,6 +48,8 @@ struct StreamOptions {
   size_t max_message_bytes = 64 * 1024 * 1024;
   // What the connection runs over (plain TCP, or TLS).
   std::shared_ptr<net::TransportFactory> transport = net::PlainTransportFactory::shared();
+  // The requests' :scheme: "https" over TLS.
+  std::string scheme = "http";
 };
 
 // One stream at a time, on one connection of its own. Not thread-safe: every
@@ -72,6 +74,12 @@ class StreamClient {
   void finish();
   // Drops the connection and everything queued now; no on_stream_closed follows.
   void reset();
+  // What the next start() connects over (a TLS client with a new
+  // certificate); the open stream keeps its own.
+  void set_transport(std::shared_ptr<net::TransportFactory> transport, std::string scheme) {
+    options_.transport = std::move(transport);
+    options_.scheme = std::move(scheme);
+  }
   // Between on_stream_ready and the end of the stream.
   bool open() const;
   // Keepalive PINGs the server acknowledged, over the client's life.

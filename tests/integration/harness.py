@@ -1374,6 +1374,22 @@ class ControlPlane:
     def status(self) -> dict:
         return self.request("GET", "/v1/status")[1]
 
+    @property
+    def trust_bundle(self) -> Path:
+        """The roots trellis-control's certificates chain to (written on start)."""
+        return self.data_dir / "trust-bundle.pem"
+
+    def join_token_file(self, service: str, namespace: str = "default", ttl: str = "1h") -> Path:
+        """A file (mode 0600) holding a new join token for `service` in `namespace`."""
+        status, body = self.request("POST", "/v1/tokens", {"kind": "join", "namespace": namespace,
+                                                           "serviceAccount": service, "ttl": ttl})
+        assert status == 201, f"join token for {namespace}/{service}: {status} {body}"
+        path = self.dir / f"join-{namespace}-{service}-{body['token']['id']}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(body["secret"] + "\n")
+        return path
+
     def proxy_status(self, node_id: str) -> dict | None:
         for p in (self.status() or {}).get("proxies", []):
             if p["node_id"] == node_id:
@@ -1397,10 +1413,17 @@ class ControlPlane:
 
 def sidecar_config(control: "ControlPlane", service: str, node_id: str | None = None,
                    instance: dict | None = None, outbound_port: int | None = None,
-                   upstream_services: list[str] | None = None, **kwargs) -> dict:
+                   upstream_services: list[str] | None = None, namespace: str | None = None,
+                   join_token_file: Path | None = None, **kwargs) -> dict:
     """A proxy driven by `control`: no static listeners, its own instance
-    (address and app_address) and/or an outbound listener."""
-    cp = {"address": control.grpc_address, "node": {"id": node_id or f"{service}-1", "service": service}}
+    (address and app_address) and/or an outbound listener; it joins with a
+    new join token for its service (or the one in `join_token_file`)."""
+    node = {"id": node_id or f"{service}-1", "service": service}
+    if namespace:
+        node["namespace"] = namespace
+    token_file = join_token_file or control.join_token_file(service, namespace or "default")
+    cp = {"address": control.grpc_address, "node": node, "trust_bundle": str(control.trust_bundle),
+          "join_token_file": str(token_file)}
     if instance:
         cp["instance"] = instance
     if outbound_port:

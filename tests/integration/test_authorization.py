@@ -111,20 +111,29 @@ def test_default_deny_closes_every_service_without_an_allow_policy(mesh):
     assert call(outbound, "/hello", "DELETE")[0] == 403
 
 
-def test_the_documented_example_refuses_clients_without_the_named_identity(fleet, nginx):
+def test_the_documented_example_admits_the_named_identity_only(fleet, nginx):
     """examples/mesh/reviews-authorization.yaml allows only the productpage
-    identity (and ops by namespace): a plain-text client has no identity."""
+    identity (and ops by namespace): productpage's sidecar, with the
+    certificate the control plane issued it, gets through; a plain-text
+    client has no identity, and another service's sidecar has the wrong one."""
     control = fleet.control_plane()
     port = free_port()
-    reviews = sidecar_config(control, "reviews",
-                             instance={"address": f"{LOCALHOST}:{port}", "app_address": nginx.address(0)})
-    reviews["control_plane"]["node"]["namespace"] = "bookinfo"
-    fleet.proxy(reviews)
+    fleet.proxy(sidecar_config(control, "reviews", namespace="bookinfo",
+                               instance={"address": f"{LOCALHOST}:{port}", "app_address": nginx.address(0)}))
     example = yaml.safe_load((SOURCE_DIR / "examples/mesh/reviews-authorization.yaml").read_text())
     assert control.apply(example)[0] == 201
+    productpage, ratings = free_port(), free_port()
+    fleet.proxy(sidecar_config(control, "productpage", namespace="bookinfo", outbound_port=productpage,
+                               upstream_services=["reviews"]))
+    fleet.proxy(sidecar_config(control, "ratings", namespace="bookinfo", outbound_port=ratings,
+                               upstream_services=["reviews"]))
     assert wait_until(lambda: call(port, "/reviews/1", host="reviews")[0] == 403, 10)
     assert call(port, "/reviews/1", host="reviews")[1] == \
         b"access denied by AuthorizationPolicy bookinfo/reviews-readers\n"
+    assert wait_until(lambda: call(productpage, "/reviews/1", host="reviews")[0] == 200, 10), \
+        call(productpage, "/reviews/1", host="reviews")
+    assert call(productpage, "/reviews/1", "DELETE", host="reviews")[0] == 403, "the rule allows GET and HEAD only"
+    assert call(ratings, "/reviews/1", host="reviews")[0] == 403, "another identity is refused"
 
 
 def test_a_tcp_listener_closes_refused_connections_at_accept(fleet):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import BIN_DIR, LOCALHOST, SOURCE_DIR, free_port, run, tail, wait_until
+from harness import BIN_DIR, LOCALHOST, SOURCE_DIR, free_port, run, sidecar_config, tail, wait_until
 
 TRELLIS = BIN_DIR / "cli" / "trellis"
 EXAMPLES = SOURCE_DIR / "examples" / "mesh"
@@ -246,11 +246,14 @@ def test_stale_resource_version_is_a_conflict(cli, fleet):
     assert "PERMISSIVE" in cli.ok("get", "meshconfig", "default").out
 
 
-def test_strict_mtls_is_refused_until_sidecars_get_certificates(cli):
-    strict = (EXAMPLES / "mesh-config.yaml").read_text().replace("mode: PERMISSIVE", "mode: STRICT")
-    result = cli("apply", "-f", "-", stdin=strict)
+def test_a_trust_domain_the_ca_does_not_issue_for_is_refused(cli):
+    other = (EXAMPLES / "mesh-config.yaml").read_text().replace("trustDomain: cluster.local",
+                                                                 "trustDomain: example.org")
+    assert "example.org" in other
+    result = cli("apply", "-f", "-", stdin=other)
     assert result.returncode == 1, result.out + result.err
-    assert "spec.mtls.mode: STRICT is not available yet" in result.err, result.err
+    assert "spec.trustDomain: the mesh CA issues identities in trust domain cluster.local, not example.org" \
+        in result.err, result.err
     assert cli("get", "meshconfig", "default").returncode == 1, "nothing was stored"
 
 
@@ -323,10 +326,7 @@ def test_status_without_proxies(cli):
 
 
 def test_status_lists_a_connected_proxy(cli, control, fleet):
-    config = {"admin": {"address": None}, "listeners": [], "clusters": [],
-              "control_plane": {"address": control.grpc_address,
-                                "node": {"id": "cli-test-node", "service": "productpage"}}}
-    fleet.proxy(config)
+    fleet.proxy(sidecar_config(control, "productpage", node_id="cli-test-node"))
 
     def synced_row():
         out = cli.ok("status").out

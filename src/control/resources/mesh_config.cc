@@ -9,14 +9,12 @@ void validate_mesh_config(Checker& checker, const Json& spec_json) {
   MapReader spec = checker.map(spec_json, "spec",
                                {"mtls", "trustDomain", "authorization", "defaults", "accessLog", "tracing"});
   if (!spec.ok()) return;
-  if (std::optional<MapReader> mtls = spec.map("mtls", {"mode"})) {
-    // Sidecars configured by trellis-control get no certificate yet, so they
-    // cannot refuse plain text: taking STRICT would promise what is not done.
-    if (mtls->enumeration("mode", {"STRICT", "PERMISSIVE", "DISABLE"}) == "STRICT") {
-      mtls->error("mode",
-                  "STRICT is not available yet: sidecars configured by trellis-control do not get "
-                  "certificates yet, so they cannot refuse plain text; leave PERMISSIVE (the default) until "
-                  "they do (mTLS between sidecars configured from files: see the proxy's mtls section)");
+  if (std::optional<MapReader> mtls = spec.map("mtls", {"mode", "certificateLifetime"})) {
+    mtls->enumeration("mode", {"STRICT", "PERMISSIVE", "DISABLE"});
+    // The CA signs for 1 minute to 7 days (control/ca/certificate_authority.h).
+    if (std::optional<int64_t> lifetime_ms = mtls->duration("certificateLifetime")) {
+      if (*lifetime_ms < 60 * 1000 || *lifetime_ms > int64_t{7} * 24 * 3600 * 1000)
+        mtls->error("certificateLifetime", "must be from 1m to 168h");
     }
   }
   if (std::optional<MapReader> authz = spec.map("authorization", {"defaultAction"})) {

@@ -21,6 +21,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include "common/spiffe.h"
 #include "proxy/config/checks.h"
 #include "proxy/config/loader.h"
 #include "proxy/config/reader.h"
@@ -83,7 +84,13 @@ class Loader {
     const net::SocketAddress* admin = admin_ok ? &config.admin.address : nullptr;
     if (auto v = fields->get("listeners")) load_listeners(*v, admin, config.listeners);
     if (auto v = fields->get("control_plane")) load_control_plane(*v, config.control_plane);
-    if (auto v = fields->get("mtls")) load_mtls(*v, config.mtls);
+    if (auto v = fields->get("mtls")) {
+      load_mtls(*v, config.mtls);
+      if (config.control_plane.enabled())
+        r_.error(*v,
+                 "a proxy with control_plane gets its certificate from the control plane: leave mtls out "
+                 "(mtls files are for proxies configured without one)");
+    }
     if (!config.mtls.enabled()) require_no_mtls(*fields, config);
     // The node's zone is the proxy's locality unless the file says otherwise.
     if (!fields->get("zone")) config.zone = config.control_plane.zone;
@@ -98,9 +105,20 @@ class Loader {
   }
 
   void load_control_plane(const Located& at, ControlPlaneConfig& cp) {
-    auto fields = r_.read_map(at, {"address", "node", "instance", "outbound_address", "upstream_services"});
+    auto fields = r_.read_map(at, {"address", "node", "instance", "outbound_address", "upstream_services",
+                                   "trust_bundle", "join_token_file", "trust_domain"});
     if (!fields) return;
     if (auto v = r_.required(*fields, "address")) r_.read_address(*v, cp.address);
+    for (auto [key, out] :
+         {std::pair{"trust_bundle", &cp.trust_bundle}, std::pair{"join_token_file", &cp.join_token_file}}) {
+      if (auto v = r_.required(*fields, key); v && r_.read_string(*v, *out) && out->empty())
+        r_.error(*v, "must name a file");
+    }
+    if (auto v = fields->get("trust_domain")) {
+      if (r_.read_string(*v, cp.trust_domain)) {
+        if (auto problem = SpiffeId::check_trust_domain(cp.trust_domain)) r_.error(*v, *problem);
+      }
+    }
     if (auto node = r_.required(*fields, "node")) {
       if (auto nf = r_.read_map(*node, {"id", "service", "namespace", "zone"})) {
         if (auto v = r_.required(*nf, "service")) r_.read_name(*v, cp.service);

@@ -258,8 +258,17 @@ struct ControlPlaneConfig {
   bool has_outbound = false;
   net::SocketAddress outbound_address;
   std::vector<std::string> upstream_services;
+  // How the proxy trusts trellis-control and proves who it is: the roots
+  // the control plane's certificate chains to (its <data-dir>/trust-bundle.pem),
+  // and a file holding a join token for this namespace and service (read on
+  // each connection without a certificate; never logged or dumped).
+  std::string trust_bundle;
+  std::string join_token_file;
+  std::string trust_domain = "cluster.local";
 
   bool enabled() const { return address.length != 0; }
+  // This sidecar's identity: spiffe://<trust domain>/ns/<namespace>/sa/<service>.
+  std::string identity() const { return "spiffe://" + trust_domain + "/ns/" + namespace_ + "/sa/" + service; }
 };
 
 // A mesh policy received from the control plane (DestinationPolicy,

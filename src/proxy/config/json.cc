@@ -406,6 +406,11 @@ Json control_plane_json(const ControlPlaneConfig& cp) {
   }
   if (cp.has_outbound) c["outbound_address"] = cp.outbound_address.text;
   if (!cp.upstream_services.empty()) c["upstream_services"] = cp.upstream_services;
+  // The file's name only: the token is a secret.
+  c["trust_bundle"] = cp.trust_bundle;
+  c["join_token_file"] = cp.join_token_file;
+  c["trust_domain"] = cp.trust_domain;
+  c["identity"] = cp.identity();
   return c;
 }
 

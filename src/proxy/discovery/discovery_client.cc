@@ -2,7 +2,11 @@
 
 #include <algorithm>
 
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
+
+#include "net/tls_transport.h"
+#include "proxy/security/file_credentials.h"
 
 namespace trellis::proxy {
 namespace {
@@ -10,25 +14,38 @@ namespace {
 constexpr auto kBackoffBase = std::chrono::milliseconds(200);
 constexpr auto kBackoffMax = std::chrono::seconds(15);
 constexpr const char* kStreamPath = "/trellis.v1.ProxyDiscovery/Stream";
+// A renewal asked on the stream and not answered by then counts as failed.
+constexpr auto kRenewalAnswerTimeout = std::chrono::seconds(30);
+// trellis-control's identity in every trust domain.
+constexpr const char* kControlPath = "/ns/trellis-system/sa/trellis-control";
+
+// The token without surrounding blanks and line ends, wiped when done.
+struct JoinToken {
+  std::string text;
+  ~JoinToken() { OPENSSL_cleanse(text.data(), text.size()); }
+  std::string_view trimmed() const {
+    std::string_view v = text;
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t' || v.front() == '\n' || v.front() == '\r'))
+      v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == '\n' || v.back() == '\r'))
+      v.remove_suffix(1);
+    return v;
+  }
+};
 
 }  // namespace
 
-namespace {
-
-http::grpc::StreamOptions stream_options(std::shared_ptr<net::TransportFactory> transport) {
-  http::grpc::StreamOptions options;
-  options.transport = std::move(transport);
-  return options;
-}
-
-}  // namespace
-
-DiscoveryClient::DiscoveryClient(net::EventLoop& loop, Apply apply,
-                                 std::shared_ptr<net::TransportFactory> transport)
+DiscoveryClient::DiscoveryClient(net::EventLoop& loop, Apply apply, CertificateManager& certificates,
+                                 CertificateInstalled installed,
+                                 std::shared_ptr<net::TransportFactory> connect_over)
     : apply_(std::move(apply)),
-      stream_(loop, *this, stream_options(std::move(transport))),
+      certificates_(certificates),
+      installed_(std::move(installed)),
+      connect_over_(std::move(connect_over)),
+      stream_(loop, *this),
       reconnect_timer_(loop, [this] { connect(); }),
-      heartbeat_timer_(loop, [this] { send_heartbeat(); }) {}
+      heartbeat_timer_(loop, [this] { send_heartbeat(); }),
+      renewal_timer_(loop, [this] { renew(); }) {}
 
 DiscoveryClient::~DiscoveryClient() { stop(); }
 
@@ -42,12 +59,14 @@ void DiscoveryClient::start(std::shared_ptr<const ProxyConfig> bootstrap) {
   stream_.reset();
   status_.connected = false;
   connect();
+  arm_renewal();
 }
 
 void DiscoveryClient::stop() {
   stopped_ = true;
   reconnect_timer_.cancel();
   heartbeat_timer_.cancel();
+  renewal_timer_.cancel();
   stream_.reset();
   status_.connected = false;
 }
@@ -57,7 +76,46 @@ void DiscoveryClient::connect() {
   const ControlPlaneConfig& cp = bootstrap_->control_plane;
   ++status_.connects;
   stream_.reset();
+  auto transport = control_transport();
+  if (!transport) {
+    status_.last_error = transport.error().message;
+    spdlog::error("control plane {}: {}", cp.address.text, transport.error().message);
+    schedule_reconnect();
+    return;
+  }
+  stream_.set_transport(std::move(*transport), "https");
   if (!stream_.start(cp.address, cp.address.text, kStreamPath)) schedule_reconnect();
+}
+
+bool DiscoveryClient::has_valid_certificate() const {
+  const auto& current = certificates_.current();
+  return current && current->control && std::chrono::system_clock::now() < current->not_after;
+}
+
+Result<std::shared_ptr<net::TransportFactory>> DiscoveryClient::control_transport() {
+  if (connect_over_) return connect_over_;
+  const ControlPlaneConfig& cp = bootstrap_->control_plane;
+  std::shared_ptr<const net::TlsContext> context;
+  if (has_valid_certificate()) {
+    context = certificates_.current()->control;
+  } else {
+    // No certificate yet (or an expired one): a client without one, trusting
+    // the roots of the bootstrap file; the join token proves who we are.
+    auto bundle = read_credential_file(cp.trust_bundle, "trust_bundle " + cp.trust_bundle, false);
+    if (!bundle) return bundle.error();
+    net::TlsContextOptions options;
+    options.role = net::TlsRole::kClient;
+    options.trust_bundle_pem = std::move(*bundle);
+    options.alpn = {"h2"};
+    auto made = net::TlsContext::create(options);
+    if (!made) return Error{"trust_bundle " + cp.trust_bundle + ": " + made.error().message};
+    context = std::move(*made);
+  }
+  net::TlsClientOptions client;
+  client.accepted_identities = {"spiffe://" + cp.trust_domain + kControlPath};
+  auto factory = net::TlsTransportFactory::client(std::move(context), std::move(client));
+  if (!factory) return factory.error();
+  return std::shared_ptr<net::TransportFactory>(std::move(*factory));
 }
 
 void DiscoveryClient::schedule_reconnect() {
@@ -83,6 +141,22 @@ void DiscoveryClient::on_stream_ready() {
   node->set_namespace_(cp.namespace_);
   node->set_zone(cp.zone);
   node->set_proxy_version("trellis-proxy");
+  node->set_service_account(cp.service);
+  if (!has_valid_certificate()) {
+    JoinToken token;
+    auto read = read_credential_file(cp.join_token_file, "join_token_file " + cp.join_token_file, true);
+    if (!read) {
+      // Without a token the control plane refuses the stream and says why;
+      // the file may be written later, so keep trying.
+      spdlog::error("control plane: {}", read.error().message);
+    } else {
+      token.text = std::move(*read);
+      hello->set_join_token(std::string(token.trimmed()));
+    }
+  }
+  if (!certificates_.current() ||
+      std::chrono::system_clock::now() >= certificates_.next_renewal(std::chrono::system_clock::now()))
+    hello->set_csr_pem(certificates_.csr_pem());
   if (cp.has_instance) {
     v1::LocalInstance* inst = hello->mutable_instance();
     inst->set_address(cp.instance_address.text);
@@ -95,6 +169,9 @@ void DiscoveryClient::on_stream_ready() {
   for (const std::string& s : cp.upstream_services) hello->add_upstream_services(s);
   hello->set_current_version(status_.applied_version);
   send(message);
+  // The hello held the token: wipe the serialized copies' source.
+  if (!hello->join_token().empty())
+    OPENSSL_cleanse(hello->mutable_join_token()->data(), hello->join_token().size());
   status_.connected = true;
   spdlog::info("control plane {}: connected", cp.address.text);
   if (cp.has_instance) heartbeat_timer_.arm(std::max<Duration>(cp.ttl / 3, std::chrono::milliseconds(100)));
@@ -110,8 +187,16 @@ void DiscoveryClient::send_heartbeat() {
 
 void DiscoveryClient::on_stream_message(std::string_view payload) {
   v1::ControlMessage message;
-  if (!message.ParseFromArray(payload.data(), static_cast<int>(payload.size())) || !message.has_update()) {
+  if (!message.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
     spdlog::warn("control plane: unreadable message ({} bytes) ignored", payload.size());
+    return;
+  }
+  if (message.has_certificate()) {
+    on_certificate(message.certificate());
+    return;
+  }
+  if (!message.has_update()) {
+    spdlog::warn("control plane: message of an unknown kind ({} bytes) ignored", payload.size());
     return;
   }
   const v1::ConfigUpdate& update = message.update();
@@ -150,6 +235,65 @@ void DiscoveryClient::on_stream_message(std::string_view payload) {
                   update.version(), error);
   }
   send(reply);
+}
+
+void DiscoveryClient::on_certificate(const v1::Certificate& certificate) {
+  SystemTime now = std::chrono::system_clock::now();
+  renewal_outstanding_ = false;
+  if (!certificate.error().empty()) {
+    spdlog::error("control plane: certificate request refused: {}", certificate.error());
+    certificates_.renewal_failed(now);
+  } else {
+    auto installed = certificates_.install(certificate.certificate_pem(), certificate.chain_pem(),
+                                           certificate.trust_bundle_pem(), now);
+    if (!installed) {
+      spdlog::error("control plane: certificate refused, the previous one stays: {}",
+                    installed.error().message);
+    } else {
+      const TlsCredentials& c = *certificates_.current();
+      spdlog::info("certificate for {} in force, valid until {}", c.identity, format_utc(c.not_after));
+      if (installed_) installed_();
+    }
+  }
+  arm_renewal();
+}
+
+void DiscoveryClient::arm_renewal() {
+  if (stopped_) return;
+  SystemTime now = std::chrono::system_clock::now();
+  auto wait = certificates_.next_renewal(now) - now;
+  renewal_timer_.arm(
+      std::max<Duration>(std::chrono::duration_cast<Duration>(wait), std::chrono::milliseconds(1)));
+}
+
+void DiscoveryClient::renew() {
+  if (stopped_) return;
+  if (renewal_outstanding_) {
+    // Asked and not answered in time.
+    renewal_outstanding_ = false;
+    spdlog::warn("control plane: no answer to the certificate renewal; retrying");
+    certificates_.renewal_failed(std::chrono::system_clock::now());
+    arm_renewal();
+    return;
+  }
+  if (!certificates_.current()) {
+    // The first certificate comes with the hello; until a stream is up
+    // there is nobody to ask.
+    renewal_timer_.arm(std::chrono::seconds(1));
+    return;
+  }
+  if (!stream_.open()) {
+    certificates_.renewal_failed(std::chrono::system_clock::now());
+    arm_renewal();
+    return;
+  }
+  v1::ProxyMessage message;
+  message.mutable_certificate_request()->set_csr_pem(certificates_.csr_pem());
+  send(message);
+  // The answer re-arms the timer; none by then counts as a failure.
+  renewal_outstanding_ = true;
+  renewal_timer_.arm(kRenewalAnswerTimeout);
+  spdlog::info("control plane: renewing the certificate for {}", certificates_.identity());
 }
 
 void DiscoveryClient::on_stream_closed(int grpc_status, std::string_view message) {

@@ -4,6 +4,13 @@
 // heartbeats for its own instance, and reconnects with jittered exponential
 // backoff. With the control plane gone the proxy keeps serving its last
 // configuration unchanged (static stability).
+//
+// The stream runs over TLS, verifying that the server is trellis-control
+// (spiffe://<trust domain>/ns/trellis-system/sa/trellis-control). Without a
+// certificate yet, the proxy proves who it is with its join token and sends
+// its CSR in the hello; the certificate comes back on the stream. After
+// that it connects with its certificate (mTLS) and renews it on the stream
+// at half-life.
 #pragma once
 
 #include <functional>
@@ -16,6 +23,7 @@
 #include "net/transport.h"
 #include "proxy/config/config.h"
 #include "proxy/discovery/merge.h"
+#include "proxy/security/certificate_manager.h"
 
 namespace trellis::proxy {
 
@@ -35,9 +43,16 @@ class DiscoveryClient final : public http::grpc::StreamCallbacks {
   // force (the caller keeps the old one).
   using Apply = std::function<bool(std::shared_ptr<const ProxyConfig>, std::string& error)>;
 
-  // `transport`: what the stream runs over (plain TCP; TLS next).
-  DiscoveryClient(net::EventLoop& loop, Apply apply,
-                  std::shared_ptr<net::TransportFactory> transport = net::PlainTransportFactory::shared());
+  // A new certificate was installed in the manager (the caller rebuilds its
+  // snapshot with it).
+  using CertificateInstalled = std::function<void()>;
+
+  // `certificates` (the caller's, on the same thread) is where the proxy's
+  // key, CSR and certificates live; it must outlive the client.
+  // `connect_over`, for tests only: every connection over it instead of TLS.
+  DiscoveryClient(net::EventLoop& loop, Apply apply, CertificateManager& certificates,
+                  CertificateInstalled installed,
+                  std::shared_ptr<net::TransportFactory> connect_over = nullptr);
   ~DiscoveryClient();
 
   // (Re)starts the stream with this bootstrap; keeps what the control plane
@@ -58,8 +73,18 @@ class DiscoveryClient final : public http::grpc::StreamCallbacks {
   void schedule_reconnect();
   void send_heartbeat();
   void send(const v1::ProxyMessage& message);
+  // The TLS client the next connection uses: with the proxy's certificate
+  // when it has a valid one, else with none, trusting the bootstrap bundle.
+  Result<std::shared_ptr<net::TransportFactory>> control_transport();
+  bool has_valid_certificate() const;
+  void on_certificate(const v1::Certificate& certificate);
+  void renew();
+  void arm_renewal();
 
   Apply apply_;
+  CertificateManager& certificates_;
+  CertificateInstalled installed_;
+  std::shared_ptr<net::TransportFactory> connect_over_;
   std::shared_ptr<const ProxyConfig> bootstrap_;
   http::grpc::StreamClient stream_;
   DynamicConfig dynamic_;
@@ -67,8 +92,10 @@ class DiscoveryClient final : public http::grpc::StreamCallbacks {
   FastRandom random_{FastRandom::os_seed()};
   Duration backoff_{};
   bool stopped_ = true;
+  bool renewal_outstanding_ = false;
   net::Timer reconnect_timer_;
   net::Timer heartbeat_timer_;
+  net::Timer renewal_timer_;
 };
 
 }  // namespace trellis::proxy

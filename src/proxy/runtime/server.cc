@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/spiffe.h"
 #include "common/text.h"
 #include "net/address.h"
 #include "proxy/observe/access_log.h"
@@ -101,7 +102,10 @@ bool Server::start() {
     workers_.push_back(std::make_unique<Worker>(i, snapshot_));
   }
   for (auto& w : workers_) w->start();
-  if (config->control_plane.enabled()) start_control_client();
+  if (config->control_plane.enabled() && !start_control_client(error)) {
+    spdlog::error("cannot start: control_plane: {}", error);
+    return false;
+  }
   spdlog::info("trellis-proxy ready: {} listener(s), {} cluster(s), {} worker(s), admin on {}",
                config->listeners.size(), config->clusters.size(), workers_.size(),
                config->admin.address.text);
@@ -163,7 +167,7 @@ void Server::reload() {
   }
   bootstrap_ = bootstrap;
   if (bootstrap_->control_plane.enabled()) {
-    start_control_client();
+    if (!start_control_client(error)) spdlog::error("control_plane: {}", error);
   } else if (control_) {
     control_->stop();
   }
@@ -217,14 +221,47 @@ void Server::check_credential_files() {
   spdlog::info("mtls: new certificate for {} in force, valid until {}", c.identity, format_utc(c.not_after));
 }
 
-void Server::start_control_client() {
+bool Server::start_control_client(std::string& error) {
+  const ControlPlaneConfig& cp = bootstrap_->control_plane;
+  auto identity = SpiffeId::make(cp.trust_domain, cp.namespace_, cp.service);
+  if (!identity) {
+    error = identity.error().message;
+    return false;
+  }
+  // A new identity (the file changed namespace or service) needs a new key:
+  // the old certificate stays in force until the new one arrives.
+  if (!certificates_ || certificates_->identity() != identity->to_string()) {
+    TlsProfile profile;
+    profile.control_alpn = {"h2"};
+    auto made = CertificateManager::create(*identity, random_, profile);
+    if (!made) {
+      error = made.error().message;
+      return false;
+    }
+    if (control_) control_->stop();
+    control_.reset();
+    certificates_ = std::make_unique<CertificateManager>(std::move(*made));
+  }
   if (!control_) {
     control_ = std::make_unique<DiscoveryClient>(
-        loop_, [this](std::shared_ptr<const ProxyConfig> c, std::string& e) {
+        loop_,
+        [this](std::shared_ptr<const ProxyConfig> c, std::string& e) {
           return apply_config(std::move(c), e);
-        });
+        },
+        *certificates_, [this] { certificate_installed(); });
   }
   control_->start(bootstrap_);
+  return true;
+}
+
+void Server::certificate_installed() {
+  const TlsCredentials& c = *certificates_->current();
+  builder_->set_mesh_tls({c.server, c.client, c.identity});
+  if (draining_) return;
+  std::string error;
+  // New handshakes use the new certificate; open connections keep theirs.
+  if (!apply_config(snapshot_->config, error))
+    spdlog::error("cannot put the new certificate in force: {}", error);
 }
 
 bool Server::apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error) {
@@ -317,6 +354,11 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
     if (draining_) {
       r.status = 503;
       r.body = "draining\n";
+    } else if (control_ && !certificates_->current()) {
+      // Without its certificate the sidecar can neither serve mTLS nor
+      // reach other sidecars.
+      r.status = 503;
+      r.body = "waiting for a certificate from the control plane\n";
     } else {
       r.body = "ready\n";
     }
@@ -337,6 +379,8 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
     r.body += "trellis_config_version " + std::to_string(snapshot_->version) + "\n";
     if (file_credentials_)
       r.body += render_certificate_metrics(file_credentials_->stats(), std::chrono::system_clock::now());
+    else if (certificates_)
+      r.body += render_certificate_metrics(certificates_->stats(), std::chrono::system_clock::now());
     if (control_) {
       const DiscoveryStatus& cs = control_->status();
       r.body +=

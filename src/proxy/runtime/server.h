@@ -17,6 +17,7 @@
 #include "proxy/runtime/snapshot.h"
 #include "proxy/runtime/snapshot_builder.h"
 #include "proxy/runtime/worker.h"
+#include "proxy/security/certificate_manager.h"
 #include "proxy/security/file_credentials.h"
 #include "proxy/upstream/endpoint_state.h"
 #include "proxy/upstream/health_checker.h"
@@ -49,7 +50,10 @@ class Server {
   void check_credential_files();
   std::string render_endpoint_health() const;
   void reload();
-  void start_control_client();  // creates it on first use; (re)connects with bootstrap_
+  // Creates it on first use; (re)connects with bootstrap_. False with
+  // `error` when no key can be made for the proxy's identity.
+  bool start_control_client(std::string& error);
+  void certificate_installed();
   void begin_drain();
   void check_drained();
   http::ApiResponse admin(std::string_view method, std::string_view path);
@@ -65,6 +69,8 @@ class Server {
   std::shared_ptr<const Snapshot> snapshot_;
   std::shared_ptr<const ProxyConfig> bootstrap_;  // the file's content
   std::unique_ptr<DiscoveryClient> control_;
+  // With a control plane: the proxy's own key and the certificates it issues.
+  std::unique_ptr<CertificateManager> certificates_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool draining_ = false;
   MonoTime drain_deadline_{};

@@ -168,4 +168,10 @@ CertificateStats FileCredentials::stats() const {
   return stats;
 }
 
+Result<std::string> read_credential_file(const std::string& path, const std::string& what, bool secret) {
+  FileText file(secret);
+  if (Result<bool> read = read_file(path, what, file); !read) return read.error();
+  return std::move(file.text);  // the caller owns the text now, and wipes it
+}
+
 }  // namespace trellis::proxy

@@ -86,4 +86,11 @@ class FileCredentials {
   uint64_t loads_failed_ = 0;
 };
 
+// A small file read whole, with the checks the credential files get: a
+// regular file of at most FileCredentials::kMaxFileBytes and, when `secret`
+// (a key, a join token), readable by its owner only. Errors name `what`
+// ("join token file /etc/trellis/token"), never the content; the caller
+// wipes a secret's text when done.
+Result<std::string> read_credential_file(const std::string& path, const std::string& what, bool secret);
+
 }  // namespace trellis::proxy

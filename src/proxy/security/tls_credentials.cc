@@ -137,6 +137,13 @@ Result<std::shared_ptr<const TlsCredentials>> build_tls_credentials(const Creden
   auto client = net::TlsContext::create(options);
   if (!client) return make_error("cannot build the client TLS context: " + client.error().message);
   credentials->client = std::move(*client);
+
+  if (!profile.control_alpn.empty()) {
+    options.alpn = profile.control_alpn;
+    auto control = net::TlsContext::create(options);
+    if (!control) return make_error("cannot build the control-plane TLS context: " + control.error().message);
+    credentials->control = std::move(*control);
+  }
   return std::shared_ptr<const TlsCredentials>(std::move(credentials));
 }
 

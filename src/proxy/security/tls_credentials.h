@@ -28,6 +28,9 @@ struct TlsProfile {
   // Whether the server context asks clients for a certificate. kRequired
   // between sidecars; a gateway facing clients outside the mesh may lower it.
   net::ClientCertificate client_certificate = net::ClientCertificate::kRequired;
+  // When set: also a client context offering these ALPN ids, for the
+  // proxy's stream to trellis-control (gRPC: "h2") with the same certificate.
+  std::vector<std::string> control_alpn;
 };
 
 struct TlsCredentials {
@@ -41,6 +44,8 @@ struct TlsCredentials {
   uint64_t generation = 0;
   std::shared_ptr<const net::TlsContext> server;
   std::shared_ptr<const net::TlsContext> client;
+  // Null unless the profile asked for it (TlsProfile::control_alpn).
+  std::shared_ptr<const net::TlsContext> control;
 };
 
 // What build_tls_credentials() checks, and the names its errors give each

@@ -1110,11 +1110,13 @@ TEST(MeshConfig, FieldsAreChecked) {
                     "spec.tracing.samplingPercent", "must be between 0 and 100");
   EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/mtls/modes", "STRICT"), "spec.mtls.modes",
                     "unknown field \"modes\" (did you mean \"mode\"?)");
-  EXPECT_ONLY_ERROR(
-      with(mesh_config(), "/spec/mtls/mode", "STRICT"), "spec.mtls.mode",
-      "STRICT is not available yet: sidecars configured by trellis-control do not get "
-      "certificates yet, so they cannot refuse plain text; leave PERMISSIVE (the default) until "
-      "they do (mTLS between sidecars configured from files: see the proxy's mtls section)");
+  EXPECT_VALID(with(mesh_config(), "/spec/mtls/mode", "STRICT"));
+  EXPECT_VALID(with(mesh_config(), "/spec/mtls/certificateLifetime", "1m"));
+  EXPECT_VALID(with(mesh_config(), "/spec/mtls/certificateLifetime", "168h"));
+  EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/mtls/certificateLifetime", "30s"),
+                    "spec.mtls.certificateLifetime", "must be from 1m to 168h");
+  EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/mtls/certificateLifetime", "169h"),
+                    "spec.mtls.certificateLifetime", "must be from 1m to 168h");
   EXPECT_VALID(with(mesh_config(), "/spec/authorization/defaultAction", "DENY"));
   EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/authorization/defaultAction", "deny"),
                     "spec.authorization.defaultAction",

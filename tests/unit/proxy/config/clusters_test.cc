@@ -284,7 +284,8 @@ TEST(ConfigClustersTest, ProxyZone) {
   EXPECT_TRUE(load("").config.zone.empty());
 
   const std::string control_plane =
-      "control_plane:\n  address: 127.0.0.1:15010\n  node: { service: web, zone: z1 }\n";
+      "control_plane:\n  address: 127.0.0.1:15010\n  node: { service: web, zone: z1 }\n"
+      "  trust_bundle: /etc/trellis/trust-bundle.pem\n  join_token_file: /etc/trellis/join-token\n";
   ConfigLoad from_node = load(control_plane);
   ASSERT_TRUE(from_node.ok()) << all_errors(from_node);
   EXPECT_EQ(from_node.config.zone, "z1");

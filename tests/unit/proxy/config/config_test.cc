@@ -531,6 +531,36 @@ TEST(ConfigTest, AccessLogPathMustNotBeEmpty) {
                       "must not be empty (leave out access_log to turn logging off)");
 }
 
+// A sidecar trusts the control plane through its bundle and proves who it is
+// with a join token: neither has a default, and its certificate comes from
+// the control plane, never from mtls files beside it.
+TEST(ConfigTest, ControlPlaneNeedsItsTrustAndCredentials) {
+  const std::string head =
+      "control_plane:\n  address: 127.0.0.1:15010\n  node: { service: web, namespace: shop }\n";
+  const std::string files =
+      "  trust_bundle: /etc/trellis/bundle.pem\n  join_token_file: /etc/trellis/token\n";
+  ConfigLoad good = load(head + files);
+  ASSERT_TRUE(good.ok()) << good.errors[0].to_string();
+  EXPECT_EQ(good.config.control_plane.identity(), "spiffe://cluster.local/ns/shop/sa/web");
+  ConfigLoad domain = load(head + files + "  trust_domain: example.org\n");
+  ASSERT_TRUE(domain.ok());
+  EXPECT_EQ(domain.config.control_plane.identity(), "spiffe://example.org/ns/shop/sa/web");
+
+  ConfigLoad missing = load(head);
+  ASSERT_EQ(missing.errors.size(), 2u);
+  EXPECT_EQ(missing.errors[0].path, "control_plane.trust_bundle");
+  EXPECT_EQ(missing.errors[1].path, "control_plane.join_token_file");
+  expect_single_error(load(head + files + "  trust_domain: Example.org\n"), 6, 17,
+                      "control_plane.trust_domain",
+                      "the trust domain \"Example.org\" has the character 'E': use lower-case letters, "
+                      "digits, '.', '-' and '_'");
+  ConfigLoad both =
+      load(head + files + "mtls: { certificate_chain: a.pem, private_key: k.pem, trust_bundle: b.pem }\n");
+  ASSERT_FALSE(both.ok());
+  EXPECT_EQ(both.errors[0].path, "mtls");
+  EXPECT_NE(both.errors[0].message.find("gets its certificate from the control plane"), std::string::npos);
+}
+
 TEST(ConfigTest, ReportsEveryErrorInFileOrder) {
   ConfigLoad result = load(yaml(R"(
 admin:

@@ -24,7 +24,9 @@ std::shared_ptr<const ProxyConfig> bootstrap() {
   ConfigLoad load = load_config_text(
       "control_plane:\n"
       "  address: 10.9.0.1:15010\n"
-      "  node: { id: web-1, service: web }\n",
+      "  node: { id: web-1, service: web }\n"
+      "  trust_bundle: /nonexistent/trust-bundle.pem\n"
+      "  join_token_file: /nonexistent/join-token\n",
       "test.yaml");
   EXPECT_TRUE(load.ok()) << (load.errors.empty() ? "" : load.errors[0].to_string());
   return std::make_shared<const ProxyConfig>(std::move(load.config));
@@ -34,13 +36,21 @@ class DiscoveryClientTest : public ::testing::Test {
  protected:
   DiscoveryClientTest()
       : network_(std::make_shared<testing::FakeNetwork>()),
+        certificates_(make_certificates(random_)),
         client_(
             loop_,
             [this](std::shared_ptr<const ProxyConfig>, std::string&) {
               ++applied_;
               return true;
             },
-            network_) {}
+            certificates_, [] {}, network_) {}
+
+  static CertificateManager make_certificates(Random& random) {
+    auto made =
+        CertificateManager::create(*SpiffeId::parse("spiffe://cluster.local/ns/default/sa/web"), random);
+    EXPECT_TRUE(made.ok());
+    return std::move(*made);
+  }
 
   // Starts the client, then steps through `d`: the times at which it tried
   // to connect to the control plane.
@@ -65,6 +75,8 @@ class DiscoveryClientTest : public ::testing::Test {
   net::EventLoop loop_{clock_};
   MonoTime start_ = clock_.now();
   std::shared_ptr<testing::FakeNetwork> network_;
+  FastRandom random_{42};
+  CertificateManager certificates_;
   std::vector<testing::FakePeer> pending_;
   int applied_ = 0;
   int seen_ = 0;
