@@ -59,12 +59,17 @@ export TRELLIS_TOKEN_FILE="$RUN/control/admin-token"
 echo "== applying the sample resources (examples/demo/mesh.yaml)"
 "$BIN/cli/trellis" apply -f examples/demo/mesh.yaml | sed 's/^/  /'
 
-echo "== four sidecars, configured by the control plane"
+echo "== four sidecars, each joining with a token for its own identity and getting its certificate"
 for svc in productpage details reviews-v1 reviews-v2; do
+  # A join token binds the sidecar to its namespace and service account.
+  (umask 077 && "$BIN/cli/trellis" token create -n default --service-account "$svc" --ttl 1h \
+    >"$RUN/$svc.token" 2>/dev/null)
   {
     echo "admin: { address: 127.0.0.1:${ADMIN[$svc]} }"
     echo "control_plane:"
     echo "  address: $CONTROL_GRPC"
+    echo "  trust_bundle: $RUN/control/trust-bundle.pem"
+    echo "  join_token_file: $RUN/$svc.token"
     echo "  node: { id: $svc-1, service: $svc }"
     echo "  instance: { address: 127.0.0.1:${INBOUND[$svc]}, app_address: 127.0.0.1:${APP[$svc]}, ttl: 10s }"
     if [[ $svc == productpage ]]; then
@@ -89,6 +94,15 @@ printf '  GET http://reviews/reviews/0 (x-canary: v2) -> %s\n' \
   "$(curl -s -H "Host: reviews" -H "x-canary: v2" "http://$OUTBOUND/reviews/0")"
 denied=$(curl -s -X DELETE -H "Host: details" "http://$OUTBOUND/details/0" -w '%{http_code}')
 printf '  DELETE http://details/details/0  -> %s %s' "${denied: -3}" "${denied%???}"
+
+echo "== mutual TLS between the sidecars (MeshConfig mtls.mode: STRICT)"
+ready=$(curl -s "http://127.0.0.1:${ADMIN[details]}/stats" | grep -E '^trellis_certificate_expiry_seconds' || true)
+echo "  details' certificate: spiffe://cluster.local/ns/default/sa/details, ${ready##* } s to expiry (renewed at half-life)"
+if curl -s --max-time 2 -H "Host: details" "http://127.0.0.1:${INBOUND[details]}/details/0" >/dev/null; then
+  echo "  plain text to details' sidecar (127.0.0.1:${INBOUND[details]}) was answered: STRICT is not in force" >&2
+  exit 1
+fi
+echo "  plain text straight to details' sidecar (127.0.0.1:${INBOUND[details]}) -> refused (no certificate)"
 
 echo "== canary split: 1,000 requests to reviews (configured 90% v1, 10% v2)"
 for _ in $(seq 1000); do echo "url = \"http://$OUTBOUND/reviews/0\""; echo 'header = "Host: reviews"'; done |

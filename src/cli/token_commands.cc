@@ -75,7 +75,15 @@ std::string summary(const Json& token) {
 int run_create(const CreateFlags& flags) {
   std::optional<ApiClient> client = make_client("token create", flags.connection);
   if (!client) return kExitUsage;
-  Json body{{"kind", flags.kind}};
+  std::string kind = flags.kind;
+  if (kind.empty()) {
+    if (flags.service_account.empty()) {
+      print_error("token create", "--kind is required (admin, read-only or join)");
+      return kExitUsage;
+    }
+    kind = "join";
+  }
+  Json body{{"kind", kind}};
   if (!flags.namespace_.empty()) body["namespace"] = flags.namespace_;
   if (!flags.service_account.empty()) body["serviceAccount"] = flags.service_account;
   if (!flags.ttl.empty()) body["ttl"] = flags.ttl;
@@ -142,8 +150,7 @@ std::function<int()> add_token_command(CLI::App& app) {
 
   auto create_flags = std::make_shared<CreateFlags>();
   CLI::App* create = token->add_subcommand("create", "Create a token; prints its secret, once");
-  create->add_option("--kind", create_flags->kind, "admin, read-only or join")
-      ->required()
+  create->add_option("--kind", create_flags->kind, "admin, read-only or join (default: join with --service-account)")
       ->check(CLI::IsMember({"admin", "read-only", "join"}));
   create->add_option("-n,--namespace", create_flags->namespace_, "join: the namespace the sidecar joins");
   create->add_option("--service-account", create_flags->service_account,
