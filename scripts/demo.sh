@@ -47,11 +47,14 @@ sed -e "s/PORT_PRODUCTPAGE/${APP[productpage]}/" -e "s/PORT_DETAILS/${APP[detail
     examples/demo/nginx.conf >"$RUN/nginx/nginx.conf"
 nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -g 'daemon on;'
 
-echo "== trellis-control (proxies on $CONTROL_GRPC, API on $TRELLIS_SERVER)"
+echo "== trellis-control: the mesh CA, proxies on $CONTROL_GRPC, API on https://$TRELLIS_SERVER"
 "$BIN/trellis-control" --data-dir "$RUN/control" --grpc-address "$CONTROL_GRPC" \
   --http-address "$TRELLIS_SERVER" >"$RUN/control.log" 2>&1 &
 PIDS+=($!)
-wait_for trellis-control curl -fs "http://$TRELLIS_SERVER/healthz"
+# The API is served over TLS with a certificate from the mesh CA: clients
+# check it against the trust bundle trellis-control wrote.
+export TRELLIS_CA_FILE="$RUN/control/trust-bundle.pem"
+wait_for trellis-control curl -fs --cacert "$TRELLIS_CA_FILE" "https://$TRELLIS_SERVER/healthz"
 # The API needs a token: the CLI takes the admin token trellis-control wrote
 # at its first start (readable by this user only).
 export TRELLIS_TOKEN_FILE="$RUN/control/admin-token"

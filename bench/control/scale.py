@@ -33,6 +33,7 @@ import resource
 import shlex
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -142,10 +143,12 @@ def machine() -> dict[str, object]:
 class Api:
     """The JSON API over one keep-alive connection, with the admin token."""
 
-    def __init__(self, port: int, token: str):
+    def __init__(self, port: int, token: str, cafile: Path):
         self.port = port
         self.token = token
-        self.conn: http.client.HTTPConnection | None = None
+        # The API is served over TLS with a certificate from the mesh CA.
+        self.tls = ssl.create_default_context(cafile=str(cafile))
+        self.conn: http.client.HTTPSConnection | None = None
 
     def call(self, method: str, path: str, body: object | None = None) -> tuple[int, object]:
         data = None if body is None else json.dumps(body).encode()
@@ -154,7 +157,7 @@ class Api:
             headers["Content-Type"] = "application/json"
         for attempt in (0, 1):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+                self.conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=120, context=self.tls)
             try:
                 self.conn.request(method, path, body=data, headers=headers)
                 resp = self.conn.getresponse()
@@ -202,6 +205,7 @@ class Control:
                 time.sleep(0.05)
         # Written at the first start, before the API listens.
         self.token = (workdir / "data" / "admin-token").read_text().strip()
+        self.cafile = workdir / "data" / "trust-bundle.pem"
 
     def memory(self) -> dict[str, int]:
         return proc_status_kib(self.pid)
@@ -304,13 +308,14 @@ class MemorySampler(threading.Thread):
 # ---- the phases -------------------------------------------------------------------
 
 
-def register_all(port: int, token: str, services: int, per_service: int, connections: int = 4) -> float:
+def register_all(port: int, token: str, cafile: Path, services: int, per_service: int,
+                 connections: int = 4) -> float:
     """Registers every instance over a few keep-alive connections; returns seconds taken."""
     jobs = [(j, i) for j in range(services) for i in range(per_service)]
     errors: list[str] = []
 
     def worker(part: list[tuple[int, int]]) -> None:
-        api = Api(port, token)
+        api = Api(port, token, cafile)
         try:
             for j, i in part:
                 status, body = api.call("POST", "/v1/registry/instances", {
@@ -642,7 +647,7 @@ def main(argv: list[str]) -> int:
     run_start = time.monotonic()
     try:
         control = Control(control_bin, workdir)
-        api = Api(control.http_port, control.token)
+        api = Api(control.http_port, control.token, control.cafile)
         sampler = MemorySampler(control.pid)
         sampler.start()
 
@@ -650,7 +655,7 @@ def main(argv: list[str]) -> int:
         print(f"registering {total:,} instances ...", file=sys.stderr)
         sampler.phase = "registration"
         cpu0 = control.cpu()
-        register_s = register_all(control.http_port, control.token, args.services, args.instances)
+        register_s = register_all(control.http_port, control.token, control.cafile, args.services, args.instances)
         status, body = api.call("GET", "/v1/registry/services")
         live = sum(s["instances"] for s in body["services"]) if status == 200 else -1
         if live != total:

@@ -10,6 +10,9 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "common/unique_fd.h"
 #include "http/http1/response_reader.h"
@@ -39,6 +42,86 @@ std::string seconds_text(std::chrono::milliseconds d) {
   return d.count() % 1000 == 0 ? fmt::format("{}s", d.count() / 1000) : fmt::format("{}ms", d.count());
 }
 
+std::string openssl_reason() {
+  unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "the connection was closed";
+  const char* reason = ERR_reason_error_string(e);
+  return reason != nullptr ? reason : "unknown TLS error";
+}
+
+// One TLS connection over a non-blocking socket, used as if it blocked:
+// every call waits (poll) for what OpenSSL asks for, until the deadline.
+class BlockingTls {
+ public:
+  BlockingTls(SSL* ssl, int fd, Clock::time_point deadline) : ssl_(ssl), fd_(fd), deadline_(deadline) {}
+  ~BlockingTls() { SSL_free(ssl_); }
+  BlockingTls(const BlockingTls&) = delete;
+  BlockingTls& operator=(const BlockingTls&) = delete;
+
+  // 1 done, 0 deadline passed, -1 failed (error() says why).
+  int handshake() {
+    return run([this] { return SSL_connect(ssl_); });
+  }
+  int write_all(std::string_view data) {
+    while (!data.empty()) {
+      size_t written = 0;
+      int r = run([&] { return SSL_write_ex(ssl_, data.data(), data.size(), &written); });
+      if (r <= 0) return r;
+      data.remove_prefix(written);
+    }
+    return 1;
+  }
+  // Bytes read; 0 at the end of the stream; -1 failed; -2 deadline passed.
+  ssize_t read(char* out, size_t size) {
+    size_t got = 0;
+    int r = run([&] { return SSL_read_ex(ssl_, out, size, &got); }, /*eof_ok=*/true);
+    if (r == 0) return -2;
+    if (r < 0) return eof_ ? 0 : -1;
+    return static_cast<ssize_t>(got);
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  template <class Op>
+  int run(Op op, bool eof_ok = false) {
+    for (;;) {
+      int r = op();
+      if (r == 1) return 1;
+      int e = SSL_get_error(ssl_, r);
+      short events = 0;
+      if (e == SSL_ERROR_WANT_READ) {
+        events = POLLIN;
+      } else if (e == SSL_ERROR_WANT_WRITE) {
+        events = POLLOUT;
+      } else if (eof_ok && (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))) {
+        // A server that closes without close_notify after a complete
+        // response is fine: the response's framing says whether it was.
+        eof_ = true;
+        return -1;
+      } else {
+        long verify = SSL_get_verify_result(ssl_);
+        error_ = verify != X509_V_OK ? std::string("its certificate was refused: ") +
+                                           X509_verify_cert_error_string(verify)
+                                     : openssl_reason();
+        return -1;
+      }
+      int ready = wait_for(fd_, events, deadline_);
+      if (ready == 0) return 0;
+      if (ready < 0) {
+        error_ = std::strerror(errno);
+        return -1;
+      }
+    }
+  }
+
+  SSL* ssl_;
+  int fd_;
+  Clock::time_point deadline_;
+  std::string error_;
+  bool eof_ = false;
+};
+
 }  // namespace
 
 std::string default_server() {
@@ -48,7 +131,9 @@ std::string default_server() {
 
 Result<net::SocketAddress> parse_server_address(std::string_view text) {
   std::string_view t = text;
-  if (t.substr(0, 7) == "http://") t.remove_prefix(7);
+  if (t.substr(0, 7) == "http://")
+    return Error{"the API is served over TLS only: write https://IP:PORT or IP:PORT"};
+  if (t.substr(0, 8) == "https://") t.remove_prefix(8);
   if (size_t slash = t.find('/'); slash != std::string_view::npos) {
     // Only a bare trailing "/" is harmless; a path would be silently ignored.
     if (t.substr(slash) != "/") return Error{"must be IP:PORT, without a path"};
@@ -72,6 +157,18 @@ std::string ApiReply::error() const {
 ApiClient::ApiClient(net::SocketAddress server, std::chrono::milliseconds timeout)
     : server_(std::move(server)), timeout_(timeout) {}
 
+Result<bool> ApiClient::set_trust_bundle(const std::string& pem) {
+  net::TlsContextOptions options;
+  options.role = net::TlsRole::kClient;
+  options.trust_bundle_pem = pem;
+  options.allow_tls12 = true;
+  options.alpn = {"http/1.1"};
+  auto context = net::TlsContext::create(options);
+  if (!context) return context.error();
+  tls_ = std::move(*context);
+  return true;
+}
+
 Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view target, std::string_view body,
                                      std::string_view content_type) const {
   const Clock::time_point deadline = Clock::now() + timeout_;
@@ -91,6 +188,24 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
     if (err != 0) return Error{"cannot reach " + where + ": " + sys_error(err)};
   }
 
+  if (!tls_) return Error{"no trust bundle to check " + where + "'s certificate with"};
+  SSL* ssl = SSL_new(tls_->native());
+  if (ssl == nullptr || SSL_set_fd(ssl, fd.get()) != 1) {
+    SSL_free(ssl);
+    return Error{"cannot start TLS: " + openssl_reason()};
+  }
+  BlockingTls tls(ssl, fd.get(), deadline);
+  // The certificate must name the address we dialled (trellis-control puts
+  // its listen addresses, 127.0.0.1, ::1 and localhost in it).
+  std::string ip = server_.text.substr(0, server_.text.rfind(':'));
+  if (!ip.empty() && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+  if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip.c_str()) != 1)
+    return Error{"cannot check " + where + "'s certificate against its address " + ip};
+  if (int r = tls.handshake(); r <= 0) {
+    return Error{r == 0 ? where + ": no TLS handshake within " + seconds_text(timeout_)
+                        : "TLS with " + where + " failed: " + tls.error()};
+  }
+
   std::string request = fmt::format(
       "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: trellis-cli\r\n"
       "Accept: application/json\r\nConnection: close\r\n",
@@ -101,19 +216,9 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
   }
   request += "\r\n";
   request.append(body);
-  for (size_t sent = 0; sent < request.size();) {
-    ssize_t n = ::send(fd.get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      return Error{"lost the connection to " + where + " while sending: " + sys_error(errno)};
-    }
-    if (wait_for(fd.get(), POLLOUT, deadline) <= 0) {
-      return Error{where + " did not take the request within " + seconds_text(timeout_)};
-    }
+  if (int r = tls.write_all(request); r <= 0) {
+    return Error{r == 0 ? where + " did not take the request within " + seconds_text(timeout_)
+                        : "lost the connection to " + where + " while sending: " + tls.error()};
   }
 
   http::http1::ResponseReader reader;
@@ -122,10 +227,8 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
   const std::string malformed = where + " sent a malformed response: ";
   const std::string cut_short = "lost the connection to " + where + " in the middle of its response";
   for (;;) {
-    int ready = wait_for(fd.get(), POLLIN, deadline);
-    if (ready == 0) return Error{where + " did not answer within " + seconds_text(timeout_)};
-    if (ready < 0) return Error{"lost the connection to " + where + ": " + sys_error(errno)};
-    ssize_t n = ::recv(fd.get(), in.prepare(16384), 16384, 0);
+    ssize_t n = tls.read(in.prepare(16384), 16384);
+    if (n == -2) return Error{where + " did not answer within " + seconds_text(timeout_)};
     http::http1::ResponseReader::Status status;
     if (n > 0) {
       in.commit(static_cast<size_t>(n));
@@ -135,10 +238,8 @@ Result<HttpResponse> ApiClient::send(std::string_view method, std::string_view t
         return Error{where + " closed the connection without answering"};
       status = reader.on_eof();
       if (status == http::http1::ResponseReader::Status::kError) return Error{cut_short};
-    } else if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
-      continue;
     } else {
-      return Error{"lost the connection to " + where + ": " + sys_error(errno)};
+      return Error{"lost the connection to " + where + ": " + tls.error()};
     }
     if (status == http::http1::ResponseReader::Status::kError) return Error{malformed + reader.error()};
     if (status == http::http1::ResponseReader::Status::kComplete)

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -12,6 +13,7 @@
 #include "cli/yaml_json.h"
 #include "common/result.h"
 #include "net/address.h"
+#include "net/tls_context.h"
 
 namespace trellis::cli {
 
@@ -20,8 +22,9 @@ inline constexpr std::string_view kDefaultServer = "127.0.0.1:15011";
 // --server when given, else $TRELLIS_SERVER, else kDefaultServer.
 std::string default_server();
 
-// "IP:PORT", "[IPv6]:PORT" or "localhost:PORT", optionally after "http://"
-// and before a "/"; an error message when malformed.
+// "IP:PORT", "[IPv6]:PORT" or "localhost:PORT", optionally after "https://"
+// and before a "/"; an error message when malformed (or "http://": the API
+// is served over TLS only).
 Result<net::SocketAddress> parse_server_address(std::string_view text);
 
 struct HttpResponse {
@@ -47,6 +50,9 @@ class ApiClient {
   const std::string& server() const { return server_.text; }
   // Sent as "Authorization: Bearer <token>" with every request when not empty.
   void set_credential(Credential credential) { credential_ = std::move(credential); }
+  // The roots the server's certificate must chain to; the certificate must
+  // also name the server's IP address. Needed before send().
+  Result<bool> set_trust_bundle(const std::string& pem);
 
   // Sends one request and reads the whole response (Content-Length, chunked,
   // or until the server closes). Errors read like "cannot reach
@@ -62,6 +68,7 @@ class ApiClient {
   net::SocketAddress server_;
   std::chrono::milliseconds timeout_;
   Credential credential_;
+  std::shared_ptr<const net::TlsContext> tls_;
 };
 
 // Percent-encodes one path segment or query value: names come from the

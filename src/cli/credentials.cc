@@ -66,4 +66,41 @@ Result<Credential> find_credential(const std::string& token_file) {
   return Credential{};
 }
 
+namespace {
+
+std::string default_ca_file() {
+  const char* config = std::getenv("XDG_CONFIG_HOME");
+  if (config != nullptr && *config == '/') return std::string(config) + "/trellis/ca.pem";
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && *home != '\0') return std::string(home) + "/.config/trellis/ca.pem";
+  return "";
+}
+
+Result<TrustBundle> read_bundle(const std::string& path, const std::string& source) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{"cannot read the trust bundle " + source + ": " + std::strerror(errno)};
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (text.str().size() > (1u << 20)) return Error{source + " is too large for a trust bundle"};
+  if (text.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+    return Error{source + " holds no PEM certificate: it must be trellis-control's trust-bundle.pem"};
+  return TrustBundle{text.str(), source};
+}
+
+}  // namespace
+
+Result<TrustBundle> find_trust_bundle(const std::string& ca_file) {
+  if (!ca_file.empty()) return read_bundle(ca_file, "--ca-file " + ca_file);
+  if (const char* env = std::getenv("TRELLIS_CA_FILE"); env != nullptr && *env != '\0')
+    return read_bundle(env, std::string("TRELLIS_CA_FILE=") + env);
+  std::string fallback = default_ca_file();
+  std::error_code ec;
+  if (!fallback.empty() && std::filesystem::exists(fallback, ec)) return read_bundle(fallback, fallback);
+  return Error{
+      "trellis-control serves its API over TLS, and its certificate is checked against the mesh's trust "
+      "bundle: pass --ca-file PATH, or set TRELLIS_CA_FILE, or copy it to " +
+      (fallback.empty() ? std::string("~/.config/trellis/ca.pem") : fallback) +
+      " (trellis-control wrote it to trust-bundle.pem in its --data-dir)"};
+}
+
 }  // namespace trellis::cli

@@ -24,4 +24,15 @@ Result<Credential> find_credential(const std::string& token_file);
 // The default file, for messages: "~/.config/trellis/token" spelled out.
 std::string default_token_file();
 
+// The roots the API server's certificate must chain to (trellis-control's
+// <data-dir>/trust-bundle.pem), as PEM: the file `ca_file` names (the
+// --ca-file flag, when not empty), else the file $TRELLIS_CA_FILE names,
+// else $XDG_CONFIG_HOME/trellis/ca.pem (~/.config/trellis/ca.pem). None
+// found is an error saying where to put it: the API is served over TLS only.
+struct TrustBundle {
+  std::string pem;
+  std::string source;  // for messages
+};
+Result<TrustBundle> find_trust_bundle(const std::string& ca_file);
+
 }  // namespace trellis::cli

@@ -66,6 +66,9 @@ void add_connection_options(CLI::App& command, ConnectionFlags& flags) {
       "--token-file", flags.token_file,
       "A file holding the API token (default: $TRELLIS_TOKEN, else the file $TRELLIS_TOKEN_FILE "
       "names, else ~/.config/trellis/token)");
+  command.add_option("--ca-file", flags.ca_file,
+                     "trellis-control's trust-bundle.pem, to check its certificate (default: the file "
+                     "$TRELLIS_CA_FILE names, else ~/.config/trellis/ca.pem)");
 }
 
 std::optional<ApiClient> make_client(std::string_view command, const ConnectionFlags& flags) {
@@ -79,8 +82,17 @@ std::optional<ApiClient> make_client(std::string_view command, const ConnectionF
     print_error(command, credential.error().message);
     return std::nullopt;
   }
+  Result<TrustBundle> bundle = find_trust_bundle(flags.ca_file);
+  if (!bundle.ok()) {
+    print_error(command, bundle.error().message);
+    return std::nullopt;
+  }
   ApiClient client(*address);
   client.set_credential(std::move(*credential));
+  if (Result<bool> trusted = client.set_trust_bundle(bundle->pem); !trusted.ok()) {
+    print_error(command, bundle->source + ": " + trusted.error().message);
+    return std::nullopt;
+  }
   return client;
 }
 

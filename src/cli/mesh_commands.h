@@ -57,9 +57,10 @@ std::string json_string(const Json& object, const char* key);
 struct ConnectionFlags {
   std::string server;      // starts at default_server()
   std::string token_file;  // --token-file; empty: see find_credential()
+  std::string ca_file;     // --ca-file; empty: see find_trust_bundle()
 };
 
-// Adds --server and --token-file to a subcommand.
+// Adds --server, --token-file and --ca-file to a subcommand.
 void add_connection_options(CLI::App& command, ConnectionFlags& flags);
 
 // The client for --server with the token (find_credential), or nullopt

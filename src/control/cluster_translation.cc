@@ -215,7 +215,7 @@ v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
   // Instances a sidecar registered are reached over mTLS, verifying that the
   // server is that service's sidecar; others (registered through the API,
   // with no sidecar) in plain text.
-  bool mesh_tls = mesh_tls_mode(mesh) != MeshTlsMode::kDisable && !mesh.trust_domain.empty();
+  bool mesh_tls = service_tls_mode(mesh, ref.service) != MeshTlsMode::kDisable && !mesh.trust_domain.empty();
   for (const Instance* i : live) {
     v1::Endpoint* e = c.add_endpoints();
     e->set_address(i->address);

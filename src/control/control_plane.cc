@@ -11,6 +11,8 @@
 #include "control/ca/files.h"
 #include "control/resource.h"
 #include "net/address.h"
+#include "net/tls_context.h"
+#include "net/tls_transport.h"
 
 namespace trellis::control {
 namespace {
@@ -257,6 +259,23 @@ Result<bool> ControlPlane::write_server_credentials() {
   auto chain =
       write_file_atomically((dir / kServerCertificateFile).string(), c.certificate_pem + c.chain_pem, 0644);
   if (!chain) return chain;
+  // The JSON API serves the same certificate. Clients are people and tools
+  // (the CLI, curl, scripts) authenticated by bearer tokens: no client
+  // certificate is asked for, and TLS 1.2 is allowed (ECDHE and AEAD only).
+  net::TlsContextOptions api;
+  api.role = net::TlsRole::kServer;
+  api.certificate_chain_pem = c.certificate_pem + c.chain_pem;
+  api.private_key_pem = wipe.view();
+  api.client_certificate = net::ClientCertificate::kNone;
+  api.allow_tls12 = true;
+  api.alpn = {"http/1.1"};
+  auto context = net::TlsContext::create(api);
+  SecretText wipe_copy(std::move(api.private_key_pem));
+  if (!context) return Error{"API TLS context: " + context.error().message};
+  auto factory = net::TlsTransportFactory::server(std::move(*context));
+  if (!factory) return Error{"API TLS: " + factory.error().message};
+  api_transport_ = std::move(*factory);
+  if (api_transport_listener_) api_transport_listener_(api_transport_);
   server_renew_at_ = c.not_before + (c.not_after - c.not_before) / 2;
   spdlog::info("serving certificate {} for the API and the proxies' stream, valid until {}", c.serial,
                format_utc(to_ms(c.not_after)));

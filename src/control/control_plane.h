@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "control/tokens.h"
 #include "http/api_server.h"
 #include "net/event_loop.h"
+#include "net/transport.h"
 
 namespace trellis::control {
 
@@ -65,6 +67,13 @@ class ControlPlane final : public PushSource {
   static std::vector<std::string> api_methods() { return {"GET", "HEAD", "POST", "PUT", "DELETE"}; }
   void shutdown();
   const CertificateAuthority& ca() const { return *ca_; }
+  // What the JSON API is served over: TLS with the serving certificate.
+  // `listener` hears of each new one (the certificate renewed), on the
+  // main loop.
+  std::shared_ptr<net::TransportFactory> api_transport() const { return api_transport_; }
+  void on_api_transport(std::function<void(std::shared_ptr<net::TransportFactory>)> listener) {
+    api_transport_listener_ = std::move(listener);
+  }
 
   // PushSource
   MeshView mesh_view() override;
@@ -114,6 +123,8 @@ class ControlPlane final : public PushSource {
   std::unique_ptr<CertificateAuthority> ca_;  // rotation steps under mu_
   ControlPlaneOptions options_;
   SystemTime server_renew_at_{};
+  std::shared_ptr<net::TransportFactory> api_transport_;
+  std::function<void(std::shared_ptr<net::TransportFactory>)> api_transport_listener_;
   PushServer push_;
   int grpc_port_ = 0;
   std::atomic<bool> push_pending_{false};

@@ -137,14 +137,17 @@ int main(int argc, char** argv) {
   trellis::http::ApiServerOptions api_options;
   api_options.host_names = api_hosts;
   api_options.methods = trellis::control::ControlPlane::api_methods();
+  api_options.transport = (*cp)->api_transport();
   trellis::http::ApiServer api(
       loop, [&](const trellis::http::ApiRequest& r) { return (*cp)->handle(r); }, api_options);
   if (!api.listen(http, error)) {
     spdlog::error("cannot start the API: {}", error);
     return 1;
   }
-  spdlog::info("trellis-control ready: proxies on {}, API on {}, data in {}", options.grpc_address,
-               options.http_address, options.data_dir);
+  (*cp)->on_api_transport([&api](std::shared_ptr<trellis::net::TransportFactory> t) { api.set_transport(std::move(t)); });
+  spdlog::info("trellis-control ready: proxies on {} (TLS), API on https://{} (TLS; clients trust {}/{}), data in {}",
+               options.grpc_address, options.http_address, options.data_dir,
+               trellis::control::kTrustBundleFile, options.data_dir);
   loop.run();
   (*cp)->shutdown();
   spdlog::info("trellis-control stopped");

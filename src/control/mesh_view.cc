@@ -107,6 +107,18 @@ MeshTlsMode mesh_tls_mode(const MeshView& mesh) {
   return MeshTlsMode::kPermissive;
 }
 
+MeshTlsMode service_tls_mode(const MeshView& mesh, const ServiceRef& service) {
+  if (const Resource* policy = destination_policy_for(mesh, service)) {
+    if (const Json* mtls = map_at(policy->spec, "mtls")) {
+      std::string mode = string_at(*mtls, "mode");
+      if (mode == "STRICT") return MeshTlsMode::kStrict;
+      if (mode == "PERMISSIVE") return MeshTlsMode::kPermissive;
+      if (mode == "DISABLE") return MeshTlsMode::kDisable;
+    }
+  }
+  return mesh_tls_mode(mesh);
+}
+
 std::string service_identity(const MeshView& mesh, const std::string& service,
                              const std::string& namespace_) {
   return "spiffe://" + mesh.trust_domain + "/ns/" + namespace_ + "/sa/" + service;

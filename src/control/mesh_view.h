@@ -85,6 +85,8 @@ uint32_t default_request_timeout_ms(const MeshView& mesh);
 enum class MeshTlsMode { kStrict, kPermissive, kDisable };
 // spec.mtls.mode of the MeshConfig, else PERMISSIVE.
 MeshTlsMode mesh_tls_mode(const MeshView& mesh);
+// spec.mtls.mode of the service's DestinationPolicy, else the mesh's.
+MeshTlsMode service_tls_mode(const MeshView& mesh, const ServiceRef& service);
 // The identity sidecars of `service` run as, under mesh.trust_domain:
 // "spiffe://<trust domain>/ns/<namespace>/sa/<service>".
 std::string service_identity(const MeshView& mesh, const std::string& service, const std::string& namespace_);

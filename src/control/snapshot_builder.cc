@@ -72,7 +72,7 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     in->set_name(kInbound);
     in->set_address(hello.instance().address());
     in->set_protocol(v1::Listener::HTTP);
-    switch (mesh_tls_mode(mesh)) {
+    switch (service_tls_mode(mesh, {hello.node().service(), node_namespace(hello)})) {
       case MeshTlsMode::kStrict:
         in->mutable_tls()->set_mode(v1::ListenerTls::STRICT);
         break;

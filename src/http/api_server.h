@@ -127,6 +127,9 @@ class ApiServer final : public net::IoHandler {
   bool listen(const net::SocketAddress& address, std::string& error);
   // The address bound (the actual port when listen() was given port 0).
   const net::SocketAddress& address() const { return address_; }
+  // Connections accepted from now on use `transport` (a renewed serving
+  // certificate); open ones keep theirs.
+  void set_transport(std::shared_ptr<net::TransportFactory> transport) { transport_ = std::move(transport); }
   void on_io(uint32_t events) override;
 
  private:

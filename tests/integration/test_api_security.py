@@ -8,6 +8,7 @@ test_admin.py."""
 import http.client
 import json
 import os
+import ssl
 import stat
 
 import pytest
@@ -17,10 +18,12 @@ from harness import CONTROL_BIN, LOCALHOST, run, tail
 INSTANCE = {"service": "reviews", "address": "10.0.0.7:9080"}
 
 
-def raw(port: int, method: str, path: str, headers: dict | None = None,
+def raw(control, method: str, path: str, headers: dict | None = None,
         body: bytes | str | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One request with exactly these fields (Host too, when given)."""
-    conn = http.client.HTTPConnection(LOCALHOST, port, timeout=5)
+    """One request to the API (over TLS, checking its certificate) with
+    exactly these fields (Host too, when given)."""
+    tls = ssl.create_default_context(cafile=str(control.trust_bundle))
+    conn = http.client.HTTPSConnection(LOCALHOST, control.http_port, timeout=5, context=tls)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -55,18 +58,18 @@ def control(fleet):
 
 def test_the_api_needs_a_token(control):
     for path in ("/v1/status", "/v1/registry/services", "/v1/resources/httproutes", "/v1/tokens", "/v1/nope"):
-        status, headers, body = raw(control.http_port, "GET", path)
+        status, headers, body = raw(control, "GET", path)
         assert status == 401, f"GET {path} without a token: {status} {body!r}"
         assert headers.get("www-authenticate", "").startswith("Bearer"), headers
         assert "error" in json.loads(body), body
-    status, headers, body = raw(control.http_port, "GET", "/v1/status",
+    status, headers, body = raw(control, "GET", "/v1/status",
                                 bearer("trellis-tok-00000000-" + "A" * 43))
     assert status == 401 and 'error="invalid_token"' in headers["www-authenticate"], (status, headers)
     assert json.loads(body)["error"] == "unauthorized: invalid token"
-    status, _, _ = raw(control.http_port, "GET", "/v1/status", {"Authorization": "Basic YWRtaW46YWRtaW4="})
+    status, _, _ = raw(control, "GET", "/v1/status", {"Authorization": "Basic YWRtaW46YWRtaW4="})
     assert status == 401
     for path in ("/healthz", "/ready"):
-        assert raw(control.http_port, "GET", path)[0] == 200, f"{path} must answer without a token"
+        assert raw(control, "GET", path)[0] == 200, f"{path} must answer without a token"
     status, body = control.request("POST", "/v1/registry/instances", INSTANCE, token=None)
     assert status == 401, body
     assert registered(control) == []
@@ -77,7 +80,7 @@ def test_read_only_token_reads_and_cannot_write(control):
     for path in ("/v1/status", "/v1/registry/services", "/v1/resources/httproutes"):
         status, body = control.request("GET", path, token=reader)
         assert status == 200, f"GET {path} as read-only: {status} {body}"
-    assert raw(control.http_port, "HEAD", "/v1/status", bearer(reader))[0] == 200
+    assert raw(control, "HEAD", "/v1/status", bearer(reader))[0] == 200
     for method, path, body in (("POST", "/v1/registry/instances", INSTANCE),
                                ("PUT", "/v1/resources", {"kind": "MeshConfig"}),
                                ("DELETE", "/v1/resources/meshconfigs/default", None),
@@ -102,7 +105,7 @@ def test_registration_and_token_management_with_the_admin_token(control):
     assert status == 201, body
     assert [s["service"] for s in registered(control)] == ["reviews"]
 
-    status, headers, raw_body = raw(control.http_port, "POST", "/v1/tokens",
+    status, headers, raw_body = raw(control, "POST", "/v1/tokens",
                                     {**bearer(control.admin_token), "Content-Type": "application/json"},
                                     json.dumps({"kind": "read-only", "ttl": "1h"}))
     assert status == 201 and headers.get("cache-control") == "no-store", (status, headers)
@@ -173,22 +176,22 @@ def test_new_admin_token_replaces_the_file_and_revokes_the_old_one(control):
 def test_foreign_host_is_refused_and_registers_nothing(control):
     token = control.admin_token
     for host in ("attacker.example", f"attacker.example:{control.http_port}", f"127.0.0.2:{control.http_port}"):
-        status, headers, body = raw(control.http_port, "POST", "/v1/registry/instances",
+        status, headers, body = raw(control, "POST", "/v1/registry/instances",
                                     {"Host": host, **bearer(token), "Content-Type": "application/json"},
                                     json.dumps(INSTANCE))
         assert status == 421, f"Host {host}: {status} {body!r}"
-        assert raw(control.http_port, "GET", "/v1/status", {"Host": host, **bearer(token)})[0] == 421
+        assert raw(control, "GET", "/v1/status", {"Host": host, **bearer(token)})[0] == 421
     assert registered(control) == []
     # The names the API is reached by.
     for host in (f"127.0.0.1:{control.http_port}", f"localhost:{control.http_port}"):
-        assert raw(control.http_port, "GET", "/v1/status", {"Host": host, **bearer(token)})[0] == 200, host
+        assert raw(control, "GET", "/v1/status", {"Host": host, **bearer(token)})[0] == 200, host
 
 
 def test_api_host_names_a_dns_name_in_front(fleet):
     control = fleet.control_plane(["--api-host", "mesh.example.com"])
     token = control.admin_token
-    assert raw(control.http_port, "GET", "/v1/status", {"Host": "mesh.example.com", **bearer(token)})[0] == 200
-    assert raw(control.http_port, "GET", "/v1/status", {"Host": "other.example.com", **bearer(token)})[0] == 421
+    assert raw(control, "GET", "/v1/status", {"Host": "mesh.example.com", **bearer(token)})[0] == 200
+    assert raw(control, "GET", "/v1/status", {"Host": "other.example.com", **bearer(token)})[0] == 421
     bad = run([CONTROL_BIN, "--data-dir", fleet.dir / "x", "--api-host", "http://mesh.example.com/"], timeout=10)
     assert bad.returncode == 2 and b"--api-host" in bad.stderr, bad.stderr
 
@@ -198,10 +201,10 @@ def test_non_json_write_is_415_and_registers_nothing(control):
         headers = {**bearer(control.admin_token)}
         if content_type:
             headers["Content-Type"] = content_type
-        status, _, body = raw(control.http_port, "POST", "/v1/registry/instances", headers, json.dumps(INSTANCE))
+        status, _, body = raw(control, "POST", "/v1/registry/instances", headers, json.dumps(INSTANCE))
         assert status == 415, f"{content_type}: {status} {body!r}"
     assert registered(control) == []
-    status, _, body = raw(control.http_port, "POST", "/v1/registry/instances",
+    status, _, body = raw(control, "POST", "/v1/registry/instances",
                           {**bearer(control.admin_token), "Content-Type": "application/json; charset=utf-8"},
                           json.dumps(INSTANCE))
     assert status == 201, body
@@ -210,18 +213,18 @@ def test_non_json_write_is_415_and_registers_nothing(control):
 def test_foreign_origin_cannot_write(control):
     headers = {**bearer(control.admin_token), "Content-Type": "application/json"}
     for origin in ("http://attacker.example", "null", f"http://localhost:{control.http_port + 1}"):
-        status, _, body = raw(control.http_port, "POST", "/v1/registry/instances", {**headers, "Origin": origin},
+        status, _, body = raw(control, "POST", "/v1/registry/instances", {**headers, "Origin": origin},
                               json.dumps(INSTANCE))
         assert status == 403, f"Origin {origin}: {status} {body!r}"
     assert registered(control) == []
     own = f"http://127.0.0.1:{control.http_port}"
-    status, _, body = raw(control.http_port, "POST", "/v1/registry/instances", {**headers, "Origin": own},
+    status, _, body = raw(control, "POST", "/v1/registry/instances", {**headers, "Origin": own},
                           json.dumps(INSTANCE))
     assert status == 201, body
 
 
 def test_options_is_405_without_cors(control):
-    status, headers, _ = raw(control.http_port, "OPTIONS", "/v1/registry/instances",
+    status, headers, _ = raw(control, "OPTIONS", "/v1/registry/instances",
                              {"Origin": "http://attacker.example", "Access-Control-Request-Method": "POST",
                               "Access-Control-Request-Headers": "authorization, content-type"})
     assert status == 405, status
@@ -229,6 +232,6 @@ def test_options_is_405_without_cors(control):
     assert "OPTIONS" not in headers.get("allow", ""), headers
     # Nor on any other answer.
     for method, path in (("GET", "/v1/status"), ("GET", "/healthz")):
-        _, headers, _ = raw(control.http_port, method, path,
+        _, headers, _ = raw(control, method, path,
                             {"Origin": "http://attacker.example", **bearer(control.admin_token)})
         assert not [h for h in headers if h.startswith("access-control-")], headers

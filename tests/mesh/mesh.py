@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -220,7 +221,11 @@ class Control:
         """With the admin token trellis-control wrote at its first start."""
         token_file = self.dir / "data" / "admin-token"
         headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"} if token_file.exists() else {}
-        status, raw = self.host.http(method, self.host.ip, API_PORT, path, body, headers=headers)
+        if not self.trust_bundle.exists():
+            return 0, None
+        # The API is served over TLS with a certificate from the mesh CA.
+        tls = ssl.create_default_context(cafile=str(self.trust_bundle))
+        status, raw = self.host.http(method, self.host.ip, API_PORT, path, body, headers=headers, tls=tls)
         try:
             return status, json.loads(raw)
         except ValueError:
@@ -229,6 +234,21 @@ class Control:
     def apply(self, resource: dict) -> None:
         status, body = self.request("PUT", "/v1/resources", resource)
         assert status in (200, 201), f"apply {resource['kind']}/{resource['metadata']['name']}: {status} {body}"
+
+    @property
+    def trust_bundle(self) -> Path:
+        return self.dir / "data" / "trust-bundle.pem"
+
+    def join_token_file(self, name: str, service: str) -> Path:
+        """A file (mode 0600) with a new join token for `service` in the default namespace."""
+        status, body = self.request("POST", "/v1/tokens", {"kind": "join", "namespace": "default",
+                                                           "serviceAccount": service, "ttl": "1h"})
+        assert status == 201, f"join token for {service}: {status} {body}"
+        path = self.dir / f"{name}.token"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(body["secret"] + "\n")
+        return path
 
     def proxies(self) -> dict[str, dict]:
         status, body = self.request("GET", "/v1/status")
@@ -295,7 +315,10 @@ class Mesh:
 
     def _config(self, node: dict, **control_plane) -> dict:
         return {"admin": {"address": f"127.0.0.1:{ADMIN_PORT}"}, "listeners": [], "clusters": [],
-                "control_plane": {"address": self.control.grpc_address, "node": node, **control_plane}}
+                "control_plane": {"address": self.control.grpc_address, "node": node,
+                                  "trust_bundle": str(self.control.trust_bundle),
+                                  "join_token_file": str(self.control.join_token_file(node["id"], node["service"])),
+                                  **control_plane}}
 
     def host_of(self, name: str) -> Host:
         return self.network[name]

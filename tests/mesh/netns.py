@@ -29,6 +29,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -108,9 +109,10 @@ def socket_in(ns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STR
 class NetnsHTTPConnection(http.client.HTTPConnection):
     """http.client connection whose socket lives in a given namespace."""
 
-    def __init__(self, ns: str, host: str, port: int, timeout: float = 5):
+    def __init__(self, ns: str, host: str, port: int, timeout: float = 5, tls: ssl.SSLContext | None = None):
         super().__init__(host, port, timeout=timeout)
         self.ns = ns
+        self.tls = tls
 
     def connect(self) -> None:
         sock = socket_in(self.ns)
@@ -121,7 +123,7 @@ class NetnsHTTPConnection(http.client.HTTPConnection):
             sock.close()
             raise
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
+        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host) if self.tls else sock
 
 
 # ---------------------------------------------------------------------- hosts
@@ -152,10 +154,11 @@ class Host:
         return _run(self.argv(argv), timeout)
 
     def http(self, method: str, host: str, port: int, path: str, body=None,
-             headers: dict | None = None, timeout: float = 5) -> tuple[int, bytes]:
-        """(status, body) of one request made from this host; (0, b"") when
-        no answer came."""
-        conn = NetnsHTTPConnection(self.ns, host, port, timeout)
+             headers: dict | None = None, timeout: float = 5,
+             tls: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+        """(status, body) of one request made from this host (over TLS with
+        `tls`); (0, b"") when no answer came."""
+        conn = NetnsHTTPConnection(self.ns, host, port, timeout, tls)
         data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
         hdrs = dict(headers or {})
         if isinstance(body, (dict, list)):

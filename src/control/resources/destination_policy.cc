@@ -280,8 +280,11 @@ void check_subsets(Checker& checker, const MapReader& spec) {
 void validate_destination_policy(Checker& checker, const Json& spec_json) {
   MapReader spec = checker.map(spec_json, "spec",
                                {"targetRef", "loadBalancer", "connectionPool", "outlierDetection", "retries",
-                                "healthCheck", "subsets", "adaptiveConcurrency"});
+                                "healthCheck", "subsets", "adaptiveConcurrency", "mtls"});
   if (!spec.ok()) return;
+  if (std::optional<MapReader> mtls = spec.map("mtls", {"mode"})) {
+    mtls->enumeration("mode", {"STRICT", "PERMISSIVE", "DISABLE"}, Need::kRequired);
+  }
   check_target_ref(spec, {"Service"});
   check_load_balancer(spec);
   check_connection_pool(spec);

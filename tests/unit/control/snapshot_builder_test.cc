@@ -39,6 +39,55 @@ TEST(SnapshotBuilder, InboundListenerForwardsToTheLocalApplication) {
       << "an application that calls nothing needs no outbound listener";
 }
 
+// Sidecars serve mTLS as MeshConfig says, or as their own service's
+// DestinationPolicy says; instances a sidecar registered are called over mTLS
+// with the identity of their service, those registered through the API (no
+// sidecar) in plain text.
+TEST(SnapshotBuilder, MutualTlsFollowsTheMeshAndEachServicesPolicy) {
+  MeshView mesh;
+  mesh.trust_domain = "cluster.local";
+  Instance sidecar = instance("reviews", "127.0.0.1:7001");
+  sidecar.registered_by = "reviews-1";
+  Instance api = instance("reviews", "127.0.0.1:7002");
+  api.registered_by = "api";
+  mesh.instances = {sidecar, api};
+  auto inbound_tls = [&](const v1::ConfigUpdate& u) {
+    const v1::Listener* in = find_listener(u, "inbound");
+    return in->has_tls() ? std::string(v1::ListenerTls::Mode_Name(in->tls().mode())) : std::string("none");
+  };
+  auto identities = [&](const v1::ConfigUpdate& u) {
+    std::vector<std::string> out;
+    for (const auto& e : find_cluster(u, "reviews.default")->endpoints()) out.push_back(e.identity());
+    return out;
+  };
+  v1::ConfigUpdate u = build_proxy_config(mesh, hello({"reviews"}));
+  EXPECT_EQ(inbound_tls(u), "PERMISSIVE") << "the default";
+  EXPECT_EQ(identities(u), (std::vector<std::string>{"spiffe://cluster.local/ns/default/sa/reviews", ""}));
+
+  mesh.mesh_configs = {resource("MeshConfig", "default", R"({"mtls": {"mode": "STRICT"}})")};
+  EXPECT_EQ(inbound_tls(build_proxy_config(mesh, hello({"reviews"}))), "STRICT");
+
+  mesh.mesh_configs = {resource("MeshConfig", "default", R"({"mtls": {"mode": "DISABLE"}})")};
+  u = build_proxy_config(mesh, hello({"reviews"}));
+  EXPECT_EQ(inbound_tls(u), "none");
+  EXPECT_EQ(identities(u), (std::vector<std::string>{"", ""}));
+
+  // Per service: productpage's policy governs its inbound listener, reviews'
+  // how productpage calls reviews.
+  mesh.destination_policies = {
+      resource("DestinationPolicy", "productpage",
+               R"({"targetRef": {"kind": "Service", "name": "productpage"}, "mtls": {"mode": "STRICT"}})"),
+      resource("DestinationPolicy", "reviews",
+               R"({"targetRef": {"kind": "Service", "name": "reviews"}, "mtls": {"mode": "PERMISSIVE"}})")};
+  u = build_proxy_config(mesh, hello({"reviews"}));
+  EXPECT_EQ(inbound_tls(u), "STRICT");
+  EXPECT_EQ(identities(u), (std::vector<std::string>{"spiffe://cluster.local/ns/default/sa/reviews", ""}));
+  mesh.mesh_configs.clear();
+  mesh.destination_policies[1] = resource(
+      "DestinationPolicy", "reviews", R"({"targetRef": {"kind": "Service", "name": "reviews"}, "mtls": {"mode": "DISABLE"}})");
+  EXPECT_EQ(identities(build_proxy_config(mesh, hello({"reviews"}))), (std::vector<std::string>{"", ""}));
+}
+
 TEST(SnapshotBuilder, OnlyTheServicesItCallsAndWhatTheirRoutesReach) {
   MeshView mesh;
   mesh.instances = {instance("reviews-v1", "127.0.0.1:7001"), instance("reviews-v2", "127.0.0.1:7002"),

@@ -739,6 +739,15 @@ TEST(DestinationPolicy, TargetRef) {
                     "unknown field \"namespace\"");
 }
 
+TEST(DestinationPolicy, MutualTlsMode) {
+  EXPECT_VALID(with(destination_policy(), "/spec/mtls", {{"mode", "STRICT"}}));
+  EXPECT_VALID(with(destination_policy(), "/spec/mtls", {{"mode", "DISABLE"}}));
+  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/mtls", Json::object()), "spec.mtls.mode",
+                    "required field is missing");
+  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/mtls", {{"mode", "strict"}}), "spec.mtls.mode",
+                    "\"strict\" is not one of STRICT, PERMISSIVE or DISABLE (did you mean \"STRICT\"?)");
+}
+
 TEST(DestinationPolicy, LoadBalancer) {
   const std::string kLb = "spec.loadBalancer";
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/loadBalancer/algorithm", "roundRobin"),
