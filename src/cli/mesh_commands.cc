@@ -110,4 +110,30 @@ void print_out(std::string_view text) {
   std::fflush(stdout);
 }
 
+std::string error_text(const ApiReply& reply) {
+  std::string out = reply.error();
+  if (reply.body.is_object() && reply.body.contains("details") && reply.body["details"].is_array()) {
+    for (const Json& d : reply.body["details"]) {
+      std::string path = json_string(d, "path");
+      std::string message = json_string(d, "message");
+      out += "\n  " + (path.empty() ? message : path + ": " + message);
+    }
+  }
+  return out;
+}
+
+std::optional<ApiReply> call(std::string_view command, const ApiClient& client, std::string_view method,
+                             const std::string& target, const Json& body) {
+  Result<ApiReply> reply = client.call(method, target, body);
+  if (!reply.ok()) {
+    print_error(command, reply.error().message);
+    return std::nullopt;
+  }
+  if (!reply->ok()) {
+    print_error(command, error_text(*reply));
+    return std::nullopt;
+  }
+  return std::move(*reply);
+}
+
 }  // namespace trellis::cli

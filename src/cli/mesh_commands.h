@@ -29,6 +29,7 @@ std::function<int()> add_heartbeat_command(CLI::App& app);
 std::function<int()> add_deregister_command(CLI::App& app);
 std::function<int()> add_status_command(CLI::App& app);
 std::function<int()> add_token_command(CLI::App& app);
+std::function<int()> add_ca_command(CLI::App& app);
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
@@ -73,5 +74,12 @@ void print_error(std::string_view command, std::string_view message);
 
 // Writes `text` to stdout as is.
 void print_out(std::string_view text);
+
+// The reply's error with each field error of its "details" on a line of its own.
+std::string error_text(const ApiReply& reply);
+// One API call whose answer must be a success: the reply, or nullopt after
+// printing why there is none (the caller exits 1).
+std::optional<ApiReply> call(std::string_view command, const ApiClient& client, std::string_view method,
+                             const std::string& target, const Json& body = nullptr);
 
 }  // namespace trellis::cli

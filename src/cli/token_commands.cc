@@ -33,33 +33,6 @@ struct RevokeFlags {
   ConnectionFlags connection;
 };
 
-std::string error_text(const ApiReply& reply) {
-  std::string out = reply.error();
-  if (reply.body.is_object() && reply.body.contains("details") && reply.body["details"].is_array()) {
-    for (const Json& d : reply.body["details"]) {
-      std::string path = json_string(d, "path");
-      std::string message = json_string(d, "message");
-      out += "\n  " + (path.empty() ? message : path + ": " + message);
-    }
-  }
-  return out;
-}
-
-// The reply, or nullopt after printing why there is none (exit 1).
-std::optional<ApiReply> call(std::string_view command, const ApiClient& client, std::string_view method,
-                             const std::string& target, const Json& body = nullptr) {
-  Result<ApiReply> reply = client.call(method, target, body);
-  if (!reply.ok()) {
-    print_error(command, reply.error().message);
-    return std::nullopt;
-  }
-  if (!reply->ok()) {
-    print_error(command, error_text(*reply));
-    return std::nullopt;
-  }
-  return std::move(*reply);
-}
-
 // "join: namespace bookinfo, service account reviews; expires 2025-..." for the note after create.
 std::string summary(const Json& token) {
   std::string out = json_string(token, "kind");

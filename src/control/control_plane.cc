@@ -12,6 +12,7 @@
 #include "control/resource.h"
 #include "net/address.h"
 #include "net/tls_context.h"
+#include "net/tls_pem.h"
 #include "net/tls_transport.h"
 
 namespace trellis::control {
@@ -316,23 +317,26 @@ std::chrono::seconds ControlPlane::workload_lifetime() {
   return kDefaultWorkloadLifetime;
 }
 
-Result<v1::Certificate> ControlPlane::sign_proxy_certificate(std::string_view csr_pem,
-                                                             const ProxyIdentity& identity) {
+Result<PushSource::Signed> ControlPlane::sign_proxy_certificate(std::string_view csr_pem,
+                                                                const ProxyIdentity& identity) {
   auto id = SpiffeId::make(ca_->trust_domain(), identity.namespace_, identity.service_account);
   if (!id) return Error{id.error().message};
   std::chrono::seconds lifetime = workload_lifetime();
   Result<IssuedCertificate> issued = Error{""};
+  std::string issuer;
   {
     std::lock_guard lock(mu_);  // against a rotation step
     issued = ca_->sign_workload(csr_pem, *id, lifetime);
+    issuer = ca_->status().issuer.sha256_fingerprint;
   }
   if (!issued) return Error{issued.error().message};
   spdlog::info("certificate {} issued to {}, valid until {}", issued->serial, id->to_string(),
                format_utc(to_ms(issued->not_after)));
-  v1::Certificate out;
-  out.set_certificate_pem(std::move(issued->certificate_pem));
-  out.set_chain_pem(std::move(issued->chain_pem));
-  out.set_trust_bundle_pem(std::move(issued->trust_bundle_pem));
+  Signed out;
+  out.certificate.set_certificate_pem(std::move(issued->certificate_pem));
+  out.certificate.set_chain_pem(std::move(issued->chain_pem));
+  out.certificate.set_trust_bundle_pem(std::move(issued->trust_bundle_pem));
+  out.issuer = std::move(issuer);
   return out;
 }
 
@@ -488,6 +492,8 @@ http::ApiResponse ControlPlane::handle(const http::ApiRequest& request) {
     }
   }
   if (r.method == "GET" && r.path == "/v1/status") return status();
+  if (r.method == "GET" && r.path == "/v1/ca") return ca_status();
+  if (r.method == "POST" && r.path == "/v1/ca/rotation") return ca_rotate(r.body);
   return error_response(404, "no such endpoint: " + std::string(r.method) + " " + std::string(r.path));
 }
 
@@ -657,7 +663,9 @@ http::ApiResponse ControlPlane::status() {
            {"listeners", s.listeners},
            {"clusters", s.clusters},
            {"policies", s.policies},
-           {"in_sync", s.sent_version == s.acked_version}};
+           {"in_sync", s.sent_version == s.acked_version},
+           {"identity", s.identity},
+           {"certificates_issued", s.certificates_issued}};
     if (s.nacked_version) p["nack"] = Json{{"version", s.nacked_version}, {"error", s.nack_error}};
     proxies.push_back(std::move(p));
   }
@@ -669,6 +677,131 @@ http::ApiResponse ControlPlane::status() {
   return json_response(200, Json{{"revision", revision},
                                  {"pushed_revision", pushed_revision_.load()},
                                  {"proxies", std::move(proxies)}});
+}
+
+namespace {
+
+Json certificate_json(const CertificateSummary& c) {
+  return Json{{"subject", c.subject},
+              {"sha256", c.sha256_fingerprint},
+              {"serial", c.serial},
+              {"notBefore", format_utc(to_ms(c.not_before))},
+              {"notAfter", format_utc(to_ms(c.not_after))}};
+}
+
+// Rotation needs the control plane's own listener to trust the new root
+// before any proxy shows a certificate from it: its files are read again
+// every 5 s (push_server.cc).
+constexpr int64_t kBundleReloadMs = 6000;
+
+}  // namespace
+
+http::ApiResponse ControlPlane::ca_status() {
+  CaStatus ca;
+  std::string bundle;
+  {
+    std::lock_guard lock(mu_);
+    ca = ca_->status();
+    bundle = ca_->trust_bundle_pem();
+  }
+  std::string bundle_sha = net::sha256_hex(bundle);
+  Json roots = Json::array();
+  for (const CertificateSummary& r : ca.roots) roots.push_back(certificate_json(r));
+  size_t connected = 0, trusting = 0, on_issuer = 0;
+  Json lagging = Json::array();
+  for (const ProxyStatus& p : push_.status()) {
+    ++connected;
+    bool trusts = p.trust_bundle_sha256 == bundle_sha;
+    bool issued = p.certificate_issuer == ca.issuer.sha256_fingerprint;
+    trusting += trusts;
+    on_issuer += issued;
+    if ((!trusts || !issued) && lagging.size() < 20) lagging.push_back(p.node_id);
+  }
+  Json out{{"mode", ca_mode_name(ca.mode)},
+           {"phase", rotation_phase_name(ca.phase)},
+           {"trustDomain", ca.trust_domain},
+           {"roots", std::move(roots)},
+           {"issuer", certificate_json(ca.issuer)},
+           {"trustBundleSha256", bundle_sha},
+           {"trustBundle", bundle},
+           {"proxies", Json{{"connected", connected}, {"trustBundle", trusting}, {"issuer", on_issuer}}},
+           {"lagging", std::move(lagging)}};
+  if (ca.old_root_leaves_valid_until)
+    out["oldRootLeavesValidUntil"] = format_utc(to_ms(*ca.old_root_leaves_valid_until));
+  return json_response(200, out);
+}
+
+// One step of a root rotation (docs/control-plane.md): each refuses (409)
+// until every connected proxy has caught up with the step before.
+http::ApiResponse ControlPlane::ca_rotate(std::string_view body) {
+  Json doc = Json::parse(body, nullptr, false);
+  std::string step = doc.is_object() ? string_at(doc, "step") : "";
+  if (step != "begin" && step != "switch" && step != "finish")
+    return error_response(400, "the body must be {\"step\": \"begin\" | \"switch\" | \"finish\"}");
+  CaStatus before;
+  std::string bundle;
+  {
+    std::lock_guard lock(mu_);
+    before = ca_->status();
+    bundle = ca_->trust_bundle_pem();
+  }
+  std::vector<ProxyStatus> proxies = push_.status();
+  auto lagging = [&](auto behind) {
+    std::vector<std::string> out;
+    for (const ProxyStatus& p : proxies)
+      if (behind(p)) out.push_back(p.node_id);
+    return out;
+  };
+  auto not_yet = [&](const std::vector<std::string>& nodes, const std::string& what) {
+    std::string list;
+    for (size_t i = 0; i < nodes.size() && i < 10; ++i) list += (i ? ", " : "") + nodes[i];
+    if (nodes.size() > 10) list += ", ...";
+    return error_response(409, "not yet: " + std::to_string(nodes.size()) + " connected prox" +
+                                   (nodes.size() == 1 ? "y has" : "ies have") + " not " + what + " (" + list +
+                                   "); try again shortly (trellis ca status)");
+  };
+  Result<CaStatus> done = Error{""};
+  bool renew = false;
+  if (step == "begin") {
+    std::lock_guard lock(mu_);
+    done = ca_->begin_rotation();
+    if (done) rotation_began_ms_ = clock_.now_ms();
+  } else if (step == "switch") {
+    std::string sha = net::sha256_hex(bundle);
+    auto behind = lagging([&](const ProxyStatus& p) { return p.trust_bundle_sha256 != sha; });
+    if (!behind.empty()) return not_yet(behind, "put the new trust bundle in force");
+    int64_t wait_ms = rotation_began_ms_ + kBundleReloadMs - clock_.now_ms();
+    if (wait_ms > 0)
+      return error_response(409, "not yet: the control plane's own listener trusts the new root in " +
+                                     std::to_string((wait_ms + 999) / 1000) + " s; try again then");
+    std::lock_guard lock(mu_);
+    done = ca_->switch_issuer();
+    renew = true;
+  } else {
+    auto behind =
+        lagging([&](const ProxyStatus& p) { return p.certificate_issuer != before.issuer.sha256_fingerprint; });
+    if (before.phase == RotationPhase::kIssuingFromNew && !behind.empty())
+      return not_yet(behind, "a certificate from the new root");
+    std::lock_guard lock(mu_);
+    // Every connected proxy holds a certificate from the new root: nothing
+    // still in use needs the old one.
+    done = ca_->finish_rotation(/*force=*/true);
+  }
+  if (!done) return error_response(409, done.error().message);
+  Result<bool> written = true;
+  {
+    std::lock_guard lock(mu_);
+    bundle = ca_->trust_bundle_pem();
+    // From the switch on, the control plane's own certificate comes from the new root.
+    written = step == "begin" ? write_file_atomically(
+                                    (std::filesystem::path(options_.data_dir) / kTrustBundleFile).string(),
+                                    bundle, 0644)
+                              : write_server_credentials();
+  }
+  if (!written) return error_response(500, "the step is done, but: " + written.error().message);
+  push_.broadcast_trust_bundle(bundle, renew);
+  spdlog::info("CA rotation: {} done, now {}", step, rotation_phase_name(done->phase));
+  return ca_status();
 }
 
 http::ApiResponse ControlPlane::create_token(std::string_view body, const TokenRecord& caller) {

@@ -78,8 +78,7 @@ class ControlPlane final : public PushSource {
   // PushSource
   MeshView mesh_view() override;
   Result<ProxyIdentity> verify_join_token(std::string_view secret) override;
-  Result<v1::Certificate> sign_proxy_certificate(std::string_view csr_pem,
-                                                 const ProxyIdentity& identity) override;
+  Result<Signed> sign_proxy_certificate(std::string_view csr_pem, const ProxyIdentity& identity) override;
   std::string trust_domain() override { return ca_->trust_domain(); }
   void proxy_connected(const v1::Hello& hello) override;
   void proxy_heartbeat(const v1::Hello& hello) override;
@@ -106,6 +105,8 @@ class ControlPlane final : public PushSource {
   http::ApiResponse services();
   http::ApiResponse instances(std::string_view ns, std::string_view service);
   http::ApiResponse status();
+  http::ApiResponse ca_status();
+  http::ApiResponse ca_rotate(std::string_view body);
   http::ApiResponse create_token(std::string_view body, const TokenRecord& caller);
   http::ApiResponse list_tokens();
   http::ApiResponse revoke_token(std::string_view id, const TokenRecord& caller);
@@ -123,6 +124,7 @@ class ControlPlane final : public PushSource {
   std::unique_ptr<CertificateAuthority> ca_;  // rotation steps under mu_
   ControlPlaneOptions options_;
   SystemTime server_renew_at_{};
+  int64_t rotation_began_ms_ = 0;  // when the new root was added to the bundle
   std::shared_ptr<net::TransportFactory> api_transport_;
   std::function<void(std::shared_ptr<net::TransportFactory>)> api_transport_listener_;
   PushServer push_;

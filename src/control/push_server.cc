@@ -107,6 +107,13 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
     return status_;
   }
 
+  void send_certificate_message(const v1::Certificate& message) {
+    std::lock_guard lock(mu_);
+    if (!have_hello_ || finishing_) return;
+    pending_certificates_.push_back(message);
+    try_send_locked();
+  }
+
   void OnReadDone(bool ok) override {
     if (!ok) {
       // The proxy went away or half-closed: end the stream once no write is pending.
@@ -140,6 +147,11 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       case v1::ProxyMessage::kCertificateRequest:
         on_certificate_request();
         break;
+      case v1::ProxyMessage::kTrustBundleAck: {
+        std::lock_guard lock(mu_);
+        status_.trust_bundle_sha256 = in_.trust_bundle_ack().sha256();
+        break;
+      }
       case v1::ProxyMessage::kHeartbeat: {
         v1::Hello hello;
         {
@@ -242,7 +254,8 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
             grpc::StatusCode::INVALID_ARGUMENT,
             "proxy " + hello.node().id() + ": certificate request refused: " + certificate.error().message);
       std::lock_guard lock(mu_);
-      pending_certificates_.push_back(std::move(*certificate));
+      pending_certificates_.push_back(std::move(certificate->certificate));
+      status_.certificate_issuer = certificate->issuer;
       ++status_.certificates_issued;
     }
     {
@@ -275,7 +288,8 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
     auto certificate = server_.source_.sign_proxy_certificate(in_.certificate_request().csr_pem(), who);
     std::lock_guard lock(mu_);
     if (certificate) {
-      pending_certificates_.push_back(std::move(*certificate));
+      pending_certificates_.push_back(std::move(certificate->certificate));
+      status_.certificate_issuer = certificate->issuer;
       ++status_.certificates_issued;
     } else {
       spdlog::warn("proxy {}: certificate request refused: {}", status_.node_id, certificate.error().message);
@@ -426,6 +440,14 @@ void PushServer::push_all() {
   MeshView mesh = source_.mesh_view();
   std::lock_guard lock(mu_);
   for (Session* s : sessions_) s->refresh(mesh);
+}
+
+void PushServer::broadcast_trust_bundle(const std::string& bundle_pem, bool renew) {
+  v1::Certificate message;
+  message.set_trust_bundle_pem(bundle_pem);
+  message.set_renew(renew);
+  std::lock_guard lock(mu_);
+  for (Session* s : sessions_) s->send_certificate_message(message);
 }
 
 std::vector<ProxyStatus> PushServer::status() {

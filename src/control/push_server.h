@@ -42,8 +42,11 @@ class PushSource {
   // The identity a join token grants, or why none (never quoting the secret).
   virtual Result<ProxyIdentity> verify_join_token(std::string_view secret) = 0;
   // Signs a proxy's CSR for `identity` (never for what the CSR names).
-  virtual Result<v1::Certificate> sign_proxy_certificate(std::string_view csr_pem,
-                                                         const ProxyIdentity& identity) = 0;
+  struct Signed {
+    v1::Certificate certificate;
+    std::string issuer;  // SHA-256 fingerprint of the issuing CA certificate
+  };
+  virtual Result<Signed> sign_proxy_certificate(std::string_view csr_pem, const ProxyIdentity& identity) = 0;
   // The trust domain of every identity the mesh CA issues.
   virtual std::string trust_domain() = 0;
   // A proxy said hello (and may front an instance to register).
@@ -59,6 +62,8 @@ struct ProxyStatus {
   std::string identity;  // spiffe://..., once authenticated
   int64_t connected_at_ms = 0;
   uint64_t certificates_issued = 0;
+  std::string certificate_issuer;   // fingerprint of what signed its last certificate
+  std::string trust_bundle_sha256;  // the bundle it last said it has in force
   uint64_t sent_version = 0;
   uint64_t acked_version = 0;
   uint64_t nacked_version = 0;
@@ -90,6 +95,9 @@ class PushServer {
 
   // Recomputes every proxy's configuration and sends what changed.
   void push_all();
+  // Sends every connected proxy the mesh's new trust bundle (a root
+  // rotation step); with `renew`, asks each for a new certificate at once.
+  void broadcast_trust_bundle(const std::string& bundle_pem, bool renew);
   std::vector<ProxyStatus> status();
 
   class Session;

@@ -3,6 +3,7 @@
 #include <climits>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 
 namespace trellis::net {
@@ -46,6 +47,20 @@ Result<std::vector<UniqueX509>> read_pem_certificates(std::string_view pem) {
     return make_error("cannot read certificate " + std::to_string(certificates.size() + 1) + " (" +
                       last_openssl_reason() + ")");
   }
+}
+
+std::string sha256_hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr) != 1) return "";
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(length * 2);
+  for (unsigned int i = 0; i < length; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
 }
 
 }  // namespace trellis::net

@@ -27,4 +27,8 @@ UniqueBio read_only_bio(std::string_view pem);
 // "too large", "cannot read certificate N (<reason>)".
 Result<std::vector<UniqueX509>> read_pem_certificates(std::string_view pem);
 
+// SHA-256 of `text`, lower-case hex: how the proxies and the control plane
+// name a trust bundle to each other.
+std::string sha256_hex(std::string_view text);
+
 }  // namespace trellis::net

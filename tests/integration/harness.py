@@ -20,6 +20,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -1316,7 +1317,11 @@ class ControlPlane:
 
     @property
     def api(self) -> str:
-        return f"http://{LOCALHOST}:{self.http_port}"
+        return f"https://{LOCALHOST}:{self.http_port}"
+
+    def tls(self):
+        """An SSL context that checks the API's certificate against the mesh's roots."""
+        return ssl.create_default_context(cafile=str(self.trust_bundle))
 
     def start(self, timeout: float = 10) -> "ControlPlane":
         if not CONTROL_BIN.exists():
@@ -1351,8 +1356,10 @@ class ControlPlane:
             all_headers["Authorization"] = f"Bearer {token}"
         all_headers.update(headers or {})
         req = urllib.request.Request(self.api + path, data=data, method=method, headers=all_headers)
+        if not self.trust_bundle.exists():
+            return 0, None  # not started yet: the bundle is written before the API listens
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.tls()) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as e:
             status, raw = e.code, e.read()

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def stop(control) -> None:
     assert code == 0, f"trellis-control exited with {code} on SIGTERM:\n{tail(control.service.stderr())}"
 
 
-TOKEN_VARIABLES = ("TRELLIS_SERVER", "TRELLIS_TOKEN", "TRELLIS_TOKEN_FILE", "XDG_CONFIG_HOME")
+TOKEN_VARIABLES = ("TRELLIS_SERVER", "TRELLIS_TOKEN", "TRELLIS_TOKEN_FILE", "TRELLIS_CA_FILE", "XDG_CONFIG_HOME")
 
 
 class Cli:
@@ -57,10 +58,11 @@ class Cli:
     (TRELLIS_TOKEN_FILE) unless told otherwise. The user's own configuration
     (~/.config/trellis/token) is kept out of the way."""
 
-    def __init__(self, server: str, cwd: Path, token_file: Path | None):
+    def __init__(self, server: str, cwd: Path, token_file: Path | None, ca_file: Path | None = None):
         self.server = server
         self.cwd = cwd
         self.token_file = token_file
+        self.ca_file = ca_file
 
     def __call__(self, *args, stdin: str | None = None, env: dict | None = None, server: bool = True,
                  token: bool = True):
@@ -72,6 +74,8 @@ class Cli:
         full_env["XDG_CONFIG_HOME"] = str(self.cwd / "config")
         if token and self.token_file:
             full_env["TRELLIS_TOKEN_FILE"] = str(self.token_file)
+        if self.ca_file:
+            full_env["TRELLIS_CA_FILE"] = str(self.ca_file)
         full_env.update(env or {})
         result = run(argv, timeout=30, input=stdin.encode() if stdin is not None else None, cwd=self.cwd,
                      env=full_env)
@@ -88,7 +92,8 @@ class Cli:
 
 @pytest.fixture
 def cli(control, fleet):
-    return Cli(f"{LOCALHOST}:{control.http_port}", fleet.subdir("cli"), control.admin_token_path)
+    return Cli(f"{LOCALHOST}:{control.http_port}", fleet.subdir("cli"), control.admin_token_path,
+               control.trust_bundle)
 
 
 def results(output: str) -> dict[str, str]:
@@ -354,6 +359,32 @@ def test_unreachable_server_is_a_clear_failure(cli):
     by_env = cli("status", server=False, env={"TRELLIS_SERVER": f"{LOCALHOST}:{port}"})
     assert by_env.returncode == 1 and f"{LOCALHOST}:{port}" in by_env.err
     assert cli("status", server=False, env={"TRELLIS_SERVER": cli.server}).returncode == 0
+
+
+def test_the_api_is_tls_only_and_its_certificate_is_checked(cli, fleet):
+    """The CLI checks trellis-control's certificate against the mesh's trust
+    bundle: without one it says where to get it, with another CA's roots it
+    refuses to talk; plain HTTP gets no answer from the API."""
+    no_ca = Cli(cli.server, cli.cwd, cli.token_file)
+    result = no_ca("status")
+    assert result.returncode == 2, result.out + result.err
+    assert "serves its API over TLS" in result.err and "TRELLIS_CA_FILE" in result.err, result.err
+    other = fleet.subdir("other-ca") / "root.pem"
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(other.with_suffix(".key")), "-out", str(other), "-subj", "/CN=other", "-days", "1"])
+    result = Cli(cli.server, cli.cwd, cli.token_file, other)("status")
+    assert result.returncode == 1, result.out + result.err
+    assert "its certificate was refused" in result.err, result.err
+    assert "http://" in cli("status", "--server", "http://" + cli.server, server=False).err
+    host, port = cli.server.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as plain:
+        plain.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        plain.settimeout(5)
+        try:
+            answer = plain.recv(100)
+        except OSError:
+            answer = b""
+    assert not answer.startswith(b"HTTP/"), answer
 
 
 def test_usage_errors_exit_2(cli):

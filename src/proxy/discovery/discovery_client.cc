@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
+#include "net/tls_pem.h"
 #include "net/tls_transport.h"
 #include "proxy/security/file_credentials.h"
 
@@ -84,6 +85,7 @@ void DiscoveryClient::connect() {
     return;
   }
   stream_.set_transport(std::move(*transport), "https");
+  attempt_ready_ = false;
   if (!stream_.start(cp.address, cp.address.text, kStreamPath)) schedule_reconnect();
 }
 
@@ -93,10 +95,14 @@ bool DiscoveryClient::has_valid_certificate() const {
 }
 
 Result<std::shared_ptr<net::TransportFactory>> DiscoveryClient::control_transport() {
+  // With a certificate the control plane no longer trusts (a proxy cut off
+  // through a whole root rotation), every attempt with it fails: after one
+  // such failure the next attempt joins again with the token.
+  attempt_uses_certificate_ = has_valid_certificate() && !token_next_;
   if (connect_over_) return connect_over_;
   const ControlPlaneConfig& cp = bootstrap_->control_plane;
   std::shared_ptr<const net::TlsContext> context;
-  if (has_valid_certificate()) {
+  if (attempt_uses_certificate_) {
     context = certificates_.current()->control;
   } else {
     // No certificate yet (or an expired one): a client without one, trusting
@@ -142,7 +148,8 @@ void DiscoveryClient::on_stream_ready() {
   node->set_zone(cp.zone);
   node->set_proxy_version("trellis-proxy");
   node->set_service_account(cp.service);
-  if (!has_valid_certificate()) {
+  attempt_ready_ = true;
+  if (!attempt_uses_certificate_) {
     JoinToken token;
     auto read = read_credential_file(cp.join_token_file, "join_token_file " + cp.join_token_file, true);
     if (!read) {
@@ -239,6 +246,22 @@ void DiscoveryClient::on_stream_message(std::string_view payload) {
 
 void DiscoveryClient::on_certificate(const v1::Certificate& certificate) {
   SystemTime now = std::chrono::system_clock::now();
+  if (certificate.certificate_pem().empty() && certificate.error().empty()) {
+    // A root rotation step: new roots to trust, maybe a new certificate to get.
+    auto updated = certificates_.update_trust_bundle(certificate.trust_bundle_pem(), now);
+    if (!updated) {
+      spdlog::error("control plane: new trust bundle refused, the previous one stays: {}", updated.error().message);
+    } else {
+      spdlog::info("control plane: new trust bundle in force");
+      if (installed_) installed_();
+      acknowledge_bundle(certificate.trust_bundle_pem());
+    }
+    if (certificate.renew() && !renewal_outstanding_) {
+      renewal_timer_.cancel();
+      renew();
+    }
+    return;
+  }
   renewal_outstanding_ = false;
   if (!certificate.error().empty()) {
     spdlog::error("control plane: certificate request refused: {}", certificate.error());
@@ -247,15 +270,22 @@ void DiscoveryClient::on_certificate(const v1::Certificate& certificate) {
     auto installed = certificates_.install(certificate.certificate_pem(), certificate.chain_pem(),
                                            certificate.trust_bundle_pem(), now);
     if (!installed) {
-      spdlog::error("control plane: certificate refused, the previous one stays: {}",
-                    installed.error().message);
+      spdlog::error("control plane: certificate refused, the previous one stays: {}", installed.error().message);
     } else {
       const TlsCredentials& c = *certificates_.current();
       spdlog::info("certificate for {} in force, valid until {}", c.identity, format_utc(c.not_after));
+      token_next_ = false;
       if (installed_) installed_();
+      acknowledge_bundle(certificate.trust_bundle_pem());
     }
   }
   arm_renewal();
+}
+
+void DiscoveryClient::acknowledge_bundle(const std::string& bundle_pem) {
+  v1::ProxyMessage message;
+  message.mutable_trust_bundle_ack()->set_sha256(net::sha256_hex(bundle_pem));
+  send(message);
 }
 
 void DiscoveryClient::arm_renewal() {
@@ -298,6 +328,9 @@ void DiscoveryClient::renew() {
 
 void DiscoveryClient::on_stream_closed(int grpc_status, std::string_view message) {
   status_.connected = false;
+  // Alternate between the certificate and the token while neither gets a
+  // stream up.
+  if (!attempt_ready_) token_next_ = attempt_uses_certificate_;
   heartbeat_timer_.cancel();
   if (stopped_) return;
   spdlog::warn("control plane {}: stream closed ({} {}); serving the last config, reconnecting",

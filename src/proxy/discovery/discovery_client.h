@@ -78,6 +78,7 @@ class DiscoveryClient final : public http::grpc::StreamCallbacks {
   Result<std::shared_ptr<net::TransportFactory>> control_transport();
   bool has_valid_certificate() const;
   void on_certificate(const v1::Certificate& certificate);
+  void acknowledge_bundle(const std::string& bundle_pem);
   void renew();
   void arm_renewal();
 
@@ -93,6 +94,9 @@ class DiscoveryClient final : public http::grpc::StreamCallbacks {
   Duration backoff_{};
   bool stopped_ = true;
   bool renewal_outstanding_ = false;
+  bool attempt_uses_certificate_ = false;  // the current connection shows the certificate
+  bool attempt_ready_ = false;             // the current connection got its stream up
+  bool token_next_ = false;                // the next connection joins with the token
   net::Timer reconnect_timer_;
   net::Timer heartbeat_timer_;
   net::Timer renewal_timer_;
