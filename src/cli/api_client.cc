@@ -94,16 +94,17 @@ class BlockingTls {
         events = POLLIN;
       } else if (e == SSL_ERROR_WANT_WRITE) {
         events = POLLOUT;
-      } else if (eof_ok && (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))) {
+      } else if (eof_ok &&
+                 (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))) {
         // A server that closes without close_notify after a complete
         // response is fine: the response's framing says whether it was.
         eof_ = true;
         return -1;
       } else {
         long verify = SSL_get_verify_result(ssl_);
-        error_ = verify != X509_V_OK ? std::string("its certificate was refused: ") +
-                                           X509_verify_cert_error_string(verify)
-                                     : openssl_reason();
+        error_ = verify != X509_V_OK
+                     ? std::string("its certificate was refused: ") + X509_verify_cert_error_string(verify)
+                     : openssl_reason();
         return -1;
       }
       int ready = wait_for(fd_, events, deadline_);

@@ -49,8 +49,8 @@ void print_status(const Json& ca) {
     }
   }
   if (json_string(ca, "mode") == "operator-intermediate") {
-    rows.push_back({"intermediate", json_string(issuer, "subject"), json_string(issuer, "sha256").substr(0, 16),
-                    json_string(issuer, "notAfter"), "yes"});
+    rows.push_back({"intermediate", json_string(issuer, "subject"),
+                    json_string(issuer, "sha256").substr(0, 16), json_string(issuer, "notAfter"), "yes"});
   }
   out += format_table({"", "SUBJECT", "SHA-256", "NOT AFTER", "ISSUING"}, rows);
   out += "proxies: " + proxies_line(ca) + "\n";
@@ -127,7 +127,8 @@ int run_rotate(const RotateFlags& flags) {
 }  // namespace
 
 std::function<int()> add_ca_command(CLI::App& app) {
-  CLI::App* ca = app.add_subcommand("ca", "The mesh CA: its roots, and rotating them (admin token to rotate)");
+  CLI::App* ca =
+      app.add_subcommand("ca", "The mesh CA: its roots, and rotating them (admin token to rotate)");
   ca->require_subcommand(1);
 
   auto status_flags = std::make_shared<StatusFlags>();
@@ -138,10 +139,11 @@ std::function<int()> add_ca_command(CLI::App& app) {
   add_connection_options(*status, status_flags->connection);
 
   auto rotate_flags = std::make_shared<RotateFlags>();
-  CLI::App* rotate = ca->add_subcommand(
-      "rotate",
-      "Rotate the root: add a new one to the trust bundle, re-issue every certificate from it, drop the old one");
-  rotate->add_option("--step", rotate_flags->step, "Run one step only: begin, switch or finish (default: all)")
+  CLI::App* rotate = ca->add_subcommand("rotate",
+                                        "Rotate the root: add a new one to the trust bundle, re-issue every "
+                                        "certificate from it, drop the old one");
+  rotate
+      ->add_option("--step", rotate_flags->step, "Run one step only: begin, switch or finish (default: all)")
       ->check(CLI::IsMember({"begin", "switch", "finish"}));
   rotate->add_option("--timeout", rotate_flags->timeout, "How long to wait for the proxies in all (e.g. 10m)")
       ->capture_default_str();

@@ -123,7 +123,9 @@ std::function<int()> add_token_command(CLI::App& app) {
 
   auto create_flags = std::make_shared<CreateFlags>();
   CLI::App* create = token->add_subcommand("create", "Create a token; prints its secret, once");
-  create->add_option("--kind", create_flags->kind, "admin, read-only or join (default: join with --service-account)")
+  create
+      ->add_option("--kind", create_flags->kind,
+                   "admin, read-only or join (default: join with --service-account)")
       ->check(CLI::IsMember({"admin", "read-only", "join"}));
   create->add_option("-n,--namespace", create_flags->namespace_, "join: the namespace the sidecar joins");
   create->add_option("--service-account", create_flags->service_account,

@@ -778,8 +778,8 @@ http::ApiResponse ControlPlane::ca_rotate(std::string_view body) {
     done = ca_->switch_issuer();
     renew = true;
   } else {
-    auto behind =
-        lagging([&](const ProxyStatus& p) { return p.certificate_issuer != before.issuer.sha256_fingerprint; });
+    auto behind = lagging(
+        [&](const ProxyStatus& p) { return p.certificate_issuer != before.issuer.sha256_fingerprint; });
     if (before.phase == RotationPhase::kIssuingFromNew && !behind.empty())
       return not_yet(behind, "a certificate from the new root");
     std::lock_guard lock(mu_);
@@ -793,10 +793,10 @@ http::ApiResponse ControlPlane::ca_rotate(std::string_view body) {
     std::lock_guard lock(mu_);
     bundle = ca_->trust_bundle_pem();
     // From the switch on, the control plane's own certificate comes from the new root.
-    written = step == "begin" ? write_file_atomically(
-                                    (std::filesystem::path(options_.data_dir) / kTrustBundleFile).string(),
-                                    bundle, 0644)
-                              : write_server_credentials();
+    written = step == "begin"
+                  ? write_file_atomically(
+                        (std::filesystem::path(options_.data_dir) / kTrustBundleFile).string(), bundle, 0644)
+                  : write_server_credentials();
   }
   if (!written) return error_response(500, "the step is done, but: " + written.error().message);
   push_.broadcast_trust_bundle(bundle, renew);

@@ -144,10 +144,12 @@ int main(int argc, char** argv) {
     spdlog::error("cannot start the API: {}", error);
     return 1;
   }
-  (*cp)->on_api_transport([&api](std::shared_ptr<trellis::net::TransportFactory> t) { api.set_transport(std::move(t)); });
-  spdlog::info("trellis-control ready: proxies on {} (TLS), API on https://{} (TLS; clients trust {}/{}), data in {}",
-               options.grpc_address, options.http_address, options.data_dir,
-               trellis::control::kTrustBundleFile, options.data_dir);
+  (*cp)->on_api_transport(
+      [&api](std::shared_ptr<trellis::net::TransportFactory> t) { api.set_transport(std::move(t)); });
+  spdlog::info(
+      "trellis-control ready: proxies on {} (TLS), API on https://{} (TLS; clients trust {}/{}), data in {}",
+      options.grpc_address, options.http_address, options.data_dir, trellis::control::kTrustBundleFile,
+      options.data_dir);
   loop.run();
   (*cp)->shutdown();
   spdlog::info("trellis-control stopped");

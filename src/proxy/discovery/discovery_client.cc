@@ -250,7 +250,8 @@ void DiscoveryClient::on_certificate(const v1::Certificate& certificate) {
     // A root rotation step: new roots to trust, maybe a new certificate to get.
     auto updated = certificates_.update_trust_bundle(certificate.trust_bundle_pem(), now);
     if (!updated) {
-      spdlog::error("control plane: new trust bundle refused, the previous one stays: {}", updated.error().message);
+      spdlog::error("control plane: new trust bundle refused, the previous one stays: {}",
+                    updated.error().message);
     } else {
       spdlog::info("control plane: new trust bundle in force");
       if (installed_) installed_();
@@ -270,7 +271,8 @@ void DiscoveryClient::on_certificate(const v1::Certificate& certificate) {
     auto installed = certificates_.install(certificate.certificate_pem(), certificate.chain_pem(),
                                            certificate.trust_bundle_pem(), now);
     if (!installed) {
-      spdlog::error("control plane: certificate refused, the previous one stays: {}", installed.error().message);
+      spdlog::error("control plane: certificate refused, the previous one stays: {}",
+                    installed.error().message);
     } else {
       const TlsCredentials& c = *certificates_.current();
       spdlog::info("certificate for {} in force, valid until {}", c.identity, format_utc(c.not_after));

@@ -83,8 +83,9 @@ TEST(SnapshotBuilder, MutualTlsFollowsTheMeshAndEachServicesPolicy) {
   EXPECT_EQ(inbound_tls(u), "STRICT");
   EXPECT_EQ(identities(u), (std::vector<std::string>{"spiffe://cluster.local/ns/default/sa/reviews", ""}));
   mesh.mesh_configs.clear();
-  mesh.destination_policies[1] = resource(
-      "DestinationPolicy", "reviews", R"({"targetRef": {"kind": "Service", "name": "reviews"}, "mtls": {"mode": "DISABLE"}})");
+  mesh.destination_policies[1] =
+      resource("DestinationPolicy", "reviews",
+               R"({"targetRef": {"kind": "Service", "name": "reviews"}, "mtls": {"mode": "DISABLE"}})");
   EXPECT_EQ(identities(build_proxy_config(mesh, hello({"reviews"}))), (std::vector<std::string>{"", ""}));
 }
 
