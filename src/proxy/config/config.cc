@@ -13,6 +13,7 @@
 #include <charconv>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string_view>
 #include <unordered_map>
@@ -166,7 +167,7 @@ class Loader {
         "needs the proxy's certificate: set mtls (certificate_chain, private_key, trust_bundle)";
     auto listeners = fields.get("listeners");
     for (const ListenerConfig& l : config.listeners) {
-      if (l.tls != ListenerTls::kOff && listeners)
+      if ((l.tls == ListenerTls::kStrict || l.tls == ListenerTls::kPermissive) && listeners)
         r_.error(*listeners, "listener \"" + l.name + "\" tls " + kWhy);
     }
     auto clusters = fields.get("clusters");
@@ -175,6 +176,47 @@ class Loader {
         if (!e.identity.empty() && clusters)
           r_.error(*clusters, "cluster \"" + c.name + "\" endpoint " + e.address.text + " identity " + kWhy);
       }
+    }
+  }
+
+  // A gateway's certificates: the first is served when the client asks for
+  // no name or one no other entry names; each other entry names its own.
+  void load_server_certificates(const Located& at, std::vector<ServerCertificateConfig>& out) {
+    auto items = r_.read_list(at);
+    if (!items) return;
+    if (items->empty()) r_.error(at, "at least one certificate is needed");
+    std::set<std::string> names;
+    for (size_t i = 0; i < items->size(); ++i) {
+      const Located& item = (*items)[i];
+      ServerCertificateConfig c;
+      auto fields = r_.read_map(item, {"server_names", "certificate_chain", "private_key"});
+      if (!fields) continue;
+      for (auto [key, target] : {std::pair{"certificate_chain", &c.certificate_chain},
+                                 std::pair{"private_key", &c.private_key}}) {
+        if (auto v = r_.required(*fields, key); v && r_.read_string(*v, *target) && target->empty())
+          r_.error(*v, "must name a file");
+      }
+      if (auto v = fields->get("server_names")) {
+        if (auto list = r_.read_list(*v)) {
+          for (const Located& n : *list) {
+            std::string name;
+            if (!r_.read_string(n, name)) continue;
+            for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            bool dns = !check_domain(name) && name != "*" && name.find(':') == std::string::npos &&
+                       (name.size() < 2 || name.compare(name.size() - 2, 2, ".*") != 0);
+            if (!dns) {
+              r_.error(n, "expected a DNS name, or \"*.\" and a DNS name");
+            } else if (!names.insert(name).second) {
+              r_.error(n, "server name " + in_quotes(name) + " is served by an earlier certificate");
+            } else {
+              c.server_names.push_back(std::move(name));
+            }
+          }
+        }
+      } else if (i > 0) {
+        r_.error(item, "server_names is required after the first certificate (the first is the default)");
+      }
+      out.push_back(std::move(c));
     }
   }
 
@@ -272,12 +314,21 @@ class Loader {
     if (auto v = fields.get("tls"); v && listener.protocol == ListenerProtocol::kTcp) {
       r_.key_error(*v, "\"tls\" is only for http listeners");
     } else if (v) {
-      if (auto tls = r_.read_map(*v, {"mode"})) {
-        static constexpr std::array<std::string_view, 2> kModes = {"STRICT", "PERMISSIVE"};
+      if (auto tls = r_.read_map(*v, {"mode", "certificates"})) {
+        static constexpr std::array<std::string_view, 3> kModes = {"STRICT", "PERMISSIVE", "SIMPLE"};
+        static constexpr std::array<ListenerTls, 3> kValues = {ListenerTls::kStrict, ListenerTls::kPermissive,
+                                                               ListenerTls::kSimple};
         size_t index = 0;
         listener.tls = ListenerTls::kStrict;
-        if (auto m = tls->get("mode"); m && r_.read_choice(*m, "mode", kModes, index) && index == 1)
-          listener.tls = ListenerTls::kPermissive;
+        if (auto m = tls->get("mode"); m && r_.read_choice(*m, "mode", kModes, index)) listener.tls = kValues[index];
+        auto certificates = tls->get("certificates");
+        if (listener.tls == ListenerTls::kSimple) {
+          if (auto c = r_.required(*tls, "certificates")) load_server_certificates(*c, listener.certificates);
+        } else if (certificates) {
+          r_.key_error(*certificates,
+                       "\"certificates\" is only for mode SIMPLE; STRICT and PERMISSIVE serve the proxy's own "
+                       "mesh certificate");
+        }
       }
     }
     auto virtual_hosts = fields.get("virtual_hosts");

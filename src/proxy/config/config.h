@@ -204,6 +204,17 @@ enum class ListenerTls : uint8_t {
   kOff,
   kStrict,      // mTLS only; plain text is refused
   kPermissive,  // mTLS or plain text, told apart by the first bytes
+  kSimple,      // a gateway's TLS for clients outside the mesh: its own certificates, none asked of clients
+};
+
+// A certificate a gateway listener serves (ListenerTls::kSimple), from files.
+struct ServerCertificateConfig {
+  // The names (SNI) it is served for: "api.example.com" or "*.example.com".
+  // Empty: the default, for clients that ask for no name or another one.
+  std::vector<std::string> server_names;
+  std::string certificate_chain;  // PEM file: the leaf, then intermediates
+  std::string private_key;        // PEM file, mode 0600
+  bool operator==(const ServerCertificateConfig&) const = default;
 };
 
 struct ListenerConfig {
@@ -220,6 +231,7 @@ struct ListenerConfig {
   // checked at accept for tcp, per request for http. Empty: everyone.
   policy::AuthorizationConfig authorization;
   ListenerTls tls = ListenerTls::kOff;
+  std::vector<ServerCertificateConfig> certificates;  // kSimple: the first is the default
 };
 
 // The proxy's own workload certificate from files (a proxy without a control

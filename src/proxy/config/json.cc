@@ -247,8 +247,18 @@ Json listener_to_json(const ListenerConfig& listener) {
   out["protocol"] = listener.protocol == ListenerProtocol::kHttp ? "http" : "tcp";
   out["idle_timeout"] = format_duration(listener.idle_timeout);
   if (!listener.authorization.empty()) out["authorization"] = authorization_json(listener.authorization);
-  if (listener.tls != ListenerTls::kOff)
-    out["tls"] = Json{{"mode", listener.tls == ListenerTls::kStrict ? "STRICT" : "PERMISSIVE"}};
+  if (listener.tls != ListenerTls::kOff) {
+    out["tls"] = Json{{"mode", listener.tls == ListenerTls::kStrict       ? "STRICT"
+                               : listener.tls == ListenerTls::kPermissive ? "PERMISSIVE"
+                                                                          : "SIMPLE"}};
+    Json certificates = Json::array();
+    // File names only: what is in them stays there.
+    for (const ServerCertificateConfig& c : listener.certificates)
+      certificates.push_back(Json{{"server_names", c.server_names},
+                                  {"certificate_chain", c.certificate_chain},
+                                  {"private_key", c.private_key}});
+    if (!certificates.empty()) out["tls"]["certificates"] = std::move(certificates);
+  }
   if (listener.protocol == ListenerProtocol::kHttp) {
     Json vhosts = Json::array();
     for (const VirtualHostConfig& vhost : listener.virtual_hosts) {

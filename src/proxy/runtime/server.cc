@@ -123,6 +123,8 @@ int Server::run() {
 void Server::reload() {
   if (draining_) return;
   spdlog::info("reloading {}", options_.config_path);
+  // Gateway certificates are read again, whether or not their names changed.
+  builder_->reload_certificate_files();
   ConfigLoad load = load_config_file(options_.config_path);
   if (!load.ok()) {
     for (const ConfigError& e : load.errors) spdlog::error("{}", e.to_string());

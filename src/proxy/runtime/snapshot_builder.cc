@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 #include "common/text.h"
@@ -13,6 +14,7 @@
 #include "net/tls_transport.h"
 #include "proxy/http1/upstream_codec.h"
 #include "proxy/observe/access_log.h"
+#include "proxy/security/file_credentials.h"
 
 namespace trellis::proxy {
 
@@ -151,8 +153,47 @@ void SnapshotBuilder::set_mesh_tls(MeshTls tls) {
   tls_clients_.clear();
 }
 
+Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::gateway_transport(const ListenerConfig& l) {
+  GatewayTls& cached = gateway_tls_[l.name];
+  if (cached.server && cached.certificates == l.certificates) return cached.server;
+  net::TlsContextOptions options;
+  options.role = net::TlsRole::kServer;
+  // Clients outside the mesh: TLS 1.2 as well (ECDHE and AEAD only), and no
+  // client certificate.
+  options.allow_tls12 = true;
+  options.client_certificate = net::ClientCertificate::kNone;
+  options.alpn = {"http/1.1"};
+  struct Wipe {
+    net::TlsContextOptions& o;
+    ~Wipe() {
+      OPENSSL_cleanse(o.private_key_pem.data(), o.private_key_pem.size());
+      for (auto& n : o.server_names) OPENSSL_cleanse(n.private_key_pem.data(), n.private_key_pem.size());
+    }
+  } wipe{options};
+  for (size_t i = 0; i < l.certificates.size(); ++i) {
+    const ServerCertificateConfig& c = l.certificates[i];
+    auto chain = read_credential_file(c.certificate_chain, "certificate_chain " + c.certificate_chain, false);
+    if (!chain) return chain.error();
+    auto key = read_credential_file(c.private_key, "private_key " + c.private_key, true);
+    if (!key) return key.error();
+    if (i == 0) {
+      options.certificate_chain_pem = std::move(*chain);
+      options.private_key_pem = std::move(*key);
+    }
+    for (const std::string& name : c.server_names) options.server_names.push_back({name, *chain, *key});
+    if (!key->empty()) OPENSSL_cleanse(key->data(), key->size());
+  }
+  auto context = net::TlsContext::create(options);
+  if (!context) return Error{"tls certificates: " + context.error().message};
+  auto server = net::TlsTransportFactory::server(std::move(*context));
+  if (!server) return server.error();
+  cached = {l.certificates, std::move(*server)};
+  return cached.server;
+}
+
 Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::listener_transport(const ListenerConfig& l) {
   if (l.tls == ListenerTls::kOff) return transport_;
+  if (l.tls == ListenerTls::kSimple) return gateway_transport(l);
   if (!mesh_tls_.server) {
     // No certificate yet: STRICT refuses everyone, PERMISSIVE serves plain text.
     if (l.tls == ListenerTls::kPermissive) return transport_;
@@ -258,7 +299,7 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
     auto transport = listener_transport(l);
     if (!transport) return make_error("listener \"" + l.name + "\": " + transport.error().message);
     rt.transport = std::move(*transport);
-    if (l.tls != ListenerTls::kOff) rt.identity = mesh_tls_.identity;
+    if (l.tls == ListenerTls::kStrict || l.tls == ListenerTls::kPermissive) rt.identity = mesh_tls_.identity;
     snap->listeners.push_back(std::move(rt));
   }
   if (!config->access_log.path.empty()) {

@@ -44,6 +44,9 @@ class SnapshotBuilder {
   // use them (open connections keep theirs).
   void set_mesh_tls(MeshTls tls);
   const MeshTls& mesh_tls() const { return mesh_tls_; }
+  // The next build reads gateway listeners' certificate files again (SIGHUP);
+  // until then they are read once per listener and file names.
+  void reload_certificate_files() { gateway_tls_.clear(); }
 
   // The snapshot for `config`, reusing what `previous` (may be null) holds.
   // Fails only when a socket cannot be bound or an access log opened.
@@ -78,6 +81,14 @@ class SnapshotBuilder {
   std::shared_ptr<net::TransportFactory> tls_server_;
   std::shared_ptr<net::TransportFactory> detecting_;  // PERMISSIVE: TLS or plain text
   std::map<std::string, std::shared_ptr<net::TransportFactory>> tls_clients_;  // by expected identity
+  // Gateway listeners (ListenerTls::kSimple), by listener name: the files
+  // they were made from, and the server they serve with.
+  struct GatewayTls {
+    std::vector<ServerCertificateConfig> certificates;
+    std::shared_ptr<net::TransportFactory> server;
+  };
+  std::map<std::string, GatewayTls> gateway_tls_;
+  Result<std::shared_ptr<net::TransportFactory>> gateway_transport(const ListenerConfig& l);
 };
 
 }  // namespace trellis::proxy
