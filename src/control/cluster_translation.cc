@@ -185,6 +185,11 @@ v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
     }
     if (const Json* lb = map_at(policy->spec, "loadBalancer"))
       fill_load_balancer(*lb, *c.mutable_load_balancer());
+    // TLS origination to the instances that have no sidecar.
+    if (const Json* tls = map_at(policy->spec, "tls")) {
+      c.mutable_tls()->set_server_name(string_at(*tls, "sni"));
+      c.mutable_tls()->set_trust_bundle_pem(string_at(*tls, "caCertificates"));
+    }
     if (const Json* retries = map_at(policy->spec, "retries")) fill_retry(*retries, *c.mutable_retry());
     if (const Json* hc = map_at(policy->spec, "healthCheck"))
       fill_health_check(*hc, *c.mutable_health_check());

@@ -280,8 +280,18 @@ void check_subsets(Checker& checker, const MapReader& spec) {
 void validate_destination_policy(Checker& checker, const Json& spec_json) {
   MapReader spec = checker.map(spec_json, "spec",
                                {"targetRef", "loadBalancer", "connectionPool", "outlierDetection", "retries",
-                                "healthCheck", "subsets", "adaptiveConcurrency", "mtls"});
+                                "healthCheck", "subsets", "adaptiveConcurrency", "mtls", "tls"});
   if (!spec.ok()) return;
+  if (std::optional<MapReader> tls = spec.map("tls", {"sni", "caCertificates"})) {
+    if (std::optional<std::string> sni = tls->string("sni", Need::kRequired)) {
+      if (check_hostname(*sni, /*allow_wildcard=*/false))
+        tls->error("sni", "must be the DNS name the service's certificate carries, e.g. api.example.com");
+    }
+    if (std::optional<std::string> ca = tls->string("caCertificates")) {
+      if (ca->find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+        tls->error("caCertificates", "must be PEM certificates (-----BEGIN CERTIFICATE-----)");
+    }
+  }
   if (std::optional<MapReader> mtls = spec.map("mtls", {"mode"})) {
     mtls->enumeration("mode", {"STRICT", "PERMISSIVE", "DISABLE"}, Need::kRequired);
   }

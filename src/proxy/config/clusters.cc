@@ -4,6 +4,8 @@
 #include <limits>
 
 #include "common/text.h"
+#include "net/address.h"
+#include "proxy/config/checks.h"
 #include "proxy/config/loader.h"
 
 namespace trellis::proxy::config_yaml {
@@ -19,7 +21,7 @@ class ClusterLoader {
     auto fields = r_.read_map(
         at, {"name", "lb_policy", "hash", "ring_points", "locality", "slow_start", "connect_timeout",
              "idle_timeout", "request_idle_timeout", "max_idle_per_endpoint", "retry", "health_check",
-             "circuit_breakers", "outlier_detection", "adaptive_concurrency", "endpoints"});
+             "circuit_breakers", "outlier_detection", "adaptive_concurrency", "tls", "endpoints"});
     if (!fields) return;
     if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, cluster.name)) {
       if (!names.by_name.emplace(cluster.name, index).second) {
@@ -44,6 +46,24 @@ class ClusterLoader {
     if (auto v = fields->get("outlier_detection")) {
       cluster.outlier_enabled = true;
       load_outlier(*v, cluster.outlier);
+    }
+    if (auto v = fields->get("tls")) {
+      if (auto tls = r_.read_map(*v, {"server_name", "trust_bundle"})) {
+        cluster.tls.enabled = true;
+        if (auto n = r_.required(*tls, "server_name"); n && r_.read_string(*n, cluster.tls.server_name)) {
+          std::string& name = cluster.tls.server_name;
+          for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          net::SocketAddress ip;
+          std::string ignored;
+          bool is_ip = net::parse_socket_address(name + ":1", ip, ignored) ||
+                       net::parse_socket_address("[" + name + "]:1", ip, ignored);
+          if (!is_ip && (check_domain(name) || name.find_first_of("*:") != std::string::npos))
+            r_.error(*n, "expected the server's DNS name (or IP address), as its certificate names it");
+        }
+        if (auto b = tls->get("trust_bundle"); b && r_.read_string(*b, cluster.tls.trust_bundle) &&
+                                               cluster.tls.trust_bundle.empty())
+          r_.error(*b, "must name a file (leave it out for the system's roots)");
+      }
     }
     if (auto v = fields->get("endpoints")) {
       if (auto items = r_.read_list(*v)) {

@@ -81,6 +81,18 @@ struct HealthCheckConfig {
   bool enabled() const { return kind != Kind::kNone; }
 };
 
+// TLS origination to endpoints without a sidecar (an external service).
+struct UpstreamTlsConfig {
+  bool enabled = false;
+  std::string server_name;       // SNI, and the name the certificate must carry (or an IP address)
+  std::string trust_bundle;      // PEM file of roots; empty (and no _pem): the system's roots
+  std::string trust_bundle_pem;  // the roots themselves (from the control plane)
+  bool operator==(const UpstreamTlsConfig&) const = default;
+};
+
+// The system's roots (Debian's ca-certificates).
+inline constexpr const char* kSystemTrustBundle = "/etc/ssl/certs/ca-certificates.crt";
+
 struct ClusterConfig {
   std::string name;
   LoadBalancerConfig lb;
@@ -103,6 +115,8 @@ struct ClusterConfig {
   // latency (gradient); above it requests are shed with 503. Off unless set.
   bool adaptive_concurrency_enabled = false;
   policy::ConcurrencyConfig adaptive_concurrency;
+  // Endpoints without an identity are reached over TLS when enabled.
+  UpstreamTlsConfig tls;
   std::vector<EndpointConfig> endpoints;
 };
 

@@ -345,6 +345,11 @@ Json cluster_to_json(const ClusterConfig& cluster) {
   Json out;
   out["name"] = cluster.name;
   out["lb_policy"] = lb_algorithm_name(lb.algorithm);
+  if (cluster.tls.enabled) {
+    out["tls"] = Json{{"server_name", cluster.tls.server_name}};
+    if (!cluster.tls.trust_bundle.empty()) out["tls"]["trust_bundle"] = cluster.tls.trust_bundle;
+    if (!cluster.tls.trust_bundle_pem.empty()) out["tls"]["trust_bundle_pem"] = cluster.tls.trust_bundle_pem;
+  }
   if (lb.hash.kind != HashPolicy::Kind::kNone) out["hash"] = hash_json(lb.hash);
   if (lb.algorithm == policy::LbAlgorithm::kRingHash) out["ring_points"] = lb.ring_points;
   if (lb.locality_enabled) out["locality"] = Json{{"min_healthy_percent", lb.locality_min_healthy_percent}};

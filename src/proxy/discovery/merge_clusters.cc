@@ -261,6 +261,12 @@ void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& e
   }
   if (in.has_health_check())
     translate_health_check(in.health_check(), path + ".health_check", errors, cluster.health_check);
+  if (in.has_tls()) {
+    if (in.tls().server_name().empty()) errors.add(path + ".tls.server_name", "is required");
+    cluster.tls.enabled = true;
+    cluster.tls.server_name = in.tls().server_name();
+    cluster.tls.trust_bundle_pem = in.tls().trust_bundle_pem();
+  }
   std::set<std::string> seen;
   for (int i = 0; i < in.endpoints_size(); ++i) {
     const v1::Endpoint& e = in.endpoints(i);

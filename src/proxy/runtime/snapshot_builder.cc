@@ -209,8 +209,36 @@ Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::listener_transpo
   return detecting_;
 }
 
-Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::endpoint_transport(const EndpointConfig& e) {
-  if (e.identity.empty()) return std::shared_ptr<net::TransportFactory>();
+Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::origination_transport(const ClusterConfig& c) {
+  auto& [settings, factory] = originations_[c.name];
+  if (factory && settings == c.tls) return factory;
+  net::TlsContextOptions options;
+  options.role = net::TlsRole::kClient;
+  options.allow_tls12 = true;  // external services: TLS 1.2 with ECDHE and AEAD, or 1.3
+  options.alpn = {"http/1.1"};
+  if (!c.tls.trust_bundle_pem.empty()) {
+    options.trust_bundle_pem = c.tls.trust_bundle_pem;
+  } else {
+    const std::string& file = c.tls.trust_bundle.empty() ? std::string(kSystemTrustBundle) : c.tls.trust_bundle;
+    auto bundle = read_credential_file(file, "tls trust_bundle " + file, false);
+    if (!bundle) return bundle.error();
+    options.trust_bundle_pem = std::move(*bundle);
+  }
+  auto context = net::TlsContext::create(options);
+  if (!context) return Error{"tls: " + context.error().message};
+  net::TlsClientOptions client;
+  client.verify_name = c.tls.server_name;  // also the SNI, when it is a DNS name
+  auto made = net::TlsTransportFactory::client(std::move(*context), std::move(client));
+  if (!made) return made.error();
+  settings = c.tls;
+  factory = std::move(*made);
+  return factory;
+}
+
+Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::endpoint_transport(const ClusterConfig& c,
+                                                                                   const EndpointConfig& e) {
+  if (e.identity.empty())
+    return c.tls.enabled ? origination_transport(c) : std::shared_ptr<net::TransportFactory>();
   if (!mesh_tls_.client)
     return std::shared_ptr<net::TransportFactory>(std::make_shared<NoCertificateFactory>());
   std::shared_ptr<net::TransportFactory>& factory = tls_clients_[e.identity];
@@ -238,7 +266,7 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
     rt.state = cluster_states_.cluster(c.name);
     rt.transport = transport_;
     for (const EndpointConfig& e : c.endpoints) {
-      auto t = endpoint_transport(e);
+      auto t = endpoint_transport(c, e);
       if (!t)
         return make_error("cluster \"" + c.name + "\": endpoint " + e.address.text + ": " +
                           t.error().message);

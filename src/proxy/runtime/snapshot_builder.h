@@ -67,7 +67,9 @@ class SnapshotBuilder {
   // has no certificate yet).
   Result<std::shared_ptr<net::TransportFactory>> listener_transport(const ListenerConfig& l);
   // Null: the cluster's transport (plain text).
-  Result<std::shared_ptr<net::TransportFactory>> endpoint_transport(const EndpointConfig& e);
+  Result<std::shared_ptr<net::TransportFactory>> endpoint_transport(const ClusterConfig& c, const EndpointConfig& e);
+  // TLS origination for `c` (UpstreamTlsConfig), kept while its settings stay.
+  Result<std::shared_ptr<net::TransportFactory>> origination_transport(const ClusterConfig& c);
 
   size_t workers_;
   Random& random_;
@@ -88,6 +90,7 @@ class SnapshotBuilder {
     std::shared_ptr<net::TransportFactory> server;
   };
   std::map<std::string, GatewayTls> gateway_tls_;
+  std::map<std::string, std::pair<UpstreamTlsConfig, std::shared_ptr<net::TransportFactory>>> originations_;
   Result<std::shared_ptr<net::TransportFactory>> gateway_transport(const ListenerConfig& l);
 };
 

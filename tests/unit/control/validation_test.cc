@@ -748,6 +748,18 @@ TEST(DestinationPolicy, MutualTlsMode) {
                     "\"strict\" is not one of STRICT, PERMISSIVE or DISABLE (did you mean \"STRICT\"?)");
 }
 
+TEST(DestinationPolicy, TlsOrigination) {
+  EXPECT_VALID(with(destination_policy(), "/spec/tls", {{"sni", "api.example.com"}}));
+  EXPECT_VALID(with(destination_policy(), "/spec/tls",
+                    {{"sni", "api.example.com"}, {"caCertificates", "-----BEGIN CERTIFICATE-----\nMII...\n"}}));
+  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/tls", Json::object()), "spec.tls.sni",
+                    "required field is missing");
+  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/tls", {{"sni", "*.example.com"}}), "spec.tls.sni",
+                    "must be the DNS name the service's certificate carries, e.g. api.example.com");
+  EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/tls", {{"sni", "a.example"}, {"caCertificates", "x"}}),
+                    "spec.tls.caCertificates", "must be PEM certificates (-----BEGIN CERTIFICATE-----)");
+}
+
 TEST(DestinationPolicy, LoadBalancer) {
   const std::string kLb = "spec.loadBalancer";
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/loadBalancer/algorithm", "roundRobin"),
