@@ -60,8 +60,8 @@ class ClusterLoader {
           if (!is_ip && (check_domain(name) || name.find_first_of("*:") != std::string::npos))
             r_.error(*n, "expected the server's DNS name (or IP address), as its certificate names it");
         }
-        if (auto b = tls->get("trust_bundle"); b && r_.read_string(*b, cluster.tls.trust_bundle) &&
-                                               cluster.tls.trust_bundle.empty())
+        if (auto b = tls->get("trust_bundle");
+            b && r_.read_string(*b, cluster.tls.trust_bundle) && cluster.tls.trust_bundle.empty())
           r_.error(*b, "must name a file (leave it out for the system's roots)");
       }
     }

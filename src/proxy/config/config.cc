@@ -191,8 +191,8 @@ class Loader {
       ServerCertificateConfig c;
       auto fields = r_.read_map(item, {"server_names", "certificate_chain", "private_key"});
       if (!fields) continue;
-      for (auto [key, target] : {std::pair{"certificate_chain", &c.certificate_chain},
-                                 std::pair{"private_key", &c.private_key}}) {
+      for (auto [key, target] :
+           {std::pair{"certificate_chain", &c.certificate_chain}, std::pair{"private_key", &c.private_key}}) {
         if (auto v = r_.required(*fields, key); v && r_.read_string(*v, *target) && target->empty())
           r_.error(*v, "must name a file");
       }
@@ -320,14 +320,16 @@ class Loader {
                                                                ListenerTls::kSimple};
         size_t index = 0;
         listener.tls = ListenerTls::kStrict;
-        if (auto m = tls->get("mode"); m && r_.read_choice(*m, "mode", kModes, index)) listener.tls = kValues[index];
+        if (auto m = tls->get("mode"); m && r_.read_choice(*m, "mode", kModes, index))
+          listener.tls = kValues[index];
         auto certificates = tls->get("certificates");
         if (listener.tls == ListenerTls::kSimple) {
           if (auto c = r_.required(*tls, "certificates")) load_server_certificates(*c, listener.certificates);
         } else if (certificates) {
-          r_.key_error(*certificates,
-                       "\"certificates\" is only for mode SIMPLE; STRICT and PERMISSIVE serve the proxy's own "
-                       "mesh certificate");
+          r_.key_error(
+              *certificates,
+              "\"certificates\" is only for mode SIMPLE; STRICT and PERMISSIVE serve the proxy's own "
+              "mesh certificate");
         }
       }
     }

@@ -209,7 +209,8 @@ Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::listener_transpo
   return detecting_;
 }
 
-Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::origination_transport(const ClusterConfig& c) {
+Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::origination_transport(
+    const ClusterConfig& c) {
   auto& [settings, factory] = originations_[c.name];
   if (factory && settings == c.tls) return factory;
   net::TlsContextOptions options;
@@ -219,7 +220,8 @@ Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::origination_tran
   if (!c.tls.trust_bundle_pem.empty()) {
     options.trust_bundle_pem = c.tls.trust_bundle_pem;
   } else {
-    const std::string& file = c.tls.trust_bundle.empty() ? std::string(kSystemTrustBundle) : c.tls.trust_bundle;
+    const std::string& file =
+        c.tls.trust_bundle.empty() ? std::string(kSystemTrustBundle) : c.tls.trust_bundle;
     auto bundle = read_credential_file(file, "tls trust_bundle " + file, false);
     if (!bundle) return bundle.error();
     options.trust_bundle_pem = std::move(*bundle);

@@ -67,7 +67,8 @@ class SnapshotBuilder {
   // has no certificate yet).
   Result<std::shared_ptr<net::TransportFactory>> listener_transport(const ListenerConfig& l);
   // Null: the cluster's transport (plain text).
-  Result<std::shared_ptr<net::TransportFactory>> endpoint_transport(const ClusterConfig& c, const EndpointConfig& e);
+  Result<std::shared_ptr<net::TransportFactory>> endpoint_transport(const ClusterConfig& c,
+                                                                    const EndpointConfig& e);
   // TLS origination for `c` (UpstreamTlsConfig), kept while its settings stay.
   Result<std::shared_ptr<net::TransportFactory>> origination_transport(const ClusterConfig& c);
 

@@ -750,8 +750,9 @@ TEST(DestinationPolicy, MutualTlsMode) {
 
 TEST(DestinationPolicy, TlsOrigination) {
   EXPECT_VALID(with(destination_policy(), "/spec/tls", {{"sni", "api.example.com"}}));
-  EXPECT_VALID(with(destination_policy(), "/spec/tls",
-                    {{"sni", "api.example.com"}, {"caCertificates", "-----BEGIN CERTIFICATE-----\nMII...\n"}}));
+  EXPECT_VALID(
+      with(destination_policy(), "/spec/tls",
+           {{"sni", "api.example.com"}, {"caCertificates", "-----BEGIN CERTIFICATE-----\nMII...\n"}}));
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/tls", Json::object()), "spec.tls.sni",
                     "required field is missing");
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/tls", {{"sni", "*.example.com"}}), "spec.tls.sni",
