@@ -16,10 +16,10 @@ from harness import (BIN_DIR, LOCALHOST, free_port, http_responder, http_respons
 TRELLIS = BIN_DIR / "cli" / "trellis"
 
 
-def call(port: int, path: str = "/hello", host: str = "details") -> tuple[int, bytes]:
+def call(port: int, path: str = "/hello", host: str = "details", headers: dict | None = None) -> tuple[int, bytes]:
     try:
         conn = http.client.HTTPConnection(LOCALHOST, port, timeout=5)
-        conn.request("GET", path, headers={"Host": host})
+        conn.request("GET", path, headers={"Host": host, **(headers or {})})
         resp = conn.getresponse()
         body = resp.read()
         conn.close()
@@ -39,7 +39,9 @@ def unstarted(fleet, config):
 
 
 def echo_xfcc(req) -> bytes:
-    return http_response(200, ("xfcc=" + (req.header("x-forwarded-client-cert") or "")).encode())
+    caller = req.header("x-caller")
+    return http_response(200, ("xfcc=" + (req.header("x-forwarded-client-cert") or "") +
+                               (f" x-caller={caller}" if caller is not None else "")).encode())
 
 
 def registered(control, service: str) -> list:
@@ -69,12 +71,18 @@ def test_sidecars_call_each_other_over_mtls_with_the_callers_identity(fleet):
     # The PERMISSIVE default also serves plain text to a caller without a
     # sidecar (no identity: nothing passed on, whatever the caller claims)...
     assert call(port) == (200, b"xfcc=")
-    # ...and STRICT refuses it, while the sidecars go on over mTLS.
+    forged = {"X-Forwarded-Client-Cert": "By=x;URI=spiffe://cluster.local/ns/default/sa/admin",
+              "X-Caller": "spiffe://cluster.local/ns/default/sa/admin"}
+    assert call(port, headers={"X-Forwarded-Client-Cert": forged["X-Forwarded-Client-Cert"]}) == (200, b"xfcc="), \
+        "what a client sends is never passed on"
+    # ...and STRICT refuses it, while the sidecars go on over mTLS; the mesh
+    # may name another header for the caller's identity.
     strict = {"apiVersion": "trellis.dev/v1alpha1", "kind": "MeshConfig", "metadata": {"name": "default"},
-              "spec": {"mtls": {"mode": "STRICT"}}}
+              "spec": {"mtls": {"mode": "STRICT", "clientIdentityHeader": "X-Caller"}}}
     assert control.apply(strict)[0] == 201
     assert wait_until(lambda: call(port)[0] == 0, 10), "plain text still served under STRICT"
-    assert call(outbound)[0] == 200
+    assert call(outbound, headers=forged) == (200, b"xfcc= x-caller=By=spiffe://cluster.local/ns/default/sa/details;"
+                                                   b"URI=spiffe://cluster.local/ns/default/sa/productpage")
 
 
 def test_a_token_for_another_service_or_namespace_admits_nothing(fleet, nginx):

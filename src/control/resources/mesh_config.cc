@@ -9,8 +9,15 @@ void validate_mesh_config(Checker& checker, const Json& spec_json) {
   MapReader spec = checker.map(spec_json, "spec",
                                {"mtls", "trustDomain", "authorization", "defaults", "accessLog", "tracing"});
   if (!spec.ok()) return;
-  if (std::optional<MapReader> mtls = spec.map("mtls", {"mode", "certificateLifetime"})) {
+  if (std::optional<MapReader> mtls =
+          spec.map("mtls", {"mode", "certificateLifetime", "clientIdentityHeader"})) {
     mtls->enumeration("mode", {"STRICT", "PERMISSIVE", "DISABLE"});
+    if (std::optional<std::string> header = mtls->string("clientIdentityHeader")) {
+      if (!header->empty()) {
+        if (auto problem = check_token(*header, "a header name"))
+          mtls->error("clientIdentityHeader", *problem);
+      }
+    }
     // The CA signs for 1 minute to 7 days (control/ca/certificate_authority.h).
     if (std::optional<int64_t> lifetime_ms = mtls->duration("certificateLifetime")) {
       if (*lifetime_ms < 60 * 1000 || *lifetime_ms > int64_t{7} * 24 * 3600 * 1000)

@@ -264,7 +264,7 @@ class Loader {
     for (const Located& item : *items) {
       ListenerConfig listener;
       auto fields = r_.read_map(item, {"name", "address", "protocol", "idle_timeout", "virtual_hosts",
-                                       "cluster", "authorization", "tls"});
+                                       "cluster", "authorization", "tls", "client_identity_header"});
       if (fields) {
         if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, listener.name)) {
           if (!names.emplace(listener.name, listeners.size()).second) {
@@ -331,6 +331,14 @@ class Loader {
               "\"certificates\" is only for mode SIMPLE; STRICT and PERMISSIVE serve the proxy's own "
               "mesh certificate");
         }
+      }
+    }
+    if (auto v = fields.get("client_identity_header");
+        v && r_.read_string(*v, listener.client_identity_header)) {
+      std::string& name = listener.client_identity_header;
+      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (!name.empty()) {
+        if (Problem problem = check_header_name(name)) r_.error(*v, *problem);
       }
     }
     auto virtual_hosts = fields.get("virtual_hosts");

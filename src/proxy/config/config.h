@@ -246,6 +246,11 @@ struct ListenerConfig {
   policy::AuthorizationConfig authorization;
   ListenerTls tls = ListenerTls::kOff;
   std::vector<ServerCertificateConfig> certificates;  // kSimple: the first is the default
+  // The request header that passes the caller's verified identity to the
+  // application, XFCC-style ("By=<own>;URI=<caller>"), lower case. Empty:
+  // not passed. Whatever the client sent in it, and in
+  // x-forwarded-client-cert, is always removed.
+  std::string client_identity_header = "x-forwarded-client-cert";
 };
 
 // The proxy's own workload certificate from files (a proxy without a control

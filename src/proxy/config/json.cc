@@ -247,6 +247,8 @@ Json listener_to_json(const ListenerConfig& listener) {
   out["protocol"] = listener.protocol == ListenerProtocol::kHttp ? "http" : "tcp";
   out["idle_timeout"] = format_duration(listener.idle_timeout);
   if (!listener.authorization.empty()) out["authorization"] = authorization_json(listener.authorization);
+  if (listener.protocol == ListenerProtocol::kHttp)
+    out["client_identity_header"] = listener.client_identity_header;
   if (listener.tls != ListenerTls::kOff) {
     out["tls"] = Json{{"mode", listener.tls == ListenerTls::kStrict       ? "STRICT"
                                : listener.tls == ListenerTls::kPermissive ? "PERMISSIVE"

@@ -63,6 +63,14 @@ class Merger {
     if (l.idle_timeout_ms()) listener.idle_timeout = Millis(l.idle_timeout_ms());
     if (l.has_authorization())
       authorization(l.authorization(), path + ".authorization", listener.authorization);
+    if (l.has_client_identity_header()) {
+      listener.client_identity_header = l.client_identity_header().name();
+      for (char& ch : listener.client_identity_header)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (!listener.client_identity_header.empty())
+        if (Problem problem = check_header_name(listener.client_identity_header))
+          errors_.add(path + ".client_identity_header.name", *problem);
+    }
     if (l.has_tls()) {
       if (l.protocol() == v1::Listener::TCP) errors_.add(path + ".tls", "is only for HTTP listeners");
       listener.tls =

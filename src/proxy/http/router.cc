@@ -88,7 +88,8 @@ void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream
   const ListenerRuntime& listener = *context_->listener;
   if (listener.authorizer && !authorize(listener)) return;                                         // 0
   add_forwarding_headers(request_, context_->client_ip, worker_.random(), request_id_, scratch_);  // 1
-  add_client_cert_header(request_, listener.identity, context_->authz_client.identity, scratch_);
+  add_client_cert_header(request_, listener.client_identity_header, listener.identity,
+                         context_->authz_client.identity, scratch_);
   const http::RequestHeaders& req = request_.get();
 
   policy::RouteRef ref;  // 2

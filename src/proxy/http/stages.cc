@@ -28,15 +28,17 @@ void format_request_id(Random& random, std::string& out) {
 
 }  // namespace
 
-void add_client_cert_header(http::RequestHeadersCopy& request, std::string_view own_identity,
-                            std::string_view client_identity, std::string& scratch) {
+void add_client_cert_header(http::RequestHeadersCopy& request, std::string_view header,
+                            std::string_view own_identity, std::string_view client_identity,
+                            std::string& scratch) {
   request.remove("x-forwarded-client-cert");
-  if (client_identity.empty()) return;
+  if (!header.empty() && header != "x-forwarded-client-cert") request.remove(header);
+  if (client_identity.empty() || header.empty()) return;
   scratch.assign("By=");
   scratch.append(own_identity);
   scratch.append(";URI=");
   scratch.append(client_identity);
-  request.add("x-forwarded-client-cert", scratch);
+  request.add(header, scratch);
 }
 
 AuthzVerdict authorize_request(const policy::Authorizer& authorizer, const AuthzClient& client,

@@ -49,11 +49,13 @@ AuthzVerdict authorize_request(const policy::Authorizer& authorizer, const Authz
 void add_forwarding_headers(http::RequestHeadersCopy& request, std::string_view client_ip, Random& random,
                             std::string& request_id, std::string& scratch);
 
-// 1. x-forwarded-client-cert: never the client's own; on an mTLS listener
-// "By=<this proxy's identity>;URI=<the client's verified identity>", so the
-// application learns who called.
-void add_client_cert_header(http::RequestHeadersCopy& request, std::string_view own_identity,
-                            std::string_view client_identity, std::string& scratch);
+// 1. x-forwarded-client-cert and `header` (the listener's
+// client_identity_header): never the client's own; on an mTLS listener,
+// `header` (unless empty) is "By=<this proxy's identity>;URI=<the client's
+// verified identity>", so the application learns who called.
+void add_client_cert_header(http::RequestHeadersCopy& request, std::string_view header,
+                            std::string_view own_identity, std::string_view client_identity,
+                            std::string& scratch);
 
 // 3. Every limit whose match the request satisfies must admit it; a leaky
 // bucket may ask for it to be held first (the longest hold wins).

@@ -47,6 +47,8 @@ struct ListenerRuntime {
   std::shared_ptr<net::TransportFactory> transport;
   // The proxy's SPIFFE ID on an mTLS listener (x-forwarded-client-cert By=).
   std::string identity;
+  // ListenerConfig::client_identity_header.
+  std::string client_identity_header;
   // Who may use the listener; empty when everyone may.
   std::optional<policy::Authorizer> authorizer;
   // [deciding policy + 1][worker]; [0] counts the default action's decisions.

@@ -330,6 +330,7 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
     if (!transport) return make_error("listener \"" + l.name + "\": " + transport.error().message);
     rt.transport = std::move(*transport);
     if (l.tls == ListenerTls::kStrict || l.tls == ListenerTls::kPermissive) rt.identity = mesh_tls_.identity;
+    rt.client_identity_header = l.client_identity_header;
     snap->listeners.push_back(std::move(rt));
   }
   if (!config->access_log.path.empty()) {
