@@ -35,15 +35,18 @@ Result<std::string> read_token_file(const std::string& path, const std::string& 
   return checked(text.str(), source);
 }
 
-}  // namespace
-
-std::string default_token_file() {
+// $XDG_CONFIG_HOME/trellis/<name>, else ~/.config/trellis/<name>; "" without either.
+std::string config_file(const char* name) {
   const char* config = std::getenv("XDG_CONFIG_HOME");
-  if (config != nullptr && *config == '/') return std::string(config) + "/trellis/token";
+  if (config != nullptr && *config == '/') return std::string(config) + "/trellis/" + name;
   const char* home = std::getenv("HOME");
-  if (home != nullptr && *home != '\0') return std::string(home) + "/.config/trellis/token";
+  if (home != nullptr && *home != '\0') return std::string(home) + "/.config/trellis/" + name;
   return "";
 }
+
+}  // namespace
+
+std::string default_token_file() { return config_file("token"); }
 
 Result<Credential> find_credential(const std::string& token_file) {
   auto from_file = [](const std::string& path, const std::string& source) -> Result<Credential> {
@@ -68,14 +71,6 @@ Result<Credential> find_credential(const std::string& token_file) {
 
 namespace {
 
-std::string default_ca_file() {
-  const char* config = std::getenv("XDG_CONFIG_HOME");
-  if (config != nullptr && *config == '/') return std::string(config) + "/trellis/ca.pem";
-  const char* home = std::getenv("HOME");
-  if (home != nullptr && *home != '\0') return std::string(home) + "/.config/trellis/ca.pem";
-  return "";
-}
-
 Result<TrustBundle> read_bundle(const std::string& path, const std::string& source) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{"cannot read the trust bundle " + source + ": " + std::strerror(errno)};
@@ -93,7 +88,7 @@ Result<TrustBundle> find_trust_bundle(const std::string& ca_file) {
   if (!ca_file.empty()) return read_bundle(ca_file, "--ca-file " + ca_file);
   if (const char* env = std::getenv("TRELLIS_CA_FILE"); env != nullptr && *env != '\0')
     return read_bundle(env, std::string("TRELLIS_CA_FILE=") + env);
-  std::string fallback = default_ca_file();
+  std::string fallback = config_file("ca.pem");
   std::error_code ec;
   if (!fallback.empty() && std::filesystem::exists(fallback, ec)) return read_bundle(fallback, fallback);
   return Error{

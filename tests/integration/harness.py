@@ -538,6 +538,61 @@ def get(port: int, target: str = "/", headers=(), host: str = "localhost",
         return client.request(method, target, headers, body, host)
 
 
+def call(port: int, path: str = "/", method: str = "GET", host: str = "localhost",
+         headers: dict | None = None, timeout: float = 5) -> tuple[int, bytes]:
+    """(status, body) of one request on a fresh connection; (0, b"") when no
+    answer came (refused, reset, closed)."""
+    try:
+        conn = http.client.HTTPConnection(LOCALHOST, port, timeout=timeout)
+        conn.request(method, path, headers={"Host": host, **(headers or {})})
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        return resp.status, body
+    except (OSError, http.client.HTTPException):
+        return 0, b""
+
+
+def plain_http_answer(port: int, host: str = LOCALHOST) -> bytes:
+    """The first bytes a server answers a plain-text HTTP request with (b""
+    when it closes or resets): what a TLS-only listener gives a client
+    without TLS."""
+    with socket.create_connection((host, port), timeout=5) as plain:
+        plain.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        plain.settimeout(5)
+        try:
+            return plain.recv(100)
+        except OSError:
+            return b""
+
+
+def write_private_file(path: Path, text: str) -> Path:
+    """Creates `path` readable by its owner only (0600) from its first moment."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def self_signed_certificate(directory: Path, name: str, dns: str | None = None) -> tuple[str, str]:
+    """(certificate, key) files of a self-signed P-256 certificate with CN
+    `name` and the DNS name `dns` (default: `name`); the key is mode 0600."""
+    key, cert = directory / f"{name}.key", directory / f"{name}.crt"
+    result = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
+                             "-addext", f"subjectAltName=DNS:{dns or name}"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    os.chmod(key, 0o600)
+    return str(cert), str(key)
+
+
+def mesh_config(**mtls) -> dict:
+    """A MeshConfig resource with these mtls fields (mode, certificateLifetime, ...)."""
+    return {"apiVersion": "trellis.dev/v1alpha1", "kind": "MeshConfig", "metadata": {"name": "default"},
+            "spec": {"mtls": mtls}}
+
+
 # --------------------------------------------------------------- raw upstreams
 
 
@@ -1391,11 +1446,8 @@ class ControlPlane:
         status, body = self.request("POST", "/v1/tokens", {"kind": "join", "namespace": namespace,
                                                            "serviceAccount": service, "ttl": ttl})
         assert status == 201, f"join token for {namespace}/{service}: {status} {body}"
-        path = self.dir / f"join-{namespace}-{service}-{body['token']['id']}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(body["secret"] + "\n")
-        return path
+        return write_private_file(self.dir / f"join-{namespace}-{service}-{body['token']['id']}",
+                                  body["secret"] + "\n")
 
     def proxy_status(self, node_id: str) -> dict | None:
         for p in (self.status() or {}).get("proxies", []):

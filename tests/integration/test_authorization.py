@@ -4,7 +4,6 @@ answers refused requests 403 naming the policy (never forwarding them),
 judges normalized paths, counts every decision and logs refusals; a static
 TCP listener closes refused connections at accept."""
 
-import http.client
 import json
 import socket
 from pathlib import Path
@@ -14,20 +13,13 @@ import yaml
 
 from harness import (LOCALHOST, SOURCE_DIR, cluster, free_port, metric, proxy_config, sidecar_config, tcp_listener,
                      wait_until)
+from harness import call as harness_call
 
 HELLO = b"hello world\n"
 
 
 def call(port: int, path: str, method: str = "GET", host: str = "details") -> tuple[int, bytes]:
-    try:
-        conn = http.client.HTTPConnection(LOCALHOST, port, timeout=3)
-        conn.request(method, path, headers={"Host": host})
-        resp = conn.getresponse()
-        body = resp.read()
-        conn.close()
-        return resp.status, body
-    except OSError:
-        return 0, b""
+    return harness_call(port, path, method, host, timeout=3)
 
 
 @pytest.fixture

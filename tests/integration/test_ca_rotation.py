@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 
-from harness import BIN_DIR, LOCALHOST, free_port, metric, sidecar_config, wait_until
+from harness import BIN_DIR, LOCALHOST, free_port, mesh_config, metric, sidecar_config, wait_until
 
 TRELLIS = BIN_DIR / "cli" / "trellis"
 
@@ -21,9 +21,7 @@ def cli_env(control) -> dict:
 
 def test_root_rotation_under_load_fails_no_request(fleet, nginx):
     control = fleet.control_plane()
-    strict = {"apiVersion": "trellis.dev/v1alpha1", "kind": "MeshConfig", "metadata": {"name": "default"},
-              "spec": {"mtls": {"mode": "STRICT"}}}
-    assert control.apply(strict)[0] == 201
+    assert control.apply(mesh_config(mode="STRICT"))[0] == 201
     inbound, outbound = free_port(), free_port()
     details = fleet.proxy(sidecar_config(control, "details",
                                          instance={"address": f"{LOCALHOST}:{inbound}", "app_address": nginx.address(0)}))

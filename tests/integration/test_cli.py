@@ -7,12 +7,12 @@ import json
 import os
 import re
 import signal
-import socket
 from pathlib import Path
 
 import pytest
 
-from harness import BIN_DIR, LOCALHOST, SOURCE_DIR, free_port, run, sidecar_config, tail, wait_until
+from harness import (BIN_DIR, LOCALHOST, SOURCE_DIR, free_port, plain_http_answer, run, sidecar_config, tail,
+                     wait_until)
 
 TRELLIS = BIN_DIR / "cli" / "trellis"
 EXAMPLES = SOURCE_DIR / "examples" / "mesh"
@@ -376,14 +376,7 @@ def test_the_api_is_tls_only_and_its_certificate_is_checked(cli, fleet):
     assert result.returncode == 1, result.out + result.err
     assert "its certificate was refused" in result.err, result.err
     assert "http://" in cli("status", "--server", "http://" + cli.server, server=False).err
-    host, port = cli.server.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as plain:
-        plain.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        plain.settimeout(5)
-        try:
-            answer = plain.recv(100)
-        except OSError:
-            answer = b""
+    answer = plain_http_answer(int(cli.server.rsplit(":", 1)[1]))
     assert not answer.startswith(b"HTTP/"), answer
 
 

@@ -11,17 +11,12 @@ import subprocess
 import pytest
 
 from harness import (LOCALHOST, PROXY_BIN, cluster, free_port, http_listener, http_responder, http_response,
-                     proxy_config, route, run, to_yaml, validate_config)
+                     plain_http_answer, proxy_config, route, run, self_signed_certificate, to_yaml, validate_config)
 
 
 def self_signed(directory, name: str, dns: str) -> dict:
-    key, cert = directory / f"{name}.key", directory / f"{name}.crt"
-    result = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
-                             "-addext", f"subjectAltName=DNS:{dns}"], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    os.chmod(key, 0o600)
-    return {"certificate_chain": str(cert), "private_key": str(key)}
+    cert, key = self_signed_certificate(directory, name, dns)
+    return {"certificate_chain": cert, "private_key": key}
 
 
 def served_subject(port: int, server_name: str | None, tls12: bool = False) -> str:
@@ -72,15 +67,8 @@ def test_the_certificate_is_chosen_by_server_name(fleet, certificates):
     assert served_subject(port, "other.example") == "default"
     assert served_subject(port, None) == "default"
     assert served_subject(port, "api.example.com", tls12=True) == "api", "clients outside the mesh may use TLS 1.2"
-    # Plain text is not served on a TLS listener.
-    with socket.create_connection((LOCALHOST, port), timeout=5) as plain:
-        plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        plain.settimeout(5)
-        try:
-            answer = plain.recv(100)
-        except OSError:
-            answer = b""
-    assert not answer.startswith(b"HTTP/1.1 200"), answer
+    answer = plain_http_answer(port)
+    assert not answer.startswith(b"HTTP/1.1 200"), f"plain text served on a TLS listener: {answer!r}"
     dump = str(proxy.config_dump())
     assert "BEGIN" not in dump and certificates["api"]["private_key"] in dump, "file names only in /config_dump"
 

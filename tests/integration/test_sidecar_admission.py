@@ -4,28 +4,19 @@ holds a certificate, it renews the certificate on its own at half-life
 (without a failed request), and sidecars call each other over mutual TLS with
 the caller's identity passed to the application."""
 
-import http.client
 import json
 import subprocess
-import threading
 import time
 
-from harness import (BIN_DIR, LOCALHOST, free_port, http_responder, http_response, metric, sidecar_config,
-                     wait_until)
+from harness import (BIN_DIR, LOCALHOST, free_port, http_responder, http_response, mesh_config, metric,
+                     sidecar_config, wait_until)
+from harness import call as harness_call
 
 TRELLIS = BIN_DIR / "cli" / "trellis"
 
 
-def call(port: int, path: str = "/hello", host: str = "details", headers: dict | None = None) -> tuple[int, bytes]:
-    try:
-        conn = http.client.HTTPConnection(LOCALHOST, port, timeout=5)
-        conn.request("GET", path, headers={"Host": host, **(headers or {})})
-        resp = conn.getresponse()
-        body = resp.read()
-        conn.close()
-        return resp.status, body
-    except OSError:
-        return 0, b""
+def call(port: int, path: str = "/hello", headers: dict | None = None) -> tuple[int, bytes]:
+    return harness_call(port, path, host="details", headers=headers)
 
 
 def unstarted(fleet, config):
@@ -77,9 +68,7 @@ def test_sidecars_call_each_other_over_mtls_with_the_callers_identity(fleet):
         "what a client sends is never passed on"
     # ...and STRICT refuses it, while the sidecars go on over mTLS; the mesh
     # may name another header for the caller's identity.
-    strict = {"apiVersion": "trellis.dev/v1alpha1", "kind": "MeshConfig", "metadata": {"name": "default"},
-              "spec": {"mtls": {"mode": "STRICT", "clientIdentityHeader": "X-Caller"}}}
-    assert control.apply(strict)[0] == 201
+    assert control.apply(mesh_config(mode="STRICT", clientIdentityHeader="X-Caller"))[0] == 201
     assert wait_until(lambda: call(port)[0] == 0, 10), "plain text still served under STRICT"
     assert call(outbound, headers=forged) == (200, b"xfcc= x-caller=By=spiffe://cluster.local/ns/default/sa/details;"
                                                    b"URI=spiffe://cluster.local/ns/default/sa/productpage")
@@ -134,9 +123,7 @@ def test_certificates_are_renewed_under_load_without_a_failed_request(fleet, ngi
     30 s: 2,000 requests a second for 3 minutes see every sidecar renew at
     least twice (about six times) and not one failed request."""
     control = fleet.control_plane()
-    short = {"apiVersion": "trellis.dev/v1alpha1", "kind": "MeshConfig", "metadata": {"name": "default"},
-             "spec": {"mtls": {"mode": "STRICT", "certificateLifetime": "1m"}}}
-    assert control.apply(short)[0] == 201
+    assert control.apply(mesh_config(mode="STRICT", certificateLifetime="1m"))[0] == 201
     port, outbound = free_port(), free_port()
     details = fleet.proxy(sidecar_config(control, "details",
                                          instance={"address": f"{LOCALHOST}:{port}", "app_address": nginx.address(0)}))

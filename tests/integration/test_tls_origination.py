@@ -4,24 +4,12 @@ certificate that names it and chains to the given roots; anything else is a
 connect failure, never plain text."""
 
 import http.server
-import os
 import ssl
-import subprocess
 import threading
 
 import pytest
 
-from harness import LOCALHOST, cluster, get, http_listener, proxy_config, route
-
-
-def self_signed(directory, name: str) -> tuple[str, str]:
-    key, cert = directory / f"{name}.key", directory / f"{name}.crt"
-    result = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
-                             "-addext", f"subjectAltName=DNS:{name}"], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    os.chmod(key, 0o600)
-    return str(cert), str(key)
+from harness import LOCALHOST, cluster, get, http_listener, proxy_config, route, self_signed_certificate
 
 
 class HttpsUpstream:
@@ -60,7 +48,7 @@ class HttpsUpstream:
 
 @pytest.fixture
 def upstream(fleet):
-    cert, key = self_signed(fleet.subdir("external"), "api.example.test")
+    cert, key = self_signed_certificate(fleet.subdir("external"), "api.example.test")
     server = HttpsUpstream(cert, key)
     yield server, cert
     server.close()
@@ -81,7 +69,7 @@ def test_requests_go_over_tls_to_the_named_server(fleet, upstream):
 
 def test_a_certificate_for_another_name_or_from_other_roots_gets_no_request(fleet, upstream):
     server, cert = upstream
-    other_cert, _ = self_signed(fleet.subdir("other"), "api.example.test")
+    other_cert, _ = self_signed_certificate(fleet.subdir("other"), "api.example.test")
     for tls in ({"server_name": "other.example.test", "trust_bundle": cert},
                 {"server_name": "api.example.test", "trust_bundle": other_cert},
                 {"server_name": "api.example.test"}):  # the system's roots do not know this one

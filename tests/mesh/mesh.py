@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import BIN_DIR, CONTROL_BIN, PROXY_BIN, Service, metric, parse_prometheus, tail, to_yaml, wait_until
+from harness import (BIN_DIR, CONTROL_BIN, PROXY_BIN, Service, metric, parse_prometheus, tail, to_yaml, wait_until,
+                     write_private_file)
 from netns import Host, Network
 
 TRELLIS_CLI = BIN_DIR / "cli" / "trellis"
@@ -244,11 +245,7 @@ class Control:
         status, body = self.request("POST", "/v1/tokens", {"kind": "join", "namespace": "default",
                                                            "serviceAccount": service, "ttl": "1h"})
         assert status == 201, f"join token for {service}: {status} {body}"
-        path = self.dir / f"{name}.token"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(body["secret"] + "\n")
-        return path
+        return write_private_file(self.dir / f"{name}.token", body["secret"] + "\n")
 
     def proxies(self) -> dict[str, dict]:
         status, body = self.request("GET", "/v1/status")
