@@ -1,5 +1,6 @@
 #include "proxy/security/certificate_manager.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace trellis::proxy {
@@ -19,7 +20,10 @@ Result<bool> CertificateManager::install(std::string_view certificate_pem, std::
     return installed;
   }
   const TlsCredentials& current = *credentials_.current();
-  schedule_.certificate_installed(current.not_before, current.not_after);
+  // The CA dates certificates back (a minute, for peers whose clocks lag):
+  // the half-life counts from when this one arrived, or a short-lived
+  // certificate would be due for renewal the moment it is installed.
+  schedule_.certificate_installed(std::max(current.not_before, now), current.not_after);
   ++renewals_ok_;
   return true;
 }
