@@ -21,11 +21,34 @@ constexpr uint32_t kReadableEvents = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
 
 }  // namespace
 
+void DetectionCounts::add(Detection detection) {
+  switch (detection) {
+    case Detection::kTls:
+      tls.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case Detection::kPlaintext:
+      plaintext.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case Detection::kTimedOut:
+      timed_out.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case Detection::kNoData:
+      no_data.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case Detection::kPending:
+      break;
+  }
+}
+
 DetectingTransport::DetectingTransport(EventLoop& loop, int fd, TransportCallbacks* callbacks,
-                                       std::shared_ptr<TransportFactory> tls, Duration timeout)
-    : loop_(loop), fd_(fd), callbacks_(callbacks), tls_(std::move(tls)), timer_(loop, [this] {
-        on_timeout();
-      }) {
+                                       std::shared_ptr<TransportFactory> tls, Duration timeout,
+                                       std::shared_ptr<DetectionCounts> counts)
+    : loop_(loop),
+      fd_(fd),
+      callbacks_(callbacks),
+      tls_(std::move(tls)),
+      counts_(std::move(counts)),
+      timer_(loop, [this] { on_timeout(); }) {
   assert(tls_ != nullptr);
   // The first bytes are often there by the time the connection is
   // accepted: then the chosen transport is made at once, in the state of a
@@ -40,6 +63,7 @@ DetectingTransport::DetectingTransport(EventLoop& loop, int fd, TransportCallbac
   if (error_ != 0) {
     // Reported from the registration's first event: no callback from here.
     detection_ = Detection::kNoData;
+    if (counts_) counts_->add(detection_);
     fail();
     return;
   }
@@ -78,6 +102,7 @@ void DetectingTransport::on_io(uint32_t events) {
   Detection detection = peek();
   if (error_ != 0) {
     detection_ = Detection::kNoData;
+    if (counts_) counts_->add(detection_);
     fail();
     report_failure();
     return;
@@ -103,6 +128,7 @@ void DetectingTransport::hand_over(Detection detection, bool signal) {
     registered_ = false;
   }
   detection_ = detection;
+  if (counts_) counts_->add(detection);
   int fd = std::exchange(fd_, -1);
   // The owner's callbacks go straight to the chosen transport: its events
   // reach the owner as they would from a transport the listener made.
@@ -201,14 +227,15 @@ bool DetectingTransport::open() const { return inner_ ? inner_->open() : fd_ >= 
 
 bool DetectingTransport::failed() const { return inner_ ? inner_->failed() : state_ == State::kFailed; }
 
-DetectingTransportFactory::DetectingTransportFactory(std::shared_ptr<TransportFactory> tls, Duration timeout)
-    : tls_(std::move(tls)), timeout_(timeout) {
+DetectingTransportFactory::DetectingTransportFactory(std::shared_ptr<TransportFactory> tls, Duration timeout,
+                                                     std::shared_ptr<DetectionCounts> counts)
+    : tls_(std::move(tls)), timeout_(timeout), counts_(std::move(counts)) {
   assert(tls_ != nullptr && timeout_ > Duration::zero());
 }
 
 std::unique_ptr<Transport> DetectingTransportFactory::accepted(EventLoop& loop, int fd,
                                                                TransportCallbacks* callbacks) {
-  return std::make_unique<DetectingTransport>(loop, fd, callbacks, tls_, timeout_);
+  return std::make_unique<DetectingTransport>(loop, fd, callbacks, tls_, timeout_, counts_);
 }
 
 std::unique_ptr<Transport> DetectingTransportFactory::connect(EventLoop&, const SocketAddress&,

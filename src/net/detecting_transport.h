@@ -10,6 +10,7 @@
 // such ports a plain listener.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -33,13 +34,24 @@ enum class Detection : uint8_t {
                // connection (failed) before sending a byte
 };
 
+// How connections to a detecting listener turned out, counted as each one is
+// decided (any thread: relaxed atomics, one increment per connection).
+struct DetectionCounts {
+  std::atomic<uint64_t> tls{0};
+  std::atomic<uint64_t> plaintext{0};
+  std::atomic<uint64_t> timed_out{0};
+  std::atomic<uint64_t> no_data{0};
+  void add(Detection detection);
+};
+
 class DetectingTransport final : public Transport, public IoHandler {
  public:
   // Takes `fd`, an accepted non-blocking socket. `tls` makes the TLS server
   // side (its accepted()); `timeout` bounds the wait for the first bytes.
   // Makes no callback from inside the constructor.
   DetectingTransport(EventLoop& loop, int fd, TransportCallbacks* callbacks,
-                     std::shared_ptr<TransportFactory> tls, Duration timeout);
+                     std::shared_ptr<TransportFactory> tls, Duration timeout,
+                     std::shared_ptr<DetectionCounts> counts = nullptr);
   ~DetectingTransport() override;
   DetectingTransport(const DetectingTransport&) = delete;
   DetectingTransport& operator=(const DetectingTransport&) = delete;
@@ -95,6 +107,7 @@ class DetectingTransport final : public Transport, public IoHandler {
   int fd_;  // -1 once handed over or closed
   TransportCallbacks* callbacks_;
   std::shared_ptr<TransportFactory> tls_;  // dropped once decided
+  std::shared_ptr<DetectionCounts> counts_;
   Timer timer_;
   std::unique_ptr<Transport> inner_;
   Buffer early_output_;  // written before the decision
@@ -119,8 +132,10 @@ class DetectingTransportFactory final : public TransportFactory {
   // `tls` makes the TLS server side (TlsTransportFactory::server); `timeout`
   // (positive) is how long a client that sent too little to tell may wait
   // before it is served as plain text.
+  // `counts` (may be null) hears how each connection was decided.
   explicit DetectingTransportFactory(std::shared_ptr<TransportFactory> tls,
-                                     Duration timeout = kDefaultTimeout);
+                                     Duration timeout = kDefaultTimeout,
+                                     std::shared_ptr<DetectionCounts> counts = nullptr);
 
   std::unique_ptr<Transport> accepted(EventLoop& loop, int fd, TransportCallbacks* callbacks) override;
   // Server side only: answers EINVAL.
@@ -132,6 +147,7 @@ class DetectingTransportFactory final : public TransportFactory {
  private:
   std::shared_ptr<TransportFactory> tls_;
   Duration timeout_;
+  std::shared_ptr<DetectionCounts> counts_;
 };
 
 }  // namespace trellis::net

@@ -66,6 +66,9 @@ def test_sidecars_call_each_other_over_mtls_with_the_callers_identity(fleet):
               "X-Caller": "spiffe://cluster.local/ns/default/sa/admin"}
     assert call(port, headers={"X-Forwarded-Client-Cert": forged["X-Forwarded-Client-Cert"]}) == (200, b"xfcc="), \
         "what a client sends is never passed on"
+    stats = details.stats()
+    assert metric(stats, "trellis_tls_detection_total", outcome="tls") >= 1, "productpage's sidecar came over TLS"
+    assert metric(stats, "trellis_tls_detection_total", outcome="plaintext") == 2
     # ...and STRICT refuses it, while the sidecars go on over mTLS; the mesh
     # may name another header for the caller's identity.
     assert control.apply(mesh_config(mode="STRICT", clientIdentityHeader="X-Caller"))[0] == 201

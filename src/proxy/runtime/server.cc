@@ -379,6 +379,16 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
         "# HELP trellis_config_version Version of the config in force.\n"
         "# TYPE trellis_config_version gauge\n";
     r.body += "trellis_config_version " + std::to_string(snapshot_->version) + "\n";
+    const net::DetectionCounts& detected = builder_->detection_counts();
+    r.body +=
+        "# HELP trellis_tls_detection_total Connections to PERMISSIVE listeners, by how they were told "
+        "apart.\n"
+        "# TYPE trellis_tls_detection_total counter\n";
+    for (auto [outcome, count] :
+         {std::pair{"tls", &detected.tls}, std::pair{"plaintext", &detected.plaintext},
+          std::pair{"timeout", &detected.timed_out}, std::pair{"no_data", &detected.no_data}})
+      r.body += fmt::format("trellis_tls_detection_total{{outcome=\"{}\"}} {}\n", outcome,
+                            count->load(std::memory_order_relaxed));
     if (file_credentials_)
       r.body += render_certificate_metrics(file_credentials_->stats(), std::chrono::system_clock::now());
     else if (certificates_)

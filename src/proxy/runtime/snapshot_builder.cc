@@ -205,7 +205,9 @@ Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::listener_transpo
     tls_server_ = std::move(*made);
   }
   if (l.tls == ListenerTls::kStrict) return tls_server_;
-  if (!detecting_) detecting_ = std::make_shared<net::DetectingTransportFactory>(tls_server_);
+  if (!detecting_)
+    detecting_ = std::make_shared<net::DetectingTransportFactory>(
+        tls_server_, net::DetectingTransportFactory::kDefaultTimeout, detection_counts_);
   return detecting_;
 }
 

@@ -14,6 +14,7 @@
 
 #include "common/random.h"
 #include "common/result.h"
+#include "net/detecting_transport.h"
 #include "net/tls_context.h"
 #include "net/transport.h"
 #include "proxy/runtime/snapshot.h"
@@ -54,6 +55,9 @@ class SnapshotBuilder {
                                           MonoTime now);
 
   StatsRegistry& stats() { return stats_; }
+  // How connections to PERMISSIVE listeners were told apart, over the
+  // process's life.
+  const net::DetectionCounts& detection_counts() const { return *detection_counts_; }
 
  private:
   std::vector<std::vector<std::shared_ptr<RouteRateLimiter>>> rate_limiters_for(
@@ -83,6 +87,7 @@ class SnapshotBuilder {
   // Made from mesh_tls_, kept while it stays: reloads keep resumable sessions.
   std::shared_ptr<net::TransportFactory> tls_server_;
   std::shared_ptr<net::TransportFactory> detecting_;  // PERMISSIVE: TLS or plain text
+  std::shared_ptr<net::DetectionCounts> detection_counts_ = std::make_shared<net::DetectionCounts>();
   std::map<std::string, std::shared_ptr<net::TransportFactory>> tls_clients_;  // by expected identity
   // Gateway listeners (ListenerTls::kSimple), by listener name: the files
   // they were made from, and the server they serve with.
