@@ -5,6 +5,7 @@ judges normalized paths, counts every decision and logs refusals; a static
 TCP listener closes refused connections at accept."""
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -103,7 +104,15 @@ def test_default_deny_closes_every_service_without_an_allow_policy(mesh):
     assert call(outbound, "/hello", "DELETE")[0] == 403
 
 
-def test_the_documented_example_admits_the_named_identity_only(fleet, nginx):
+def documented_policies() -> list[dict]:
+    """Every AuthorizationPolicy written out in docs/resources.md."""
+    text = (SOURCE_DIR / "docs/resources.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    return [doc for b in blocks for doc in yaml.safe_load_all(b) if doc and doc.get("kind") == "AuthorizationPolicy"]
+
+
+@pytest.mark.parametrize("source", ["examples/mesh/reviews-authorization.yaml", "docs/resources.md"])
+def test_the_documented_example_admits_the_named_identity_only(fleet, nginx, source):
     """examples/mesh/reviews-authorization.yaml allows only the productpage
     identity (and ops by namespace): productpage's sidecar, with the
     certificate the control plane issued it, gets through; a plain-text
@@ -112,8 +121,12 @@ def test_the_documented_example_admits_the_named_identity_only(fleet, nginx):
     port = free_port()
     fleet.proxy(sidecar_config(control, "reviews", namespace="bookinfo",
                                instance={"address": f"{LOCALHOST}:{port}", "app_address": nginx.address(0)}))
-    example = yaml.safe_load((SOURCE_DIR / "examples/mesh/reviews-authorization.yaml").read_text())
-    assert control.apply(example)[0] == 201
+    if source.endswith(".yaml"):
+        examples = [yaml.safe_load((SOURCE_DIR / source).read_text())]
+    else:
+        examples = documented_policies()
+    assert [e["metadata"]["name"] for e in examples] == ["reviews-readers"], "a new example needs its test"
+    assert control.apply(examples[0])[0] == 201
     productpage, ratings = free_port(), free_port()
     fleet.proxy(sidecar_config(control, "productpage", namespace="bookinfo", outbound_port=productpage,
                                upstream_services=["reviews"]))
@@ -126,6 +139,26 @@ def test_the_documented_example_admits_the_named_identity_only(fleet, nginx):
         call(productpage, "/reviews/1", host="reviews")
     assert call(productpage, "/reviews/1", "DELETE", host="reviews")[0] == 403, "the rule allows GET and HEAD only"
     assert call(ratings, "/reviews/1", host="reviews")[0] == 403, "another identity is refused"
+
+
+def test_the_demo_policy_lets_productpage_read_details_only(fleet, nginx):
+    """examples/demo/mesh.yaml (the quick start): only productpage's identity
+    may call details, and only GET and HEAD."""
+    control = fleet.control_plane()
+    demo = [d for d in yaml.safe_load_all((SOURCE_DIR / "examples/demo/mesh.yaml").read_text())
+            if d["kind"] in ("AuthorizationPolicy", "MeshConfig")]
+    for resource in demo:
+        assert control.apply(resource)[0] == 201, resource["metadata"]["name"]
+    port, productpage, reviews = free_port(), free_port(), free_port()
+    fleet.proxy(sidecar_config(control, "details",
+                               instance={"address": f"{LOCALHOST}:{port}", "app_address": nginx.address(0)}))
+    fleet.proxy(sidecar_config(control, "productpage", outbound_port=productpage, upstream_services=["details"]))
+    fleet.proxy(sidecar_config(control, "reviews-v1", outbound_port=reviews, upstream_services=["details"]))
+    assert wait_until(lambda: call(productpage, "/details/0")[0] == 200, 10)
+    assert call(productpage, "/details/0", "DELETE") == \
+        (403, b"access denied by AuthorizationPolicy default/details-read-only\n")
+    assert call(reviews, "/details/0")[0] == 403, "another identity is refused"
+    assert call(port, "/details/0")[0] == 0, "STRICT: plain text is refused"
 
 
 def test_a_tcp_listener_closes_refused_connections_at_accept(fleet):
