@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <set>
 
 #include "common/duration.h"
 #include "common/spiffe.h"
@@ -175,6 +176,7 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::create(net::EventLoop& loop,
                  options.data_dir);
   }
   cp->options_ = options;
+  cp->started_ms_ = cp->clock_.now_ms();
   auto ca = options.ca_certificate_file.empty()
                 ? CertificateAuthority::open((std::filesystem::path(options.data_dir) / "ca").string(),
                                              options.trust_domain, cp->clock_)
@@ -405,6 +407,11 @@ void ControlPlane::proxy_heartbeat(const v1::Hello& hello) {
   }
   // An instance that expired while its proxy was cut off comes back.
   if (expired) proxy_connected(hello);
+}
+
+std::string ControlPlane::trust_bundle_pem() {
+  std::lock_guard lock(mu_);  // against a rotation step
+  return ca_->trust_bundle_pem();
 }
 
 Result<ProxyIdentity> ControlPlane::verify_join_token(std::string_view secret) {
@@ -760,6 +767,28 @@ http::ApiResponse ControlPlane::ca_rotate(std::string_view body) {
                                    (nodes.size() == 1 ? "y has" : "ies have") + " not " + what + " (" + list +
                                    "); try again shortly (trellis ca status)");
   };
+  bool in_order = (step == "switch" && before.phase == RotationPhase::kNewRootTrusted) ||
+                  (step == "finish" && before.phase == RotationPhase::kIssuingFromNew);
+  if (in_order) {
+    // A step must wait for every proxy, also those cut off for a moment: the
+    // ones that had no time to reconnect since this process started, and
+    // those whose registered instances are alive without a stream.
+    int64_t grace_ms = std::chrono::duration_cast<std::chrono::milliseconds>(kRestartGrace).count();
+    int64_t wait_ms = started_ms_ + grace_ms - clock_.now_ms();
+    if (wait_ms > 0)
+      return error_response(409,
+                            "not yet: proxies may still be reconnecting since trellis-control started; "
+                            "try again in " +
+                                std::to_string((wait_ms + 999) / 1000) + " s");
+    std::set<std::string> connected;
+    for (const ProxyStatus& p : proxies) connected.insert(p.node_id);
+    std::vector<std::string> away;
+    MeshView view = mesh_view();
+    for (const Instance& i : view.instances)
+      if (i.registered_by != Registry::kDefaultRegisteredBy && !connected.count(i.registered_by))
+        away.push_back(i.registered_by);
+    if (!away.empty()) return not_yet(away, "reconnected (their instances are registered)");
+  }
   Result<CaStatus> done = Error{""};
   bool renew = false;
   if (step == "begin") {

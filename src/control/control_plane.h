@@ -80,6 +80,7 @@ class ControlPlane final : public PushSource {
   Result<ProxyIdentity> verify_join_token(std::string_view secret) override;
   Result<Signed> sign_proxy_certificate(std::string_view csr_pem, const ProxyIdentity& identity) override;
   std::string trust_domain() override { return ca_->trust_domain(); }
+  std::string trust_bundle_pem() override;
   void proxy_connected(const v1::Hello& hello) override;
   void proxy_heartbeat(const v1::Hello& hello) override;
 
@@ -125,6 +126,7 @@ class ControlPlane final : public PushSource {
   ControlPlaneOptions options_;
   SystemTime server_renew_at_{};
   int64_t rotation_began_ms_ = 0;  // when the new root was added to the bundle
+  int64_t started_ms_ = 0;         // when this process started
   std::shared_ptr<net::TransportFactory> api_transport_;
   std::function<void(std::shared_ptr<net::TransportFactory>)> api_transport_listener_;
   PushServer push_;

@@ -257,6 +257,13 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       pending_certificates_.push_back(std::move(certificate->certificate));
       status_.certificate_issuer = certificate->issuer;
       ++status_.certificates_issued;
+    } else {
+      // A proxy back with its certificate may have missed a rotation step:
+      // it gets the roots in force now (and says which it has).
+      v1::Certificate bundle;
+      bundle.set_trust_bundle_pem(server_.source_.trust_bundle_pem());
+      std::lock_guard lock(mu_);
+      pending_certificates_.push_back(std::move(bundle));
     }
     {
       std::lock_guard lock(mu_);

@@ -49,6 +49,8 @@ class PushSource {
   virtual Result<Signed> sign_proxy_certificate(std::string_view csr_pem, const ProxyIdentity& identity) = 0;
   // The trust domain of every identity the mesh CA issues.
   virtual std::string trust_domain() = 0;
+  // Every root the mesh trusts now (PEM).
+  virtual std::string trust_bundle_pem() = 0;
   // A proxy said hello (and may front an instance to register).
   virtual void proxy_connected(const v1::Hello& hello) = 0;
   virtual void proxy_heartbeat(const v1::Hello& hello) = 0;

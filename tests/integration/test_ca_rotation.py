@@ -34,9 +34,10 @@ def test_root_rotation_under_load_fails_no_request(fleet, nginx):
     before = control.request("GET", "/v1/ca")[1]
     assert len(before["roots"]) == 1
 
-    # 400 req/s over four connections for the whole rotation; new connections
+    # 400 req/s over four connections for the whole rotation (about 25 s: a
+    # step waits 20 s after trellis-control starts); new connections
     # are made on the way (each worker reconnects as it needs).
-    load = subprocess.Popen([*load_argv, "--rate", "400", "--duration", "25s"], stdout=subprocess.PIPE,
+    load = subprocess.Popen([*load_argv, "--rate", "400", "--duration", "45s"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
         rotate = subprocess.run([TRELLIS, "ca", "rotate", "--timeout", "60s"], env=cli_env(control),
@@ -49,7 +50,7 @@ def test_root_rotation_under_load_fails_no_request(fleet, nginx):
         load.kill()
     report = json.loads(out)
     assert load.returncode == 0, f"requests failed during the rotation: {report['status']} {report['errors']}"
-    assert report["requests"]["completed"] >= 9000, report["requests"]
+    assert report["requests"]["completed"] >= 17000, report["requests"]
 
     after = control.request("GET", "/v1/ca")[1]
     assert after["phase"] == "idle"
@@ -81,3 +82,34 @@ def test_rotation_steps_wait_for_the_proxies_and_refuse_out_of_order(fleet, ngin
     # The control plane's own listener needs a few seconds to trust the new root.
     status, body = control.request("POST", "/v1/ca/rotation", {"step": "switch"})
     assert status == 409 and body["error"].startswith("not yet"), body
+
+
+def test_a_rotation_goes_on_across_a_control_plane_restart(fleet, nginx):
+    """The steps are stored: after a restart in the middle, the proxies that
+    reconnect with their certificates are told the roots in force, and the
+    rotation finishes."""
+    control = fleet.control_plane()
+    assert control.apply(mesh_config(mode="STRICT"))[0] == 201
+    inbound, outbound = free_port(), free_port()
+    fleet.proxy(sidecar_config(control, "details",
+                               instance={"address": f"{LOCALHOST}:{inbound}", "app_address": nginx.address(0)}))
+    fleet.proxy(sidecar_config(control, "productpage", outbound_port=outbound, upstream_services=["details"]))
+    rotate = [TRELLIS, "ca", "rotate", "--timeout", "60s"]
+    begun = subprocess.run([*rotate, "--step", "begin"], env=cli_env(control), capture_output=True, text=True,
+                           timeout=90)
+    assert begun.returncode == 0, begun.stdout + begun.stderr
+    control.restart()
+    assert control.request("GET", "/v1/ca")[1]["phase"] == "new-root-trusted"
+    again = subprocess.run([*rotate, "--step", "begin"], env=cli_env(control), capture_output=True, text=True,
+                           timeout=90)
+    assert again.returncode == 1 and "switch" in again.stderr, "begin again is refused, naming the next step"
+    # The next steps wait for the proxies to come back with their certificates.
+    for step in ("switch", "finish"):
+        done = subprocess.run([*rotate, "--step", step], env=cli_env(control), capture_output=True, text=True,
+                              timeout=90)
+        assert done.returncode == 0, f"{step}: {done.stdout}{done.stderr}"
+    after = control.request("GET", "/v1/ca")[1]
+    assert after["phase"] == "idle" and after["proxies"] == {"connected": 2, "trustBundle": 2, "issuer": 2}, after
+    assert wait_until(lambda: subprocess.run([TRELLIS, "load", f"http://{LOCALHOST}:{outbound}/", "-H", "Host: details",
+                                              "--rate", "50", "--duration", "1s"], capture_output=True,
+                                             timeout=30).returncode == 0, 10)

@@ -161,7 +161,9 @@ void DiscoveryClient::on_stream_ready() {
       hello->set_join_token(std::string(token.trimmed()));
     }
   }
-  if (!certificates_.current() ||
+  // A certificate with the hello: the first one, one that is due, or a new
+  // one when joining with the token again (the one held is not trusted).
+  if (!attempt_uses_certificate_ ||
       std::chrono::system_clock::now() >= certificates_.next_renewal(std::chrono::system_clock::now()))
     hello->set_csr_pem(certificates_.csr_pem());
   if (cp.has_instance) {
@@ -285,8 +287,9 @@ void DiscoveryClient::on_certificate(const v1::Certificate& certificate) {
 }
 
 void DiscoveryClient::acknowledge_bundle(const std::string& bundle_pem) {
+  bundle_sha256_ = net::sha256_hex(bundle_pem);
   v1::ProxyMessage message;
-  message.mutable_trust_bundle_ack()->set_sha256(net::sha256_hex(bundle_pem));
+  message.mutable_trust_bundle_ack()->set_sha256(bundle_sha256_);
   send(message);
 }
 

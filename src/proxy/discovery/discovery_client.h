@@ -97,6 +97,7 @@ class DiscoveryClient final : public http::grpc::StreamCallbacks {
   bool attempt_uses_certificate_ = false;  // the current connection shows the certificate
   bool attempt_ready_ = false;             // the current connection got its stream up
   bool token_next_ = false;                // the next connection joins with the token
+  std::string bundle_sha256_;              // of the trust bundle in force
   net::Timer reconnect_timer_;
   net::Timer heartbeat_timer_;
   net::Timer renewal_timer_;
