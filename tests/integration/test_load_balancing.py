@@ -168,9 +168,10 @@ def test_header_hash_is_sticky_spread_and_stable_across_reload(fleet, three, pol
     stayed = [k for k in keys if before[k] != removed]
     moved = {k: (before[k], after[k]) for k in stayed if after[k] != before[k]}
     # A ring moves only the removed instance's keys. Maglev's table is rebuilt
-    # and may move a sliver of the others (about 0.03% of slots for 3 -> 2
-    # hosts); 1% is far above that and far below a rehash (about half).
-    allowed = 0 if policy == "ring_hash" else len(stayed) // 100
+    # and may move a few of the others: with three hosts, whose names (here
+    # random ports) decide the fill order, up to a few percent of slots (4 of
+    # 201 keys were seen). 5% allows that and is far below a rehash (about half).
+    allowed = 0 if policy == "ring_hash" else len(stayed) // 20
     assert len(moved) <= allowed, \
         f"{policy}: after removing one instance, {len(moved)} of {len(stayed)} keys that were on the " \
         f"remaining instances moved (allowed {allowed}); e.g. {dict(list(moved.items())[:5])}"
