@@ -7,16 +7,16 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/text.h"
+
 namespace trellis::cli {
 namespace {
 
 // A token is sent in a header: it may hold only characters that cannot end
 // the field or the head. Trellis tokens use far fewer.
 Result<std::string> checked(std::string text, const std::string& source) {
-  size_t begin = text.find_first_not_of(" \t\r\n");
-  size_t end = text.find_last_not_of(" \t\r\n");
-  if (begin == std::string::npos) return Error{source + " holds no token (it is empty)"};
-  text = text.substr(begin, end - begin + 1);
+  text = std::string(trim(text));
+  if (text.empty()) return Error{source + " holds no token (it is empty)"};
   for (char c : text) {
     bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
               c == '_' || c == '.' || c == '~' || c == '+' || c == '/' || c == '=';

@@ -22,6 +22,12 @@ std::string ascii_lower(std::string_view text) {
   return out;
 }
 
+std::string_view trim(std::string_view text, std::string_view blanks) {
+  size_t begin = text.find_first_not_of(blanks);
+  if (begin == std::string_view::npos) return {};
+  return text.substr(begin, text.find_last_not_of(blanks) - begin + 1);
+}
+
 std::string_view closest_match(std::string_view given, std::span<const std::string_view> candidates,
                                bool partial) {
   std::string lower = ascii_lower(given);

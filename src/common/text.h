@@ -24,6 +24,9 @@ std::string_view closest_match(std::string_view given, std::span<const std::stri
 // ASCII letters in lower case; other bytes as they are.
 std::string ascii_lower(std::string_view text);
 
+// `text` without the bytes of `blanks` at either end.
+std::string_view trim(std::string_view text, std::string_view blanks = " \t\r\n");
+
 // `s` in double quotes, for error messages: unknown field "x".
 std::string in_quotes(std::string_view s);
 

@@ -36,18 +36,6 @@ int64_t to_ms(SystemTime t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-// The host part of "host:port", "[v6]:port" or a bare host.
-std::string host_of(const std::string& address) {
-  if (!address.empty() && address.front() == '[') {
-    size_t close = address.find(']');
-    return close == std::string::npos ? address : address.substr(1, close - 1);
-  }
-  size_t colon = address.find(':');
-  if (colon != std::string::npos && address.find(':', colon + 1) == std::string::npos)
-    return address.substr(0, colon);
-  return address;
-}
-
 http::ApiResponse json_response(int status, const Json& body) {
   return {status, "application/json", body.dump(2, ' ', false, Json::error_handler_t::replace) + "\n", {}};
 }
@@ -166,20 +154,19 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::create(net::EventLoop& loop,
   auto store = SqliteStore::open(options.data_dir);
   if (!store.ok()) return Error{"store: " + store.error().message};
   std::unique_ptr<ControlPlane> cp(new ControlPlane(loop, std::move(*store)));
+  cp->options_ = options;
+  cp->started_ms_ = cp->clock_.now_ms();
   auto written = bootstrap_admin_token(*cp->tokens_, options.data_dir);
   if (!written.ok()) return Error{"admin token: " + written.error().message};
-  std::string path = (std::filesystem::path(options.data_dir) / kAdminTokenFile).string();
+  std::string path = cp->data_file(kAdminTokenFile);
   if (!written->empty()) {
     spdlog::info("admin token written to {} (the trellis CLI takes it with --token-file)", *written);
   } else if (!std::filesystem::exists(path)) {
     spdlog::info("no {}: trellis-control --data-dir {} --new-admin-token issues a new admin token", path,
                  options.data_dir);
   }
-  cp->options_ = options;
-  cp->started_ms_ = cp->clock_.now_ms();
   auto ca = options.ca_certificate_file.empty()
-                ? CertificateAuthority::open((std::filesystem::path(options.data_dir) / "ca").string(),
-                                             options.trust_domain, cp->clock_)
+                ? CertificateAuthority::open(cp->data_file("ca"), options.trust_domain, cp->clock_)
                 : CertificateAuthority::with_intermediate(options.ca_certificate_file, options.ca_key_file,
                                                           options.trust_domain, cp->clock_);
   if (!ca) return Error{"CA: " + ca.error().message};
@@ -189,10 +176,9 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::create(net::EventLoop& loop,
                ca_status.trust_domain, ca_status.issuer.subject);
   auto tls = cp->write_server_credentials();
   if (!tls) return Error{"serving certificate: " + tls.error().message};
-  std::filesystem::path dir(options.data_dir);
   auto port = cp->push_.start(options.grpc_address,
-                              {(dir / kServerKeyFile).string(), (dir / kServerCertificateFile).string(),
-                               (dir / kTrustBundleFile).string()});
+                              {cp->data_file(kServerKeyFile), cp->data_file(kServerCertificateFile),
+                               cp->data_file(kTrustBundleFile)});
   if (!port.ok()) return Error{port.error().message};
   cp->grpc_port_ = *port;
   return cp;
@@ -226,22 +212,27 @@ ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> st
 
 ControlPlane::~ControlPlane() { shutdown(); }
 
+std::string ControlPlane::data_file(const char* name) const {
+  return (std::filesystem::path(options_.data_dir) / name).string();
+}
+
+Result<bool> ControlPlane::write_trust_bundle(const std::string& pem) const {
+  return write_file_atomically(data_file(kTrustBundleFile), pem, 0644);
+}
+
 Result<bool> ControlPlane::write_server_credentials() {
   std::vector<std::string> names = {"localhost"};
   std::vector<std::string> addresses = {"127.0.0.1", "::1"};
-  for (const std::string& name : options_.server_names) {
-    std::string host = host_of(name);
-    net::SocketAddress parsed;
-    std::string ignored;
-    if (net::parse_socket_address(host + ":1", parsed, ignored) ||
-        net::parse_socket_address("[" + host + "]:1", parsed, ignored))
-      addresses.push_back(host);
-    else
-      names.push_back(host);
-  }
-  for (const std::string& listen : {options_.grpc_address, options_.http_address}) {
-    std::string host = host_of(listen);
-    if (host != "0.0.0.0" && host != "::" && !host.empty()) addresses.push_back(host);
+  std::vector<std::string> authorities = options_.server_names;
+  authorities.push_back(options_.grpc_address);
+  authorities.push_back(options_.http_address);
+  for (const std::string& authority : authorities) {
+    std::optional<http::Authority> a = http::parse_authority(authority);
+    if (!a) continue;
+    if (!a->ip)
+      names.push_back(a->host);
+    else if (a->host != "0.0.0.0" && a->host != "::")  // a wildcard listen address names no one
+      addresses.push_back(a->host);
   }
   std::sort(addresses.begin(), addresses.end());
   addresses.erase(std::unique(addresses.begin(), addresses.end()), addresses.end());
@@ -249,18 +240,18 @@ Result<bool> ControlPlane::write_server_credentials() {
   names.erase(std::unique(names.begin(), names.end()), names.end());
   auto issued = ca_->issue_server(names, addresses, kServerLifetime);
   if (!issued) return Error{issued.error().message};
-  std::filesystem::path dir(options_.data_dir);
+  std::string tls_dir = data_file("tls");
   std::error_code ec;
-  std::filesystem::create_directories(dir / "tls", ec);
-  ::chmod((dir / "tls").c_str(), 0700);
+  std::filesystem::create_directories(tls_dir, ec);
+  ::chmod(tls_dir.c_str(), 0700);
   const IssuedCertificate& c = issued->certificate;
-  auto bundle = write_file_atomically((dir / kTrustBundleFile).string(), c.trust_bundle_pem, 0644);
+  auto bundle = write_trust_bundle(c.trust_bundle_pem);
   if (!bundle) return bundle;
-  auto key = write_file_atomically((dir / kServerKeyFile).string(), issued->private_key_pem, 0600);
+  auto key = write_file_atomically(data_file(kServerKeyFile), issued->private_key_pem, 0600);
   SecretText wipe(std::move(issued->private_key_pem));
   if (!key) return key;
   auto chain =
-      write_file_atomically((dir / kServerCertificateFile).string(), c.certificate_pem + c.chain_pem, 0644);
+      write_file_atomically(data_file(kServerCertificateFile), c.certificate_pem + c.chain_pem, 0644);
   if (!chain) return chain;
   // The JSON API serves the same certificate. Clients are people and tools
   // (the CLI, curl, scripts) authenticated by bearer tokens: no client
@@ -822,10 +813,7 @@ http::ApiResponse ControlPlane::ca_rotate(std::string_view body) {
     std::lock_guard lock(mu_);
     bundle = ca_->trust_bundle_pem();
     // From the switch on, the control plane's own certificate comes from the new root.
-    written = step == "begin"
-                  ? write_file_atomically(
-                        (std::filesystem::path(options_.data_dir) / kTrustBundleFile).string(), bundle, 0644)
-                  : write_server_credentials();
+    written = step == "begin" ? write_trust_bundle(bundle) : write_server_credentials();
   }
   if (!written) return error_response(500, "the step is done, but: " + written.error().message);
   push_.broadcast_trust_bundle(bundle, renew);

@@ -89,6 +89,10 @@ class ControlPlane final : public PushSource {
   // Issues the serving certificate and writes it, its key and the trust
   // bundle to the data directory, where the gRPC server reads them.
   Result<bool> write_server_credentials();
+  // <data_dir>/<name>.
+  std::string data_file(const char* name) const;
+  // <data_dir>/trust-bundle.pem, for the proxies and the CLI.
+  Result<bool> write_trust_bundle(const std::string& pem) const;
   void renew_server_credentials();
   // MeshConfig's mtls.certificateLifetime, or the default.
   std::chrono::seconds workload_lifetime();

@@ -95,28 +95,34 @@ uint32_t default_request_timeout_ms(const MeshView& mesh) {
   return kDefaultRequestTimeoutMs;
 }
 
+namespace {
+
+// mtls.mode of a policy's spec.mtls map, when it says one.
+std::optional<MeshTlsMode> tls_mode_at(const Json* mtls) {
+  if (mtls == nullptr) return std::nullopt;
+  std::string mode = string_at(*mtls, "mode");
+  if (mode == "STRICT") return MeshTlsMode::kStrict;
+  if (mode == "PERMISSIVE") return MeshTlsMode::kPermissive;
+  if (mode == "DISABLE") return MeshTlsMode::kDisable;
+  return std::nullopt;
+}
+
+}  // namespace
+
+const Json* mesh_mtls(const MeshView& mesh) {
+  for (const Resource& m : mesh.mesh_configs)
+    if (m.name == "default") return map_at(m.spec, "mtls");
+  return nullptr;
+}
+
 MeshTlsMode mesh_tls_mode(const MeshView& mesh) {
-  for (const Resource& m : mesh.mesh_configs) {
-    if (m.name != "default") continue;
-    if (const Json* mtls = map_at(m.spec, "mtls")) {
-      std::string mode = string_at(*mtls, "mode", "PERMISSIVE");
-      if (mode == "STRICT") return MeshTlsMode::kStrict;
-      if (mode == "DISABLE") return MeshTlsMode::kDisable;
-    }
-  }
-  return MeshTlsMode::kPermissive;
+  return tls_mode_at(mesh_mtls(mesh)).value_or(MeshTlsMode::kPermissive);
 }
 
 MeshTlsMode service_tls_mode(const MeshView& mesh, const ServiceRef& service) {
-  if (const Resource* policy = destination_policy_for(mesh, service)) {
-    if (const Json* mtls = map_at(policy->spec, "mtls")) {
-      std::string mode = string_at(*mtls, "mode");
-      if (mode == "STRICT") return MeshTlsMode::kStrict;
-      if (mode == "PERMISSIVE") return MeshTlsMode::kPermissive;
-      if (mode == "DISABLE") return MeshTlsMode::kDisable;
-    }
-  }
-  return mesh_tls_mode(mesh);
+  const Resource* policy = destination_policy_for(mesh, service);
+  std::optional<MeshTlsMode> own = tls_mode_at(policy != nullptr ? map_at(policy->spec, "mtls") : nullptr);
+  return own ? *own : mesh_tls_mode(mesh);
 }
 
 std::string service_identity(const MeshView& mesh, const std::string& service,

@@ -83,6 +83,8 @@ uint32_t default_request_timeout_ms(const MeshView& mesh);
 // How sidecars configured by the control plane talk to each other (MeshConfig
 // spec.mtls.mode).
 enum class MeshTlsMode { kStrict, kPermissive, kDisable };
+// spec.mtls of the MeshConfig, or null.
+const Json* mesh_mtls(const MeshView& mesh);
 // spec.mtls.mode of the MeshConfig, else PERMISSIVE.
 MeshTlsMode mesh_tls_mode(const MeshView& mesh);
 // spec.mtls.mode of the service's DestinationPolicy, else the mesh's.

@@ -224,12 +224,14 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
   // False when the stream was ended.
   bool on_hello() {
     v1::Hello hello = in_.hello();
+    {
+      // One identity per stream: a later hello changes nothing (and must
+      // not end a stream that may have a write in flight).
+      std::lock_guard lock(mu_);
+      if (have_hello_) return true;
+    }
     if (hello.node().id().empty())
       return refuse(grpc::StatusCode::INVALID_ARGUMENT, "hello: node.id is required");
-    {
-      std::lock_guard lock(mu_);
-      if (have_hello_) return true;  // one identity per stream
-    }
     Result<ProxyIdentity> who = authenticate(hello);
     if (!who)
       return refuse(grpc::StatusCode::UNAUTHENTICATED,

@@ -83,11 +83,8 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
         break;
     }
     // The header that tells the application who called, when the mesh names one.
-    for (const Resource& m : mesh.mesh_configs) {
-      const Json* mtls = map_at(m.spec, "mtls");
-      if (mtls != nullptr && mtls->contains("clientIdentityHeader"))
-        in->mutable_client_identity_header()->set_name(string_at(*mtls, "clientIdentityHeader"));
-    }
+    if (const Json* mtls = mesh_mtls(mesh); mtls != nullptr && mtls->contains("clientIdentityHeader"))
+      in->mutable_client_identity_header()->set_name(string_at(*mtls, "clientIdentityHeader"));
     v1::VirtualHost* vh = in->add_virtual_hosts();
     vh->set_name(kInbound);
     vh->add_domains("*");

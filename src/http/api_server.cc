@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/text.h"
 #include "http/http1/parser.h"
 #include "http/http1/wire.h"
 #include "net/address.h"
@@ -18,18 +19,6 @@ namespace {
 // Host and Origin parts as the checks compare them: the host in lower case
 // (an IP literal in canonical text, IPv6 without brackets, IPv4-mapped IPv6
 // as IPv4) and the port, -1 when none was given.
-struct Authority {
-  std::string host;
-  int port = -1;
-};
-
-std::string ascii_lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-  }
-  return out;
-}
 
 std::optional<std::string> canonical_ipv4(const std::string& text) {
   in_addr a{};
@@ -70,42 +59,6 @@ bool parse_port(std::string_view text, int& out) {
 // "host", "host:port", "[v6]" or "[v6]:port"; nullopt when malformed. Names
 // are kept to letters, digits, '-', '.' and '_': nothing a browser would
 // send for a real name is refused, nothing odd gets compared.
-std::optional<Authority> parse_authority(std::string_view text) {
-  Authority out;
-  std::string_view port;
-  if (!text.empty() && text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    std::string_view rest = text.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return std::nullopt;
-      port = rest.substr(1);
-      if (port.empty()) return std::nullopt;
-    }
-    auto ip = canonical_ipv6(ascii_lower(text.substr(1, close - 1)));
-    if (!ip) return std::nullopt;
-    out.host = *ip;
-  } else {
-    std::string_view host = text;
-    if (size_t colon = text.find(':'); colon != std::string_view::npos) {
-      if (text.find(':', colon + 1) != std::string_view::npos) return std::nullopt;  // IPv6 needs brackets
-      host = text.substr(0, colon);
-      port = text.substr(colon + 1);
-      if (port.empty()) return std::nullopt;
-    }
-    if (host.empty() || host.size() > 253) return std::nullopt;
-    for (char c : host) {
-      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                c == '.' || c == '_';
-      if (!ok) return std::nullopt;
-    }
-    out.host = ascii_lower(host);
-    if (auto ip = canonical_ipv4(out.host)) out.host = *ip;
-  }
-  if (!port.empty() && !parse_port(port, out.port)) return std::nullopt;
-  return out;
-}
-
 bool is_write(std::string_view method) { return method != "GET" && method != "HEAD"; }
 
 // "application/json", any case, with or without parameters.
@@ -147,6 +100,46 @@ std::string_view reason(int status) {
 }
 
 }  // namespace
+
+std::optional<Authority> parse_authority(std::string_view text) {
+  Authority out;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      port = rest.substr(1);
+      if (port.empty()) return std::nullopt;
+    }
+    auto ip = canonical_ipv6(ascii_lower(text.substr(1, close - 1)));
+    if (!ip) return std::nullopt;
+    out.host = *ip;
+    out.ip = true;
+  } else {
+    std::string_view host = text;
+    if (size_t colon = text.find(':'); colon != std::string_view::npos) {
+      if (text.find(':', colon + 1) != std::string_view::npos) return std::nullopt;  // IPv6 needs brackets
+      host = text.substr(0, colon);
+      port = text.substr(colon + 1);
+      if (port.empty()) return std::nullopt;
+    }
+    if (host.empty() || host.size() > 253) return std::nullopt;
+    for (char c : host) {
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                c == '.' || c == '_';
+      if (!ok) return std::nullopt;
+    }
+    out.host = ascii_lower(host);
+    if (auto ip = canonical_ipv4(out.host)) {
+      out.host = *ip;
+      out.ip = true;
+    }
+  }
+  if (!port.empty() && !parse_port(port, out.port)) return std::nullopt;
+  return out;
+}
 
 std::string_view ApiRequest::header(std::string_view lower_name) const {
   for (const Header& h : headers) {

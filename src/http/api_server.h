@@ -64,6 +64,16 @@ struct LocalEndpoint {
 };
 LocalEndpoint local_endpoint(const sockaddr_storage& address);
 
+// A Host field value or a configured name: "name[:port]", "ip:port" or
+// "[ip6]:port", the host in lower case (an IP address in its canonical
+// text); nothing when malformed.
+struct Authority {
+  std::string host;
+  int port = -1;  // -1: none given
+  bool ip = false;
+};
+std::optional<Authority> parse_authority(std::string_view text);
+
 struct ApiServerOptions {
   // Names besides the connection's own address (and "localhost" on
   // loopback) that a request's Host may carry: a DNS name in front of the

@@ -1208,6 +1208,15 @@ class Proxy:
             argv += ["--log-level", self.log_level]
         return argv
 
+    def launch(self) -> "Proxy":
+        """Starts the process without waiting for /ready: a proxy that may
+        never be ready (one the control plane refuses, say)."""
+        self.admin_port = free_port()
+        self.config = self._fill_addresses(self.config)
+        self.write_config(self.config)
+        self.service = Service("proxy", self.argv(), self.dir).start()
+        return self
+
     def start(self, ready_timeout: float = 10) -> "Proxy":
         if not PROXY_BIN.exists():
             pytest.fail(f"{PROXY_BIN} does not exist: build trellis-proxy first "

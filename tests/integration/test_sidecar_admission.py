@@ -21,12 +21,7 @@ def call(port: int, path: str = "/hello", headers: dict | None = None) -> tuple[
 
 def unstarted(fleet, config):
     """A proxy process for `config` that is not waited for (it may never be ready)."""
-    proxy = fleet.proxy(config, start=False)
-    proxy.admin_port = free_port()
-    proxy.config = proxy._fill_addresses(proxy.config)
-    proxy.write_config(proxy.config)
-    proxy.service = fleet.spawn("sidecar", proxy.argv())
-    return proxy
+    return fleet.proxy(config, start=False).launch()
 
 
 def echo_xfcc(req) -> bytes:

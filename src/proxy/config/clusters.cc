@@ -52,7 +52,7 @@ class ClusterLoader {
         cluster.tls.enabled = true;
         if (auto n = r_.required(*tls, "server_name"); n && r_.read_string(*n, cluster.tls.server_name)) {
           std::string& name = cluster.tls.server_name;
-          for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          name = ascii_lower(name);
           net::SocketAddress ip;
           std::string ignored;
           bool is_ip = net::parse_socket_address(name + ":1", ip, ignored) ||

@@ -201,7 +201,7 @@ class Loader {
           for (const Located& n : *list) {
             std::string name;
             if (!r_.read_string(n, name)) continue;
-            for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            name = ascii_lower(name);
             bool dns = !check_domain(name) && name != "*" && name.find(':') == std::string::npos &&
                        (name.size() < 2 || name.compare(name.size() - 2, 2, ".*") != 0);
             if (!dns) {
@@ -336,7 +336,7 @@ class Loader {
     if (auto v = fields.get("client_identity_header");
         v && r_.read_string(*v, listener.client_identity_header)) {
       std::string& name = listener.client_identity_header;
-      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      name = ascii_lower(name);
       if (!name.empty()) {
         if (Problem problem = check_header_name(name)) r_.error(*v, *problem);
       }

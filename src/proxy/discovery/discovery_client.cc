@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
+#include "common/text.h"
 #include "net/tls_pem.h"
 #include "net/tls_transport.h"
 #include "proxy/security/file_credentials.h"
@@ -20,18 +21,10 @@ constexpr auto kRenewalAnswerTimeout = std::chrono::seconds(30);
 // trellis-control's identity in every trust domain.
 constexpr const char* kControlPath = "/ns/trellis-system/sa/trellis-control";
 
-// The token without surrounding blanks and line ends, wiped when done.
-struct JoinToken {
+// A secret's text, wiped when done.
+struct WipedText {
   std::string text;
-  ~JoinToken() { OPENSSL_cleanse(text.data(), text.size()); }
-  std::string_view trimmed() const {
-    std::string_view v = text;
-    while (!v.empty() && (v.front() == ' ' || v.front() == '\t' || v.front() == '\n' || v.front() == '\r'))
-      v.remove_prefix(1);
-    while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == '\n' || v.back() == '\r'))
-      v.remove_suffix(1);
-    return v;
-  }
+  ~WipedText() { OPENSSL_cleanse(text.data(), text.size()); }
 };
 
 }  // namespace
@@ -150,7 +143,7 @@ void DiscoveryClient::on_stream_ready() {
   node->set_service_account(cp.service);
   attempt_ready_ = true;
   if (!attempt_uses_certificate_) {
-    JoinToken token;
+    WipedText token;
     auto read = read_credential_file(cp.join_token_file, "join_token_file " + cp.join_token_file, true);
     if (!read) {
       // Without a token the control plane refuses the stream and says why;
@@ -158,7 +151,7 @@ void DiscoveryClient::on_stream_ready() {
       spdlog::error("control plane: {}", read.error().message);
     } else {
       token.text = std::move(*read);
-      hello->set_join_token(std::string(token.trimmed()));
+      hello->set_join_token(std::string(trim(token.text)));
     }
   }
   // A certificate with the hello: the first one, one that is due, or a new
@@ -294,7 +287,8 @@ void DiscoveryClient::acknowledge_bundle(const std::string& bundle_pem) {
 }
 
 void DiscoveryClient::arm_renewal() {
-  if (stopped_) return;
+  // The first certificate is asked for in every hello until it comes.
+  if (stopped_ || !certificates_.current()) return;
   SystemTime now = std::chrono::system_clock::now();
   auto wait = certificates_.next_renewal(now) - now;
   renewal_timer_.arm(
@@ -309,12 +303,6 @@ void DiscoveryClient::renew() {
     spdlog::warn("control plane: no answer to the certificate renewal; retrying");
     certificates_.renewal_failed(std::chrono::system_clock::now());
     arm_renewal();
-    return;
-  }
-  if (!certificates_.current()) {
-    // The first certificate comes with the hello; until a stream is up
-    // there is nobody to ask.
-    renewal_timer_.arm(std::chrono::seconds(1));
     return;
   }
   if (!stream_.open()) {

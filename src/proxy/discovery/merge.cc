@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/text.h"
 #include "proxy/config/checks.h"
 #include "proxy/discovery/merge_parts.h"
 
@@ -64,9 +65,7 @@ class Merger {
     if (l.has_authorization())
       authorization(l.authorization(), path + ".authorization", listener.authorization);
     if (l.has_client_identity_header()) {
-      listener.client_identity_header = l.client_identity_header().name();
-      for (char& ch : listener.client_identity_header)
-        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      listener.client_identity_header = ascii_lower(l.client_identity_header().name());
       if (!listener.client_identity_header.empty())
         if (Problem problem = check_header_name(listener.client_identity_header))
           errors_.add(path + ".client_identity_header.name", *problem);

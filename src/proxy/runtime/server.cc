@@ -213,14 +213,21 @@ void Server::check_credential_files() {
   }
   if (!*changed) return;
   const TlsCredentials& c = *file_credentials_->current();
+  if (use_credentials(c))
+    spdlog::info("mtls: new certificate for {} in force, valid until {}", c.identity,
+                 format_utc(c.not_after));
+}
+
+bool Server::use_credentials(const TlsCredentials& c) {
   builder_->set_mesh_tls({c.server, c.client, c.identity});
+  if (draining_) return true;
   std::string error;
   // New handshakes use the new certificate; open connections keep theirs.
   if (!apply_config(snapshot_->config, error)) {
-    spdlog::error("mtls: cannot put the new certificate in force: {}", error);
-    return;
+    spdlog::error("cannot put the new certificate in force: {}", error);
+    return false;
   }
-  spdlog::info("mtls: new certificate for {} in force, valid until {}", c.identity, format_utc(c.not_after));
+  return true;
 }
 
 bool Server::start_control_client(std::string& error) {
@@ -250,20 +257,10 @@ bool Server::start_control_client(std::string& error) {
         [this](std::shared_ptr<const ProxyConfig> c, std::string& e) {
           return apply_config(std::move(c), e);
         },
-        *certificates_, [this] { certificate_installed(); });
+        *certificates_, [this] { use_credentials(*certificates_->current()); });
   }
   control_->start(bootstrap_);
   return true;
-}
-
-void Server::certificate_installed() {
-  const TlsCredentials& c = *certificates_->current();
-  builder_->set_mesh_tls({c.server, c.client, c.identity});
-  if (draining_) return;
-  std::string error;
-  // New handshakes use the new certificate; open connections keep theirs.
-  if (!apply_config(snapshot_->config, error))
-    spdlog::error("cannot put the new certificate in force: {}", error);
 }
 
 bool Server::apply_config(std::shared_ptr<const ProxyConfig> config, std::string& error) {

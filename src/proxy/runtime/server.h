@@ -53,7 +53,9 @@ class Server {
   // Creates it on first use; (re)connects with bootstrap_. False with
   // `error` when no key can be made for the proxy's identity.
   bool start_control_client(std::string& error);
-  void certificate_installed();
+  // New credentials (from files or the control plane) for new handshakes:
+  // the snapshot is rebuilt with them. False when it could not be.
+  bool use_credentials(const TlsCredentials& credentials);
   void begin_drain();
   void check_drained();
   http::ApiResponse admin(std::string_view method, std::string_view path);
