@@ -11,6 +11,12 @@
 
 namespace trellis {
 
+// The control plane's identity in every trust domain. The namespace is
+// reserved: no join token is bound to it and no workload certificate is
+// issued in it, so no sidecar can pass for trellis-control.
+inline constexpr std::string_view kControlNamespace = "trellis-system";
+inline constexpr std::string_view kControlServiceAccount = "trellis-control";
+
 struct SpiffeId {
   std::string trust_domain;
   std::string namespace_;

@@ -372,8 +372,8 @@ MeshView ControlPlane::mesh_view() {
   return view;
 }
 
-void ControlPlane::proxy_connected(const v1::Hello& hello) {
-  if (!hello.has_instance() || hello.instance().address().empty()) return;
+Result<bool> ControlPlane::proxy_connected(const v1::Hello& hello) {
+  if (!hello.has_instance() || hello.instance().address().empty()) return false;
   Instance inst;
   inst.id = hello.node().id();
   inst.service = hello.node().service();
@@ -385,8 +385,20 @@ void ControlPlane::proxy_connected(const v1::Hello& hello) {
   for (const auto& [k, v] : hello.instance().labels()) inst.labels[k] = v;
   inst.registered_by = hello.node().id();
   std::lock_guard lock(mu_);
+  // A node id names one instance: a proxy may not take over (and so move or
+  // remove) an instance of another service.
+  auto held = registry_->find(inst.id);  // live ones only
+  if (held && (held->service != inst.service || held->namespace_ != inst.namespace_)) {
+    return Error{"the instance " + inst.id + " is registered for service " + held->service +
+                 " in namespace " + held->namespace_ +
+                 "; give this sidecar its own node id (control_plane.node_id)"};
+  }
   auto r = registry_->register_instance(inst);
-  if (!r.ok()) spdlog::warn("proxy {}: cannot register its instance: {}", inst.id, r.error().message);
+  if (!r.ok()) {
+    spdlog::warn("proxy {}: cannot register its instance: {}", inst.id, r.error().message);
+    return false;
+  }
+  return true;
 }
 
 void ControlPlane::proxy_heartbeat(const v1::Hello& hello) {
@@ -394,10 +406,23 @@ void ControlPlane::proxy_heartbeat(const v1::Hello& hello) {
   bool expired = false;
   {
     std::lock_guard lock(mu_);
-    expired = !registry_->heartbeat(hello.node().id()).ok();
+    auto held = registry_->find(hello.node().id());
+    std::string ns = hello.node().namespace_().empty() ? "default" : hello.node().namespace_();
+    // Only for its own instance: the id may have gone to another proxy
+    // while this one was cut off.
+    expired = !held || held->service != hello.node().service() || held->namespace_ != ns ||
+              !registry_->heartbeat(hello.node().id()).ok();
   }
   // An instance that expired while its proxy was cut off comes back.
-  if (expired) proxy_connected(hello);
+  if (expired) {
+    auto back = proxy_connected(hello);
+    if (!back) spdlog::warn("proxy {}: {}", hello.node().id(), back.error().message);
+  }
+}
+
+std::string ControlPlane::issuer_of(std::string_view certificate_pem) {
+  std::lock_guard lock(mu_);  // against a rotation step
+  return ca_->issued_by_current(certificate_pem) ? ca_->status().issuer.sha256_fingerprint : "";
 }
 
 std::string ControlPlane::trust_bundle_pem() {

@@ -81,7 +81,8 @@ class ControlPlane final : public PushSource {
   Result<Signed> sign_proxy_certificate(std::string_view csr_pem, const ProxyIdentity& identity) override;
   std::string trust_domain() override { return ca_->trust_domain(); }
   std::string trust_bundle_pem() override;
-  void proxy_connected(const v1::Hello& hello) override;
+  std::string issuer_of(std::string_view certificate_pem) override;
+  Result<bool> proxy_connected(const v1::Hello& hello) override;
   void proxy_heartbeat(const v1::Hello& hello) override;
 
  private:

@@ -67,27 +67,39 @@ Desired to_desired(const v1::ConfigUpdate& full) {
   return d;
 }
 
-// The SPIFFE ID in the certificate the proxy showed, "" when it showed none.
-// gRPC verified the chain against the trust bundle during the handshake
-// (GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY).
-std::string peer_certificate_identity(grpc::CallbackServerContext* ctx) {
+// The certificate the proxy showed: gRPC verified its chain against the
+// trust bundle during the handshake (GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY).
+struct PeerCertificate {
+  std::string pem;       // "" when it showed none
+  std::string identity;  // its SPIFFE ID; "-" when it carries no single one
+};
+
+PeerCertificate peer_certificate(grpc::CallbackServerContext* ctx) {
+  PeerCertificate out;
   std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
-  if (!auth) return "";
+  if (!auth) return out;
   std::vector<grpc::string_ref> pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
-  if (pem.empty()) return "";
-  auto certificates = net::read_pem_certificates(std::string_view(pem[0].data(), pem[0].size()));
-  if (!certificates || certificates->empty()) return "";
-  std::string identity = net::spiffe_identity((*certificates)[0].get());
+  if (pem.empty()) return out;
+  out.pem.assign(pem[0].data(), pem[0].size());
+  auto certificates = net::read_pem_certificates(out.pem);
+  std::string identity;
+  if (certificates && !certificates->empty()) identity = net::spiffe_identity((*certificates)[0].get());
   // A certificate without exactly one SPIFFE ID proves nothing here.
-  return identity.empty() ? "-" : identity;
+  out.identity = identity.empty() ? "-" : identity;
+  return out;
 }
+
+// Certificate requests a proxy may make on one stream: a renewal is due at
+// half-life (a minute at the shortest lifetime) or on a rotation step, so
+// more than one a second is a proxy gone wrong, or a hostile one.
+constexpr auto kMinCertificateInterval = std::chrono::seconds(1);
 
 }  // namespace
 
 class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessage, v1::ControlMessage> {
  public:
-  Session(PushServer& server, std::string peer, std::string certificate_identity)
-      : server_(server), certificate_identity_(std::move(certificate_identity)) {
+  Session(PushServer& server, std::string peer, PeerCertificate certificate)
+      : server_(server), certificate_(std::move(certificate)) {
     status_.peer = std::move(peer);
     status_.connected_at_ms = wall_ms();
     server_.add(this);
@@ -203,15 +215,17 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
 
   // Who the proxy is: its certificate's identity, else its join token's.
   Result<ProxyIdentity> authenticate(const v1::Hello& hello) {
-    if (certificate_identity_ == "-")
+    const std::string& identity = certificate_.identity;
+    if (identity == "-")
       return Error{"the client certificate carries no single SPIFFE ID: it is not a mesh certificate"};
-    if (!certificate_identity_.empty()) {
-      auto id = SpiffeId::parse(certificate_identity_);
+    if (!identity.empty()) {
+      auto id = SpiffeId::parse(identity);
       if (!id) return Error{"client certificate: " + id.error().message};
       std::string domain = server_.source_.trust_domain();
       if (id->trust_domain != domain)
-        return Error{"client certificate " + certificate_identity_ + " is not of this mesh's trust domain " +
-                     domain};
+        return Error{"client certificate " + identity + " is not of this mesh's trust domain " + domain};
+      if (id->namespace_ == kControlNamespace)
+        return Error{"client certificate " + identity + " is the control plane's, not a proxy's"};
       return ProxyIdentity{id->namespace_, id->service_account, "certificate"};
     }
     if (!hello.join_token().empty()) return server_.source_.verify_join_token(hello.join_token());
@@ -249,6 +263,16 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
                         " in namespace " + who->namespace_ +
                         ": a sidecar joins only as the service its identity names");
     }
+    std::string identity = "spiffe://" + server_.source_.trust_domain() + "/ns/" + ns + "/sa/" + account;
+    if (auto holder = server_.claim_node(hello.node().id(), identity, this)) {
+      return refuse(grpc::StatusCode::PERMISSION_DENIED,
+                    "proxy " + hello.node().id() + ": that node id is connected already as " + *holder);
+    }
+    // Registering its instance changes the mesh: every proxy (this one
+    // included) is refreshed by the push that follows.
+    if (auto registered = server_.source_.proxy_connected(hello); !registered)
+      return refuse(grpc::StatusCode::PERMISSION_DENIED,
+                    "proxy " + hello.node().id() + ": " + registered.error().message);
     if (!hello.csr_pem().empty()) {
       auto certificate = server_.source_.sign_proxy_certificate(hello.csr_pem(), *who);
       if (!certificate)
@@ -259,12 +283,17 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       pending_certificates_.push_back(std::move(certificate->certificate));
       status_.certificate_issuer = certificate->issuer;
       ++status_.certificates_issued;
+      last_signed_ = std::chrono::steady_clock::now();
     } else {
       // A proxy back with its certificate may have missed a rotation step:
-      // it gets the roots in force now (and says which it has).
+      // it gets the roots in force now (and says which it has), and renews
+      // at once when its certificate is not from the issuer in force.
       v1::Certificate bundle;
       bundle.set_trust_bundle_pem(server_.source_.trust_bundle_pem());
+      std::string issuer = certificate_.pem.empty() ? "" : server_.source_.issuer_of(certificate_.pem);
+      bundle.set_renew(issuer.empty());
       std::lock_guard lock(mu_);
+      status_.certificate_issuer = std::move(issuer);
       pending_certificates_.push_back(std::move(bundle));
     }
     {
@@ -275,13 +304,10 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       status_.node_id = hello.node().id();
       status_.service = service;
       status_.namespace_ = ns;
-      status_.identity = "spiffe://" + server_.source_.trust_domain() + "/ns/" + ns + "/sa/" + account;
+      status_.identity = std::move(identity);
     }
     spdlog::info("proxy {} ({}.{}, by {}) connected from {}", hello.node().id(), service, ns, who->proven_by,
                  status_.peer);
-    // Registering its instance changes the mesh: every proxy (this one
-    // included) is refreshed by the push that follows.
-    server_.source_.proxy_connected(hello);
     refresh(server_.source_.mesh_view());
     return true;
   }
@@ -293,6 +319,19 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       std::lock_guard lock(mu_);
       if (!have_hello_) return;
       who = identity_;
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_signed_ < kMinCertificateInterval || pending_certificates_.size() >= kMaxPending) {
+        // Answered, so the proxy retries later, but nothing is signed and
+        // nothing more is queued for a proxy that does not read.
+        if (pending_certificates_.size() < kMaxPending) {
+          v1::Certificate refused;
+          refused.set_error("too many certificate requests: at most one a second");
+          pending_certificates_.push_back(std::move(refused));
+          try_send_locked();
+        }
+        return;
+      }
+      last_signed_ = now;
     }
     auto certificate = server_.source_.sign_proxy_certificate(in_.certificate_request().csr_pem(), who);
     std::lock_guard lock(mu_);
@@ -370,8 +409,11 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
   v1::ControlMessage out_;
   v1::Hello hello_;
   ProxyIdentity identity_;
-  const std::string certificate_identity_;  // "" none shown, "-" not a mesh certificate
+  const PeerCertificate certificate_;
+  // Certificates and trust bundles not yet written, a few at most.
+  static constexpr size_t kMaxPending = 4;
   std::deque<v1::Certificate> pending_certificates_;
+  std::chrono::steady_clock::time_point last_signed_{};
   bool have_hello_ = false;
   bool writing_ = false;
   bool finishing_ = false;
@@ -389,7 +431,7 @@ class PushServer::Service final : public v1::ProxyDiscovery::CallbackService {
   explicit Service(PushServer& server) : server_(server) {}
   grpc::ServerBidiReactor<v1::ProxyMessage, v1::ControlMessage>* Stream(
       grpc::CallbackServerContext* ctx) override {
-    return new Session(server_, ctx->peer(), peer_certificate_identity(ctx));
+    return new Session(server_, ctx->peer(), peer_certificate(ctx));
   }
 
  private:
@@ -443,6 +485,23 @@ void PushServer::add(Session* s) {
 void PushServer::remove(Session* s) {
   std::lock_guard lock(mu_);
   sessions_.erase(s);
+  auto node = node_of_.find(s);
+  if (node == node_of_.end()) return;
+  auto held = nodes_.find(node->second);
+  if (held != nodes_.end() && held->second.session == s) nodes_.erase(held);
+  node_of_.erase(node);
+}
+
+std::optional<std::string> PushServer::claim_node(const std::string& node_id, const std::string& identity,
+                                                  Session* s) {
+  std::lock_guard lock(mu_);
+  auto [it, added] = nodes_.try_emplace(node_id, NodeHolder{s, identity});
+  if (!added) {
+    if (it->second.identity != identity) return it->second.identity;
+    it->second.session = s;  // the same proxy back on a new stream
+  }
+  node_of_[s] = node_id;
+  return std::nullopt;
 }
 
 void PushServer::push_all() {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -51,8 +52,12 @@ class PushSource {
   virtual std::string trust_domain() = 0;
   // Every root the mesh trusts now (PEM).
   virtual std::string trust_bundle_pem() = 0;
-  // A proxy said hello (and may front an instance to register).
-  virtual void proxy_connected(const v1::Hello& hello) = 0;
+  // The fingerprint of the issuer in force when it signed this certificate
+  // (PEM, the proxy's own), "" when another did.
+  virtual std::string issuer_of(std::string_view certificate_pem) = 0;
+  // A proxy said hello (and may front an instance to register). Refused when
+  // its node id is the id of an instance of another service.
+  virtual Result<bool> proxy_connected(const v1::Hello& hello) = 0;
   virtual void proxy_heartbeat(const v1::Hello& hello) = 0;
 };
 
@@ -109,12 +114,22 @@ class PushServer {
   friend class Session;
   void add(Session* s);
   void remove(Session* s);
+  // Records that `s` is node `node_id` with `identity`; refused, giving the
+  // holder's identity, when another connected proxy has that id as another
+  // identity.
+  std::optional<std::string> claim_node(const std::string& node_id, const std::string& identity, Session* s);
 
   PushSource& source_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
-  std::mutex mu_;  // guards sessions_
+  struct NodeHolder {
+    Session* session;
+    std::string identity;
+  };
+  std::mutex mu_;  // guards sessions_ and nodes_
   std::set<Session*> sessions_;
+  std::map<std::string, NodeHolder> nodes_;  // by node id
+  std::map<Session*, std::string> node_of_;
 };
 
 }  // namespace trellis::control

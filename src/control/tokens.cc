@@ -12,6 +12,7 @@
 #include <ctime>
 #include <filesystem>
 
+#include "common/spiffe.h"
 #include "control/validation.h"
 
 namespace trellis::control {
@@ -212,6 +213,8 @@ std::vector<FieldError> Tokens::validate(const TokenSpec& spec) {
       errors.push_back({"namespace", "required for a join token: the namespace the sidecar joins"});
     } else if (!is_dns1123_label(spec.namespace_)) {
       errors.push_back({"namespace", kLabel});
+    } else if (spec.namespace_ == kControlNamespace) {
+      errors.push_back({"namespace", std::string(kControlNamespace) + " is reserved for the control plane"});
     }
     if (spec.service_account.empty()) {
       errors.push_back({"serviceAccount", "required for a join token: the identity the sidecar gets"});

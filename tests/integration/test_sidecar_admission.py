@@ -97,6 +97,49 @@ def test_a_token_for_another_service_or_namespace_admits_nothing(fleet, nginx):
     assert registered(control, "details") == []
 
 
+def connected_proxies(control) -> int:
+    status, body = control.request("GET", "/v1/ca")
+    return body["proxies"]["connected"] if status == 200 else -1
+
+
+def test_a_certified_sidecar_needs_its_token_no_more_and_keeps_its_node_id(fleet, nginx):
+    control = fleet.control_plane()
+    port = free_port()
+    token = control.join_token_file("details")
+    details = fleet.proxy(sidecar_config(control, "details", join_token_file=token,
+                                         instance={"address": f"{LOCALHOST}:{port}", "app_address": nginx.address(0)}))
+    assert wait_until(lambda: len(registered(control, "details")) == 1, 10)
+    # Once certified, the sidecar comes back after control-plane restarts
+    # with its certificate, also when its join token was revoked meanwhile
+    # (its retries while the control plane was away alternate between the
+    # two).
+    token_id = token.name.rsplit("-", 2)[-2] + "-" + token.name.rsplit("-", 1)[-1]
+    assert control.request("DELETE", f"/v1/tokens/{token_id}")[0] == 200
+    for _ in range(2):
+        control.stop()
+        time.sleep(1.5)
+        control.start()
+        assert wait_until(lambda: connected_proxies(control) == 1, 40), details.output()
+    assert call(port)[0] == 200
+    # Another service's sidecar cannot take (and so move or remove) its
+    # node id while it is connected, nor the id of a registered instance.
+    stolen = {"address": f"{LOCALHOST}:{free_port()}", "app_address": nginx.address(0)}
+    thief = unstarted(fleet, sidecar_config(control, "reviews", node_id="details-1", instance=stolen))
+    assert wait_until(lambda: "that node id is connected already as spiffe://cluster.local/ns/default/sa/details"
+                      in control.service.stderr(), 10), control.service.stderr()
+    control.register("details", f"{LOCALHOST}:{free_port()}", id="details-api", ttl_seconds=300)
+    thief2 = unstarted(fleet, sidecar_config(control, "reviews", node_id="details-api", instance=stolen))
+    assert wait_until(lambda: "the instance details-api is registered for service details" in
+                      control.service.stderr(), 10), control.service.stderr()
+    assert sorted(i["id"] for i in registered(control, "details")) == ["details-1", "details-api"]
+    assert registered(control, "reviews") == []
+    assert thief.ready_status() == 503 and thief2.ready_status() == 503
+    # No join token makes a sidecar the control plane.
+    status, body = control.request("POST", "/v1/tokens", {"kind": "join", "namespace": "trellis-system",
+                                                          "serviceAccount": "trellis-control", "ttl": "1h"})
+    assert status == 400 and "trellis-system is reserved for the control plane" in json.dumps(body), body
+
+
 def test_a_new_sidecar_waits_for_the_control_plane_and_running_ones_keep_serving(fleet, nginx):
     control = fleet.control_plane()
     port, outbound = free_port(), free_port()

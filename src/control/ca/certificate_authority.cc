@@ -598,9 +598,20 @@ Result<IssuedCertificate> CertificateAuthority::sign_workload(std::string_view c
     return make_error("the identity \"" + entitled.to_string() + "\" is not in this CA's trust domain \"" +
                       trust_domain_ + "\"");
   }
+  if (entitled.namespace_ == kControlNamespace) {
+    return make_error("the namespace \"" + std::string(kControlNamespace) +
+                      "\" is reserved for the control plane: no workload is issued a certificate in it");
+  }
   Result<UniquePkey> key = check_workload_csr(csr_pem, entitled);
   if (!key) return key.error();
   return issue(key->get(), {entitled.to_string()}, {}, {}, lifetime, kMaxWorkloadLifetime);
+}
+
+bool CertificateAuthority::issued_by_current(std::string_view certificate_pem) const {
+  auto certificates = parse_pem_certificates(certificate_pem);
+  if (!certificates || certificates->empty()) return false;
+  EVP_PKEY* key = X509_get0_pubkey(issuer_certificate());
+  return key != nullptr && X509_verify((*certificates)[0].get(), key) == 1;
 }
 
 Result<ServerCredentials> CertificateAuthority::issue_server(const std::vector<std::string>& dns_names,

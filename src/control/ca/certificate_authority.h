@@ -102,9 +102,6 @@ class CertificateAuthority {
   // The control plane renews its own serving certificate in-process.
   static constexpr std::chrono::seconds kMaxServerLifetime{90 * 24 * 3600};
   static constexpr std::chrono::seconds kRootLifetime{3650 * 24 * 3600};
-  // The control plane's identity in every trust domain.
-  static constexpr const char* kControlNamespace = "trellis-system";
-  static constexpr const char* kControlServiceAccount = "trellis-control";
 
   // Opens the CA kept in `directory` (e.g. <data-dir>/ca), or creates it
   // there with a new self-signed root (ECDSA P-256, 10 years) on first
@@ -151,6 +148,11 @@ class CertificateAuthority {
   Result<ServerCredentials> issue_server(const std::vector<std::string>& dns_names,
                                          const std::vector<std::string>& ip_addresses,
                                          std::chrono::seconds lifetime) const;
+
+  // Whether the issuer in force signed `certificate_pem` (its first
+  // certificate): a peer holding one from elsewhere, e.g. from the old root
+  // during a rotation, should renew.
+  bool issued_by_current(std::string_view certificate_pem) const;
 
   // Every root peers should trust, oldest first, as concatenated PEM.
   std::string trust_bundle_pem() const;

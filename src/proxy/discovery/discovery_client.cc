@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
+#include "common/spiffe.h"
 #include "common/text.h"
 #include "net/tls_pem.h"
 #include "net/tls_transport.h"
@@ -18,8 +19,7 @@ constexpr auto kBackoffMax = std::chrono::seconds(15);
 constexpr const char* kStreamPath = "/trellis.v1.ProxyDiscovery/Stream";
 // A renewal asked on the stream and not answered by then counts as failed.
 constexpr auto kRenewalAnswerTimeout = std::chrono::seconds(30);
-// trellis-control's identity in every trust domain.
-constexpr const char* kControlPath = "/ns/trellis-system/sa/trellis-control";
+constexpr auto kRenewAgainDelay = std::chrono::seconds(2);
 
 // A secret's text, wiped when done.
 struct WipedText {
@@ -111,7 +111,9 @@ Result<std::shared_ptr<net::TransportFactory>> DiscoveryClient::control_transpor
     context = std::move(*made);
   }
   net::TlsClientOptions client;
-  client.accepted_identities = {"spiffe://" + cp.trust_domain + kControlPath};
+  auto control = SpiffeId::make(cp.trust_domain, kControlNamespace, kControlServiceAccount);
+  if (!control) return control.error();
+  client.accepted_identities = {control->to_string()};
   auto factory = net::TlsTransportFactory::client(std::move(context), std::move(client));
   if (!factory) return factory.error();
   return std::shared_ptr<net::TransportFactory>(std::move(*factory));
@@ -252,9 +254,15 @@ void DiscoveryClient::on_certificate(const v1::Certificate& certificate) {
       if (installed_) installed_();
       acknowledge_bundle(certificate.trust_bundle_pem());
     }
-    if (certificate.renew() && !renewal_outstanding_) {
-      renewal_timer_.cancel();
-      renew();
+    if (certificate.renew()) {
+      // The answer to a request already made may come from the old issuer:
+      // ask again once it is in.
+      if (renewal_outstanding_) {
+        renew_again_ = true;
+      } else {
+        renewal_timer_.cancel();
+        renew();
+      }
     }
     return;
   }
@@ -275,6 +283,12 @@ void DiscoveryClient::on_certificate(const v1::Certificate& certificate) {
       if (installed_) installed_();
       acknowledge_bundle(certificate.trust_bundle_pem());
     }
+  }
+  if (renew_again_) {
+    // Not at once: the control plane signs one request a second per proxy.
+    renew_again_ = false;
+    renewal_timer_.arm(kRenewAgainDelay);
+    return;
   }
   arm_renewal();
 }
@@ -321,9 +335,18 @@ void DiscoveryClient::renew() {
 
 void DiscoveryClient::on_stream_closed(int grpc_status, std::string_view message) {
   status_.connected = false;
-  // Alternate between the certificate and the token while neither gets a
-  // stream up.
-  if (!attempt_ready_) token_next_ = attempt_uses_certificate_;
+  // A certificate that got no stream up may no longer be trusted (a proxy
+  // cut off through a whole root rotation): the next attempt joins with the
+  // token. After a token attempt, whatever became of it, the next one shows
+  // the certificate again if one is held: a join token expires, and a
+  // refused or expired token must not keep a certified proxy out.
+  token_next_ = attempt_uses_certificate_ && !attempt_ready_;
+  if (renewal_outstanding_) {
+    // Its answer cannot come on another stream.
+    renewal_outstanding_ = false;
+    certificates_.renewal_failed(std::chrono::system_clock::now());
+    arm_renewal();
+  }
   heartbeat_timer_.cancel();
   if (stopped_) return;
   spdlog::warn("control plane {}: stream closed ({} {}); serving the last config, reconnecting",

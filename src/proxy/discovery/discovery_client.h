@@ -94,6 +94,7 @@ class DiscoveryClient final : public http::grpc::StreamCallbacks {
   Duration backoff_{};
   bool stopped_ = true;
   bool renewal_outstanding_ = false;
+  bool renew_again_ = false;               // asked to renew while a renewal was outstanding
   bool attempt_uses_certificate_ = false;  // the current connection shows the certificate
   bool attempt_ready_ = false;             // the current connection got its stream up
   bool token_next_ = false;                // the next connection joins with the token

@@ -333,6 +333,14 @@ TEST_F(CertificateAuthorityTest, AnIdentityOutsideTheTrustDomainIsRefused) {
       "not in this CA's trust domain");
 }
 
+TEST_F(CertificateAuthorityTest, NoWorkloadIsIssuedAnIdentityInTheControlPlanesNamespace) {
+  open_ca();
+  SpiffeId control = *SpiffeId::make(kTrustDomain, kControlNamespace, kControlServiceAccount);
+  expect_refused(
+      ca_->sign_workload(make_csr(workload_key_.get(), {uri_san(control.to_string())}), control, 1h),
+      "reserved for the control plane");
+}
+
 TEST_F(CertificateAuthorityTest, LifetimesOutsideTheBoundsAreRefused) {
   open_ca();
   expect_refused(sign(good_csr(), CertificateAuthority::kMaxWorkloadLifetime + 1s),
@@ -544,6 +552,7 @@ TEST_F(RotationTest, RotatesInStepsSoEveryCertificateKeepsVerifying) {
   const std::string old_root = ca_->trust_bundle_pem();
   const std::string before = issue_now();
 
+  EXPECT_TRUE(ca_->issued_by_current(before));
   auto begun = ca_->begin_rotation();
   ASSERT_TRUE(begun) << begun.error().message;
   EXPECT_EQ(begun->phase, RotationPhase::kNewRootTrusted);
@@ -567,6 +576,9 @@ TEST_F(RotationTest, RotatesInStepsSoEveryCertificateKeepsVerifying) {
   const std::string after = issue_now();
   EXPECT_TRUE(verifies(after, new_root));
   EXPECT_FALSE(verifies(after, old_root));
+  EXPECT_TRUE(ca_->issued_by_current(after));
+  EXPECT_FALSE(ca_->issued_by_current(during)) << "from the old root: its holder should renew";
+  EXPECT_FALSE(ca_->issued_by_current("not a certificate"));
   for (const std::string& leaf : {before, during, after})
     EXPECT_TRUE(verifies(leaf, ca_->trust_bundle_pem()));
 

@@ -213,6 +213,8 @@ TEST_F(TokensTest, SpecsAreValidatedWithFieldPaths) {
   EXPECT_EQ(paths(join), "namespace;");
   join.namespace_ = "bookinfo";
   EXPECT_EQ(paths(join), "");
+  join.namespace_ = "trellis-system";  // the control plane's own
+  EXPECT_EQ(paths(join), "namespace;");
 
   TokenSpec admin;
   admin.kind = TokenKind::kAdmin;
