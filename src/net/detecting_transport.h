@@ -85,6 +85,10 @@ class DetectingTransport final : public Transport, public IoHandler {
     return inner_ ? inner_->peer_identity() : std::string_view();
   }
   std::string_view alpn() const override { return inner_ ? inner_->alpn() : std::string_view(); }
+  void set_callbacks(TransportCallbacks* callbacks) override {
+    callbacks_ = callbacks;
+    if (inner_) inner_->set_callbacks(callbacks);
+  }
 
   // IoHandler (while detecting only: the chosen transport registers itself).
   void on_io(uint32_t events) override;

@@ -31,6 +31,7 @@ class Socket final : public Transport, public IoHandler {
   void shutdown_write() override;
   void close() override;
   bool open() const override { return fd_ >= 0; }
+  void set_callbacks(TransportCallbacks* callbacks) override { callbacks_ = callbacks; }
   bool failed() const override { return failed_; }
   int error() const override { return error_; }
   uint64_t bytes_read() const override { return bytes_read_; }

@@ -65,6 +65,10 @@ class Transport : public Deferred {
   virtual std::string_view peer_identity() const { return {}; }
   // The application protocol agreed by ALPN; empty when none.
   virtual std::string_view alpn() const { return {}; }
+  // Hands the connection to another owner (a server codec giving it to the
+  // codec of the protocol the client turned out to speak): later callbacks
+  // go to `callbacks`. Call from outside this transport's callbacks.
+  virtual void set_callbacks(TransportCallbacks* callbacks) = 0;
 };
 
 // Makes the transports of one kind (plain, or TLS with one context).

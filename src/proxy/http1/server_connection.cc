@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "net/address.h"
+#include "proxy/http2/server_connection.h"
 
 namespace trellis::proxy {
 namespace {
@@ -98,6 +99,13 @@ void Http1ServerConnection::process_input() {
   if (in_process_) return;
   in_process_ = true;
   while (state_ != State::kClosed && !in_.empty()) {
+    if (state_ == State::kIdle && !served_any_) {
+      if (client_->alpn() == "h2" || http2_preface(in_.view()) == Http2Preface::kYes) {
+        hand_over_to_http2();
+        break;
+      }
+      if (http2_preface(in_.view()) == Http2Preface::kMaybe) break;  // too soon to tell
+    }
     if (state_ == State::kIdle) {
       http::http1::ParseResult pr = http::http1::parse_request(in_.view(), head_);
       if (pr.status == http::http1::ParseStatus::kNeedMore) break;
@@ -140,7 +148,21 @@ bool Http1ServerConnection::refresh_snapshot() {
   return false;  // the listener is gone: answer, then close
 }
 
+void Http1ServerConnection::hand_over_to_http2() {
+  Http2Handover handover{snapshot_,      listener_,  stats_,          std::move(client_),
+                         std::move(in_), client_ip_, client_address_, authz_client_};
+  // Closed without closing the transport, and still counted as active: the
+  // HTTP/2 connection takes both over.
+  state_ = State::kClosed;
+  idle_timer_.cancel();
+  resume_.cancel();
+  out_.release();
+  worker_.loop().defer_delete(std::unique_ptr<net::Deferred>(this));
+  new Http2ServerConnection(worker_, std::move(handover));
+}
+
 void Http1ServerConnection::start_exchange(size_t head_size) {
+  served_any_ = true;
   idle_timer_.cancel();
   state_ = State::kRequest;
   head_request_ = head_.method == "HEAD";
@@ -268,6 +290,7 @@ void Http1ServerConnection::discard_body() {
 // A malformed request: answered here and never forwarded (what was already
 // forwarded of a bad chunked body is cut off with its upstream connection).
 void Http1ServerConnection::reject(int status, std::string_view reason) {
+  served_any_ = true;
   stats_->malformed_requests.inc();
   keep_alive_ = false;
   if (state_ == State::kIdle) {

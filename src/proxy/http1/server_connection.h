@@ -55,6 +55,9 @@ class Http1ServerConnection final : public WorkerConnection,
 
   void read_client();
   void process_input();
+  // Before the first request, the client turned out to speak HTTP/2 (its
+  // preface, or ALPN "h2"): the connection goes to Http2ServerConnection.
+  void hand_over_to_http2();
   void start_exchange(size_t head_size);
   bool refresh_snapshot();
   // The next piece of the request body in in_, de-framed and consumed; the
@@ -107,6 +110,7 @@ class Http1ServerConnection final : public WorkerConnection,
   bool tunnel_client_done_ = false;
   bool tunnel_upstream_done_ = false;
   bool in_process_ = false;
+  bool served_any_ = false;         // a request (or a malformed one) was seen
   bool awaiting_continue_ = false;  // the client asked for 100 Continue and did not get it
   uint64_t discarded_ = 0;
   int client_minor_ = 1;

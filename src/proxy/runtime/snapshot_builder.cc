@@ -155,14 +155,17 @@ void SnapshotBuilder::set_mesh_tls(MeshTls tls) {
 
 Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::gateway_transport(const ListenerConfig& l) {
   GatewayTls& cached = gateway_tls_[l.name];
-  if (cached.server && cached.certificates == l.certificates) return cached.server;
+  if (cached.server && cached.certificates == l.certificates && cached.protocol == l.protocol)
+    return cached.server;
   net::TlsContextOptions options;
   options.role = net::TlsRole::kServer;
   // Clients outside the mesh: TLS 1.2 as well (ECDHE and AEAD only), and no
   // client certificate.
   options.allow_tls12 = true;
   options.client_certificate = net::ClientCertificate::kNone;
-  options.alpn = {"http/1.1"};
+  // HTTP listeners serve HTTP/2 to clients that offer it; TCP ones carry
+  // whatever the client speaks and say nothing.
+  if (l.protocol == ListenerProtocol::kHttp) options.alpn = {"h2", "http/1.1"};
   struct Wipe {
     net::TlsContextOptions& o;
     ~Wipe() {
@@ -187,7 +190,7 @@ Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::gateway_transpor
   if (!context) return Error{"tls certificates: " + context.error().message};
   auto server = net::TlsTransportFactory::server(std::move(*context));
   if (!server) return server.error();
-  cached = {l.certificates, std::move(*server)};
+  cached = {l.certificates, l.protocol, std::move(*server)};
   return cached.server;
 }
 

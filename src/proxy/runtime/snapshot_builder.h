@@ -93,6 +93,7 @@ class SnapshotBuilder {
   // they were made from, and the server they serve with.
   struct GatewayTls {
     std::vector<ServerCertificateConfig> certificates;
+    ListenerProtocol protocol = ListenerProtocol::kHttp;
     std::shared_ptr<net::TransportFactory> server;
   };
   std::map<std::string, GatewayTls> gateway_tls_;

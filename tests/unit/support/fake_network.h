@@ -85,6 +85,7 @@ class FakeTransport final : public net::Transport {
     link_->transport = nullptr;
   }
   bool open() const override { return !closed_; }
+  void set_callbacks(net::TransportCallbacks* callbacks) override { callbacks_ = callbacks; }
   bool failed() const override { return failed_; }
   int error() const override { return error_; }
   uint64_t bytes_read() const override { return bytes_read_; }

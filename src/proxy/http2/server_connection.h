@@ -1,0 +1,110 @@
+// HTTP/2 server codec for one client connection, on nghttp2: h2c with prior
+// knowledge, and h2 chosen by ALPN over TLS. The HTTP/1.1 codec accepts every
+// connection and hands it over here when the first bytes are the HTTP/2
+// connection preface or ALPN said "h2". Each stream is one exchange with a
+// ServerStream of its own, so the requests of one connection are routed,
+// balanced, limited and answered independently.
+//
+// nghttp2 checks the framing and the messages (RFC 9113 §8.1-8.3: pseudo-
+// header fields, connection-specific fields, field names and values,
+// content-length against the DATA received); on top of that a request
+// without an authority, or whose host differs from its :authority, is
+// answered 400 and one with too large a header section 431. A malformed
+// request is never forwarded. Request bodies are flow-controlled per stream:
+// the window opens only as the upstream takes the data, so a slow upstream
+// stalls its stream and nothing else.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "net/buffer.h"
+#include "net/transport.h"
+#include "proxy/http/server_stream.h"
+#include "proxy/runtime/worker.h"
+
+struct nghttp2_session;
+
+namespace trellis::proxy {
+
+// Whether the client's first bytes are the HTTP/2 connection preface
+// ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"): kMaybe while they are a proper
+// beginning of it.
+enum class Http2Preface : uint8_t { kNo, kYes, kMaybe };
+Http2Preface http2_preface(std::string_view input);
+
+// A connection the HTTP/1.1 codec hands over before it served any request.
+struct Http2Handover {
+  std::shared_ptr<const Snapshot> snapshot;
+  const ListenerRuntime* listener = nullptr;
+  ListenerStats* stats = nullptr;  // counts this connection as active already
+  std::unique_ptr<net::Transport> client;
+  net::Buffer input;  // read and not yet handled: the preface, maybe more
+  std::string client_ip;
+  std::string client_address;
+  AuthzClient authz_client;
+};
+
+class Http2ServerConnection final : public WorkerConnection, public net::TransportCallbacks {
+ public:
+  // Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+  static constexpr uint32_t kMaxConcurrentStreams = 100;
+  // Each stream's receive window, and the connection's.
+  static constexpr int32_t kStreamWindow = 256 * 1024;
+  static constexpr int32_t kConnectionWindow = 1024 * 1024;
+
+  Http2ServerConnection(Worker& worker, Http2Handover handover);
+  ~Http2ServerConnection() override;
+
+  void start_drain() override;
+  void abort() override { close(); }
+
+  // TransportCallbacks
+  void on_readable() override;
+  void on_writable() override;
+  void on_transport_error(int error) override;
+
+  class Stream;
+
+ private:
+  friend class Stream;
+  struct Callbacks;
+
+  bool start_session();
+  void receive();
+  // Sends what nghttp2 has queued, up to the transport's high watermark.
+  void send();
+  // Sends now, or after the receive or send under way.
+  void flush();
+  void after_io();
+  void stream_closed(Stream* stream, uint32_t error_code);
+  void reap();
+  void close();
+
+  std::shared_ptr<const Snapshot> snapshot_;
+  const ListenerRuntime* listener_;
+  ListenerStats* stats_;
+  std::unique_ptr<net::Transport> client_;
+  net::Buffer input_;
+  std::string client_ip_;
+  std::string client_address_;
+  AuthzClient authz_client_;
+  nghttp2_session* session_ = nullptr;
+  std::vector<std::unique_ptr<Stream>> open_;       // by creation
+  std::vector<std::unique_ptr<Stream>> graveyard_;  // closed, freed at the next safe point
+  std::vector<Stream*> drained_;                    // write-blocked streams with room again
+  bool in_recv_ = false;
+  bool in_send_ = false;
+  bool send_wanted_ = false;
+  bool closed_ = false;
+  bool draining_ = false;
+
+  net::Timer idle_timer_;
+  net::Timer deferred_;  // sends and frees outside the stream's call stack
+};
+
+}  // namespace trellis::proxy
