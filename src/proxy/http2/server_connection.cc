@@ -675,7 +675,9 @@ void Http2ServerConnection::send() {
   if (closed_ || in_send_) return;
   in_send_ = true;
   send_wanted_ = false;
-  while (client_->pending_output() < kHighWatermark) {
+  // nghttp2 hands out one frame at a time: gathered into one write (one
+  // syscall per round instead of one per frame).
+  while (client_->pending_output() + output_.size() < kHighWatermark) {
     const uint8_t* data = nullptr;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {
@@ -684,14 +686,17 @@ void Http2ServerConnection::send() {
       return;
     }
     if (n == 0) break;
-    stats_->bytes_sent.inc(static_cast<uint64_t>(n));
-    if (!client_->write(std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(n)))) {
-      in_send_ = false;
+    output_.append(std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(n)));
+  }
+  in_send_ = false;
+  if (!output_.empty()) {
+    stats_->bytes_sent.inc(output_.size());
+    if (!client_->write(output_)) {
       close();
       return;
     }
   }
-  in_send_ = false;
+  if (open_.empty()) output_.release();  // idle connections hold no buffer
   if (send_wanted_) deferred_.arm(Duration::zero());
 }
 
@@ -755,6 +760,7 @@ void Http2ServerConnection::close() {
   stats_->connections_active.sub();
   client_->close();
   input_.release();
+  output_.release();
   worker_.loop().defer_delete(std::unique_ptr<net::Deferred>(this));
 }
 

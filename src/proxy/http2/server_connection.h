@@ -90,6 +90,7 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   ListenerStats* stats_;
   std::unique_ptr<net::Transport> client_;
   net::Buffer input_;
+  net::Buffer output_;  // frames gathered for one write
   std::string client_ip_;
   std::string client_address_;
   AuthzClient authz_client_;
