@@ -263,8 +263,9 @@ class Loader {
     std::unordered_map<std::string, size_t> names;
     for (const Located& item : *items) {
       ListenerConfig listener;
-      auto fields = r_.read_map(item, {"name", "address", "protocol", "idle_timeout", "virtual_hosts",
-                                       "cluster", "authorization", "tls", "client_identity_header"});
+      auto fields =
+          r_.read_map(item, {"name", "address", "protocol", "idle_timeout", "request_head_timeout",
+                             "virtual_hosts", "cluster", "authorization", "tls", "client_identity_header"});
       if (fields) {
         if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, listener.name)) {
           if (!names.emplace(listener.name, listeners.size()).second) {
@@ -310,6 +311,11 @@ class Loader {
       }
     }
     if (auto v = fields.get("idle_timeout")) r_.read_positive_duration(*v, listener.idle_timeout);
+    if (auto v = fields.get("request_head_timeout"); v && listener.protocol == ListenerProtocol::kTcp) {
+      r_.key_error(*v, "\"request_head_timeout\" is only for http listeners");
+    } else if (v) {
+      r_.read_positive_duration(*v, listener.request_head_timeout);
+    }
     if (auto v = fields.get("authorization")) load_authorization(r_, *v, listener.authorization);
     if (auto v = fields.get("tls"); v && listener.protocol == ListenerProtocol::kTcp) {
       r_.key_error(*v, "\"tls\" is only for http listeners");

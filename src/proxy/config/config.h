@@ -236,7 +236,9 @@ struct ListenerConfig {
   net::SocketAddress address;
   ListenerProtocol protocol = ListenerProtocol::kHttp;
   Millis idle_timeout{300000};  // downstream connection with no traffic this long is closed
-  // kHttp
+  // kHttp: a request head (HTTP/1.1) or header section (HTTP/2) must arrive
+  // whole within this long of its first byte, or the client gets 408.
+  Millis request_head_timeout{10000};
   std::vector<VirtualHostConfig> virtual_hosts;
   // kTcp
   std::string cluster;

@@ -247,8 +247,10 @@ Json listener_to_json(const ListenerConfig& listener) {
   out["protocol"] = listener.protocol == ListenerProtocol::kHttp ? "http" : "tcp";
   out["idle_timeout"] = format_duration(listener.idle_timeout);
   if (!listener.authorization.empty()) out["authorization"] = authorization_json(listener.authorization);
-  if (listener.protocol == ListenerProtocol::kHttp)
+  if (listener.protocol == ListenerProtocol::kHttp) {
+    out["request_head_timeout"] = format_duration(listener.request_head_timeout);
     out["client_identity_header"] = listener.client_identity_header;
+  }
   if (listener.tls != ListenerTls::kOff) {
     out["tls"] = Json{{"mode", listener.tls == ListenerTls::kStrict       ? "STRICT"
                                : listener.tls == ListenerTls::kPermissive ? "PERMISSIVE"

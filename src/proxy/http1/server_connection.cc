@@ -32,6 +32,17 @@ Http1ServerConnection::Http1ServerConnection(Worker& worker, int fd, const socka
       authz_client_(authz_client_of(peer, listener_->config->address, {})),
       stream_(make_server_stream(worker, *this)),
       idle_timer_(worker.loop(), [this] { close(); }),
+      head_timer_(worker.loop(),
+                  [this] {
+                    // A head trickled in (slowloris) or stalled: whatever
+                    // came is dropped and the client told.
+                    if (state_ != State::kIdle) return;
+                    stats_->request_head_timeouts.inc();
+                    reject(408,
+                           fmt::format("request head not received within {} ms\n",
+                                       listener_->config->request_head_timeout.count()),
+                           /*malformed=*/false);
+                  }),
       resume_(worker.loop(), [this] {
         if (state_ == State::kTunnel) {
           pump_tunnel();
@@ -104,11 +115,20 @@ void Http1ServerConnection::process_input() {
         hand_over_to_http2();
         break;
       }
-      if (http2_preface(in_.view()) == Http2Preface::kMaybe) break;  // too soon to tell
+      if (http2_preface(in_.view()) == Http2Preface::kMaybe) {  // too soon to tell
+        if (!head_timer_.armed()) head_timer_.arm(listener_->config->request_head_timeout);
+        break;
+      }
     }
     if (state_ == State::kIdle) {
       http::http1::ParseResult pr = http::http1::parse_request(in_.view(), head_);
-      if (pr.status == http::http1::ParseStatus::kNeedMore) break;
+      if (pr.status == http::http1::ParseStatus::kNeedMore) {
+        // The whole head must come within the timeout of its first byte,
+        // however it trickles in.
+        if (!head_timer_.armed()) head_timer_.arm(listener_->config->request_head_timeout);
+        break;
+      }
+      head_timer_.cancel();
       if (pr.status == http::http1::ParseStatus::kError) {
         reject(pr.error_status, pr.error);
         break;
@@ -289,9 +309,9 @@ void Http1ServerConnection::discard_body() {
 
 // A malformed request: answered here and never forwarded (what was already
 // forwarded of a bad chunked body is cut off with its upstream connection).
-void Http1ServerConnection::reject(int status, std::string_view reason) {
+void Http1ServerConnection::reject(int status, std::string_view reason, bool malformed) {
   served_any_ = true;
-  stats_->malformed_requests.inc();
+  if (malformed) stats_->malformed_requests.inc();
   keep_alive_ = false;
   if (state_ == State::kIdle) {
     state_ = State::kRequest;
@@ -313,7 +333,11 @@ void Http1ServerConnection::reject(int status, std::string_view reason) {
     close();
     return;
   }
-  stream_->reply_local(status, fmt::format("bad request: {}\n", reason));
+  if (malformed) {
+    stream_->reply_local(status, fmt::format("bad request: {}\n", reason));
+  } else {
+    stream_->reply_local(status, reason);
+  }
 }
 
 // ---- output -----------------------------------------------------------------
@@ -513,6 +537,7 @@ void Http1ServerConnection::close() {
   bool in_flight = (state_ == State::kRequest || state_ == State::kTunnel) && !exchange_done_;
   state_ = State::kClosed;
   idle_timer_.cancel();
+  head_timer_.cancel();
   resume_.cancel();
   if (in_flight) {
     stream_->on_downstream_reset();

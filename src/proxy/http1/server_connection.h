@@ -74,7 +74,9 @@ class Http1ServerConnection final : public WorkerConnection,
   // the connection serves the next request instead of closing.
   bool can_discard_rest() const;
   void discard_body();
-  void reject(int status, std::string_view reason);
+  // Answers `status` and closes; `malformed`: counted as such, the body
+  // says "bad request: <reason>" (else the body is `reason`).
+  void reject(int status, std::string_view reason, bool malformed = true);
   void finish_response();
   void finish_exchange();
   void pump_tunnel();
@@ -119,7 +121,8 @@ class Http1ServerConnection final : public WorkerConnection,
   uint64_t bytes_out_ = 0;
 
   net::Timer idle_timer_;
-  net::Timer resume_;  // continues with pipelined input outside the previous exchange's stack
+  net::Timer head_timer_;  // from a request head's first byte to its end
+  net::Timer resume_;      // continues with pipelined input outside the previous exchange's stack
 };
 
 }  // namespace trellis::proxy

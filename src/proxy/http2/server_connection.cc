@@ -467,6 +467,18 @@ struct Http2ServerConnection::Callbacks {
     return 0;
   }
 
+  // A header section starts with HEADERS and goes on in CONTINUATION frames
+  // only: any other frame means the one before is over.
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
+    Http2ServerConnection& conn = self(user);
+    if (hd->type == NGHTTP2_HEADERS) {
+      conn.head_timer_.arm(conn.listener_->config->request_head_timeout);
+    } else if (hd->type != NGHTTP2_CONTINUATION) {
+      conn.head_timer_.cancel();
+    }
+    return 0;
+  }
+
   static int on_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void*) {
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
@@ -477,7 +489,8 @@ struct Http2ServerConnection::Callbacks {
     return 0;
   }
 
-  static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void*) {
+  static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+    if (frame->hd.type == NGHTTP2_HEADERS) self(user).head_timer_.cancel();  // the section is whole
     Stream* s = frame->hd.stream_id != 0 ? stream(session, frame->hd.stream_id) : nullptr;
     if (s == nullptr) return 0;
     bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
@@ -555,6 +568,15 @@ Http2ServerConnection::Http2ServerConnection(Worker& worker, Http2Handover hando
       client_address_(std::move(handover.client_address)),
       authz_client_(handover.authz_client),
       idle_timer_(worker.loop(), [this] { start_drain(); }),
+      head_timer_(worker.loop(),
+                  [this] {
+                    // Trickled CONTINUATION frames hold the whole connection:
+                    // it is ended.
+                    stats_->request_head_timeouts.inc();
+                    draining_ = true;
+                    nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
+                    flush();
+                  }),
       deferred_(worker.loop(), [this] {
         reap();
         if (send_wanted_) send();
@@ -578,6 +600,7 @@ bool Http2ServerConnection::start_session() {
   nghttp2_session_callbacks* callbacks = nullptr;
   if (nghttp2_session_callbacks_new(&callbacks) != 0) return false;
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, &Callbacks::on_begin_headers);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, &Callbacks::on_begin_frame);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, &Callbacks::on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &Callbacks::on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &Callbacks::on_data_chunk);
@@ -747,6 +770,7 @@ void Http2ServerConnection::close() {
   if (closed_) return;
   closed_ = true;
   idle_timer_.cancel();
+  head_timer_.cancel();
   deferred_.cancel();
   // Every exchange still open ends as reset by the client.
   std::vector<std::unique_ptr<Stream>> open = std::move(open_);

@@ -105,6 +105,10 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   bool draining_ = false;
 
   net::Timer idle_timer_;
+  // A header section must arrive whole within the listener's
+  // request_head_timeout of its first frame (they cannot interleave: at most
+  // one is under way per connection).
+  net::Timer head_timer_;
   net::Timer deferred_;  // sends and frees outside the stream's call stack
 };
 

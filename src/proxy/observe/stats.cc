@@ -94,6 +94,10 @@ std::string StatsRegistry::render_prometheus() const {
   listener_counter("trellis_http_malformed_requests_total",
                    "Requests refused as malformed (400/431), never forwarded.",
                    [](const ListenerStats& s) { return s.malformed_requests.value(); });
+  listener_counter("trellis_http_request_head_timeouts_total",
+                   "Requests whose head (HTTP/2: header section) did not arrive whole within the listener's "
+                   "request_head_timeout of its first byte: answered 408, the connection closed.",
+                   [](const ListenerStats& s) { return s.request_head_timeouts.value(); });
   listener_counter("trellis_http_rate_limited_total", "Requests answered 429 by a rate limit.",
                    [](const ListenerStats& s) { return s.rate_limited.value(); });
   listener_counter("trellis_http_rate_limit_delayed_total", "Requests held by a leaky-bucket rate limit.",

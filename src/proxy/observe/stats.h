@@ -60,8 +60,9 @@ struct ListenerStats {
   Counter bytes_sent;
   Counter requests[5];  // by status class 1xx..5xx
   Counter malformed_requests;
-  Counter rate_limited;        // answered 429 by a rate limit
-  Counter rate_limit_delayed;  // held by a leaky-bucket rate limit
+  Counter request_head_timeouts;  // answered 408: the head did not arrive whole in time
+  Counter rate_limited;           // answered 429 by a rate limit
+  Counter rate_limit_delayed;     // held by a leaky-bucket rate limit
   Histogram request_duration;
 
   void count_status(int status) {
