@@ -88,6 +88,7 @@ bool Server::start() {
                                                   });
 
   snapshot_ = snap;
+  in_force_ = snap;  // workers start with it
   health_checker_->update(*snapshot_);
   // Per-key rate-limit buckets that are full again hold nothing: free them.
   evict_timer_ = std::make_unique<net::Timer>(loop_, [this] {
@@ -271,9 +272,18 @@ bool Server::apply_config(std::shared_ptr<const ProxyConfig> config, std::string
   }
   snapshot_ = std::move(*built);
   health_checker_->update(*snapshot_);
-  for (auto& w : workers_) w->update(snapshot_);
+  applied_ = 0;
+  for (auto& w : workers_) {
+    w->update(snapshot_, [this, s = snapshot_] { loop_.post([this, s] { worker_applied(s); }); });
+  }
   spdlog::info("config version {} in force", snapshot_->version);
   return true;
+}
+
+void Server::worker_applied(const std::shared_ptr<const Snapshot>& snapshot) {
+  // An older snapshot's news: the newer one replaces it anyway.
+  if (snapshot != snapshot_) return;
+  if (++applied_ == workers_.size()) in_force_ = snapshot_;
 }
 
 void Server::begin_drain() {
@@ -375,7 +385,7 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
     r.body +=
         "# HELP trellis_config_version Version of the config in force.\n"
         "# TYPE trellis_config_version gauge\n";
-    r.body += "trellis_config_version " + std::to_string(snapshot_->version) + "\n";
+    r.body += "trellis_config_version " + std::to_string(in_force_->version) + "\n";
     const net::DetectionCounts& detected = builder_->detection_counts();
     r.body +=
         "# HELP trellis_tls_detection_total Connections to PERMISSIVE listeners, by how they were told "
@@ -410,7 +420,7 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
     }
   } else if (path == "/config_dump") {
     r.content_type = "application/json";
-    r.body = config_to_json(*snapshot_->config);
+    r.body = config_to_json(*in_force_->config);
   } else {
     r.status = 404;
     r.body = "not found; try /ready, /healthz, /stats or /config_dump\n";

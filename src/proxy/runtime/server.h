@@ -59,6 +59,8 @@ class Server {
   void begin_drain();
   void check_drained();
   http::ApiResponse admin(std::string_view method, std::string_view path);
+  // On the main loop: a worker took `snapshot`.
+  void worker_applied(const std::shared_ptr<const Snapshot>& snapshot);
 
   ServerOptions options_;
   net::EventLoop loop_;
@@ -68,7 +70,11 @@ class Server {
   std::unique_ptr<SnapshotBuilder> builder_;
   std::unique_ptr<http::ApiServer> admin_;
   std::unique_ptr<net::SignalWatcher> signals_;
-  std::shared_ptr<const Snapshot> snapshot_;
+  std::shared_ptr<const Snapshot> snapshot_;  // the newest built
+  // What every worker serves: /config_dump and trellis_config_version show
+  // it, so once they show a config, every new request is served by it.
+  std::shared_ptr<const Snapshot> in_force_;
+  size_t applied_ = 0;                            // workers that took snapshot_ so far
   std::shared_ptr<const ProxyConfig> bootstrap_;  // the file's content
   std::unique_ptr<DiscoveryClient> control_;
   // With a control plane: the proxy's own key and the certificates it issues.

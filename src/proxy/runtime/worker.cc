@@ -78,8 +78,11 @@ void Worker::close_all() {
   loop_.run_deferred();
 }
 
-void Worker::update(std::shared_ptr<const Snapshot> snapshot) {
-  loop_.post([this, snapshot = std::move(snapshot)]() mutable { apply(std::move(snapshot)); });
+void Worker::update(std::shared_ptr<const Snapshot> snapshot, std::function<void()> applied) {
+  loop_.post([this, snapshot = std::move(snapshot), applied = std::move(applied)]() mutable {
+    apply(std::move(snapshot));
+    if (applied) applied();
+  });
 }
 
 void Worker::drain() {

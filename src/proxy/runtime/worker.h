@@ -55,7 +55,8 @@ class Worker {
 
   void start();
   // From the main thread: adopt a new snapshot (listeners, routes, clusters).
-  void update(std::shared_ptr<const Snapshot> snapshot);
+  // `applied`, if any, runs on the worker thread once the snapshot is in force there.
+  void update(std::shared_ptr<const Snapshot> snapshot, std::function<void()> applied = {});
   // From the main thread: stop accepting, let in-flight requests finish.
   void drain();
   // From the main thread: close everything and stop the thread.
