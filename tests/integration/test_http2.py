@@ -11,6 +11,8 @@ import socket
 import h2.config
 import h2.connection
 import h2.events
+from hpack import Encoder
+from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
 
 from harness import (LOCALHOST, cluster, curl, http_listener, metric, proxy_config, route, run,
                      self_signed_certificate, simple_config, wait_until)
@@ -195,3 +197,77 @@ def test_a_gateway_listener_serves_h2_by_alpn_and_http1_to_others(fleet, nginx):
     result = run(["h2load", "-n", "200", "-c", "2", "-m", "10", f"https://{LOCALHOST}:{proxy.port()}/hello"],
                  timeout=60)
     assert "200 succeeded" in result.stdout.decode(), result.stdout.decode()
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def blast(port: int, frames: bytes, repeat: int = 1, timeout: float = 10) -> tuple[bytes, bool]:
+    """Sends the preface, SETTINGS and `frames` (`repeat` times), reading
+    nothing meanwhile; returns what came back and whether the server closed."""
+    received = b""
+    with socket.create_connection((LOCALHOST, port), timeout=timeout) as sock:
+        try:
+            sock.sendall(PREFACE + SettingsFrame(0).serialize())
+            for _ in range(repeat):
+                sock.sendall(frames)
+        except OSError:
+            pass  # closed while we were still sending
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+            return received, True
+        except ConnectionResetError:  # closed with our frames still unread
+            return received, True
+        except socket.timeout:
+            return received, False
+
+
+def goaway_code(received: bytes) -> int | None:
+    """The error code of the GOAWAY among the frames received, if one came."""
+    at = 0
+    while at + 9 <= len(received):
+        length, kind = int.from_bytes(received[at:at + 3], "big"), received[at + 3]
+        if kind == 7 and at + 9 + 8 <= len(received):
+            return int.from_bytes(received[at + 13:at + 17], "big")
+        at += 9 + length
+    return None
+
+
+def test_floods_end_their_connection_and_others_go_on(fleet, nginx):
+    proxy = fleet.proxy(simple_config(nginx.address()), workers=1)
+    port = proxy.port()
+    ENHANCE_YOUR_CALM, INTERNAL_ERROR = 0xB, 0x2
+    block = Encoder().encode(request_headers(port))
+
+    def request(stream_id: int) -> HeadersFrame:
+        frame = HeadersFrame(stream_id)
+        frame.flags.add("END_HEADERS")
+        frame.flags.add("END_STREAM")
+        frame.data = block
+        return frame
+
+    # Rapid reset (CVE-2023-44487): streams opened and reset at once.
+    rapid = b"".join(request(i).serialize() + RstStreamFrame(i, error_code=8).serialize()
+                     for i in range(1, 6001, 2))
+    # A CONTINUATION run (CVE-2024-28182): a header section that never ends.
+    head = HeadersFrame(1)
+    head.data = block
+    continuation = head.serialize() + b"".join(ContinuationFrame(1, data=b"").serialize() for _ in range(50))
+    # PINGs whose acknowledgements are never read: once the socket buffers
+    # are full, they pile up in the proxy, which ends the connection.
+    pings = b"".join(PingFrame(0, opaque_data=i.to_bytes(8, "big")).serialize() for i in range(10_000))
+    for name, frames, repeat in (("rapid reset", rapid, 1), ("CONTINUATION", continuation, 1),
+                                 ("PING", pings, 300)):
+        received, closed = blast(port, frames, repeat=repeat)
+        assert closed, name
+        # nghttp2 says ENHANCE_YOUR_CALM, or INTERNAL_ERROR past its reset rate.
+        assert goaway_code(received) in (ENHANCE_YOUR_CALM, INTERNAL_ERROR, None), (name, goaway_code(received))
+        assert curl(H2C, f"http://{LOCALHOST}:{port}/hello").stdout == b"hello world\n", name
+    # A connection error: DATA on stream 0.
+    received, closed = blast(port, b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")
+    assert closed and goaway_code(received) == 1, received  # PROTOCOL_ERROR
+    stats = proxy.stats()
+    assert metric(stats, "trellis_http2_misbehaving_connections_total", listener="web", reason="flood") == 3
+    assert metric(stats, "trellis_http2_misbehaving_connections_total", listener="web", reason="protocol") == 1
+    assert proxy.running()

@@ -20,6 +20,8 @@ constexpr size_t kStreamBufferLimit = 64 * 1024;
 // The same bounds on a header section as HTTP/1.1's head.
 constexpr size_t kMaxHeaderBytes = http::http1::kMaxHeadBytes;
 constexpr size_t kMaxHeaderFields = http::http1::kMaxHeaderFields;
+// nghttp2's RST_STREAM allowance before its rate of 33/s applies.
+constexpr uint64_t kResetBurst = 1000;
 
 bool connection_specific(std::string_view lower_name) {
   return lower_name == "connection" || lower_name == "keep-alive" || lower_name == "proxy-connection" ||
@@ -490,6 +492,7 @@ struct Http2ServerConnection::Callbacks {
   }
 
   static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+    if (frame->hd.type == NGHTTP2_RST_STREAM) ++self(user).resets_received_;
     if (frame->hd.type == NGHTTP2_HEADERS) self(user).head_timer_.cancel();  // the section is whole
     Stream* s = frame->hd.stream_id != 0 ? stream(session, frame->hd.stream_id) : nullptr;
     if (s == nullptr) return 0;
@@ -517,6 +520,16 @@ struct Http2ServerConnection::Callbacks {
   }
 
   static int on_frame_send(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+    // nghttp2 ends a connection that breaks the rules with GOAWAY: a flood
+    // (rapid reset, CONTINUATION runs: ENHANCE_YOUR_CALM) or another error.
+    // (Its RST_STREAM rate limit says INTERNAL_ERROR.)
+    Http2ServerConnection& conn = self(user);
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR &&
+        !conn.head_timed_out_) {
+      uint32_t code = frame->goaway.error_code;
+      conn.count_misbehaving(code == NGHTTP2_ENHANCE_YOUR_CALM ||
+                             (code == NGHTTP2_INTERNAL_ERROR && conn.resets_received_ >= kResetBurst));
+    }
     // nghttp2 resets a stream whose request broke the rules (a content-length
     // the DATA does not match, among others).
     if (frame->hd.type == NGHTTP2_RST_STREAM && frame->rst_stream.error_code == NGHTTP2_PROTOCOL_ERROR)
@@ -573,6 +586,7 @@ Http2ServerConnection::Http2ServerConnection(Worker& worker, Http2Handover hando
                     // Trickled CONTINUATION frames hold the whole connection:
                     // it is ended.
                     stats_->request_head_timeouts.inc();
+                    head_timed_out_ = true;
                     draining_ = true;
                     nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
                     flush();
@@ -615,7 +629,12 @@ bool Http2ServerConnection::start_session() {
   }
   // Windows open as the upstreams take the data (Stream::consume).
   nghttp2_option_set_no_auto_window_update(option, 1);
-  // RST_STREAM floods ("rapid reset"): nghttp2 ends the connection past its limits.
+  // Floods nghttp2 ends the connection for, at its defaults: RST_STREAM
+  // faster than 1,000 at once then 33/s (rapid reset, CVE-2023-44487), more
+  // than 8 CONTINUATION frames to a header section (CVE-2024-28182), more
+  // than 1,000 PING or SETTINGS acknowledgements the client does not read,
+  // SETTINGS frames of over 32 entries. Closed streams are not kept.
+  nghttp2_option_set_no_closed_streams(option, 1);
   int rv = nghttp2_session_server_new2(&session_, callbacks, this, option);
   nghttp2_option_del(option);
   nghttp2_session_callbacks_del(callbacks);
@@ -627,9 +646,16 @@ bool Http2ServerConnection::start_session() {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindow)},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(kMaxHeaderBytes)},
+      // No priority tree to keep: PRIORITY frames cost nothing (RFC 9218 §2.1).
+      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
   };
   return nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) == 0 &&
          nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow) == 0;
+}
+
+void Http2ServerConnection::count_misbehaving(bool flood) {
+  if (std::exchange(misbehaved_, true)) return;  // once per connection
+  (flood ? stats_->http2_flood_closes : stats_->http2_protocol_closes).inc();
 }
 
 void Http2ServerConnection::start_drain() {
@@ -653,8 +679,8 @@ void Http2ServerConnection::receive() {
           nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(input_.data()), input_.size());
       in_recv_ = false;
       if (rv < 0) {
-        // A protocol error: nghttp2 queued a GOAWAY where it could.
-        stats_->malformed_requests.inc();
+        // Fatal: a flood, or no HTTP/2 after all (a broken preface).
+        count_misbehaving(rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS);
         send();
         close();
         return;
@@ -663,9 +689,10 @@ void Http2ServerConnection::receive() {
       send();
       if (closed_) return;
     }
-    // Backpressure: while the client does not read what it asked for, stop
-    // taking new frames from it.
-    if (client_->pending_output() >= kHighWatermark) break;
+    // Frames are read on while the client does not read ours: what they
+    // cost is bounded by HTTP/2 itself (100 streams, their windows), and
+    // nghttp2 ends a connection whose unread PING or SETTINGS
+    // acknowledgements pile up past 1,000 (a flood, not a slow reader).
     size_t n = 0;
     net::ReadResult r = client_->read(input_, net::Buffer::kBlockSize, &n);
     if (r == net::ReadResult::kAgain) break;

@@ -82,6 +82,7 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   void flush();
   void after_io();
   void stream_closed(Stream* stream, uint32_t error_code);
+  void count_misbehaving(bool flood);
   void reap();
   void close();
 
@@ -103,6 +104,9 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   bool send_wanted_ = false;
   bool closed_ = false;
   bool draining_ = false;
+  bool misbehaved_ = false;      // counted as a flood or a protocol error
+  bool head_timed_out_ = false;  // ended by request_head_timeout
+  uint64_t resets_received_ = 0;
 
   net::Timer idle_timer_;
   // A header section must arrive whole within the listener's

@@ -98,6 +98,17 @@ std::string StatsRegistry::render_prometheus() const {
                    "Requests whose head (HTTP/2: header section) did not arrive whole within the listener's "
                    "request_head_timeout of its first byte: answered 408, the connection closed.",
                    [](const ListenerStats& s) { return s.request_head_timeouts.value(); });
+  header(out, "trellis_http2_misbehaving_connections_total", "counter",
+         "HTTP/2 client connections ended for misbehaving: flood (rapid reset, unread PING or SETTINGS "
+         "acknowledgements, CONTINUATION runs) or protocol (a connection error).");
+  for (auto& [lname, f] : listeners_) {
+    fmt::format_to(it, "trellis_http2_misbehaving_connections_total{{listener=\"{}\",reason=\"flood\"}} {}\n",
+                   lname,
+                   sum(f.per_worker, [](const ListenerStats& s) { return s.http2_flood_closes.value(); }));
+    fmt::format_to(
+        it, "trellis_http2_misbehaving_connections_total{{listener=\"{}\",reason=\"protocol\"}} {}\n", lname,
+        sum(f.per_worker, [](const ListenerStats& s) { return s.http2_protocol_closes.value(); }));
+  }
   listener_counter("trellis_http_rate_limited_total", "Requests answered 429 by a rate limit.",
                    [](const ListenerStats& s) { return s.rate_limited.value(); });
   listener_counter("trellis_http_rate_limit_delayed_total", "Requests held by a leaky-bucket rate limit.",

@@ -61,8 +61,13 @@ struct ListenerStats {
   Counter requests[5];  // by status class 1xx..5xx
   Counter malformed_requests;
   Counter request_head_timeouts;  // answered 408: the head did not arrive whole in time
-  Counter rate_limited;           // answered 429 by a rate limit
-  Counter rate_limit_delayed;     // held by a leaky-bucket rate limit
+  // HTTP/2 connections ended for misbehaving: floods (rapid reset, PING or
+  // SETTINGS ACKs the client never reads, CONTINUATION runs), and protocol
+  // errors (GOAWAY with an error, a broken preface).
+  Counter http2_flood_closes;
+  Counter http2_protocol_closes;
+  Counter rate_limited;        // answered 429 by a rate limit
+  Counter rate_limit_delayed;  // held by a leaky-bucket rate limit
   Histogram request_duration;
 
   void count_status(int status) {
