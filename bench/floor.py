@@ -18,10 +18,12 @@ from benchlib.entry import log
 from benchlib.measure import Scenario, latency
 from benchlib.procs import BenchError, Service, Workspace, free_port, pinned
 from benchlib.quiet import Patience
+from benchlib.report import put_section
 from benchlib.targets import PROXY_CORE, SIZES, start_upstream
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "RESULTS.md"
+SECTION = BENCH_DIR / "RESULTS-floor.md"  # bench/run.py carries it into RESULTS.md
 HEADING = "## Floor: two plain TCP relays in a row"
 RATES = (1_000, 10_000)
 CONNECTIONS = 16
@@ -75,7 +77,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--build-dir", type=Path, help="an existing build tree (default: build Release)")
     p.add_argument("--duration", type=float, default=10, help="seconds per measured run (default 10)")
-    p.add_argument("--write-results", action="store_true", help=f"put the table in {RESULTS.name}")
+    p.add_argument("--write-results", action="store_true",
+                   help=f"write the table to {SECTION.name} and put it in {RESULTS.name}")
     args = p.parse_args()
     build_dir, binaries = prepare(args.build_dir, extra_tools=("cc",))
     ws = Workspace()
@@ -132,15 +135,9 @@ def main() -> int:
             "|---|---|--:|--:|--:|", *rows, ""])
         print(text)
         if args.write_results:
-            doc = RESULTS.read_text()
-            start = doc.find(HEADING)
-            if start < 0:
-                doc = doc.rstrip("\n") + "\n\n" + text
-            else:
-                end = doc.find("\n## ", start + len(HEADING))
-                doc = doc[:start] + text + (doc[end + 1:] if end >= 0 else "")
-            RESULTS.write_text(doc)
-            log(f"wrote the floor section of {RESULTS}")
+            SECTION.write_text(text)
+            put_section(RESULTS, text)
+            log(f"wrote {SECTION.name} and its section of {RESULTS.name}")
         return 0
     finally:
         ws.close()

@@ -190,16 +190,7 @@ def write_results_section(text: str) -> None:
     """RESULTS-mesh.md, and the same section in RESULTS.md in place of the
     previous one (bench/run.py --write-results carries it over as well)."""
     RESULTS_SECTION.write_text(text)
-    results = BENCH_DIR / "RESULTS.md"
-    doc = results.read_text() if results.exists() else "# Benchmark results\n"
-    heading = text.split("\n", 1)[0]
-    start = doc.find(heading)
-    if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    else:
-        end = doc.find("\n## ", start + len(heading))
-        doc = doc[:start] + text + (doc[end + 1:] if end >= 0 else "")
-    results.write_text(doc)
+    report.put_section(BENCH_DIR / "RESULTS.md", text)
     log("wrote bench/RESULTS-mesh.md and its section of bench/RESULTS.md")
 
 

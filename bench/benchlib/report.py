@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from .measure import PERCENTILES, Scenario
@@ -299,3 +300,17 @@ def markdown(runs: dict, summary: dict, ratio: dict, columns: list[Column],
         parts += ["", "Ratios are Trellis ÷ the better of HAProxy and nginx for that figure: "
                   "below 1× is better for everything but req/s, where above 1× is better."]
     return "\n".join(parts) + "\n"
+
+
+def put_section(results: Path, text: str) -> None:
+    """Puts `text` (a "## " section) in `results` in place of the section
+    with the same heading, or at the end when there is none."""
+    doc = results.read_text() if results.exists() else "# Benchmark results\n"
+    heading = text.split("\n", 1)[0]
+    start = doc.find(heading)
+    if start < 0:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    else:
+        end = doc.find("\n## ", start + len(heading))
+        doc = doc[:start] + text + (doc[end + 1:] if end >= 0 else "")
+    results.write_text(doc)
