@@ -12,7 +12,8 @@ import h2.config
 import h2.connection
 import h2.events
 from hpack import Encoder
-from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
+from hyperframe.frame import (ContinuationFrame, DataFrame, HeadersFrame, PingFrame, RstStreamFrame,
+                              SettingsFrame)
 
 from harness import (LOCALHOST, cluster, curl, http_listener, metric, proxy_config, route, run,
                      self_signed_certificate, simple_config, wait_until)
@@ -257,8 +258,12 @@ def test_floods_end_their_connection_and_others_go_on(fleet, nginx):
     # PINGs whose acknowledgements are never read: once the socket buffers
     # are full, they pile up in the proxy, which ends the connection.
     pings = b"".join(PingFrame(0, opaque_data=i.to_bytes(8, "big")).serialize() for i in range(10_000))
+    # Empty DATA frames on an open stream, without end.
+    open_request = request(1)
+    open_request.flags.discard("END_STREAM")
+    empty = open_request.serialize() + b"".join(DataFrame(1).serialize() for _ in range(500))
     for name, frames, repeat in (("rapid reset", rapid, 1), ("CONTINUATION", continuation, 1),
-                                 ("PING", pings, 300)):
+                                 ("PING", pings, 300), ("empty DATA", empty, 1)):
         received, closed = blast(port, frames, repeat=repeat)
         assert closed, name
         # nghttp2 says ENHANCE_YOUR_CALM, or INTERNAL_ERROR past its reset rate.
@@ -268,6 +273,6 @@ def test_floods_end_their_connection_and_others_go_on(fleet, nginx):
     received, closed = blast(port, b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")
     assert closed and goaway_code(received) == 1, received  # PROTOCOL_ERROR
     stats = proxy.stats()
-    assert metric(stats, "trellis_http2_misbehaving_connections_total", listener="web", reason="flood") == 3
+    assert metric(stats, "trellis_http2_misbehaving_connections_total", listener="web", reason="flood") == 4
     assert metric(stats, "trellis_http2_misbehaving_connections_total", listener="web", reason="protocol") == 1
     assert proxy.running()

@@ -22,6 +22,8 @@ constexpr size_t kMaxHeaderBytes = http::http1::kMaxHeadBytes;
 constexpr size_t kMaxHeaderFields = http::http1::kMaxHeaderFields;
 // nghttp2's RST_STREAM allowance before its rate of 33/s applies.
 constexpr uint64_t kResetBurst = 1000;
+// Empty DATA frames in a row (no payload, no END_STREAM) a client may send.
+constexpr uint32_t kMaxEmptyFrames = 100;
 
 bool connection_specific(std::string_view lower_name) {
   return lower_name == "connection" || lower_name == "keep-alive" || lower_name == "proxy-connection" ||
@@ -471,8 +473,16 @@ struct Http2ServerConnection::Callbacks {
 
   // A header section starts with HEADERS and goes on in CONTINUATION frames
   // only: any other frame means the one before is over.
-  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
+  static int on_begin_frame(nghttp2_session* session, const nghttp2_frame_hd* hd, void* user) {
     Http2ServerConnection& conn = self(user);
+    // DATA frames that carry nothing and end nothing cost a callback each
+    // and move nothing: a run of them is a flood (CVE-2019-9518).
+    if (hd->type == NGHTTP2_DATA && hd->length == 0 && (hd->flags & NGHTTP2_FLAG_END_STREAM) == 0) {
+      if (++conn.empty_frames_ > kMaxEmptyFrames)
+        nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
+    } else if (hd->length > 0) {
+      conn.empty_frames_ = 0;
+    }
     if (hd->type == NGHTTP2_HEADERS) {
       conn.head_timer_.arm(conn.listener_->config->request_head_timeout);
     } else if (hd->type != NGHTTP2_CONTINUATION) {

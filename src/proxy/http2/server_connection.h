@@ -107,6 +107,7 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   bool misbehaved_ = false;      // counted as a flood or a protocol error
   bool head_timed_out_ = false;  // ended by request_head_timeout
   uint64_t resets_received_ = 0;
+  uint32_t empty_frames_ = 0;  // empty DATA frames in a row
 
   net::Timer idle_timer_;
   // A header section must arrive whole within the listener's
