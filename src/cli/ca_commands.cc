@@ -119,9 +119,8 @@ int run_rotate(const RotateFlags& flags) {
     if (!run_step(*client, step, deadline)) return kExitFailure;
   print_out(
       "The trust bundle changed: replace copies of trellis-control's trust-bundle.pem (the CLI's --ca-file, "
-      "~/.config/trellis/ca.pem, the proxies' control_plane.trust_bundle) with the new one (trellis ca "
-      "status "
-      "-o json shows it as trustBundle); a proxy that joins with its token needs it.\n");
+      "~/.config/trellis/ca.pem, the proxies' control_plane.trust_bundle) with the new one "
+      "(trellis ca status -o json shows it as trustBundle); a proxy that joins with its token needs it.\n");
   return kExitOk;
 }
 

@@ -16,10 +16,6 @@
 namespace trellis::http {
 namespace {
 
-// Host and Origin parts as the checks compare them: the host in lower case
-// (an IP literal in canonical text, IPv6 without brackets, IPv4-mapped IPv6
-// as IPv4) and the port, -1 when none was given.
-
 std::optional<std::string> canonical_ipv4(const std::string& text) {
   in_addr a{};
   if (inet_pton(AF_INET, text.c_str(), &a) != 1) return std::nullopt;
@@ -56,9 +52,6 @@ bool parse_port(std::string_view text, int& out) {
   return true;
 }
 
-// "host", "host:port", "[v6]" or "[v6]:port"; nullopt when malformed. Names
-// are kept to letters, digits, '-', '.' and '_': nothing a browser would
-// send for a real name is refused, nothing odd gets compared.
 bool is_write(std::string_view method) { return method != "GET" && method != "HEAD"; }
 
 // "application/json", any case, with or without parameters.
@@ -101,6 +94,10 @@ std::string_view reason(int status) {
 
 }  // namespace
 
+// "host", "host:port", "[v6]" or "[v6]:port". Names are kept to letters,
+// digits, '-', '.' and '_': nothing a browser would send for a real name is
+// refused, nothing odd gets compared. IPv6 comes without brackets, an
+// IPv4-mapped one as IPv4.
 std::optional<Authority> parse_authority(std::string_view text) {
   Authority out;
   std::string_view port;

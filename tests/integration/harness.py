@@ -828,6 +828,8 @@ http {
       create_full_put_path on;
     }
     location = /big { alias @DIR@/www/big.bin; }
+    # The same file written in 32 KiB pieces, as most applications do.
+    location = /big-buffered { sendfile off; output_buffers 1 32k; alias @DIR@/www/big.bin; }
     location = /slow { limit_rate 300k; alias @DIR@/www/slow.bin; }
     location = /slower { limit_rate 16k; alias @DIR@/www/slow.bin; }
     location = /trailers {
@@ -849,7 +851,8 @@ class Nginx:
 
     /hello -> "hello world\\n"; /port -> the port that answered; /echo-headers ->
     request headers of interest; /dav/... -> PUT storage under dav_dir, GET serves
-    it; /big -> 8 MiB random file (big_sha256); /slow -> 1 MB at 300 KB/s; /slower
+    it; /big -> 8 MiB random file (big_sha256), /big-buffered the same in 32 KiB
+    writes; /slow -> 1 MB at 300 KB/s; /slower
     -> the same at 16 KB/s; /trailers -> chunked response with an X-Checksum
     trailer; anything else -> "port=P\\nuri=U\\n"."""
 

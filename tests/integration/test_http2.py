@@ -106,6 +106,17 @@ def test_concurrent_streams_on_a_few_connections_all_succeed(fleet, nginx):
     assert metric(stats, "trellis_http_requests_total", listener="web", code_class="2xx") == 2000
 
 
+def test_large_responses_on_many_streams_of_one_connection_all_arrive(fleet, nginx):
+    # Twenty 8 MiB responses at once, written by the upstream in small
+    # pieces, fill the connection: each producer waits for room, and each
+    # must be told when there is some again.
+    proxy = fleet.proxy(simple_config(nginx.address()), workers=1)
+    url = f"http://{LOCALHOST}:{proxy.port()}/big-buffered"
+    result = run(["h2load", "-n", "40", "-c", "1", "-m", "20", url], timeout=120)
+    text = result.stdout.decode()
+    assert "40 succeeded, 0 failed, 0 errored" in text, text
+
+
 def test_a_stream_the_client_does_not_read_stalls_alone(fleet, nginx):
     proxy = fleet.proxy(simple_config(nginx.address()))
     port = proxy.port()

@@ -29,6 +29,8 @@ def trickle(port: int, first: bytes, pieces: list[bytes], every: float, until: f
                 received += chunk
             except socket.timeout:
                 pass
+            except ConnectionResetError:  # closed with our bytes unread
+                return received, time.monotonic() - start
             if time.monotonic() - start > until:
                 break
             try:

@@ -111,11 +111,12 @@ void Http1ServerConnection::process_input() {
   in_process_ = true;
   while (state_ != State::kClosed && !in_.empty()) {
     if (state_ == State::kIdle && !served_any_) {
-      if (client_->alpn() == "h2" || http2_preface(in_.view()) == Http2Preface::kYes) {
+      Http2Preface preface = http2_preface(in_.view());
+      if (client_->alpn() == "h2" || preface == Http2Preface::kYes) {
         hand_over_to_http2();
         break;
       }
-      if (http2_preface(in_.view()) == Http2Preface::kMaybe) {  // too soon to tell
+      if (preface == Http2Preface::kMaybe) {  // too soon to tell
         if (!head_timer_.armed()) head_timer_.arm(listener_->config->request_head_timeout);
         break;
       }
@@ -175,6 +176,7 @@ void Http1ServerConnection::hand_over_to_http2() {
   // HTTP/2 connection takes both over.
   state_ = State::kClosed;
   idle_timer_.cancel();
+  head_timer_.cancel();
   resume_.cancel();
   out_.release();
   worker_.loop().defer_delete(std::unique_ptr<net::Deferred>(this));

@@ -92,16 +92,14 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
       : conn_(conn), id_(id), router_(make_server_stream(conn.worker_, *this)) {}
 
   int32_t id() const { return id_; }
-  bool closed() const { return closed_; }
 
   // A request or trailer field (names arrive in lower case, checked by nghttp2).
   void add_field(std::string_view name, std::string_view value) {
     header_bytes_ += name.size() + value.size() + 32;  // RFC 9113 §6.5.2's accounting
     if (++header_fields_ > kMaxHeaderFields || header_bytes_ > kMaxHeaderBytes) {
-      too_large_ = true;
+      too_large_ = true;  // both only grow: every later field is over too
       return;
     }
-    if (too_large_) return;
     Field f{storage_.size(), name.size(), value.size()};
     storage_.append(name);
     storage_.append(value);
@@ -186,15 +184,13 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
   // nghttp2 closed the stream: the exchange is over, one way or another.
   void on_close(uint32_t error_code) {
     closed_ = true;
+    stop_waiting();
     if (!started_ || router_done_) return;
     router_done_ = true;
-    if (!response_complete_ || error_code != NGHTTP2_NO_ERROR) {
-      // Reset by the client, or by us on a malformed request or a failure.
-      if (!response_complete_) router_->on_downstream_reset();
-      if (response_started_) router_->end(bytes_in_, bytes_out_);
-      return;
-    }
-    router_->end(bytes_in_, bytes_out_);
+    // Reset before the answer was whole (by the client, or by us on a
+    // malformed request or a failure): the exchange was abandoned.
+    if (!response_complete_) router_->on_downstream_reset();
+    if (response_started_) router_->end(bytes_in_, bytes_out_);
   }
 
   // The data provider: what nghttp2 may send of the response body now.
@@ -219,10 +215,6 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
     } else if (n == 0) {
       return NGHTTP2_ERR_DEFERRED;
     }
-    if (write_was_blocked_ && body_.size() < kStreamBufferLimit / 2) {
-      write_was_blocked_ = false;
-      conn_.drained_.push_back(this);
-    }
     return static_cast<ssize_t>(n);
   }
 
@@ -245,10 +237,7 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
     block.add(":status", std::string_view(status, 3), false);
     block.add_fields(headers.headers);
     std::string length;
-    if (headers.content_length >= 0 && status_code != 204 && status_code != 304) {
-      length = std::to_string(headers.content_length);
-      block.add("content-length", length, false);
-    } else if (status_code == 304 && headers.content_length >= 0) {
+    if (headers.content_length >= 0 && status_code != 204) {
       length = std::to_string(headers.content_length);
       block.add("content-length", length, false);
     }
@@ -310,8 +299,21 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
 
   bool write_blocked() const override {
     bool blocked = body_.size() >= kStreamBufferLimit || conn_.client_->pending_output() >= kHighWatermark;
-    if (blocked) write_was_blocked_ = true;
+    // The producer stops until told: by after_io() once there is room, on
+    // this stream and on the connection.
+    if (blocked && !waiting_for_room_) {
+      waiting_for_room_ = true;
+      ++conn_.waiting_;
+    }
     return blocked;
+  }
+
+  // It waited for room and has some now (the connection has too): the wait
+  // is over.
+  bool room_again() {
+    if (!waiting_for_room_ || body_.size() >= kStreamBufferLimit / 2) return false;
+    stop_waiting();
+    return true;
   }
 
   void resume_reading() override {
@@ -331,7 +333,6 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
   bool request_complete() const { return request_complete_; }
   // True the first time: a malformed request is counted once.
   bool mark_malformed() { return !std::exchange(malformed_, true); }
-  bool response_complete() const { return response_complete_; }
 
  private:
   struct Field {
@@ -350,6 +351,12 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
   }
 
   void resume() { nghttp2_session_resume_data(conn_.session_, id_); }
+
+  void stop_waiting() {
+    if (!waiting_for_room_) return;
+    waiting_for_room_ = false;
+    --conn_.waiting_;
+  }
 
   void consume(size_t n) {
     if (n > 0) nghttp2_session_consume(conn_.session_, id_, n);
@@ -435,7 +442,7 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
   bool response_complete_ = false;
   bool body_end_ = false;
   bool closed_ = false;
-  mutable bool write_was_blocked_ = false;
+  mutable bool waiting_for_room_ = false;  // write_blocked() said so to the producer
 };
 
 // ---- nghttp2's callbacks --------------------------------------------------------
@@ -726,7 +733,7 @@ void Http2ServerConnection::flush() {
   send();
   // Notifying producers and freeing streams wait for the loop: the stream
   // that flushed may be on the call stack.
-  if (!drained_.empty() || !graveyard_.empty() ||
+  if (waiting_ > 0 || !graveyard_.empty() ||
       (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0))
     deferred_.arm(Duration::zero());
 }
@@ -762,12 +769,18 @@ void Http2ServerConnection::send() {
 
 void Http2ServerConnection::after_io() {
   if (closed_) return;
-  // Producers that waited for room go on (outside nghttp2's callbacks).
-  while (!drained_.empty()) {
-    Stream* s = drained_.back();
-    drained_.pop_back();
-    s->notify_drained();
-    if (closed_) return;
+  // Producers that waited for room go on (outside nghttp2's callbacks):
+  // room on their stream and on the connection, whichever they waited for.
+  if (waiting_ > 0 && client_->pending_output() < kHighWatermark) {
+    drained_.clear();
+    for (const auto& s : open_)
+      if (s->room_again()) drained_.push_back(s.get());
+    // A notified producer may end other streams: they stay allocated (in
+    // the graveyard) until reap(), and are told nothing once closed.
+    for (Stream* s : drained_) {
+      s->notify_drained();
+      if (closed_) return;
+    }
   }
   if (!graveyard_.empty()) deferred_.arm(Duration::zero());
   if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0 &&
@@ -794,7 +807,6 @@ void Http2ServerConnection::stream_closed(Stream* stream, uint32_t error_code) {
   if (it == open_.end()) return;
   std::unique_ptr<Stream> owned = std::move(*it);
   open_.erase(it);
-  drained_.erase(std::remove(drained_.begin(), drained_.end(), stream), drained_.end());
   owned->on_close(error_code);
   // Freed later: its router may be on the call stack.
   graveyard_.push_back(std::move(owned));
