@@ -46,6 +46,7 @@ class Buffer {
   void commit(size_t n) { end_ += n; }
 
   void append(std::string_view s) {
+    if (s.empty()) return;  // (its data() may be null, which memcpy may not take)
     char* p = prepare(s.size());
     std::memcpy(p, s.data(), s.size());
     end_ += s.size();

@@ -854,15 +854,24 @@ class Nginx:
     it; /big -> 8 MiB random file (big_sha256), /big-buffered the same in 32 KiB
     writes; /slow -> 1 MB at 300 KB/s; /slower
     -> the same at 16 KB/s; /trailers -> chunked response with an X-Checksum
-    trailer; anything else -> "port=P\\nuri=U\\n"."""
+    trailer; anything else -> "port=P\\nuri=U\\n".
+
+    With http2, every port speaks HTTP/2 with prior knowledge (h2c) only,
+    and a connection serves at most `max_requests` requests before GOAWAY.
+    With tls (certificate and key files), every port speaks TLS, offering
+    "h2" by ALPN when http2 is set."""
 
     BIG_SIZE = 8 * MiB
     SLOW_SIZE = 1_000_000
     PROBE = "/hello?startup-probe"  # left out of access_log()
 
-    def __init__(self, workdir: Path, nports: int = 1):
+    def __init__(self, workdir: Path, nports: int = 1, http2: bool = False, max_requests: int = 100000,
+                 tls: tuple[str, str] | None = None):
         self.dir = workdir
         self.nports = nports
+        self.http2 = http2
+        self.tls = tls
+        self.max_requests = max_requests
         self.dav_dir = workdir / "dav"
         www = workdir / "www"
         for d in (www, self.dav_dir, workdir / "tmp"):
@@ -885,8 +894,12 @@ class Nginx:
     def start(self) -> "Nginx":
         for attempt in range(3):
             self.ports = [free_port() for _ in range(self.nports)]
-            listen = "\n".join(f"    listen {LOCALHOST}:{p};" for p in self.ports)
-            conf = _NGINX_CONF.replace("@LISTEN@", listen).replace("@DIR@", str(self.dir))
+            mode = (" ssl" if self.tls else "") + (" http2" if self.http2 else "")
+            listen = "\n".join(f"    listen {LOCALHOST}:{p}{mode};" for p in self.ports)
+            if self.tls:
+                listen += f"\n    ssl_certificate {self.tls[0]};\n    ssl_certificate_key {self.tls[1]};"
+            conf = (_NGINX_CONF.replace("@LISTEN@", listen).replace("@DIR@", str(self.dir))
+                    .replace("keepalive_requests 100000;", f"keepalive_requests {self.max_requests};"))
             (self.dir / "nginx.conf").write_text(conf)
             self.service = Service("nginx", ["nginx", "-p", self.dir, "-c", self.dir / "nginx.conf",
                                              "-g", "daemon off;"], self.dir).start()
@@ -902,6 +915,14 @@ class Nginx:
         if not self.service.running():
             return True  # reported by start()
         for port in self.ports:
+            if self.http2 or self.tls:
+                scheme = "https" if self.tls else "http"
+                mode = "--http2" if self.tls else "--http2-prior-knowledge"
+                probe = run(["curl", "-s", "-k", "-o", "/dev/null", "-w", "%{http_code}", mode,
+                             "--max-time", "1", f"{scheme}://{LOCALHOST}:{port}{self.PROBE}"], timeout=5)
+                if probe.stdout != b"200":
+                    return False
+                continue
             try:
                 conn = http.client.HTTPConnection(LOCALHOST, port, timeout=1)
                 conn.request("GET", self.PROBE)
@@ -1525,8 +1546,8 @@ class Fleet:
         self._closers.append(closer)
         return thing
 
-    def nginx(self, ports: int = 1) -> Nginx:
-        server = self._own(Nginx(self.subdir("nginx"), ports), lambda: server.stop())
+    def nginx(self, ports: int = 1, **options) -> Nginx:
+        server = self._own(Nginx(self.subdir("nginx"), ports, **options), lambda: server.stop())
         return server.start()
 
     def upstream(self, handler: Handler = http_responder()) -> RawUpstream:

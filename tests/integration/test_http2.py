@@ -15,8 +15,8 @@ from hpack import Encoder
 from hyperframe.frame import (ContinuationFrame, DataFrame, HeadersFrame, PingFrame, RstStreamFrame,
                               SettingsFrame)
 
-from harness import (LOCALHOST, cluster, curl, http_listener, metric, proxy_config, route, run,
-                     self_signed_certificate, simple_config, wait_until)
+from harness import (LOCALHOST, cluster, curl, http_listener, metric, named_responder, proxy_config, route,
+                     run, self_signed_certificate, simple_config, wait_until)
 
 H2C = "--http2-prior-knowledge"
 
@@ -287,3 +287,33 @@ def test_floods_end_their_connection_and_others_go_on(fleet, nginx):
     assert metric(stats, "trellis_http2_misbehaving_connections_total", listener="web", reason="flood") == 4
     assert metric(stats, "trellis_http2_misbehaving_connections_total", listener="web", reason="protocol") == 1
     assert proxy.running()
+
+
+def test_new_streams_on_a_connection_follow_a_config_change(fleet):
+    # An HTTP/2 connection outlives config changes: each stream takes the
+    # config in force when it begins.
+    a, b = fleet.upstream(named_responder("a")), fleet.upstream(named_responder("b"))
+    def config(target):
+        return proxy_config([http_listener("web", [route(target)])], [cluster("a", a), cluster("b", b)])
+    proxy = fleet.proxy(config("a"), workers=1)
+    port = proxy.port()
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    with socket.create_connection((LOCALHOST, port), timeout=5) as sock:
+        conn.initiate_connection()
+
+        def fetch(stream_id: int) -> bytes:
+            conn.send_headers(stream_id, request_headers(port, "/"), end_stream=True)
+            sock.sendall(conn.data_to_send())
+            body = b""
+            while True:
+                for event in conn.receive_data(sock.recv(65536)):
+                    if isinstance(event, h2.events.DataReceived):
+                        body += event.data
+                        conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
+                    elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream_id:
+                        return body
+                sock.sendall(conn.data_to_send())
+
+        assert fetch(1) == b"a"
+        proxy.reload(config("b"))
+        assert fetch(3) == b"b"

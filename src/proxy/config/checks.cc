@@ -68,6 +68,12 @@ bool is_valid_name(std::string_view name) {
   });
 }
 
+Problem check_health_check_protocol(HealthCheckConfig::Kind kind, UpstreamProtocol protocol) {
+  if (kind == HealthCheckConfig::Kind::kHttp && protocol == UpstreamProtocol::kHttp2)
+    return "http checks are HTTP/1.1 requests, which an http2 cluster's endpoints do not take; use tcp";
+  return std::nullopt;
+}
+
 Problem check_name(std::string_view name) {
   if (name.empty()) return "must not be empty";
   if (!is_valid_name(name))

@@ -39,6 +39,12 @@ std::string quoted_choices(std::span<const std::string_view> choices);
 std::string unknown_choice(std::string_view what, std::string_view value,
                            std::span<const std::string_view> choices);
 
+// ---- clusters
+
+// The active health check `kind` on a cluster speaking `protocol`: HTTP
+// checks are HTTP/1.1 requests, which an HTTP/2 endpoint does not take.
+Problem check_health_check_protocol(HealthCheckConfig::Kind kind, UpstreamProtocol protocol);
+
 // ---- names and hosts
 
 // Listener, virtual host, cluster and zone names: letters, digits, '_', '.', '-'.

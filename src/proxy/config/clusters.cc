@@ -18,14 +18,26 @@ class ClusterLoader {
   explicit ClusterLoader(Reader& reader) : r_(reader) {}
 
   void load(const Located& at, ClusterConfig& cluster, size_t index, ClusterIndex& names) {
-    auto fields = r_.read_map(
-        at, {"name", "lb_policy", "hash", "ring_points", "locality", "slow_start", "connect_timeout",
-             "idle_timeout", "request_idle_timeout", "max_idle_per_endpoint", "retry", "health_check",
-             "circuit_breakers", "outlier_detection", "adaptive_concurrency", "tls", "endpoints"});
+    auto fields = r_.read_map(at, {"name", "protocol", "lb_policy", "hash", "ring_points", "locality",
+                                   "slow_start", "connect_timeout", "idle_timeout", "request_idle_timeout",
+                                   "max_idle_per_endpoint", "retry", "health_check", "circuit_breakers",
+                                   "outlier_detection", "adaptive_concurrency", "tls", "endpoints"});
     if (!fields) return;
     if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, cluster.name)) {
       if (!names.by_name.emplace(cluster.name, index).second) {
         r_.error(*v, "duplicate cluster name " + in_quotes(cluster.name));
+      }
+    }
+    if (auto v = fields->get("protocol")) {
+      std::string protocol;
+      if (r_.read_string(*v, protocol)) {
+        if (protocol == "http1") {
+          cluster.protocol = UpstreamProtocol::kHttp1;
+        } else if (protocol == "http2") {
+          cluster.protocol = UpstreamProtocol::kHttp2;
+        } else {
+          r_.error(*v, "unknown protocol " + in_quotes(protocol) + " (expected http1 or http2)");
+        }
       }
     }
     load_balancing(*fields, cluster.lb);
@@ -37,7 +49,10 @@ class ClusterLoader {
       r_.read_integer(*v, 0, std::numeric_limits<uint32_t>::max(), cluster.max_idle_per_endpoint);
     }
     if (auto v = fields->get("retry")) load_retry(*v, cluster.retry);
-    if (auto v = fields->get("health_check")) load_health_check(*v, cluster.health_check);
+    if (auto v = fields->get("health_check")) {
+      load_health_check(*v, cluster.health_check);
+      r_.check(*v, check_health_check_protocol(cluster.health_check.kind, cluster.protocol));
+    }
     if (auto v = fields->get("circuit_breakers")) load_circuit_breakers(*v, cluster.circuit_breakers);
     if (auto v = fields->get("adaptive_concurrency")) {
       cluster.adaptive_concurrency_enabled = true;

@@ -93,8 +93,14 @@ struct UpstreamTlsConfig {
 // The system's roots (Debian's ca-certificates).
 inline constexpr const char* kSystemTrustBundle = "/etc/ssl/certs/ca-certificates.crt";
 
+// What a cluster's HTTP exchanges speak to its endpoints.
+enum class UpstreamProtocol : uint8_t { kHttp1, kHttp2 };
+
 struct ClusterConfig {
   std::string name;
+  // HTTP/2: prior knowledge over plain TCP, "h2" by ALPN over TLS; the
+  // exchanges of every client share a few multiplexed connections.
+  UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
   LoadBalancerConfig lb;
   Millis connect_timeout{1000};
   Millis idle_timeout{60000};  // pooled upstream connection unused this long is closed

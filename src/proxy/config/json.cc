@@ -348,6 +348,7 @@ Json cluster_to_json(const ClusterConfig& cluster) {
   const LoadBalancerConfig& lb = cluster.lb;
   Json out;
   out["name"] = cluster.name;
+  out["protocol"] = cluster.protocol == UpstreamProtocol::kHttp2 ? "http2" : "http1";
   out["lb_policy"] = lb_algorithm_name(lb.algorithm);
   if (cluster.tls.enabled) {
     out["tls"] = Json{{"server_name", cluster.tls.server_name}};

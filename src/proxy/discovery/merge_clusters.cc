@@ -211,6 +211,16 @@ void translate_health_check(const v1::HealthCheck& in, const std::string& path, 
 void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& errors,
                        ClusterConfig& cluster) {
   cluster.name = in.name();
+  switch (in.protocol()) {
+    case v1::Cluster::HTTP1:
+      cluster.protocol = UpstreamProtocol::kHttp1;
+      break;
+    case v1::Cluster::HTTP2:
+      cluster.protocol = UpstreamProtocol::kHttp2;
+      break;
+    default:
+      errors.add(path + ".protocol", "unknown protocol " + std::to_string(in.protocol()));
+  }
   if (in.connect_timeout_ms()) cluster.connect_timeout = Millis(in.connect_timeout_ms());
   if (in.idle_timeout_ms()) cluster.idle_timeout = Millis(in.idle_timeout_ms());
   if (in.request_idle_timeout_ms()) cluster.request_idle_timeout = Millis(in.request_idle_timeout_ms());
@@ -259,8 +269,11 @@ void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& e
       o.panic_threshold_percent = od.panic_threshold_percent();
     }
   }
-  if (in.has_health_check())
+  if (in.has_health_check()) {
     translate_health_check(in.health_check(), path + ".health_check", errors, cluster.health_check);
+    errors.check(path + ".health_check",
+                 check_health_check_protocol(cluster.health_check.kind, cluster.protocol));
+  }
   if (in.has_tls()) {
     if (in.tls().server_name().empty()) errors.add(path + ".tls.server_name", "is required");
     cluster.tls.enabled = true;

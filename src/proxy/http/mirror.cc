@@ -3,10 +3,7 @@
 namespace trellis::proxy {
 
 MirrorStream::MirrorStream(Worker& worker, UpstreamCluster& cluster)
-    : WorkerConnection(worker),
-      cluster_(cluster),
-      upstream_(cluster.codec_factory().make(worker.loop(), *this)),
-      timeout_(worker.loop(), [this] { finish(false); }) {}
+    : WorkerConnection(worker), cluster_(cluster), timeout_(worker.loop(), [this] { finish(false); }) {}
 
 void MirrorStream::start(Worker& worker, UpstreamCluster& cluster, const http::RequestHeaders& request,
                          std::string_view body, Duration timeout) {
@@ -22,6 +19,7 @@ void MirrorStream::send(const http::RequestHeaders& request, std::string_view bo
   ctx.now = started_;
   pick_ = cluster_.pick(ctx);
   int error = 0;
+  if (pick_.pool != nullptr) upstream_ = cluster_.codec_factory(pick_, false).make(worker_.loop(), *this);
   if (pick_.pool == nullptr ||
       !upstream_->start(*pick_.pool, /*fresh=*/false, request.method == "HEAD", error)) {
     pick_ = {};
@@ -52,7 +50,7 @@ void MirrorStream::finish(bool keep) {
   finished_ = true;
   timeout_.cancel();
   if (pick_.pool != nullptr) cluster_.on_complete(pick_, worker_.loop().now() - started_);
-  upstream_->finish(keep);
+  if (upstream_) upstream_->finish(keep);
   worker_.loop().defer_delete(std::unique_ptr<net::Deferred>(this));
 }
 

@@ -304,7 +304,7 @@ void Router::start_try(bool fresh, bool from_decoder) {
   if (hash.kind != HashPolicy::Kind::kNone)
     pick.hash = request_hash(hash, req, context_->client_ip, worker_.random(), cookie_value_);
   bool head_request = req.method == "HEAD";
-  switch (attempt_.start(*cluster_, pick, fresh, head_request)) {
+  switch (attempt_.start(*cluster_, pick, fresh, head_request, !req.upgrade.empty())) {
     case UpstreamAttempt::Start::kStarted:
       break;
     case UpstreamAttempt::Start::kNoEndpoint:

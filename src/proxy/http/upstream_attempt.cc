@@ -19,15 +19,15 @@ UpstreamAttempt::UpstreamAttempt(Worker& worker, http::ResponseDecoder& decoder,
 UpstreamAttempt::~UpstreamAttempt() { end(false, false); }
 
 UpstreamAttempt::Start UpstreamAttempt::start(UpstreamCluster& cluster, const policy::PickContext& pick,
-                                              bool fresh, bool head_request) {
+                                              bool fresh, bool head_request, bool upgrade) {
   end(false, false);
   cluster_ = &cluster;
   pick_ = cluster.pick(pick);
   if (pick_.pool == nullptr) return Start::kNoEndpoint;
   endpoint_ = pick_.pool->address().text;
-  // One codec per router while its clusters speak the same protocol: no
+  // One codec per router while its endpoints speak the same protocol: no
   // allocation per request.
-  const UpstreamCodecFactory& factory = cluster.codec_factory();
+  const UpstreamCodecFactory& factory = cluster.codec_factory(pick_, upgrade);
   if (!codec_ || codec_factory_ != &factory) {
     codec_ = factory.make(worker_.loop(), decoder_);
     codec_factory_ = &factory;
@@ -74,7 +74,7 @@ void UpstreamAttempt::end_draining() {
   retry_slot_.release();
   report_latency(/*failed=*/true);
   if (!codec_ || !codec_->active()) return;
-  if (codec_->response_complete()) {
+  if (codec_->response_complete() || codec_->multiplexed()) {
     codec_->finish(/*keep=*/true);
     return;
   }

@@ -40,7 +40,9 @@ class UpstreamAttempt {
   };
   // Picks an endpoint of `cluster` and starts the exchange there; on a new
   // connection unless an idle one may be used (`fresh`: never reuse).
-  Start start(UpstreamCluster& cluster, const policy::PickContext& pick, bool fresh, bool head_request);
+  // `upgrade`: the request asks to switch protocols.
+  Start start(UpstreamCluster& cluster, const policy::PickContext& pick, bool fresh, bool head_request,
+              bool upgrade);
   bool active() const { return codec_ != nullptr && codec_->active(); }
   http::RequestEncoder& encoder() { return *codec_; }
   bool write_blocked() const { return codec_->write_blocked(); }

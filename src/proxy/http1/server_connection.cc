@@ -24,7 +24,6 @@ Http1ServerConnection::Http1ServerConnection(Worker& worker, int fd, const socka
     : WorkerConnection(worker),
       snapshot_(worker.snapshot()),
       listener_(&snapshot_->listeners[listener_index]),
-      listener_name_(listener_->config->name),
       stats_(listener_->stats[worker.index()]),
       client_(listener_->transport->accepted(worker.loop(), fd, this)),
       client_ip_(net::format_address(peer, /*ip_only=*/true)),
@@ -154,19 +153,7 @@ void Http1ServerConnection::process_input() {
 }
 
 bool Http1ServerConnection::refresh_snapshot() {
-  const auto& current = worker_.snapshot();
-  if (current == snapshot_) return true;
-  for (const ListenerRuntime& l : current->listeners) {
-    if (l.config->name == listener_name_) {
-      snapshot_ = current;
-      listener_ = &l;
-      stats_->connections_active.sub();
-      stats_ = l.stats[worker_.index()];
-      stats_->connections_active.add();
-      return true;
-    }
-  }
-  return false;  // the listener is gone: answer, then close
+  return follow_snapshot(snapshot_, listener_, stats_);  // false: the listener is gone: answer, then close
 }
 
 void Http1ServerConnection::hand_over_to_http2() {

@@ -85,7 +85,6 @@ class Http1ServerConnection final : public WorkerConnection,
 
   std::shared_ptr<const Snapshot> snapshot_;
   const ListenerRuntime* listener_;
-  std::string listener_name_;
   ListenerStats* stats_;
   std::unique_ptr<net::Transport> client_;
   std::string client_ip_;

@@ -8,9 +8,14 @@
 
 #include "common/text.h"
 #include "http/http1/parser.h"
+#include "proxy/http2/session_io.h"
 
 namespace trellis::proxy {
 namespace {
+
+using http2::connection_specific;
+using http2::field;
+using http2::FieldBlock;
 
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 // Stop producing output while the client has this much unsent.
@@ -24,57 +29,6 @@ constexpr size_t kMaxHeaderFields = http::http1::kMaxHeaderFields;
 constexpr uint64_t kResetBurst = 1000;
 // Empty DATA frames in a row (no payload, no END_STREAM) a client may send.
 constexpr uint32_t kMaxEmptyFrames = 100;
-
-bool connection_specific(std::string_view lower_name) {
-  return lower_name == "connection" || lower_name == "keep-alive" || lower_name == "proxy-connection" ||
-         lower_name == "transfer-encoding" || lower_name == "upgrade" || lower_name == "te" ||
-         lower_name == "trailer";
-}
-
-nghttp2_nv field(std::string_view name, std::string_view value) {
-  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-          reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
-          NGHTTP2_NV_FLAG_NONE};
-}
-
-// Lower-cased field names for the response (HTTP/2 allows no upper case),
-// kept until nghttp2 copied them.
-class FieldBlock {
- public:
-  void add(std::string_view name, std::string_view value, bool lower = true) {
-    size_t at = names_.size();
-    names_.append(name);
-    if (lower) {
-      for (size_t i = at; i < names_.size(); ++i) names_[i] = ascii_lower_char(names_[i]);
-    }
-    spans_.push_back({at, name.size(), value});
-  }
-  void add_fields(const http::HeaderList& fields) {
-    for (const http::Header& h : fields) {
-      size_t at = names_.size();
-      add(h.name, h.value);
-      if (connection_specific(std::string_view(names_).substr(at))) {
-        names_.resize(at);
-        spans_.pop_back();
-      }
-    }
-  }
-  const std::vector<nghttp2_nv>& nv() {
-    nv_.clear();
-    for (const Span& s : spans_) nv_.push_back(field(std::string_view(names_).substr(s.at, s.size), s.value));
-    return nv_;
-  }
-
- private:
-  static char ascii_lower_char(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-  struct Span {
-    size_t at, size;
-    std::string_view value;
-  };
-  std::string names_;
-  std::vector<Span> spans_;
-  std::vector<nghttp2_nv> nv_;
-};
 
 }  // namespace
 
@@ -110,11 +64,20 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
   void begin_request(bool end_stream) {
     bytes_in_ += header_bytes_;
     request_complete_ = end_stream;
+    // A connection lives on across config changes (between sidecars, for
+    // good): each stream takes the config in force when it begins.
+    bool listener_current = conn_.follow_snapshot(conn_.snapshot_, conn_.listener_, conn_.stats_);
     context_ = {conn_.snapshot_,  conn_.listener_,       conn_.stats_,
                 conn_.client_ip_, conn_.client_address_, conn_.authz_client_};
     context_.authz_client.identity = conn_.client_->peer_identity();
     router_->begin(context_);
     started_ = true;
+    if (!listener_current) {
+      answered_locally_ = true;
+      router_->reply_local(503, "listener removed\n");
+      conn_.start_drain();
+      return;
+    }
     if (too_large_) {
       mark_malformed();
       conn_.stats_->malformed_requests.inc();
@@ -742,27 +705,13 @@ void Http2ServerConnection::send() {
   if (closed_ || in_send_) return;
   in_send_ = true;
   send_wanted_ = false;
-  // nghttp2 hands out one frame at a time: gathered into one write (one
-  // syscall per round instead of one per frame).
-  while (client_->pending_output() + output_.size() < kHighWatermark) {
-    const uint8_t* data = nullptr;
-    ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) {
-      in_send_ = false;
-      close();
-      return;
-    }
-    if (n == 0) break;
-    output_.append(std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(n)));
-  }
+  int64_t sent = http2::send_frames(session_, *client_, output_, kHighWatermark);
   in_send_ = false;
-  if (!output_.empty()) {
-    stats_->bytes_sent.inc(output_.size());
-    if (!client_->write(output_)) {
-      close();
-      return;
-    }
+  if (sent < 0) {
+    close();
+    return;
   }
+  stats_->bytes_sent.inc(static_cast<uint64_t>(sent));
   if (open_.empty()) output_.release();  // idle connections hold no buffer
   if (send_wanted_) deferred_.arm(Duration::zero());
 }

@@ -13,6 +13,7 @@
 #include "net/detecting_transport.h"
 #include "net/tls_transport.h"
 #include "proxy/http1/upstream_codec.h"
+#include "proxy/http2/upstream_codec.h"
 #include "proxy/observe/access_log.h"
 #include "proxy/security/file_credentials.h"
 
@@ -20,10 +21,11 @@ namespace trellis::proxy {
 
 namespace {
 
-// The protocol a cluster's endpoints speak. One today; the choice is made
-// here, per cluster, so the router and the mirror never make it.
-std::shared_ptr<const UpstreamCodecFactory> codec_factory_for(const ClusterConfig&) {
-  return Http1UpstreamCodecFactory::shared();
+// The protocol a cluster's endpoints speak: chosen here, per cluster, so the
+// router and the mirror never make the choice.
+std::shared_ptr<const UpstreamCodecFactory> codec_factory_for(const ClusterConfig& c) {
+  return c.protocol == UpstreamProtocol::kHttp2 ? Http2UpstreamCodecFactory::shared()
+                                                : Http1UpstreamCodecFactory::shared();
 }
 
 }  // namespace
@@ -216,12 +218,12 @@ Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::listener_transpo
 
 Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::origination_transport(
     const ClusterConfig& c) {
-  auto& [settings, factory] = originations_[c.name];
-  if (factory && settings == c.tls) return factory;
+  auto& [settings, protocol, factory] = originations_[c.name];
+  if (factory && settings == c.tls && protocol == c.protocol) return factory;
   net::TlsContextOptions options;
   options.role = net::TlsRole::kClient;
   options.allow_tls12 = true;  // external services: TLS 1.2 with ECDHE and AEAD, or 1.3
-  options.alpn = {"http/1.1"};
+  options.alpn = {c.protocol == UpstreamProtocol::kHttp2 ? "h2" : "http/1.1"};
   if (!c.tls.trust_bundle_pem.empty()) {
     options.trust_bundle_pem = c.tls.trust_bundle_pem;
   } else {
@@ -238,6 +240,7 @@ Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::origination_tran
   auto made = net::TlsTransportFactory::client(std::move(*context), std::move(client));
   if (!made) return made.error();
   settings = c.tls;
+  protocol = c.protocol;
   factory = std::move(*made);
   return factory;
 }
@@ -280,6 +283,9 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
       rt.endpoint_transports.push_back(std::move(*t));
     }
     rt.codec = codec_factory_for(c);
+    rt.sidecar_codec = Http2UpstreamCodecFactory::shared();
+    rt.tunnel_codec = Http1UpstreamCodecFactory::shared();
+    for (const EndpointConfig& e : c.endpoints) rt.sidecars.push_back(!e.identity.empty());
     rt.state->breaker.set_limits(c.circuit_breakers);
     if (c.outlier_enabled) rt.outlier = outlier_detector_for(c, previous);
     if (c.adaptive_concurrency_enabled) rt.concurrency = concurrency_limiter_for(c, previous, now);

@@ -97,7 +97,13 @@ class SnapshotBuilder {
     std::shared_ptr<net::TransportFactory> server;
   };
   std::map<std::string, GatewayTls> gateway_tls_;
-  std::map<std::string, std::pair<UpstreamTlsConfig, std::shared_ptr<net::TransportFactory>>> originations_;
+  // TLS origination per cluster, with the settings and protocol (its ALPN) it was made for.
+  struct Origination {
+    UpstreamTlsConfig settings;
+    UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
+    std::shared_ptr<net::TransportFactory> factory;
+  };
+  std::map<std::string, Origination> originations_;
   Result<std::shared_ptr<net::TransportFactory>> gateway_transport(const ListenerConfig& l);
 };
 

@@ -32,6 +32,22 @@ class Worker::Acceptor final : public net::IoHandler {
 WorkerConnection::WorkerConnection(Worker& worker) : worker_(worker) { worker_.add_connection(this); }
 WorkerConnection::~WorkerConnection() { worker_.remove_connection(this); }
 
+bool WorkerConnection::follow_snapshot(std::shared_ptr<const Snapshot>& snapshot,
+                                       const ListenerRuntime*& listener, ListenerStats*& stats) const {
+  const auto& current = worker_.snapshot();
+  if (current == snapshot) return true;
+  for (const ListenerRuntime& l : current->listeners) {
+    if (l.config->name != listener->config->name) continue;
+    stats->connections_active.sub();
+    stats = l.stats[worker_.index()];
+    stats->connections_active.add();
+    snapshot = current;
+    listener = &l;
+    return true;
+  }
+  return false;
+}
+
 void Worker::add_connection(WorkerConnection* c) {
   connections_list_.push_front(c);
   c->self_ = connections_list_.begin();

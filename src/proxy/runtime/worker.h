@@ -35,6 +35,13 @@ class WorkerConnection : public net::Deferred {
   virtual void abort() = 0;
 
  protected:
+  // Moves a connection of `listener` to the worker's current snapshot, so
+  // that new requests follow config changes (those under way keep theirs):
+  // the listener of the same name there, its stats taking over the
+  // connection. False when that listener is gone.
+  bool follow_snapshot(std::shared_ptr<const Snapshot>& snapshot, const ListenerRuntime*& listener,
+                       ListenerStats*& stats) const;
+
   Worker& worker_;
 
  private:

@@ -134,6 +134,9 @@ Result<std::shared_ptr<const TlsCredentials>> build_tls_credentials(const Creden
   credentials->server = std::move(*server);
 
   options.role = net::TlsRole::kClient;
+  // A sidecar offers no ALPN to another: the one it calls tells HTTP/2 (the
+  // sidecars' own protocol) from HTTP/1.1 (upgrades) by the preface.
+  options.alpn.clear();
   auto client = net::TlsContext::create(options);
   if (!client) return make_error("cannot build the client TLS context: " + client.error().message);
   credentials->client = std::move(*client);

@@ -125,6 +125,13 @@ void UpstreamCluster::rebuild() {
   }
 }
 
+const UpstreamCodecFactory& UpstreamCluster::codec_factory(const UpstreamPick& pick, bool upgrade) const {
+  bool sidecar =
+      pick.index < shared_.sidecars.size() && shared_.sidecars[pick.index] && shared_.sidecar_codec;
+  if (!sidecar) return *shared_.codec;
+  return upgrade ? *shared_.tunnel_codec : *shared_.sidecar_codec;
+}
+
 void UpstreamCluster::retire() {
   for (auto& p : pools_) {
     p->retire();

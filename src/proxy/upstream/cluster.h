@@ -53,8 +53,14 @@ struct ClusterShared {
                ? endpoint_transports[endpoint]
                : transport;
   }
-  // The protocol its HTTP exchanges speak.
+  // The protocol its HTTP exchanges speak: the cluster's own, except with
+  // endpoints that are sidecars (aligned with config->endpoints), which
+  // are spoken to in HTTP/2 whatever the application speaks, and in
+  // HTTP/1.1 for upgrades (HTTP/2 carries none).
   std::shared_ptr<const UpstreamCodecFactory> codec;
+  std::shared_ptr<const UpstreamCodecFactory> sidecar_codec;
+  std::shared_ptr<const UpstreamCodecFactory> tunnel_codec;
+  std::vector<bool> sidecars;
 };
 
 class UpstreamCluster {
@@ -79,7 +85,9 @@ class UpstreamCluster {
   // The cluster's adaptive concurrency limit; null when off.
   const std::shared_ptr<policy::ConcurrencyLimiter>& concurrency() const { return shared_.concurrency; }
   net::TransportFactory& transport() { return *shared_.transport; }
-  const UpstreamCodecFactory& codec_factory() const { return *shared_.codec; }
+  // What speaks to the endpoint of `pick`; `upgrade`: for a request that
+  // asks to switch protocols.
+  const UpstreamCodecFactory& codec_factory(const UpstreamPick& pick, bool upgrade) const;
 
   // The balancer's choice for a request (ctx.hash for the hashing balancers).
   UpstreamPick pick(const policy::PickContext& ctx);

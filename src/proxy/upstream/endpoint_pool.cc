@@ -61,7 +61,10 @@ EndpointPool::EndpointPool(UpstreamCluster& cluster, net::EventLoop& loop, const
       host_id_(fnv1a64(endpoint.address.text)),
       added_at_(loop.now()) {}
 
-EndpointPool::~EndpointPool() { close_idle(); }
+EndpointPool::~EndpointPool() {
+  close_idle();
+  shared_.reset();
+}
 
 void EndpointPool::set_transport(std::shared_ptr<net::TransportFactory> transport) {
   if (transport_ && transport_ != transport) close_idle();
@@ -143,6 +146,7 @@ void EndpointPool::destroy(UpstreamConnection* c) {
 
 void EndpointPool::close_idle() {
   while (!idle_.empty()) destroy(idle_.back());
+  if (shared_) shared_->close_idle();
 }
 
 void EndpointPool::retire() {

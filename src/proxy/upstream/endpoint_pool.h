@@ -63,6 +63,17 @@ class UpstreamConnection final : public net::TransportCallbacks, public net::Def
   net::Timer idle_timer_;
 };
 
+// Connections whose exchanges share them (HTTP/2's streams), kept with the
+// endpoint's pool so that every router of the worker finds them. They hold
+// pooled connections of their own (acquired fresh, released when they close).
+class SharedConnections {
+ public:
+  virtual ~SharedConnections() = default;
+  // Closes those that serve no exchange; after retire(), the others close
+  // as their last exchange ends.
+  virtual void close_idle() = 0;
+};
+
 // acquire() errors that are not errno values.
 inline constexpr int kOverflowConnections = -1;  // the cluster's max_connections
 inline constexpr int kOverflowPending = -2;      // its max_pending_requests (waiting for a connect)
@@ -87,6 +98,11 @@ class EndpointPool {
   void close_idle();
   void retire();  // endpoint left the config: no new use, freed when unused
   bool unused() const { return live_ == 0; }
+  bool retired() const { return retired_; }
+  // The shared connections to this endpoint, made by the codec that uses
+  // them (null until one does).
+  SharedConnections* shared_connections() const { return shared_.get(); }
+  void set_shared_connections(std::unique_ptr<SharedConnections> shared) { shared_ = std::move(shared); }
 
   UpstreamCluster& cluster() { return cluster_; }
   net::EventLoop& loop() { return loop_; }
@@ -94,6 +110,9 @@ class EndpointPool {
   // set by the cluster on every update. Connections in use keep theirs; idle
   // ones made another way (another identity, older credentials) are closed.
   void set_transport(std::shared_ptr<net::TransportFactory> transport);
+  // What new connections run over now: a shared connection made over
+  // another takes no new exchanges.
+  const net::TransportFactory* transport_factory() const { return transport_.get(); }
 
  private:
   friend class UpstreamConnection;
@@ -108,6 +127,7 @@ class EndpointPool {
   size_t live_ = 0;
   bool retired_ = false;
   std::shared_ptr<net::TransportFactory> transport_;
+  std::unique_ptr<SharedConnections> shared_;  // last: closed while the pool still works
 };
 
 }  // namespace trellis::proxy

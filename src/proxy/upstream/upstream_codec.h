@@ -1,8 +1,8 @@
 // The client side of HTTP exchanges with a cluster's endpoints, behind one
 // interface: the router and the mirror hold an UpstreamCodec made by the
 // cluster's UpstreamCodecFactory and never learn the protocol on the wire
-// (HTTP/1.1 today; HTTP/2, multiplexed, next). A codec serves one exchange at
-// a time and may serve many in turn.
+// (HTTP/1.1, or HTTP/2 multiplexed). A codec serves one exchange at a time
+// and may serve many in turn.
 #pragma once
 
 #include <memory>
@@ -40,6 +40,10 @@ class UpstreamCodec : public http::RequestEncoder {
   virtual bool response_bytes_seen() const = 0;
   // The whole response arrived.
   virtual bool response_complete() const = 0;
+  // Exchanges share the connection (HTTP/2): abandoning one resets its
+  // stream and costs the others nothing, so a response nobody wants is not
+  // drained.
+  virtual bool multiplexed() const { return false; }
 };
 
 class UpstreamCodecFactory {

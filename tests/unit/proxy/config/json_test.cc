@@ -92,6 +92,7 @@ listeners:
             redirect: { scheme: https, hostname: new.example, port: 8443, path: { full: /new } }
 clusters:
   - name: a
+    protocol: http2
     lb_policy: ring_hash
     hash: { cookie: { name: sid, ttl: 0s } }
     ring_points: 2048
@@ -136,7 +137,7 @@ TEST(ConfigJsonTest, DumpShowsEveryFieldInTheYamlShape) {
     "timeout": "15s"})"));
   const Json& clusters = dump["clusters"];
   EXPECT_EQ(clusters[0], Json::parse(R"({
-    "name": "a", "lb_policy": "ring_hash", "hash": {"cookie": {"name": "sid", "ttl": "0s"}}, "ring_points": 2048,
+    "name": "a", "protocol": "http2", "lb_policy": "ring_hash", "hash": {"cookie": {"name": "sid", "ttl": "0s"}}, "ring_points": 2048,
     "locality": {"min_healthy_percent": 70},
     "connect_timeout": "1s", "idle_timeout": "60s", "request_idle_timeout": "120s", "max_idle_per_endpoint": 64,
     "retry": {"attempts": 1, "per_try_timeout": "0s", "retry_on": ["5xx", "retriable-status-codes"],
@@ -144,7 +145,7 @@ TEST(ConfigJsonTest, DumpShowsEveryFieldInTheYamlShape) {
               "budget": {"percent": 20, "min_per_second": 10}, "non_idempotent": true, "buffer_limit": 65536},
     "endpoints": [{"address": "10.0.0.1:80", "weight": 2, "zone": "z1"}]})"));
   EXPECT_EQ(clusters[1], Json::parse(R"({
-    "name": "b", "lb_policy": "peak_ewma", "slow_start": "10s",
+    "name": "b", "protocol": "http1", "lb_policy": "peak_ewma", "slow_start": "10s",
     "connect_timeout": "1s", "idle_timeout": "60s", "request_idle_timeout": "300s", "max_idle_per_endpoint": 64,
     "endpoints": []})"));
   expect_round_trip(result);

@@ -121,7 +121,7 @@ TEST_F(FileCredentialsTest, LoadsTheThreeFiles) {
   ASSERT_TRUE(result.ok);
   EXPECT_EQ(result.tls_version, TLS1_3_VERSION);
   EXPECT_EQ(result.client_identity, kIdentity);
-  EXPECT_EQ(result.alpn, "http/1.1");
+  EXPECT_EQ(result.alpn, "");  // a sidecar offers none: the preface tells the protocol
 }
 
 TEST_F(FileCredentialsTest, AGatewayCertificateWithoutIdentityLoads) {

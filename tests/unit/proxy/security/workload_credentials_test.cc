@@ -273,7 +273,7 @@ TEST(WorkloadCredentialsTest, ContextsHandshakeWithMutualTls13) {
       testing::handshake(*credentials.server_context(), *credentials.client_context());
   ASSERT_TRUE(result.ok);
   EXPECT_EQ(result.tls_version, TLS1_3_VERSION);
-  EXPECT_EQ(result.alpn, "http/1.1");
+  EXPECT_EQ(result.alpn, "");  // a sidecar offers none: the preface tells the protocol
   EXPECT_EQ(result.server_identity, kIdentity);
   EXPECT_EQ(result.client_identity, kIdentity);
 }
@@ -291,14 +291,17 @@ TEST(WorkloadCredentialsTest, ServerRequiresAClientCertificate) {
   EXPECT_FALSE(testing::handshake(*credentials.server_context(), **client).ok);
 }
 
-TEST(WorkloadCredentialsTest, AlpnComesFromTheProfile) {
+TEST(WorkloadCredentialsTest, TheClientOffersNoAlpnWhateverTheServerDoes) {
+  // The profile's ALPN is what the server side accepts; a sidecar calling
+  // another offers nothing, whatever it speaks (HTTP/2, or HTTP/1.1 for an
+  // upgrade), and the other tells them apart by the preface.
   CsrSigner ca("mesh");
   TlsProfile profile;
   profile.alpn = {"h2", "http/1.1"};
   WorkloadCredentials credentials = make_credentials(profile);
   ASSERT_TRUE(
       credentials.install(ca.sign(credentials.csr_pem(), leaf_for(kIdentity)), "", ca.root_pem(), now()));
-  EXPECT_EQ(testing::handshake(*credentials.server_context(), *credentials.client_context()).alpn, "h2");
+  EXPECT_EQ(testing::handshake(*credentials.server_context(), *credentials.client_context()).alpn, "");
 }
 
 TEST(WorkloadCredentialsTest, RenewalSwapsContextsAndLeavesTheOldOnesWorking) {

@@ -1,0 +1,58 @@
+#include "proxy/http2/session_io.h"
+
+namespace trellis::proxy::http2 {
+
+bool connection_specific(std::string_view lower_name) {
+  return lower_name == "connection" || lower_name == "keep-alive" || lower_name == "proxy-connection" ||
+         lower_name == "transfer-encoding" || lower_name == "upgrade" || lower_name == "te" ||
+         lower_name == "trailer";
+}
+
+void FieldBlock::add(std::string_view name, std::string_view value, bool lower) {
+  size_t at = names_.size();
+  names_.append(name);
+  if (lower) {
+    for (size_t i = at; i < names_.size(); ++i) {
+      char& c = names_[i];
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    }
+  }
+  spans_.push_back({at, name.size(), value});
+}
+
+void FieldBlock::add_fields(const http::HeaderList& fields) {
+  for (const http::Header& h : fields) {
+    if (h.name.empty() || h.name[0] == ':') continue;
+    size_t at = names_.size();
+    add(h.name, h.value);
+    if (connection_specific(std::string_view(names_).substr(at))) {
+      names_.resize(at);
+      spans_.pop_back();
+    }
+  }
+}
+
+const std::vector<nghttp2_nv>& FieldBlock::nv() {
+  nv_.clear();
+  for (const Span& s : spans_) nv_.push_back(field(std::string_view(names_).substr(s.at, s.size), s.value));
+  return nv_;
+}
+
+int64_t send_frames(nghttp2_session* session, net::Transport& transport, net::Buffer& output,
+                    size_t high_watermark) {
+  // nghttp2 hands out one frame at a time: gathered, they make one syscall
+  // per round instead of one per frame.
+  while (transport.pending_output() + output.size() < high_watermark) {
+    const uint8_t* data = nullptr;
+    ssize_t n = nghttp2_session_mem_send(session, &data);
+    if (n < 0) return -1;
+    if (n == 0) break;
+    output.append(std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(n)));
+  }
+  if (output.empty()) return 0;
+  size_t n = output.size();
+  if (!transport.write(output)) return -1;
+  return static_cast<int64_t>(n);
+}
+
+}  // namespace trellis::proxy::http2

@@ -1,0 +1,63 @@
+// What both ends of the proxy's HTTP/2 share: field blocks for nghttp2 with
+// names in lower case and HTTP/1.1's connection-specific fields left out
+// (RFC 9113 §8.2.2), and the send loop that gathers nghttp2's frames into
+// one write.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nghttp2/nghttp2.h>
+
+#include "http/header.h"
+#include "net/buffer.h"
+#include "net/transport.h"
+
+namespace trellis::proxy::http2 {
+
+// Fields HTTP/2 forbids (RFC 9113 §8.2.2); `te` is allowed only as
+// "trailers", which the caller decides.
+bool connection_specific(std::string_view lower_name);
+
+inline nghttp2_nv field(std::string_view name, std::string_view value) {
+  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+          reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+          NGHTTP2_NV_FLAG_NONE};
+}
+
+// A header or trailer section for nghttp2, kept until nghttp2 copied it.
+// Values are views: they must outlive the submit call.
+class FieldBlock {
+ public:
+  void clear() {
+    names_.clear();
+    spans_.clear();
+  }
+  // Adds a field, its name lower-cased unless `lower` is false (a pseudo-
+  // header or a literal already in lower case).
+  void add(std::string_view name, std::string_view value, bool lower = true);
+  // Adds the end-to-end fields of `fields`; connection-specific ones, empty
+  // names and pseudo-headers are left out.
+  void add_fields(const http::HeaderList& fields);
+  const std::vector<nghttp2_nv>& nv();
+
+ private:
+  struct Span {
+    size_t at, size;
+    std::string_view value;
+  };
+  std::string names_;
+  std::vector<Span> spans_;
+  std::vector<nghttp2_nv> nv_;
+};
+
+// Moves what nghttp2 has queued into `output` until `transport` holds
+// `high_watermark` bytes unsent, then writes it in one call. Returns the
+// bytes written, or -1 when the session or the transport failed.
+int64_t send_frames(nghttp2_session* session, net::Transport& transport, net::Buffer& output,
+                    size_t high_watermark);
+
+}  // namespace trellis::proxy::http2
