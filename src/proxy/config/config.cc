@@ -263,9 +263,9 @@ class Loader {
     std::unordered_map<std::string, size_t> names;
     for (const Located& item : *items) {
       ListenerConfig listener;
-      auto fields =
-          r_.read_map(item, {"name", "address", "protocol", "idle_timeout", "request_head_timeout",
-                             "virtual_hosts", "cluster", "authorization", "tls", "client_identity_header"});
+      auto fields = r_.read_map(
+          item, {"name", "address", "protocol", "idle_timeout", "request_head_timeout", "detect_timeout",
+                 "virtual_hosts", "cluster", "authorization", "tls", "client_identity_header"});
       if (fields) {
         if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, listener.name)) {
           if (!names.emplace(listener.name, listeners.size()).second) {
@@ -305,8 +305,10 @@ class Loader {
         listener.protocol = ListenerProtocol::kHttp;
       } else if (protocol == "tcp") {
         listener.protocol = ListenerProtocol::kTcp;
+      } else if (protocol == "auto") {
+        listener.protocol = ListenerProtocol::kAuto;
       } else if (protocol_known) {
-        r_.error(*v, "unknown protocol " + in_quotes(protocol) + " (expected http or tcp)");
+        r_.error(*v, "unknown protocol " + in_quotes(protocol) + " (expected http, tcp or auto)");
         protocol_known = false;
       }
     }
@@ -315,6 +317,11 @@ class Loader {
       r_.key_error(*v, "\"request_head_timeout\" is only for http listeners");
     } else if (v) {
       r_.read_positive_duration(*v, listener.request_head_timeout);
+    }
+    if (auto v = fields.get("detect_timeout"); v && listener.protocol != ListenerProtocol::kAuto) {
+      r_.key_error(*v, "\"detect_timeout\" is only for auto listeners");
+    } else if (v) {
+      r_.read_positive_duration(*v, listener.detect_timeout);
     }
     if (auto v = fields.get("authorization")) load_authorization(r_, *v, listener.authorization);
     if (auto v = fields.get("tls"); v && listener.protocol == ListenerProtocol::kTcp) {
@@ -351,15 +358,17 @@ class Loader {
     auto cluster = fields.get("cluster");
     // Which of these belong depends on the protocol; with that in doubt, any verdict would be a guess.
     if (!protocol_known) return;
-    if (listener.protocol == ListenerProtocol::kHttp) {
-      if (cluster) {
+    if (listener.protocol != ListenerProtocol::kTcp) {
+      if (cluster && listener.protocol == ListenerProtocol::kHttp) {
         r_.key_error(*cluster,
-                     "\"cluster\" is only for tcp listeners; http listeners route through virtual_hosts");
+                     "\"cluster\" is only for tcp and auto listeners; http listeners route through "
+                     "virtual_hosts");
       }
       if (auto v = r_.required(fields, "virtual_hosts")) load_virtual_hosts(*v, listener);
-    } else {
-      if (virtual_hosts) {
-        r_.key_error(*virtual_hosts, "\"virtual_hosts\" is only for http listeners");
+    }
+    if (listener.protocol != ListenerProtocol::kHttp) {
+      if (virtual_hosts && listener.protocol == ListenerProtocol::kTcp) {
+        r_.key_error(*virtual_hosts, "\"virtual_hosts\" is only for http and auto listeners");
       }
       if (auto v = r_.required(fields, "cluster"); v && r_.read_string(*v, listener.cluster)) {
         clusters_.resolve(r_, *v, listener.cluster, listener.cluster_index);

@@ -217,7 +217,9 @@ struct VirtualHostConfig {
   std::vector<RouteConfig> routes;   // first match wins
 };
 
-enum class ListenerProtocol : uint8_t { kHttp, kTcp };
+// kAuto: HTTP/1.x and HTTP/2 are told apart from anything else by the
+// client's first bytes; the rest is proxied as TCP to the listener's cluster.
+enum class ListenerProtocol : uint8_t { kHttp, kTcp, kAuto };
 
 // An inbound sidecar listener serving mTLS with the proxy's certificate.
 enum class ListenerTls : uint8_t {
@@ -242,11 +244,14 @@ struct ListenerConfig {
   net::SocketAddress address;
   ListenerProtocol protocol = ListenerProtocol::kHttp;
   Millis idle_timeout{300000};  // downstream connection with no traffic this long is closed
-  // kHttp: a request head (HTTP/1.1) or header section (HTTP/2) must arrive
-  // whole within this long of its first byte, or the client gets 408.
+  // kHttp, kAuto: a request head (HTTP/1.1) or header section (HTTP/2) must
+  // arrive whole within this long of its first byte, or the client gets 408.
   Millis request_head_timeout{10000};
-  std::vector<VirtualHostConfig> virtual_hosts;
-  // kTcp
+  std::vector<VirtualHostConfig> virtual_hosts;  // kHttp, kAuto
+  // kAuto: how long the client's first bytes are waited for before the
+  // connection is taken for TCP (a protocol whose server speaks first).
+  Millis detect_timeout{1000};
+  // kTcp, kAuto (what is not HTTP)
   std::string cluster;
   size_t cluster_index = 0;
   // Who may use this listener (an inbound sidecar's AuthorizationPolicies):

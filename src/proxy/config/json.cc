@@ -244,10 +244,15 @@ Json listener_to_json(const ListenerConfig& listener) {
   Json out;
   out["name"] = listener.name;
   out["address"] = listener.address.text;
-  out["protocol"] = listener.protocol == ListenerProtocol::kHttp ? "http" : "tcp";
+  bool http = listener.protocol != ListenerProtocol::kTcp;
+  out["protocol"] = listener.protocol == ListenerProtocol::kHttp  ? "http"
+                    : listener.protocol == ListenerProtocol::kTcp ? "tcp"
+                                                                  : "auto";
   out["idle_timeout"] = format_duration(listener.idle_timeout);
   if (!listener.authorization.empty()) out["authorization"] = authorization_json(listener.authorization);
-  if (listener.protocol == ListenerProtocol::kHttp) {
+  if (listener.protocol == ListenerProtocol::kAuto)
+    out["detect_timeout"] = format_duration(listener.detect_timeout);
+  if (http) {
     out["request_head_timeout"] = format_duration(listener.request_head_timeout);
     out["client_identity_header"] = listener.client_identity_header;
   }
@@ -263,7 +268,7 @@ Json listener_to_json(const ListenerConfig& listener) {
                                   {"private_key", c.private_key}});
     if (!certificates.empty()) out["tls"]["certificates"] = std::move(certificates);
   }
-  if (listener.protocol == ListenerProtocol::kHttp) {
+  if (http) {
     Json vhosts = Json::array();
     for (const VirtualHostConfig& vhost : listener.virtual_hosts) {
       Json routes = Json::array();
@@ -271,9 +276,8 @@ Json listener_to_json(const ListenerConfig& listener) {
       vhosts.push_back(Json{{"name", vhost.name}, {"domains", vhost.domains}, {"routes", std::move(routes)}});
     }
     out["virtual_hosts"] = std::move(vhosts);
-  } else {
-    out["cluster"] = listener.cluster;
   }
+  if (listener.protocol != ListenerProtocol::kHttp) out["cluster"] = listener.cluster;
   return out;
 }
 

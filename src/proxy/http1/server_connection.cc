@@ -19,13 +19,12 @@ constexpr uint64_t kDiscardLimit = 64 * 1024;
 
 }  // namespace
 
-Http1ServerConnection::Http1ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer,
-                                             size_t listener_index)
+Http1ServerConnection::Http1ServerConnection(Worker& worker, std::shared_ptr<const Snapshot> snapshot,
+                                             const sockaddr_storage& peer, size_t listener_index)
     : WorkerConnection(worker),
-      snapshot_(worker.snapshot()),
+      snapshot_(std::move(snapshot)),
       listener_(&snapshot_->listeners[listener_index]),
       stats_(listener_->stats[worker.index()]),
-      client_(listener_->transport->accepted(worker.loop(), fd, this)),
       client_ip_(net::format_address(peer, /*ip_only=*/true)),
       client_address_(net::format_address(peer)),
       authz_client_(authz_client_of(peer, listener_->config->address, {})),
@@ -52,7 +51,22 @@ Http1ServerConnection::Http1ServerConnection(Worker& worker, int fd, const socka
       }) {
   stats_->connections_active.add();
   idle_timer_.arm(listener_->config->idle_timeout);
+}
+
+Http1ServerConnection::Http1ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer,
+                                             size_t listener_index)
+    : Http1ServerConnection(worker, worker.snapshot(), peer, listener_index) {
+  client_ = listener_->transport->accepted(worker.loop(), fd, this);
   // The request may have arrived with the handshake: read it now.
+  read_client();
+}
+
+Http1ServerConnection::Http1ServerConnection(Worker& worker, AdoptedConnection adopted)
+    : Http1ServerConnection(worker, std::move(adopted.snapshot), adopted.peer, adopted.listener_index) {
+  client_ = std::move(adopted.client);
+  client_->set_callbacks(this);
+  in_ = std::move(adopted.input);
+  process_input();
   read_client();
 }
 

@@ -23,6 +23,8 @@ class Http1ServerConnection final : public WorkerConnection,
                                     public http::ResponseEncoder {
  public:
   Http1ServerConnection(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index);
+  // A connection protocol detection read the first bytes of.
+  Http1ServerConnection(Worker& worker, AdoptedConnection adopted);
   ~Http1ServerConnection() override;
 
   void start_drain() override;
@@ -44,6 +46,9 @@ class Http1ServerConnection final : public WorkerConnection,
   void reset_stream() override { close(); }
 
  private:
+  Http1ServerConnection(Worker& worker, std::shared_ptr<const Snapshot> snapshot,
+                        const sockaddr_storage& peer, size_t listener_index);
+
   enum class State : uint8_t {
     kIdle,     // waiting for (the rest of) a request head
     kRequest,  // an exchange is in flight

@@ -27,6 +27,8 @@ constexpr size_t kMaxHeaderBytes = http::http1::kMaxHeadBytes;
 constexpr size_t kMaxHeaderFields = http::http1::kMaxHeaderFields;
 // nghttp2's RST_STREAM allowance before its rate of 33/s applies.
 constexpr uint64_t kResetBurst = 1000;
+// Streams kept for reuse once their exchange ended.
+constexpr size_t kSpareStreams = 8;
 // Empty DATA frames in a row (no payload, no END_STREAM) a client may send.
 constexpr uint32_t kMaxEmptyFrames = 100;
 
@@ -46,6 +48,26 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
       : conn_(conn), id_(id), router_(make_server_stream(conn.worker_, *this)) {}
 
   int32_t id() const { return id_; }
+
+  // The exchange ended whole (no reset, nothing malformed): the stream, its
+  // router and their buffers may serve another, saving their allocation.
+  bool reusable() const { return router_done_ && response_complete_ && request_complete_ && !malformed_; }
+  // Ready for the exchange of stream `id`.
+  void reuse(int32_t id) {
+    id_ = id;
+    context_ = {};
+    request_ = {};
+    reset_fields();
+    cookie_.clear();
+    trailers_in_.clear();
+    trailers_out_.clear();
+    body_.release();
+    unconsumed_ = 0;
+    bytes_in_ = bytes_out_ = 0;
+    too_large_ = malformed_ = answered_locally_ = started_ = router_done_ = false;
+    request_complete_ = response_started_ = response_complete_ = body_end_ = closed_ = false;
+    waiting_for_room_ = false;
+  }
 
   // A request or trailer field (names arrive in lower case, checked by nghttp2).
   void add_field(std::string_view name, std::string_view value) {
@@ -380,7 +402,7 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
   }
 
   Http2ServerConnection& conn_;
-  const int32_t id_;
+  int32_t id_;
   std::unique_ptr<ServerStream> router_;
   DownstreamContext context_;
   http::RequestHeaders request_;
@@ -431,7 +453,14 @@ struct Http2ServerConnection::Callbacks {
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
         return 0;
       }
-      auto s = std::make_unique<Stream>(conn, frame->hd.stream_id);
+      std::unique_ptr<Stream> s;
+      if (!conn.spare_.empty()) {
+        s = std::move(conn.spare_.back());
+        conn.spare_.pop_back();
+        s->reuse(frame->hd.stream_id);
+      } else {
+        s = std::make_unique<Stream>(conn, frame->hd.stream_id);
+      }
       nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, s.get());
       conn.open_.push_back(std::move(s));
       conn.idle_timer_.cancel();
@@ -762,7 +791,14 @@ void Http2ServerConnection::stream_closed(Stream* stream, uint32_t error_code) {
   if (!closed_) deferred_.arm(Duration::zero());
 }
 
-void Http2ServerConnection::reap() { graveyard_.clear(); }
+void Http2ServerConnection::reap() {
+  // Streams that ended whole wait for the next ones (a few: what a client
+  // has in flight at once comes back as often).
+  for (auto& s : graveyard_) {
+    if (!closed_ && s->reusable() && spare_.size() < kSpareStreams) spare_.push_back(std::move(s));
+  }
+  graveyard_.clear();
+}
 
 void Http2ServerConnection::close() {
   if (closed_) return;
@@ -779,6 +815,7 @@ void Http2ServerConnection::close() {
     s->on_close(NGHTTP2_CANCEL);
   }
   for (auto& s : open) graveyard_.push_back(std::move(s));
+  spare_.clear();
   stats_->connections_active.sub();
   client_->close();
   input_.release();

@@ -98,6 +98,7 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   nghttp2_session* session_ = nullptr;
   std::vector<std::unique_ptr<Stream>> open_;       // by creation
   std::vector<std::unique_ptr<Stream>> graveyard_;  // closed, freed at the next safe point
+  std::vector<std::unique_ptr<Stream>> spare_;      // ended whole, ready for another exchange
   std::vector<Stream*> drained_;                    // scratch: producers with room again
   size_t waiting_ = 0;                              // streams whose producer waits for room
   bool in_recv_ = false;

@@ -175,6 +175,7 @@ void Http2UpstreamSession::detach(Http2UpstreamCodec* codec) {
   if (it == attached_.end()) return;
   attached_.erase(it);
   std::erase(drained_, codec);
+  std::erase(to_flush_, codec);
   if (closed_) return;
   size_t owed = codec->take_unconsumed();
   if (owed > 0) nghttp2_session_consume_connection(session_, owed);
@@ -242,6 +243,21 @@ void Http2UpstreamSession::send() {
   }
   pool_.cluster().stats().bytes_sent.inc(static_cast<uint64_t>(sent));
   if (attached_.empty()) output_.release();
+}
+
+void Http2UpstreamSession::flush_later(Http2UpstreamCodec* codec) {
+  if (std::find(to_flush_.begin(), to_flush_.end(), codec) == to_flush_.end()) to_flush_.push_back(codec);
+}
+
+void Http2UpstreamSession::flush_responses() {
+  // Once per read, not once per frame: a response's HEADERS and DATA go to
+  // its client in one write. A flush may finish other exchanges: detach()
+  // takes them off the list.
+  while (!to_flush_.empty() && !closed_) {
+    Http2UpstreamCodec* c = to_flush_.back();
+    to_flush_.pop_back();
+    c->decoder_->flush_response();
+  }
 }
 
 void Http2UpstreamSession::after_io() {
@@ -324,6 +340,8 @@ void Http2UpstreamSession::receive() {
         return;
       }
       in.consume(static_cast<size_t>(rv));
+      flush_responses();
+      if (closed_) return;
       send();
       if (closed_) return;
     }
@@ -349,6 +367,7 @@ void Http2UpstreamSession::close(http::UpstreamFailure failure, std::string_view
   std::vector<Http2UpstreamCodec*> attached = std::move(attached_);
   attached_.clear();
   drained_.clear();
+  to_flush_.clear();
   std::string reason(detail);
   // Each exchange still here fails; the codec stays active until its router
   // finishes it, which it may do from inside this call.
@@ -597,9 +616,9 @@ void Http2UpstreamCodec::headers_received(bool end_stream) {
   flush_response(session, id);
 }
 
-void Http2UpstreamCodec::flush_response(const Http2UpstreamSession* session, int32_t id) {
+void Http2UpstreamCodec::flush_response(Http2UpstreamSession* session, int32_t id) {
   // Not once the exchange was finished (and maybe another started) meanwhile.
-  if (session_ == session && stream_id_ == id) decoder_->flush_response();
+  if (session_ == session && stream_id_ == id) session->flush_later(this);
 }
 
 void Http2UpstreamCodec::response_head(bool end_stream) {
@@ -650,7 +669,7 @@ void Http2UpstreamCodec::data_received(std::string_view data) {
   decoder_->decode_response_data(data, false);
   if (session_ != session || stream_id_ != id) return;  // finished meanwhile
   resume_reading();
-  decoder_->flush_response();
+  session->flush_later(this);
 }
 
 void Http2UpstreamCodec::end_received() {

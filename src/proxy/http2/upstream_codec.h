@@ -65,6 +65,8 @@ class Http2UpstreamSession final : public UpstreamUser, public net::Deferred {
   void flush();
   // The connection has more unsent than a stream should add to.
   bool write_blocked() const;
+  // The codec's client gets what it was given once this read is handled.
+  void flush_later(Http2UpstreamCodec* codec);
   const std::string& endpoint() const;
   EndpointPool& pool() { return pool_; }
 
@@ -83,6 +85,7 @@ class Http2UpstreamSession final : public UpstreamUser, public net::Deferred {
   struct Callbacks;
 
   void receive();
+  void flush_responses();
   void send();
   void after_io();
   void idle_check();
@@ -94,8 +97,9 @@ class Http2UpstreamSession final : public UpstreamUser, public net::Deferred {
   nghttp2_session* session_ = nullptr;
   net::Buffer output_;
   std::vector<Http2UpstreamCodec*> attached_;
-  std::vector<Http2UpstreamCodec*> drained_;  // scratch
-  uint64_t started_ = 0;                      // exchanges attached so far
+  std::vector<Http2UpstreamCodec*> drained_;   // scratch
+  std::vector<Http2UpstreamCodec*> to_flush_;  // given response bytes in this read
+  uint64_t started_ = 0;                       // exchanges attached so far
   bool connected_ = false;
   bool going_away_ = false;  // the endpoint sent GOAWAY, or we are closing
   bool closed_ = false;
@@ -169,7 +173,7 @@ class Http2UpstreamCodec final : public UpstreamCodec {
   void response_head(bool end_stream);
   // Tells the decoder to send what it staged, unless this exchange was
   // finished meanwhile.
-  void flush_response(const Http2UpstreamSession* session, int32_t id);
+  void flush_response(Http2UpstreamSession* session, int32_t id);
   // What the stream owes the windows when it goes.
   size_t take_unconsumed();
 

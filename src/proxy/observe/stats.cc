@@ -109,6 +109,17 @@ std::string StatsRegistry::render_prometheus() const {
         it, "trellis_http2_misbehaving_connections_total{{listener=\"{}\",reason=\"protocol\"}} {}\n", lname,
         sum(f.per_worker, [](const ListenerStats& s) { return s.http2_protocol_closes.value(); }));
   }
+  header(out, "trellis_protocol_detection_total", "counter",
+         "Connections to protocol: auto listeners, by what their first bytes were taken for: http1, http2, "
+         "or proxied as TCP (tcp: other bytes, tls: TLS not terminated here, timeout: nothing within "
+         "detect_timeout); closed: the client left first.");
+  static constexpr const char* kOutcomes[kDetectionOutcomes] = {"http1", "http2",   "tcp",
+                                                                "tls",   "timeout", "closed"};
+  for (auto& [lname, f] : listeners_)
+    for (size_t o = 0; o < kDetectionOutcomes; ++o)
+      fmt::format_to(it, "trellis_protocol_detection_total{{listener=\"{}\",outcome=\"{}\"}} {}\n", lname,
+                     kOutcomes[o],
+                     sum(f.per_worker, [o](const ListenerStats& s) { return s.detected[o].value(); }));
   listener_counter("trellis_http_rate_limited_total", "Requests answered 429 by a rate limit.",
                    [](const ListenerStats& s) { return s.rate_limited.value(); });
   listener_counter("trellis_http_rate_limit_delayed_total", "Requests held by a leaky-bucket rate limit.",

@@ -53,6 +53,17 @@ class Histogram {
   Counter sum_us_;
 };
 
+// How a `protocol: auto` listener took a connection.
+enum class DetectionOutcome : uint8_t {
+  kHttp1,    // an HTTP/1.x request line
+  kHttp2,    // the HTTP/2 preface
+  kTcp,      // other bytes: proxied as TCP
+  kTls,      // TLS the listener does not terminate: proxied as TCP
+  kTimeout,  // nothing within detect_timeout: proxied as TCP
+  kClosed,   // the client left (or failed) before it could be told
+};
+inline constexpr size_t kDetectionOutcomes = 6;
+
 struct ListenerStats {
   Counter connections_total;
   Gauge connections_active;
@@ -66,8 +77,9 @@ struct ListenerStats {
   // errors (GOAWAY with an error, a broken preface).
   Counter http2_flood_closes;
   Counter http2_protocol_closes;
-  Counter rate_limited;        // answered 429 by a rate limit
-  Counter rate_limit_delayed;  // held by a leaky-bucket rate limit
+  Counter detected[kDetectionOutcomes];  // protocol: auto, by DetectionOutcome
+  Counter rate_limited;                  // answered 429 by a rate limit
+  Counter rate_limit_delayed;            // held by a leaky-bucket rate limit
   Histogram request_duration;
 
   void count_status(int status) {

@@ -167,7 +167,7 @@ Result<std::shared_ptr<net::TransportFactory>> SnapshotBuilder::gateway_transpor
   options.client_certificate = net::ClientCertificate::kNone;
   // HTTP listeners serve HTTP/2 to clients that offer it; TCP ones carry
   // whatever the client speaks and say nothing.
-  if (l.protocol == ListenerProtocol::kHttp) options.alpn = {"h2", "http/1.1"};
+  if (l.protocol != ListenerProtocol::kTcp) options.alpn = {"h2", "http/1.1"};
   struct Wipe {
     net::TlsContextOptions& o;
     ~Wipe() {

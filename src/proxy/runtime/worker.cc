@@ -10,6 +10,7 @@
 #include "net/address.h"
 #include "proxy/http1/server_connection.h"
 #include "proxy/observe/access_log.h"
+#include "proxy/runtime/protocol_detector.h"
 #include "proxy/tcp/tcp_session.h"
 
 namespace trellis::proxy {
@@ -198,8 +199,11 @@ void Worker::adopt_connection(size_t listener_index, int fd, const sockaddr_stor
     return;
   }
   // Each owns itself and frees itself through the loop when it closes.
-  if (snapshot_->listeners[listener_index].config->protocol == ListenerProtocol::kTcp) {
+  ListenerProtocol protocol = snapshot_->listeners[listener_index].config->protocol;
+  if (protocol == ListenerProtocol::kTcp) {
     new TcpSession(*this, fd, peer, listener_index);
+  } else if (protocol == ListenerProtocol::kAuto) {
+    new ProtocolDetector(*this, fd, peer, listener_index);
   } else {
     new Http1ServerConnection(*this, fd, peer, listener_index);
   }

@@ -16,13 +16,25 @@
 #include <vector>
 
 #include "common/random.h"
+#include "net/buffer.h"
 #include "net/event_loop.h"
+#include "net/transport.h"
 #include "proxy/runtime/snapshot.h"
 #include "proxy/upstream/cluster.h"
 
 namespace trellis::proxy {
 
 class Worker;
+
+// A client connection taken over from protocol detection (`protocol: auto`):
+// its transport, the bytes already read from it, and where it came from.
+struct AdoptedConnection {
+  std::shared_ptr<const Snapshot> snapshot;  // the one it was accepted under
+  std::unique_ptr<net::Transport> client;
+  net::Buffer input;
+  sockaddr_storage peer;
+  size_t listener_index;
+};
 
 // Base of every connection a worker owns, so it can drain or close them all.
 class WorkerConnection : public net::Deferred {

@@ -16,22 +16,38 @@ namespace {
 constexpr size_t kHighWatermark = 256 * 1024;
 }  // namespace
 
-TcpSession::TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index)
+TcpSession::TcpSession(Worker& worker, std::shared_ptr<const Snapshot> snapshot, const sockaddr_storage& peer,
+                       size_t listener_index)
     : WorkerConnection(worker),
-      snapshot_(worker.snapshot()),
+      snapshot_(std::move(snapshot)),
       listener_(snapshot_->listeners[listener_index]),
       stats_(*listener_.stats[worker.index()]),
-      client_(listener_.transport->accepted(worker.loop(), fd, this)),
       peer_(peer),
       started_(worker.loop().now()),
-      idle_timer_(worker.loop(), [this] { close(); }) {
+      idle_timer_(worker.loop(), [this] { close(); }) {}
+
+TcpSession::TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index)
+    : TcpSession(worker, worker.snapshot(), peer, listener_index) {
+  client_ = listener_.transport->accepted(worker.loop(), fd, this);
+  start();
+}
+
+TcpSession::TcpSession(Worker& worker, AdoptedConnection adopted)
+    : TcpSession(worker, std::move(adopted.snapshot), adopted.peer, adopted.listener_index) {
+  client_ = std::move(adopted.client);
+  client_->set_callbacks(this);
+  initial_ = std::move(adopted.input);
+  start();
+}
+
+void TcpSession::start() {
   stats_.connections_active.add();
   idle_timer_.arm(listener_.config->idle_timeout);
   // Refused at accept: the connection never reaches an upstream.
   if (listener_.authorizer) {
     policy::AuthzDecision d =
-        authorize_connection(listener_, worker.index(),
-                             authz_client_of(peer, listener_.config->address, client_->peer_identity()));
+        authorize_connection(listener_, worker_.index(),
+                             authz_client_of(peer_, listener_.config->address, client_->peer_identity()));
     if (!d.allowed) {
       denied_by_ = authz_decider(listener_, d.policy);
       close();
@@ -40,7 +56,7 @@ TcpSession::TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, siz
   }
   UpstreamCluster& cluster = worker_.cluster(listener_.config->cluster_index);
   policy::PickContext pick_context;
-  pick_context.now = worker.loop().now();
+  pick_context.now = worker_.loop().now();
   EndpointPool* pool = cluster.pick(pick_context).pool;
   int error = 0;
   // Always a new connection: an L4 stream is one client's, from start to end.
@@ -119,6 +135,14 @@ void TcpSession::on_transport_error(int) { close(); }
 
 void TcpSession::on_upstream_connected() {
   connected_ = true;
+  if (!initial_.empty()) {
+    upstream_->pool().cluster().stats().bytes_sent.inc(initial_.size());
+    if (!upstream_->transport().write(initial_)) {
+      close();
+      return;
+    }
+    initial_.release();
+  }
   if (pump_client() && pump_upstream()) maybe_finish();
 }
 

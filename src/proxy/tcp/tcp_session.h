@@ -14,6 +14,9 @@ namespace trellis::proxy {
 class TcpSession final : public WorkerConnection, public net::TransportCallbacks, public UpstreamUser {
  public:
   TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index);
+  // A connection protocol detection read the first bytes of: they go to the
+  // upstream first.
+  TcpSession(Worker& worker, AdoptedConnection adopted);
   ~TcpSession() override;
 
   void start_drain() override;
@@ -30,6 +33,10 @@ class TcpSession final : public WorkerConnection, public net::TransportCallbacks
   void on_upstream_error(int error, bool during_connect) override;
 
  private:
+  TcpSession(Worker& worker, std::shared_ptr<const Snapshot> snapshot, const sockaddr_storage& peer,
+             size_t listener_index);
+  // Authorizes the connection and connects upstream.
+  void start();
   // Moves bytes from `from` to `to` until `from` has no more or `to` is full.
   // Returns false when the session was closed.
   bool pump(net::Transport& from, net::Transport& to, bool& from_eof, Counter& counter, Counter& counter2);
@@ -47,6 +54,7 @@ class TcpSession final : public WorkerConnection, public net::TransportCallbacks
   std::string upstream_address_;
   std::string denied_by_;  // what refused the connection at accept
   net::Buffer scratch_;
+  net::Buffer initial_;  // read by protocol detection, for the upstream
   bool connected_ = false;
   bool client_eof_ = false;
   bool upstream_eof_ = false;
