@@ -456,17 +456,18 @@ clusters:
   ASSERT_EQ(result.errors.size(), 6u) << all_errors(result);
   EXPECT_EQ(result.errors[0].to_string(),
             "test.yaml:2:5: listeners[0].virtual_hosts: required field is missing");
-  EXPECT_EQ(
-      result.errors[1].to_string(),
-      "test.yaml:4:5: listeners[0].cluster: \"cluster\" is only for tcp listeners; http listeners route "
-      "through virtual_hosts");
+  EXPECT_EQ(result.errors[1].to_string(),
+            "test.yaml:4:5: listeners[0].cluster: \"cluster\" is only for tcp and auto listeners; http "
+            "listeners route "
+            "through virtual_hosts");
   EXPECT_EQ(result.errors[2].to_string(), "test.yaml:5:5: listeners[1].cluster: required field is missing");
-  EXPECT_EQ(result.errors[3].to_string(),
-            "test.yaml:8:5: listeners[1].virtual_hosts: \"virtual_hosts\" is only for http listeners");
+  EXPECT_EQ(
+      result.errors[3].to_string(),
+      "test.yaml:8:5: listeners[1].virtual_hosts: \"virtual_hosts\" is only for http and auto listeners");
   EXPECT_EQ(result.errors[4].to_string(),
             "test.yaml:11:20: listeners[2].virtual_hosts: an http listener needs at least one virtual host");
   EXPECT_EQ(result.errors[5].to_string(),
-            "test.yaml:14:15: listeners[3].protocol: unknown protocol \"udp\" (expected http or tcp)");
+            "test.yaml:14:15: listeners[3].protocol: unknown protocol \"udp\" (expected http, tcp or auto)");
 }
 
 TEST(ConfigTest, ListenerNamesAreRestricted) {
