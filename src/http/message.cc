@@ -84,4 +84,21 @@ void RequestHeadersCopy::set_path(std::string_view path) {
   headers_.path = keep(path);
 }
 
+bool is_grpc(const HeaderList& headers) {
+  std::string_view type = find_header(headers, "content-type");
+  if (type.size() < 16 || !iequals(type.substr(0, 16), "application/grpc")) return false;
+  return type.size() == 16 || type[16] == '+' || type[16] == ';';
+}
+
+int grpc_status(const HeaderList& fields) {
+  std::string_view value = find_header(fields, "grpc-status");
+  if (value.empty() || value.size() > 9) return -1;
+  int code = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9') return -1;
+    code = code * 10 + (c - '0');
+  }
+  return code > 16 ? 2 : code;
+}
+
 }  // namespace trellis::http

@@ -61,4 +61,12 @@ class RequestHeadersCopy {
 // First value of a field, or empty.
 std::string_view find_header(const HeaderList& headers, std::string_view lower_name);
 
+// A gRPC message: content-type application/grpc, or application/grpc+proto
+// and the like.
+bool is_grpc(const HeaderList& headers);
+// The grpc-status of a response's trailers (or of a trailers-only
+// response's headers): its code, UNKNOWN (2) for one past UNAUTHENTICATED
+// (16); -1 when there is none or it is not a number.
+int grpc_status(const HeaderList& fields);
+
 }  // namespace trellis::http

@@ -69,6 +69,8 @@ void Router::begin(const DownstreamContext& context) {
   retries_ = 0;
   stale_retries_ = 0;
   status_ = 0;
+  grpc_ = false;
+  grpc_status_ = -1;
   request_.get().headers.clear();
   request_.get().method = request_.get().path = request_.get().authority = {};
 }
@@ -84,6 +86,7 @@ void Router::end_exchange_timers() {
 
 void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream) {
   request_.assign(headers);
+  grpc_ = http::is_grpc(headers.headers);
   body_.begin(end_stream);
   const ListenerRuntime& listener = *context_->listener;
   if (listener.authorizer && !authorize(listener)) return;                                         // 0
@@ -407,6 +410,7 @@ void Router::decode_response_headers(const http::ResponseHeaders& headers, bool 
   attempt_.first_byte();
   touch();
   status_ = s;
+  if (grpc_ && end_stream) grpc_status_ = http::grpc_status(headers.headers);  // trailers-only
   phase_ = Phase::kResponding;
   if (s == 101) {  // a tunnel lives as long as its peers
     timeout_.cancel();
@@ -447,6 +451,7 @@ void Router::decode_response_data(std::string_view data, bool end_stream) {
 }
 
 void Router::decode_response_trailers(const http::HeaderList& trailers) {
+  if (grpc_) grpc_status_ = http::grpc_status(trailers);
   response_ending();
   downstream_.encode_trailers(trailers);
   response_complete();
@@ -559,6 +564,10 @@ void Router::reply_local(int status, std::string_view body, http::Header extra) 
   end_exchange_timers();
   status_ = status;
   phase_ = Phase::kDone;
+  if (grpc_) {
+    reply_grpc(status, body);
+    return;
+  }
   bool head = request_.get().method == "HEAD";
   http::ResponseHeaders r;
   r.status = status;
@@ -575,6 +584,64 @@ void Router::reply_local(int status, std::string_view body, http::Header extra) 
   downstream_.flush();
 }
 
+// A gRPC client reads the outcome from grpc-status, not from the HTTP
+// status: the proxy's own answer to one is a trailers-only gRPC response
+// (HTTP 200) with the gRPC code for the HTTP status, as gRPC maps them
+// (doc/http-grpc-status-mapping.md), and the reason in grpc-message.
+void Router::reply_grpc(int status, std::string_view reason) {
+  int code = 2;  // UNKNOWN
+  switch (status) {
+    case 400:
+      code = 13;  // INTERNAL
+      break;
+    case 401:
+      code = 16;  // UNAUTHENTICATED
+      break;
+    case 403:
+      code = 7;  // PERMISSION_DENIED
+      break;
+    case 404:
+      code = 12;  // UNIMPLEMENTED
+      break;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      code = 14;  // UNAVAILABLE
+      break;
+    default:
+      break;
+  }
+  grpc_status_ = code;
+  while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.remove_suffix(1);
+  // grpc-message is percent-encoded: bytes outside printable ASCII, and '%'.
+  grpc_message_.clear();
+  for (char c : reason) {
+    auto b = static_cast<unsigned char>(c);
+    if (b < 0x20 || b > 0x7e || b == '%') {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      grpc_message_ += '%';
+      grpc_message_ += kHex[b >> 4];
+      grpc_message_ += kHex[b & 15];
+    } else {
+      grpc_message_ += c;
+    }
+  }
+  char code_text[3];
+  size_t code_size = code >= 10 ? 2 : 1;
+  code_text[0] = static_cast<char>(code >= 10 ? '0' + code / 10 : '0' + code);
+  code_text[1] = static_cast<char>('0' + code % 10);
+  http::ResponseHeaders r;
+  r.status = 200;
+  r.headers.push_back({"content-type", "application/grpc"});
+  r.headers.push_back({"grpc-status", std::string_view(code_text, code_size)});
+  r.headers.push_back({"grpc-message", grpc_message_});
+  r.content_length = 0;
+  r.has_body = true;
+  downstream_.encode_headers(r, true);
+  downstream_.flush();
+}
+
 // ---- accounting -------------------------------------------------------------
 
 void Router::end(uint64_t bytes_received, uint64_t bytes_sent) {
@@ -582,6 +649,7 @@ void Router::end(uint64_t bytes_received, uint64_t bytes_sent) {
   Duration elapsed = worker_.loop().now() - start_;
   ListenerStats& stats = *context_->stats;
   stats.count_status(status_);
+  if (grpc_ && grpc_status_ >= 0) stats.grpc_status[grpc_status_].inc();
   stats.request_duration.record(elapsed);
   if (context_->snapshot->access_log) log_access(bytes_received, bytes_sent, elapsed);
 }
@@ -596,6 +664,7 @@ void Router::log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration e
   entry.host = req.authority;
   entry.protocol = req.protocol;
   entry.status = status_;
+  entry.grpc_status = grpc_ ? grpc_status_ : -1;
   entry.bytes_received = bytes_received;
   entry.bytes_sent = bytes_sent;
   entry.duration = elapsed;

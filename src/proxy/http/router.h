@@ -116,6 +116,8 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   void on_idle_timeout();
   // A limit ran out: the client gets `status` and `body`, or, once the
   // response started, a reset.
+  // reply_local() to a gRPC client: a trailers-only gRPC response.
+  void reply_grpc(int status, std::string_view reason);
   void give_up(int status, std::string_view body);
 
   void log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
@@ -156,6 +158,9 @@ class Router final : public ServerStream, public http::ResponseDecoder {
 
   // Response.
   int status_ = 0;
+  bool grpc_ = false;     // the request is a gRPC call
+  int grpc_status_ = -1;  // the grpc-status it ended with; -1: none yet
+  std::string grpc_message_;
   http::ResponseHeaders response_copy_;  // the response as the route changed it
   std::string set_cookie_;
 

@@ -21,11 +21,6 @@ constexpr size_t kStreamBufferLimit = 64 * 1024;
 constexpr size_t kMaxHeaderBytes = http::http1::kMaxHeadBytes;
 constexpr size_t kMaxHeaderFields = http::http1::kMaxHeaderFields;
 
-bool is_grpc(const http::HeaderList& headers) {
-  std::string_view type = http::find_header(headers, "content-type");
-  return type.size() >= 16 && http::iequals(type.substr(0, 16), "application/grpc");
-}
-
 }  // namespace
 
 // ---- nghttp2's callbacks --------------------------------------------------------
@@ -481,7 +476,7 @@ void Http2UpstreamCodec::encode_headers(const http::RequestHeaders& headers, boo
   block.add(":path", headers.path.empty() ? std::string_view("/") : headers.path, false);
   block.add_fields(headers.headers);
   // gRPC servers want it, and HTTP/1.1 clients' TE is hop-by-hop.
-  if (is_grpc(headers.headers)) block.add("te", "trailers", false);
+  if (http::is_grpc(headers.headers)) block.add("te", "trailers", false);
   char length[24];
   if (headers.has_body && headers.content_length >= 0) {
     auto [end, ec] = std::to_chars(length, length + sizeof length, headers.content_length);

@@ -94,6 +94,7 @@ void format_access_line(const HttpAccessEntry& e, std::string& line) {
   line += ",\"request_id\":";
   append_json_string(line, e.request_id);
   if (e.retries > 0) fmt::format_to(std::back_inserter(line), ",\"retries\":{}", e.retries);
+  if (e.grpc_status >= 0) fmt::format_to(std::back_inserter(line), ",\"grpc_status\":{}", e.grpc_status);
   append_security(line, e.identity, e.denied_by);
   line += "}";
 }

@@ -30,6 +30,7 @@ void append_json_string(std::string& out, std::string_view s);
 struct HttpAccessEntry {
   std::string_view listener, client, method, path, host, protocol;
   int status = 0;
+  int grpc_status = -1;  // a gRPC call's grpc-status; -1: none (not gRPC, or ended without one)
   uint64_t bytes_received = 0;
   uint64_t bytes_sent = 0;
   Duration duration{};

@@ -120,6 +120,16 @@ std::string StatsRegistry::render_prometheus() const {
       fmt::format_to(it, "trellis_protocol_detection_total{{listener=\"{}\",outcome=\"{}\"}} {}\n", lname,
                      kOutcomes[o],
                      sum(f.per_worker, [o](const ListenerStats& s) { return s.detected[o].value(); }));
+  header(out, "trellis_grpc_requests_total", "counter",
+         "gRPC calls (content-type application/grpc) by the grpc-status they ended with, from the "
+         "upstream's trailers or the proxy's own answer: an error is a 200 to HTTP, not a success.");
+  for (auto& [lname, f] : listeners_)
+    for (size_t code = 0; code < kGrpcStatuses; ++code) {
+      uint64_t n = sum(f.per_worker, [code](const ListenerStats& s) { return s.grpc_status[code].value(); });
+      if (n > 0)
+        fmt::format_to(it, "trellis_grpc_requests_total{{listener=\"{}\",grpc_status=\"{}\"}} {}\n", lname,
+                       code, n);
+    }
   listener_counter("trellis_http_rate_limited_total", "Requests answered 429 by a rate limit.",
                    [](const ListenerStats& s) { return s.rate_limited.value(); });
   listener_counter("trellis_http_rate_limit_delayed_total", "Requests held by a leaky-bucket rate limit.",

@@ -63,6 +63,7 @@ enum class DetectionOutcome : uint8_t {
   kClosed,   // the client left (or failed) before it could be told
 };
 inline constexpr size_t kDetectionOutcomes = 6;
+inline constexpr size_t kGrpcStatuses = 17;
 
 struct ListenerStats {
   Counter connections_total;
@@ -78,8 +79,10 @@ struct ListenerStats {
   Counter http2_flood_closes;
   Counter http2_protocol_closes;
   Counter detected[kDetectionOutcomes];  // protocol: auto, by DetectionOutcome
-  Counter rate_limited;                  // answered 429 by a rate limit
-  Counter rate_limit_delayed;            // held by a leaky-bucket rate limit
+  // gRPC calls by the grpc-status they ended with (0 OK .. 16 UNAUTHENTICATED).
+  Counter grpc_status[kGrpcStatuses];
+  Counter rate_limited;        // answered 429 by a rate limit
+  Counter rate_limit_delayed;  // held by a leaky-bucket rate limit
   Histogram request_duration;
 
   void count_status(int status) {

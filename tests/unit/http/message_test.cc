@@ -36,5 +36,24 @@ TEST(FindHeader, IsCaseInsensitive) {
   EXPECT_EQ(find_header(h, "x-other"), "");
 }
 
+TEST(Grpc, TellsGrpcByTheContentType) {
+  EXPECT_TRUE(is_grpc({{"content-type", "application/grpc"}}));
+  EXPECT_TRUE(is_grpc({{"Content-Type", "application/grpc+proto"}}));
+  EXPECT_TRUE(is_grpc({{"content-type", "application/grpc;charset=utf-8"}}));
+  EXPECT_FALSE(is_grpc({{"content-type", "application/grpc-web"}}));
+  EXPECT_FALSE(is_grpc({{"content-type", "application/json"}}));
+  EXPECT_FALSE(is_grpc({}));
+}
+
+TEST(Grpc, ReadsTheStatusOfTrailers) {
+  EXPECT_EQ(grpc_status({{"grpc-status", "0"}}), 0);
+  EXPECT_EQ(grpc_status({{"grpc-message", "x"}, {"grpc-status", "14"}}), 14);
+  EXPECT_EQ(grpc_status({{"grpc-status", "17"}}), 2);  // past the known codes: UNKNOWN
+  EXPECT_EQ(grpc_status({{"grpc-status", "1x"}}), -1);
+  EXPECT_EQ(grpc_status({{"grpc-status", ""}}), -1);
+  EXPECT_EQ(grpc_status({{"grpc-status", "99999999999"}}), -1);
+  EXPECT_EQ(grpc_status({}), -1);
+}
+
 }  // namespace
 }  // namespace trellis::http
