@@ -101,4 +101,36 @@ int grpc_status(const HeaderList& fields) {
   return code > 16 ? 2 : code;
 }
 
+bool parse_grpc_timeout(std::string_view value, Duration& out) {
+  if (value.size() < 2 || value.size() > 9) return false;
+  int64_t n = 0;
+  for (char c : value.substr(0, value.size() - 1)) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + (c - '0');
+  }
+  using namespace std::chrono;
+  switch (value.back()) {
+    case 'H':
+      out = duration_cast<Duration>(hours(n));
+      return true;
+    case 'M':
+      out = duration_cast<Duration>(minutes(n));
+      return true;
+    case 'S':
+      out = duration_cast<Duration>(seconds(n));
+      return true;
+    case 'm':
+      out = duration_cast<Duration>(milliseconds(n));
+      return true;
+    case 'u':
+      out = duration_cast<Duration>(microseconds(n));
+      return true;
+    case 'n':
+      out = duration_cast<Duration>(nanoseconds(n));
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace trellis::http

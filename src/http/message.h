@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/time.h"
 #include "http/header.h"
 
 namespace trellis::http {
@@ -68,5 +69,8 @@ bool is_grpc(const HeaderList& headers);
 // response's headers): its code, UNKNOWN (2) for one past UNAUTHENTICATED
 // (16); -1 when there is none or it is not a number.
 int grpc_status(const HeaderList& fields);
+// A grpc-timeout value (1 to 8 digits and a unit: H, M, S, m, u or n) as a
+// duration; false when it is not one.
+bool parse_grpc_timeout(std::string_view value, Duration& out);
 
 }  // namespace trellis::http

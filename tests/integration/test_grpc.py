@@ -5,18 +5,19 @@ grpc-status and grpc-message), not HTML or plain text."""
 
 import json
 import socket
+import time
 
 import h2.config
 import h2.connection
 import h2.events
 
 from harness import (LOCALHOST, chunked_response, cluster, http_listener, http_response, http_responder,
-                     metric, proxy_config, route, wait_until)
+                     metric, named_responder, proxy_config, route, wait_until)
 
 GRPC_FRAME = b"\x00\x00\x00\x00\x03abc"  # one uncompressed message of 3 bytes
 
 
-def grpc_call(port: int, path: str = "/pkg.Service/Method", timeout: float = 5) -> dict:
+def grpc_call(port: int, path: str = "/pkg.Service/Method", timeout: float = 5, extra=()) -> dict:
     """One unary call over h2c; returns the response's headers, data and trailers."""
     conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True,
                                                                        header_encoding="utf-8"))
@@ -24,7 +25,8 @@ def grpc_call(port: int, path: str = "/pkg.Service/Method", timeout: float = 5) 
     with socket.create_connection((LOCALHOST, port), timeout=timeout) as sock:
         conn.initiate_connection()
         conn.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", f"{LOCALHOST}:{port}"),
-                              (":path", path), ("content-type", "application/grpc"), ("te", "trailers")])
+                              (":path", path), ("content-type", "application/grpc"), ("te", "trailers"),
+                              *extra])
         conn.send_data(1, GRPC_FRAME, end_stream=True)
         sock.sendall(conn.data_to_send())
         while not out["ended"]:
@@ -97,3 +99,23 @@ def test_the_grpc_status_of_each_call_is_logged_and_counted(fleet):
     assert metric(stats, "trellis_http_requests_total", listener="web", code_class="2xx") == 3
     for code, count in (("0", 1), ("5", 1), ("14", 1)):
         assert metric(stats, "trellis_grpc_requests_total", listener="web", grpc_status=code) == count
+
+
+def test_grpc_timeout_is_the_calls_deadline_capped_by_the_route(fleet):
+    slow = fleet.upstream(named_responder("late", delay=3))
+    proxy = fleet.proxy(proxy_config(
+        [http_listener("web", [route("app", prefix="/pkg.Capped/", timeout="300ms"), route("app")])],
+        [cluster("app", slow)]))
+    port = proxy.port()
+    started = time.monotonic()
+    answer = grpc_call(port, "/pkg.Service/Slow", extra=[("grpc-timeout", "200m")])
+    elapsed = time.monotonic() - started
+    assert answer["headers"].get("grpc-status") == "4", answer  # DEADLINE_EXCEEDED
+    assert elapsed < 2, elapsed
+    # A longer grpc-timeout than the route's timeout: the route's wins.
+    started = time.monotonic()
+    answer = grpc_call(port, "/pkg.Capped/Slow", extra=[("grpc-timeout", "10S")])
+    assert answer["headers"].get("grpc-status") == "4" and time.monotonic() - started < 2, answer
+    # A malformed grpc-timeout is no deadline: the call waits for its answer.
+    answer = grpc_call(port, "/pkg.Service/Slow", extra=[("grpc-timeout", "soon")], timeout=10)
+    assert answer["headers"].get(":status") == "200" and answer["data"] == b"late", answer

@@ -71,6 +71,7 @@ void Router::begin(const DownstreamContext& context) {
   status_ = 0;
   grpc_ = false;
   grpc_status_ = -1;
+  deadline_exceeded_ = false;
   request_.get().headers.clear();
   request_.get().method = request_.get().path = request_.get().authority = {};
 }
@@ -176,7 +177,14 @@ void Router::route_request(const RouteConfig& route) {
       (cluster.retry.attempts > 0 || mirror_mask_ != 0 || hold_.count() > 0))
     body_.keep_all();
 
-  if (route.timeout.count() > 0) timeout_.arm(route.timeout);
+  // A gRPC call's own deadline counts too, capped by the route's timeout.
+  Duration deadline = route.timeout;
+  Duration grpc_deadline{};
+  bool has_grpc_deadline =
+      grpc_ && http::parse_grpc_timeout(http::find_header(req.headers, "grpc-timeout"), grpc_deadline);
+  if (has_grpc_deadline)
+    deadline = route.timeout.count() > 0 ? std::min<Duration>(route.timeout, grpc_deadline) : grpc_deadline;
+  if (deadline.count() > 0 || has_grpc_deadline) timeout_.arm(deadline);
   idle_after_ = idle_timer_needed(cluster.request_idle_timeout, route.timeout)
                     ? Duration(cluster.request_idle_timeout)
                     : Duration::zero();
@@ -525,6 +533,7 @@ void Router::give_up(int status, std::string_view body) {
 
 void Router::on_timeout() {
   if (cluster_) cluster_->stats().timeouts.inc();
+  deadline_exceeded_ = true;
   give_up(504, "upstream request timeout\n");
 }
 
@@ -612,6 +621,8 @@ void Router::reply_grpc(int status, std::string_view reason) {
     default:
       break;
   }
+  // The call's deadline (the route's timeout, or its grpc-timeout) passed.
+  if (deadline_exceeded_) code = 4;  // DEADLINE_EXCEEDED
   grpc_status_ = code;
   while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.remove_suffix(1);
   // grpc-message is percent-encoded: bytes outside printable ASCII, and '%'.

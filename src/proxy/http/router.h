@@ -161,6 +161,7 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   bool grpc_ = false;     // the request is a gRPC call
   int grpc_status_ = -1;  // the grpc-status it ended with; -1: none yet
   std::string grpc_message_;
+  bool deadline_exceeded_ = false;       // the request's timeout fired
   http::ResponseHeaders response_copy_;  // the response as the route changed it
   std::string set_cookie_;
 

@@ -55,5 +55,21 @@ TEST(Grpc, ReadsTheStatusOfTrailers) {
   EXPECT_EQ(grpc_status({}), -1);
 }
 
+TEST(Grpc, ReadsTheTimeoutOfACall) {
+  Duration d{};
+  EXPECT_TRUE(parse_grpc_timeout("100m", d));
+  EXPECT_EQ(d, std::chrono::milliseconds(100));
+  EXPECT_TRUE(parse_grpc_timeout("2S", d));
+  EXPECT_EQ(d, std::chrono::seconds(2));
+  EXPECT_TRUE(parse_grpc_timeout("1H", d));
+  EXPECT_EQ(d, std::chrono::hours(1));
+  EXPECT_TRUE(parse_grpc_timeout("99999999n", d));
+  EXPECT_EQ(d, std::chrono::nanoseconds(99999999));
+  EXPECT_TRUE(parse_grpc_timeout("0u", d));
+  EXPECT_EQ(d, Duration::zero());
+  for (std::string_view bad : {"", "m", "100", "100x", "-1S", "123456789S", "1.5S", " 1S"})
+    EXPECT_FALSE(parse_grpc_timeout(bad, d)) << bad;
+}
+
 }  // namespace
 }  // namespace trellis::http
