@@ -1,5 +1,6 @@
 #include "proxy/http/router.h"
 
+#include <charconv>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -638,14 +639,13 @@ void Router::reply_grpc(int status, std::string_view reason) {
       grpc_message_ += c;
     }
   }
-  char code_text[3];
-  size_t code_size = code >= 10 ? 2 : 1;
-  code_text[0] = static_cast<char>(code >= 10 ? '0' + code / 10 : '0' + code);
-  code_text[1] = static_cast<char>('0' + code % 10);
+  char code_text[2];
+  auto [code_end, ec] = std::to_chars(code_text, code_text + sizeof code_text, code);
   http::ResponseHeaders r;
   r.status = 200;
   r.headers.push_back({"content-type", "application/grpc"});
-  r.headers.push_back({"grpc-status", std::string_view(code_text, code_size)});
+  r.headers.push_back(
+      {"grpc-status", std::string_view(code_text, static_cast<size_t>(code_end - code_text))});
   r.headers.push_back({"grpc-message", grpc_message_});
   r.content_length = 0;
   r.has_body = true;

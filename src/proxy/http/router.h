@@ -114,10 +114,10 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   void on_timeout();
   void on_try_timeout();
   void on_idle_timeout();
-  // A limit ran out: the client gets `status` and `body`, or, once the
-  // response started, a reset.
   // reply_local() to a gRPC client: a trailers-only gRPC response.
   void reply_grpc(int status, std::string_view reason);
+  // A limit ran out: the client gets `status` and `body`, or, once the
+  // response started, a reset.
   void give_up(int status, std::string_view body);
 
   void log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);

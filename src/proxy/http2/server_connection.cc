@@ -190,9 +190,7 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       if (!trailers_out_.empty()) {
         *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        FieldBlock block;
-        for (const auto& [name, value] : trailers_out_) block.add(name, value);
-        const auto& nv = block.nv();
+        const auto& nv = trailers_out_.nv();
         nghttp2_submit_trailer(conn_.session_, id_, nv.data(), nv.size());
       }
       response_complete_ = true;
@@ -262,12 +260,7 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
 
   void encode_trailers(const http::HeaderList& trailers) override {
     if (closed_ || !response_started_ || body_end_) return;
-    for (const http::Header& h : trailers) {
-      std::string name(h.name);
-      for (char& c : name) c = c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
-      if (connection_specific(name) || name.empty() || name[0] == ':') continue;
-      trailers_out_.emplace_back(std::move(name), std::string(h.value));
-    }
+    trailers_out_.add_fields(trailers, /*copy_values=*/true);
     body_end_ = true;
     resume();
     conn_.flush();
@@ -410,8 +403,8 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
   std::vector<Field> fields_;
   std::string cookie_;
   http::HeaderList trailers_in_;
-  std::vector<std::pair<std::string, std::string>> trailers_out_;
-  net::Buffer body_;  // response data not yet taken by nghttp2
+  FieldBlock trailers_out_;  // the response's, until its data is sent
+  net::Buffer body_;         // response data not yet taken by nghttp2
   size_t header_bytes_ = 0;
   size_t header_fields_ = 0;
   size_t unconsumed_ = 0;  // request data received and not yet let into the window

@@ -20,7 +20,7 @@ void FieldBlock::add(std::string_view name, std::string_view value, bool lower) 
   spans_.push_back({at, name.size(), value});
 }
 
-void FieldBlock::add_fields(const http::HeaderList& fields) {
+void FieldBlock::add_fields(const http::HeaderList& fields, bool copy_values) {
   for (const http::Header& h : fields) {
     if (h.name.empty() || h.name[0] == ':') continue;
     size_t at = names_.size();
@@ -28,13 +28,20 @@ void FieldBlock::add_fields(const http::HeaderList& fields) {
     if (connection_specific(std::string_view(names_).substr(at))) {
       names_.resize(at);
       spans_.pop_back();
+    } else if (copy_values) {
+      spans_.back().value_at = values_.size();
+      values_.append(h.value);
     }
   }
 }
 
 const std::vector<nghttp2_nv>& FieldBlock::nv() {
   nv_.clear();
-  for (const Span& s : spans_) nv_.push_back(field(std::string_view(names_).substr(s.at, s.size), s.value));
+  for (const Span& s : spans_) {
+    std::string_view value =
+        s.value_at == kNotCopied ? s.value : std::string_view(values_).substr(s.value_at, s.value.size());
+    nv_.push_back(field(std::string_view(names_).substr(s.at, s.size), value));
+  }
   return nv_;
 }
 

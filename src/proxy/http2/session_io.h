@@ -29,27 +29,33 @@ inline nghttp2_nv field(std::string_view name, std::string_view value) {
 }
 
 // A header or trailer section for nghttp2, kept until nghttp2 copied it.
-// Values are views: they must outlive the submit call.
+// Values are views that must outlive the submit call, unless copied.
 class FieldBlock {
  public:
   void clear() {
     names_.clear();
+    values_.clear();
     spans_.clear();
   }
+  bool empty() const { return spans_.empty(); }
   // Adds a field, its name lower-cased unless `lower` is false (a pseudo-
   // header or a literal already in lower case).
   void add(std::string_view name, std::string_view value, bool lower = true);
   // Adds the end-to-end fields of `fields`; connection-specific ones, empty
-  // names and pseudo-headers are left out.
-  void add_fields(const http::HeaderList& fields);
+  // names and pseudo-headers are left out. `copy_values`: the block keeps
+  // its own copy (a trailer section submitted later than it arrived).
+  void add_fields(const http::HeaderList& fields, bool copy_values = false);
   const std::vector<nghttp2_nv>& nv();
 
  private:
   struct Span {
     size_t at, size;
-    std::string_view value;
+    std::string_view value;        // unless copied:
+    size_t value_at = kNotCopied;  // in values_
   };
+  static constexpr size_t kNotCopied = SIZE_MAX;
   std::string names_;
+  std::string values_;
   std::vector<Span> spans_;
   std::vector<nghttp2_nv> nv_;
 };

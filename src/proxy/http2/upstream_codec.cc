@@ -506,12 +506,7 @@ void Http2UpstreamCodec::encode_data(std::string_view data, bool end_stream) {
 
 void Http2UpstreamCodec::encode_trailers(const http::HeaderList& trailers) {
   if (!stream_open_ || body_end_) return;
-  for (const http::Header& h : trailers) {
-    std::string name(h.name);
-    for (char& c : name) c = c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
-    if (http2::connection_specific(name) || name.empty() || name[0] == ':') continue;
-    trailers_out_.emplace_back(std::move(name), std::string(h.value));
-  }
+  trailers_out_.add_fields(trailers, /*copy_values=*/true);
   body_end_ = true;
   session_->resume(stream_id_);
   session_->flush();
@@ -550,10 +545,7 @@ long Http2UpstreamCodec::read_body(uint8_t* buf, size_t length, uint32_t* flags)
     request_ended_ = true;
     if (!trailers_out_.empty()) {
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      http2::FieldBlock& block = fields_out_;
-      block.clear();
-      for (const auto& [name, value] : trailers_out_) block.add(name, value, false);
-      session_->submit_trailers(stream_id_, block.nv());
+      session_->submit_trailers(stream_id_, trailers_out_.nv());
     }
     body_.release();
   } else if (n == 0) {

@@ -191,10 +191,10 @@ class Http2UpstreamCodec final : public UpstreamCodec {
   bool request_ended_ = false;  // and handed to nghttp2
   bool waiting_for_room_ = false;
   bool too_large_ = false;
-  net::Buffer body_;  // request data not yet taken by nghttp2
-  std::vector<std::pair<std::string, std::string>> trailers_out_;
-  http2::FieldBlock fields_out_;  // the request's head, then its trailers
-  size_t unconsumed_ = 0;         // response data delivered and not yet let into the window
+  net::Buffer body_;                // request data not yet taken by nghttp2
+  http2::FieldBlock fields_out_;    // the request's head
+  http2::FieldBlock trailers_out_;  // its trailers, until its data is sent
+  size_t unconsumed_ = 0;           // response data delivered and not yet let into the window
   // The field section being received (the head, then trailers).
   std::string storage_;
   std::vector<Field> fields_;

@@ -126,8 +126,6 @@ void ProtocolDetector::read() {
 
 void ProtocolDetector::decide(Sniffed sniffed, DetectionOutcome outcome) {
   if (done_) return;
-  done_ = true;
-  timer_.cancel();
   stats_.detected[static_cast<size_t>(outcome)].inc();
   // A reload while the first bytes were awaited: the listener's place in
   // the config in force now (cluster indexes are the worker's current ones).
@@ -138,13 +136,14 @@ void ProtocolDetector::decide(Sniffed sniffed, DetectionOutcome outcome) {
     while (index < current->listeners.size() && current->listeners[index].config->name != name) ++index;
     if (index == current->listeners.size() ||
         current->listeners[index].config->protocol != ListenerProtocol::kAuto) {
-      client_->close();
-      worker_.loop().defer_delete(std::unique_ptr<net::Deferred>(this));
+      close();  // the listener is gone, or detects no more
       return;
     }
     snapshot_ = current;
     listener_index_ = index;
   }
+  done_ = true;
+  timer_.cancel();
   AdoptedConnection adopted{snapshot_, std::move(client_), std::move(input_), peer_, listener_index_};
   // Each owns itself from here and frees itself through the loop.
   if (sniffed == Sniffed::kHttp1 || sniffed == Sniffed::kHttp2) {
