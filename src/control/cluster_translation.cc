@@ -128,8 +128,7 @@ void fill_outlier(const Json& spec, v1::OutlierDetection& out) {
 }
 
 // healthCheck (validated before it was stored): http/tcp/grpc, statuses as
-// codes or "lo-hi" ranges. gRPC checks need the gRPC codec; until then such a
-// check is sent as none, so the endpoints stay in rotation.
+// codes or "lo-hi" ranges.
 void fill_health_check(const Json& spec, v1::HealthCheck& out) {
   if (const Json* http = map_at(spec, "http")) {
     out.set_kind(v1::HealthCheck::HTTP);
@@ -152,6 +151,9 @@ void fill_health_check(const Json& spec, v1::HealthCheck& out) {
     }
   } else if (map_at(spec, "tcp") != nullptr) {
     out.set_kind(v1::HealthCheck::TCP);
+  } else if (const Json* grpc = map_at(spec, "grpc")) {
+    out.set_kind(v1::HealthCheck::GRPC);
+    out.set_grpc_service(string_at(*grpc, "service"));
   } else {
     return;
   }

@@ -108,6 +108,9 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     c->set_connect_timeout_ms(1000);
     c->set_idle_timeout_ms(60000);
     c->set_max_idle_per_endpoint(64);
+    // The application gets each request in the protocol its caller spoke
+    // (the client sidecar names it), so gRPC servers get HTTP/2.
+    c->set_protocol(v1::Cluster::DOWNSTREAM);
     c->add_endpoints()->set_address(hello.instance().app_address());
   }
   std::vector<ClusterRef> scope = clusters_in_scope(mesh, hello);

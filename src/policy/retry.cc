@@ -7,15 +7,18 @@
 
 namespace trellis::policy {
 
-bool is_retriable(const RetryPolicy& policy, AttemptFailure failure, int status) {
+bool is_retriable(const RetryPolicy& policy, AttemptFailure failure, int status, bool grpc) {
   const uint32_t on = policy.retry_on;
+  const uint32_t unavailable = grpc ? uint32_t{kRetryGrpcUnavailable} : 0u;
   switch (failure) {
     case AttemptFailure::kConnectFailure:
-      return (on & (kRetryConnectFailure | kRetry5xx | kRetryGatewayError)) != 0;
+      return (on & (kRetryConnectFailure | kRetry5xx | kRetryGatewayError | unavailable)) != 0;
     case AttemptFailure::kReset:
-      return (on & (kRetryReset | kRetry5xx)) != 0;
+      return (on & (kRetryReset | kRetry5xx | unavailable)) != 0;
     case AttemptFailure::kPerTryTimeout:
       return (on & (kRetry5xx | kRetryGatewayError)) != 0;
+    case AttemptFailure::kGrpcStatus:
+      return (on & grpc_retry_bit(status)) != 0;
     case AttemptFailure::kStatus:
       break;
   }
@@ -34,8 +37,29 @@ bool is_idempotent(std::string_view method) {
          method == "DELETE";
 }
 
-bool method_allows_retry(const RetryPolicy& policy, std::string_view method, AttemptFailure failure) {
+uint32_t grpc_retry_bit(int code) {
+  switch (code) {
+    case 1:
+      return kRetryGrpcCancelled;
+    case 4:
+      return kRetryGrpcDeadlineExceeded;
+    case 8:
+      return kRetryGrpcResourceExhausted;
+    case 13:
+      return kRetryGrpcInternal;
+    case 14:
+      return kRetryGrpcUnavailable;
+    default:
+      return 0;
+  }
+}
+
+bool method_allows_retry(const RetryPolicy& policy, std::string_view method, AttemptFailure failure,
+                         bool grpc) {
   if (failure == AttemptFailure::kConnectFailure) return true;
+  if (grpc && (failure == AttemptFailure::kGrpcStatus ||
+               (failure == AttemptFailure::kReset && (policy.retry_on & kRetryGrpcUnavailable) != 0)))
+    return true;
   return policy.non_idempotent || is_idempotent(method);
 }
 

@@ -20,6 +20,15 @@ enum RetryOn : uint32_t {
   kRetry5xx = 1u << 2,           // any 5xx answer, a connect failure, a reset or a per-try timeout
   kRetryGatewayError = 1u << 3,  // 502, 503, 504, a connect failure or a per-try timeout
   kRetryStatusCodes = 1u << 4,   // the codes in RetryPolicy::status_codes
+  // gRPC calls whose answer carries one of these grpc-status codes in its
+  // head (a trailers-only response: nothing of the call reached the client).
+  // kRetryGrpcUnavailable also covers a gRPC call's connect failure and a
+  // reset before any response byte, which a gRPC client sees as UNAVAILABLE.
+  kRetryGrpcCancelled = 1u << 5,          // 1
+  kRetryGrpcDeadlineExceeded = 1u << 6,   // 4
+  kRetryGrpcResourceExhausted = 1u << 7,  // 8
+  kRetryGrpcInternal = 1u << 8,           // 13
+  kRetryGrpcUnavailable = 1u << 9,        // 14
 };
 
 struct RetryPolicy {
@@ -41,19 +50,30 @@ enum class AttemptFailure : uint8_t {
   kReset,           // the connection broke before any response byte
   kPerTryTimeout,
   kStatus,  // a complete response head with a status
+  // A gRPC call answered with a grpc-status other than OK in its head (the
+  // status passed is the gRPC code).
+  kGrpcStatus,
 };
 
-// Whether `failure` (with `status` for kStatus) is one the policy retries.
-// Says nothing of attempts left, the method or the budget.
-bool is_retriable(const RetryPolicy& policy, AttemptFailure failure, int status = 0);
+// Whether `failure` (with `status` for kStatus and kGrpcStatus) is one the
+// policy retries; `grpc` says the request is a gRPC call. Says nothing of
+// attempts left, the method or the budget.
+bool is_retriable(const RetryPolicy& policy, AttemptFailure failure, int status = 0, bool grpc = false);
 
 // GET, HEAD, OPTIONS, TRACE, PUT and DELETE (RFC 9110 section 9.2.2).
 bool is_idempotent(std::string_view method);
 
 // Whether a request with `method` may be sent again after `failure`. A
-// connect failure never reached the upstream, so any method may; otherwise
-// only idempotent ones unless the policy allows others.
-bool method_allows_retry(const RetryPolicy& policy, std::string_view method, AttemptFailure failure);
+// connect failure never reached the upstream, so any method may. gRPC calls
+// are all POST: a gRPC code the operator listed by name (a reset counting as
+// UNAVAILABLE) says the service's calls may be retried, as gRPC's own retry
+// policy does. Otherwise only idempotent methods unless the policy allows
+// others.
+bool method_allows_retry(const RetryPolicy& policy, std::string_view method, AttemptFailure failure,
+                         bool grpc = false);
+
+// The kRetryGrpc* bit for a gRPC status code; 0 for codes never retried.
+uint32_t grpc_retry_bit(int code);
 
 // Exponential backoff with full jitter: uniform in [0, min(max, base * 2^retry)],
 // where `retry` is 0 before the first retry.

@@ -9,8 +9,8 @@ import os
 import socket
 import time
 
-from harness import (LOCALHOST, cluster, curl, http_listener, metric, proxy_config, route, run,
-                     self_signed_certificate, simple_config, validate_config)
+from harness import (LOCALHOST, call, cluster, curl, http_listener, http_responder, metric, proxy_config, route,
+                     run, self_signed_certificate, simple_config, validate_config, wait_until)
 
 H2C = "--http2-prior-knowledge"
 
@@ -138,15 +138,37 @@ def test_the_protocol_field_is_checked(fleet, nginx):
     result = validate_config(fleet.dir, cfg)
     assert result.returncode != 0
     assert b"clusters[0].protocol" in result.stderr + result.stdout, result.stderr
-    assert b"expected http1 or http2" in result.stderr + result.stdout, result.stderr
-    # HTTP health checks are HTTP/1.1: refused on an HTTP/2 cluster, not sent and failed.
-    cfg["clusters"][0]["protocol"] = "http2"
-    cfg["clusters"][0]["health_check"] = {"http": {"path": "/hello"}, "interval": "1s", "timeout": "500ms"}
+    assert b"expected http1, http2 or downstream" in result.stderr + result.stdout, result.stderr
+    # Over TLS, ALPN fixes one protocol per connection.
+    cfg["clusters"][0]["protocol"] = "downstream"
+    cfg["clusters"][0]["tls"] = {"server_name": "example.com"}
     result = validate_config(fleet.dir, cfg)
     assert result.returncode != 0
-    assert b"clusters[0].health_check" in result.stderr + result.stdout, result.stderr
-    cfg["clusters"][0]["health_check"] = {"tcp": {}, "interval": "1s", "timeout": "500ms"}
+    assert b"clusters[0].protocol: downstream is not possible with tls" in result.stderr + result.stdout
+    # A gRPC check speaks HTTP/2, which an http1 cluster's TLS does not ask for.
+    cfg["clusters"][0]["protocol"] = "http1"
+    cfg["clusters"][0]["health_check"] = {"grpc": {}, "interval": "1s", "timeout": "500ms"}
+    result = validate_config(fleet.dir, cfg)
+    assert result.returncode != 0
+    assert b"clusters[0].health_check: grpc checks speak HTTP/2" in result.stderr + result.stdout
+    cfg["clusters"][0]["protocol"] = "http2"
     assert validate_config(fleet.dir, cfg).returncode == 0
+
+
+def test_http_health_checks_of_an_http2_cluster_speak_http2(fleet):
+    nginx = fleet.nginx(http2=True)
+    # Answers 200 to anything in HTTP/1.1: it would pass an HTTP/1.1 check.
+    http1_only = fleet.upstream(http_responder())
+    proxy = fleet.proxy(proxy_config(
+        [http_listener("web", [route("web")])],
+        [h2_cluster("web", nginx, http1_only, lb_policy="round_robin",
+                    health_check={"http": {"path": "/hello"}, "interval": "200ms", "timeout": "150ms",
+                                  "unhealthy_threshold": 1, "jitter_percent": 0})]))
+    wait_until(lambda: "endpoint " + http1_only.address + " is unhealthy" in proxy.output(), 10)
+    # nginx passes its HTTP/2 checks: every request goes to it.
+    statuses = [call(proxy.port(), "/hello")[0] for _ in range(20)]
+    assert statuses == [200] * 20
+    assert "endpoint " + nginx.address() + " is unhealthy" not in proxy.output()
 
 
 def test_an_upstream_that_does_not_speak_http2_fails_clearly(fleet, nginx):

@@ -11,56 +11,15 @@ import os
 import shutil
 import socket
 import ssl
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from harness import (LOCALHOST, cluster, free_port, http_listener, http_response, http_responder, metric,
+from harness import (LOCALHOST, Pki, cluster, http_listener, http_response, http_responder, metric,
                      proxy_config, route, run, wait_until)
 
 TD = "cluster.local"
 PRODUCT = f"spiffe://{TD}/ns/default/sa/productpage"
 DETAILS = f"spiffe://{TD}/ns/default/sa/details"
-
-
-class Pki:
-    """A CA made with the openssl command line, and certificates from it."""
-
-    def __init__(self, directory: Path, name: str = "root"):
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.key = self.dir / f"{name}.key"
-        self.cert = self.dir / f"{name}.crt"
-        self._openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", self.key)
-        self._openssl("req", "-x509", "-new", "-key", self.key, "-out", self.cert, "-days", "30", "-subj",
-                      f"/O=test/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
-                      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-        (self.dir / "index.txt").write_text("")
-        (self.dir / "serial").write_text("1000\n")
-        self.ca_conf = self.dir / "ca.cnf"
-        self.ca_conf.write_text(
-            "[ca]\ndefault_ca = c\n[c]\n"
-            f"database = {self.dir}/index.txt\nserial = {self.dir}/serial\nnew_certs_dir = {self.dir}\n"
-            "default_md = sha256\npolicy = p\nunique_subject = no\ncopy_extensions = none\n"
-            "[p]\n[leaf]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
-            "extendedKeyUsage = serverAuth,clientAuth\nsubjectAltName = critical,@sans\n[sans]\nURI.1 = $ENV::SAN\n")
-
-    def _openssl(self, *args, env=None):
-        result = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, env=env, timeout=30)
-        assert result.returncode == 0, f"openssl {args[0]}: {result.stderr}"
-
-    def issue(self, name: str, identity: str, start: str | None = None, end: str | None = None) -> dict:
-        """Key (0600), certificate and bundle files for `identity`."""
-        key, csr, cert = self.dir / f"{name}.key", self.dir / f"{name}.csr", self.dir / f"{name}.crt"
-        self._openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
-        os.chmod(key, 0o600)
-        self._openssl("req", "-new", "-key", key, "-out", csr, "-subj", "/O=test")
-        dates = ["-startdate", start, "-enddate", end] if start else ["-days", "2"]
-        self._openssl("ca", "-batch", "-config", self.ca_conf, "-extensions", "leaf", "-in", csr, "-out", cert,
-                      "-cert", self.cert, "-keyfile", self.key, "-notext", *dates,
-                      env={**os.environ, "SAN": identity})
-        return {"certificate_chain": str(cert), "private_key": str(key), "trust_bundle": str(self.cert)}
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 // DestinationPolicy: how clients treat one Service's instances (load
 // balancing, connection limits, outlier detection, retries, health checks)
 // and the label-selected subsets that routes may split traffic between.
+#include <algorithm>
 #include <set>
 
 #include "control/resources/common_fields.h"
@@ -17,7 +18,16 @@ constexpr int64_t kDefaultHealthTimeoutMs = 1000;
 
 const Names kAlgorithms = {"RoundRobin", "WeightedRoundRobin", "Random", "LeastRequest",
                            "PeakEWMA",   "RingHash",           "Maglev"};
-const Names kRetryOn = {"connect-failure", "reset", "5xx", "gateway-error", "retriable-status-codes"};
+const Names kRetryOn = {"connect-failure",
+                        "reset",
+                        "5xx",
+                        "gateway-error",
+                        "retriable-status-codes",
+                        "cancelled",
+                        "deadline-exceeded",
+                        "resource-exhausted",
+                        "internal",
+                        "unavailable"};
 
 void check_hash(const MapReader& hash) {
   hash.exactly_one_of({"header", "cookie", "sourceIP"});
@@ -229,7 +239,14 @@ void check_health_check(Checker& checker, const MapReader& spec) {
     for (const Item& item : http->list("expectedStatuses", 1, 32)) check_expected_status(checker, item);
   }
   health->map("tcp", {});
-  if (std::optional<MapReader> grpc = health->map("grpc", {"service"})) grpc->string("service");
+  if (std::optional<MapReader> grpc = health->map("grpc", {"service"})) {
+    if (std::optional<std::string> service = grpc->string("service")) {
+      bool printable =
+          std::all_of(service->begin(), service->end(), [](char c) { return c > ' ' && c < 0x7f; });
+      if (service->size() > 200 || !printable)
+        grpc->error("service", "must be at most 200 printable ASCII characters without spaces");
+    }
+  }
 
   std::optional<int64_t> interval = health->duration("interval", Need::kOptional, true);
   std::optional<int64_t> timeout = health->duration("timeout", Need::kOptional, true);

@@ -68,9 +68,22 @@ bool is_valid_name(std::string_view name) {
   });
 }
 
-Problem check_health_check_protocol(HealthCheckConfig::Kind kind, UpstreamProtocol protocol) {
-  if (kind == HealthCheckConfig::Kind::kHttp && protocol == UpstreamProtocol::kHttp2)
-    return "http checks are HTTP/1.1 requests, which an http2 cluster's endpoints do not take; use tcp";
+Problem check_tls_protocol(UpstreamProtocol protocol) {
+  if (protocol == UpstreamProtocol::kDownstream)
+    return "downstream is not possible with tls, where ALPN picks one protocol per connection";
+  return std::nullopt;
+}
+
+Problem check_grpc_service(std::string_view name) {
+  if (name.size() > 200) return "must be at most 200 characters";
+  for (char c : name)
+    if (c <= ' ' || c >= 0x7f) return "must be printable ASCII without spaces";
+  return std::nullopt;
+}
+
+Problem check_health_check_protocol(HealthCheckConfig::Kind kind, UpstreamProtocol protocol, bool tls) {
+  if (kind == HealthCheckConfig::Kind::kGrpc && tls && protocol != UpstreamProtocol::kHttp2)
+    return "grpc checks speak HTTP/2, which this cluster's TLS does not offer; set protocol: http2";
   return std::nullopt;
 }
 
@@ -301,9 +314,16 @@ bool hashes_requests(policy::LbAlgorithm algorithm) {
 Millis default_backoff_max(Millis base) { return std::min(base * 10, Millis(kMaxDurationMs)); }
 
 std::optional<uint32_t> retry_on_from_name(std::string_view name) {
-  constexpr std::array<uint32_t, kRetryOnNames.size()> kBits = {
-      policy::kRetryConnectFailure, policy::kRetryReset, policy::kRetry5xx, policy::kRetryGatewayError,
-      policy::kRetryStatusCodes};
+  constexpr std::array<uint32_t, kRetryOnNames.size()> kBits = {policy::kRetryConnectFailure,
+                                                                policy::kRetryReset,
+                                                                policy::kRetry5xx,
+                                                                policy::kRetryGatewayError,
+                                                                policy::kRetryStatusCodes,
+                                                                policy::kRetryGrpcCancelled,
+                                                                policy::kRetryGrpcDeadlineExceeded,
+                                                                policy::kRetryGrpcResourceExhausted,
+                                                                policy::kRetryGrpcInternal,
+                                                                policy::kRetryGrpcUnavailable};
   for (size_t i = 0; i < kRetryOnNames.size(); ++i) {
     if (kRetryOnNames[i] == name) return kBits[i];
   }

@@ -41,9 +41,18 @@ std::string unknown_choice(std::string_view what, std::string_view value,
 
 // ---- clusters
 
-// The active health check `kind` on a cluster speaking `protocol`: HTTP
-// checks are HTTP/1.1 requests, which an HTTP/2 endpoint does not take.
-Problem check_health_check_protocol(HealthCheckConfig::Kind kind, UpstreamProtocol protocol);
+// TLS origination picks the protocol for the whole connection (ALPN): a
+// cluster that follows each request's protocol cannot have it.
+Problem check_tls_protocol(UpstreamProtocol protocol);
+
+// A gRPC service name for a health check: at most 200 printable ASCII
+// characters without spaces ("package.Service").
+Problem check_grpc_service(std::string_view name);
+
+// The active health check `kind` on a cluster speaking `protocol`, with TLS
+// origination or not: gRPC checks speak HTTP/2, which a TLS server is asked
+// for only on an http2 cluster (ALPN).
+Problem check_health_check_protocol(HealthCheckConfig::Kind kind, UpstreamProtocol protocol, bool tls);
 
 // ---- names and hosts
 
@@ -149,8 +158,16 @@ inline constexpr Millis kDefaultBackoffBase{25};
 // The backoff cap when only the base is given: ten times it.
 Millis default_backoff_max(Millis base);
 
-inline constexpr std::array<std::string_view, 5> kRetryOnNames = {"connect-failure", "reset", "5xx",
-                                                                  "gateway-error", "retriable-status-codes"};
+inline constexpr std::array<std::string_view, 10> kRetryOnNames = {"connect-failure",
+                                                                   "reset",
+                                                                   "5xx",
+                                                                   "gateway-error",
+                                                                   "retriable-status-codes",
+                                                                   "cancelled",
+                                                                   "deadline-exceeded",
+                                                                   "resource-exhausted",
+                                                                   "internal",
+                                                                   "unavailable"};
 std::optional<uint32_t> retry_on_from_name(std::string_view name);
 // The names of the conditions set in `bits`, in kRetryOnNames order.
 std::vector<std::string_view> retry_on_names(uint32_t bits);

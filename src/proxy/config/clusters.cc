@@ -35,8 +35,10 @@ class ClusterLoader {
           cluster.protocol = UpstreamProtocol::kHttp1;
         } else if (protocol == "http2") {
           cluster.protocol = UpstreamProtocol::kHttp2;
+        } else if (protocol == "downstream") {
+          cluster.protocol = UpstreamProtocol::kDownstream;
         } else {
-          r_.error(*v, "unknown protocol " + in_quotes(protocol) + " (expected http1 or http2)");
+          r_.error(*v, "unknown protocol " + in_quotes(protocol) + " (expected http1, http2 or downstream)");
         }
       }
     }
@@ -49,10 +51,8 @@ class ClusterLoader {
       r_.read_integer(*v, 0, std::numeric_limits<uint32_t>::max(), cluster.max_idle_per_endpoint);
     }
     if (auto v = fields->get("retry")) load_retry(*v, cluster.retry);
-    if (auto v = fields->get("health_check")) {
-      load_health_check(*v, cluster.health_check);
-      r_.check(*v, check_health_check_protocol(cluster.health_check.kind, cluster.protocol));
-    }
+    auto health_check = fields->get("health_check");
+    if (health_check) load_health_check(*health_check, cluster.health_check);
     if (auto v = fields->get("circuit_breakers")) load_circuit_breakers(*v, cluster.circuit_breakers);
     if (auto v = fields->get("adaptive_concurrency")) {
       cluster.adaptive_concurrency_enabled = true;
@@ -80,6 +80,11 @@ class ClusterLoader {
           r_.error(*b, "must name a file (leave it out for the system's roots)");
       }
     }
+    if (auto v = fields->get("protocol"); v && cluster.tls.enabled)
+      r_.check(*v, check_tls_protocol(cluster.protocol));
+    if (health_check)
+      r_.check(*health_check,
+               check_health_check_protocol(cluster.health_check.kind, cluster.protocol, cluster.tls.enabled));
     if (auto v = fields->get("endpoints")) {
       if (auto items = r_.read_list(*v)) {
         for (const Located& item : *items) {
@@ -336,15 +341,16 @@ class ClusterLoader {
   }
 
   void load_health_check(const Located& at, HealthCheckConfig& hc) {
-    auto fields = r_.read_map(at, {"http", "tcp", "interval", "timeout", "healthy_threshold",
+    auto fields = r_.read_map(at, {"http", "tcp", "grpc", "interval", "timeout", "healthy_threshold",
                                    "unhealthy_threshold", "jitter_percent"});
     if (!fields) return;
     auto http = fields->get("http");
     auto tcp = fields->get("tcp");
-    if (http && tcp) {
-      r_.key_error(*tcp, "set only one of \"http\" or \"tcp\"");
-    } else if (!http && !tcp) {
-      r_.error(at, "needs \"http\" or \"tcp\"");
+    auto grpc = fields->get("grpc");
+    if ((http ? 1 : 0) + (tcp ? 1 : 0) + (grpc ? 1 : 0) > 1) {
+      r_.key_error(grpc ? *grpc : *tcp, "set only one of \"http\", \"tcp\" or \"grpc\"");
+    } else if (!http && !tcp && !grpc) {
+      r_.error(at, "needs \"http\", \"tcp\" or \"grpc\"");
     }
     if (http) {
       hc.kind = HealthCheckConfig::Kind::kHttp;
@@ -356,6 +362,14 @@ class ClusterLoader {
     } else if (tcp) {
       hc.kind = HealthCheckConfig::Kind::kTcp;
       r_.read_map(*tcp, {});
+    } else if (grpc) {
+      hc.kind = HealthCheckConfig::Kind::kGrpc;
+      if (auto f = r_.read_map(*grpc, {"service", "authority"})) {
+        if (auto v = f->get("service"); v && r_.read_string(*v, hc.grpc_service))
+          r_.check(*v, check_grpc_service(hc.grpc_service));
+        if (auto v = f->get("authority"); v && r_.read_string(*v, hc.host))
+          r_.check(*v, check_hostname(hc.host));
+      }
     }
     if (auto v = fields->get("interval")) r_.read_positive_duration(*v, hc.interval);
     if (auto v = fields->get("timeout");

@@ -67,10 +67,13 @@ struct LoadBalancerConfig {
 // failed checks in a row take it out of rotation, `healthy_threshold` passed
 // ones bring it back.
 struct HealthCheckConfig {
-  enum class Kind : uint8_t { kNone, kHttp, kTcp };
+  // http: a GET, over HTTP/2 on an http2 cluster; grpc: grpc.health.v1's
+  // Health/Check over HTTP/2.
+  enum class Kind : uint8_t { kNone, kHttp, kTcp, kGrpc };
   Kind kind = Kind::kNone;
-  std::string path = "/";  // http: GET this path
-  std::string host;        // http: Host header; empty: the endpoint's address
+  std::string path = "/";    // http: GET this path
+  std::string host;          // http: Host header, grpc: :authority; empty: the endpoint's address
+  std::string grpc_service;  // grpc: the service asked about; empty: the server as a whole
   // http: statuses that pass, as inclusive ranges; empty: 200-299.
   std::vector<std::pair<uint16_t, uint16_t>> expected_statuses;
   Millis interval{10000};
@@ -94,7 +97,10 @@ struct UpstreamTlsConfig {
 inline constexpr const char* kSystemTrustBundle = "/etc/ssl/certs/ca-certificates.crt";
 
 // What a cluster's HTTP exchanges speak to its endpoints.
-enum class UpstreamProtocol : uint8_t { kHttp1, kHttp2 };
+// kDownstream: each request in the protocol its client spoke (HTTP/2 for
+// HTTP/2 clients, gRPC included; HTTP/1.1 otherwise), as restored at the
+// destination sidecar for requests that crossed the mesh.
+enum class UpstreamProtocol : uint8_t { kHttp1, kHttp2, kDownstream };
 
 struct ClusterConfig {
   std::string name;

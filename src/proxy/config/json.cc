@@ -337,6 +337,10 @@ Json health_check_json(const HealthCheckConfig& hc) {
       http["expected_statuses"] = std::move(statuses);
     }
     out["http"] = std::move(http);
+  } else if (hc.kind == HealthCheckConfig::Kind::kGrpc) {
+    Json grpc{{"service", hc.grpc_service}};
+    if (!hc.host.empty()) grpc["authority"] = hc.host;
+    out["grpc"] = std::move(grpc);
   } else {
     out["tcp"] = Json::object();
   }
@@ -352,7 +356,9 @@ Json cluster_to_json(const ClusterConfig& cluster) {
   const LoadBalancerConfig& lb = cluster.lb;
   Json out;
   out["name"] = cluster.name;
-  out["protocol"] = cluster.protocol == UpstreamProtocol::kHttp2 ? "http2" : "http1";
+  out["protocol"] = cluster.protocol == UpstreamProtocol::kHttp2        ? "http2"
+                    : cluster.protocol == UpstreamProtocol::kDownstream ? "downstream"
+                                                                        : "http1";
   out["lb_policy"] = lb_algorithm_name(lb.algorithm);
   if (cluster.tls.enabled) {
     out["tls"] = Json{{"server_name", cluster.tls.server_name}};

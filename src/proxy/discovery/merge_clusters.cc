@@ -183,6 +183,11 @@ void translate_health_check(const v1::HealthCheck& in, const std::string& path, 
     case v1::HealthCheck::TCP:
       hc.kind = HealthCheckConfig::Kind::kTcp;
       break;
+    case v1::HealthCheck::GRPC:
+      hc.kind = HealthCheckConfig::Kind::kGrpc;
+      if (errors.check(path + ".grpc_service", check_grpc_service(in.grpc_service())))
+        hc.grpc_service = in.grpc_service();
+      break;
     default:
       errors.add(path + ".kind", "unknown kind " + std::to_string(in.kind()));
       return;
@@ -217,6 +222,9 @@ void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& e
       break;
     case v1::Cluster::HTTP2:
       cluster.protocol = UpstreamProtocol::kHttp2;
+      break;
+    case v1::Cluster::DOWNSTREAM:
+      cluster.protocol = UpstreamProtocol::kDownstream;
       break;
     default:
       errors.add(path + ".protocol", "unknown protocol " + std::to_string(in.protocol()));
@@ -269,16 +277,17 @@ void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& e
       o.panic_threshold_percent = od.panic_threshold_percent();
     }
   }
-  if (in.has_health_check()) {
-    translate_health_check(in.health_check(), path + ".health_check", errors, cluster.health_check);
-    errors.check(path + ".health_check",
-                 check_health_check_protocol(cluster.health_check.kind, cluster.protocol));
-  }
   if (in.has_tls()) {
     if (in.tls().server_name().empty()) errors.add(path + ".tls.server_name", "is required");
     cluster.tls.enabled = true;
     cluster.tls.server_name = in.tls().server_name();
     cluster.tls.trust_bundle_pem = in.tls().trust_bundle_pem();
+    errors.check(path + ".protocol", check_tls_protocol(cluster.protocol));
+  }
+  if (in.has_health_check()) {
+    translate_health_check(in.health_check(), path + ".health_check", errors, cluster.health_check);
+    errors.check(path + ".health_check", check_health_check_protocol(cluster.health_check.kind,
+                                                                     cluster.protocol, cluster.tls.enabled));
   }
   std::set<std::string> seen;
   for (int i = 0; i < in.endpoints_size(); ++i) {

@@ -19,7 +19,9 @@ void MirrorStream::send(const http::RequestHeaders& request, std::string_view bo
   ctx.now = started_;
   pick_ = cluster_.pick(ctx);
   int error = 0;
-  if (pick_.pool != nullptr) upstream_ = cluster_.codec_factory(pick_, false).make(worker_.loop(), *this);
+  if (pick_.pool != nullptr)
+    upstream_ =
+        cluster_.codec_factory(pick_, false, request.protocol == "HTTP/2").make(worker_.loop(), *this);
   if (pick_.pool == nullptr ||
       !upstream_->start(*pick_.pool, /*fresh=*/false, request.method == "HEAD", error)) {
     pick_ = {};

@@ -315,8 +315,7 @@ void Router::start_try(bool fresh, bool from_decoder) {
   const HashPolicy& hash = cluster_->config().lb.hash;
   if (hash.kind != HashPolicy::Kind::kNone)
     pick.hash = request_hash(hash, req, context_->client_ip, worker_.random(), cookie_value_);
-  bool head_request = req.method == "HEAD";
-  switch (attempt_.start(*cluster_, pick, fresh, head_request, !req.upgrade.empty())) {
+  switch (attempt_.start(*cluster_, pick, fresh, req)) {
     case UpstreamAttempt::Start::kStarted:
       break;
     case UpstreamAttempt::Start::kNoEndpoint:
@@ -358,8 +357,9 @@ void Router::start_try(bool fresh, bool from_decoder) {
 bool Router::retry(policy::AttemptFailure failure, int status, EndTry end) {
   const policy::RetryPolicy& policy = cluster_->config().retry;
   const http::RequestHeaders& req = request_.get();
-  if (response_started() || retries_ >= policy.attempts || !policy::is_retriable(policy, failure, status) ||
-      !policy::method_allows_retry(policy, req.method, failure) || !req.upgrade.empty() ||
+  if (response_started() || retries_ >= policy.attempts ||
+      !policy::is_retriable(policy, failure, status, grpc_) ||
+      !policy::method_allows_retry(policy, req.method, failure, grpc_) || !req.upgrade.empty() ||
       !body_.whole(req.has_body))
     return false;
   // A retry in flight holds a max_retries slot; one that fails and is
@@ -415,11 +415,14 @@ void Router::decode_response_headers(const http::ResponseHeaders& headers, bool 
   if (s >= 200 && (s >= 500 || !cluster_->config().retry.status_codes.empty()) &&
       retry(policy::AttemptFailure::kStatus, s, EndTry::kDrain))
     return;
+  // A gRPC error can be retried only when it is all of the answer.
+  int grpc_code = grpc_ && end_stream ? http::grpc_status(headers.headers) : -1;
+  if (grpc_code > 0 && retry(policy::AttemptFailure::kGrpcStatus, grpc_code, EndTry::kDrain)) return;
   attempt_.cancel_timeout();
   attempt_.first_byte();
   touch();
   status_ = s;
-  if (grpc_ && end_stream) grpc_status_ = http::grpc_status(headers.headers);  // trailers-only
+  if (grpc_ && end_stream) grpc_status_ = grpc_code;  // trailers-only
   phase_ = Phase::kResponding;
   if (s == 101) {  // a tunnel lives as long as its peers
     timeout_.cancel();

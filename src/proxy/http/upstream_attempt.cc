@@ -19,7 +19,8 @@ UpstreamAttempt::UpstreamAttempt(Worker& worker, http::ResponseDecoder& decoder,
 UpstreamAttempt::~UpstreamAttempt() { end(false, false); }
 
 UpstreamAttempt::Start UpstreamAttempt::start(UpstreamCluster& cluster, const policy::PickContext& pick,
-                                              bool fresh, bool head_request, bool upgrade) {
+                                              bool fresh, const http::RequestHeaders& request) {
+  bool head_request = request.method == "HEAD";
   end(false, false);
   cluster_ = &cluster;
   pick_ = cluster.pick(pick);
@@ -27,7 +28,8 @@ UpstreamAttempt::Start UpstreamAttempt::start(UpstreamCluster& cluster, const po
   endpoint_ = pick_.pool->address().text;
   // One codec per router while its endpoints speak the same protocol: no
   // allocation per request.
-  const UpstreamCodecFactory& factory = cluster.codec_factory(pick_, upgrade);
+  const UpstreamCodecFactory& factory =
+      cluster.codec_factory(pick_, !request.upgrade.empty(), request.protocol == "HTTP/2");
   if (!codec_ || codec_factory_ != &factory) {
     codec_ = factory.make(worker_.loop(), decoder_);
     codec_factory_ = &factory;

@@ -40,9 +40,9 @@ class UpstreamAttempt {
   };
   // Picks an endpoint of `cluster` and starts the exchange there; on a new
   // connection unless an idle one may be used (`fresh`: never reuse).
-  // `upgrade`: the request asks to switch protocols.
-  Start start(UpstreamCluster& cluster, const policy::PickContext& pick, bool fresh, bool head_request,
-              bool upgrade);
+  // The codec follows `request` (its method, upgrade and protocol).
+  Start start(UpstreamCluster& cluster, const policy::PickContext& pick, bool fresh,
+              const http::RequestHeaders& request);
   bool active() const { return codec_ != nullptr && codec_->active(); }
   http::RequestEncoder& encoder() { return *codec_; }
   bool write_blocked() const { return codec_->write_blocked(); }

@@ -66,7 +66,7 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
     bytes_in_ = bytes_out_ = 0;
     too_large_ = malformed_ = answered_locally_ = started_ = router_done_ = false;
     request_complete_ = response_started_ = response_complete_ = body_end_ = closed_ = false;
-    waiting_for_room_ = false;
+    waiting_for_room_ = request_unflushed_ = false;
   }
 
   // A request or trailer field (names arrive in lower case, checked by nghttp2).
@@ -131,11 +131,22 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
       return;
     }
     router_->decode_data(data, false);
+    // Sent on once this read's frames are all taken (flush_request), as
+    // HTTP/1.1 sends a read's worth: a streaming call's small messages must
+    // not wait for a block to fill.
+    if (!request_unflushed_) {
+      request_unflushed_ = true;
+      conn_.unflushed_.push_back(this);
+    }
     if (router_->blocked()) {
       unconsumed_ += data.size();  // the window stays shut until the upstream takes it
     } else {
       consume(data.size());
     }
+  }
+
+  void flush_request() {
+    if (std::exchange(request_unflushed_, false) && forwarding()) router_->flush();
   }
 
   void request_end() {
@@ -366,6 +377,9 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
         int64_t length = 0;
         for (char c : value) length = length * 10 + (c - '0');
         request_.content_length = length;
+      } else if (name == http2::kOriginalProtocol) {
+        if (value == "HTTP/1.1" || value == "HTTP/1.0")
+          request_.protocol = value == "HTTP/1.1" ? "HTTP/1.1" : "HTTP/1.0";
       } else if (name == "expect") {
         request_.expect_continue = http::iequals(value, "100-continue") && !end_stream;
       } else if (!connection_specific(name)) {
@@ -420,7 +434,8 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
   bool response_complete_ = false;
   bool body_end_ = false;
   bool closed_ = false;
-  mutable bool waiting_for_room_ = false;  // write_blocked() said so to the producer
+  mutable bool waiting_for_room_ = false;
+  bool request_unflushed_ = false;  // in conn_.unflushed_  // write_blocked() said so to the producer
 };
 
 // ---- nghttp2's callbacks --------------------------------------------------------
@@ -704,6 +719,9 @@ void Http2ServerConnection::receive() {
     }
     stats_->bytes_received.inc(n);
   }
+  // Streams stay allocated until reap(): none of these is freed yet.
+  for (size_t i = 0; i < unflushed_.size() && !closed_; ++i) unflushed_[i]->flush_request();
+  unflushed_.clear();
   if (input_.empty()) input_.release();
   after_io();
 }
@@ -803,6 +821,7 @@ void Http2ServerConnection::close() {
   std::vector<std::unique_ptr<Stream>> open = std::move(open_);
   open_.clear();
   drained_.clear();
+  unflushed_.clear();
   for (auto& s : open) {
     if (session_ != nullptr) nghttp2_session_set_stream_user_data(session_, s->id(), nullptr);
     s->on_close(NGHTTP2_CANCEL);

@@ -100,6 +100,7 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   std::vector<std::unique_ptr<Stream>> graveyard_;  // closed, freed at the next safe point
   std::vector<std::unique_ptr<Stream>> spare_;      // ended whole, ready for another exchange
   std::vector<Stream*> drained_;                    // scratch: producers with room again
+  std::vector<Stream*> unflushed_;                  // request data given to their routers this read
   size_t waiting_ = 0;                              // streams whose producer waits for room
   bool in_recv_ = false;
   bool in_send_ = false;

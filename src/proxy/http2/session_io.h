@@ -18,6 +18,12 @@
 
 namespace trellis::proxy::http2 {
 
+// Between sidecars every request is an HTTP/2 stream: the client sidecar
+// names the protocol its client spoke when that was HTTP/1.x, so that the
+// destination restores it (a cluster with protocol downstream). The server
+// end takes the field off every request.
+inline constexpr std::string_view kOriginalProtocol = "trellis-original-protocol";
+
 // Fields HTTP/2 forbids (RFC 9113 §8.2.2); `te` is allowed only as
 // "trailers", which the caller decides.
 bool connection_specific(std::string_view lower_name);

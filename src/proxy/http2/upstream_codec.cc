@@ -408,8 +408,8 @@ void Http2Sessions::remove(Http2UpstreamSession* session) { std::erase(sessions_
 
 // ---- one exchange -----------------------------------------------------------------
 
-Http2UpstreamCodec::Http2UpstreamCodec(net::EventLoop& loop, http::ResponseDecoder& decoder)
-    : decoder_(&decoder), fail_later_(loop, [this] {
+Http2UpstreamCodec::Http2UpstreamCodec(net::EventLoop& loop, http::ResponseDecoder& decoder, bool mesh)
+    : decoder_(&decoder), mesh_(mesh), fail_later_(loop, [this] {
         if (session_ != nullptr) fail(failure_, failure_detail_);
       }) {}
 
@@ -477,6 +477,8 @@ void Http2UpstreamCodec::encode_headers(const http::RequestHeaders& headers, boo
   block.add_fields(headers.headers);
   // gRPC servers want it, and HTTP/1.1 clients' TE is hop-by-hop.
   if (http::is_grpc(headers.headers)) block.add("te", "trailers", false);
+  if (mesh_ && headers.protocol.starts_with("HTTP/1"))
+    block.add(http2::kOriginalProtocol, headers.protocol, false);
   char length[24];
   if (headers.has_body && headers.content_length >= 0) {
     auto [end, ec] = std::to_chars(length, length + sizeof length, headers.content_length);
@@ -694,12 +696,18 @@ void Http2UpstreamCodec::fail(http::UpstreamFailure failure, std::string_view de
 
 std::unique_ptr<UpstreamCodec> Http2UpstreamCodecFactory::make(net::EventLoop& loop,
                                                                http::ResponseDecoder& decoder) const {
-  return std::make_unique<Http2UpstreamCodec>(loop, decoder);
+  return std::make_unique<Http2UpstreamCodec>(loop, decoder, mesh_);
 }
 
 const std::shared_ptr<const UpstreamCodecFactory>& Http2UpstreamCodecFactory::shared() {
   static const std::shared_ptr<const UpstreamCodecFactory> factory =
-      std::make_shared<Http2UpstreamCodecFactory>();
+      std::make_shared<Http2UpstreamCodecFactory>(false);
+  return factory;
+}
+
+const std::shared_ptr<const UpstreamCodecFactory>& Http2UpstreamCodecFactory::mesh() {
+  static const std::shared_ptr<const UpstreamCodecFactory> factory =
+      std::make_shared<Http2UpstreamCodecFactory>(true);
   return factory;
 }
 

@@ -127,7 +127,8 @@ class Http2Sessions final : public SharedConnections {
 
 class Http2UpstreamCodec final : public UpstreamCodec {
  public:
-  Http2UpstreamCodec(net::EventLoop& loop, http::ResponseDecoder& decoder);
+  // `mesh`: see Http2UpstreamCodecFactory.
+  Http2UpstreamCodec(net::EventLoop& loop, http::ResponseDecoder& decoder, bool mesh);
   ~Http2UpstreamCodec() override;
 
   // UpstreamCodec
@@ -180,6 +181,7 @@ class Http2UpstreamCodec final : public UpstreamCodec {
   http::ResponseDecoder* decoder_;
   Http2UpstreamSession* session_ = nullptr;
   int32_t stream_id_ = 0;
+  bool mesh_;
   bool head_request_ = false;
   bool reused_ = false;
   bool refused_ = false;  // the endpoint did not process the stream: safe to send again
@@ -208,8 +210,15 @@ class Http2UpstreamCodec final : public UpstreamCodec {
 
 class Http2UpstreamCodecFactory final : public UpstreamCodecFactory {
  public:
+  // `mesh`: the endpoints are sidecars, told the protocol of HTTP/1.x
+  // clients (http2::kOriginalProtocol).
+  explicit Http2UpstreamCodecFactory(bool mesh) : mesh_(mesh) {}
   std::unique_ptr<UpstreamCodec> make(net::EventLoop& loop, http::ResponseDecoder& decoder) const override;
   static const std::shared_ptr<const UpstreamCodecFactory>& shared();
+  static const std::shared_ptr<const UpstreamCodecFactory>& mesh();
+
+ private:
+  bool mesh_;
 };
 
 }  // namespace trellis::proxy

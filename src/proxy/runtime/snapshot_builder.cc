@@ -283,7 +283,8 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
       rt.endpoint_transports.push_back(std::move(*t));
     }
     rt.codec = codec_factory_for(c);
-    rt.sidecar_codec = Http2UpstreamCodecFactory::shared();
+    if (c.protocol == UpstreamProtocol::kDownstream) rt.http2_codec = Http2UpstreamCodecFactory::shared();
+    rt.sidecar_codec = Http2UpstreamCodecFactory::mesh();
     rt.tunnel_codec = Http1UpstreamCodecFactory::shared();
     for (const EndpointConfig& e : c.endpoints) rt.sidecars.push_back(!e.identity.empty());
     rt.state->breaker.set_limits(c.circuit_breakers);

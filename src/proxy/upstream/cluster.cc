@@ -125,11 +125,13 @@ void UpstreamCluster::rebuild() {
   }
 }
 
-const UpstreamCodecFactory& UpstreamCluster::codec_factory(const UpstreamPick& pick, bool upgrade) const {
+const UpstreamCodecFactory& UpstreamCluster::codec_factory(const UpstreamPick& pick, bool upgrade,
+                                                           bool http2_request) const {
   bool sidecar =
       pick.index < shared_.sidecars.size() && shared_.sidecars[pick.index] && shared_.sidecar_codec;
-  if (!sidecar) return *shared_.codec;
-  return upgrade ? *shared_.tunnel_codec : *shared_.sidecar_codec;
+  if (sidecar) return upgrade ? *shared_.tunnel_codec : *shared_.sidecar_codec;
+  if (http2_request && !upgrade && shared_.http2_codec) return *shared_.http2_codec;
+  return *shared_.codec;
 }
 
 void UpstreamCluster::retire() {

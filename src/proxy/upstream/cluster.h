@@ -56,8 +56,10 @@ struct ClusterShared {
   // The protocol its HTTP exchanges speak: the cluster's own, except with
   // endpoints that are sidecars (aligned with config->endpoints), which
   // are spoken to in HTTP/2 whatever the application speaks, and in
-  // HTTP/1.1 for upgrades (HTTP/2 carries none).
+  // HTTP/1.1 for upgrades (HTTP/2 carries none). A cluster that follows
+  // the client's protocol has http2_codec for HTTP/2 requests.
   std::shared_ptr<const UpstreamCodecFactory> codec;
+  std::shared_ptr<const UpstreamCodecFactory> http2_codec;
   std::shared_ptr<const UpstreamCodecFactory> sidecar_codec;
   std::shared_ptr<const UpstreamCodecFactory> tunnel_codec;
   std::vector<bool> sidecars;
@@ -87,7 +89,9 @@ class UpstreamCluster {
   net::TransportFactory& transport() { return *shared_.transport; }
   // What speaks to the endpoint of `pick`; `upgrade`: for a request that
   // asks to switch protocols.
-  const UpstreamCodecFactory& codec_factory(const UpstreamPick& pick, bool upgrade) const;
+  // The codec for an exchange with `pick`'s endpoint; `upgrade`: the request
+  // asks to switch protocols; `http2_request`: its client spoke HTTP/2.
+  const UpstreamCodecFactory& codec_factory(const UpstreamPick& pick, bool upgrade, bool http2_request) const;
 
   // The balancer's choice for a request (ctx.hash for the hashing balancers).
   UpstreamPick pick(const policy::PickContext& ctx);

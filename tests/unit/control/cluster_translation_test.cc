@@ -182,6 +182,30 @@ TEST(ClusterTranslation, RetriesEveryField) {
   EXPECT_TRUE(r.non_idempotent());
 }
 
+TEST(ClusterTranslation, GrpcRetryConditions) {
+  MeshView mesh;
+  mesh.destination_policies = {policy(R"({"retries": {"retryOn": ["unavailable", "resource-exhausted"]}})")};
+  v1::RetryPolicy r = reviews_cluster(mesh).retry();
+  EXPECT_EQ(std::vector<std::string>(r.retry_on().begin(), r.retry_on().end()),
+            (std::vector<std::string>{"unavailable", "resource-exhausted"}));
+}
+
+TEST(ClusterTranslation, HealthChecks) {
+  MeshView mesh;
+  mesh.destination_policies = {policy(R"({"healthCheck": {"grpc": {"service": "reviews.v1.Reviews"},
+                                                          "interval": "5s"}})")};
+  v1::HealthCheck hc = reviews_cluster(mesh).health_check();
+  EXPECT_EQ(hc.kind(), v1::HealthCheck::GRPC);
+  EXPECT_EQ(hc.grpc_service(), "reviews.v1.Reviews");
+  EXPECT_EQ(hc.interval_ms(), 5000u);
+  mesh.destination_policies = {policy(R"({"healthCheck": {"grpc": {}}})")};
+  hc = reviews_cluster(mesh).health_check();
+  EXPECT_EQ(hc.kind(), v1::HealthCheck::GRPC);
+  EXPECT_EQ(hc.grpc_service(), "") << "the server as a whole";
+  mesh.destination_policies = {policy(R"({"healthCheck": {"tcp": {}}})")};
+  EXPECT_EQ(reviews_cluster(mesh).health_check().kind(), v1::HealthCheck::TCP);
+}
+
 TEST(ClusterTranslation, RetriesDefaultsWhenTheSectionIsPresent) {
   MeshView mesh;
   mesh.destination_policies = {policy(R"({"retries": {}})")};

@@ -35,6 +35,7 @@ TEST(SnapshotBuilder, InboundListenerForwardsToTheLocalApplication) {
   ASSERT_NE(local, nullptr);
   ASSERT_EQ(local->endpoints_size(), 1);
   EXPECT_EQ(local->endpoints(0).address(), "127.0.0.1:9080");
+  EXPECT_EQ(local->protocol(), v1::Cluster::DOWNSTREAM) << "gRPC callers reach the application in HTTP/2";
   EXPECT_EQ(find_listener(u, "outbound"), nullptr)
       << "an application that calls nothing needs no outbound listener";
 }

@@ -843,8 +843,9 @@ TEST(DestinationPolicy, Retries) {
                     "must be between 0 and 10");
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/retries/retryOn/0", "connect_failure"),
                     kRetries + ".retryOn[0]",
-                    "\"connect_failure\" is not one of connect-failure, reset, 5xx, gateway-error or "
-                    "retriable-status-codes (did you mean \"connect-failure\"?)");
+                    "\"connect_failure\" is not one of connect-failure, reset, 5xx, gateway-error, "
+                    "retriable-status-codes, cancelled, deadline-exceeded, resource-exhausted, internal or "
+                    "unavailable (did you mean \"connect-failure\"?)");
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/retries/retryOn/1", "connect-failure"),
                     kRetries + ".retryOn[1]", "\"connect-failure\" is listed twice");
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/retries/retriableStatusCodes/0", 600),
@@ -882,6 +883,10 @@ TEST(DestinationPolicy, HealthCheck) {
       << "\"tcp:\" with nothing under it chooses the TCP check";
   EXPECT_VALID(with(without(destination_policy(), "/spec/healthCheck/http"), "/spec/healthCheck/grpc",
                     {{"service", "reviews.v1.Reviews"}}));
+  EXPECT_ONLY_ERROR(with(without(destination_policy(), "/spec/healthCheck/http"), "/spec/healthCheck/grpc",
+                         {{"service", "reviews v1"}}),
+                    kHealth + ".grpc.service",
+                    "must be at most 200 printable ASCII characters without spaces");
   EXPECT_ONLY_ERROR(without(destination_policy(), "/spec/healthCheck/http"), kHealth,
                     "set exactly one of http, tcp or grpc");
   EXPECT_ONLY_ERROR(with(destination_policy(), "/spec/healthCheck/tcp", Json::object()), kHealth,

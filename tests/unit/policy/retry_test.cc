@@ -73,6 +73,35 @@ TEST(Retry, ConditionsCombine) {
   EXPECT_FALSE(is_retriable(retry_on(0), AttemptFailure::kConnectFailure));
 }
 
+TEST(Retry, GrpcCodesEachByName) {
+  const std::pair<uint32_t, int> kCodes[] = {{kRetryGrpcCancelled, 1},
+                                             {kRetryGrpcDeadlineExceeded, 4},
+                                             {kRetryGrpcResourceExhausted, 8},
+                                             {kRetryGrpcInternal, 13},
+                                             {kRetryGrpcUnavailable, 14}};
+  for (auto [bit, code] : kCodes) {
+    auto p = retry_on(bit);
+    for (int other = 0; other <= 16; ++other)
+      EXPECT_EQ(is_retriable(p, AttemptFailure::kGrpcStatus, other, true), other == code)
+          << code << " " << other;
+    // A gRPC code is not an HTTP status, and HTTP conditions do not cover it.
+    EXPECT_FALSE(is_retriable(p, AttemptFailure::kStatus, 503, true));
+  }
+  EXPECT_FALSE(
+      is_retriable(retry_on(kRetry5xx | kRetryStatusCodes, {14}), AttemptFailure::kGrpcStatus, 14, true));
+}
+
+TEST(Retry, GrpcUnavailableCoversConnectFailuresAndResetsOfCalls) {
+  auto p = retry_on(kRetryGrpcUnavailable);
+  EXPECT_TRUE(is_retriable(p, AttemptFailure::kConnectFailure, 0, true));
+  EXPECT_TRUE(is_retriable(p, AttemptFailure::kReset, 0, true));
+  EXPECT_FALSE(is_retriable(p, AttemptFailure::kPerTryTimeout, 0, true));
+  // Not for requests that are not gRPC calls.
+  EXPECT_FALSE(is_retriable(p, AttemptFailure::kConnectFailure, 0, false));
+  EXPECT_FALSE(is_retriable(p, AttemptFailure::kReset, 0, false));
+  EXPECT_FALSE(is_retriable(retry_on(kRetryGrpcInternal), AttemptFailure::kReset, 0, true));
+}
+
 TEST(Retry, IdempotentMethods) {
   for (const char* m : {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
     EXPECT_TRUE(is_idempotent(m)) << m;
@@ -87,6 +116,13 @@ TEST(Retry, MethodAllowsRetry) {
     EXPECT_FALSE(method_allows_retry(p, "POST", f));
     EXPECT_TRUE(method_allows_retry(p, "GET", f));
   }
+  // A gRPC code named by the policy says the calls may go again.
+  EXPECT_TRUE(method_allows_retry(p, "POST", AttemptFailure::kGrpcStatus, true));
+  EXPECT_FALSE(method_allows_retry(p, "POST", AttemptFailure::kReset, true));
+  p.retry_on |= kRetryGrpcUnavailable;
+  EXPECT_TRUE(method_allows_retry(p, "POST", AttemptFailure::kReset, true));
+  EXPECT_FALSE(method_allows_retry(p, "POST", AttemptFailure::kReset, false));
+  EXPECT_FALSE(method_allows_retry(p, "POST", AttemptFailure::kPerTryTimeout, true));
   p.non_idempotent = true;
   EXPECT_TRUE(method_allows_retry(p, "POST", AttemptFailure::kReset));
 }

@@ -20,6 +20,44 @@ std::string cluster_error(const std::string& fields) {
   return only_error(load_cluster(("name: c\n" + fields).c_str()));
 }
 
+// ---- health checks
+
+TEST(ConfigClustersTest, GrpcHealthCheck) {
+  ConfigLoad result = load_cluster(
+      "name: c\nprotocol: http2\nhealth_check: { grpc: { service: shop.Cart, authority: cart.local }, "
+      "interval: 2s }\n");
+  ASSERT_TRUE(result.ok()) << all_errors(result);
+  const HealthCheckConfig& hc = only_cluster(result).health_check;
+  EXPECT_EQ(hc.kind, HealthCheckConfig::Kind::kGrpc);
+  EXPECT_EQ(hc.grpc_service, "shop.Cart");
+  EXPECT_EQ(hc.host, "cart.local");
+  // The server as a whole, on a cluster of any protocol over plain TCP.
+  result = load_cluster("name: c\nhealth_check: { grpc: {} }\n");
+  ASSERT_TRUE(result.ok()) << all_errors(result);
+  EXPECT_EQ(only_cluster(result).health_check.grpc_service, "");
+}
+
+TEST(ConfigClustersTest, HealthCheckRules) {
+  EXPECT_EQ(cluster_error("health_check: { interval: 2s }\n"),
+            "clusters[0].health_check: needs \"http\", \"tcp\" or \"grpc\"");
+  EXPECT_EQ(cluster_error("health_check: { tcp: {}, grpc: {} }\n"),
+            "clusters[0].health_check.grpc: set only one of \"http\", \"tcp\" or \"grpc\"");
+  EXPECT_EQ(cluster_error("health_check: { grpc: { service: \"a b\" } }\n"),
+            "clusters[0].health_check.grpc.service: must be printable ASCII without spaces");
+  EXPECT_EQ(cluster_error("health_check: { grpc: { port: 1 } }\n").substr(0, 41),
+            "clusters[0].health_check.grpc.port: unkno");
+  // Over TLS an http1 cluster asks the server for HTTP/1.1.
+  EXPECT_EQ(
+      cluster_error("tls: { server_name: a.example }\nhealth_check: { grpc: {} }\n"),
+      "clusters[0].health_check: grpc checks speak HTTP/2, which this cluster's TLS does not offer; set "
+      "protocol: http2");
+  EXPECT_TRUE(
+      load_cluster("name: c\nprotocol: http2\ntls: { server_name: a.example }\nhealth_check: { grpc: {} }\n")
+          .ok());
+  // HTTP checks follow the cluster's protocol.
+  EXPECT_TRUE(load_cluster("name: c\nprotocol: http2\nhealth_check: { http: { path: /healthz } }\n").ok());
+}
+
 // ---- load balancing
 
 TEST(ConfigClustersTest, EveryLbPolicy) {
@@ -219,7 +257,8 @@ TEST(ConfigClustersTest, RetryRules) {
   EXPECT_EQ(
       cluster_error("retry: { retry_on: [timeout] }\n"),
       "clusters[0].retry.retry_on[0]: unknown retry_on condition \"timeout\" (expected \"connect-failure\", "
-      "\"reset\", \"5xx\", \"gateway-error\" or \"retriable-status-codes\")");
+      "\"reset\", \"5xx\", \"gateway-error\", \"retriable-status-codes\", \"cancelled\", "
+      "\"deadline-exceeded\", \"resource-exhausted\", \"internal\" or \"unavailable\")");
   EXPECT_EQ(cluster_error("retry: { retry_on: [reset, reset] }\n"),
             "clusters[0].retry.retry_on[1]: duplicate condition \"reset\"");
   EXPECT_EQ(

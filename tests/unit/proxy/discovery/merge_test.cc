@@ -737,7 +737,8 @@ TEST(ControlConfigTest, RetryErrors) {
           at(kCluster, ".retry.retry_on[2]: duplicate condition \"reset\"\n") +
           at(kCluster,
              ".retry.retry_on[3]: unknown retry_on condition \"timeout\" (expected \"connect-failure\", "
-             "\"reset\", \"5xx\", \"gateway-error\" or \"retriable-status-codes\")\n"));
+             "\"reset\", \"5xx\", \"gateway-error\", \"retriable-status-codes\", \"cancelled\", "
+             "\"deadline-exceeded\", \"resource-exhausted\", \"internal\" or \"unavailable\")\n"));
   EXPECT_EQ(retry_errors([](v1::RetryPolicy& r) { r.add_retriable_status_codes(503); }),
             at(kCluster, ".retry.retriable_status_codes: needs \"retriable-status-codes\" in retry_on\n"));
   EXPECT_EQ(retry_errors([](v1::RetryPolicy& r) {
