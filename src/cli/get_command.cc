@@ -118,7 +118,7 @@ struct Summary {
 };
 
 Summary summary_for(std::string_view kind) {
-  if (kind == "HTTPRoute") {
+  if (kind == "HTTPRoute" || kind == "GRPCRoute") {
     return {{"PARENTS", "BACKENDS"}, [](const Json& s) {
               return std::vector{parents_of(s), backends_of(s)};
             }};
@@ -372,8 +372,8 @@ std::function<int()> add_get_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "get", "Show mesh resources, a service's live endpoints, or the registered services");
   cmd->add_option("kind", flags->kind,
-                  "httproutes, destinationpolicies, ratelimitpolicies, authorizationpolicies, meshconfigs, "
-                  "faultinjections (or the singular), endpoints or services")
+                  "httproutes, grpcroutes, destinationpolicies, ratelimitpolicies, authorizationpolicies, "
+                  "meshconfigs, faultinjections (or the singular), endpoints or services")
       ->required();
   cmd->add_option("name", flags->name, "One resource by name; for endpoints, the service");
   cmd->add_option("-n,--namespace", flags->namespace_, "Namespace (default: default; services: all)");

@@ -12,6 +12,7 @@ namespace {
 // control plane. A kind missing here still works, with plainer messages.
 constexpr KindName kKinds[] = {
     {"HTTPRoute", "httproutes", true},
+    {"GRPCRoute", "grpcroutes", true},
     {"DestinationPolicy", "destinationpolicies", true},
     {"RateLimitPolicy", "ratelimitpolicies", true},
     {"AuthorizationPolicy", "authorizationpolicies", true},

@@ -359,6 +359,7 @@ MeshView ControlPlane::mesh_view() {
   MeshView view;
   std::lock_guard lock(mu_);
   view.http_routes = store_->list("HTTPRoute", "");
+  view.grpc_routes = store_->list("GRPCRoute", "");
   view.destination_policies = store_->list("DestinationPolicy", "");
   view.rate_limit_policies = store_->list("RateLimitPolicy", "");
   view.authorization_policies = store_->list("AuthorizationPolicy", "");

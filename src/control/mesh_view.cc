@@ -25,14 +25,16 @@ ServiceRef parse_service_ref(const std::string& text, const std::string& default
 std::vector<const Resource*> routes_for(const MeshView& mesh, const ServiceRef& service,
                                         const std::string& client_namespace) {
   std::vector<const Resource*> out;
-  for (const Resource& r : mesh.http_routes) {
-    if (r.namespace_ != service.namespace_ && r.namespace_ != client_namespace) continue;
-    for (const Json& p : list_at(r.spec, "parentRefs")) {
-      if (!p.is_object() || !is_service_ref(p)) continue;
-      if (string_at(p, "name") == service.name &&
-          string_at(p, "namespace", r.namespace_) == service.namespace_) {
-        out.push_back(&r);
-        break;
+  for (const std::vector<Resource>* routes : {&mesh.http_routes, &mesh.grpc_routes}) {
+    for (const Resource& r : *routes) {
+      if (r.namespace_ != service.namespace_ && r.namespace_ != client_namespace) continue;
+      for (const Json& p : list_at(r.spec, "parentRefs")) {
+        if (!p.is_object() || !is_service_ref(p)) continue;
+        if (string_at(p, "name") == service.name &&
+            string_at(p, "namespace", r.namespace_) == service.namespace_) {
+          out.push_back(&r);
+          break;
+        }
       }
     }
   }

@@ -17,6 +17,7 @@ namespace trellis::control {
 
 struct MeshView {
   std::vector<Resource> http_routes;
+  std::vector<Resource> grpc_routes;
   std::vector<Resource> destination_policies;
   std::vector<Resource> rate_limit_policies;
   std::vector<Resource> authorization_policies;
@@ -51,7 +52,7 @@ struct ClusterRef {
 // "svc" (in `default_namespace`) or "svc.ns".
 ServiceRef parse_service_ref(const std::string& text, const std::string& default_namespace);
 
-// The HTTPRoutes attached to `service` (a parentRef to it, GAMMA) that apply
+// The HTTPRoutes and GRPCRoutes attached to `service` (a parentRef to it, GAMMA) that apply
 // to clients in `client_namespace`: those in the Service's namespace
 // (producer routes) and those in the client's (consumer routes). Sorted
 // oldest first (by resource version), then by namespace and name.

@@ -90,6 +90,7 @@ void read_metadata(Checker& checker, const MapReader& top, const KindInfo* info,
 const std::vector<KindInfo>& known_kinds() {
   static const std::vector<KindInfo> kKinds = {
       {"HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes", true},
+      {"GRPCRoute", "gateway.networking.k8s.io/v1", "grpcroutes", true},
       {"DestinationPolicy", "trellis.dev/v1alpha1", "destinationpolicies", true},
       {"RateLimitPolicy", "trellis.dev/v1alpha1", "ratelimitpolicies", true},
       {"AuthorizationPolicy", "trellis.dev/v1alpha1", "authorizationpolicies", true},

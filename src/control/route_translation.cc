@@ -214,6 +214,51 @@ void apply_match(const Json& match, Ranked& ranked) {
   ranked.query_params = static_cast<size_t>(out.query_params_size());
 }
 
+// RE2 text that matches `text` literally.
+std::string quote_regex(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    if (!plain) out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+// A GRPCRoute match: its method becomes a path match on
+// "/<service>/<method>" (exact when both names are, a regular expression
+// otherwise), ranked by the length of the names as the GRPCRoute's
+// precedence says; headers as for an HTTPRoute.
+void apply_grpc_match(const Json& match, Ranked& ranked) {
+  v1::Route& out = ranked.out;
+  const Json* method = map_at(match, "method");
+  if (method == nullptr) {
+    out.set_path_kind(v1::Route::PREFIX);
+    out.set_path("/");
+    ranked.path_kind = 2;
+  } else {
+    bool exact = string_at(*method, "type", "Exact") == "Exact";
+    std::string service = string_at(*method, "service");
+    std::string name = string_at(*method, "method");
+    ranked.path_length = service.size() + name.size();
+    if (exact && !service.empty() && !name.empty()) {
+      out.set_path_kind(v1::Route::EXACT);
+      out.set_path("/" + service + "/" + name);
+      ranked.path_kind = 0;
+    } else {
+      auto part = [&](const std::string& text) {
+        if (text.empty()) return std::string("[^/]+");
+        return exact ? quote_regex(text) : "(?:" + text + ")";
+      };
+      out.set_path_kind(v1::Route::REGEX);
+      out.set_path("/" + part(service) + "/" + part(name));
+      ranked.path_kind = 1;
+    }
+  }
+  fill_value_matches(list_at(match, "headers"), /*lower_names=*/true, *out.mutable_headers());
+  ranked.headers = static_cast<size_t>(out.headers_size());
+}
+
 // A route's hostnames by their precedence: (exact length, length) -> hosts.
 using HostGroups = std::vector<std::pair<std::pair<size_t, size_t>, std::vector<std::string>>>;
 
@@ -242,17 +287,27 @@ void add_service_routes(const MeshView& mesh, const ServiceRef& service, const s
     auto hosts = host_groups(route);
     // The client proxies enforce an HTTPRoute's limits, on every route made from it.
     google::protobuf::RepeatedPtrField<v1::RateLimit> limits;
-    add_rate_limits(mesh, "HTTPRoute", route.namespace_, route.name, limits);
+    add_rate_limits(mesh, route.kind, route.namespace_, route.name, limits);
+    bool grpc = route.kind == "GRPCRoute";
+    // A GRPCRoute has no timeouts: its calls end at their own deadline
+    // (grpc-timeout), as long-lived streams need, not at the mesh's default.
+    uint32_t timeout = grpc ? 0 : default_timeout;
     const Json& rules = list_at(route.spec, "rules");
     for (size_t i = 0; i < rules.size(); ++i) {
-      v1::Route rule = translate_rule(mesh, rules[i], route.namespace_, default_timeout);
+      v1::Route rule = translate_rule(mesh, rules[i], route.namespace_, timeout);
       *rule.mutable_rate_limits() = limits;
       const Json& matches = list_at(rules[i], "matches");
       size_t match_count = std::max<size_t>(matches.size(), 1);  // none: one PathPrefix "/"
       for (size_t m = 0; m < match_count; ++m) {
         Ranked base;
         base.out = rule;
-        apply_match(matches.empty() ? Json::object() : matches[m], base);
+        static const Json kNoMatch = Json::object();  // one PathPrefix "/" (HTTPRoute) or any method
+        const Json& match = matches.empty() ? kNoMatch : matches[m];
+        if (grpc) {
+          apply_grpc_match(match, base);
+        } else {
+          apply_match(match, base);
+        }
         base.route = r;
         base.rule = i;
         base.match = m;

@@ -16,6 +16,7 @@ struct SpecValidator {
 
 constexpr SpecValidator kValidators[] = {
     {"HTTPRoute", validate_http_route},
+    {"GRPCRoute", validate_grpc_route},
     {"DestinationPolicy", validate_destination_policy},
     {"RateLimitPolicy", validate_rate_limit_policy},
     {"AuthorizationPolicy", validate_authorization_policy},

@@ -31,6 +31,18 @@ enum RetryOn : uint32_t {
   kRetryGrpcUnavailable = 1u << 9,        // 14
 };
 
+// The conditions' names in config and resources, in bit order.
+inline constexpr std::array<std::string_view, 10> kRetryOnNames = {"connect-failure",
+                                                                   "reset",
+                                                                   "5xx",
+                                                                   "gateway-error",
+                                                                   "retriable-status-codes",
+                                                                   "cancelled",
+                                                                   "deadline-exceeded",
+                                                                   "resource-exhausted",
+                                                                   "internal",
+                                                                   "unavailable"};
+
 struct RetryPolicy {
   uint32_t attempts = 0;      // retries after the first try; 0: off
   Millis per_try_timeout{0};  // 0: none

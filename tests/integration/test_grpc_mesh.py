@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from harness import (LOCALHOST, Pki, call, cluster, free_port, http_listener, http_responder, metric,
-                     proxy_config, route, wait_until)
+                     proxy_config, route, sidecar_config, wait_until)
 
 TD = "cluster.local"
 CLIENT = f"spiffe://{TD}/ns/default/sa/frontend"
@@ -39,6 +39,11 @@ class GrpcServer:
     def set_serving(self, serving: bool) -> None:
         with grpc.insecure_channel(self.address) as channel:
             assert channel.unary_unary("/test.Echo/SetServing")(b"1" if serving else b"0", timeout=5) == b"ok"
+
+
+def apply(control, resource: dict) -> None:
+    status, body = control.apply(resource)
+    assert status in (200, 201), f"apply {resource['kind']}: {status} {body}"
 
 
 def channel_to(port: int, authority: str = "echo") -> grpc.Channel:
@@ -212,3 +217,59 @@ def test_a_grpc_health_check_of_an_unknown_service_fails(fleet):
     # over HTTP/2 though the cluster sends its requests in HTTP/1.1.
     time.sleep(1)
     assert "echo2 endpoint" not in proxy.output()
+
+
+def test_a_grpcroute_from_the_control_plane_routes_calls_by_method_through_sidecars(fleet):
+    """Each gRPC server behind its own sidecar, registered by it; the
+    frontend's sidecar routes by the GRPCRoute and checks the instances with
+    the DestinationPolicy's gRPC health check."""
+    control = fleet.control_plane()
+    servers = {}
+    for version in ("v1", "v2"):
+        app = GrpcServer(fleet, version)
+        inbound = free_port()
+        fleet.proxy(sidecar_config(control, "cart", node_id=f"cart-{version}",
+                                   instance={"address": f"{LOCALHOST}:{inbound}", "app_address": app.address,
+                                             "labels": {"version": version}}))
+        servers[version] = app
+    outbound = free_port()
+    frontend = fleet.proxy(sidecar_config(control, "frontend", outbound_port=outbound, upstream_services=["cart"]))
+    apply(control, {"apiVersion": "trellis.dev/v1alpha1", "kind": "DestinationPolicy", "metadata": {"name": "cart"},
+                    "spec": {"targetRef": {"kind": "Service", "name": "cart"},
+                             "subsets": [{"name": "v1", "labels": {"version": "v1"}},
+                                         {"name": "v2", "labels": {"version": "v2"}}],
+                             "retries": {"attempts": 2, "retryOn": ["unavailable"]},
+                             "healthCheck": {"grpc": {"service": "test.Echo"}, "interval": "300ms",
+                                             "timeout": "200ms", "unhealthyThreshold": 1,
+                                             "healthyThreshold": 1}}})
+    apply(control, {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+                    "metadata": {"name": "cart"},
+                    "spec": {"parentRefs": [{"name": "cart"}], "rules": [
+                        {"matches": [{"method": {"service": "test.Echo", "method": "Unary"},
+                                      "headers": [{"name": "x-canary", "value": "1"}]}],
+                         "backendRefs": [{"group": "trellis.dev", "kind": "Subset", "name": "cart/v2",
+                                          "port": 9090}]},
+                        {"backendRefs": [{"group": "trellis.dev", "kind": "Subset", "name": "cart/v1",
+                                          "port": 9090}]}]}})
+
+    def unary_answer() -> bytes:
+        try:
+            with channel_to(outbound, "cart") as channel:
+                return channel.unary_unary("/test.Echo/Unary")(b"x", timeout=2)
+        except grpc.RpcError:
+            return b""
+
+    assert wait_until(lambda: unary_answer() == b"v1:x", 15), "the GRPCRoute never applied"
+    with channel_to(outbound, "cart") as channel:
+        assert all(channel.unary_unary("/test.Echo/Unary")(b"x", timeout=5) == b"v1:x" for _ in range(20))
+        assert list(channel.unary_stream("/test.Echo/ServerStream")(b"3", timeout=5)) == [b"0", b"1", b"2"]
+        canary = channel.unary_unary("/test.Echo/Unary")
+        assert all(canary(b"x", timeout=5, metadata=[("x-canary", "1")]) == b"v2:x" for _ in range(20))
+    # v1 says NOT_SERVING: the frontend's check, made over mTLS through
+    # v1's sidecar, sees it. (Alone in its subset, v1 still gets the calls:
+    # with no healthy endpoint a cluster spreads over all, panic mode.)
+    servers["v1"].set_serving(False)
+    assert wait_until(lambda: "is unhealthy (NOT_SERVING)" in frontend.output(), 10), frontend.output()[-2000:]
+    assert frontend.output().count("is unhealthy") == 1, "v2 serves and must stay healthy"
+    servers["v1"].set_serving(True)
+    assert wait_until(lambda: "is healthy again" in frontend.output(), 10)

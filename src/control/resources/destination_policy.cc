@@ -7,6 +7,7 @@
 #include "control/resources/common_fields.h"
 #include "control/resources/formats.h"
 #include "control/resources/kinds.h"
+#include "policy/retry.h"
 
 namespace trellis::control {
 namespace {
@@ -18,16 +19,7 @@ constexpr int64_t kDefaultHealthTimeoutMs = 1000;
 
 const Names kAlgorithms = {"RoundRobin", "WeightedRoundRobin", "Random", "LeastRequest",
                            "PeakEWMA",   "RingHash",           "Maglev"};
-const Names kRetryOn = {"connect-failure",
-                        "reset",
-                        "5xx",
-                        "gateway-error",
-                        "retriable-status-codes",
-                        "cancelled",
-                        "deadline-exceeded",
-                        "resource-exhausted",
-                        "internal",
-                        "unavailable"};
+const Names kRetryOn(policy::kRetryOnNames.begin(), policy::kRetryOnNames.end());
 
 void check_hash(const MapReader& hash) {
   hash.exactly_one_of({"header", "cookie", "sourceIP"});

@@ -1,8 +1,9 @@
-// HTTPRoute: the Gateway API's route, attached to Services for mesh routing
-// (GAMMA). The shape is the Gateway API's; what Trellis adds is a backend of
-// kind Subset (group trellis.dev) that names a subset of a Service defined in
-// that Service's DestinationPolicy, and an ExtensionRef filter naming a
-// FaultInjection.
+// HTTPRoute and GRPCRoute: the Gateway API's routes, attached to Services
+// for mesh routing (GAMMA). The shape is the Gateway API's; what Trellis adds
+// is a backend of kind Subset (group trellis.dev) that names a subset of a
+// Service defined in that Service's DestinationPolicy, and an ExtensionRef
+// filter naming a FaultInjection. A GRPCRoute matches a gRPC service and
+// method instead of a path, and has no redirect, rewrite or timeouts.
 #include <map>
 #include <set>
 #include <utility>
@@ -44,6 +45,21 @@ const Names kFilterConfigFields = {
 const Names kFilterFields = {"type",          "requestHeaderModifier", "responseHeaderModifier",
                              "requestMirror", "requestRedirect",       "urlRewrite",
                              "extensionRef"};
+const Names kGrpcRuleFields = {"matches", "filters", "backendRefs"};
+const Names kGrpcFilterTypes = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror",
+                                "ExtensionRef"};
+const Names kGrpcFilterFields = {"type", "requestHeaderModifier", "responseHeaderModifier", "requestMirror",
+                                 "extensionRef"};
+
+// What differs between the two kinds of route.
+struct RouteKind {
+  std::string_view name;  // "HTTPRoute"
+  const Names& rule_fields;
+  const Names& filter_types;
+  const Names& filter_fields;
+};
+const RouteKind kHttpRoute = {"HTTPRoute", kRuleFields, kFilterTypes, kFilterFields};
+const RouteKind kGrpcRoute = {"GRPCRoute", kGrpcRuleFields, kGrpcFilterTypes, kGrpcFilterFields};
 
 // What a rule's matches allow its filters to do: ReplacePrefixMatch needs
 // exactly one match, of type PathPrefix, to know which prefix it replaces.
@@ -61,6 +77,27 @@ bool has_control_characters(std::string_view text) {
     if ((u < 0x20 && c != '\t') || u == 0x7f) return true;
   }
   return false;
+}
+
+// A gRPC service ("package.Service", `dotted`) or method name: letters,
+// digits and '_', not starting with a digit.
+std::optional<std::string> check_grpc_name(std::string_view name, bool dotted) {
+  const char* shape =
+      dotted ? "a gRPC service name such as \"shop.v1.Cart\"" : "a gRPC method name such as \"Get\"";
+  if (name.empty() || name.size() > 1024) return "must be " + std::string(shape) + ", 1 to 1024 characters";
+  bool start = true;
+  for (char c : name) {
+    bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    bool digit = c >= '0' && c <= '9';
+    if (dotted && c == '.' && !start) {
+      start = true;
+      continue;
+    }
+    if (!letter && !(digit && !start)) return quote(name) + " is not " + shape;
+    start = false;
+  }
+  if (start) return quote(name) + " is not " + shape;
+  return std::nullopt;
 }
 
 void check_subset_name(const MapReader& ref, const std::string& name) {
@@ -115,7 +152,7 @@ void check_backend_object(const MapReader& ref) {
   if (!ref.has("port")) ref.error("port", "required field is missing: the port to send to");
 }
 
-void check_parent_refs(Checker& checker, const MapReader& spec) {
+void check_parent_refs(Checker& checker, const MapReader& spec, const RouteKind& route_kind) {
   struct Reference {
     std::string path;
     bool narrowed;        // by port or sectionName
@@ -134,9 +171,9 @@ void check_parent_refs(Checker& checker, const MapReader& spec) {
     std::optional<std::string> kind = std::string("Service");
     if (ref.has("kind")) kind = ref.string("kind");
     if (kind && *kind != "Service") {
-      ref.error("kind", quote(*kind) +
-                            " is not supported: in the mesh an HTTPRoute attaches to a Service "
-                            "(kind Service)");
+      ref.error("kind", quote(*kind) + " is not supported: in the mesh " +
+                            (route_kind.name == "HTTPRoute" ? "an " : "a ") + std::string(route_kind.name) +
+                            " attaches to a Service (kind Service)");
     }
     std::optional<std::string> ns = ref.string("namespace");
     if (ns) {
@@ -349,14 +386,14 @@ void check_extension_ref(Checker& checker, const Json& value, const std::string&
 
 // The filters of a rule or, with `in_backend`, of one backendRef.
 FilterSummary check_filters(Checker& checker, const MapReader& parent, const RuleContext& rule,
-                            bool in_backend) {
+                            bool in_backend, const RouteKind& route_kind) {
   FilterSummary summary;
   std::map<std::string, size_t> first_of_type;
   std::vector<Item> filters = parent.list("filters", 0, kMaxFilters);
   for (size_t i = 0; i < filters.size(); ++i) {
-    MapReader filter = checker.map(*filters[i].json, filters[i].path, kFilterFields);
+    MapReader filter = checker.map(*filters[i].json, filters[i].path, route_kind.filter_fields);
     if (!filter.ok()) continue;
-    std::optional<std::string> type = filter.enumeration("type", kFilterTypes, Need::kRequired);
+    std::optional<std::string> type = filter.enumeration("type", route_kind.filter_types, Need::kRequired);
     if (!type) continue;
     std::string_view config_field;
     for (size_t k = 0; k < kFilterTypes.size(); ++k) {
@@ -406,12 +443,13 @@ FilterSummary check_filters(Checker& checker, const MapReader& parent, const Rul
   return summary;
 }
 
-void check_backend_ref(Checker& checker, const Item& item, const RuleContext& rule) {
+void check_backend_ref(Checker& checker, const Item& item, const RuleContext& rule,
+                       const RouteKind& route_kind) {
   MapReader ref = checker.map(*item.json, item.path, kBackendRefFields);
   if (!ref.ok()) return;
   check_backend_object(ref);
   ref.integer("weight", 0, kMaxWeight);
-  check_filters(checker, ref, rule, /*in_backend=*/true);
+  check_filters(checker, ref, rule, /*in_backend=*/true, route_kind);
 }
 
 void check_timeouts(const MapReader& rule) {
@@ -426,21 +464,60 @@ void check_timeouts(const MapReader& rule) {
   }
 }
 
-void check_rule(Checker& checker, const Item& item) {
-  MapReader rule = checker.map(*item.json, item.path, kRuleFields);
+// A GRPCRoute match: a method (service and/or method name, exact or as
+// regular expressions) and headers.
+void check_grpc_match(Checker& checker, const Item& item) {
+  MapReader match = checker.map(*item.json, item.path, {"method", "headers"});
+  if (!match.ok()) return;
+  if (std::optional<MapReader> method = match.map("method", {"type", "service", "method"})) {
+    std::optional<std::string> type = std::string("Exact");
+    if (method->has("type")) type = method->enumeration("type", {"Exact", "RegularExpression"});
+    std::optional<std::string> service = method->string("service");
+    std::optional<std::string> name = method->string("method");
+    if (!method->has("service") && !method->has("method")) {
+      method->error_here("set service, method or both");
+    } else if (type && *type == "Exact") {
+      if (service) {
+        if (auto problem = check_grpc_name(*service, /*dotted=*/true)) method->error("service", *problem);
+      }
+      if (name) {
+        if (auto problem = check_grpc_name(*name, /*dotted=*/false)) method->error("method", *problem);
+      }
+    } else if (type) {
+      for (const auto& [field, value] : {std::pair{"service", service}, std::pair{"method", name}}) {
+        if (!value) continue;
+        if (value->empty() || value->size() > 1024) {
+          method->error(field, "must be 1 to 1024 characters");
+        } else if (auto problem = check_regex(*value)) {
+          method->error(field, *problem);
+        }
+      }
+    }
+  }
+  check_header_matches(checker, match, "headers");
+}
+
+void check_rule(Checker& checker, const Item& item, const RouteKind& route_kind) {
+  MapReader rule = checker.map(*item.json, item.path, route_kind.rule_fields);
   if (!rule.ok()) return;
   std::vector<Item> matches = rule.list("matches", 0, kMaxMatches);
   std::vector<std::optional<std::string>> path_types;
   path_types.reserve(matches.size());
-  for (const Item& match : matches) path_types.push_back(check_match(checker, match));
+  for (const Item& match : matches) {
+    if (route_kind.name == "GRPCRoute") {
+      check_grpc_match(checker, match);
+    } else {
+      path_types.push_back(check_match(checker, match));
+    }
+  }
   // No matches means the default one, a PathPrefix "/". An invalid path type
   // was reported already and is not held against the filters too.
   RuleContext context;
   context.single_prefix_match =
-      matches.empty() || (matches.size() == 1 && (!path_types[0] || *path_types[0] == "PathPrefix"));
-  FilterSummary filters = check_filters(checker, rule, context, /*in_backend=*/false);
+      matches.empty() || (path_types.size() == 1 && (!path_types[0] || *path_types[0] == "PathPrefix"));
+  FilterSummary filters = check_filters(checker, rule, context, /*in_backend=*/false, route_kind);
   std::vector<Item> backends = rule.list("backendRefs", 0, kMaxBackendRefs);
-  for (const Item& backend : backends) check_backend_ref(checker, backend, context);
+  for (const Item& backend : backends) check_backend_ref(checker, backend, context, route_kind);
   if (filters.redirect_index && !backends.empty()) {
     checker.error(item_path(rule.path_of("filters"), *filters.redirect_index),
                   "a rule with a RequestRedirect filter must have no backendRefs: the redirect "
@@ -460,23 +537,27 @@ std::string string_member(const Json& object, const char* key) {
   return value != nullptr && value->is_string() ? value->get<std::string>() : std::string();
 }
 
-}  // namespace
-
-void validate_http_route(Checker& checker, const Json& spec_json) {
+void validate_route(Checker& checker, const Json& spec_json, const RouteKind& route_kind) {
   MapReader spec = checker.map(spec_json, "spec", {"parentRefs", "hostnames", "rules"});
   if (!spec.ok()) return;
-  check_parent_refs(checker, spec);
+  check_parent_refs(checker, spec, route_kind);
   for (const Item& item : spec.list("hostnames", 0, kMaxHostnames)) {
     std::optional<std::string> host = checker.string(*item.json, item.path);
     if (!host) continue;
     if (auto problem = check_hostname(*host, /*allow_wildcard=*/true)) checker.error(item.path, *problem);
   }
-  for (const Item& rule : spec.list("rules", 0, kMaxRules)) check_rule(checker, rule);
+  for (const Item& rule : spec.list("rules", 0, kMaxRules)) check_rule(checker, rule, route_kind);
 }
+
+}  // namespace
+
+void validate_http_route(Checker& checker, const Json& spec) { validate_route(checker, spec, kHttpRoute); }
+
+void validate_grpc_route(Checker& checker, const Json& spec) { validate_route(checker, spec, kGrpcRoute); }
 
 std::vector<FieldError> unresolved_subset_refs(const Resource& route, const std::vector<Resource>& policies) {
   std::vector<FieldError> errors;
-  if (route.kind != "HTTPRoute") return errors;
+  if (route.kind != "HTTPRoute" && route.kind != "GRPCRoute") return errors;
   // (namespace, service) -> subset names defined for it.
   std::map<std::pair<std::string, std::string>, std::set<std::string>> defined;
   for (const Resource& policy : policies) {

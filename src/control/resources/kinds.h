@@ -7,6 +7,7 @@
 namespace trellis::control {
 
 void validate_http_route(Checker& checker, const Json& spec);
+void validate_grpc_route(Checker& checker, const Json& spec);
 void validate_destination_policy(Checker& checker, const Json& spec);
 void validate_rate_limit_policy(Checker& checker, const Json& spec);
 void validate_authorization_policy(Checker& checker, const Json& spec);

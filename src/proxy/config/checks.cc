@@ -314,18 +314,11 @@ bool hashes_requests(policy::LbAlgorithm algorithm) {
 Millis default_backoff_max(Millis base) { return std::min(base * 10, Millis(kMaxDurationMs)); }
 
 std::optional<uint32_t> retry_on_from_name(std::string_view name) {
-  constexpr std::array<uint32_t, kRetryOnNames.size()> kBits = {policy::kRetryConnectFailure,
-                                                                policy::kRetryReset,
-                                                                policy::kRetry5xx,
-                                                                policy::kRetryGatewayError,
-                                                                policy::kRetryStatusCodes,
-                                                                policy::kRetryGrpcCancelled,
-                                                                policy::kRetryGrpcDeadlineExceeded,
-                                                                policy::kRetryGrpcResourceExhausted,
-                                                                policy::kRetryGrpcInternal,
-                                                                policy::kRetryGrpcUnavailable};
+  // kRetryOnNames is in bit order.
+  static_assert(policy::kRetryConnectFailure == 1u << 0 && policy::kRetryStatusCodes == 1u << 4 &&
+                policy::kRetryGrpcUnavailable == 1u << (kRetryOnNames.size() - 1));
   for (size_t i = 0; i < kRetryOnNames.size(); ++i) {
-    if (kRetryOnNames[i] == name) return kBits[i];
+    if (kRetryOnNames[i] == name) return 1u << i;
   }
   return std::nullopt;
 }

@@ -158,16 +158,7 @@ inline constexpr Millis kDefaultBackoffBase{25};
 // The backoff cap when only the base is given: ten times it.
 Millis default_backoff_max(Millis base);
 
-inline constexpr std::array<std::string_view, 10> kRetryOnNames = {"connect-failure",
-                                                                   "reset",
-                                                                   "5xx",
-                                                                   "gateway-error",
-                                                                   "retriable-status-codes",
-                                                                   "cancelled",
-                                                                   "deadline-exceeded",
-                                                                   "resource-exhausted",
-                                                                   "internal",
-                                                                   "unavailable"};
+using policy::kRetryOnNames;
 std::optional<uint32_t> retry_on_from_name(std::string_view name);
 // The names of the conditions set in `bits`, in kRetryOnNames order.
 std::vector<std::string_view> retry_on_names(uint32_t bits);

@@ -16,7 +16,8 @@ namespace trellis::control::testing {
 inline Resource resource(std::string kind, std::string name, const char* spec, uint64_t version = 1,
                          std::string ns = "default") {
   Resource r;
-  r.api_version = kind == "HTTPRoute" ? "gateway.networking.k8s.io/v1" : "trellis.dev/v1alpha1";
+  r.api_version =
+      kind == "HTTPRoute" || kind == "GRPCRoute" ? "gateway.networking.k8s.io/v1" : "trellis.dev/v1alpha1";
   r.kind = std::move(kind);
   r.name = std::move(name);
   r.namespace_ = r.kind == "MeshConfig" ? "" : std::move(ns);

@@ -32,13 +32,14 @@ using namespace ::trellis::control::testing;  // NOLINT: test helpers
 
 TEST(KnownKinds, ListsEveryKindWithItsApiVersionAndScope) {
   const std::vector<KindInfo>& kinds = known_kinds();
-  ASSERT_EQ(kinds.size(), 6u);
+  ASSERT_EQ(kinds.size(), 7u);
   struct Expected {
     std::string kind, api_version, plural;
     bool namespaced;
   };
   std::vector<Expected> expected = {
       {"HTTPRoute", "gateway.networking.k8s.io/v1", "httproutes", true},
+      {"GRPCRoute", "gateway.networking.k8s.io/v1", "grpcroutes", true},
       {"DestinationPolicy", "trellis.dev/v1alpha1", "destinationpolicies", true},
       {"RateLimitPolicy", "trellis.dev/v1alpha1", "ratelimitpolicies", true},
       {"AuthorizationPolicy", "trellis.dev/v1alpha1", "authorizationpolicies", true},
@@ -152,10 +153,10 @@ TEST(ParseResource, ReportsEveryMissingTopLevelField) {
 TEST(ParseResource, UnknownKindSuggestsTheClosestOne) {
   EXPECT_ONLY_ERROR(with(route_doc(), "/kind", "HttpRoute"), "kind",
                     "unknown kind \"HttpRoute\" (did you mean \"HTTPRoute\"?); the kinds are "
-                    "HTTPRoute, DestinationPolicy, RateLimitPolicy, AuthorizationPolicy, "
+                    "HTTPRoute, GRPCRoute, DestinationPolicy, RateLimitPolicy, AuthorizationPolicy, "
                     "MeshConfig and FaultInjection");
   EXPECT_ONLY_ERROR(with(route_doc(), "/kind", "Gateway"), "kind",
-                    "unknown kind \"Gateway\"; the kinds are HTTPRoute, DestinationPolicy, "
+                    "unknown kind \"Gateway\"; the kinds are HTTPRoute, GRPCRoute, DestinationPolicy, "
                     "RateLimitPolicy, AuthorizationPolicy, MeshConfig and FaultInjection");
 }
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "mesh_test_helpers.h"
 
 namespace trellis::control {
@@ -53,6 +55,53 @@ TEST(RouteTranslation, EachRuleAndMatchIsOneRouteInGatewayApiPrecedence) {
                                                "PREFIX / -> catch-all.default=1",
                                                "PREFIX / -> reviews.default",
                                            }));
+}
+
+TEST(RouteTranslation, GrpcRouteMethodsArePathMatchesInTheirPrecedence) {
+  MeshView mesh;
+  mesh.grpc_routes = {resource("GRPCRoute", "reviews-grpc", R"({
+    "parentRefs": [{"name": "reviews"}],
+    "rules": [
+      {"backendRefs": [{"name": "any", "port": 9090}]},
+      {"matches": [{"method": {"service": "shop.v1.Cart"}}], "backendRefs": [{"name": "cart", "port": 9090}]},
+      {"matches": [{"method": {"service": "shop.v1.Cart", "method": "Get"}}],
+       "backendRefs": [{"name": "get", "port": 9090}]},
+      {"matches": [{"method": {"method": "Watch"}, "headers": [{"name": "X-Canary", "value": "1"}]}],
+       "backendRefs": [{"name": "watch", "port": 9090}]},
+      {"matches": [{"method": {"type": "RegularExpression", "service": "shop\\.v[0-9]+\\.Cart", "method": "Li.*"}}],
+       "backendRefs": [{"name": "list", "port": 9090}]}
+    ]})")};
+  EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{
+                                               "EXACT /shop.v1.Cart/Get -> get.default=1",
+                                               "REGEX /(?:shop\\.v[0-9]+\\.Cart)/(?:Li.*) -> list.default=1",
+                                               "REGEX /shop\\.v1\\.Cart/[^/]+ -> cart.default=1",
+                                               "REGEX /[^/]+/Watch h:x-canary -> watch.default=1",
+                                               "PREFIX / -> any.default=1",
+                                               "PREFIX / -> reviews.default",
+                                           }));
+}
+
+TEST(RouteTranslation, HttpAndGrpcRoutesOfAServiceShareItsVirtualHost) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"matches": [{"path": {"value": "/api"}}], "backendRefs": [{"name": "api", "port": 80}]}]})",
+                                 1)};
+  mesh.grpc_routes = {resource("GRPCRoute", "reviews-grpc", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"matches": [{"method": {"service": "shop.Cart", "method": "Get"}}],
+               "backendRefs": [{"name": "cart", "port": 9090}]}]})",
+                               2)};
+  EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{
+                                               "EXACT /shop.Cart/Get -> cart.default=1",
+                                               "PREFIX /api -> api.default=1",
+                                               "PREFIX / -> reviews.default",
+                                           }));
+  std::set<ClusterRef> clusters;
+  add_route_clusters(mesh, {"reviews", "default"}, "default", clusters);
+  EXPECT_EQ(clusters.size(), 2u);
+  // gRPC calls end at their own deadline; the others at the default.
+  v1::VirtualHost vh = routes_of(mesh);
+  EXPECT_EQ(vh.routes(0).timeout_ms(), 0u);
+  EXPECT_EQ(vh.routes(1).timeout_ms(), 15000u);
 }
 
 TEST(RouteTranslation, TiesGoToTheOlderRouteThenByNameThenToTheFirstRule) {

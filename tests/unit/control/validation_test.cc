@@ -45,6 +45,20 @@ Json route() {
   })");
 }
 
+// Calls of shop.v1.Cart/Get to a canary for the callers that ask for it.
+Json grpc_route() {
+  return document("gateway.networking.k8s.io/v1", "GRPCRoute", R"({
+    "parentRefs": [{"name": "cart", "port": 9090}],
+    "rules": [{
+      "matches": [{"method": {"service": "shop.v1.Cart", "method": "Get"},
+                   "headers": [{"name": "x-canary", "value": "1"}]},
+                  {"method": {"type": "RegularExpression", "service": "shop\\.v[0-9]+\\.Cart"}}],
+      "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-a", "value": "1"}]}}],
+      "backendRefs": [{"name": "cart-v2", "port": 9090}]
+    }]
+  })");
+}
+
 Json route_with_filters(const char* filters) {
   return with(route(), "/spec/rules/0/filters", Json::parse(filters));
 }
@@ -157,11 +171,39 @@ TEST(DnsNames, LabelsAndSubdomains) {
 
 TEST(Validation, ValidExampleOfEveryKindPasses) {
   EXPECT_VALID(route());
+  EXPECT_VALID(grpc_route());
   EXPECT_VALID(destination_policy());
   EXPECT_VALID(rate_limit_policy());
   EXPECT_VALID(authorization_policy());
   EXPECT_VALID(mesh_config());
   EXPECT_VALID(fault_injection());
+}
+
+TEST(Validation, GrpcRouteMatchesAndWhatItHasNot) {
+  const std::string kMatch = "spec.rules[0].matches[0].method";
+  EXPECT_ONLY_ERROR(with(grpc_route(), "/spec/rules/0/matches/0/method", Json::object()), kMatch,
+                    "set service, method or both");
+  EXPECT_ONLY_ERROR(with(grpc_route(), "/spec/rules/0/matches/0/method/service", "shop/Cart"),
+                    kMatch + ".service", "\"shop/Cart\" is not a gRPC service name such as \"shop.v1.Cart\"");
+  EXPECT_ONLY_ERROR(with(grpc_route(), "/spec/rules/0/matches/0/method/service", "shop..Cart"),
+                    kMatch + ".service",
+                    "\"shop..Cart\" is not a gRPC service name such as \"shop.v1.Cart\"");
+  EXPECT_ONLY_ERROR(with(grpc_route(), "/spec/rules/0/matches/0/method/method", "1Get"), kMatch + ".method",
+                    "\"1Get\" is not a gRPC method name such as \"Get\"");
+  EXPECT_ONLY_ERROR(with(grpc_route(), "/spec/rules/0/matches/1/method/service", "shop(.Cart"),
+                    "spec.rules[0].matches[1].method.service",
+                    "invalid regular expression: missing ): shop(.Cart");
+  EXPECT_ONLY_ERROR(with(grpc_route(), "/spec/rules/0/matches/0/path", {{"value", "/x"}}),
+                    "spec.rules[0].matches[0].path", "unknown field \"path\"");
+  // No redirects, rewrites or timeouts in a GRPCRoute: refused, never ignored.
+  EXPECT_ONLY_ERROR(with(grpc_route(), "/spec/rules/0/timeouts", {{"request", "1s"}}),
+                    "spec.rules[0].timeouts", "unknown field \"timeouts\"");
+  EXPECT_FALSE(error_lines(with(grpc_route(), "/spec/rules/0/filters/0",
+                                Json::parse(R"({"type": "URLRewrite", "urlRewrite": {"hostname": "a"}})")))
+                   .empty());
+  EXPECT_ONLY_ERROR(
+      with(grpc_route(), "/spec/parentRefs/0/kind", "Gateway"), "spec.parentRefs[0].kind",
+      "\"Gateway\" is not supported: in the mesh a GRPCRoute attaches to a Service (kind Service)");
 }
 
 TEST(Validation, ValidateSpecReportsPathsFromTheDocumentRoot) {
