@@ -71,14 +71,16 @@ class Loader {
 
   void load(const YAML::Node& root, ProxyConfig& config) {
     Located at{root, "", root.Mark(), root.Mark()};
-    auto fields = r_.read_map(at, {"zone", "admin", "access_log", "drain_timeout", "listeners", "clusters",
-                                   "control_plane", "mtls"});
+    auto fields = r_.read_map(at, {"zone", "admin", "access_log", "drain_timeout", "max_connections",
+                                   "listeners", "clusters", "control_plane", "mtls"});
     if (!fields) return;
     if (auto v = fields->get("zone")) r_.read_name(*v, config.zone);
     bool admin_ok = true;
     if (auto v = fields->get("admin")) admin_ok = load_admin(*v, config.admin);
     if (auto v = fields->get("access_log")) load_access_log(*v, config.access_log);
     if (auto v = fields->get("drain_timeout")) r_.read_duration(*v, config.drain_timeout);
+    if (auto v = fields->get("max_connections"))
+      r_.read_integer(*v, 1, kMaxMaxConnections, config.max_connections);
     // Clusters first, so that routes can be resolved wherever they appear in the file.
     if (auto v = fields->get("clusters")) config_yaml::load_clusters(r_, *v, config.clusters, clusters_);
     // A broken admin address is reported once; listeners are not blamed for clashing with the default.
@@ -263,9 +265,9 @@ class Loader {
     std::unordered_map<std::string, size_t> names;
     for (const Located& item : *items) {
       ListenerConfig listener;
-      auto fields = r_.read_map(
-          item, {"name", "address", "protocol", "idle_timeout", "request_head_timeout", "detect_timeout",
-                 "virtual_hosts", "cluster", "authorization", "tls", "client_identity_header"});
+      auto fields = r_.read_map(item, {"name", "address", "protocol", "idle_timeout", "max_connections",
+                                       "request_head_timeout", "detect_timeout", "virtual_hosts", "cluster",
+                                       "authorization", "tls", "client_identity_header"});
       if (fields) {
         if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, listener.name)) {
           if (!names.emplace(listener.name, listeners.size()).second) {
@@ -313,6 +315,8 @@ class Loader {
       }
     }
     if (auto v = fields.get("idle_timeout")) r_.read_positive_duration(*v, listener.idle_timeout);
+    if (auto v = fields.get("max_connections"))
+      r_.read_integer(*v, 1, kMaxMaxConnections, listener.max_connections);
     if (auto v = fields.get("request_head_timeout"); v && listener.protocol == ListenerProtocol::kTcp) {
       r_.key_error(*v, "\"request_head_timeout\" is only for http listeners");
     } else if (v) {

@@ -250,6 +250,9 @@ struct ListenerConfig {
   net::SocketAddress address;
   ListenerProtocol protocol = ListenerProtocol::kHttp;
   Millis idle_timeout{300000};  // downstream connection with no traffic this long is closed
+  // Client connections open at once on this listener, all workers
+  // together; 0: only the proxy's max_connections bounds them.
+  uint32_t max_connections = 0;
   // kHttp, kAuto: a request head (HTTP/1.1) or header section (HTTP/2) must
   // arrive whole within this long of its first byte, or the client gets 408.
   Millis request_head_timeout{10000};
@@ -332,6 +335,9 @@ struct PolicyConfig {
   std::string spec_json;
 };
 
+inline constexpr uint32_t kDefaultMaxConnections = 50000;
+inline constexpr uint32_t kMaxMaxConnections = 10000000;
+
 struct ProxyConfig {
   std::string source;  // file it was read from
   // The proxy's locality, for locality-aware load balancing: the top-level
@@ -340,6 +346,8 @@ struct ProxyConfig {
   AdminConfig admin;
   AccessLogConfig access_log;
   Millis drain_timeout{10000};
+  // Client connections open at once on all listeners together.
+  uint32_t max_connections = kDefaultMaxConnections;
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
   ControlPlaneConfig control_plane;

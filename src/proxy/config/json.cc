@@ -249,6 +249,7 @@ Json listener_to_json(const ListenerConfig& listener) {
                     : listener.protocol == ListenerProtocol::kTcp ? "tcp"
                                                                   : "auto";
   out["idle_timeout"] = format_duration(listener.idle_timeout);
+  if (listener.max_connections > 0) out["max_connections"] = listener.max_connections;
   if (!listener.authorization.empty()) out["authorization"] = authorization_json(listener.authorization);
   if (listener.protocol == ListenerProtocol::kAuto)
     out["detect_timeout"] = format_duration(listener.detect_timeout);
@@ -453,6 +454,7 @@ std::string config_to_json(const ProxyConfig& config) {
   // Logging off is spelled by leaving the section out, as in the YAML.
   if (!config.access_log.path.empty()) out["access_log"] = Json{{"path", config.access_log.path}};
   out["drain_timeout"] = format_duration(config.drain_timeout);
+  out["max_connections"] = config.max_connections;
   out["listeners"] = Json::array();
   for (const ListenerConfig& listener : config.listeners)
     out["listeners"].push_back(listener_to_json(listener));

@@ -72,6 +72,10 @@ Http1ServerConnection::Http1ServerConnection(Worker& worker, AdoptedConnection a
 
 Http1ServerConnection::~Http1ServerConnection() { close(); }
 
+const ListenerConfig* Http1ServerConnection::idle_listener() const {
+  return state_ == State::kIdle && in_.empty() ? listener_->config : nullptr;
+}
+
 void Http1ServerConnection::start_drain() {
   keep_alive_ = false;
   if (state_ == State::kIdle && in_.empty()) close();

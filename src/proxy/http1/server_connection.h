@@ -29,6 +29,7 @@ class Http1ServerConnection final : public WorkerConnection,
 
   void start_drain() override;
   void abort() override { close(); }
+  const ListenerConfig* idle_listener() const override;
 
   // TransportCallbacks
   void on_readable() override;

@@ -62,6 +62,9 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
 
   void start_drain() override;
   void abort() override { close(); }
+  const ListenerConfig* idle_listener() const override {
+    return open_.empty() && !closed_ && !draining_ ? listener_->config : nullptr;
+  }
 
   // TransportCallbacks
   void on_readable() override;

@@ -130,6 +130,13 @@ std::string StatsRegistry::render_prometheus() const {
         fmt::format_to(it, "trellis_grpc_requests_total{{listener=\"{}\",grpc_status=\"{}\"}} {}\n", lname,
                        code, n);
     }
+  listener_counter("trellis_downstream_connections_overflow_total",
+                   "Client connections refused at accept: max_connections (the listener's or the proxy's) "
+                   "reached, or no file descriptor left, with no idle connection to close instead.",
+                   [](const ListenerStats& s) { return s.connections_overflow.value(); });
+  listener_counter("trellis_downstream_idle_connections_shed_total",
+                   "Idle keep-alive client connections closed to make room for a new one.",
+                   [](const ListenerStats& s) { return s.idle_connections_shed.value(); });
   listener_counter("trellis_http_rate_limited_total", "Requests answered 429 by a rate limit.",
                    [](const ListenerStats& s) { return s.rate_limited.value(); });
   listener_counter("trellis_http_rate_limit_delayed_total", "Requests held by a leaky-bucket rate limit.",

@@ -81,6 +81,11 @@ struct ListenerStats {
   Counter detected[kDetectionOutcomes];  // protocol: auto, by DetectionOutcome
   // gRPC calls by the grpc-status they ended with (0 OK .. 16 UNAUTHENTICATED).
   Counter grpc_status[kGrpcStatuses];
+  // Connections refused at accept: the listener's or the proxy's
+  // max_connections reached with no idle connection to close instead.
+  Counter connections_overflow;
+  // Idle keep-alive connections closed to make room for new ones.
+  Counter idle_connections_shed;
   Counter rate_limited;        // answered 429 by a rate limit
   Counter rate_limit_delayed;  // held by a leaky-bucket rate limit
   Histogram request_duration;

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -68,6 +69,9 @@ struct Snapshot {
   std::vector<ListenerRuntime> listeners;
   std::vector<ClusterRuntime> clusters;
   std::shared_ptr<AccessLog> access_log;  // null when off
+  // Client connections open on all workers (ProxyConfig::max_connections):
+  // one counter for the proxy's life, handed from snapshot to snapshot.
+  std::shared_ptr<std::atomic<int64_t>> client_connections;
 };
 
 }  // namespace trellis::proxy

@@ -104,6 +104,7 @@ class SnapshotBuilder {
     std::shared_ptr<net::TransportFactory> factory;
   };
   std::map<std::string, Origination> originations_;
+  std::shared_ptr<std::atomic<int64_t>> client_connections_ = std::make_shared<std::atomic<int64_t>>(0);
   Result<std::shared_ptr<net::TransportFactory>> gateway_transport(const ListenerConfig& l);
 };
 

@@ -19,16 +19,56 @@ namespace trellis::proxy {
 class Worker::Acceptor final : public net::IoHandler {
  public:
   Acceptor(Worker& worker, std::shared_ptr<ListenSocket> socket, size_t listener_index)
-      : worker_(worker), socket_(std::move(socket)), listener_index_(listener_index) {
+      : worker_(worker),
+        socket_(std::move(socket)),
+        listener_index_(listener_index),
+        resume_(worker.loop_, [this] {
+          paused_ = false;
+          worker_.loop_.add_level_read(socket_->fd, this);
+        }) {
     worker_.loop_.add_level_read(socket_->fd, this);
   }
-  ~Acceptor() { worker_.loop_.remove(socket_->fd); }
+  ~Acceptor() {
+    if (!paused_) worker_.loop_.remove(socket_->fd);
+  }
   void on_io(uint32_t) override { worker_.accept_ready(*this); }
+
+  // Out of file descriptors: a level-triggered socket would wake the loop
+  // at once again, so accepting stops for a moment.
+  void pause() {
+    if (paused_) return;
+    paused_ = true;
+    worker_.loop_.remove(socket_->fd);
+    resume_.arm(std::chrono::milliseconds(100));
+  }
 
   Worker& worker_;
   std::shared_ptr<ListenSocket> socket_;
   size_t listener_index_;
+  bool paused_ = false;
+  net::Timer resume_;
 };
+
+namespace {
+
+// A connection over the limits. A plain HTTP listener answers 503 before
+// closing, so that the client learns why; the others (TLS, TCP, auto) close.
+void refuse(const ListenerRuntime& listener, int fd) {
+  if (listener.config->protocol == ListenerProtocol::kHttp && listener.config->tls == ListenerTls::kOff) {
+    // What the client sent first is read, so that closing sends no reset
+    // that could destroy the answer before the client reads it.
+    char discard[4096];
+    for (int i = 0; i < 16 && ::recv(fd, discard, sizeof discard, MSG_DONTWAIT) > 0; ++i) {
+    }
+    static constexpr std::string_view kAnswer =
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 21\r\n"
+        "connection: close\r\n\r\ntoo many connections\n";
+    (void)!::send(fd, kAnswer.data(), kAnswer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+  ::close(fd);
+}
+
+}  // namespace
 
 WorkerConnection::WorkerConnection(Worker& worker) : worker_(worker) { worker_.add_connection(this); }
 WorkerConnection::~WorkerConnection() { worker_.remove_connection(this); }
@@ -53,15 +93,21 @@ void Worker::add_connection(WorkerConnection* c) {
   connections_list_.push_front(c);
   c->self_ = connections_list_.begin();
   connections_.fetch_add(1, std::memory_order_relaxed);
+  client_connections_->fetch_add(1, std::memory_order_relaxed);
 }
 
 void Worker::remove_connection(WorkerConnection* c) {
   connections_list_.erase(c->self_);
   connections_.fetch_sub(1, std::memory_order_relaxed);
+  client_connections_->fetch_sub(1, std::memory_order_relaxed);
 }
 
 Worker::Worker(size_t index, std::shared_ptr<const Snapshot> initial, Clock& clock, uint64_t seed)
-    : index_(index), loop_(clock), random_(seed) {
+    : index_(index),
+      loop_(clock),
+      client_connections_(initial->client_connections ? initial->client_connections
+                                                      : std::make_shared<std::atomic<int64_t>>(0)),
+      random_(seed) {
   access_flush_timer_ = std::make_unique<net::Timer>(loop_, [this] { flush_access_log(); });
   apply(std::move(initial));
 }
@@ -183,13 +229,63 @@ void Worker::accept_ready(Acceptor& acceptor) {
     int error = 0;
     int fd = net::accept_connection(acceptor.socket_->fd, peer, error);
     if (fd < 0) {
-      if (error != EAGAIN && error != EWOULDBLOCK && error != EINTR && error != ECONNABORTED)
+      if (error == EMFILE || error == ENFILE) {
+        // No descriptor left: the connection waits in the backlog while an
+        // idle one is closed to make room, or for a moment.
+        stats.connections_overflow.inc();
+        if (shed_idle(nullptr)) {
+          stats.idle_connections_shed.inc();
+        } else {
+          acceptor.pause();
+        }
+      } else if (error != EAGAIN && error != EWOULDBLOCK && error != EINTR && error != ECONNABORTED) {
         spdlog::warn("accept on {}: {}", listener.config->address.text, strerror(error));
+      }
       return;
     }
     stats.connections_total.inc();
+    if (!admit(listener, stats)) {
+      refuse(listener, fd);
+      continue;
+    }
     adopt_connection(acceptor.listener_index_, fd, peer);
   }
+}
+
+bool Worker::admit(const ListenerRuntime& listener, ListenerStats& stats) {
+  const ListenerConfig& config = *listener.config;
+  const ListenerConfig* full = nullptr;  // the listener whose limit is reached, if that one
+  bool over = false;
+  if (config.max_connections > 0) {
+    int64_t open = 0;
+    for (const ListenerStats* s : listener.stats) open += s->connections_active.value();
+    if (open >= config.max_connections) {
+      over = true;
+      full = &config;
+    }
+  }
+  if (!over && client_connections_->load(std::memory_order_relaxed) >= snapshot_->config->max_connections)
+    over = true;
+  if (!over) return true;
+  // An idle keep-alive connection makes room: it costs its client a
+  // reconnect, where refusing costs the new client its request.
+  if (shed_idle(full)) {
+    stats.idle_connections_shed.inc();
+    return true;
+  }
+  stats.connections_overflow.inc();
+  return false;
+}
+
+bool Worker::shed_idle(const ListenerConfig* listener) {
+  // Oldest first: the list has the newest at its front.
+  for (auto it = connections_list_.rbegin(); it != connections_list_.rend(); ++it) {
+    const ListenerConfig* idle = (*it)->idle_listener();
+    if (idle == nullptr || (listener != nullptr && idle->name != listener->name)) continue;
+    (*it)->start_drain();  // idle: closes now
+    return true;
+  }
+  return false;
 }
 
 void Worker::adopt_connection(size_t listener_index, int fd, const sockaddr_storage& peer) {

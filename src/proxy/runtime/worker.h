@@ -45,6 +45,10 @@ class WorkerConnection : public net::Deferred {
   virtual void start_drain() = 0;
   // Close immediately.
   virtual void abort() = 0;
+  // The listener of a connection that waits for its client's next request
+  // with nothing in flight (shed first when connections run short); null
+  // while it is busy, or for kinds never shed.
+  virtual const ListenerConfig* idle_listener() const { return nullptr; }
 
  protected:
   // Moves a connection of `listener` to the worker's current snapshot, so
@@ -106,6 +110,11 @@ class Worker {
   class Acceptor;
   void apply(std::shared_ptr<const Snapshot> snapshot);
   void accept_ready(Acceptor& acceptor);
+  // Whether a connection accepted on `listener` may stay, closing an idle
+  // one to make room when a limit is reached.
+  bool admit(const ListenerRuntime& listener, ListenerStats& stats);
+  // Starts closing the oldest idle connection (of `listener` when given).
+  bool shed_idle(const ListenerConfig* listener);
   void flush_access_log();
   void close_all();
 
@@ -119,6 +128,7 @@ class Worker {
   std::vector<std::unique_ptr<UpstreamCluster>> retired_clusters_;
   std::list<WorkerConnection*> connections_list_;
   std::atomic<int64_t> connections_{0};
+  std::shared_ptr<std::atomic<int64_t>> client_connections_;  // of the whole proxy
   bool draining_ = false;
   std::string access_buffer_;
   std::string scratch_;

@@ -1,0 +1,106 @@
+"""Connection limits: a listener's max_connections and the proxy's. At the
+limit an idle keep-alive connection is closed to make room (its client
+reconnects); with none idle, a new connection is refused (a plain HTTP
+listener answers 503 first). Both are counted in /stats."""
+
+import socket
+
+from harness import (LOCALHOST, HttpClient, build_request, cluster, http_listener, metric, proxy_config, route,
+                     simple_config, validate_config, wait_until)
+
+
+def busy_connection(port: int) -> socket.socket:
+    """A connection in the middle of a request head: never idle."""
+    s = socket.create_connection((LOCALHOST, port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
+    return s
+
+
+def answer_of_refused(port: int) -> bytes:
+    with socket.create_connection((LOCALHOST, port), timeout=5) as s:
+        s.sendall(build_request("GET", "/", [("Host", "a")]))
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def test_a_listener_at_its_limit_refuses_with_503_when_nothing_is_idle(fleet):
+    nginx = fleet.nginx()
+    cfg = simple_config(nginx)
+    cfg["listeners"][0]["max_connections"] = 3
+    proxy = fleet.proxy(cfg, workers=2)
+    port = proxy.port()
+    busy = [busy_connection(port) for _ in range(3)]
+    try:
+        wait_until(lambda: metric(proxy.stats(), "trellis_downstream_connections_active", listener="web") == 3, 5)
+        answer = answer_of_refused(port)
+        assert answer.startswith(b"HTTP/1.1 503 ") and answer.endswith(b"too many connections\n"), answer
+        assert metric(proxy.stats(), "trellis_downstream_connections_overflow_total", listener="web") == 1
+        # The connections held are served as usual.
+        busy[0].sendall(b"\r\n")
+        assert busy[0].recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in busy:
+            s.close()
+    # Once they close, new connections are taken again.
+    wait_until(lambda: metric(proxy.stats(), "trellis_downstream_connections_active", listener="web") == 0, 5)
+    with HttpClient(port) as client:
+        assert client.request("GET", "/").status == 200
+
+
+def test_at_the_limit_the_oldest_idle_keep_alive_connection_makes_room(fleet):
+    nginx = fleet.nginx()
+    cfg = simple_config(nginx)
+    cfg["listeners"][0]["max_connections"] = 3
+    proxy = fleet.proxy(cfg, workers=1)
+    clients = [HttpClient(proxy.port()) for _ in range(3)]
+    for c in clients:
+        assert c.request("GET", "/").status == 200  # each now idle, kept alive
+    with HttpClient(proxy.port()) as newcomer:
+        assert newcomer.request("GET", "/").status == 200
+    assert clients[0].wait_closed(5) is not None, "the oldest idle connection was not closed"
+    assert clients[1].is_open() and clients[2].is_open()
+    stats = proxy.stats()
+    assert metric(stats, "trellis_downstream_idle_connections_shed_total", listener="web") == 1
+    assert metric(stats, "trellis_downstream_connections_overflow_total", listener="web") == 0
+    for c in clients:
+        c.close()
+
+
+def test_the_proxy_limit_covers_every_listener(fleet):
+    nginx = fleet.nginx()
+    cfg = proxy_config([http_listener("a", [route("web")]), http_listener("b", [route("web")])],
+                       [cluster("web", nginx)])
+    cfg["max_connections"] = 2
+    proxy = fleet.proxy(cfg, workers=2)
+    busy = [busy_connection(proxy.port("a")), busy_connection(proxy.port("a"))]
+    try:
+        wait_until(lambda: metric(proxy.stats(), "trellis_downstream_connections_active") == 2, 5)
+        assert answer_of_refused(proxy.port("b")).startswith(b"HTTP/1.1 503 ")
+        assert metric(proxy.stats(), "trellis_downstream_connections_overflow_total", listener="b") == 1
+    finally:
+        for s in busy:
+            s.close()
+    wait_until(lambda: metric(proxy.stats(), "trellis_downstream_connections_active") == 0, 5)
+    with HttpClient(proxy.port("b")) as client:
+        assert client.request("GET", "/").status == 200
+
+
+def test_limits_are_checked(fleet):
+    cfg = simple_config(f"{LOCALHOST}:1")
+    cfg["admin"]["address"] = f"{LOCALHOST}:2"
+    cfg["listeners"][0]["address"] = f"{LOCALHOST}:3"
+    cfg["max_connections"] = 0
+    cfg["listeners"][0]["max_connections"] = -1
+    result = validate_config(fleet.dir, cfg)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert b"max_connections: must be between 1 and 10000000" in out, out
+    assert b"listeners[0].max_connections: must be between 1 and 10000000" in out, out
