@@ -3,10 +3,13 @@ limit an idle keep-alive connection is closed to make room (its client
 reconnects); with none idle, a new connection is refused (a plain HTTP
 listener answers 503 first). Both are counted in /stats."""
 
+import resource
 import socket
 
-from harness import (LOCALHOST, HttpClient, build_request, cluster, http_listener, metric, proxy_config, route,
-                     simple_config, validate_config, wait_until)
+import pytest
+
+from harness import (LOCALHOST, SANITIZED, HttpClient, build_request, cluster, http_listener, metric, proxy_config,
+                     route, simple_config, validate_config, wait_until)
 
 
 def busy_connection(port: int) -> socket.socket:
@@ -104,3 +107,30 @@ def test_limits_are_checked(fleet):
     assert result.returncode != 0
     assert b"max_connections: must be between 1 and 10000000" in out, out
     assert b"listeners[0].max_connections: must be between 1 and 10000000" in out, out
+
+
+@pytest.mark.skipif(bool(SANITIZED), reason="a sanitizer's allocator holds freed memory")
+def test_idle_connections_cost_little_and_their_memory_is_given_back(fleet):
+    n = 3000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2 * n), hard))
+    nginx = fleet.nginx()
+    proxy = fleet.proxy(simple_config(nginx), workers=2)  # inherits the raised limit
+    with HttpClient(proxy.port()) as client:  # warm: the first request's allocations
+        assert client.request("GET", "/").status == 200
+    base_kb = proxy.rss_kb()
+    idle = [socket.create_connection((LOCALHOST, proxy.port()), timeout=5) for _ in range(n)]
+    try:
+        assert wait_until(lambda: metric(proxy.stats(), "trellis_downstream_connections_active") == n, 10)
+        per_connection = (proxy.rss_kb() - base_kb) * 1024 / n
+        assert per_connection <= 4096, f"an idle connection costs {per_connection:.0f} bytes"
+        # Still serving.
+        with HttpClient(proxy.port()) as client:
+            assert client.request("GET", "/").status == 200
+    finally:
+        for s in idle:
+            s.close()
+    # Given back within the housekeeping round (10 s), not kept by malloc.
+    assert wait_until(lambda: proxy.rss_kb() <= base_kb * 1.10, 30), \
+        f"RSS {proxy.rss_kb()} kB a while after the connections closed, {base_kb} kB before"

@@ -28,7 +28,6 @@ Http1ServerConnection::Http1ServerConnection(Worker& worker, std::shared_ptr<con
       client_ip_(net::format_address(peer, /*ip_only=*/true)),
       client_address_(net::format_address(peer)),
       authz_client_(authz_client_of(peer, listener_->config->address, {})),
-      stream_(make_server_stream(worker, *this)),
       idle_timer_(worker.loop(), [this] { close(); }),
       head_timer_(worker.loop(),
                   [this] {
@@ -57,8 +56,10 @@ Http1ServerConnection::Http1ServerConnection(Worker& worker, int fd, const socka
                                              size_t listener_index)
     : Http1ServerConnection(worker, worker.snapshot(), peer, listener_index) {
   client_ = listener_->transport->accepted(worker.loop(), fd, this);
-  // The request may have arrived with the handshake: read it now.
+  // The request may have arrived with the handshake: read it now. A client
+  // that sent nothing yet holds no input block meanwhile (an idle flood).
   read_client();
+  if (in_.empty() && state_ == State::kIdle) in_.release();
 }
 
 Http1ServerConnection::Http1ServerConnection(Worker& worker, AdoptedConnection adopted)
@@ -71,6 +72,13 @@ Http1ServerConnection::Http1ServerConnection(Worker& worker, AdoptedConnection a
 }
 
 Http1ServerConnection::~Http1ServerConnection() { close(); }
+
+// Made with the first request: a connection that never sends one (a flood
+// of idle connections) costs no router.
+ServerStream& Http1ServerConnection::stream() {
+  if (!stream_) stream_ = make_server_stream(worker_, *this);
+  return *stream_;
+}
 
 const ListenerConfig* Http1ServerConnection::idle_listener() const {
   return state_ == State::kIdle && in_.empty() ? listener_->config : nullptr;
@@ -206,7 +214,7 @@ void Http1ServerConnection::start_exchange(size_t head_size) {
   bool listener_current = refresh_snapshot();
   authz_client_.identity = client_->peer_identity();  // verified by the TLS handshake, if any
   context_ = {snapshot_, listener_, stats_, client_ip_, client_address_, authz_client_};
-  stream_->begin(context_);
+  stream().begin(context_);
   http::http1::to_neutral(head_, request_);
   // The head's bytes stay in memory until the next read; the router copies
   // what it keeps before returning.
@@ -331,7 +339,7 @@ void Http1ServerConnection::reject(int status, std::string_view reason, bool mal
     refresh_snapshot();
     authz_client_.identity = client_->peer_identity();  // verified by the TLS handshake, if any
     context_ = {snapshot_, listener_, stats_, client_ip_, client_address_, authz_client_};
-    stream_->begin(context_);
+    stream().begin(context_);
   } else {
     stream_->on_downstream_reset();
   }

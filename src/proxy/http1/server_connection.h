@@ -97,6 +97,7 @@ class Http1ServerConnection final : public WorkerConnection,
   std::string client_address_;
   AuthzClient authz_client_;
   DownstreamContext context_;
+  ServerStream& stream();
   std::unique_ptr<ServerStream> stream_;  // one exchange at a time
   net::Buffer in_;                        // client input not yet handled
   net::Buffer out_;                       // staged output, sent by flush()

@@ -1,5 +1,6 @@
 #include "proxy/runtime/server.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 #include <algorithm>
@@ -96,6 +97,7 @@ bool Server::start() {
       for (const auto& vhost : l.rate_limits)
         for (const auto& route : vhost)
           for (const auto& limiter : route) limiter->evict_idle(loop_.now());
+    return_free_memory();
     evict_timer_->arm(std::chrono::seconds(10));
   });
   evict_timer_->arm(std::chrono::seconds(10));
@@ -426,6 +428,15 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
     r.body = "not found; try /ready, /healthz, /stats or /config_dump\n";
   }
   return r;
+}
+
+// Memory freed by the workers (after a flood of connections, say) stays
+// with malloc, which gives back only what lies at the top of its heaps. With
+// more than 1 MiB of it held free, every free page goes back to the system.
+void Server::return_free_memory() {
+  constexpr size_t kHeldFreeLimit = 1 << 20;
+  struct mallinfo2 info = mallinfo2();
+  if (info.fordblks > kHeldFreeLimit) malloc_trim(0);
 }
 
 }  // namespace trellis::proxy

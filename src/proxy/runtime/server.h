@@ -65,7 +65,8 @@ class Server {
   ServerOptions options_;
   net::EventLoop loop_;
   std::unique_ptr<HealthChecker> health_checker_;
-  std::unique_ptr<net::Timer> evict_timer_;
+  std::unique_ptr<net::Timer> evict_timer_;  // every 10 s: idle rate-limit keys, free memory
+  void return_free_memory();
   FastRandom random_{FastRandom::os_seed()};
   std::unique_ptr<SnapshotBuilder> builder_;
   std::unique_ptr<http::ApiServer> admin_;
