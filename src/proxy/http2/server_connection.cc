@@ -490,6 +490,10 @@ struct Http2ServerConnection::Callbacks {
     } else if (hd->length > 0) {
       conn.empty_frames_ = 0;
     }
+    // PRIORITY frames are skipped unread (no priority tree, see SETTINGS),
+    // but one on stream 0 is still a connection error (RFC 9113 §6.3).
+    if (hd->type == NGHTTP2_PRIORITY && hd->stream_id == 0)
+      nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
     if (hd->type == NGHTTP2_HEADERS) {
       conn.head_timer_.arm(conn.listener_->config->request_head_timeout);
     } else if (hd->type != NGHTTP2_CONTINUATION) {
