@@ -1,0 +1,152 @@
+// The HTTP/2 server codec and the translation of its streams to HTTP/1.1: the
+// input is what a client sends after the connection preface, fed in a few
+// data-dependent reads to a worker on simulated time whose one upstream
+// answers every request. Besides "no crash, no sanitizer report":
+// - what reaches the upstream is a run of HTTP/1.1 requests that the proxy's
+//   own parser accepts whole (nothing malformed is forwarded), each with a
+//   Host and without HTTP/2's pseudo-header fields or the mesh's own field;
+// - the worker ends the input with no connection left open once the client
+//   is gone (every stream and router freed).
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "fuzz_check.h"
+#include "http/http1/parser.h"
+#include "proxy/config/config.h"
+#include "proxy/runtime/snapshot_builder.h"
+#include "proxy/runtime/worker.h"
+#include "support/fake_network.h"
+
+using namespace trellis;
+
+namespace {
+
+constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+constexpr std::string_view kConfig = R"(
+admin: { address: 127.0.0.1:9901 }
+listeners:
+  - name: web
+    address: 127.0.0.1:8080
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes: [{ match: { prefix: / }, cluster: app }]
+clusters:
+  - name: app
+    endpoints: [{ address: 10.0.0.1:80 }]
+)";
+
+const std::string kUpstream = "10.0.0.1:80";
+const std::string kAnswer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+// Every request the upstream got, parsed as the proxy's own HTTP/1.1 parser
+// would; `wire` holds whole requests only when it returns.
+void check_forwarded(std::string& wire, size_t& answers_due) {
+  for (;;) {
+    if (wire.empty()) return;
+    http::http1::RequestHead head;
+    http::http1::ParseResult r = http::http1::parse_request(wire, head);
+    if (r.status == http::http1::ParseStatus::kNeedMore) return;  // the rest comes later
+    CHECK(r.status == http::http1::ParseStatus::kDone);
+    CHECK(head.version_minor == 1);
+    CHECK(!head.host.empty());
+    for (const auto& h : head.headers) {
+      CHECK(!h.name.empty() && h.name[0] != ':');
+      CHECK(h.name != "trellis-original-protocol");
+    }
+    size_t body = 0;
+    if (head.info.body == http::http1::BodyKind::kContentLength) {
+      if (wire.size() - r.consumed < head.info.content_length) return;  // body still coming
+      body = head.info.content_length;
+    } else if (head.info.body == http::http1::BodyKind::kChunked) {
+      // Framed by the proxy: the last chunk ends it.
+      size_t end = wire.find("\r\n0\r\n", r.consumed - 2);
+      if (end == std::string::npos) return;
+      size_t trailers_end = wire.find("\r\n\r\n", end + 2);
+      if (trailers_end == std::string::npos) return;
+      body = trailers_end + 4 - r.consumed;
+    }
+    wire.erase(0, r.consumed + body);
+    ++answers_due;
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size > 64 * 1024) return 0;
+  std::string_view input(reinterpret_cast<const char*>(data), size);
+
+  static SimulatedClock clock;
+  static FastRandom random(1);
+  static auto network = std::make_shared<testing::FakeNetwork>();
+  static std::shared_ptr<const proxy::Snapshot> snapshot = [] {
+    proxy::ConfigLoad load = proxy::load_config_text(std::string(kConfig), "fuzz.yaml");
+    CHECK(load.ok());
+    static proxy::SnapshotBuilder builder(1, random);
+    builder.set_open_listener([](const proxy::ListenerConfig&, std::string&) { return nullptr; });
+    builder.set_transport(network);
+    auto built = builder.build(std::make_shared<const proxy::ProxyConfig>(std::move(load.config)), nullptr,
+                               clock.now());
+    CHECK(built.ok());
+    return *built;
+  }();
+
+  proxy::Worker worker(0, snapshot, clock, /*seed=*/7);
+  sockaddr_storage peer{};
+  peer.ss_family = AF_INET;
+  worker.adopt_connection(0, -1, peer);
+  testing::FakePeer client = network->last_accepted();
+  client.send(kPreface);
+
+  std::string forwarded;
+  size_t answers_due = 0;
+  std::vector<testing::FakePeer> upstreams;
+  auto serve = [&] {
+    for (int round = 0; round < 8; ++round) {
+      worker.loop().run_until_idle();
+      while (network->has_pending(kUpstream)) {
+        testing::FakePeer p = network->next(kUpstream);
+        if (!p.connected()) p.accept();
+        upstreams.push_back(p);
+      }
+      bool more = false;
+      for (testing::FakePeer& p : upstreams) {
+        std::string got = p.take();
+        if (got.empty()) continue;
+        forwarded += got;
+        more = true;
+        check_forwarded(forwarded, answers_due);
+        for (; answers_due > 0; --answers_due) p.send(kAnswer);
+      }
+      client.take();  // the client reads all it is sent
+      if (!more) break;
+    }
+  };
+
+  // A few reads, split where the input says.
+  size_t at = 0;
+  for (int read = 0; at < input.size() && read < 4; ++read) {
+    size_t n = read == 3 ? input.size() - at : std::min<size_t>(input.size() - at, 1 + data[at] * 64);
+    client.send(input.substr(at, n));
+    at += n;
+    serve();
+  }
+  if (at < input.size()) client.send(input.substr(at));
+  serve();
+
+  // The client leaves: nothing may stay open.
+  client.shutdown();
+  serve();
+  clock.advance(std::chrono::seconds(30));
+  worker.loop().run_until_idle();
+  for (testing::FakePeer& p : upstreams) p.shutdown();
+  worker.loop().run_until_idle();
+  worker.drain();
+  worker.loop().run_until_idle();
+  CHECK(worker.connections() == 0);
+  return 0;
+}
