@@ -22,6 +22,7 @@ using http::iequals;
 
 constexpr uint32_t kMaxConnections = 100'000;
 constexpr uint32_t kMaxThreads = 256;
+constexpr uint32_t kMaxStreams = 1000;
 constexpr double kMaxRate = 10'000'000;
 constexpr uint64_t kMaxBodySize = 64ull << 20;
 
@@ -38,6 +39,7 @@ struct LoadFlags {
   std::string timeout = "5s";
   std::string warmup = "0s";
   std::string protocol = "http/1.1";
+  uint32_t streams = 0;  // 0: not given
   bool json = false;
   std::string output;
 };
@@ -88,14 +90,22 @@ bool parse_header(std::string_view text, std::pair<std::string, std::string>& ou
 bool to_options(const LoadFlags& f, LoadOptions& o, std::string& error) {
   if (iequals(f.protocol, "h2") || iequals(f.protocol, "h2c") || iequals(f.protocol, "http2") ||
       iequals(f.protocol, "http/2")) {
-    error = "HTTP/2 is not supported yet: --protocol accepts http/1.1 only for now";
+    o.protocol = Protocol::kHttp2;
+  } else if (iequals(f.protocol, "http/1.1") || iequals(f.protocol, "http1")) {
+    o.protocol = Protocol::kHttp1;
+  } else {
+    error = fmt::format("unknown --protocol \"{}\" (supported: http/1.1, h2)", f.protocol);
     return false;
   }
-  if (!iequals(f.protocol, "http/1.1") && !iequals(f.protocol, "http1")) {
-    error = fmt::format("unknown --protocol \"{}\" (supported: http/1.1)", f.protocol);
+  if (f.streams != 0 && o.protocol != Protocol::kHttp2) {
+    error = "--streams is for --protocol h2: HTTP/1.1 has one request in flight per connection";
     return false;
   }
-  o.protocol = Protocol::kHttp1;
+  if (f.streams > kMaxStreams) {
+    error = fmt::format("--streams must be between 1 and {}", kMaxStreams);
+    return false;
+  }
+  o.streams = f.streams == 0 ? 1 : f.streams;
   if (!parse_target(f.url, o.target, error)) return false;
 
   if (!(f.rate >= 0) || f.rate > kMaxRate || !std::isfinite(f.rate)) {
@@ -237,7 +247,8 @@ nlohmann::ordered_json load_report_json(const LoadOptions& options, const LoadRe
 
   return {
       {"target", options.target.url},
-      {"protocol", "http/1.1"},
+      {"protocol", options.protocol == Protocol::kHttp2 ? "h2c" : "http/1.1"},
+      {"streams", options.streams},
       {"method", options.method},
       {"rate", options.rate},
       {"duration_s", seconds(report.measured)},
@@ -261,7 +272,11 @@ std::string load_report_text(const LoadOptions& options, const LoadReport& repor
   auto line = [&](std::string_view label, const std::string& text) {
     out += fmt::format("{:<10} {}\n", label, text);
   };
-  line("target", fmt::format("{} {} (HTTP/1.1)", options.method, options.target.url));
+  bool h2 = options.protocol == Protocol::kHttp2;
+  line("target", fmt::format("{} {} ({})", options.method, options.target.url,
+                             h2 ? fmt::format("HTTP/2, {} stream{} per connection", options.streams,
+                                              options.streams == 1 ? "" : "s")
+                                : std::string("HTTP/1.1")));
   std::string model =
       options.rate > 0 ? fmt::format("open loop at {:g} req/s", options.rate) : std::string("closed loop");
   std::string warmup = options.warmup > Duration::zero()
@@ -348,8 +363,11 @@ std::function<int()> add_load_command(CLI::App& app) {
       ->capture_default_str();
   load->add_option("--warmup", flags->warmup, "Send for this long first without measuring")
       ->capture_default_str();
-  load->add_option("--protocol", flags->protocol, "Wire protocol (http/1.1; HTTP/2 is not supported yet)")
+  load->add_option("--protocol", flags->protocol,
+                   "Wire protocol: http/1.1, or h2 (HTTP/2 with prior knowledge)")
       ->capture_default_str();
+  load->add_option("--streams", flags->streams,
+                   "HTTP/2: requests in flight per connection at most (default 1)");
   load->add_flag("--json", flags->json, "Print the report as JSON instead of the summary");
   load->add_option("-o,--output", flags->output, "Also write the JSON report to this file");
   return [flags] { return run_load_command(*flags); };

@@ -19,10 +19,10 @@
 
 namespace trellis::cli {
 
-// Wire protocols the generator speaks. HTTP/2 joins when the proxy's codec
-// does: it gets its own connection class next to the HTTP/1.1 one, and the
-// pacing, measurement and reporting below stay as they are.
-enum class Protocol : uint8_t { kHttp1 };
+// Wire protocols the generator speaks: HTTP/1.1 (one request in flight per
+// connection) and HTTP/2 with prior knowledge (h2c; `streams` in flight per
+// connection). Pacing, measurement and reporting are the same for both.
+enum class Protocol : uint8_t { kHttp1, kHttp2 };
 
 struct Target {
   std::string url;             // as given
@@ -43,6 +43,7 @@ struct LoadOptions {
   Duration warmup{};  // requests meant for the warm-up are sent but not measured
   Duration timeout = std::chrono::seconds(5);
   uint32_t connections = 10;
+  uint32_t streams = 1;  // HTTP/2: requests in flight per connection at most
   uint32_t threads = 1;  // <= connections
   std::string method = "GET";
   size_t body_size = 0;
@@ -53,6 +54,11 @@ struct LoadOptions {
 // line, Host (unless given), the extra fields, User-Agent (unless given),
 // Content-Length when there is a body or the method normally has one, body.
 std::string build_http1_request(const LoadOptions& options);
+
+// The same request's fields for HTTP/2, after the pseudo-header fields: the
+// extra fields with lower-case names (a given Host becomes :authority
+// instead), user-agent and content-length as above.
+std::vector<std::pair<std::string, std::string>> build_http2_fields(const LoadOptions& options);
 
 // When one connection should send each of its requests. Open loop: the run's
 // requests are evenly spaced at 1/rate from t0, and connection k of C takes

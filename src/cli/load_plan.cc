@@ -29,7 +29,7 @@ bool parse_target(std::string_view url, Target& out, std::string& error) {
     return false;
   }
   if (starts_with_nocase(url, "h2://") || starts_with_nocase(url, "h2c://")) {
-    error = "HTTP/2 is not supported yet: use an http:// URL (HTTP/1.1)";
+    error = "use an http:// URL, with --protocol h2 for HTTP/2";
     return false;
   }
   if (!starts_with_nocase(url, "http://")) {
@@ -95,6 +95,23 @@ bool parse_target(std::string_view url, Target& out, std::string& error) {
   out.authority = authority;
   out.path = path.empty() ? "/" : (path.front() == '?' ? "/" + std::string(path) : std::string(path));
   return true;
+}
+
+std::vector<std::pair<std::string, std::string>> build_http2_fields(const LoadOptions& options) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  bool agent = false;
+  for (const auto& [name, value] : options.headers) {
+    std::string lower = name;
+    for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    if (lower == "host") continue;  // :authority (see run_load)
+    agent = agent || lower == "user-agent";
+    fields.emplace_back(std::move(lower), value);
+  }
+  if (!agent) fields.emplace_back("user-agent", "trellis-load");
+  const std::string& m = options.method;
+  if (options.body_size > 0 || m == "POST" || m == "PUT" || m == "PATCH")
+    fields.emplace_back("content-length", std::to_string(options.body_size));
+  return fields;
 }
 
 std::string build_http1_request(const LoadOptions& options) {

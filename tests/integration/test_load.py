@@ -11,7 +11,8 @@ import time
 import pytest
 
 from harness import (
-    BIN_DIR, Peer, Stream, free_port, http_responder, http_response, read_request, run, silent, tail,
+    BIN_DIR, Peer, Stream, free_port, http_responder, http_response, metric, read_request, run, silent,
+    simple_config, tail,
 )
 
 TRELLIS = BIN_DIR / "cli" / "trellis"
@@ -207,8 +208,10 @@ def test_statuses_are_counted_by_code_and_requests_carry_the_flags(fleet):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["h2c://127.0.0.1:80/"], "HTTP/2"),
-    (["http://127.0.0.1:80/", "--protocol", "h2"], "HTTP/2"),
+    (["h2c://127.0.0.1:80/"], "--protocol h2"),
+    (["http://127.0.0.1:80/", "--streams", "4"], "--streams is for --protocol h2"),
+    (["http://127.0.0.1:80/", "--protocol", "h3"], "unknown --protocol"),
+    (["http://127.0.0.1:80/", "--protocol", "h2", "--streams", "1001"], "--streams"),
     (["https://127.0.0.1:443/"], "https"),
     (["http://example.com/"], "not resolved"),
     (["http://127.0.0.1:80/", "--duration", "ten"], "--duration"),
@@ -220,6 +223,52 @@ def test_usage_errors_exit_2_with_a_message(args, message):
     result = trellis_load(*args)
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert message in result.stderr.decode(), result.stderr.decode()
+
+
+# ------------------------------------------------------------------- HTTP/2
+
+
+def test_h2_open_loop_holds_the_rate_with_streams_multiplexed(fleet):
+    nginx = fleet.nginx(http2=True)
+    rate, seconds = 2000, 2
+    code, report = load_report(f"http://127.0.0.1:{nginx.port}/hello", "--protocol", "h2", "--streams", "10",
+                               "--rate", str(rate), "--duration", f"{seconds}s", "--connections", "2")
+    check_schema(report)
+    requests = report["requests"]
+    assert abs(requests["sent"] - rate * seconds) <= 0.01 * rate * seconds, requests
+    assert requests["completed"] == requests["sent"] and requests["errors"] == 0, report
+    assert report["status"] == {"200": requests["completed"]}
+    assert (report["protocol"], report["streams"]) == ("h2c", 10)
+    assert code == 0
+
+
+def test_h2_streams_share_one_connection_and_carry_the_flags(fleet):
+    upstream = fleet.upstream(http_responder(http_response(200, b"ok")))
+    proxy = fleet.proxy(simple_config(upstream.address))
+    code, report = load_report(f"http://127.0.0.1:{proxy.port()}/submit?x=1", "--protocol", "h2",
+                               "--streams", "8", "--connections", "1", "--duration", "1s", "--method", "POST",
+                               "--body-size", "100", "-H", "X-Test: yes", "-H", "Host: example.test")
+    assert code == 0, report
+    completed = report["requests"]["completed"]
+    assert completed > 100 and report["requests"]["errors"] == 0, report
+    stats = proxy.stats()
+    assert metric(stats, "trellis_downstream_connections_total", listener="web") == 1, "one HTTP/2 connection"
+    assert metric(stats, "trellis_http_requests_total", listener="web", code_class="2xx") >= completed
+    first = upstream.requests()[0]
+    assert (first.method, first.target) == ("POST", "/submit?x=1")
+    assert first.header("x-test") == "yes" and first.header("host") == "example.test"
+    assert len(first.body) == 100
+
+
+def test_h2_unanswered_streams_time_out_one_by_one_on_their_connection(fleet):
+    upstream = fleet.upstream(silent)
+    code, report = load_report(f"http://127.0.0.1:{upstream.port}/", "--protocol", "h2", "--streams", "4",
+                               "--connections", "1", "--rate", "20", "--duration", "1s", "--timeout", "200ms")
+    assert code == 1
+    assert report["errors"]["timeout"] >= 15, report["errors"]
+    assert report["requests"]["completed"] == 0
+    # A stream that times out is reset; its connection carries on.
+    assert upstream.connections() == 1, upstream.connections()
 
 
 # ------------------------------------------------------ coordinated omission

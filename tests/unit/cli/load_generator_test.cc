@@ -188,6 +188,16 @@ TEST(BuildRequest, BodyAndHeaders) {
   EXPECT_NE(build_http1_request(o).find("Content-Length: 0\r\n"), std::string::npos);
 }
 
+TEST(BuildRequest, Http2FieldsAreLowerCaseWithoutHost) {
+  LoadOptions o = options_for("http://127.0.0.1:8080/up");
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(build_http2_fields(o), (Fields{{"user-agent", "trellis-load"}}));
+  o.method = "PUT";
+  o.body_size = 5;
+  o.headers = {{"Host", "example.test"}, {"X-Trace", "1"}, {"User-Agent", "me"}};
+  EXPECT_EQ(build_http2_fields(o), (Fields{{"x-trace", "1"}, {"user-agent", "me"}, {"content-length", "5"}}));
+}
+
 // ------------------------------------------------------------------- stats
 
 TEST(LoadStats, MergeSumsEverything) {
