@@ -58,8 +58,10 @@ _STATUS = re.compile(r"status codes: (\d+) 2xx")
 _UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def _h2load(url: str, requests: int, connections: int) -> tuple[dict, str]:
-    argv = pinned(CLIENT_CORE, ["h2load", "--h1", "-c", str(connections), "-n", str(requests),
+def _h2load(url: str, requests: int, connections: int, streams: int | None = None) -> tuple[dict, str]:
+    """`streams`: HTTP/2 (h2c) with that many requests in flight per connection; None: HTTP/1.1."""
+    protocol = ["--h1"] if streams is None else ["-m", str(streams)]
+    argv = pinned(CLIENT_CORE, ["h2load", *protocol, "-c", str(connections), "-n", str(requests),
                                 "-t", "1", url])
     result = run_tool(argv, timeout=600)
     out = result.stdout
@@ -77,29 +79,31 @@ def _h2load(url: str, requests: int, connections: int) -> tuple[dict, str]:
     return parsed, out
 
 
-def warm_up(target: Target, size: Size, requests: int, connections: int) -> None:
+def warm_up(target: Target, size: Size, requests: int, connections: int, streams: int | None = None) -> None:
     """A few thousand requests first, so every run meets warm caches and open pools."""
     if requests <= 0:
         return
-    parsed, out = _h2load(target.url(size), max(requests, connections), connections)
+    parsed, out = _h2load(target.url(size), max(requests, connections), connections, streams)
     if parsed["failed"]:
         raise BenchError(f"{target.label}: {parsed['failed']} requests failed during warm-up\n"
                          f"{out[-1500:]}")
 
 
-def saturate(target: Target, size: Size, requests: int) -> SaturationRun:
-    """A fixed number of keep-alive requests as fast as 50 connections go: req/s,
-    the proxy's CPU time per request and its largest RSS while it ran."""
+def saturate(target: Target, size: Size, requests: int, connections: int = SATURATION_CONNECTIONS,
+             streams: int | None = None) -> SaturationRun:
+    """A fixed number of keep-alive requests as fast as the connections go
+    (HTTP/2 with `streams` each, when given): req/s, the proxy's CPU time per
+    request and its largest RSS while it ran."""
     url = target.url(size)
     cores_before = core_times()
     if target.service is None:
-        parsed, _ = _h2load(url, requests, SATURATION_CONNECTIONS)
+        parsed, _ = _h2load(url, requests, connections, streams)
         run = SaturationRun(**parsed, rps=parsed["requests"] / parsed["elapsed_s"],
                             cpu_us_per_req=None, proxy_core_busy=None, rss_max_kib=None)
     else:
         cpu_before = target.service.cpu_us()
         with RssSampler(target.service) as rss:
-            parsed, _ = _h2load(url, requests, SATURATION_CONNECTIONS)
+            parsed, _ = _h2load(url, requests, connections, streams)
         cpu_used = target.service.cpu_us() - cpu_before
         run = SaturationRun(**parsed, rps=parsed["requests"] / parsed["elapsed_s"],
                             cpu_us_per_req=cpu_used / parsed["requests"],

@@ -123,17 +123,20 @@ def start_upstream(ws: Workspace) -> tuple[Service, int]:
     return start_nginx(ws, "upstream", "upstream.conf", bodies, CLIENT_CORE)
 
 
-def _start_haproxy(ws: Workspace, upstream_port: int, binaries: dict) -> tuple[Service, int]:
-    return start_haproxy(ws, "haproxy", "haproxy.cfg", {"upstream_port": upstream_port},
+def _start_haproxy(ws: Workspace, upstream_port: int, binaries: dict, h2: bool) -> tuple[Service, int]:
+    # HTTP/2 from clients: h2c with prior knowledge on the same port.
+    return start_haproxy(ws, "haproxy", "haproxy.cfg",
+                         {"upstream_port": upstream_port, "bind_options": " proto h2" if h2 else ""},
                          PROXY_CORE)
 
 
-def _start_nginx_proxy(ws: Workspace, upstream_port: int, binaries: dict) -> tuple[Service, int]:
+def _start_nginx_proxy(ws: Workspace, upstream_port: int, binaries: dict, h2: bool) -> tuple[Service, int]:
     return start_nginx(ws, "nginx-proxy", "nginx-proxy.conf",
-                       {"upstream_port": upstream_port}, PROXY_CORE)
+                       {"upstream_port": upstream_port, "listen_options": " http2" if h2 else ""}, PROXY_CORE)
 
 
-def _start_trellis(ws: Workspace, upstream_port: int, binaries: dict) -> tuple[Service, int]:
+def _start_trellis(ws: Workspace, upstream_port: int, binaries: dict, h2: bool) -> tuple[Service, int]:
+    # An http listener serves HTTP/1.1 and h2c alike.
     return start_trellis(ws, "trellis-proxy", "trellis.yaml", {"upstream_port": upstream_port},
                          binaries, PROXY_CORE)
 
@@ -159,19 +162,21 @@ class Target:
 
 
 def start_target(ws: Workspace, key: str, label: str, upstream_port: int,
-                 binaries: dict) -> Target:
+                 binaries: dict, h2: bool = False) -> Target:
+    """`h2`: the proxy serves its clients h2c (prior knowledge) instead of HTTP/1.1."""
     if key == "direct":
         return Target(key, label, upstream_port, None)
-    service, port = _STARTERS[key](ws, upstream_port, binaries)
+    service, port = _STARTERS[key](ws, upstream_port, binaries, h2)
     # Idle memory: after start has settled, before any request went through.
     time.sleep(IDLE_SETTLE_S)
     return Target(key, label, port, service, rss_idle_kib=service.rss_kib(),
                   rss_idle_processes=service.rss_by_process())
 
 
-def verify(target: Target, size: Size) -> None:
+def verify(target: Target, size: Size, h2: bool = False) -> None:
     """The target answers 200 with exactly the expected body (checked with curl)."""
     argv = ["curl", "-sS", "--noproxy", "*", "--max-time", "5", "-o", "-",
+            *(["--http2-prior-knowledge"] if h2 else []),
             "-w", "\n%{http_code}", target.url(size)]
     result = subprocess.run(argv, capture_output=True, timeout=15)
     body, _, status = result.stdout.rpartition(b"\n")

@@ -116,6 +116,7 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   uint32_t empty_frames_ = 0;  // empty DATA frames in a row
 
   net::Timer idle_timer_;
+  net::Timer trim_timer_;  // spare streams back to a few once idle
   // A header section must arrive whole within the listener's
   // request_head_timeout of its first frame (they cannot interleave: at most
   // one is under way per connection).
