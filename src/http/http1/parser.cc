@@ -549,6 +549,8 @@ LineStatus parse_chunk_line(std::string_view in, uint64_t& size, size_t& used, c
 
 }  // namespace
 
+bool valid_host(std::string_view authority) { return valid_authority(authority, /*port_required=*/false); }
+
 // ---- requests and responses -------------------------------------------------
 
 ParseResult parse_request(std::string_view in, RequestHead& out) {

@@ -92,6 +92,11 @@ struct ResponseHead {
 // `host` is the Host header for them.
 ParseResult parse_request(std::string_view in, RequestHead& out);
 
+// Whether `authority` is a Host this parser accepts: uri-host [":" port],
+// no userinfo, a bracketed IPv6 literal or a reg-name. HTTP/2's :authority
+// is held to it too, since it becomes the Host of HTTP/1.1 upstreams.
+bool valid_host(std::string_view authority);
+
 // Parses a response head. `request_method_head` and a 1xx/204/304 status give
 // BodyKind::kNone; no framing header gives kUntilClose (and keep_alive false).
 // Same strictness as requests, including the framing rules whatever the status;
