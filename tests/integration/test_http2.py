@@ -168,14 +168,16 @@ def test_malformed_requests_are_refused_and_never_forwarded(fleet, nginx):
     assert got["status"] is None and got["reset"] == PROTOCOL_ERROR, got
     # A host that is not the :authority, or no authority at all: reset, or
     # answered 400 where nghttp2 lets it through.
-    # An :authority that would not be a valid Host in HTTP/1.1 (found by the
-    # http2_server fuzz target: it reached the upstream as "Host: a:[80").
+    # An :authority that would not be a valid Host in HTTP/1.1, a :path with a
+    # byte an HTTP/1.1 request-target cannot hold (both found by the
+    # http2_server fuzz target: they reached the upstream as they came).
     for bad, reason in ((request_headers(port, host="other.example"), b"differs from :authority"),
                         ([h for h in request_headers(port) if h[0] != ":authority"], b"no :authority"),
                         ([(n, "127.0.0.1:[8080" if n == ":authority" else v) for n, v in request_headers(port)],
                          b"invalid :authority"),
                         ([(n, "user@127.0.0.1" if n == ":authority" else v) for n, v in request_headers(port)],
-                         b"invalid :authority")):
+                         b"invalid :authority"),
+                        (request_headers(port, "/caf\u00e9"), b"invalid :path")):
         got = h2_request(port, bad)
         assert got["reset"] == PROTOCOL_ERROR or (got["status"] == 400 and reason in got["body"]), (bad, got)
     # The size of the header section, as for HTTP/1.1.
@@ -188,7 +190,7 @@ def test_malformed_requests_are_refused_and_never_forwarded(fleet, nginx):
     assert [e["request"] for e in nginx.access_log()] == ["GET /hello HTTP/1.1"]
     assert not (nginx.dav_dir / "short").exists()
     stats = proxy.stats()
-    assert metric(stats, "trellis_http_malformed_requests_total", listener="web") >= 12
+    assert metric(stats, "trellis_http_malformed_requests_total", listener="web") >= 13
 
 
 def test_a_connection_that_is_not_http2_after_the_preface_is_closed(fleet, nginx):

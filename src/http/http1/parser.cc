@@ -551,6 +551,13 @@ LineStatus parse_chunk_line(std::string_view in, uint64_t& size, size_t& used, c
 
 bool valid_host(std::string_view authority) { return valid_authority(authority, /*port_required=*/false); }
 
+bool valid_target_bytes(std::string_view target) {
+  if (target.empty()) return false;
+  for (char c : target)
+    if (!has_class(c, kTargetByte)) return false;
+  return true;
+}
+
 // ---- requests and responses -------------------------------------------------
 
 ParseResult parse_request(std::string_view in, RequestHead& out) {

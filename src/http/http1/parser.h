@@ -97,6 +97,11 @@ ParseResult parse_request(std::string_view in, RequestHead& out);
 // is held to it too, since it becomes the Host of HTTP/1.1 upstreams.
 bool valid_host(std::string_view authority);
 
+// Whether every byte of `target` may stand in an HTTP/1.1 request-target:
+// visible ASCII except '#' (no space, control or non-ASCII byte). HTTP/2's
+// :path is held to it too.
+bool valid_target_bytes(std::string_view target);
+
 // Parses a response head. `request_method_head` and a 1xx/204/304 status give
 // BodyKind::kNone; no framing header gives kUntilClose (and keep_alive false).
 // Same strictness as requests, including the framing rules whatever the status;

@@ -400,6 +400,7 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
     if (request_.authority.empty() && request_.method != "CONNECT") return "no :authority";
     if (!request_.authority.empty() && !http::http1::valid_host(request_.authority))
       return "invalid :authority";
+    if (!request_.path.empty() && !http::http1::valid_target_bytes(request_.path)) return "invalid :path";
     if (cookies) {
       // RFC 9113 §8.2.3: the crumbs become one field for HTTP/1.1.
       cookie_.clear();
