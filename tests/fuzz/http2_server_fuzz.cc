@@ -7,11 +7,14 @@
 //   Host and without HTTP/2's pseudo-header fields or the mesh's own field;
 // - the worker ends the input with no connection left open once the client
 //   is gone (every stream and router freed).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fuzz_check.h"
 #include "http/http1/parser.h"
@@ -50,6 +53,9 @@ void check_forwarded(std::string& wire, size_t& answers_due) {
     http::http1::RequestHead head;
     http::http1::ParseResult r = http::http1::parse_request(wire, head);
     if (r.status == http::http1::ParseStatus::kNeedMore) return;  // the rest comes later
+    if (r.status != http::http1::ParseStatus::kDone)
+      std::fprintf(stderr, "forwarded, and refused by the parser (%s):\n%.*s\n", r.error,
+                   static_cast<int>(std::min<size_t>(wire.size(), 400)), wire.data());
     CHECK(r.status == http::http1::ParseStatus::kDone);
     CHECK(head.version_minor == 1);
     CHECK(!head.host.empty());
@@ -62,12 +68,18 @@ void check_forwarded(std::string& wire, size_t& answers_due) {
       if (wire.size() - r.consumed < head.info.content_length) return;  // body still coming
       body = head.info.content_length;
     } else if (head.info.body == http::http1::BodyKind::kChunked) {
-      // Framed by the proxy: the last chunk ends it.
-      size_t end = wire.find("\r\n0\r\n", r.consumed - 2);
-      if (end == std::string::npos) return;
-      size_t trailers_end = wire.find("\r\n\r\n", end + 2);
-      if (trailers_end == std::string::npos) return;
-      body = trailers_end + 4 - r.consumed;
+      // Framed by the proxy: its chunks must decode, up to the last one.
+      http::http1::ChunkedDecoder decoder;
+      std::string_view rest = std::string_view(wire).substr(r.consumed);
+      size_t used = 0;
+      for (;;) {
+        http::http1::ChunkedDecoder::Step step = decoder.next(rest.substr(used));
+        CHECK(step.kind != http::http1::ChunkedDecoder::Kind::kError);
+        used += step.consumed;
+        if (step.kind == http::http1::ChunkedDecoder::Kind::kNeedMore) return;  // body still coming
+        if (step.kind == http::http1::ChunkedDecoder::Kind::kDone) break;
+      }
+      body = used;
     }
     wire.erase(0, r.consumed + body);
     ++answers_due;
@@ -102,25 +114,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   testing::FakePeer client = network->last_accepted();
   client.send(kPreface);
 
-  std::string forwarded;
-  size_t answers_due = 0;
-  std::vector<testing::FakePeer> upstreams;
+  // Each upstream connection, with what it received and not yet parsed.
+  struct Upstream {
+    testing::FakePeer peer;
+    std::string wire;
+    size_t answers_due = 0;
+  };
+  std::vector<Upstream> upstreams;
   auto serve = [&] {
     for (int round = 0; round < 8; ++round) {
       worker.loop().run_until_idle();
       while (network->has_pending(kUpstream)) {
         testing::FakePeer p = network->next(kUpstream);
         if (!p.connected()) p.accept();
-        upstreams.push_back(p);
+        upstreams.push_back({p, {}, 0});
       }
       bool more = false;
-      for (testing::FakePeer& p : upstreams) {
-        std::string got = p.take();
+      for (Upstream& u : upstreams) {
+        std::string got = u.peer.take();
         if (got.empty()) continue;
-        forwarded += got;
+        u.wire += got;
         more = true;
-        check_forwarded(forwarded, answers_due);
-        for (; answers_due > 0; --answers_due) p.send(kAnswer);
+        check_forwarded(u.wire, u.answers_due);
+        for (; u.answers_due > 0; --u.answers_due) u.peer.send(kAnswer);
       }
       client.take();  // the client reads all it is sent
       if (!more) break;
@@ -143,7 +159,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   serve();
   clock.advance(std::chrono::seconds(30));
   worker.loop().run_until_idle();
-  for (testing::FakePeer& p : upstreams) p.shutdown();
+  for (Upstream& u : upstreams) u.peer.shutdown();
   worker.loop().run_until_idle();
   worker.drain();
   worker.loop().run_until_idle();
