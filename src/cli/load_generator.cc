@@ -66,9 +66,12 @@ struct Progress {
 
 class Worker;
 
-// What a worker asks of each of its connections, whatever their protocol.
+// What a worker asks of each of its connections, whatever their protocol,
+// and what every kind shares: the pacer, the timer, the first-connect report
+// and the backoff after failures.
 class Connection : public net::TransportCallbacks {
  public:
+  Connection(Worker& worker, uint32_t index);
   virtual ~Connection() = default;
   virtual void connect() = 0;
   // The schedule starts at t0.
@@ -79,6 +82,31 @@ class Connection : public net::TransportCallbacks {
   virtual void on_end(MonoTime window_start, MonoTime end) = 0;
   // Stop at once, counting nothing more.
   virtual void abandon() = 0;
+
+ protected:
+  // The timer fired: a connect or request timed out, or a backoff ended.
+  virtual void on_timer() = 0;
+  // Reports the end of the first connect attempt, once.
+  void settle();
+  // Open loop: counts the requests meant for [window_start, end) that never
+  // went out (the target or the connection could not keep up).
+  void count_missed(MonoTime window_start, MonoTime end);
+  // After a failure: reconnect at once the first time after a success (a
+  // server closing an idle keep-alive connection is normal), else wait out
+  // the backoff. A failed connect always waits.
+  void reconnect_after_failure(bool connect_failed);
+
+  Worker& worker_;
+  LoadStats& stats_;
+  const Plan& plan_;
+  net::EventLoop& loop_;
+  Pacer pacer_;
+  net::Timer timer_;
+  bool queued_ = false;     // waiting in the worker's send queue
+  bool settled_ = false;    // first connect attempt reported
+  bool connected_ = false;  // connected at least once
+  uint64_t generation_ = 0;
+  uint32_t failures_ = 0;  // since the last complete response
 };
 
 // One HTTP/1.1 keep-alive connection: at most one request in flight, sent
@@ -112,26 +140,14 @@ class Http1Connection final : public Connection {
   // Drops the connection; counts `kind` when there is something to charge it to.
   void drop(ErrorKind kind);
   void close_socket();
-  void on_timer();
-  void settle();
+  void on_timer() override;
 
-  Worker& worker_;
-  LoadStats& stats_;
-  const Plan& plan_;
-  net::EventLoop& loop_;
   std::unique_ptr<net::Transport> socket_;
   net::Buffer in_;
   http::http1::ResponseReader reader_;
-  Pacer pacer_;
-  net::Timer timer_;
   State state_ = State::kWaiting;
   MonoTime intended_{};
-  bool measured_ = false;   // the request in flight counts
-  bool queued_ = false;     // waiting in the worker's send queue
-  bool settled_ = false;    // first connect attempt reported
-  bool connected_ = false;  // connected at least once
-  uint64_t generation_ = 0;
-  uint32_t failures_ = 0;  // since the last complete response
+  bool measured_ = false;  // the request in flight counts
 };
 
 // One HTTP/2 connection (prior knowledge): up to `streams` requests in
@@ -173,8 +189,7 @@ class Http2Connection final : public Connection {
   void drop(ErrorKind kind);
   void close_socket();
   void arm_timer();
-  void on_timer();
-  void settle();
+  void on_timer() override;
 
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                        const uint8_t* value, size_t valuelen, uint8_t, void* user);
@@ -183,23 +198,13 @@ class Http2Connection final : public Connection {
   static ssize_t read_body(nghttp2_session*, int32_t id, uint8_t* buf, size_t length, uint32_t* flags,
                            nghttp2_data_source*, void* user);
 
-  Worker& worker_;
-  LoadStats& stats_;
-  const Plan& plan_;
-  net::EventLoop& loop_;
   std::unique_ptr<net::Transport> socket_;
   nghttp2_session* session_ = nullptr;
   net::Buffer in_;
   net::Buffer out_;
-  std::map<int32_t, Exchange> exchanges_;  // in flight, oldest (lowest id) first
-  Pacer pacer_;
-  net::Timer timer_;  // connect timeout or backoff; then the oldest exchange's deadline
+  std::map<int32_t, Exchange>
+      exchanges_;  // in flight, oldest (lowest id) first; the timer: the first's deadline
   State state_ = State::kWaiting;
-  bool queued_ = false;
-  bool settled_ = false;
-  bool connected_ = false;
-  uint64_t generation_ = 0;
-  uint32_t failures_ = 0;
 };
 
 // One thread: an event loop, its share of the connections, and a precise
@@ -297,7 +302,9 @@ class Worker final : public net::IoHandler {
 
 // --- Http1Connection
 
-Http1Connection::Http1Connection(Worker& worker, uint32_t index)
+// --- Connection
+
+Connection::Connection(Worker& worker, uint32_t index)
     : worker_(worker),
       stats_(worker.stats()),
       plan_(worker.plan()),
@@ -305,11 +312,32 @@ Http1Connection::Http1Connection(Worker& worker, uint32_t index)
       pacer_(plan_.options.rate > 0 ? Pacer(plan_.options.rate, plan_.options.connections, index) : Pacer()),
       timer_(worker.loop(), [this] { on_timer(); }) {}
 
-void Http1Connection::settle() {
+void Connection::settle() {
   if (settled_) return;
   settled_ = true;
   worker_.settled();
 }
+
+void Connection::count_missed(MonoTime window_start, MonoTime end) {
+  if (!pacer_.open_loop() || !worker_.started()) return;
+  uint64_t due = pacer_.due_before(end);
+  uint64_t first = std::max(pacer_.next_index(), pacer_.due_before(window_start));
+  if (due > first) stats_.missed += due - first;
+}
+
+void Connection::reconnect_after_failure(bool connect_failed) {
+  if (worker_.ending()) return;
+  if (!connect_failed && failures_ <= 1) {
+    connect();
+    return;
+  }
+  uint32_t doublings = std::min<uint32_t>(failures_ - 1, 16);
+  timer_.arm(std::min<Duration>(kBackoffBase * (int64_t{1} << doublings), kBackoffMax));
+}
+
+// --- Http1Connection
+
+Http1Connection::Http1Connection(Worker& worker, uint32_t index) : Connection(worker, index) {}
 
 void Http1Connection::connect() {
   int error = 0;
@@ -403,14 +431,7 @@ void Http1Connection::drop(ErrorKind kind) {
   ++failures_;
   timer_.cancel();
   if (in_flight) worker_.request_ended();
-  if (worker_.ending()) return;
-  if (!connecting && failures_ <= 1) {
-    connect();
-    return;
-  }
-  uint32_t doublings = std::min<uint32_t>(failures_ - 1, 16);
-  Duration delay = std::min<Duration>(kBackoffBase * (int64_t{1} << doublings), kBackoffMax);
-  timer_.arm(delay);
+  reconnect_after_failure(connecting);
 }
 
 void Http1Connection::close_socket() {
@@ -438,13 +459,7 @@ void Http1Connection::on_timer() {
 }
 
 void Http1Connection::on_end(MonoTime window_start, MonoTime end) {
-  if (pacer_.open_loop() && worker_.started()) {
-    // Requests meant for the window that never went out: the target (or the
-    // connection) could not keep up. Reported, never silently dropped.
-    uint64_t due = pacer_.due_before(end);
-    uint64_t first = std::max(pacer_.next_index(), pacer_.due_before(window_start));
-    if (due > first) stats_.missed += due - first;
-  }
+  count_missed(window_start, end);  // reported, never silently dropped
   queued_ = false;
   // A connection that never came up during the whole run (a target that drops
   // SYNs, with a timeout longer than the run) would otherwise leave no trace.
@@ -506,22 +521,10 @@ void Http1Connection::on_readable() {
 
 // --- Http2Connection
 
-Http2Connection::Http2Connection(Worker& worker, uint32_t index)
-    : worker_(worker),
-      stats_(worker.stats()),
-      plan_(worker.plan()),
-      loop_(worker.loop()),
-      pacer_(plan_.options.rate > 0 ? Pacer(plan_.options.rate, plan_.options.connections, index) : Pacer()),
-      timer_(worker.loop(), [this] { on_timer(); }) {}
+Http2Connection::Http2Connection(Worker& worker, uint32_t index) : Connection(worker, index) {}
 
 Http2Connection::~Http2Connection() {
   if (session_ != nullptr) nghttp2_session_del(session_);
-}
-
-void Http2Connection::settle() {
-  if (settled_) return;
-  settled_ = true;
-  worker_.settled();
 }
 
 void Http2Connection::connect() {
@@ -693,13 +696,7 @@ void Http2Connection::drop(ErrorKind kind) {
   queued_ = false;
   ++failures_;
   timer_.cancel();
-  if (worker_.ending()) return;
-  if (!connecting && failures_ <= 1) {
-    connect();
-    return;
-  }
-  uint32_t doublings = std::min<uint32_t>(failures_ - 1, 16);
-  timer_.arm(std::min<Duration>(kBackoffBase * (int64_t{1} << doublings), kBackoffMax));
+  reconnect_after_failure(connecting);
 }
 
 void Http2Connection::close_socket() {
@@ -746,11 +743,7 @@ void Http2Connection::on_timer() {
 }
 
 void Http2Connection::on_end(MonoTime window_start, MonoTime end) {
-  if (pacer_.open_loop() && worker_.started()) {
-    uint64_t due = pacer_.due_before(end);
-    uint64_t first = std::max(pacer_.next_index(), pacer_.due_before(window_start));
-    if (due > first) stats_.missed += due - first;
-  }
+  count_missed(window_start, end);
   queued_ = false;
   if (state_ == State::kConnecting && !connected_ && worker_.started()) ++stats_.error(ErrorKind::kConnect);
   if (state_ != State::kReady) {
