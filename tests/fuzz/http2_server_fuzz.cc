@@ -107,6 +107,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return *built;
   }();
 
+  // What an earlier input's worker left in the network belongs to no one now.
+  network->forget();
   proxy::Worker worker(0, snapshot, clock, /*seed=*/7);
   sockaddr_storage peer{};
   peer.ss_family = AF_INET;

@@ -242,6 +242,12 @@ class FakeNetwork final : public net::TransportFactory {
   }
   // The most recent connection a listener accepted.
   FakePeer last_accepted() { return accepted_.back(); }
+  // Drops every accepted connection and every connect not taken yet (a
+  // network that outlives the worker that used it, as a fuzz target's).
+  void forget() {
+    accepted_.clear();
+    pending_.clear();
+  }
   int connects(const std::string& address) const {
     auto it = connects_.find(address);
     return it == connects_.end() ? 0 : it->second;
