@@ -56,7 +56,16 @@ struct Plan {
   // added as for HTTP/1.1).
   std::vector<std::pair<std::string, std::string>> h2_headers;
   std::string authority;  // HTTP/2: a given Host, else the URL's
+  // HTTP/2: the request's fields as nghttp2 takes them, built once (views
+  // into the strings above and the options).
+  std::vector<nghttp2_nv> h2_request;
 };
+
+nghttp2_nv nv(std::string_view name, std::string_view value) {
+  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+          reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+          NGHTTP2_NV_FLAG_NONE};
+}
 
 // Cross-thread progress, for the main thread.
 struct Progress {
@@ -599,20 +608,9 @@ void Http2Connection::on_due(uint64_t generation) {
 
 void Http2Connection::send(MonoTime intended, MonoTime now) {
   const Plan& p = plan_;
-  std::vector<nghttp2_nv> nv;
-  auto add = [&nv](std::string_view name, std::string_view value) {
-    nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                  reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
-                  NGHTTP2_NV_FLAG_NONE});
-  };
-  add(":method", p.options.method);
-  add(":scheme", "http");
-  add(":authority", p.authority);
-  add(":path", p.options.target.path);
-  for (const auto& [name, value] : p.h2_headers) add(name, value);
   nghttp2_data_provider body{};
   body.read_callback = &read_body;
-  int32_t id = nghttp2_submit_request(session_, nullptr, nv.data(), nv.size(),
+  int32_t id = nghttp2_submit_request(session_, nullptr, p.h2_request.data(), p.h2_request.size(),
                                       p.options.body_size > 0 ? &body : nullptr, this);
   if (id < 0) {
     drop(ErrorKind::kReset);  // no stream left on this connection (GOAWAY)
@@ -971,13 +969,17 @@ void Worker::send_due() {
 }  // namespace
 
 LoadReport run_load(const LoadOptions& options) {
-  Plan plan{options, build_http1_request(options), options.method == "HEAD", build_http2_fields(options),
-            options.target.authority};
+  Plan plan{options,
+            build_http1_request(options),
+            options.method == "HEAD",
+            build_http2_fields(options),
+            options.target.authority,
+            {}};
   for (const auto& [name, value] : options.headers)
-    if (name.size() == 4 && std::equal(name.begin(), name.end(), "host", [](char a, char b) {
-          return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b;
-        }))
-      plan.authority = value;
+    if (http::iequals(name, "host")) plan.authority = value;
+  plan.h2_request = {nv(":method", options.method), nv(":scheme", "http"), nv(":authority", plan.authority),
+                     nv(":path", options.target.path)};
+  for (const auto& [name, value] : plan.h2_headers) plan.h2_request.push_back(nv(name, value));
   LoadReport report;
   // The main thread watches progress and signals; the workers send. The
   // watcher comes first: threads started after it never see SIGINT/SIGTERM.

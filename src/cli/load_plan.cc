@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/text.h"
 #include "http/header.h"
 
 namespace trellis::cli {
@@ -101,8 +102,7 @@ std::vector<std::pair<std::string, std::string>> build_http2_fields(const LoadOp
   std::vector<std::pair<std::string, std::string>> fields;
   bool agent = false;
   for (const auto& [name, value] : options.headers) {
-    std::string lower = name;
-    for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    std::string lower = ascii_lower(name);
     if (lower == "host") continue;  // :authority (see run_load)
     agent = agent || lower == "user-agent";
     fields.emplace_back(std::move(lower), value);
