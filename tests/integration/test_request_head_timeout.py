@@ -1,13 +1,16 @@
 """Slow clients (slowloris): a request head, or an HTTP/2 header section,
 must arrive whole within the listener's request_head_timeout of its first
 byte, however it trickles in; the client gets 408 (HTTP/2: GOAWAY) and the
-connection is closed, while other clients go on."""
+connection is closed, while other clients go on. A request body must keep
+arriving at request_body_min_rate after request_body_timeout (slow POST):
+the client gets 408, unless the upstream is what holds the body back."""
 
 import socket
+import threading
 import time
 
-from hpack import Encoder
-from hyperframe.frame import HeadersFrame, SettingsFrame
+from hpack import Decoder, Encoder
+from hyperframe.frame import DataFrame, Frame, HeadersFrame, SettingsFrame, WindowUpdateFrame
 
 from harness import LOCALHOST, curl, metric, simple_config, validate_config
 
@@ -96,3 +99,133 @@ def test_the_timeout_is_only_for_http_listeners(fleet):
     result = validate_config(fleet.dir, cfg)
     assert result.returncode != 0
     assert "request_head_timeout\" is only for http listeners" in (result.stdout + result.stderr).decode()
+
+
+def body_timeout_config(upstream: str, timeout: str = "1s", rate: int = 1000) -> dict:
+    cfg = simple_config(upstream)
+    cfg["listeners"][0].update(request_body_timeout=timeout, request_body_min_rate=rate, idle_timeout="60s")
+    return cfg
+
+
+def test_a_trickled_http1_body_gets_408_while_others_are_served(fleet, nginx):
+    proxy = fleet.proxy(body_timeout_config(nginx.address()))
+    port = proxy.port()
+    # 10 bytes every 0.25 s (40 B/s), far below 1,000 B/s: late at about 1 s.
+    head = b"PUT /dav/slow.txt HTTP/1.1\r\nHost: x\r\ncontent-length: 100000\r\n\r\n"
+    received, closed_at = trickle(port, head, [b"x" * 10] * 100, 0.25, 10)
+    assert received.startswith(b"HTTP/1.1 408"), received[:200]
+    assert b"request body timeout" in received
+    assert 0.9 <= closed_at < 3, closed_at
+    assert curl(f"http://{LOCALHOST}:{port}/hello").stdout == b"hello world\n"
+    # Chunked, the same.
+    head = b"PUT /dav/slow.txt HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+    received, closed_at = trickle(port, head, [b"1\r\nx\r\n"] * 100, 0.25, 10)
+    assert received.startswith(b"HTTP/1.1 408") and 0.9 <= closed_at < 3, (received[:200], closed_at)
+    assert metric(proxy.stats(), "trellis_http_request_body_timeouts_total", listener="web") == 2
+
+
+def test_a_body_at_the_minimum_rate_may_take_longer_than_the_timeout(fleet, nginx):
+    proxy = fleet.proxy(body_timeout_config(nginx.address()))
+    # 200 bytes every 0.1 s (2,000 B/s) for 3 s: every byte earns time.
+    body = b"y" * 6000
+    head = f"PUT /dav/steady.txt HTTP/1.1\r\nHost: x\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+    received, _ = trickle(proxy.port(), head, [body[i:i + 200] for i in range(0, len(body), 200)], 0.1, 6)
+    assert received.startswith(b"HTTP/1.1 201"), received[:200]
+    assert (nginx.dav_dir / "steady.txt").read_bytes() == body
+    assert metric(proxy.stats(), "trellis_http_request_body_timeouts_total", listener="web") == 0
+
+
+def test_an_upstream_that_holds_the_body_back_is_not_the_clients_fault(fleet):
+    """The upstream reads nothing for 3 s: the client, blocked, is not late."""
+    size = 32 * 1024 * 1024
+    listener = socket.create_server((LOCALHOST, 0))
+    got = []
+
+    def upstream():
+        conn, _ = listener.accept()
+        with conn:
+            time.sleep(3)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, body = data.split(b"\r\n\r\n", 1)
+            received = len(body)
+            while received < size and (chunk := conn.recv(1 << 20)):
+                received += len(chunk)
+            got.append(received)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
+
+    thread = threading.Thread(target=upstream, daemon=True)
+    thread.start()
+    try:
+        proxy = fleet.proxy(body_timeout_config(f"{LOCALHOST}:{listener.getsockname()[1]}"))
+        with socket.create_connection((LOCALHOST, proxy.port()), timeout=20) as sock:
+            sock.sendall(f"POST /up HTTP/1.1\r\nHost: x\r\ncontent-length: {size}\r\n\r\n".encode())
+            sock.sendall(b"z" * size)
+            answer = sock.recv(4096)
+        thread.join(20)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert got == [size]
+        assert metric(proxy.stats(), "trellis_http_request_body_timeouts_total", listener="web") == 0
+    finally:
+        listener.close()
+
+
+def test_a_trickled_http2_body_gets_408_on_its_stream_only(fleet, nginx):
+    proxy = fleet.proxy(body_timeout_config(nginx.address()))
+    encoder, decoder = Encoder(), Decoder()
+    with socket.create_connection((LOCALHOST, proxy.port()), timeout=5) as sock:
+        sock.sendall(PREFACE + SettingsFrame(0).serialize())
+        slow = HeadersFrame(1, flags=["END_HEADERS"])
+        slow.data = encoder.encode([(":method", "PUT"), (":scheme", "http"), (":authority", "x"),
+                                    (":path", "/dav/h2slow.txt"), ("content-length", "100000")])
+        sock.sendall(slow.serialize())
+        start = time.monotonic()
+        frames = []
+        buffer = b""
+        sent = 0
+        while time.monotonic() - start < 4 and not any(f.type == 0x1 and f.stream_id == 1 for f in frames):
+            if sent < 20:
+                sock.sendall(DataFrame(1, data=b"x" * 10).serialize())
+                sent += 1
+            sock.settimeout(0.25)
+            try:
+                buffer += sock.recv(65536)
+            except socket.timeout:
+                pass
+            while len(buffer) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(buffer[:9]))
+                if len(buffer) < 9 + length:
+                    break
+                frame.parse_body(memoryview(buffer[9:9 + length]))
+                buffer = buffer[9 + length:]
+                frames.append(frame)
+        answered_at = time.monotonic() - start
+        heads = [f for f in frames if f.type == 0x1 and f.stream_id == 1]
+        assert heads, frames
+        assert dict(decoder.decode(heads[0].data))[":status"] == "408"
+        assert 0.9 <= answered_at < 3, answered_at
+        # The connection goes on: another stream on it is answered.
+        fast = HeadersFrame(3, flags=["END_HEADERS", "END_STREAM"])
+        fast.data = encoder.encode([(":method", "GET"), (":scheme", "http"), (":authority", "x"),
+                                    (":path", "/hello")])
+        sock.sendall(fast.serialize() + WindowUpdateFrame(0, window_increment=1000).serialize())
+        sock.settimeout(5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and b"hello world" not in buffer:
+            buffer += sock.recv(65536)
+        assert b"hello world" in buffer
+    assert metric(proxy.stats(), "trellis_http_request_body_timeouts_total", listener="web") == 1
+
+
+def test_the_body_limits_are_checked(fleet):
+    cfg = simple_config(f"{LOCALHOST}:1")
+    cfg["listeners"][0].update(request_body_min_rate=-1)
+    result = validate_config(fleet.dir, cfg)
+    assert result.returncode != 0 and "request_body_min_rate" in (result.stdout + result.stderr).decode()
+    cfg = simple_config(f"{LOCALHOST}:1")
+    cfg["listeners"][0].update(protocol="tcp", cluster="web", request_body_timeout="5s")
+    del cfg["listeners"][0]["virtual_hosts"]
+    result = validate_config(fleet.dir, cfg)
+    assert result.returncode != 0
+    assert "request_body_timeout\" is only for http listeners" in (result.stdout + result.stderr).decode()

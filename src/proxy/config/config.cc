@@ -265,9 +265,10 @@ class Loader {
     std::unordered_map<std::string, size_t> names;
     for (const Located& item : *items) {
       ListenerConfig listener;
-      auto fields = r_.read_map(item, {"name", "address", "protocol", "idle_timeout", "max_connections",
-                                       "request_head_timeout", "detect_timeout", "virtual_hosts", "cluster",
-                                       "authorization", "tls", "client_identity_header"});
+      auto fields = r_.read_map(
+          item, {"name", "address", "protocol", "idle_timeout", "max_connections", "request_head_timeout",
+                 "request_body_timeout", "request_body_min_rate", "detect_timeout", "virtual_hosts",
+                 "cluster", "authorization", "tls", "client_identity_header"});
       if (fields) {
         if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, listener.name)) {
           if (!names.emplace(listener.name, listeners.size()).second) {
@@ -321,6 +322,15 @@ class Loader {
       r_.key_error(*v, "\"request_head_timeout\" is only for http listeners");
     } else if (v) {
       r_.read_positive_duration(*v, listener.request_head_timeout);
+    }
+    for (const char* key : {"request_body_timeout", "request_body_min_rate"}) {
+      if (auto v = fields.get(key); v && listener.protocol == ListenerProtocol::kTcp)
+        r_.key_error(*v, in_quotes(key) + " is only for http listeners");
+    }
+    if (listener.protocol != ListenerProtocol::kTcp) {
+      if (auto v = fields.get("request_body_timeout")) r_.read_duration(*v, listener.request_body_timeout);
+      if (auto v = fields.get("request_body_min_rate"))
+        r_.read_integer(*v, 0, 1'000'000'000, listener.request_body_min_rate);
     }
     if (auto v = fields.get("detect_timeout"); v && listener.protocol != ListenerProtocol::kAuto) {
       r_.key_error(*v, "\"detect_timeout\" is only for auto listeners");

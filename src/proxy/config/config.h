@@ -256,6 +256,14 @@ struct ListenerConfig {
   // kHttp, kAuto: a request head (HTTP/1.1) or header section (HTTP/2) must
   // arrive whole within this long of its first byte, or the client gets 408.
   Millis request_head_timeout{10000};
+  // kHttp, kAuto: a request body must keep arriving. It has
+  // request_body_timeout from its start, plus one second for each
+  // request_body_min_rate bytes received (0: none, the whole body within
+  // the timeout); past that the client gets 408. The clock stops while the
+  // upstream holds the body back, and once the response begins; gRPC calls
+  // and upgraded connections have none. 0s: no limit.
+  Millis request_body_timeout{10000};
+  uint32_t request_body_min_rate = 1024;         // bytes per second
   std::vector<VirtualHostConfig> virtual_hosts;  // kHttp, kAuto
   // kAuto: how long the client's first bytes are waited for before the
   // connection is taken for TCP (a protocol whose server speaks first).

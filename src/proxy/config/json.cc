@@ -255,6 +255,8 @@ Json listener_to_json(const ListenerConfig& listener) {
     out["detect_timeout"] = format_duration(listener.detect_timeout);
   if (http) {
     out["request_head_timeout"] = format_duration(listener.request_head_timeout);
+    out["request_body_timeout"] = format_duration(listener.request_body_timeout);
+    out["request_body_min_rate"] = listener.request_body_min_rate;
     out["client_identity_header"] = listener.client_identity_header;
   }
   if (listener.tls != ListenerTls::kOff) {

@@ -31,17 +31,22 @@ Router::Router(Worker& worker, http::ResponseEncoder& downstream)
       attempt_(worker, *this, [this] { on_try_timeout(); }),
       timeout_(worker.loop(), [this] { on_timeout(); }),
       idle_timeout_(worker.loop(), [this] { on_idle_timeout(); }),
-      wait_(worker.loop(), [this] {
-        if (phase_ == Phase::kHeld) {
-          proceed(/*from_decoder=*/false);
-        } else if (phase_ == Phase::kBackoff) {
-          // The body may have ended during the backoff: mirrors waited for it.
-          if (body_.ended() && mirror_mask_ != 0) start_mirrors();
-          start_try(/*fresh=*/false, /*from_decoder=*/false);
-        }
-        // The client may have been held at the body limit while we waited.
-        if (attempt_.active()) downstream_.resume_reading();
-      }) {}
+      wait_(worker.loop(),
+            [this] {
+              if (phase_ == Phase::kHeld) {
+                proceed(/*from_decoder=*/false);
+              } else if (phase_ == Phase::kBackoff) {
+                // The body may have ended during the backoff: mirrors waited for it.
+                if (body_.ended() && mirror_mask_ != 0) start_mirrors();
+                start_try(/*fresh=*/false, /*from_decoder=*/false);
+              }
+              // The client may have been held at the body limit while we waited.
+              if (attempt_.active()) {
+                downstream_.resume_reading();
+                if (body_clock_.armed()) start_body_clock();
+              }
+            }),
+      body_clock_(worker.loop(), [this] { on_body_clock(); }) {}
 
 Router::~Router() {
   attempt_.end(false, false);
@@ -81,6 +86,7 @@ void Router::end_exchange_timers() {
   timeout_.cancel();
   idle_timeout_.cancel();
   wait_.cancel();
+  body_clock_.cancel();
   attempt_.cancel_timeout();
 }
 
@@ -90,6 +96,9 @@ void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream
   request_.assign(headers);
   grpc_ = http::is_grpc(headers.headers);
   body_.begin(end_stream);
+  // A gRPC call streams at its own pace within its deadline; an upgrade's
+  // bytes are a tunnel's. A client waiting for 100 Continue is not late.
+  if (!end_stream && !grpc_ && headers.upgrade.empty() && !headers.expect_continue) start_body_clock();
   const ListenerRuntime& listener = *context_->listener;
   if (listener.authorizer && !authorize(listener)) return;                                         // 0
   add_forwarding_headers(request_, context_->client_ip, worker_.random(), request_id_, scratch_);  // 1
@@ -196,10 +205,7 @@ void Router::route_request(const RouteConfig& route) {
     phase_ = Phase::kHeld;
     wait_.arm(hold_);
     // The client may wait for 100 Continue before sending the body we hold.
-    if (req.expect_continue) {
-      continue_sent_ = true;
-      downstream_.encode_continue();
-    }
+    if (req.expect_continue) send_continue();
     return;
   }
   proceed(/*from_decoder=*/true);
@@ -272,7 +278,11 @@ void Router::start_mirrors() {
 }
 
 void Router::decode_data(std::string_view data, bool end_stream) {
-  if (end_stream) body_.end(/*with_trailers=*/false);
+  body_bytes_ += data.size();
+  if (end_stream) {
+    body_.end(/*with_trailers=*/false);
+    body_clock_.cancel();
+  }
   touch();
   if (body_.keeping() || waiting())
     body_.append(data, waiting(), cluster_ ? cluster_->config().retry.buffer_limit : 0);
@@ -283,6 +293,7 @@ void Router::decode_data(std::string_view data, bool end_stream) {
 void Router::decode_trailers(const http::HeaderList& trailers) {
   // Trailers are forwarded once, never replayed.
   body_.end(/*with_trailers=*/true);
+  body_clock_.cancel();
   if (attempt_.active()) attempt_.encoder().encode_trailers(trailers);
 }
 
@@ -346,10 +357,7 @@ void Router::start_try(bool fresh, bool from_decoder) {
   if (per_try.count() > 0) attempt_.arm_timeout(per_try);
   // The proxy takes the body from here on: tell a waiting client now rather
   // than make it wait for its own timeout (the upstream never saw the Expect).
-  if (req.expect_continue && !continue_sent_) {
-    continue_sent_ = true;
-    downstream_.encode_continue();
-  }
+  if (req.expect_continue && !continue_sent_) send_continue();
   // From the decoder, its flush() follows and sends head and body together.
   if (!from_decoder) upstream.flush();
 }
@@ -424,7 +432,8 @@ void Router::decode_response_headers(const http::ResponseHeaders& headers, bool 
   status_ = s;
   if (grpc_ && end_stream) grpc_status_ = grpc_code;  // trailers-only
   phase_ = Phase::kResponding;
-  if (s == 101) {  // a tunnel lives as long as its peers
+  body_clock_.cancel();  // both ways at once now: only silence ends it
+  if (s == 101) {        // a tunnel lives as long as its peers
     timeout_.cancel();
     idle_after_ = Duration::zero();
     idle_timeout_.cancel();
@@ -478,7 +487,10 @@ void Router::flush_response() { downstream_.flush(); }
 
 bool Router::response_blocked() const { return downstream_.write_blocked(); }
 
-void Router::on_upstream_drained() { downstream_.resume_reading(); }
+void Router::on_upstream_drained() {
+  downstream_.resume_reading();
+  if (body_clock_.armed()) start_body_clock();  // the wait was the upstream's
+}
 
 void Router::response_complete() {
   phase_ = Phase::kDone;
@@ -552,6 +564,39 @@ void Router::on_try_timeout() {
 void Router::on_idle_timeout() {
   if (cluster_) cluster_->stats().timeouts.inc();
   give_up(504, "upstream idle timeout\n");
+}
+
+void Router::send_continue() {
+  continue_sent_ = true;
+  downstream_.encode_continue();
+  if (!body_.ended()) start_body_clock();
+}
+
+void Router::start_body_clock() {
+  const ListenerConfig& listener = *context_->listener->config;
+  if (listener.request_body_timeout.count() == 0) return;
+  body_since_ = worker_.loop().now();
+  body_bytes_ = 0;
+  body_clock_.arm(listener.request_body_timeout);
+}
+
+void Router::on_body_clock() {
+  if (blocked()) {  // the upstream holds the body back, not the client
+    start_body_clock();
+    return;
+  }
+  const ListenerConfig& listener = *context_->listener->config;
+  Duration due = listener.request_body_timeout;
+  if (listener.request_body_min_rate > 0)
+    due += std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double>(static_cast<double>(body_bytes_) / listener.request_body_min_rate));
+  const Duration elapsed = worker_.loop().now() - body_since_;
+  if (elapsed < due) {
+    body_clock_.arm(due - elapsed);
+    return;
+  }
+  context_->stats->request_body_timeouts.inc();
+  reply_local(408, "request body timeout\n");
 }
 
 // ---- local answers -------------------------------------------------------------

@@ -114,6 +114,13 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   void on_timeout();
   void on_try_timeout();
   void on_idle_timeout();
+  // The request body's clock (the listener's request_body_timeout and
+  // request_body_min_rate): it runs while the proxy waits on the client for
+  // body bytes, and starts again after the upstream held the body back.
+  void start_body_clock();
+  void on_body_clock();
+  // "100 Continue": the client may send the body now.
+  void send_continue();
   // reply_local() to a gRPC client: a trailers-only gRPC response.
   void reply_grpc(int status, std::string_view reason);
   // A limit ran out: the client gets `status` and `body`, or, once the
@@ -168,6 +175,9 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   net::Timer timeout_;       // the whole exchange
   net::Timer idle_timeout_;  // no bytes either way
   net::Timer wait_;          // a hold, or a retry's backoff
+  net::Timer body_clock_;    // the request body's arrival
+  MonoTime body_since_{};    // when the body clock last started
+  uint64_t body_bytes_ = 0;  // body bytes received since then
   Duration idle_after_{};
 };
 

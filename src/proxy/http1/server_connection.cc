@@ -31,6 +31,12 @@ Http1ServerConnection::Http1ServerConnection(Worker& worker, std::shared_ptr<con
       idle_timer_(worker.loop(), [this] { close(); }),
       head_timer_(worker.loop(),
                   [this] {
+                    // The rest of a body being dropped after an early
+                    // answer did not come in time either.
+                    if (state_ == State::kDiscard) {
+                      close_gracefully();
+                      return;
+                    }
                     // A head trickled in (slowloris) or stalled: whatever
                     // came is dropped and the client told.
                     if (state_ != State::kIdle) return;
@@ -316,6 +322,7 @@ void Http1ServerConnection::discard_body() {
         return;
       }
       state_ = State::kIdle;
+      head_timer_.cancel();
       idle_timer_.arm(listener_->config->idle_timeout);
       return;
     }
@@ -372,6 +379,8 @@ void Http1ServerConnection::encode_headers(const http::ResponseHeaders& headers,
   // only when the rest of the request can be read and dropped; otherwise it
   // cannot be told from a next request.
   if (!request_complete_ && !can_discard_rest()) keep_alive_ = false;
+  // A 408 says the proxy stopped waiting for this client (RFC 9110 15.5.9).
+  if (headers.status == 408) keep_alive_ = false;
   framing_ = http::http1::response_framing(headers, client_minor_);
   if (framing_ == http::http1::ResponseFraming::kClose) keep_alive_ = false;
   http::http1::serialize_response(headers, framing_, !keep_alive_, client_minor_, out_);
@@ -486,6 +495,9 @@ void Http1ServerConnection::finish_exchange() {
     state_ = State::kDiscard;
     discarded_ = 0;
     idle_timer_.arm(listener_->config->idle_timeout);
+    // At most 64 KiB are left (kDiscardLimit): they have the body's grace, no more.
+    if (listener_->config->request_body_timeout.count() > 0)
+      head_timer_.arm(listener_->config->request_body_timeout);
     // Not from here: this runs inside the stream's call stack.
     if (!in_.empty() || client_->read_ready()) resume_.arm(Duration::zero());
     return;

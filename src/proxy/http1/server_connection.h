@@ -127,7 +127,7 @@ class Http1ServerConnection final : public WorkerConnection,
   uint64_t bytes_out_ = 0;
 
   net::Timer idle_timer_;
-  net::Timer head_timer_;  // from a request head's first byte to its end
+  net::Timer head_timer_;  // from a request head's first byte to its end; and a dropped body's rest
   net::Timer resume_;      // continues with pipelined input outside the previous exchange's stack
 };
 

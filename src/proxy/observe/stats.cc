@@ -98,6 +98,10 @@ std::string StatsRegistry::render_prometheus() const {
                    "Requests whose head (HTTP/2: header section) did not arrive whole within the listener's "
                    "request_head_timeout of its first byte: answered 408, the connection closed.",
                    [](const ListenerStats& s) { return s.request_head_timeouts.value(); });
+  listener_counter("trellis_http_request_body_timeouts_total",
+                   "Requests whose body came slower than the listener's request_body_timeout and "
+                   "request_body_min_rate allow: answered 408.",
+                   [](const ListenerStats& s) { return s.request_body_timeouts.value(); });
   header(out, "trellis_http2_misbehaving_connections_total", "counter",
          "HTTP/2 client connections ended for misbehaving: flood (rapid reset, unread PING or SETTINGS "
          "acknowledgements, CONTINUATION runs) or protocol (a connection error).");

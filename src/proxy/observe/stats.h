@@ -73,6 +73,7 @@ struct ListenerStats {
   Counter requests[5];  // by status class 1xx..5xx
   Counter malformed_requests;
   Counter request_head_timeouts;  // answered 408: the head did not arrive whole in time
+  Counter request_body_timeouts;  // answered 408: the body came too slowly
   // HTTP/2 connections ended for misbehaving: floods (rapid reset, PING or
   // SETTINGS ACKs the client never reads, CONTINUATION runs), and protocol
   // errors (GOAWAY with an error, a broken preface).
