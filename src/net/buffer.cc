@@ -59,6 +59,12 @@ char* Buffer::prepare(size_t n) {
   return data_ + end_;
 }
 
+void Buffer::free_pool() {
+  for (char* p : t_pool.free) std::free(p);
+  t_pool.free.clear();
+  t_pool.free.shrink_to_fit();
+}
+
 void Buffer::release() {
   if (data_) deallocate(data_, capacity_);
   data_ = nullptr;

@@ -60,6 +60,8 @@ class Buffer {
 
   // Returns the storage (to the per-thread pool when it is a standard block).
   void release();
+  // Frees the calling thread's pooled blocks (memory runs short).
+  static void free_pool();
   size_t capacity() const { return capacity_; }
 
  private:

@@ -112,6 +112,7 @@ void Socket::flush() {
     bytes_written_ += static_cast<uint64_t>(n);
     out_.consume(static_cast<size_t>(n));
   }
+  out_.release();  // all sent: the block goes back to the thread's pool
   if (shut_wr_pending_ && !shut_wr_done_) {
     ::shutdown(fd_, SHUT_WR);
     shut_wr_done_ = true;

@@ -5,6 +5,7 @@ listener answers 503 first). Both are counted in /stats."""
 
 import resource
 import socket
+import time
 
 import pytest
 
@@ -134,3 +135,84 @@ def test_idle_connections_cost_little_and_their_memory_is_given_back(fleet):
     # Given back within the housekeeping round (10 s), not kept by malloc.
     assert wait_until(lambda: proxy.rss_kb() <= base_kb * 1.10, 30), \
         f"RSS {proxy.rss_kb()} kB a while after the connections closed, {base_kb} kB before"
+
+
+def heap_bytes(proxy) -> int:
+    return int(metric(proxy.stats(), "trellis_overload_heap_bytes"))
+
+
+def raise_fd_limit(n: int):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2 * n), hard))
+
+
+def keep_alive_after_a_request(port: int, path: str = "/") -> socket.socket:
+    s = socket.create_connection((LOCALHOST, port), timeout=5)
+    s.sendall(build_request("GET", path))
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    return s
+
+
+@pytest.mark.skipif(bool(SANITIZED), reason="a sanitizer's allocator holds freed memory")
+def test_a_keep_alive_connection_idle_after_a_request_costs_little(fleet):
+    """What an idle client connection keeps between requests (its router,
+    no buffer), measured by malloc: the heap with the connections idle,
+    less the heap once they are closed (the workers' block pools stay)."""
+    n = 2000
+    raise_fd_limit(n)
+    nginx = fleet.nginx()
+    proxy = fleet.proxy(simple_config(nginx), workers=2)
+    idle = [keep_alive_after_a_request(proxy.port()) for _ in range(n)]
+    try:
+        time.sleep(2)  # the heap is measured once a second
+        with_idle = heap_bytes(proxy)
+    finally:
+        for s in idle:
+            s.close()
+    assert wait_until(lambda: metric(proxy.stats(), "trellis_downstream_connections_active") == 0, 10)
+    time.sleep(2)
+    per_connection = (with_idle - heap_bytes(proxy)) / n
+    assert per_connection <= 4096, f"an idle keep-alive connection holds {per_connection:.0f} bytes"
+
+
+def test_the_overload_manager_sheds_idle_connections_then_refuses_until_memory_is_back(fleet):
+    """Requests whose bodies are held (kept for a retry while the upstream
+    never answers) fill the heap past max_heap_bytes: first the idle
+    keep-alive connections are closed, then new connections and requests are
+    refused with 503, and once the held requests go, the proxy serves again."""
+    nginx = fleet.nginx()
+    silent = socket.create_server((LOCALHOST, 0))  # accepts, reads nothing, never answers
+    cfg = proxy_config(
+        [http_listener("web", [route("silent", prefix="/hold"), route("web")])],
+        [cluster("web", nginx),
+         cluster("silent", f"{LOCALHOST}:{silent.getsockname()[1]}",
+                 retry={"attempts": 1, "buffer_limit": 2 * 1024 * 1024})])
+    cfg["max_heap_bytes"] = 24 * 1024 * 1024
+    proxy = fleet.proxy(cfg, workers=2)
+    port = proxy.port("web")
+    idle = [keep_alive_after_a_request(port, "/hello") for _ in range(20)]
+    body = b"x" * (1024 * 1024)
+    held = []
+    try:
+        for _ in range(40):
+            s = socket.create_connection((LOCALHOST, port), timeout=5)
+            s.sendall(build_request("POST", "/hold", body=body))
+            held.append(s)
+        assert wait_until(lambda: metric(proxy.stats(), "trellis_overload_level") == 2, 10), proxy.stats()
+        # The idle ones were closed: their clients read the end.
+        for s in idle:
+            s.settimeout(5)
+            assert s.recv(4096) == b""
+        assert metric(proxy.stats(), "trellis_overload_idle_connections_shed_total") >= 20
+        answer = answer_of_refused(port)
+        assert answer.startswith(b"HTTP/1.1 503 ") and answer.endswith(b"overloaded: memory full\n"), answer
+        assert metric(proxy.stats(), "trellis_overload_refused_total", what="connection") >= 1
+        assert "overload: heap" in proxy.output()
+    finally:
+        for s in held:
+            s.close()
+        silent.close()
+    assert wait_until(lambda: metric(proxy.stats(), "trellis_overload_level") == 0, 10), proxy.stats()
+    with HttpClient(port) as client:
+        assert client.request("GET", "/hello").status == 200

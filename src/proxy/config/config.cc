@@ -72,7 +72,7 @@ class Loader {
   void load(const YAML::Node& root, ProxyConfig& config) {
     Located at{root, "", root.Mark(), root.Mark()};
     auto fields = r_.read_map(at, {"zone", "admin", "access_log", "drain_timeout", "max_connections",
-                                   "listeners", "clusters", "control_plane", "mtls"});
+                                   "max_heap_bytes", "listeners", "clusters", "control_plane", "mtls"});
     if (!fields) return;
     if (auto v = fields->get("zone")) r_.read_name(*v, config.zone);
     bool admin_ok = true;
@@ -81,6 +81,11 @@ class Loader {
     if (auto v = fields->get("drain_timeout")) r_.read_duration(*v, config.drain_timeout);
     if (auto v = fields->get("max_connections"))
       r_.read_integer(*v, 1, kMaxMaxConnections, config.max_connections);
+    if (auto v = fields->get("max_heap_bytes");
+        v && r_.read_integer(*v, 0, int64_t{1} << 50, config.max_heap_bytes.emplace())) {
+      if (*config.max_heap_bytes != 0 && *config.max_heap_bytes < (uint64_t{16} << 20))
+        r_.error(*v, "below 16 MiB, the proxy could not even start (0 turns the limit off)");
+    }
     // Clusters first, so that routes can be resolved wherever they appear in the file.
     if (auto v = fields->get("clusters")) config_yaml::load_clusters(r_, *v, config.clusters, clusters_);
     // A broken admin address is reported once; listeners are not blamed for clashing with the default.

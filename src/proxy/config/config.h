@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -356,6 +357,10 @@ struct ProxyConfig {
   Millis drain_timeout{10000};
   // Client connections open at once on all listeners together.
   uint32_t max_connections = kDefaultMaxConnections;
+  // Memory the proxy may allocate before the overload manager acts (see
+  // OverloadLevel). Unset: 80% of the cgroup's memory.max, or no limit
+  // without one; 0: no limit.
+  std::optional<uint64_t> max_heap_bytes;
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
   ControlPlaneConfig control_plane;

@@ -457,6 +457,7 @@ std::string config_to_json(const ProxyConfig& config) {
   if (!config.access_log.path.empty()) out["access_log"] = Json{{"path", config.access_log.path}};
   out["drain_timeout"] = format_duration(config.drain_timeout);
   out["max_connections"] = config.max_connections;
+  if (config.max_heap_bytes) out["max_heap_bytes"] = *config.max_heap_bytes;
   out["listeners"] = Json::array();
   for (const ListenerConfig& listener : config.listeners)
     out["listeners"].push_back(listener_to_json(listener));

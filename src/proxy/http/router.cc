@@ -100,6 +100,11 @@ void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream
   // bytes are a tunnel's. A client waiting for 100 Continue is not late.
   if (!end_stream && !grpc_ && headers.upgrade.empty() && !headers.expect_continue) start_body_clock();
   const ListenerRuntime& listener = *context_->listener;
+  if (context_->snapshot->overload->refusing()) {  // at the heap limit: nothing new
+    context_->snapshot->overload->requests_refused.fetch_add(1, std::memory_order_relaxed);
+    reply_local(503, "overloaded: memory full\n");
+    return;
+  }
   if (listener.authorizer && !authorize(listener)) return;                                         // 0
   add_forwarding_headers(request_, context_->client_ip, worker_.random(), request_id_, scratch_);  // 1
   add_client_cert_header(request_, listener.client_identity_header, listener.identity,

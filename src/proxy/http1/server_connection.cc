@@ -509,6 +509,7 @@ void Http1ServerConnection::finish_exchange() {
     resume_.arm(Duration::zero());
   } else {
     in_.release();  // idle keep-alive connections hold no buffer
+    if (out_.empty()) out_.release();
   }
 }
 

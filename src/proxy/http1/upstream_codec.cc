@@ -42,7 +42,7 @@ void Http1UpstreamCodec::finish(bool keep) {
   bool reuse = keep && reusable();
   c->set_user(nullptr);
   conn_ = nullptr;
-  out_.clear();
+  out_.release();  // to the thread's pool: a router kept for a keep-alive client holds no block
   fail_later_.cancel();
   c->pool().release(c, reuse);
 }

@@ -230,6 +230,29 @@ std::string StatsRegistry::render_prometheus() const {
                    "trellis_authz_decisions_total{{listener=\"{}\",policy=\"{}\",decision=\"deny\"}} {}\n",
                    listener, policy, sum(f.per_worker, [](const AuthzStats& s) { return s.denied.value(); }));
   }
+
+  const auto relaxed = std::memory_order_relaxed;
+  header(out, "trellis_overload_heap_bytes", "gauge",
+         "Memory allocated by the proxy (malloc), checked once a second.");
+  fmt::format_to(it, "trellis_overload_heap_bytes {}\n", overload_.heap_bytes.load(relaxed));
+  header(out, "trellis_overload_heap_limit_bytes", "gauge", "The proxy's max_heap_bytes; 0: no limit.");
+  fmt::format_to(it, "trellis_overload_heap_limit_bytes {}\n", overload_.heap_limit.load(relaxed));
+  header(
+      out, "trellis_overload_level", "gauge",
+      "0: normal; 1: at 90% of max_heap_bytes, idle keep-alive connections are closed; 2: at the limit, new "
+      "connections and requests are refused too.");
+  fmt::format_to(it, "trellis_overload_level {}\n", overload_.level.load(relaxed));
+  header(out, "trellis_overload_idle_connections_shed_total", "counter",
+         "Idle keep-alive client connections closed because memory ran short.");
+  fmt::format_to(it, "trellis_overload_idle_connections_shed_total {}\n",
+                 overload_.idle_connections_shed.load(relaxed));
+  header(out, "trellis_overload_refused_total", "counter",
+         "Client connections (closed at once, or 503 on plain HTTP) and requests (503) refused at the heap "
+         "limit.");
+  fmt::format_to(it, "trellis_overload_refused_total{{what=\"connection\"}} {}\n",
+                 overload_.connections_refused.load(relaxed));
+  fmt::format_to(it, "trellis_overload_refused_total{{what=\"request\"}} {}\n",
+                 overload_.requests_refused.load(relaxed));
   return out;
 }
 

@@ -123,6 +123,26 @@ struct AuthzStats {
 
 // Owns every stats block. Used on the main thread only: blocks are created when
 // a config is applied (before workers see it) and read when /stats is served.
+// How hard the proxy is pressed for memory (runtime/server.cc decides once
+// a second): near its heap limit it closes idle keep-alive connections; at
+// the limit it also refuses new connections and requests.
+enum class OverloadLevel : int { kNone = 0, kShedIdle = 1, kRefuse = 2 };
+
+// The overload manager's state and what it did, for the whole proxy: set by
+// the main thread, counted by any worker (rarely: only while overloaded).
+struct OverloadState {
+  std::atomic<uint64_t> heap_bytes{0};  // allocated through malloc, at the last check
+  std::atomic<uint64_t> heap_limit{0};  // 0: no limit
+  std::atomic<int> level{0};            // an OverloadLevel
+  std::atomic<uint64_t> idle_connections_shed{0};
+  std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> requests_refused{0};
+
+  bool refusing() const {
+    return level.load(std::memory_order_relaxed) >= static_cast<int>(OverloadLevel::kRefuse);
+  }
+};
+
 class StatsRegistry {
  public:
   explicit StatsRegistry(size_t workers) : workers_(workers) {}
@@ -133,6 +153,8 @@ class StatsRegistry {
   const std::vector<ClusterStats*>& cluster(const std::string& name);
   // `policy` "<namespace>/<name>", or "default" for the default action.
   const std::vector<AuthzStats*>& authz(const std::string& listener, const std::string& policy);
+
+  OverloadState& overload() { return overload_; }
 
   std::string render_prometheus() const;
 
@@ -147,6 +169,7 @@ class StatsRegistry {
   std::map<std::string, Family<ListenerStats>> listeners_;
   std::map<std::string, Family<ClusterStats>> clusters_;
   std::map<std::string, Family<AuthzStats>> authz_;  // by "<listener>\n<policy>"
+  OverloadState overload_;
 };
 
 }  // namespace trellis::proxy

@@ -14,6 +14,7 @@
 #include "common/text.h"
 #include "net/address.h"
 #include "proxy/observe/access_log.h"
+#include "proxy/runtime/overload.h"
 #include "proxy/security/certificate_metrics.h"
 
 namespace trellis::proxy {
@@ -101,6 +102,19 @@ bool Server::start() {
     evict_timer_->arm(std::chrono::seconds(10));
   });
   evict_timer_->arm(std::chrono::seconds(10));
+  // The heap limit is the bootstrap file's (or the cgroup's) for the
+  // proxy's life.
+  const uint64_t cgroup_limit = cgroup_memory_limit();
+  const uint64_t heap_limit = effective_heap_limit(config->max_heap_bytes, cgroup_limit);
+  builder_->stats().overload().heap_limit.store(heap_limit, std::memory_order_relaxed);
+  if (heap_limit > 0)
+    spdlog::info("overload: heap limit {} MiB{}", heap_limit >> 20,
+                 config->max_heap_bytes ? "" : " (80% of the cgroup's memory limit)");
+  overload_timer_ = std::make_unique<net::Timer>(loop_, [this] {
+    check_overload();
+    overload_timer_->arm(std::chrono::seconds(1));
+  });
+  overload_timer_->arm(std::chrono::seconds(1));
   for (size_t i = 0; i < options_.workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, snapshot_));
   }
@@ -428,6 +442,28 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
     r.body = "not found; try /ready, /healthz, /stats or /config_dump\n";
   }
   return r;
+}
+
+// Near the limit every idle connection goes, each second, and what they
+// held goes back to the system; at it, workers also refuse what is new
+// (Worker::admit, Router::decode_headers) until the heap is below it again.
+void Server::check_overload() {
+  OverloadState& state = builder_->stats().overload();
+  const uint64_t heap = heap_allocated();
+  state.heap_bytes.store(heap, std::memory_order_relaxed);
+  const OverloadLevel level = overload_level(heap, state.heap_limit.load(std::memory_order_relaxed));
+  const auto before = static_cast<OverloadLevel>(state.level.exchange(static_cast<int>(level)));
+  if (level != before) {
+    static constexpr const char* kNames[] = {
+        "normal", "closing idle connections",
+        "closing idle connections, refusing new connections and requests"};
+    spdlog::log(level > before ? spdlog::level::warn : spdlog::level::info,
+                "overload: heap {} MiB of {} MiB: {}", heap >> 20,
+                state.heap_limit.load(std::memory_order_relaxed) >> 20, kNames[static_cast<int>(level)]);
+  }
+  if (level == OverloadLevel::kNone) return;
+  for (auto& w : workers_) w->shed_idle_connections();
+  malloc_trim(0);
 }
 
 // Memory freed by the workers (after a flood of connections, say) stays

@@ -67,6 +67,9 @@ class Server {
   std::unique_ptr<HealthChecker> health_checker_;
   std::unique_ptr<net::Timer> evict_timer_;  // every 10 s: idle rate-limit keys, free memory
   void return_free_memory();
+  // The overload manager: once a second, the heap against max_heap_bytes.
+  std::unique_ptr<net::Timer> overload_timer_;
+  void check_overload();
   FastRandom random_{FastRandom::os_seed()};
   std::unique_ptr<SnapshotBuilder> builder_;
   std::unique_ptr<http::ApiServer> admin_;

@@ -72,6 +72,9 @@ struct Snapshot {
   // Client connections open on all workers (ProxyConfig::max_connections):
   // one counter for the proxy's life, handed from snapshot to snapshot.
   std::shared_ptr<std::atomic<int64_t>> client_connections;
+  // The overload manager's verdict (in the stats registry, which outlives
+  // every snapshot).
+  OverloadState* overload = nullptr;
 };
 
 }  // namespace trellis::proxy

@@ -267,6 +267,7 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
   std::string error;
   auto snap = std::make_shared<Snapshot>();
   snap->client_connections = client_connections_;
+  snap->overload = &stats_.overload();
   snap->version = ++version_;
   snap->workers = workers_;
   snap->config = config;

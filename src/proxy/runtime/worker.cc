@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "net/address.h"
+#include "net/buffer.h"
 #include "proxy/http1/server_connection.h"
 #include "proxy/observe/access_log.h"
 #include "proxy/runtime/protocol_detector.h"
@@ -53,20 +54,25 @@ namespace {
 
 // A connection over the limits. A plain HTTP listener answers 503 before
 // closing, so that the client learns why; the others (TLS, TCP, auto) close.
-void refuse(const ListenerRuntime& listener, int fd) {
+// `answer`: what a plain HTTP client is told.
+void refuse(const ListenerRuntime& listener, int fd, std::string_view answer) {
   if (listener.config->protocol == ListenerProtocol::kHttp && listener.config->tls == ListenerTls::kOff) {
     // What the client sent first is read, so that closing sends no reset
     // that could destroy the answer before the client reads it.
     char discard[4096];
     for (int i = 0; i < 16 && ::recv(fd, discard, sizeof discard, MSG_DONTWAIT) > 0; ++i) {
     }
-    static constexpr std::string_view kAnswer =
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 21\r\n"
-        "connection: close\r\n\r\ntoo many connections\n";
-    (void)!::send(fd, kAnswer.data(), kAnswer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)!::send(fd, answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   }
   ::close(fd);
 }
+
+constexpr std::string_view kTooManyConnections =
+    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 21\r\n"
+    "connection: close\r\n\r\ntoo many connections\n";
+constexpr std::string_view kOverloaded =
+    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 24\r\n"
+    "connection: close\r\n\r\noverloaded: memory full\n";
 
 }  // namespace
 
@@ -162,6 +168,19 @@ void Worker::drain() {
   });
 }
 
+void Worker::shed_idle_connections() {
+  loop_.post([this] {
+    std::vector<WorkerConnection*> idle;
+    for (WorkerConnection* c : connections_list_)
+      if (c->idle_listener() != nullptr) idle.push_back(c);
+    for (WorkerConnection* c : idle) c->start_drain();  // idle: closes now
+    if (!idle.empty())
+      snapshot_->overload->idle_connections_shed.fetch_add(idle.size(), std::memory_order_relaxed);
+    for (auto& [name, cluster] : cluster_state_) cluster->close_idle();
+    net::Buffer::free_pool();
+  });
+}
+
 void Worker::stop() {
   if (!thread_.joinable()) return;
   loop_.stop();
@@ -245,7 +264,7 @@ void Worker::accept_ready(Acceptor& acceptor) {
     }
     stats.connections_total.inc();
     if (!admit(listener, stats)) {
-      refuse(listener, fd);
+      refuse(listener, fd, snapshot_->overload->refusing() ? kOverloaded : kTooManyConnections);
       continue;
     }
     adopt_connection(acceptor.listener_index_, fd, peer);
@@ -266,7 +285,8 @@ bool Worker::admit(const ListenerRuntime& listener, ListenerStats& stats) {
   }
   if (!over && client_connections_->load(std::memory_order_relaxed) >= snapshot_->config->max_connections)
     over = true;
-  if (!over) return true;
+  const bool heap_full = snapshot_->overload->refusing();
+  if (!over && !heap_full) return true;
   // An idle keep-alive connection makes room: it costs its client a
   // reconnect, where refusing costs the new client its request.
   if (shed_idle(full)) {
@@ -274,6 +294,7 @@ bool Worker::admit(const ListenerRuntime& listener, ListenerStats& stats) {
     return true;
   }
   stats.connections_overflow.inc();
+  if (heap_full) snapshot_->overload->connections_refused.fetch_add(1, std::memory_order_relaxed);
   return false;
 }
 

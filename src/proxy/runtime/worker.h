@@ -82,6 +82,9 @@ class Worker {
   void update(std::shared_ptr<const Snapshot> snapshot, std::function<void()> applied = {});
   // From the main thread: stop accepting, let in-flight requests finish.
   void drain();
+  // From the main thread: memory runs short; close every idle keep-alive
+  // client connection and pooled upstream connection.
+  void shed_idle_connections();
   // From the main thread: close everything and stop the thread.
   void stop();
   // Open client connections, readable from any thread.
