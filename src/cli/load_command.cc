@@ -25,6 +25,13 @@ constexpr uint32_t kMaxThreads = 256;
 constexpr uint32_t kMaxStreams = 1000;
 constexpr double kMaxRate = 10'000'000;
 constexpr uint64_t kMaxBodySize = 64ull << 20;
+constexpr uint64_t kMaxGrpcPayload = 4ull << 20;  // gRPC's default message limit
+
+constexpr const char* kGrpcCodes[] = {
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
 
 // The flags as typed; validated into LoadOptions by to_options().
 struct LoadFlags {
@@ -33,13 +40,15 @@ struct LoadFlags {
   std::string duration = "10s";
   uint32_t connections = 10;
   uint32_t threads = 1;
-  std::string method = "GET";
+  std::string method;  // empty: GET (POST for --grpc)
   uint64_t body_size = 0;
   std::vector<std::string> headers;
   std::string timeout = "5s";
   std::string warmup = "0s";
-  std::string protocol = "http/1.1";
+  std::string protocol;  // empty: http/1.1 (h2 for --grpc)
   uint32_t streams = 0;  // 0: not given
+  std::string grpc;      // SERVICE/METHOD
+  std::string payload;   // file with the serialized request message
   bool json = false;
   std::string output;
 };
@@ -87,9 +96,70 @@ bool parse_header(std::string_view text, std::pair<std::string, std::string>& ou
   return true;
 }
 
+// --grpc SERVICE/METHOD [--payload FILE]: a unary call, whose request is
+// made here rather than by --method, --body-size and the URL's path.
+bool grpc_options(const LoadFlags& f, LoadOptions& o, std::string& error) {
+  size_t slash = f.grpc.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == f.grpc.size() ||
+      f.grpc.find('/', slash + 1) != std::string::npos || f.grpc.find_first_of(" ?#%") != std::string::npos) {
+    error = fmt::format("--grpc \"{}\" must be SERVICE/METHOD, e.g. helloworld.Greeter/SayHello", f.grpc);
+    return false;
+  }
+  if (o.protocol != Protocol::kHttp2) {
+    error = "--grpc calls go over HTTP/2: leave --protocol out or make it h2";
+    return false;
+  }
+  if (!f.method.empty() || f.body_size > 0) {
+    error = "--grpc calls are POSTs whose body is --payload: leave --method and --body-size out";
+    return false;
+  }
+  if (o.target.path != "/") {
+    error = fmt::format("--grpc names the path: the URL must have none (got \"{}\")", o.target.path);
+    return false;
+  }
+  std::string message;
+  if (!f.payload.empty()) {
+    std::ifstream in(f.payload, std::ios::binary);
+    if (!in) {
+      error = fmt::format("cannot read --payload {}: {}", f.payload, std::strerror(errno));
+      return false;
+    }
+    message.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (message.size() > kMaxGrpcPayload) {
+      error = fmt::format("--payload {} is over {} bytes, gRPC's default message limit", f.payload,
+                          kMaxGrpcPayload);
+      return false;
+    }
+  }
+  o.grpc = true;
+  o.method = "POST";
+  o.target.path = "/" + f.grpc;
+  // The length-prefixed message: not compressed, then the length, big-endian.
+  const auto n = static_cast<uint32_t>(message.size());
+  o.body = {'\0', static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+            static_cast<char>(n)};
+  o.body += message;
+  o.body_size = o.body.size();
+  auto given = [&](std::string_view name) {
+    for (const auto& h : o.headers)
+      if (iequals(h.first, name)) return true;
+    return false;
+  };
+  if (!given("content-type")) o.headers.emplace_back("content-type", "application/grpc");
+  if (!given("te")) o.headers.emplace_back("te", "trailers");
+  // The call's deadline is the run's --timeout, in milliseconds.
+  if (!given("grpc-timeout"))
+    o.headers.emplace_back(
+        "grpc-timeout",
+        fmt::format("{}m", std::chrono::duration_cast<std::chrono::milliseconds>(o.timeout).count()));
+  return true;
+}
+
 bool to_options(const LoadFlags& f, LoadOptions& o, std::string& error) {
-  if (iequals(f.protocol, "h2") || iequals(f.protocol, "h2c") || iequals(f.protocol, "http2") ||
-      iequals(f.protocol, "http/2")) {
+  if (f.protocol.empty()) {
+    o.protocol = f.grpc.empty() ? Protocol::kHttp1 : Protocol::kHttp2;
+  } else if (iequals(f.protocol, "h2") || iequals(f.protocol, "h2c") || iequals(f.protocol, "http2") ||
+             iequals(f.protocol, "http/2")) {
     o.protocol = Protocol::kHttp2;
   } else if (iequals(f.protocol, "http/1.1") || iequals(f.protocol, "http1")) {
     o.protocol = Protocol::kHttp1;
@@ -145,11 +215,11 @@ bool to_options(const LoadFlags& f, LoadOptions& o, std::string& error) {
   }
   o.connections = f.connections;
   o.threads = f.threads;
-  if (!is_token(f.method)) {
+  if (!f.method.empty() && !is_token(f.method)) {
     error = fmt::format("--method \"{}\" is not a valid method name", f.method);
     return false;
   }
-  o.method = f.method;
+  o.method = f.method.empty() ? "GET" : f.method;
   if (f.body_size > kMaxBodySize) {
     error = fmt::format("--body-size must be at most {} bytes", kMaxBodySize);
     return false;
@@ -161,7 +231,11 @@ bool to_options(const LoadFlags& f, LoadOptions& o, std::string& error) {
     if (!parse_header(h, field, error)) return false;
     o.headers.push_back(std::move(field));
   }
-  return true;
+  if (!f.payload.empty() && f.grpc.empty()) {
+    error = "--payload is the message of a --grpc call";
+    return false;
+  }
+  return f.grpc.empty() || grpc_options(f, o, error);
 }
 
 double seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
@@ -229,6 +303,13 @@ nlohmann::ordered_json load_report_json(const LoadOptions& options, const LoadRe
   }
   Json errors = Json::object();
   for (size_t k = 0; k < kErrorKinds; ++k) errors[error_kind_name(static_cast<ErrorKind>(k))] = s.errors[k];
+  Json grpc_status = nullptr;
+  if (options.grpc) {
+    grpc_status = Json::object();
+    for (size_t code = 0; code < s.grpc_status.size(); ++code)
+      if (s.grpc_status[code] > 0) grpc_status[std::to_string(code)] = s.grpc_status[code];
+    if (s.grpc_status_missing > 0) grpc_status["none"] = s.grpc_status_missing;
+  }
 
   const HdrHistogram& h = s.latency_us;
   bool any = h.count() > 0;
@@ -250,6 +331,7 @@ nlohmann::ordered_json load_report_json(const LoadOptions& options, const LoadRe
       {"protocol", options.protocol == Protocol::kHttp2 ? "h2c" : "http/1.1"},
       {"streams", options.streams},
       {"method", options.method},
+      {"grpc", options.grpc ? Json(options.target.path.substr(1)) : Json(nullptr)},
       {"rate", options.rate},
       {"duration_s", seconds(report.measured)},
       {"warmup_s", seconds(options.warmup)},
@@ -258,6 +340,7 @@ nlohmann::ordered_json load_report_json(const LoadOptions& options, const LoadRe
       {"requests",
        {{"sent", s.sent}, {"completed", s.completed}, {"errors", s.error_count()}, {"missed", s.missed}}},
       {"status", std::move(status)},
+      {"grpc_status", std::move(grpc_status)},
       {"errors", std::move(errors)},
       {"achieved_rate", std::round(achieved_rate(report) * 10) / 10},
       {"latency_us", std::move(latency)},
@@ -273,7 +356,10 @@ std::string load_report_text(const LoadOptions& options, const LoadReport& repor
     out += fmt::format("{:<10} {}\n", label, text);
   };
   bool h2 = options.protocol == Protocol::kHttp2;
-  line("target", fmt::format("{} {} ({})", options.method, options.target.url,
+  const std::string what = options.grpc
+                               ? fmt::format("gRPC {} at", std::string_view(options.target.path).substr(1))
+                               : options.method;
+  line("target", fmt::format("{} {} ({})", what, options.target.url,
                              h2 ? fmt::format("HTTP/2, {} stream{} per connection", options.streams,
                                               options.streams == 1 ? "" : "s")
                                 : std::string("HTTP/1.1")));
@@ -294,6 +380,17 @@ std::string load_report_text(const LoadOptions& options, const LoadReport& repor
     status += fmt::format("{}: {}", code, s.status[code]);
   }
   line("status", status.empty() ? "none" : status);
+  if (options.grpc) {
+    std::string grpc;
+    for (size_t code = 0; code < s.grpc_status.size(); ++code) {
+      if (s.grpc_status[code] == 0) continue;
+      if (!grpc.empty()) grpc += ", ";
+      grpc += fmt::format("{} {}: {}", code, kGrpcCodes[code], s.grpc_status[code]);
+    }
+    if (s.grpc_status_missing > 0)
+      grpc += fmt::format("{}none (not gRPC): {}", grpc.empty() ? "" : ", ", s.grpc_status_missing);
+    line("grpc", grpc.empty() ? "none" : grpc);
+  }
   std::string errors;
   for (size_t k = 0; k < kErrorKinds; ++k) {
     if (!errors.empty()) errors += ", ";
@@ -339,6 +436,9 @@ int load_exit_code(const LoadReport& report) {
   for (size_t code = 0; code < s.status.size(); ++code) {
     if (s.status[code] > 0 && (code < 200 || code >= 400)) return 1;
   }
+  if (s.grpc_status_missing > 0) return 1;
+  for (size_t code = 1; code < s.grpc_status.size(); ++code)
+    if (s.grpc_status[code] > 0) return 1;
   return 0;
 }
 
@@ -354,7 +454,7 @@ std::function<int()> add_load_command(CLI::App& app) {
   load->add_option("-c,--connections", flags->connections, "Keep-alive connections")->capture_default_str();
   load->add_option("-t,--threads", flags->threads, "Threads, each with its own event loop")
       ->capture_default_str();
-  load->add_option("-m,--method", flags->method, "Request method")->capture_default_str();
+  load->add_option("-m,--method", flags->method, "Request method (default GET)");
   load->add_option("--body-size", flags->body_size, "Request body bytes, sent with Content-Length")
       ->capture_default_str();
   load->add_option("-H,--header", flags->headers, "Extra request header \"Name: value\" (repeatable)")
@@ -364,10 +464,15 @@ std::function<int()> add_load_command(CLI::App& app) {
   load->add_option("--warmup", flags->warmup, "Send for this long first without measuring")
       ->capture_default_str();
   load->add_option("--protocol", flags->protocol,
-                   "Wire protocol: http/1.1, or h2 (HTTP/2 with prior knowledge)")
-      ->capture_default_str();
+                   "Wire protocol: http/1.1 (the default), or h2 (HTTP/2 with prior knowledge; the default "
+                   "for --grpc)");
   load->add_option("--streams", flags->streams,
                    "HTTP/2: requests in flight per connection at most (default 1)");
+  load->add_option("--grpc", flags->grpc,
+                   "gRPC unary calls to SERVICE/METHOD (e.g. helloworld.Greeter/SayHello), over HTTP/2; each "
+                   "counts by its grpc-status");
+  load->add_option("--payload", flags->payload,
+                   "--grpc: file with the serialized request message (protobuf bytes); default empty");
   load->add_flag("--json", flags->json, "Print the report as JSON instead of the summary");
   load->add_option("-o,--output", flags->output, "Also write the JSON report to this file");
   return [flags] { return run_load_command(*flags); };

@@ -59,6 +59,7 @@ struct Plan {
   // HTTP/2: the request's fields as nghttp2 takes them, built once (views
   // into the strings above and the options).
   std::vector<nghttp2_nv> h2_request;
+  std::string body;  // HTTP/2: every request's body
 };
 
 nghttp2_nv nv(std::string_view name, std::string_view value) {
@@ -184,6 +185,7 @@ class Http2Connection final : public Connection {
     MonoTime deadline;
     bool measured = false;
     int status = 0;
+    int grpc_status = -1;  // -1: none seen
     size_t body_left = 0;  // request body bytes not yet sent
   };
 
@@ -658,6 +660,13 @@ void Http2Connection::complete(int32_t id) {
   if (e.measured) {
     ++stats_.completed;
     ++stats_.status[static_cast<size_t>(std::clamp(e.status, 0, 999))];
+    if (plan_.options.grpc) {
+      if (e.grpc_status >= 0 && e.grpc_status < static_cast<int>(stats_.grpc_status.size())) {
+        ++stats_.grpc_status[static_cast<size_t>(e.grpc_status)];
+      } else {
+        ++stats_.grpc_status_missing;
+      }
+    }
     stats_.latency_us.record(to_micros(charged_latency(e.intended, SteadyClock::now())));
   }
   bool oldest = it == exchanges_.begin();
@@ -801,13 +810,20 @@ void Http2Connection::on_readable() {
 int Http2Connection::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                                size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
   auto* self = static_cast<Http2Connection*>(user);
-  if (frame->hd.type != NGHTTP2_HEADERS || namelen != 7 || std::memcmp(name, ":status", 7) != 0) return 0;
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  const std::string_view field(reinterpret_cast<const char*>(name), namelen);
+  const bool status_field = field == ":status";
+  // In the trailers, or the headers of a trailers-only answer.
+  const bool grpc_field = self->plan_.options.grpc && field == "grpc-status";
+  if (!status_field && !grpc_field) return 0;
   auto it = self->exchanges_.find(frame->hd.stream_id);
   if (it == self->exchanges_.end()) return 0;
-  int status = 0;
-  std::from_chars(reinterpret_cast<const char*>(value), reinterpret_cast<const char*>(value) + valuelen,
-                  status);
-  if (status >= 200) it->second.status = status;  // 1xx: interim
+  int number = -1;
+  auto [end, ec] = std::from_chars(reinterpret_cast<const char*>(value),
+                                   reinterpret_cast<const char*>(value) + valuelen, number);
+  if (ec != std::errc() || end != reinterpret_cast<const char*>(value) + valuelen) number = -1;
+  if (status_field && number >= 200) it->second.status = number;  // 1xx: interim
+  if (grpc_field) it->second.grpc_status = number;
   return 0;
 }
 
@@ -832,8 +848,9 @@ ssize_t Http2Connection::read_body(nghttp2_session*, int32_t id, uint8_t* buf, s
   auto it = self->exchanges_.find(id);
   size_t n = 0;
   if (it != self->exchanges_.end()) {
+    const std::string& body = self->plan_.body;
     n = std::min(length, it->second.body_left);
-    std::memset(buf, 'x', n);
+    std::memcpy(buf, body.data() + (body.size() - it->second.body_left), n);
     it->second.body_left -= n;
   }
   if (it == self->exchanges_.end() || it->second.body_left == 0) *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -974,12 +991,15 @@ LoadReport run_load(const LoadOptions& options) {
             options.method == "HEAD",
             build_http2_fields(options),
             options.target.authority,
+            {},
             {}};
   for (const auto& [name, value] : options.headers)
     if (http::iequals(name, "host")) plan.authority = value;
   plan.h2_request = {nv(":method", options.method), nv(":scheme", "http"), nv(":authority", plan.authority),
                      nv(":path", options.target.path)};
   for (const auto& [name, value] : plan.h2_headers) plan.h2_request.push_back(nv(name, value));
+  if (options.protocol == Protocol::kHttp2)
+    plan.body = options.body.empty() ? std::string(options.body_size, 'x') : options.body;
   LoadReport report;
   // The main thread watches progress and signals; the workers send. The
   // watcher comes first: threads started after it never see SIGINT/SIGTERM.

@@ -48,6 +48,11 @@ struct LoadOptions {
   std::string method = "GET";
   size_t body_size = 0;
   std::vector<std::pair<std::string, std::string>> headers;  // extra request fields
+  // gRPC unary calls (HTTP/2): the method is POST, the path
+  // /<service>/<method>, and `body` the length-prefixed message; a call
+  // counts by its grpc-status.
+  bool grpc = false;
+  std::string body;  // the body's bytes when given; else body_size bytes of 'x'
 };
 
 // The bytes of the one request every connection sends, built once: request
@@ -120,6 +125,9 @@ struct LoadStats {
   // values mean a backlog (the connection was busy or down) or a generator
   // short of CPU; either way the latency above already includes them.
   HdrHistogram send_delay_us;
+  // gRPC: completed calls by grpc-status (0 to 16), and those without one.
+  std::array<uint64_t, 17> grpc_status{};
+  uint64_t grpc_status_missing = 0;
 
   uint64_t error_count() const { return errors[0] + errors[1] + errors[2] + errors[3]; }
   uint64_t& error(ErrorKind kind) { return errors[static_cast<size_t>(kind)]; }

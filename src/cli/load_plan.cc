@@ -194,6 +194,8 @@ void LoadStats::merge(const LoadStats& other) {
   missed += other.missed;
   for (size_t i = 0; i < errors.size(); ++i) errors[i] += other.errors[i];
   for (size_t i = 0; i < status.size(); ++i) status[i] += other.status[i];
+  for (size_t i = 0; i < grpc_status.size(); ++i) grpc_status[i] += other.grpc_status[i];
+  grpc_status_missing += other.grpc_status_missing;
   latency_us.merge(other.latency_us);
   send_delay_us.merge(other.send_delay_us);
 }

@@ -217,6 +217,12 @@ def test_statuses_are_counted_by_code_and_requests_carry_the_flags(fleet):
     (["http://127.0.0.1:80/", "--duration", "ten"], "--duration"),
     (["http://127.0.0.1:80/", "--connections", "2", "--threads", "4"], "--threads"),
     (["http://127.0.0.1:80/", "--header", "no colon"], "Name: value"),
+    (["http://127.0.0.1:80/", "--grpc", "NoMethod"], "SERVICE/METHOD"),
+    (["http://127.0.0.1:80/", "--grpc", "a.B/C", "--protocol", "http/1.1"], "over HTTP/2"),
+    (["http://127.0.0.1:80/", "--grpc", "a.B/C", "--method", "GET"], "leave --method"),
+    (["http://127.0.0.1:80/x", "--grpc", "a.B/C"], "names the path"),
+    (["http://127.0.0.1:80/", "--grpc", "a.B/C", "--payload", "/no/such/file"], "cannot read --payload"),
+    (["http://127.0.0.1:80/", "--payload", "/etc/hostname"], "--payload is the message of a --grpc call"),
     ([], "url is required"),
 ])
 def test_usage_errors_exit_2_with_a_message(args, message):
@@ -318,3 +324,31 @@ def test_a_stall_shows_in_the_median_not_only_in_the_max(fleet):
     assert 300_000 <= latency["p50"] <= 800_000, latency
     assert latency["p90"] >= 1_000_000, latency
     assert 1_300_000 <= latency["max"] <= 1_700_000, latency
+
+
+# --------------------------------------------------------------------- gRPC
+
+
+def test_grpc_unary_calls_carry_the_payload_and_count_by_grpc_status(fleet, tmp_path):
+    from test_grpc_mesh import GrpcServer
+    server = GrpcServer(fleet, "echo")
+    url = f"http://{server.address}"
+    payload = tmp_path / "request.bin"
+    payload.write_bytes(b"hello")
+    code, report = load_report(url, "--grpc", "test.Echo/Unary", "--payload", str(payload), "--streams", "4",
+                               "--connections", "2", "--duration", "1s")
+    check_schema(report)
+    completed = report["requests"]["completed"]
+    assert code == 0 and completed > 50 and report["requests"]["errors"] == 0, report
+    assert report["grpc"] == "test.Echo/Unary" and report["method"] == "POST" and report["protocol"] == "h2c"
+    assert report["status"] == {"200": completed} and report["grpc_status"] == {"0": completed}, report
+    # The server fails the calls its payload asks it to: a gRPC error is not
+    # a success, whatever the HTTP status says.
+    payload.write_bytes(b"fail:14")
+    code, report = load_report(url, "--grpc", "test.Echo/Unary", "--payload", str(payload), "--duration", "1s",
+                               "--connections", "1")
+    completed = report["requests"]["completed"]
+    assert code == 1 and completed > 0 and report["grpc_status"] == {"14": completed}, report
+    # A method the server does not have.
+    result = trellis_load(url, "--grpc", "test.Echo/Nope", "--duration", "500ms", "--connections", "1")
+    assert result.returncode == 1 and b"12 UNIMPLEMENTED" in result.stdout, result.stdout
