@@ -266,6 +266,7 @@ How to read these figures, and how much they move from run to run:
     # harnesses (bench/mesh.py, bench/control/scale.py); their latest full
     # runs are carried here as written.
     for section in (BENCH_DIR / "RESULTS-mesh.md", BENCH_DIR / "RESULTS-floor.md", BENCH_DIR / "RESULTS-h2.md",
+                    BENCH_DIR / "RESULTS-grpc.md",
                     BENCH_DIR / "control" / "RESULTS-control.md"):
         if section.exists():
             doc += "\n" + section.read_text()

@@ -50,7 +50,7 @@ class MeshTarget:
         return "\n".join(f"--- {s.name}\n{s.output()}" for s in self.sidecars.values())
 
 
-def _template_values(leaf: Leaf, pki: MeshPki) -> dict[str, object]:
+def template_values(leaf: Leaf, pki: MeshPki) -> dict[str, object]:
     """Every field a mesh template may use; each template takes what it needs."""
     return {"cert": leaf.cert, "key": leaf.key, "cert_and_key": leaf.cert_and_key,
             "ca_file": pki.root, "server_name": pki.server.server_name,
@@ -65,7 +65,7 @@ def start_mesh_target(ws: Workspace, key: str, label: str, pki: MeshPki, upstrea
 
     def start_side(side: str, leaf: Leaf, values: dict) -> tuple[Service, int]:
         args = (ws, f"{key}-{side}", template.format(side=side),
-                {**_template_values(leaf, pki), **values})
+                {**template_values(leaf, pki), **values})
         if key == "trellis":
             return start(*args, binaries, PROXY_CORE)
         return start(*args, PROXY_CORE)

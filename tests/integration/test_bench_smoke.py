@@ -1,4 +1,4 @@
-"""The side-by-side benchmarks run end to end (bench/run.py --smoke, bench/h2.py --smoke).
+"""The side-by-side benchmarks run end to end (bench/run.py, h2.py and grpc.py, each --smoke).
 
 Only that they run: every target serves, no request fails, the table names
 every target. Their numbers are never asserted on.
@@ -39,3 +39,9 @@ def test_h2_bench_smoke_runs_all_proxies(tmp_path):
     for target in ("HAProxy", "nginx", "Trellis"):
         assert f"| {target}" in header(table), target
     assert "100 streams" in table
+
+
+def test_grpc_bench_smoke_calls_through_two_sidecars(tmp_path):
+    table = smoke("grpc.py", tmp_path)
+    assert "| figure | direct | two Trellis sidecars |" in table
+    assert "| failed calls | 0 | 0 |" in table
