@@ -14,13 +14,13 @@ from benchlib import entry, quiet, report
 from benchlib.entry import log
 from benchlib.build import DEFAULT_BUILD_DIR, REPO
 from benchlib.measure import Scenario, latency
-from benchlib.mesh import MeshTarget, measured_run, start_mesh_target, verify_mesh
+from benchlib.mesh import MESH_KEYS, MESH_LABELS, MeshTarget, measured_run, start_mesh_target, verify_mesh
 from benchlib.mesh_report import section
 from benchlib.pki import make_pki
 from benchlib.procs import BenchError, Workspace
 from benchlib.quiet import Patience
 from benchlib.report import Column
-from benchlib.targets import SIZES, TARGET_KEYS, start_upstream
+from benchlib.targets import SIZES, start_upstream
 
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
@@ -59,8 +59,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="2 s per run, no waiting for a quiet machine: checks that it works "
                         "end to end (about a minute)")
-    p.add_argument("--targets", default=",".join(TARGET_KEYS),
-                   help=f"comma-separated subset of {','.join(TARGET_KEYS)}")
+    p.add_argument("--targets", default=",".join(MESH_KEYS),
+                   help=f"comma-separated subset of {','.join(MESH_KEYS)}")
     p.add_argument("--size", default="12b", choices=list(SIZES),
                    help="response size (default 12b)")
     p.add_argument("--build-dir", type=Path,
@@ -77,9 +77,9 @@ def parse_args() -> argparse.Namespace:
                         "(its mesh.json)")
     args = p.parse_args()
     chosen = [t.strip() for t in args.targets.split(",") if t.strip()]
-    if not chosen or any(t not in TARGET_KEYS for t in chosen):
-        p.error(f"--targets: choose from {', '.join(TARGET_KEYS)}")
-    args.targets = [k for k in TARGET_KEYS if k in chosen]
+    if not chosen or any(t not in MESH_KEYS for t in chosen):
+        p.error(f"--targets: choose from {', '.join(MESH_KEYS)}")
+    args.targets = [k for k in MESH_KEYS if k in chosen]
     if args.write_results and args.quick:
         p.error("--write-results records a full run; drop --quick")
     if args.duration is not None and args.duration < 0.1:
@@ -99,6 +99,7 @@ def run_all(ws: Workspace, args: argparse.Namespace, settings: Settings, binarie
     size = SIZES[args.size]
     pki = make_pki(ws.dir / "pki")
     upstream, upstream_port = start_upstream(ws)
+    labels = {**labels, **MESH_LABELS}
     targets = [start_mesh_target(ws, key, labels[key], pki, upstream_port, binaries)
                for key in args.targets]
     for target in targets:

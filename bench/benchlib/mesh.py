@@ -28,7 +28,14 @@ _KINDS: dict[str, tuple[Callable[..., tuple[Service, int]], str]] = {
     "haproxy": (start_haproxy, "haproxy-mesh-{side}.cfg"),
     "nginx": (start_nginx, "nginx-mesh-{side}.conf"),
     "trellis": (start_trellis, "trellis-mesh-{side}.yaml"),
+    # The same sidecars speaking HTTP/1.1 to each other (mesh_protocol:
+    # downstream): what HTTP/2 between sidecars is measured against.
+    "trellis-h1": (start_trellis, "trellis-mesh-{side}.yaml"),
 }
+
+# The mesh targets: bench/run.py's, and Trellis with HTTP/1.1 between its sidecars.
+MESH_KEYS = ("direct", "haproxy", "nginx", "trellis", "trellis-h1")
+MESH_LABELS = {"trellis-h1": "Trellis, HTTP/1.1 between sidecars"}
 
 
 @dataclass
@@ -54,7 +61,7 @@ def template_values(leaf: Leaf, pki: MeshPki) -> dict[str, object]:
     """Every field a mesh template may use; each template takes what it needs."""
     return {"cert": leaf.cert, "key": leaf.key, "cert_and_key": leaf.cert_and_key,
             "ca_file": pki.root, "server_name": pki.server.server_name,
-            "server_identity": pki.server.identity}
+            "server_identity": pki.server.identity, "mesh_protocol": "http2"}
 
 
 def start_mesh_target(ws: Workspace, key: str, label: str, pki: MeshPki, upstream_port: int,
@@ -64,9 +71,10 @@ def start_mesh_target(ws: Workspace, key: str, label: str, pki: MeshPki, upstrea
     start, template = _KINDS[key]
 
     def start_side(side: str, leaf: Leaf, values: dict) -> tuple[Service, int]:
+        protocol = {"mesh_protocol": "downstream"} if key == "trellis-h1" else {}
         args = (ws, f"{key}-{side}", template.format(side=side),
-                {**template_values(leaf, pki), **values})
-        if key == "trellis":
+                {**template_values(leaf, pki), **protocol, **values})
+        if key.startswith("trellis"):
             return start(*args, binaries, PROXY_CORE)
         return start(*args, PROXY_CORE)
 

@@ -15,7 +15,7 @@ import ssl
 import pytest
 
 from harness import (LOCALHOST, Pki, cluster, http_listener, http_response, http_responder, metric,
-                     proxy_config, route, run, wait_until)
+                     proxy_config, route, run, validate_config, wait_until)
 
 TD = "cluster.local"
 PRODUCT = f"spiffe://{TD}/ns/default/sa/productpage"
@@ -176,3 +176,36 @@ def test_sslscan_sees_tls13_only(pair):
     assert enabled == {"TLSv1.3"}, out
     accepted = [line for line in out.splitlines() if line.startswith(("Preferred", "Accepted"))]
     assert accepted and all("TLSv1.3" in line for line in accepted), out
+
+
+@pytest.mark.parametrize("mesh_protocol, mesh_connections", [(None, 1), ("downstream", 2)])
+def test_between_sidecars_http2_by_default_or_each_request_in_its_clients_protocol(fleet, pki, mesh_protocol,
+                                                                                   mesh_connections):
+    """An HTTP/1.1 client and an HTTP/2 client of one sidecar: by default
+    both ride one HTTP/2 connection to the other sidecar; with
+    mesh_protocol downstream the HTTP/1.1 client's requests take an
+    HTTP/1.1 connection of their own over the same mTLS."""
+    app = fleet.upstream(http_responder(echo_xfcc))
+    server = fleet.proxy(server_config(app.address, pki.issue("details", DETAILS)))
+    client_cfg = client_config(server.port("inbound"), pki.issue("productpage", PRODUCT))
+    if mesh_protocol:
+        client_cfg["mesh_protocol"] = mesh_protocol
+    client = fleet.proxy(client_cfg, workers=1)
+    for _ in range(3):
+        status, body = call(client.port("outbound"))
+        assert status == 200 and body == f"xfcc=By={DETAILS};URI={PRODUCT}".encode(), body
+        h2 = run(["curl", "-sS", "--http2-prior-knowledge", "-H", "Host: details",
+                  f"http://{LOCALHOST}:{client.port('outbound')}/h2"])
+        assert h2.stdout.startswith(b"xfcc=By="), h2
+    assert metric(server.stats(), "trellis_downstream_connections_total", listener="inbound") == mesh_connections
+    # The application is spoken to in HTTP/1.1 either way (its cluster's protocol).
+    assert len(app.requests()) == 6
+
+
+def test_mesh_protocol_is_checked(fleet, pki):
+    cfg = client_config(1, pki.issue("productpage", PRODUCT))
+    cfg["mesh_protocol"] = "http1"
+    cfg["admin"]["address"] = f"{LOCALHOST}:2"
+    cfg["listeners"][0]["address"] = f"{LOCALHOST}:3"
+    result = validate_config(fleet.dir, cfg)
+    assert result.returncode != 0 and b"mesh_protocol" in result.stdout + result.stderr, result

@@ -71,8 +71,9 @@ class Loader {
 
   void load(const YAML::Node& root, ProxyConfig& config) {
     Located at{root, "", root.Mark(), root.Mark()};
-    auto fields = r_.read_map(at, {"zone", "admin", "access_log", "drain_timeout", "max_connections",
-                                   "max_heap_bytes", "listeners", "clusters", "control_plane", "mtls"});
+    auto fields =
+        r_.read_map(at, {"zone", "admin", "access_log", "drain_timeout", "max_connections", "max_heap_bytes",
+                         "mesh_protocol", "listeners", "clusters", "control_plane", "mtls"});
     if (!fields) return;
     if (auto v = fields->get("zone")) r_.read_name(*v, config.zone);
     bool admin_ok = true;
@@ -85,6 +86,12 @@ class Loader {
         v && r_.read_integer(*v, 0, int64_t{1} << 50, config.max_heap_bytes.emplace())) {
       if (*config.max_heap_bytes != 0 && *config.max_heap_bytes < (uint64_t{16} << 20))
         r_.error(*v, "below 16 MiB, the proxy could not even start (0 turns the limit off)");
+    }
+    if (auto v = fields->get("mesh_protocol")) {
+      static constexpr std::array<std::string_view, 2> kProtocols = {"http2", "downstream"};
+      size_t chosen = 0;
+      if (r_.read_choice(*v, "mesh_protocol", kProtocols, chosen))
+        config.mesh_protocol = chosen == 0 ? MeshProtocol::kHttp2 : MeshProtocol::kDownstream;
     }
     // Clusters first, so that routes can be resolved wherever they appear in the file.
     if (auto v = fields->get("clusters")) config_yaml::load_clusters(r_, *v, config.clusters, clusters_);

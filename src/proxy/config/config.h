@@ -344,6 +344,12 @@ struct PolicyConfig {
   std::string spec_json;
 };
 
+// What a sidecar speaks to other sidecars: HTTP/2 for every request (many
+// client connections become a few multiplexed ones), or each request in the
+// protocol its client spoke (HTTP/1.1 over the mesh's mutual TLS for
+// HTTP/1.x clients).
+enum class MeshProtocol : uint8_t { kHttp2, kDownstream };
+
 inline constexpr uint32_t kDefaultMaxConnections = 50000;
 inline constexpr uint32_t kMaxMaxConnections = 10000000;
 
@@ -361,6 +367,7 @@ struct ProxyConfig {
   // OverloadLevel). Unset: 80% of the cgroup's memory.max, or no limit
   // without one; 0: no limit.
   std::optional<uint64_t> max_heap_bytes;
+  MeshProtocol mesh_protocol = MeshProtocol::kHttp2;
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
   ControlPlaneConfig control_plane;

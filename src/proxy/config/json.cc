@@ -458,6 +458,7 @@ std::string config_to_json(const ProxyConfig& config) {
   out["drain_timeout"] = format_duration(config.drain_timeout);
   out["max_connections"] = config.max_connections;
   if (config.max_heap_bytes) out["max_heap_bytes"] = *config.max_heap_bytes;
+  out["mesh_protocol"] = config.mesh_protocol == MeshProtocol::kHttp2 ? "http2" : "downstream";
   out["listeners"] = Json::array();
   for (const ListenerConfig& listener : config.listeners)
     out["listeners"].push_back(listener_to_json(listener));

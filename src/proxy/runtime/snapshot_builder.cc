@@ -287,7 +287,8 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
     rt.codec = codec_factory_for(c);
     if (c.protocol == UpstreamProtocol::kDownstream) rt.http2_codec = Http2UpstreamCodecFactory::shared();
     rt.sidecar_codec = Http2UpstreamCodecFactory::mesh();
-    rt.tunnel_codec = Http1UpstreamCodecFactory::shared();
+    rt.sidecar_http1_codec = Http1UpstreamCodecFactory::shared();
+    rt.sidecar_http1_for_http1 = config->mesh_protocol == MeshProtocol::kDownstream;
     for (const EndpointConfig& e : c.endpoints) rt.sidecars.push_back(!e.identity.empty());
     rt.state->breaker.set_limits(c.circuit_breakers);
     if (c.outlier_enabled) rt.outlier = outlier_detector_for(c, previous);

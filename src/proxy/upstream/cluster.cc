@@ -129,7 +129,9 @@ const UpstreamCodecFactory& UpstreamCluster::codec_factory(const UpstreamPick& p
                                                            bool http2_request) const {
   bool sidecar =
       pick.index < shared_.sidecars.size() && shared_.sidecars[pick.index] && shared_.sidecar_codec;
-  if (sidecar) return upgrade ? *shared_.tunnel_codec : *shared_.sidecar_codec;
+  if (sidecar)
+    return upgrade || (!http2_request && shared_.sidecar_http1_for_http1) ? *shared_.sidecar_http1_codec
+                                                                          : *shared_.sidecar_codec;
   if (http2_request && !upgrade && shared_.http2_codec) return *shared_.http2_codec;
   return *shared_.codec;
 }

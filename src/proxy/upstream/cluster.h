@@ -56,12 +56,15 @@ struct ClusterShared {
   // The protocol its HTTP exchanges speak: the cluster's own, except with
   // endpoints that are sidecars (aligned with config->endpoints), which
   // are spoken to in HTTP/2 whatever the application speaks, and in
-  // HTTP/1.1 for upgrades (HTTP/2 carries none). A cluster that follows
-  // the client's protocol has http2_codec for HTTP/2 requests.
+  // HTTP/1.1 for upgrades (HTTP/2 carries none) and, with the proxy's
+  // mesh_protocol "downstream", for every HTTP/1.x client's request. A
+  // cluster that follows the client's protocol has http2_codec for HTTP/2
+  // requests.
   std::shared_ptr<const UpstreamCodecFactory> codec;
   std::shared_ptr<const UpstreamCodecFactory> http2_codec;
   std::shared_ptr<const UpstreamCodecFactory> sidecar_codec;
-  std::shared_ptr<const UpstreamCodecFactory> tunnel_codec;
+  std::shared_ptr<const UpstreamCodecFactory> sidecar_http1_codec;
+  bool sidecar_http1_for_http1 = false;
   std::vector<bool> sidecars;
 };
 
