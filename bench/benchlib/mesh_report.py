@@ -187,8 +187,9 @@ def section(meta: dict, settings: dict, runs: dict, summary: dict, ratio: dict,
             f"client (`trellis load`, {settings['connections']} keep-alive connections, open loop, "
             f"{settings['duration_s']:g} s per run) and the upstream on core 1. Between the "
             "sidecars TLS 1.3 with client certificates (ECDSA P-256, the same files for all "
-            "three), carrying HTTP/1.1 for HAProxy and nginx and HTTP/2 for Trellis (its "
-            f"sidecars' own protocol), pooled on both hops after {settings['warmup_s']:g} s of warm-up at "
+            "of them), carrying HTTP/1.1 for HAProxy and nginx, HTTP/2 for Trellis (its "
+            "sidecars' default) and HTTP/1.1 for Trellis with `mesh_protocol: downstream`, "
+            f"pooled on both hops after {settings['warmup_s']:g} s of warm-up at "
             "the run's rate. Latency in µs, in brackets added over direct; CPU is both sidecars' CPU "
             "time over a run ÷ (achieved req/s ÷ 1,000 × its seconds); RSS is summed over a "
             "sidecar's processes (nginx: master and worker).",
