@@ -97,13 +97,19 @@ class UpstreamView {
       const auto* h = reinterpret_cast<const uint8_t*>(pending_.data());
       const size_t length = (size_t{h[0]} << 16) | (size_t{h[1]} << 8) | h[2];
       const uint8_t type = h[3];
+      const uint32_t stream =
+          ((uint32_t{h[5]} << 24) | (uint32_t{h[6]} << 16) | (uint32_t{h[7]} << 8) | h[8]) & 0x7fffffffu;
       if (pending_.size() < 9 + length) return;
       CHECK(type <= NGHTTP2_CONTINUATION && type != NGHTTP2_PUSH_PROMISE);
       const bool first = !settings_seen_;
       if (first) CHECK(type == NGHTTP2_SETTINGS);  // the preface ends with SETTINGS
       settings_seen_ = true;
+      if (type == NGHTTP2_HEADERS) opened_ = std::max(opened_, stream);
+      // A reset of a stream the proxy never opened answers the upstream
+      // (a refused PUSH_PROMISE's promised stream, say): not a request's.
+      const bool own_reset = type == NGHTTP2_RST_STREAM && stream % 2 == 1 && stream <= opened_;
       if (first || type == NGHTTP2_HEADERS || type == NGHTTP2_CONTINUATION || type == NGHTTP2_DATA ||
-          type == NGHTTP2_RST_STREAM)
+          own_reset)
         deliver(std::string_view(pending_).substr(0, 9 + length));
       pending_.erase(0, 9 + length);
     }
@@ -121,6 +127,7 @@ class UpstreamView {
   std::string pending_;
   bool preface_seen_ = false;
   bool settings_seen_ = false;
+  uint32_t opened_ = 0;  // the highest stream the proxy opened
 };
 
 // The methods of the requests the proxy took from the client, in order, as
