@@ -25,11 +25,8 @@
 #include <vector>
 
 #include "fuzz_check.h"
+#include "fuzz_worker.h"
 #include "http/http1/parser.h"
-#include "proxy/config/config.h"
-#include "proxy/runtime/snapshot_builder.h"
-#include "proxy/runtime/worker.h"
-#include "support/fake_network.h"
 
 using namespace trellis;
 
@@ -183,17 +180,9 @@ struct ClientView {
         if (wire.size() - r.consumed < head.info.content_length) return;
         body = head.info.content_length;
       } else if (head.info.body == http::http1::BodyKind::kChunked) {
-        http::http1::ChunkedDecoder decoder;
-        std::string_view rest = std::string_view(wire).substr(r.consumed);
-        size_t used = 0;
-        for (;;) {
-          http::http1::ChunkedDecoder::Step step = decoder.next(rest.substr(used));
-          CHECK(step.kind != http::http1::ChunkedDecoder::Kind::kError);
-          used += step.consumed;
-          if (step.kind == http::http1::ChunkedDecoder::Kind::kNeedMore) return;
-          if (step.kind == http::http1::ChunkedDecoder::Kind::kDone) break;
-        }
-        body = used;
+        std::optional<size_t> length = fuzz_worker::chunked_length(std::string_view(wire).substr(r.consumed));
+        if (!length) return;
+        body = *length;
       } else if (head.info.body == http::http1::BodyKind::kUntilClose) {
         until_close = true;
         wire.clear();
@@ -215,28 +204,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view upstream_part(reinterpret_cast<const char*>(data) + 2 + client_size,
                                  size - 2 - client_size);
 
-  static SimulatedClock clock;
-  static FastRandom random(1);
-  static auto network = std::make_shared<testing::FakeNetwork>();
-  static std::shared_ptr<const proxy::Snapshot> snapshot = [] {
-    proxy::ConfigLoad load = proxy::load_config_text(std::string(kConfig), "fuzz.yaml");
-    CHECK(load.ok());
-    static proxy::SnapshotBuilder builder(1, random);
-    builder.set_open_listener([](const proxy::ListenerConfig&, std::string&) { return nullptr; });
-    builder.set_transport(network);
-    auto built = builder.build(std::make_shared<const proxy::ProxyConfig>(std::move(load.config)), nullptr,
-                               clock.now());
-    CHECK(built.ok());
-    return *built;
-  }();
-
-  // What an earlier input's worker left in the network belongs to no one now.
-  network->forget();
-  proxy::Worker worker(0, snapshot, clock, /*seed=*/7);
-  sockaddr_storage peer{};
-  peer.ss_family = AF_INET;
-  worker.adopt_connection(0, -1, peer);
-  testing::FakePeer client = network->last_accepted();
+  static fuzz_worker::World world(kConfig);
+  testing::FakeNetwork* network = world.network.get();
+  testing::FakePeer client(nullptr);
+  std::unique_ptr<proxy::Worker> fresh = world.fresh_worker(client);
+  proxy::Worker& worker = *fresh;
   ClientView client_view;
   client_view.heads = client_heads(client_part);
 
@@ -285,16 +257,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // Timeouts answer whatever is still waiting; then both peers leave, and
   // nothing may stay open.
-  clock.advance(std::chrono::seconds(30));
+  world.clock.advance(std::chrono::seconds(30));
   serve();
   client.shutdown();
   serve();
   for (Upstream& u : upstreams) u.peer.shutdown();
   serve();
-  clock.advance(std::chrono::seconds(30));
-  worker.loop().run_until_idle();
-  worker.drain();
-  worker.loop().run_until_idle();
-  CHECK(worker.connections() == 0);
+  fuzz_worker::check_nothing_left(world, worker);
   return 0;
 }
