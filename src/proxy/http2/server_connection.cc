@@ -277,7 +277,7 @@ class Http2ServerConnection::Stream final : public http::ResponseEncoder {
 
   void encode_trailers(const http::HeaderList& trailers) override {
     if (closed_ || !response_started_ || body_end_) return;
-    trailers_out_.add_fields(trailers, /*copy_values=*/true);
+    trailers_out_.add_fields(trailers, /*trailers=*/true);
     body_end_ = true;
     resume();
     conn_.flush();

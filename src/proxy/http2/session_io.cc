@@ -20,15 +20,16 @@ void FieldBlock::add(std::string_view name, std::string_view value, bool lower) 
   spans_.push_back({at, name.size(), value});
 }
 
-void FieldBlock::add_fields(const http::HeaderList& fields, bool copy_values) {
+void FieldBlock::add_fields(const http::HeaderList& fields, bool trailers) {
   for (const http::Header& h : fields) {
     if (h.name.empty() || h.name[0] == ':') continue;
     size_t at = names_.size();
     add(h.name, h.value);
-    if (connection_specific(std::string_view(names_).substr(at))) {
+    const std::string_view name = std::string_view(names_).substr(at);
+    if (connection_specific(name) || (trailers && (name == "content-length" || name == "host"))) {
       names_.resize(at);
       spans_.pop_back();
-    } else if (copy_values) {
+    } else if (trailers) {
       spans_.back().value_at = values_.size();
       values_.append(h.value);
     }

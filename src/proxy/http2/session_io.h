@@ -48,9 +48,12 @@ class FieldBlock {
   // header or a literal already in lower case).
   void add(std::string_view name, std::string_view value, bool lower = true);
   // Adds the end-to-end fields of `fields`; connection-specific ones, empty
-  // names and pseudo-headers are left out. `copy_values`: the block keeps
-  // its own copy (a trailer section submitted later than it arrived).
-  void add_fields(const http::HeaderList& fields, bool copy_values = false);
+  // names and pseudo-headers are left out. `trailers`: a trailer section,
+  // submitted later than it arrived (the block keeps its own copy of the
+  // values), without the framing and routing fields no trailer section may
+  // carry (content-length, host: RFC 9110 6.5.1), which an HTTP/1.1 peer's
+  // chunked trailers can hold.
+  void add_fields(const http::HeaderList& fields, bool trailers = false);
   const std::vector<nghttp2_nv>& nv();
 
  private:

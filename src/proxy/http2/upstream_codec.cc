@@ -508,7 +508,7 @@ void Http2UpstreamCodec::encode_data(std::string_view data, bool end_stream) {
 
 void Http2UpstreamCodec::encode_trailers(const http::HeaderList& trailers) {
   if (!stream_open_ || body_end_) return;
-  trailers_out_.add_fields(trailers, /*copy_values=*/true);
+  trailers_out_.add_fields(trailers, /*trailers=*/true);
   body_end_ = true;
   session_->resume(stream_id_);
   session_->flush();
