@@ -49,6 +49,7 @@ struct LoadFlags {
   uint32_t streams = 0;  // 0: not given
   std::string grpc;      // SERVICE/METHOD
   std::string payload;   // file with the serialized request message
+  std::string cacert;    // https://: PEM file of the roots to trust
   bool json = false;
   std::string output;
 };
@@ -93,6 +94,28 @@ bool parse_header(std::string_view text, std::pair<std::string, std::string>& ou
     return false;
   }
   out = {std::string(name), std::string(value)};
+  return true;
+}
+
+constexpr const char* kSystemTrustBundle = "/etc/ssl/certs/ca-certificates.crt";
+
+// https://: the server's certificate is checked against --cacert, or the
+// system's roots; there is no way to skip the check.
+bool tls_options(const LoadFlags& f, LoadOptions& o, std::string& error) {
+  const std::string path = f.cacert.empty() ? kSystemTrustBundle : f.cacert;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = fmt::format("cannot read {} {}: {}", f.cacert.empty() ? "the system's trust bundle" : "--cacert",
+                        path, std::strerror(errno));
+    return false;
+  }
+  std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto made = make_tls_transport(o.target, o.protocol, pem);
+  if (!made) {
+    error = fmt::format("--cacert {}: {}", path, made.error().message);
+    return false;
+  }
+  o.tls = std::move(*made);
   return true;
 }
 
@@ -177,6 +200,11 @@ bool to_options(const LoadFlags& f, LoadOptions& o, std::string& error) {
   }
   o.streams = f.streams == 0 ? 1 : f.streams;
   if (!parse_target(f.url, o.target, error)) return false;
+  if (!f.cacert.empty() && !o.target.tls) {
+    error = "--cacert is for https:// URLs";
+    return false;
+  }
+  if (o.target.tls && !tls_options(f, o, error)) return false;
 
   if (!(f.rate >= 0) || f.rate > kMaxRate || !std::isfinite(f.rate)) {
     error = fmt::format("--rate must be between 0 (closed loop) and {:.0f}", kMaxRate);
@@ -328,7 +356,8 @@ nlohmann::ordered_json load_report_json(const LoadOptions& options, const LoadRe
 
   return {
       {"target", options.target.url},
-      {"protocol", options.protocol == Protocol::kHttp2 ? "h2c" : "http/1.1"},
+      {"protocol", options.protocol == Protocol::kHttp2 ? (options.target.tls ? "h2" : "h2c") : "http/1.1"},
+      {"tls", options.target.tls},
       {"streams", options.streams},
       {"method", options.method},
       {"grpc", options.grpc ? Json(options.target.path.substr(1)) : Json(nullptr)},
@@ -360,9 +389,10 @@ std::string load_report_text(const LoadOptions& options, const LoadReport& repor
                                ? fmt::format("gRPC {} at", std::string_view(options.target.path).substr(1))
                                : options.method;
   line("target", fmt::format("{} {} ({})", what, options.target.url,
-                             h2 ? fmt::format("HTTP/2, {} stream{} per connection", options.streams,
+                             h2 ? fmt::format("HTTP/2{}, {} stream{} per connection",
+                                              options.target.tls ? " over TLS" : "", options.streams,
                                               options.streams == 1 ? "" : "s")
-                                : std::string("HTTP/1.1")));
+                                : std::string(options.target.tls ? "HTTP/1.1 over TLS" : "HTTP/1.1")));
   std::string model =
       options.rate > 0 ? fmt::format("open loop at {:g} req/s", options.rate) : std::string("closed loop");
   std::string warmup = options.warmup > Duration::zero()
@@ -446,7 +476,8 @@ std::function<int()> add_load_command(CLI::App& app) {
   auto flags = std::make_shared<LoadFlags>();
   CLI::App* load = app.add_subcommand(
       "load", "Send HTTP requests at a constant rate (open loop) or back to back, and measure latency");
-  load->add_option("url", flags->url, "Target, http://host:port/path (numeric IP or localhost)")->required();
+  load->add_option("url", flags->url, "Target, http[s]://host:port/path (numeric IP or localhost)")
+      ->required();
   load->add_option("-r,--rate", flags->rate, "Requests per second over all connections; 0 = closed loop")
       ->capture_default_str();
   load->add_option("-d,--duration", flags->duration, "How long to send (10s, 500ms, 2m)")
@@ -468,6 +499,10 @@ std::function<int()> add_load_command(CLI::App& app) {
                    "for --grpc)");
   load->add_option("--streams", flags->streams,
                    "HTTP/2: requests in flight per connection at most (default 1)");
+  load->add_option(
+      "--cacert", flags->cacert,
+      "https:// URLs: PEM file of the roots the server's certificate must chain to (default: the "
+      "system's)");
   load->add_option("--grpc", flags->grpc,
                    "gRPC unary calls to SERVICE/METHOD (e.g. helloworld.Greeter/SayHello), over HTTP/2; each "
                    "counts by its grpc-status");

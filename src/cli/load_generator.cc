@@ -25,6 +25,8 @@
 #include "net/event_loop.h"
 #include "net/signals.h"
 #include "net/socket.h"
+#include "net/tls_context.h"
+#include "net/tls_transport.h"
 
 namespace trellis::cli {
 
@@ -59,7 +61,8 @@ struct Plan {
   // HTTP/2: the request's fields as nghttp2 takes them, built once (views
   // into the strings above and the options).
   std::vector<nghttp2_nv> h2_request;
-  std::string body;  // HTTP/2: every request's body
+  std::string body;                                  // HTTP/2: every request's body
+  std::shared_ptr<net::TransportFactory> transport;  // plain, or TLS for https://
 };
 
 nghttp2_nv nv(std::string_view name, std::string_view value) {
@@ -353,7 +356,7 @@ Http1Connection::Http1Connection(Worker& worker, uint32_t index) : Connection(wo
 void Http1Connection::connect() {
   int error = 0;
   in_.clear();
-  socket_ = net::PlainTransportFactory::shared()->connect(loop_, plan_.options.target.address, this, error);
+  socket_ = plan_.transport->connect(loop_, plan_.options.target.address, this, error);
   if (!socket_) {
     drop(ErrorKind::kConnect);
     return;
@@ -540,7 +543,7 @@ Http2Connection::~Http2Connection() {
 
 void Http2Connection::connect() {
   int error = 0;
-  socket_ = net::PlainTransportFactory::shared()->connect(loop_, plan_.options.target.address, this, error);
+  socket_ = plan_.transport->connect(loop_, plan_.options.target.address, this, error);
   if (!socket_) {
     drop(ErrorKind::kConnect);
     return;
@@ -774,7 +777,8 @@ void Http2Connection::on_writable() {
     return;
   }
   timer_.cancel();
-  if (!start_session()) {
+  // Over TLS the server must have chosen HTTP/2 by ALPN.
+  if ((plan_.options.target.tls && socket_->alpn() != "h2") || !start_session()) {
     drop(ErrorKind::kProtocol);
     return;
   }
@@ -985,6 +989,22 @@ void Worker::send_due() {
 
 }  // namespace
 
+Result<std::shared_ptr<net::TransportFactory>> make_tls_transport(const Target& target, Protocol protocol,
+                                                                  const std::string& trust_bundle_pem) {
+  net::TlsContextOptions context;
+  context.role = net::TlsRole::kClient;
+  context.trust_bundle_pem = trust_bundle_pem;
+  context.allow_tls12 = true;
+  context.alpn = {protocol == Protocol::kHttp2 ? "h2" : "http/1.1"};
+  auto made = net::TlsContext::create(context);
+  if (!made) return made.error();
+  net::TlsClientOptions client;
+  client.verify_name = target.host;  // and, for a DNS name, the SNI
+  auto factory = net::TlsTransportFactory::client(std::move(*made), std::move(client));
+  if (!factory) return factory.error();
+  return std::shared_ptr<net::TransportFactory>(std::move(*factory));
+}
+
 LoadReport run_load(const LoadOptions& options) {
   Plan plan{options,
             build_http1_request(options),
@@ -992,12 +1012,14 @@ LoadReport run_load(const LoadOptions& options) {
             build_http2_fields(options),
             options.target.authority,
             {},
+            {},
             {}};
   for (const auto& [name, value] : options.headers)
     if (http::iequals(name, "host")) plan.authority = value;
   plan.h2_request = {nv(":method", options.method), nv(":scheme", "http"), nv(":authority", plan.authority),
                      nv(":path", options.target.path)};
   for (const auto& [name, value] : plan.h2_headers) plan.h2_request.push_back(nv(name, value));
+  plan.transport = options.tls ? options.tls : net::PlainTransportFactory::shared();
   if (options.protocol == Protocol::kHttp2)
     plan.body = options.body.empty() ? std::string(options.body_size, 'x') : options.body;
   LoadReport report;

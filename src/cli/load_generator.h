@@ -7,15 +7,21 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "common/hdr_histogram.h"
+#include "common/result.h"
 #include "common/time.h"
 #include "net/address.h"
 #include "net/buffer.h"
+
+namespace trellis::net {
+class TransportFactory;
+}
 
 namespace trellis::cli {
 
@@ -29,10 +35,12 @@ struct Target {
   net::SocketAddress address;  // where to connect
   std::string authority;       // Host header: host[:port] as written in the URL
   std::string path;            // request target in origin form, "/" when the URL has none
+  bool tls = false;            // https://: TLS, the protocol chosen by ALPN
+  std::string host;            // as written (no brackets): what the server's certificate must name
 };
 
-// Parses "http://host[:port][/path][?query]". The host is an IPv4 literal, a
-// bracketed IPv6 literal or "localhost" (127.0.0.1); no other name lookup.
+// Parses "http://host[:port][/path][?query]" (or https://, port 443 by default). The host is an IPv4 literal,
+// a bracketed IPv6 literal or "localhost" (127.0.0.1); no other name lookup.
 bool parse_target(std::string_view url, Target& out, std::string& error);
 
 struct LoadOptions {
@@ -51,9 +59,18 @@ struct LoadOptions {
   // gRPC unary calls (HTTP/2): the method is POST, the path
   // /<service>/<method>, and `body` the length-prefixed message; a call
   // counts by its grpc-status.
+  // https://: TLS clients that check the server's certificate against the
+  // trust bundle and offer the protocol by ALPN (make_tls_transport).
+  std::shared_ptr<net::TransportFactory> tls;
   bool grpc = false;
   std::string body;  // the body's bytes when given; else body_size bytes of 'x'
 };
+
+// For an https:// target: TLS 1.2 or 1.3 clients whose server must present a
+// certificate for `target.host` that chains to `trust_bundle_pem`, offering
+// "h2" or "http/1.1" by ALPN as `protocol` says.
+Result<std::shared_ptr<net::TransportFactory>> make_tls_transport(const Target& target, Protocol protocol,
+                                                                  const std::string& trust_bundle_pem);
 
 // The bytes of the one request every connection sends, built once: request
 // line, Host (unless given), the extra fields, User-Agent (unless given),

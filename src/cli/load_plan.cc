@@ -25,19 +25,16 @@ bool starts_with_nocase(std::string_view s, std::string_view lower_prefix) {
 }  // namespace
 
 bool parse_target(std::string_view url, Target& out, std::string& error) {
-  if (starts_with_nocase(url, "https://")) {
-    error = "https URLs are not supported yet: the load generator speaks plain HTTP/1.1";
-    return false;
-  }
   if (starts_with_nocase(url, "h2://") || starts_with_nocase(url, "h2c://")) {
-    error = "use an http:// URL, with --protocol h2 for HTTP/2";
+    error = "use an http:// URL (https:// for TLS), with --protocol h2 for HTTP/2";
     return false;
   }
-  if (!starts_with_nocase(url, "http://")) {
-    error = "the URL must look like http://host:port/path";
+  out.tls = starts_with_nocase(url, "https://");
+  if (!out.tls && !starts_with_nocase(url, "http://")) {
+    error = "the URL must look like http://host:port/path or https://host:port/path";
     return false;
   }
-  std::string_view rest = url.substr(7);
+  std::string_view rest = url.substr(out.tls ? 8 : 7);
   size_t end = rest.find_first_of("/?#");
   std::string_view authority = rest.substr(0, end);
   std::string_view path = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
@@ -52,7 +49,7 @@ bool parse_target(std::string_view url, Target& out, std::string& error) {
     return false;
   }
   std::string_view host = authority;
-  std::string_view port = "80";
+  std::string_view port = out.tls ? "443" : "80";
   if (authority.front() == '[') {
     size_t close = authority.find(']');
     if (close == std::string_view::npos) {
@@ -94,6 +91,8 @@ bool parse_target(std::string_view url, Target& out, std::string& error) {
   }
   out.url = url;
   out.authority = authority;
+  // The name the server's certificate must carry: the host as written.
+  out.host = host.front() == '[' ? host.substr(1, host.size() - 2) : host;
   out.path = path.empty() ? "/" : (path.front() == '?' ? "/" + std::string(path) : std::string(path));
   return true;
 }

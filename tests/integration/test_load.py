@@ -11,8 +11,8 @@ import time
 import pytest
 
 from harness import (
-    BIN_DIR, Peer, Stream, free_port, http_responder, http_response, metric, read_request, run, silent,
-    simple_config, tail,
+    BIN_DIR, Peer, Stream, cluster, free_port, http_listener, http_responder, http_response, metric, proxy_config,
+    read_request, route, run, self_signed_certificate, silent, simple_config, tail,
 )
 
 TRELLIS = BIN_DIR / "cli" / "trellis"
@@ -212,7 +212,8 @@ def test_statuses_are_counted_by_code_and_requests_carry_the_flags(fleet):
     (["http://127.0.0.1:80/", "--streams", "4"], "--streams is for --protocol h2"),
     (["http://127.0.0.1:80/", "--protocol", "h3"], "unknown --protocol"),
     (["http://127.0.0.1:80/", "--protocol", "h2", "--streams", "1001"], "--streams"),
-    (["https://127.0.0.1:443/"], "https"),
+    (["http://127.0.0.1:80/", "--cacert", "/etc/hostname"], "--cacert is for https:// URLs"),
+    (["https://127.0.0.1:443/", "--cacert", "/no/such/file"], "cannot read --cacert"),
     (["http://example.com/"], "not resolved"),
     (["http://127.0.0.1:80/", "--duration", "ten"], "--duration"),
     (["http://127.0.0.1:80/", "--connections", "2", "--threads", "4"], "--threads"),
@@ -352,3 +353,34 @@ def test_grpc_unary_calls_carry_the_payload_and_count_by_grpc_status(fleet, tmp_
     # A method the server does not have.
     result = trellis_load(url, "--grpc", "test.Echo/Nope", "--duration", "500ms", "--connections", "1")
     assert result.returncode == 1 and b"12 UNIMPLEMENTED" in result.stdout, result.stdout
+
+
+# ---------------------------------------------------------------------- TLS
+
+
+def test_https_with_http1_and_h2_by_alpn_checks_the_servers_certificate(fleet):
+    nginx = fleet.nginx()
+    cert, key = self_signed_certificate(fleet.subdir("certs"), "localhost")
+    cfg = proxy_config([http_listener("web", [route("app")])], [cluster("app", nginx)])
+    cfg["listeners"][0]["tls"] = {"mode": "SIMPLE", "certificates": [{"certificate_chain": cert,
+                                                                      "private_key": key}]}
+    proxy = fleet.proxy(cfg)
+    url = f"https://localhost:{proxy.port()}/hello"
+    code, report = load_report(url, "--cacert", cert, "--duration", "1s", "--connections", "2")
+    check_schema(report)
+    completed = report["requests"]["completed"]
+    assert code == 0 and completed > 50 and report["status"] == {"200": completed}, report
+    assert (report["protocol"], report["tls"]) == ("http/1.1", True)
+    code, report = load_report(url, "--cacert", cert, "--protocol", "h2", "--streams", "4", "--duration", "1s",
+                               "--connections", "2")
+    completed = report["requests"]["completed"]
+    assert code == 0 and completed > 50 and report["status"] == {"200": completed}, report
+    assert report["protocol"] == "h2"
+    # Two TLS connections for each run: HTTP/2 was chosen by ALPN, not a
+    # connection per request.
+    assert metric(proxy.stats(), "trellis_downstream_connections_total", listener="web") == 4
+    # Without the root that signed it, the certificate is refused: no request goes out.
+    served = metric(proxy.stats(), "trellis_http_requests_total", listener="web", code_class="2xx")
+    code, report = load_report(url, "--duration", "500ms", "--connections", "1")
+    assert code == 1 and report["requests"]["completed"] == 0 and report["errors"]["connect"] >= 1, report
+    assert metric(proxy.stats(), "trellis_http_requests_total", listener="web", code_class="2xx") == served

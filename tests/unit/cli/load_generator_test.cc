@@ -143,13 +143,27 @@ TEST(ParseTarget, AcceptsNumericHostsAndLocalhost) {
 
   ASSERT_TRUE(parse_target("http://127.0.0.1:81?q", t, error)) << error;
   EXPECT_EQ(t.path, "/?q");
+  EXPECT_FALSE(t.tls);
+}
+
+TEST(ParseTarget, HttpsIsTlsOnPort443ByDefaultCheckedAgainstTheHostAsWritten) {
+  Target t;
+  std::string error;
+  ASSERT_TRUE(parse_target("https://localhost/x", t, error)) << error;
+  EXPECT_TRUE(t.tls);
+  EXPECT_EQ(t.address.text, "127.0.0.1:443");
+  EXPECT_EQ(t.host, "localhost");
+  EXPECT_EQ(t.path, "/x");
+  ASSERT_TRUE(parse_target("HTTPS://[::1]:8443", t, error)) << error;
+  EXPECT_EQ(t.address.text, "[::1]:8443");
+  EXPECT_EQ(t.host, "::1");
 }
 
 TEST(ParseTarget, RefusesWhatItCannotReach) {
   Target t;
   std::string error;
-  EXPECT_FALSE(parse_target("https://127.0.0.1/", t, error));
-  EXPECT_NE(error.find("https"), std::string::npos) << error;
+  EXPECT_FALSE(parse_target("ftp://127.0.0.1/", t, error));
+  EXPECT_NE(error.find("https://"), std::string::npos) << error;
   EXPECT_FALSE(parse_target("h2c://127.0.0.1:80/", t, error));
   EXPECT_NE(error.find("HTTP/2"), std::string::npos) << error;
   EXPECT_FALSE(parse_target("127.0.0.1:80/", t, error));
