@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from benchlib import entry, report
-from benchlib.build import DEFAULT_BUILD_DIR, REPO
 from benchlib.entry import log
 from benchlib.mesh import SidecarWatch, template_values
 from benchlib.pki import make_pki
@@ -48,18 +47,8 @@ SMOKE = Settings(rate=200, duration_s=1, warmup_s=0.3, connections=2, repeats=1,
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="gRPC unary calls through two Trellis sidecars, beside direct.")
-    p.add_argument("--smoke", action="store_true", help="tiny counts: checks the harness end to end")
-    p.add_argument("--build-dir", type=Path,
-                   help="use the binaries of this existing build tree instead of building "
-                        f"Release into {DEFAULT_BUILD_DIR.relative_to(REPO)}/")
-    p.add_argument("--out", type=Path, default=OUT_DIR, help="where results.md and results.json go")
-    p.add_argument("--write-results", action="store_true", help="(re)write bench/RESULTS-grpc.md from this run")
-    p.add_argument("--from-json", type=Path, metavar="FILE", help="report again an earlier run's results.json")
-    args = p.parse_args()
-    if args.write_results and args.smoke:
-        p.error("--write-results records a full run; drop --smoke")
-    return args
+    return entry.parse_args("gRPC unary calls through two Trellis sidecars, beside direct.",
+                            OUT_DIR, "RESULTS-grpc.md")
 
 
 def start_app(ws: Workspace) -> tuple[object, int]:

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from benchlib import entry, report
-from benchlib.build import DEFAULT_BUILD_DIR, REPO
 from benchlib.entry import log
 from benchlib.measure import SaturationRun, saturate, warm_up
 from benchlib.procs import BenchError, Workspace
@@ -53,18 +52,8 @@ SMOKE = Settings(requests=2_000, repeats=1, warmup_requests=200, attempts=1, qui
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="HTTP/2 from clients: HAProxy, nginx and trellis-proxy side by side.")
-    p.add_argument("--smoke", action="store_true", help="tiny counts: checks the harness end to end")
-    p.add_argument("--build-dir", type=Path,
-                   help="use the binaries of this existing build tree instead of building "
-                        f"Release into {DEFAULT_BUILD_DIR.relative_to(REPO)}/")
-    p.add_argument("--out", type=Path, default=OUT_DIR, help="where results.md and results.json go")
-    p.add_argument("--write-results", action="store_true", help="(re)write bench/RESULTS-h2.md from this run")
-    p.add_argument("--from-json", type=Path, metavar="FILE", help="report again an earlier run's results.json")
-    args = p.parse_args()
-    if args.write_results and args.smoke:
-        p.error("--write-results records a full run; drop --smoke")
-    return args
+    return entry.parse_args("HTTP/2 from clients: HAProxy, nginx and trellis-proxy side by side.",
+                            OUT_DIR, "RESULTS-h2.md")
 
 
 def settings_for(args: argparse.Namespace) -> Settings:

@@ -4,16 +4,36 @@ when no request failed; interrupted, every process started is stopped."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 from benchlib import machine, quiet
-from benchlib.build import REPO, build_type, prepare
+from benchlib.build import DEFAULT_BUILD_DIR, REPO, build_type, prepare
 from benchlib.procs import BenchError, Workspace
 from benchlib.targets import CLIENT_CORE, target_labels
+
+
+def parse_args(description: str, out_dir: Path, results_file: str) -> argparse.Namespace:
+    """The flags of a benchmark with a smoke mode (bench/h2.py, bench/grpc.py):
+    --smoke, --build-dir, --out, --write-results (of bench/RESULTS_FILE) and
+    --from-json."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--smoke", action="store_true", help="tiny counts: checks the harness end to end")
+    p.add_argument("--build-dir", type=Path,
+                   help="use the binaries of this existing build tree instead of building "
+                        f"Release into {DEFAULT_BUILD_DIR.relative_to(REPO)}/")
+    p.add_argument("--out", type=Path, default=out_dir, help="where results.md and results.json go")
+    p.add_argument("--write-results", action="store_true", help=f"(re)write bench/{results_file} from this run")
+    p.add_argument("--from-json", type=Path, metavar="FILE", help="report again an earlier run's results.json")
+    args = p.parse_args()
+    if args.write_results and args.smoke:
+        p.error("--write-results records a full run; drop --smoke")
+    return args
 
 
 def log(message: str) -> None:

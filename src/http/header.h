@@ -25,4 +25,11 @@ inline bool iequals(std::string_view s, std::string_view lower) {
   return true;
 }
 
+// Framing and routing fields, which no trailer section may carry (RFC 9110
+// 6.5.1) and which an HTTP/1.1 peer's chunked trailers can hold anyway: left
+// out wherever trailers are sent on, in either protocol. Any case.
+inline bool barred_from_trailers(std::string_view name) {
+  return iequals(name, "content-length") || iequals(name, "host");
+}
+
 }  // namespace trellis::http

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 
+import pytest
 from hpack import Decoder, Encoder
 from hyperframe.frame import DataFrame, Frame, HeadersFrame, SettingsFrame, WindowUpdateFrame
 
@@ -92,13 +93,15 @@ def test_a_trickled_http2_header_section_ends_the_connection(fleet, nginx):
     assert curl("--http2-prior-knowledge", f"http://{LOCALHOST}:{port}/hello").stdout == b"hello world\n"
 
 
-def test_the_timeout_is_only_for_http_listeners(fleet):
+@pytest.mark.parametrize("field, value", [("request_head_timeout", "5s"), ("request_body_timeout", "5s"),
+                                          ("request_body_min_rate", 100)])
+def test_the_timeouts_are_only_for_http_listeners(fleet, field, value):
     cfg = simple_config(f"{LOCALHOST}:1")
-    cfg["listeners"][0].update(protocol="tcp", cluster="web", request_head_timeout="5s")
+    cfg["listeners"][0].update(protocol="tcp", cluster="web", **{field: value})
     del cfg["listeners"][0]["virtual_hosts"]
     result = validate_config(fleet.dir, cfg)
     assert result.returncode != 0
-    assert "request_head_timeout\" is only for http listeners" in (result.stdout + result.stderr).decode()
+    assert f"{field}\" is only for http listeners" in (result.stdout + result.stderr).decode()
 
 
 def body_timeout_config(upstream: str, timeout: str = "1s", rate: int = 1000) -> dict:
@@ -223,9 +226,3 @@ def test_the_body_limits_are_checked(fleet):
     cfg["listeners"][0].update(request_body_min_rate=-1)
     result = validate_config(fleet.dir, cfg)
     assert result.returncode != 0 and "request_body_min_rate" in (result.stdout + result.stderr).decode()
-    cfg = simple_config(f"{LOCALHOST}:1")
-    cfg["listeners"][0].update(protocol="tcp", cluster="web", request_body_timeout="5s")
-    del cfg["listeners"][0]["virtual_hosts"]
-    result = validate_config(fleet.dir, cfg)
-    assert result.returncode != 0
-    assert "request_body_timeout\" is only for http listeners" in (result.stdout + result.stderr).decode()

@@ -200,8 +200,7 @@ void serialize_last_chunk(const HeaderList& trailers, net::Buffer& out) {
   out.append("0\r\n");
   for (const Header& h : trailers) {
     // Framing, routing and hop-by-hop fields are never taken from trailers.
-    if (is_hop_by_hop(h.name) || http::iequals(h.name, "content-length") || http::iequals(h.name, "host"))
-      continue;
+    if (is_hop_by_hop(h.name) || barred_from_trailers(h.name)) continue;
     append_field(out, h.name, h.value);
   }
   out.append("\r\n");

@@ -26,7 +26,7 @@ void FieldBlock::add_fields(const http::HeaderList& fields, bool trailers) {
     size_t at = names_.size();
     add(h.name, h.value);
     const std::string_view name = std::string_view(names_).substr(at);
-    if (connection_specific(name) || (trailers && (name == "content-length" || name == "host"))) {
+    if (connection_specific(name) || (trailers && http::barred_from_trailers(name))) {
       names_.resize(at);
       spans_.pop_back();
     } else if (trailers) {

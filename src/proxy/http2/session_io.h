@@ -50,9 +50,7 @@ class FieldBlock {
   // Adds the end-to-end fields of `fields`; connection-specific ones, empty
   // names and pseudo-headers are left out. `trailers`: a trailer section,
   // submitted later than it arrived (the block keeps its own copy of the
-  // values), without the framing and routing fields no trailer section may
-  // carry (content-length, host: RFC 9110 6.5.1), which an HTTP/1.1 peer's
-  // chunked trailers can hold.
+  // values), without http::barred_from_trailers fields.
   void add_fields(const http::HeaderList& fields, bool trailers = false);
   const std::vector<nghttp2_nv>& nv();
 

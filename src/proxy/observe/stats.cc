@@ -233,7 +233,8 @@ std::string StatsRegistry::render_prometheus() const {
 
   const auto relaxed = std::memory_order_relaxed;
   header(out, "trellis_overload_heap_bytes", "gauge",
-         "Memory allocated by the proxy (malloc), checked once a second.");
+         "Memory allocated by the proxy (malloc): checked once a second with a heap limit, every 10 s "
+         "without one.");
   fmt::format_to(it, "trellis_overload_heap_bytes {}\n", overload_.heap_bytes.load(relaxed));
   header(out, "trellis_overload_heap_limit_bytes", "gauge", "The proxy's max_heap_bytes; 0: no limit.");
   fmt::format_to(it, "trellis_overload_heap_limit_bytes {}\n", overload_.heap_limit.load(relaxed));

@@ -20,9 +20,9 @@ std::optional<uint64_t> parse_bytes(std::string_view text) {
 
 }  // namespace
 
-uint64_t heap_allocated() {
+HeapUse heap_use() {
   struct mallinfo2 info = mallinfo2();
-  return info.uordblks + info.hblkhd;
+  return {info.uordblks + info.hblkhd, info.fordblks};
 }
 
 uint64_t cgroup_memory_limit(std::string_view proc_self_cgroup, const ReadFile& read) {

@@ -13,8 +13,13 @@
 
 namespace trellis::proxy {
 
-// Bytes allocated through malloc, all arenas and mmapped blocks together.
-uint64_t heap_allocated();
+// What malloc holds, all arenas together (one walk of them: each arena's
+// lock is taken while it is counted).
+struct HeapUse {
+  uint64_t allocated = 0;  // in use, mmapped blocks included
+  uint64_t held_free = 0;  // freed but kept by malloc
+};
+HeapUse heap_use();
 
 // The memory limit of the proxy's cgroup: v2 `memory.max`, else v1
 // `memory.limit_in_bytes`; 0 when there is none.

@@ -107,14 +107,17 @@ bool Server::start() {
   const uint64_t cgroup_limit = cgroup_memory_limit();
   const uint64_t heap_limit = effective_heap_limit(config->max_heap_bytes, cgroup_limit);
   builder_->stats().overload().heap_limit.store(heap_limit, std::memory_order_relaxed);
-  if (heap_limit > 0)
+  // Without a limit the heap is only reported, by the 10 s round above:
+  // walking malloc's arenas takes each one's lock from the workers.
+  if (heap_limit > 0) {
     spdlog::info("overload: heap limit {} MiB{}", heap_limit >> 20,
                  config->max_heap_bytes ? "" : " (80% of the cgroup's memory limit)");
-  overload_timer_ = std::make_unique<net::Timer>(loop_, [this] {
-    check_overload();
+    overload_timer_ = std::make_unique<net::Timer>(loop_, [this] {
+      check_overload();
+      overload_timer_->arm(std::chrono::seconds(1));
+    });
     overload_timer_->arm(std::chrono::seconds(1));
-  });
-  overload_timer_->arm(std::chrono::seconds(1));
+  }
   for (size_t i = 0; i < options_.workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, snapshot_));
   }
@@ -449,7 +452,7 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
 // (Worker::admit, Router::decode_headers) until the heap is below it again.
 void Server::check_overload() {
   OverloadState& state = builder_->stats().overload();
-  const uint64_t heap = heap_allocated();
+  const uint64_t heap = heap_use().allocated;
   state.heap_bytes.store(heap, std::memory_order_relaxed);
   const OverloadLevel level = overload_level(heap, state.heap_limit.load(std::memory_order_relaxed));
   const auto before = static_cast<OverloadLevel>(state.level.exchange(static_cast<int>(level)));
@@ -469,10 +472,13 @@ void Server::check_overload() {
 // Memory freed by the workers (after a flood of connections, say) stays
 // with malloc, which gives back only what lies at the top of its heaps. With
 // more than 1 MiB of it held free, every free page goes back to the system.
+// The same count reports the heap when no limit has it checked each second.
 void Server::return_free_memory() {
   constexpr size_t kHeldFreeLimit = 1 << 20;
-  struct mallinfo2 info = mallinfo2();
-  if (info.fordblks > kHeldFreeLimit) malloc_trim(0);
+  const HeapUse use = heap_use();
+  if (!overload_timer_)
+    builder_->stats().overload().heap_bytes.store(use.allocated, std::memory_order_relaxed);
+  if (use.held_free > kHeldFreeLimit) malloc_trim(0);
 }
 
 }  // namespace trellis::proxy

@@ -56,10 +56,10 @@ TEST(OverloadLevel, TheConfiguredLimitWinsElseEightyPercentOfTheCgroups) {
 }
 
 TEST(HeapAllocated, GrowsWithAnAllocation) {
-  const uint64_t before = heap_allocated();
+  const uint64_t before = heap_use().allocated;
   auto* block = new char[8 << 20];
   block[0] = 1;
-  EXPECT_GE(heap_allocated(), before + (8 << 20));
+  EXPECT_GE(heap_use().allocated, before + (8 << 20));
   delete[] block;
 }
 
