@@ -23,6 +23,14 @@ struct RequestHeaders {
   bool expect_continue = false;  // the client waits for 100 Continue before the body
   std::string_view upgrade;      // protocol the client asks to switch to; empty when none
   std::string_view protocol;     // "HTTP/1.1", "HTTP/1.0"...: for logs
+
+  // Back to a default request; the field list keeps its capacity.
+  void reset() {
+    HeaderList fields = std::move(headers);
+    fields.clear();
+    *this = {};
+    headers = std::move(fields);
+  }
 };
 
 struct ResponseHeaders {

@@ -29,6 +29,10 @@
 
 struct nghttp2_session;
 
+namespace trellis::proxy::http2 {
+class FieldBlock;
+}
+
 namespace trellis::proxy {
 
 // Whether the client's first bytes are the HTTP/2 connection preface
@@ -99,12 +103,13 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   std::string client_address_;
   AuthzClient authz_client_;
   nghttp2_session* session_ = nullptr;
-  std::vector<std::unique_ptr<Stream>> open_;       // by creation
-  std::vector<std::unique_ptr<Stream>> graveyard_;  // closed, freed at the next safe point
-  std::vector<std::unique_ptr<Stream>> spare_;      // ended whole, ready for another exchange
-  std::vector<Stream*> drained_;                    // scratch: producers with room again
-  std::vector<Stream*> unflushed_;                  // request data given to their routers this read
-  size_t waiting_ = 0;                              // streams whose producer waits for room
+  std::vector<std::unique_ptr<Stream>> open_;         // by creation
+  std::vector<std::unique_ptr<Stream>> graveyard_;    // closed, freed at the next safe point
+  std::vector<std::unique_ptr<Stream>> spare_;        // ended whole, ready for another exchange
+  std::vector<Stream*> drained_;                      // scratch: producers with room again
+  std::vector<Stream*> unflushed_;                    // request data given to their routers this read
+  std::unique_ptr<http2::FieldBlock> response_head_;  // scratch: nghttp2 copies a head when submitted
+  size_t waiting_ = 0;                                // streams whose producer waits for room
   bool in_recv_ = false;
   bool in_send_ = false;
   bool send_wanted_ = false;
