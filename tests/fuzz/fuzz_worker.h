@@ -20,7 +20,11 @@ namespace fuzz_worker {
 
 using namespace trellis;
 
-// The proxy of one target, for the fuzzer's life.
+// The one upstream endpoint: every request goes there.
+inline const std::string kUpstream = "10.0.0.1:80";
+
+// The proxy of one target, for the fuzzer's life: one listener that routes
+// every request to cluster "app" at kUpstream.
 struct World {
   SimulatedClock clock;
   FastRandom random{1};
@@ -28,8 +32,24 @@ struct World {
   proxy::SnapshotBuilder builder{1, random};
   std::shared_ptr<const proxy::Snapshot> snapshot;
 
-  explicit World(std::string_view config) {
-    proxy::ConfigLoad load = proxy::load_config_text(std::string(config), "fuzz.yaml");
+  // `cluster_protocol`: the cluster's `protocol` (http1, http2...).
+  explicit World(std::string_view cluster_protocol) {
+    std::string config = R"(
+admin: { address: 127.0.0.1:9901 }
+listeners:
+  - name: web
+    address: 127.0.0.1:8080
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes: [{ match: { prefix: / }, cluster: app }]
+clusters:
+  - name: app
+    protocol: )" + std::string(cluster_protocol) +
+                         R"(
+    endpoints: [{ address: )" +
+                         kUpstream + " }]\n";
+    proxy::ConfigLoad load = proxy::load_config_text(config, "fuzz.yaml");
     CHECK(load.ok());
     builder.set_open_listener([](const proxy::ListenerConfig&, std::string&) { return nullptr; });
     builder.set_transport(network);

@@ -25,21 +25,6 @@ using namespace trellis;
 namespace {
 
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-constexpr std::string_view kConfig = R"(
-admin: { address: 127.0.0.1:9901 }
-listeners:
-  - name: web
-    address: 127.0.0.1:8080
-    virtual_hosts:
-      - name: all
-        domains: ["*"]
-        routes: [{ match: { prefix: / }, cluster: app }]
-clusters:
-  - name: app
-    endpoints: [{ address: 10.0.0.1:80 }]
-)";
-
-const std::string kUpstream = "10.0.0.1:80";
 const std::string kAnswer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
 // Every request the upstream got, parsed as the proxy's own HTTP/1.1 parser
@@ -81,7 +66,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 64 * 1024) return 0;
   std::string_view input(reinterpret_cast<const char*>(data), size);
 
-  static fuzz_worker::World world(kConfig);
+  static fuzz_worker::World world("http1");
   testing::FakeNetwork* network = world.network.get();
   testing::FakePeer client(nullptr);
   std::unique_ptr<proxy::Worker> fresh = world.fresh_worker(client);
@@ -98,8 +83,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto serve = [&] {
     for (int round = 0; round < 8; ++round) {
       worker.loop().run_until_idle();
-      while (network->has_pending(kUpstream)) {
-        testing::FakePeer p = network->next(kUpstream);
+      while (network->has_pending(fuzz_worker::kUpstream)) {
+        testing::FakePeer p = network->next(fuzz_worker::kUpstream);
         if (!p.connected()) p.accept();
         upstreams.push_back({p, {}, 0});
       }

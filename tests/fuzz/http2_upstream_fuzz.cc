@@ -33,22 +33,6 @@ using namespace trellis;
 namespace {
 
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-constexpr std::string_view kConfig = R"(
-admin: { address: 127.0.0.1:9901 }
-listeners:
-  - name: web
-    address: 127.0.0.1:8080
-    virtual_hosts:
-      - name: all
-        domains: ["*"]
-        routes: [{ match: { prefix: / }, cluster: app }]
-clusters:
-  - name: app
-    protocol: http2
-    endpoints: [{ address: 10.0.0.1:80 }]
-)";
-
-const std::string kUpstream = "10.0.0.1:80";
 
 // The upstream's view of one connection: nghttp2's server session, fed the
 // proxy's bytes frame by frame. Only the frames that carry requests reach it
@@ -204,7 +188,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view upstream_part(reinterpret_cast<const char*>(data) + 2 + client_size,
                                  size - 2 - client_size);
 
-  static fuzz_worker::World world(kConfig);
+  static fuzz_worker::World world("http2");
   testing::FakeNetwork* network = world.network.get();
   testing::FakePeer client(nullptr);
   std::unique_ptr<proxy::Worker> fresh = world.fresh_worker(client);
@@ -221,8 +205,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto serve = [&] {
     for (int round = 0; round < 8; ++round) {
       worker.loop().run_until_idle();
-      while (network->has_pending(kUpstream)) {
-        testing::FakePeer p = network->next(kUpstream);
+      while (network->has_pending(fuzz_worker::kUpstream)) {
+        testing::FakePeer p = network->next(fuzz_worker::kUpstream);
         if (!p.connected()) p.accept();
         upstreams.push_back({p, std::make_unique<UpstreamView>()});
       }

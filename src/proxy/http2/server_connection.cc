@@ -647,37 +647,6 @@ Http2ServerConnection::~Http2ServerConnection() {
 }
 
 bool Http2ServerConnection::start_session() {
-  nghttp2_session_callbacks* callbacks = nullptr;
-  if (nghttp2_session_callbacks_new(&callbacks) != 0) return false;
-  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, &Callbacks::on_begin_headers);
-  nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, &Callbacks::on_begin_frame);
-  nghttp2_session_callbacks_set_on_header_callback(callbacks, &Callbacks::on_header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &Callbacks::on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &Callbacks::on_data_chunk);
-  nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, &Callbacks::on_frame_send);
-  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, &Callbacks::on_invalid_frame);
-  nghttp2_session_callbacks_set_on_invalid_header_callback2(callbacks, &Callbacks::on_invalid_header);
-  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &Callbacks::on_stream_close);
-  nghttp2_option* option = nullptr;
-  if (nghttp2_option_new(&option) != 0) {
-    nghttp2_session_callbacks_del(callbacks);
-    return false;
-  }
-  // Windows open as the upstreams take the data (Stream::consume).
-  nghttp2_option_set_no_auto_window_update(option, 1);
-  // Floods nghttp2 ends the connection for, at its defaults: RST_STREAM
-  // faster than 1,000 at once then 33/s (rapid reset, CVE-2023-44487), more
-  // than 8 CONTINUATION frames to a header section (CVE-2024-28182), more
-  // than 1,000 PING or SETTINGS acknowledgements the client does not read,
-  // SETTINGS frames of over 32 entries. Closed streams are not kept.
-  nghttp2_option_set_no_closed_streams(option, 1);
-  int rv = nghttp2_session_server_new2(&session_, callbacks, this, option);
-  nghttp2_option_del(option);
-  nghttp2_session_callbacks_del(callbacks);
-  if (rv != 0) {
-    session_ = nullptr;
-    return false;
-  }
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindow)},
@@ -685,8 +654,28 @@ bool Http2ServerConnection::start_session() {
       // No priority tree to keep: PRIORITY frames cost nothing (RFC 9218 §2.1).
       {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
   };
-  return nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) == 0 &&
-         nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow) == 0;
+  // Windows open as the upstreams take the data (Stream::consume).
+  session_ = http2::open_session(
+      /*server=*/true, this, settings, kConnectionWindow,
+      [](nghttp2_session_callbacks* cb, nghttp2_option* option) {
+        nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &Callbacks::on_begin_headers);
+        nghttp2_session_callbacks_set_on_begin_frame_callback(cb, &Callbacks::on_begin_frame);
+        nghttp2_session_callbacks_set_on_header_callback(cb, &Callbacks::on_header);
+        nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &Callbacks::on_frame_recv);
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &Callbacks::on_data_chunk);
+        nghttp2_session_callbacks_set_on_frame_send_callback(cb, &Callbacks::on_frame_send);
+        nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, &Callbacks::on_invalid_frame);
+        nghttp2_session_callbacks_set_on_invalid_header_callback2(cb, &Callbacks::on_invalid_header);
+        nghttp2_session_callbacks_set_on_stream_close_callback(cb, &Callbacks::on_stream_close);
+        // Floods nghttp2 ends the connection for, at its defaults: RST_STREAM
+        // faster than 1,000 at once then 33/s (rapid reset, CVE-2023-44487),
+        // more than 8 CONTINUATION frames to a header section
+        // (CVE-2024-28182), more than 1,000 PING or SETTINGS acknowledgements
+        // the client does not read, SETTINGS frames of over 32 entries.
+        // Closed streams are not kept.
+        nghttp2_option_set_no_closed_streams(option, 1);
+      });
+  return session_ != nullptr;
 }
 
 void Http2ServerConnection::count_misbehaving(bool flood) {

@@ -46,6 +46,30 @@ const std::vector<nghttp2_nv>& FieldBlock::nv() {
   return nv_;
 }
 
+nghttp2_session* open_session(bool server, void* user, std::span<const nghttp2_settings_entry> settings,
+                              int32_t connection_window,
+                              void (*configure)(nghttp2_session_callbacks*, nghttp2_option*)) {
+  nghttp2_session_callbacks* callbacks = nullptr;
+  nghttp2_option* option = nullptr;
+  nghttp2_session* session = nullptr;
+  if (nghttp2_session_callbacks_new(&callbacks) == 0 && nghttp2_option_new(&option) == 0) {
+    nghttp2_option_set_no_auto_window_update(option, 1);
+    configure(callbacks, option);
+    int rv = server ? nghttp2_session_server_new2(&session, callbacks, user, option)
+                    : nghttp2_session_client_new2(&session, callbacks, user, option);
+    if (rv != 0) session = nullptr;
+  }
+  if (option != nullptr) nghttp2_option_del(option);
+  if (callbacks != nullptr) nghttp2_session_callbacks_del(callbacks);
+  if (session != nullptr &&
+      (nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings.data(), settings.size()) != 0 ||
+       nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0, connection_window) != 0)) {
+    nghttp2_session_del(session);
+    session = nullptr;
+  }
+  return session;
+}
+
 int64_t send_frames(nghttp2_session* session, net::Transport& transport, net::Buffer& output,
                     size_t high_watermark) {
   // nghttp2 hands out one frame at a time: gathered, they make one syscall

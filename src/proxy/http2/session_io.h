@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,6 +67,14 @@ class FieldBlock {
   std::vector<Span> spans_;
   std::vector<nghttp2_nv> nv_;
 };
+
+// A new session with the callbacks and options `configure` sets, whose
+// windows open only as the caller takes the data (no automatic
+// WINDOW_UPDATE), its SETTINGS `settings` queued and its connection window
+// opened to `connection_window`. Null when nghttp2 is out of memory.
+nghttp2_session* open_session(bool server, void* user, std::span<const nghttp2_settings_entry> settings,
+                              int32_t connection_window,
+                              void (*configure)(nghttp2_session_callbacks*, nghttp2_option*));
 
 // Moves what nghttp2 has queued into `output` until `transport` holds
 // `high_watermark` bytes unsent, then writes it in one call. Returns the

@@ -104,42 +104,25 @@ Http2UpstreamSession::~Http2UpstreamSession() {
 }
 
 bool Http2UpstreamSession::open(int& error) {
-  nghttp2_session_callbacks* callbacks = nullptr;
-  if (nghttp2_session_callbacks_new(&callbacks) != 0) {
-    error = ENOMEM;
-    return false;
-  }
-  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, &Callbacks::on_begin_headers);
-  nghttp2_session_callbacks_set_on_header_callback(callbacks, &Callbacks::on_header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &Callbacks::on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &Callbacks::on_data_chunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &Callbacks::on_stream_close);
-  nghttp2_option* option = nullptr;
-  if (nghttp2_option_new(&option) != 0) {
-    nghttp2_session_callbacks_del(callbacks);
-    error = ENOMEM;
-    return false;
-  }
-  // Windows open as the clients take the responses (Http2UpstreamCodec).
-  nghttp2_option_set_no_auto_window_update(option, 1);
-  // Until the endpoint's SETTINGS arrive, as many streams as we allow.
-  nghttp2_option_set_peer_max_concurrent_streams(option, kMaxStreams);
-  int rv = nghttp2_session_client_new2(&session_, callbacks, this, option);
-  nghttp2_option_del(option);
-  nghttp2_session_callbacks_del(callbacks);
-  if (rv != 0) {
-    session_ = nullptr;
-    error = ENOMEM;
-    return false;
-  }
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindow)},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(kMaxHeaderBytes)},
       {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
   };
-  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) != 0 ||
-      nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow) != 0) {
+  // Windows open as the clients take the responses (Http2UpstreamCodec).
+  session_ = http2::open_session(
+      /*server=*/false, this, settings, kConnectionWindow,
+      [](nghttp2_session_callbacks* cb, nghttp2_option* option) {
+        nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &Callbacks::on_begin_headers);
+        nghttp2_session_callbacks_set_on_header_callback(cb, &Callbacks::on_header);
+        nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &Callbacks::on_frame_recv);
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &Callbacks::on_data_chunk);
+        nghttp2_session_callbacks_set_on_stream_close_callback(cb, &Callbacks::on_stream_close);
+        // Until the endpoint's SETTINGS arrive, as many streams as we allow.
+        nghttp2_option_set_peer_max_concurrent_streams(option, kMaxStreams);
+      });
+  if (session_ == nullptr) {
     error = ENOMEM;
     return false;
   }

@@ -263,15 +263,15 @@ void Worker::accept_ready(Acceptor& acceptor) {
       return;
     }
     stats.connections_total.inc();
-    if (!admit(listener, stats)) {
-      refuse(listener, fd, snapshot_->overload->refusing() ? kOverloaded : kTooManyConnections);
+    if (std::string_view refusal = admit(listener, stats); !refusal.empty()) {
+      refuse(listener, fd, refusal);
       continue;
     }
     adopt_connection(acceptor.listener_index_, fd, peer);
   }
 }
 
-bool Worker::admit(const ListenerRuntime& listener, ListenerStats& stats) {
+std::string_view Worker::admit(const ListenerRuntime& listener, ListenerStats& stats) {
   const ListenerConfig& config = *listener.config;
   const ListenerConfig* full = nullptr;  // the listener whose limit is reached, if that one
   bool over = false;
@@ -286,16 +286,17 @@ bool Worker::admit(const ListenerRuntime& listener, ListenerStats& stats) {
   if (!over && client_connections_->load(std::memory_order_relaxed) >= snapshot_->config->max_connections)
     over = true;
   const bool heap_full = snapshot_->overload->refusing();
-  if (!over && !heap_full) return true;
+  if (!over && !heap_full) return {};
   // An idle keep-alive connection makes room: it costs its client a
   // reconnect, where refusing costs the new client its request.
   if (shed_idle(full)) {
     stats.idle_connections_shed.inc();
-    return true;
+    return {};
   }
   stats.connections_overflow.inc();
-  if (heap_full) snapshot_->overload->connections_refused.fetch_add(1, std::memory_order_relaxed);
-  return false;
+  if (!heap_full) return kTooManyConnections;
+  snapshot_->overload->connections_refused.fetch_add(1, std::memory_order_relaxed);
+  return kOverloaded;
 }
 
 bool Worker::shed_idle(const ListenerConfig* listener) {

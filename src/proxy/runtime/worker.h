@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -113,9 +114,10 @@ class Worker {
   class Acceptor;
   void apply(std::shared_ptr<const Snapshot> snapshot);
   void accept_ready(Acceptor& acceptor);
-  // Whether a connection accepted on `listener` may stay, closing an idle
-  // one to make room when a limit is reached.
-  bool admit(const ListenerRuntime& listener, ListenerStats& stats);
+  // Empty when a connection accepted on `listener` may stay (an idle one
+  // closed to make room when a limit is reached); else the answer that
+  // refuses it.
+  std::string_view admit(const ListenerRuntime& listener, ListenerStats& stats);
   // Starts closing the oldest idle connection (of `listener` when given).
   bool shed_idle(const ListenerConfig* listener);
   void flush_access_log();
