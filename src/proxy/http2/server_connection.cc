@@ -505,6 +505,10 @@ struct Http2ServerConnection::Callbacks {
     if (hd->type == NGHTTP2_PRIORITY && hd->stream_id == 0)
       nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
     if (hd->type == NGHTTP2_HEADERS) {
+      if (!conn.note_stream_id(hd->stream_id)) {
+        nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
+        return 0;
+      }
       conn.head_timer_.arm(conn.listener_->config->request_head_timeout);
     } else if (hd->type != NGHTTP2_CONTINUATION) {
       conn.head_timer_.cancel();
@@ -689,6 +693,24 @@ void Http2ServerConnection::start_drain() {
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
                         NGHTTP2_NO_ERROR, nullptr, 0);
   flush();
+}
+
+bool Http2ServerConnection::note_stream_id(int32_t id) {
+  if (id % 2 == 0) return true;  // nghttp2 refuses these itself
+  if (id > highest_stream_id_) {
+    int32_t next = highest_stream_id_ == 0 ? 1 : highest_stream_id_ + 2;
+    if (id > next) {
+      // Kept for the last 8 skips: a client that skips more often than
+      // that sees the older ones ignored, as closed streams are.
+      if (skipped_ids_.size() == 8) skipped_ids_.erase(skipped_ids_.begin());
+      skipped_ids_.emplace_back(next, id - 2);
+    }
+    highest_stream_id_ = id;
+    return true;
+  }
+  for (const auto& [first, last] : skipped_ids_)
+    if (id >= first && id <= last) return false;
+  return true;
 }
 
 void Http2ServerConnection::on_readable() {

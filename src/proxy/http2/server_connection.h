@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "net/buffer.h"
@@ -88,6 +89,9 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   // Sends now, or after the receive or send under way.
   void flush();
   void after_io();
+  // Records that the client sent HEADERS on stream `id`; false when `id` is
+  // one it skipped earlier (a connection error).
+  bool note_stream_id(int32_t id);
   void stream_closed(Stream* stream, uint32_t error_code);
   void count_misbehaving(bool flood);
   void reap();
@@ -119,6 +123,12 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   bool head_timed_out_ = false;  // ended by request_head_timeout
   uint64_t resets_received_ = 0;
   uint32_t empty_frames_ = 0;  // empty DATA frames in a row
+  // The highest stream id the client opened, and the last few runs of ids it
+  // skipped (first, last): never opened, so a HEADERS frame on one is a
+  // connection error (RFC 9113 §5.1.1), where one on a stream it did open
+  // may be trailers that crossed our RST_STREAM and is ignored.
+  int32_t highest_stream_id_ = 0;
+  std::vector<std::pair<int32_t, int32_t>> skipped_ids_;
 
   net::Timer idle_timer_;
   net::Timer trim_timer_;  // spare streams back to a few once idle
