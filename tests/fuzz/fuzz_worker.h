@@ -23,6 +23,20 @@ using namespace trellis;
 // The one upstream endpoint: every request goes there.
 inline const std::string kUpstream = "10.0.0.1:80";
 
+// A listener that routes every request to cluster "app", up to its protocol.
+constexpr std::string_view kConfigHead = R"(
+admin: { address: 127.0.0.1:9901 }
+listeners:
+  - name: web
+    address: 127.0.0.1:8080
+    virtual_hosts:
+      - name: all
+        domains: ["*"]
+        routes: [{ match: { prefix: / }, cluster: app }]
+clusters:
+  - name: app
+    protocol: )";
+
 // The proxy of one target, for the fuzzer's life: one listener that routes
 // every request to cluster "app" at kUpstream.
 struct World {
@@ -34,21 +48,8 @@ struct World {
 
   // `cluster_protocol`: the cluster's `protocol` (http1, http2...).
   explicit World(std::string_view cluster_protocol) {
-    std::string config = R"(
-admin: { address: 127.0.0.1:9901 }
-listeners:
-  - name: web
-    address: 127.0.0.1:8080
-    virtual_hosts:
-      - name: all
-        domains: ["*"]
-        routes: [{ match: { prefix: / }, cluster: app }]
-clusters:
-  - name: app
-    protocol: )" + std::string(cluster_protocol) +
-                         R"(
-    endpoints: [{ address: )" +
-                         kUpstream + " }]\n";
+    const std::string config = std::string(kConfigHead) + std::string(cluster_protocol) +
+                               "\n    endpoints: [{ address: " + kUpstream + " }]\n";
     proxy::ConfigLoad load = proxy::load_config_text(config, "fuzz.yaml");
     CHECK(load.ok());
     builder.set_open_listener([](const proxy::ListenerConfig&, std::string&) { return nullptr; });

@@ -110,6 +110,26 @@ def test_limits_are_checked(fleet):
     assert b"listeners[0].max_connections: must be between 1 and 10000000" in out, out
 
 
+def test_a_reload_sets_a_new_heap_limit_at_once(fleet):
+    nginx = fleet.nginx()
+    cfg = simple_config(nginx)
+    cfg["max_heap_bytes"] = 1 << 30
+    proxy = fleet.proxy(cfg, workers=1)
+
+    def limit() -> int:
+        return int(metric(proxy.stats(), "trellis_overload_heap_limit_bytes"))
+
+    assert limit() == 1 << 30
+    for value in (0, 32 << 20):
+        cfg["max_heap_bytes"] = value
+        proxy.reload(cfg, wait=False)
+        assert wait_until(lambda: limit() == value, 10), f"limit {limit()} after a reload to {value}"
+        assert metric(proxy.stats(), "trellis_overload_level") == 0
+        assert heap_bytes(proxy) > 0  # counted under the new limit at once
+    with HttpClient(proxy.port()) as client:
+        assert client.request("GET", "/hello").status == 200
+
+
 @pytest.mark.skipif(bool(SANITIZED), reason="a sanitizer's allocator holds freed memory")
 def test_idle_connections_cost_little_and_their_memory_is_given_back(fleet):
     n = 3000

@@ -102,22 +102,7 @@ bool Server::start() {
     evict_timer_->arm(std::chrono::seconds(10));
   });
   evict_timer_->arm(std::chrono::seconds(10));
-  // The heap limit is the bootstrap file's (or the cgroup's) for the
-  // proxy's life.
-  const uint64_t cgroup_limit = cgroup_memory_limit();
-  const uint64_t heap_limit = effective_heap_limit(config->max_heap_bytes, cgroup_limit);
-  builder_->stats().overload().heap_limit.store(heap_limit, std::memory_order_relaxed);
-  // Without a limit the heap is only reported, by the 10 s round above:
-  // walking malloc's arenas takes each one's lock from the workers.
-  if (heap_limit > 0) {
-    spdlog::info("overload: heap limit {} MiB{}", heap_limit >> 20,
-                 config->max_heap_bytes ? "" : " (80% of the cgroup's memory limit)");
-    overload_timer_ = std::make_unique<net::Timer>(loop_, [this] {
-      check_overload();
-      overload_timer_->arm(std::chrono::seconds(1));
-    });
-    overload_timer_->arm(std::chrono::seconds(1));
-  }
+  set_heap_limit(*config);
   for (size_t i = 0; i < options_.workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, snapshot_));
   }
@@ -188,6 +173,7 @@ void Server::reload() {
     return;
   }
   bootstrap_ = bootstrap;
+  set_heap_limit(*bootstrap_);
   if (bootstrap_->control_plane.enabled()) {
     if (!start_control_client(error)) spdlog::error("control_plane: {}", error);
   } else if (control_) {
@@ -445,6 +431,32 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
     r.body = "not found; try /ready, /healthz, /stats or /config_dump\n";
   }
   return r;
+}
+
+// The heap limit of `config` (or 80% of the cgroup's), checked each second
+// while there is one: a new one takes effect at once. Without a limit the
+// heap is only reported, by the 10 s round of return_free_memory(): walking
+// malloc's arenas takes each one's lock from the workers.
+void Server::set_heap_limit(const ProxyConfig& config) {
+  OverloadState& state = builder_->stats().overload();
+  const uint64_t limit = effective_heap_limit(config.max_heap_bytes, cgroup_memory_limit());
+  const uint64_t before = state.heap_limit.exchange(limit, std::memory_order_relaxed);
+  if (limit == before && (limit > 0) == (overload_timer_ != nullptr)) return;
+  if (limit == 0) {
+    spdlog::info("overload: no heap limit");
+    overload_timer_.reset();
+  } else {
+    spdlog::info("overload: heap limit {} MiB{}", limit >> 20,
+                 config.max_heap_bytes ? "" : " (80% of the cgroup's memory limit)");
+    if (!overload_timer_) {
+      overload_timer_ = std::make_unique<net::Timer>(loop_, [this] {
+        check_overload();
+        overload_timer_->arm(std::chrono::seconds(1));
+      });
+      overload_timer_->arm(std::chrono::seconds(1));
+    }
+  }
+  check_overload();  // the level under the new limit, now
 }
 
 // Near the limit every idle connection goes, each second, and what they

@@ -69,6 +69,7 @@ class Server {
   void return_free_memory();
   // The overload manager: once a second, the heap against max_heap_bytes.
   std::unique_ptr<net::Timer> overload_timer_;
+  void set_heap_limit(const ProxyConfig& config);
   void check_overload();
   FastRandom random_{FastRandom::os_seed()};
   std::unique_ptr<SnapshotBuilder> builder_;
