@@ -72,19 +72,29 @@ nghttp2_session* open_session(bool server, void* user, std::span<const nghttp2_s
 
 int64_t send_frames(nghttp2_session* session, net::Transport& transport, net::Buffer& output,
                     size_t high_watermark) {
-  // nghttp2 hands out one frame at a time: gathered, they make one syscall
-  // per round instead of one per frame.
-  while (transport.pending_output() + output.size() < high_watermark) {
-    const uint8_t* data = nullptr;
-    ssize_t n = nghttp2_session_mem_send(session, &data);
-    if (n < 0) return -1;
-    if (n == 0) break;
-    output.append(std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(n)));
+  int64_t sent = 0;
+  for (;;) {
+    // nghttp2 hands out one frame at a time: gathered, they make one
+    // syscall per round instead of one per frame.
+    bool drained = false;
+    while (transport.pending_output() + output.size() < high_watermark) {
+      const uint8_t* data = nullptr;
+      ssize_t n = nghttp2_session_mem_send(session, &data);
+      if (n < 0) return -1;
+      if (n == 0) {
+        drained = true;
+        break;
+      }
+      output.append(std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(n)));
+    }
+    if (output.empty()) return sent;
+    sent += static_cast<int64_t>(output.size());
+    if (!transport.write(output)) return -1;
+    // A round cut at the watermark that the socket took whole: no writable
+    // event will come to send the rest, so it goes now. Frames left behind
+    // a full socket wait for that event.
+    if (drained || transport.pending_output() > 0) return sent;
   }
-  if (output.empty()) return 0;
-  size_t n = output.size();
-  if (!transport.write(output)) return -1;
-  return static_cast<int64_t>(n);
 }
 
 }  // namespace trellis::proxy::http2

@@ -77,8 +77,10 @@ nghttp2_session* open_session(bool server, void* user, std::span<const nghttp2_s
                               void (*configure)(nghttp2_session_callbacks*, nghttp2_option*));
 
 // Moves what nghttp2 has queued into `output` until `transport` holds
-// `high_watermark` bytes unsent, then writes it in one call. Returns the
-// bytes written, or -1 when the session or the transport failed.
+// `high_watermark` bytes unsent, and writes it, one call per round; rounds go
+// on while the socket takes everything, so nothing queued is left without a
+// writable event to come. Returns the bytes written, or -1 when the session
+// or the transport failed.
 int64_t send_frames(nghttp2_session* session, net::Transport& transport, net::Buffer& output,
                     size_t high_watermark);
 

@@ -200,13 +200,11 @@ bool Http2UpstreamSession::write_blocked() const {
 
 void Http2UpstreamSession::flush() {
   if (closed_) return;
-  if (in_recv_ || in_send_ || !connected_) {
-    send_wanted_ = true;
-    if (!in_recv_ && connected_) deferred_.arm(Duration::zero());
-    return;
-  }
-  send();
-  if (!drained_.empty() || send_wanted_) deferred_.arm(Duration::zero());
+  // As Http2ServerConnection::flush: the requests of every client served in
+  // one pass of the loop leave in one write (one TLS record between
+  // sidecars), not one each.
+  send_wanted_ = true;
+  if (!in_recv_ && connected_) deferred_.arm(Duration::zero());
 }
 
 void Http2UpstreamSession::send() {
