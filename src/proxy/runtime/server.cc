@@ -441,7 +441,7 @@ void Server::set_heap_limit(const ProxyConfig& config) {
   OverloadState& state = builder_->stats().overload();
   const uint64_t limit = effective_heap_limit(config.max_heap_bytes, cgroup_memory_limit());
   const uint64_t before = state.heap_limit.exchange(limit, std::memory_order_relaxed);
-  if (limit == before && (limit > 0) == (overload_timer_ != nullptr)) return;
+  if (limit == before) return;  // the timer runs exactly while there is a limit
   if (limit == 0) {
     spdlog::info("overload: no heap limit");
     overload_timer_.reset();
