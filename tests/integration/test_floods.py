@@ -85,7 +85,10 @@ def h2_attacks(port: int, until: float) -> dict:
 
 
 def slowloris(port: int, connections: int, until: float) -> None:
-    """Heads and bodies trickled in, one byte a connection every 0.5 s."""
+    """Heads and bodies trickled in, one byte a connection every 0.5 s, until
+    the attack ends and then on until the proxy has ended each connection (or
+    for 10 s more): a slow machine may take seconds to open them all, and
+    each one must meet its timeout."""
     socks = []
     try:
         for i in range(connections):
@@ -94,12 +97,19 @@ def slowloris(port: int, connections: int, until: float) -> None:
             s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n" if i % 2 == 0 else
                       b"PUT /dav/x HTTP/1.1\r\nHost: x\r\ncontent-length: 100000\r\n\r\n")
             socks.append(s)
-        while time.monotonic() < until:
-            for s in socks:
+        open_socks, deadline = list(socks), until + 10
+        while time.monotonic() < until or (open_socks and time.monotonic() < deadline):
+            still = []
+            for s in open_socks:
                 try:
                     s.send(b"x")
+                    while s.recv(65536):  # an answer (408), then the close
+                        pass
+                except BlockingIOError:
+                    still.append(s)  # nothing more to read: the proxy still holds it
                 except OSError:
-                    pass
+                    pass  # reset by the proxy
+            open_socks = still
             time.sleep(0.5)
     finally:
         for s in socks:
