@@ -501,7 +501,8 @@ struct Http2ServerConnection::Callbacks {
       conn.empty_frames_ = 0;
     }
     // PRIORITY frames are skipped unread (no priority tree, see SETTINGS),
-    // but one on stream 0 is still a connection error (RFC 9113 §6.3).
+    // but one on stream 0 is still a connection error (RFC 9113 §6.3), and
+    // one on a stream that depends on itself too (PriorityScan, in receive).
     if (hd->type == NGHTTP2_PRIORITY && hd->stream_id == 0)
       nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
     if (hd->type == NGHTTP2_HEADERS) {
@@ -721,6 +722,14 @@ void Http2ServerConnection::on_readable() {
 void Http2ServerConnection::receive() {
   while (!closed_) {
     if (!input_.empty()) {
+      std::string_view fresh(input_.data() + scanned_, input_.size() - scanned_);
+      scanned_ = input_.size();
+      if (priority_scan_.self_dependency(fresh)) {
+        nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
+        send();
+        close();
+        return;
+      }
       in_recv_ = true;
       ssize_t rv =
           nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(input_.data()), input_.size());
@@ -733,6 +742,7 @@ void Http2ServerConnection::receive() {
         return;
       }
       input_.consume(static_cast<size_t>(rv));
+      scanned_ -= static_cast<size_t>(rv);
       send();
       if (closed_) return;
     }

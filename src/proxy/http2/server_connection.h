@@ -26,6 +26,7 @@
 #include "net/buffer.h"
 #include "net/transport.h"
 #include "proxy/http/server_stream.h"
+#include "proxy/http2/priority_scan.h"
 #include "proxy/runtime/worker.h"
 
 struct nghttp2_session;
@@ -123,6 +124,8 @@ class Http2ServerConnection final : public WorkerConnection, public net::Transpo
   bool head_timed_out_ = false;  // ended by request_head_timeout
   uint64_t resets_received_ = 0;
   uint32_t empty_frames_ = 0;  // empty DATA frames in a row
+  http2::PriorityScan priority_scan_;
+  size_t scanned_ = 0;  // bytes of input_ the scan has seen
   // The highest stream id the client opened, and the last few runs of ids it
   // skipped (first, last): never opened, so a HEADERS frame on one is a
   // connection error (RFC 9113 §5.1.1), where one on a stream it did open
