@@ -169,6 +169,8 @@ void fill_health_check(const Json& spec, v1::HealthCheck& out) {
 v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
   v1::Cluster c;
   c.set_name(ref.cluster_name());
+  c.set_service(ref.service.name);
+  c.set_service_namespace(ref.service.namespace_);
   c.set_connect_timeout_ms(kConnectTimeoutMs);
   c.set_idle_timeout_ms(kIdleTimeoutMs);
   c.set_request_idle_timeout_ms(kRequestIdleTimeoutMs);

@@ -295,6 +295,7 @@ void add_service_routes(const MeshView& mesh, const ServiceRef& service, const s
     const Json& rules = list_at(route.spec, "rules");
     for (size_t i = 0; i < rules.size(); ++i) {
       v1::Route rule = translate_rule(mesh, rules[i], route.namespace_, timeout);
+      rule.set_name(route.namespace_ + "/" + route.name);
       *rule.mutable_rate_limits() = limits;
       const Json& matches = list_at(rules[i], "matches");
       size_t match_count = std::max<size_t>(matches.size(), 1);  // none: one PathPrefix "/"

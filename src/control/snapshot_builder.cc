@@ -70,6 +70,7 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
       !hello.instance().app_address().empty()) {
     v1::Listener* in = update.add_listeners();
     in->set_name(kInbound);
+    in->set_direction(v1::Listener::INBOUND);
     in->set_address(hello.instance().address());
     in->set_protocol(v1::Listener::HTTP);
     switch (service_tls_mode(mesh, {hello.node().service(), node_namespace(hello)})) {
@@ -105,6 +106,8 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     }
     v1::Cluster* c = update.add_clusters();
     c->set_name(kInbound);
+    c->set_service(hello.node().service());
+    c->set_service_namespace(node_namespace(hello));
     c->set_connect_timeout_ms(1000);
     c->set_idle_timeout_ms(60000);
     c->set_max_idle_per_endpoint(64);

@@ -99,6 +99,12 @@ def test_the_grpc_status_of_each_call_is_logged_and_counted(fleet):
     assert metric(stats, "trellis_http_requests_total", listener="web", code_class="2xx") == 3
     for code, count in (("0", 1), ("5", 1), ("14", 1)):
         assert metric(stats, "trellis_grpc_requests_total", listener="web", grpc_status=code) == count
+    # In the golden metrics, the two gRPC errors are failures despite their 200.
+    for code, classification in (("0", "success"), ("5", "failure"), ("14", "failure")):
+        assert metric(stats, "trellis_requests_total", destination_service="app", status_code="200",
+                      grpc_status=code, classification=classification) == 1, (code, classification)
+    assert metric(stats, "trellis_request_duration_seconds_count", destination_service="app",
+                  classification="failure") == 2
 
 
 def test_grpc_timeout_is_the_calls_deadline_capped_by_the_route(fleet):

@@ -18,16 +18,34 @@ class ClusterLoader {
   explicit ClusterLoader(Reader& reader) : r_(reader) {}
 
   void load(const Located& at, ClusterConfig& cluster, size_t index, ClusterIndex& names) {
-    auto fields = r_.read_map(at, {"name", "protocol", "lb_policy", "hash", "ring_points", "locality",
-                                   "slow_start", "connect_timeout", "idle_timeout", "request_idle_timeout",
-                                   "max_idle_per_endpoint", "retry", "health_check", "circuit_breakers",
-                                   "outlier_detection", "adaptive_concurrency", "tls", "endpoints"});
+    auto fields = r_.read_map(at, {"name",
+                                   "service",
+                                   "namespace",
+                                   "protocol",
+                                   "lb_policy",
+                                   "hash",
+                                   "ring_points",
+                                   "locality",
+                                   "slow_start",
+                                   "connect_timeout",
+                                   "idle_timeout",
+                                   "request_idle_timeout",
+                                   "max_idle_per_endpoint",
+                                   "retry",
+                                   "health_check",
+                                   "circuit_breakers",
+                                   "outlier_detection",
+                                   "adaptive_concurrency",
+                                   "tls",
+                                   "endpoints"});
     if (!fields) return;
     if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, cluster.name)) {
       if (!names.by_name.emplace(cluster.name, index).second) {
         r_.error(*v, "duplicate cluster name " + in_quotes(cluster.name));
       }
     }
+    if (auto v = fields->get("service")) r_.read_name(*v, cluster.service);
+    if (auto v = fields->get("namespace")) r_.read_name(*v, cluster.service_namespace);
     if (auto v = fields->get("protocol")) {
       std::string protocol;
       if (r_.read_string(*v, protocol)) {

@@ -278,9 +278,9 @@ class Loader {
     for (const Located& item : *items) {
       ListenerConfig listener;
       auto fields = r_.read_map(
-          item, {"name", "address", "protocol", "idle_timeout", "max_connections", "request_head_timeout",
-                 "request_body_timeout", "request_body_min_rate", "detect_timeout", "virtual_hosts",
-                 "cluster", "authorization", "tls", "client_identity_header"});
+          item, {"name", "address", "protocol", "direction", "idle_timeout", "max_connections",
+                 "request_head_timeout", "request_body_timeout", "request_body_min_rate", "detect_timeout",
+                 "virtual_hosts", "cluster", "authorization", "tls", "client_identity_header"});
       if (fields) {
         if (auto v = r_.required(*fields, "name"); v && r_.read_name(*v, listener.name)) {
           if (!names.emplace(listener.name, listeners.size()).second) {
@@ -325,6 +325,16 @@ class Loader {
       } else if (protocol_known) {
         r_.error(*v, "unknown protocol " + in_quotes(protocol) + " (expected http, tcp or auto)");
         protocol_known = false;
+      }
+    }
+    if (auto v = fields.get("direction")) {
+      std::string direction;
+      if (r_.read_string(*v, direction)) {
+        if (direction == "inbound") {
+          listener.direction = Direction::kInbound;
+        } else if (direction != "outbound") {
+          r_.error(*v, "unknown direction " + in_quotes(direction) + " (expected inbound or outbound)");
+        }
       }
     }
     if (auto v = fields.get("idle_timeout")) r_.read_positive_duration(*v, listener.idle_timeout);

@@ -105,6 +105,10 @@ enum class UpstreamProtocol : uint8_t { kHttp1, kHttp2, kDownstream };
 
 struct ClusterConfig {
   std::string name;
+  // The Service its endpoints serve, in the golden metrics' destination
+  // labels; empty service: the cluster's name.
+  std::string service;
+  std::string service_namespace;
   // HTTP/2: prior knowledge over plain TCP, "h2" by ALPN over TLS; the
   // exchanges of every client share a few multiplexed connections.
   UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
@@ -203,6 +207,7 @@ struct RateLimitConfig {
 };
 
 struct RouteConfig {
+  std::string name;  // the golden metrics' route label; empty: none
   policy::RouteMatch match;
   std::vector<RateLimitConfig> rate_limits;
   std::vector<BackendConfig> backends;  // weighted split; empty or all weights 0: 500
@@ -228,6 +233,11 @@ struct VirtualHostConfig {
 // client's first bytes; the rest is proxied as TCP to the listener's cluster.
 enum class ListenerProtocol : uint8_t { kHttp, kTcp, kAuto };
 
+// Which way a listener's traffic goes, for the golden metrics: into the
+// proxy's own service (the source is the client's verified identity), or
+// out of it (the destination is the cluster's service).
+enum class Direction : uint8_t { kOutbound, kInbound };
+
 // An inbound sidecar listener serving mTLS with the proxy's certificate.
 enum class ListenerTls : uint8_t {
   kOff,
@@ -250,6 +260,7 @@ struct ListenerConfig {
   std::string name;
   net::SocketAddress address;
   ListenerProtocol protocol = ListenerProtocol::kHttp;
+  Direction direction = Direction::kOutbound;
   Millis idle_timeout{300000};  // downstream connection with no traffic this long is closed
   // Client connections open at once on this listener, all workers
   // together; 0: only the proxy's max_connections bounds them.

@@ -147,6 +147,7 @@ Json redirect_json(const RedirectConfig& redirect) {
 
 Json route_to_json(const RouteConfig& route) {
   Json out;
+  if (!route.name.empty()) out["name"] = route.name;
   out["match"] = match_to_json(route.match);
   if (!route.rate_limits.empty()) {
     Json limits = Json::array();
@@ -248,6 +249,7 @@ Json listener_to_json(const ListenerConfig& listener) {
   out["protocol"] = listener.protocol == ListenerProtocol::kHttp  ? "http"
                     : listener.protocol == ListenerProtocol::kTcp ? "tcp"
                                                                   : "auto";
+  out["direction"] = listener.direction == Direction::kInbound ? "inbound" : "outbound";
   out["idle_timeout"] = format_duration(listener.idle_timeout);
   if (listener.max_connections > 0) out["max_connections"] = listener.max_connections;
   if (!listener.authorization.empty()) out["authorization"] = authorization_json(listener.authorization);
@@ -359,6 +361,8 @@ Json cluster_to_json(const ClusterConfig& cluster) {
   const LoadBalancerConfig& lb = cluster.lb;
   Json out;
   out["name"] = cluster.name;
+  if (!cluster.service.empty()) out["service"] = cluster.service;
+  if (!cluster.service_namespace.empty()) out["namespace"] = cluster.service_namespace;
   out["protocol"] = cluster.protocol == UpstreamProtocol::kHttp2        ? "http2"
                     : cluster.protocol == UpstreamProtocol::kDownstream ? "downstream"
                                                                         : "http1";

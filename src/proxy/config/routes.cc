@@ -60,9 +60,10 @@ class RouteLoader {
 
   void load(const Located& at, RouteConfig& route) {
     auto fields = r_.read_map(
-        at, {"match", "rate_limits", "cluster", "backends", "redirect", "rewrite", "request_headers",
+        at, {"name", "match", "rate_limits", "cluster", "backends", "redirect", "rewrite", "request_headers",
              "response_headers", "mirror", "fault", "timeout", "per_try_timeout"});
     if (!fields) return;
+    if (auto v = fields->get("name")) r_.read_name(*v, route.name);
     bool path_kind_known = false;
     if (auto v = r_.required(*fields, "match"))
       path_kind_known = load_match(*v, MatchFor::kRoute, route.match);

@@ -61,6 +61,7 @@ class Merger {
           path + ".address",
           listener.address.text + " is already in use by another listener or the admin endpoint");
     }
+    if (l.direction() == v1::Listener::INBOUND) listener.direction = Direction::kInbound;
     if (l.idle_timeout_ms()) listener.idle_timeout = Millis(l.idle_timeout_ms());
     if (l.has_authorization())
       authorization(l.authorization(), path + ".authorization", listener.authorization);

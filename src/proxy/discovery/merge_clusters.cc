@@ -216,6 +216,11 @@ void translate_health_check(const v1::HealthCheck& in, const std::string& path, 
 void translate_cluster(const v1::Cluster& in, const std::string& path, Errors& errors,
                        ClusterConfig& cluster) {
   cluster.name = in.name();
+  cluster.service = in.service();
+  cluster.service_namespace = in.service_namespace();
+  if (!cluster.service.empty()) errors.check(path + ".service", check_name(cluster.service));
+  if (!cluster.service_namespace.empty())
+    errors.check(path + ".service_namespace", check_name(cluster.service_namespace));
   switch (in.protocol()) {
     case v1::Cluster::HTTP1:
       cluster.protocol = UpstreamProtocol::kHttp1;

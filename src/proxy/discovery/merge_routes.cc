@@ -19,6 +19,8 @@ class RouteTranslator {
   RouteTranslator(const ClusterIndex& clusters, Errors& errors) : clusters_(clusters), errors_(errors) {}
 
   void translate(const v1::Route& in, const std::string& path, RouteConfig& route) {
+    route.name = in.name();
+    if (!route.name.empty()) errors_.check(path + ".name", check_name(route.name));
     bool path_kind_known = translate_match(in, path, route.match);
     const policy::RouteMatch* match = path_kind_known ? &route.match : nullptr;
     for (int i = 0; i < in.rate_limits_size(); ++i) {

@@ -8,6 +8,7 @@
 #include "proxy/http/mirror.h"
 #include "proxy/http/route_actions.h"
 #include "proxy/observe/access_log.h"
+#include "proxy/observe/golden.h"
 #include "proxy/runtime/worker.h"
 
 namespace trellis::proxy {
@@ -715,7 +716,18 @@ void Router::end(uint64_t bytes_received, uint64_t bytes_sent) {
   stats.count_status(status_);
   if (grpc_ && grpc_status_ >= 0) stats.grpc_status[grpc_status_].inc();
   stats.request_duration.record(elapsed);
+  record_golden(bytes_received, bytes_sent, elapsed);
   if (context_->snapshot->access_log) log_access(bytes_received, bytes_sent, elapsed);
+}
+
+void Router::record_golden(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed) {
+  const Snapshot& snap = *context_->snapshot;
+  GoldenLabels labels = golden_labels(context_->listener->config->direction, snap.self_service,
+                                      snap.self_namespace, context_->authz_client.identity,
+                                      cluster_ != nullptr ? &cluster_->config() : nullptr, attempt_.tls());
+  if (route_ != nullptr) labels.route = route_->name;
+  snap.golden[worker_.index()]->entry(labels).record_request(status_, grpc_ ? grpc_status_ : -1, elapsed,
+                                                             bytes_received, bytes_sent);
 }
 
 void Router::log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed) {

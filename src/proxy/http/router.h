@@ -128,6 +128,7 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   void give_up(int status, std::string_view body);
 
   void log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
+  void record_golden(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
 
   Worker& worker_;
   http::ResponseEncoder& downstream_;

@@ -50,6 +50,8 @@ class UpstreamAttempt {
   int error() const { return error_; }
   // The endpoint of the current (or last) try, for the access log.
   const std::string& endpoint() const { return endpoint_; }
+  // Whether that try went over TLS (a sidecar's mTLS, or the cluster's).
+  bool tls() const { return tls_; }
 
   void arm_timeout(Duration per_try) { timeout_.arm(per_try); }
   void cancel_timeout() { timeout_.cancel(); }
@@ -68,6 +70,7 @@ class UpstreamAttempt {
   void reset() {
     end(false, false);
     endpoint_.clear();
+    tls_ = false;
   }
   // Ends the try without waiting for the rest of its response: a drain reads
   // and drops it (up to a limit) so the connection is kept. The next start()
@@ -84,6 +87,7 @@ class UpstreamAttempt {
   UpstreamCluster* cluster_ = nullptr;
   UpstreamPick pick_;
   std::string endpoint_;
+  bool tls_ = false;
   MonoTime started_{};
   Duration first_byte_{};
   int error_ = 0;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "policy/circuit_breaker.h"
+#include "proxy/observe/golden.h"
 
 namespace trellis::proxy {
 
@@ -51,6 +52,12 @@ void header(std::string& out, const char* name, const char* type, const char* he
 }
 
 }  // namespace
+
+StatsRegistry::StatsRegistry(size_t workers) : workers_(workers) {
+  for (size_t i = 0; i < workers; ++i) golden_.push_back(std::make_unique<GoldenTable>());
+}
+
+StatsRegistry::~StatsRegistry() = default;
 
 const std::vector<ListenerStats*>& StatsRegistry::listener(const std::string& name) {
   return get_or_create(listeners_, name, workers_);
@@ -254,6 +261,7 @@ std::string StatsRegistry::render_prometheus() const {
                  overload_.connections_refused.load(relaxed));
   fmt::format_to(it, "trellis_overload_refused_total{{what=\"request\"}} {}\n",
                  overload_.requests_refused.load(relaxed));
+  render_golden(golden_, out);
   return out;
 }
 

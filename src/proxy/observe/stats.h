@@ -143,9 +143,12 @@ struct OverloadState {
   }
 };
 
+class GoldenTable;
+
 class StatsRegistry {
  public:
-  explicit StatsRegistry(size_t workers) : workers_(workers) {}
+  explicit StatsRegistry(size_t workers);
+  ~StatsRegistry();
 
   // Per-worker blocks for a name; created on first use and kept for the life of
   // the process so counters survive reloads.
@@ -155,6 +158,8 @@ class StatsRegistry {
   const std::vector<AuthzStats*>& authz(const std::string& listener, const std::string& policy);
 
   OverloadState& overload() { return overload_; }
+  // Worker `worker`'s golden metrics (golden.h), for the life of the process.
+  GoldenTable* golden(size_t worker) { return golden_[worker].get(); }
 
   std::string render_prometheus() const;
 
@@ -170,6 +175,7 @@ class StatsRegistry {
   std::map<std::string, Family<ClusterStats>> clusters_;
   std::map<std::string, Family<AuthzStats>> authz_;  // by "<listener>\n<policy>"
   OverloadState overload_;
+  std::vector<std::unique_ptr<GoldenTable>> golden_;  // one per worker
 };
 
 }  // namespace trellis::proxy

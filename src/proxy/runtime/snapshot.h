@@ -22,6 +22,7 @@
 namespace trellis::proxy {
 
 class AccessLog;
+class GoldenTable;
 
 // A bound, listening socket; closed when the last snapshot or worker using it lets go.
 struct ListenSocket {
@@ -75,6 +76,11 @@ struct Snapshot {
   // The overload manager's verdict (in the stats registry, which outlives
   // every snapshot).
   OverloadState* overload = nullptr;
+  // Each worker's golden metrics (in the stats registry), and who this
+  // proxy is in them: its service and namespace (empty: unknown).
+  std::vector<GoldenTable*> golden;
+  std::string self_service;
+  std::string self_namespace;
 };
 
 }  // namespace trellis::proxy

@@ -270,6 +270,9 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
   snap->overload = &stats_.overload();
   snap->version = ++version_;
   snap->workers = workers_;
+  for (size_t i = 0; i < snap->workers; ++i) snap->golden.push_back(stats_.golden(i));
+  snap->self_service = config->control_plane.service;
+  if (!snap->self_service.empty()) snap->self_namespace = config->control_plane.namespace_;
   snap->config = config;
   for (const ClusterConfig& c : config->clusters) {
     ClusterRuntime rt;

@@ -7,6 +7,7 @@
 
 #include "net/address.h"
 #include "proxy/observe/access_log.h"
+#include "proxy/observe/golden.h"
 #include "proxy/security/authorization.h"
 
 namespace trellis::proxy {
@@ -50,6 +51,7 @@ void TcpSession::start() {
                              authz_client_of(peer_, listener_.config->address, client_->peer_identity()));
     if (!d.allowed) {
       denied_by_ = authz_decider(listener_, d.policy);
+      count_open(nullptr);
       close();
       return;
     }
@@ -58,6 +60,7 @@ void TcpSession::start() {
   policy::PickContext pick_context;
   pick_context.now = worker_.loop().now();
   EndpointPool* pool = cluster.pick(pick_context).pool;
+  count_open(pool);
   int error = 0;
   // Always a new connection: an L4 stream is one client's, from start to end.
   upstream_ = pool ? pool->acquire(this, error, /*fresh=*/true) : nullptr;
@@ -69,6 +72,16 @@ void TcpSession::start() {
 }
 
 TcpSession::~TcpSession() { close(); }
+
+void TcpSession::count_open(EndpointPool* pool) {
+  const Snapshot& snap = *snapshot_;
+  bool tls = pool != nullptr && pool->transport_factory() != net::PlainTransportFactory::shared().get();
+  GoldenLabels labels =
+      golden_labels(listener_.config->direction, snap.self_service, snap.self_namespace,
+                    client_->peer_identity(), snap.clusters[listener_.config->cluster_index].config, tls);
+  golden_ = &snap.golden[worker_.index()]->entry(labels);
+  golden_->record_tcp_open();
+}
 
 void TcpSession::start_drain() {
   // An L4 stream has no request boundary to stop at: let it run until the
@@ -161,6 +174,7 @@ void TcpSession::close() {
   closed_ = true;
   idle_timer_.cancel();
   stats_.connections_active.sub();
+  if (golden_ != nullptr) golden_->record_tcp_close(client_->bytes_read(), client_->bytes_written());
   if (upstream_) {
     upstream_->pool().release(upstream_, /*reusable=*/false);
     upstream_ = nullptr;

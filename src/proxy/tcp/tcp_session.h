@@ -11,6 +11,8 @@
 
 namespace trellis::proxy {
 
+class GoldenEntry;
+
 class TcpSession final : public WorkerConnection, public net::TransportCallbacks, public UpstreamUser {
  public:
   TcpSession(Worker& worker, int fd, const sockaddr_storage& peer, size_t listener_index);
@@ -44,6 +46,9 @@ class TcpSession final : public WorkerConnection, public net::TransportCallbacks
   bool pump_upstream();
   void maybe_finish();
   void close();
+  // Counts the connection open in the golden metrics; `pool`: the endpoint
+  // it goes to, null when it goes nowhere.
+  void count_open(EndpointPool* pool);
 
   std::shared_ptr<const Snapshot> snapshot_;
   const ListenerRuntime& listener_;
@@ -53,6 +58,7 @@ class TcpSession final : public WorkerConnection, public net::TransportCallbacks
   UpstreamConnection* upstream_ = nullptr;
   std::string upstream_address_;
   std::string denied_by_;  // what refused the connection at accept
+  GoldenEntry* golden_ = nullptr;
   net::Buffer scratch_;
   net::Buffer initial_;  // read by protocol detection, for the upstream
   bool connected_ = false;

@@ -744,5 +744,37 @@ TEST_F(ConfigFileTest, DirectoryIsNotAConfig) {
   EXPECT_EQ(result.errors[0].message, "Is a directory");
 }
 
+TEST(ConfigTest, MetricLabelsFromTheConfig) {
+  ConfigLoad result = load(yaml(R"(
+listeners:
+  - name: in
+    address: 127.0.0.1:10000
+    direction: inbound
+    virtual_hosts:
+      - name: v
+        domains: ["*"]
+        routes:
+          - name: shop/checkout
+            match: { prefix: / }
+            cluster: web
+clusters:
+  - name: web
+    service: payments
+    namespace: shop
+)"));
+  ASSERT_TRUE(result.ok()) << all_errors(result);
+  EXPECT_EQ(result.config.listeners[0].direction, Direction::kInbound);
+  EXPECT_EQ(result.config.listeners[0].virtual_hosts[0].routes[0].name, "shop/checkout");
+  EXPECT_EQ(result.config.clusters[0].service, "payments");
+  EXPECT_EQ(result.config.clusters[0].service_namespace, "shop");
+
+  expect_single_error(load("listeners:\n  - name: l\n    address: 127.0.0.1:1\n    protocol: tcp\n"
+                           "    direction: sideways\n    cluster: c\nclusters: [{ name: c }]\n"),
+                      5, 16, "listeners[0].direction",
+                      "unknown direction \"sideways\" (expected inbound or outbound)");
+  expect_single_error(load("clusters: [{ name: c, service: \"a b\" }]\n"), 1, 32, "clusters[0].service",
+                      "invalid name \"a b\": use only letters, digits, '_', '.', '-' and '/'");
+}
+
 }  // namespace
 }  // namespace trellis::proxy
