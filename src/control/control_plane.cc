@@ -11,6 +11,7 @@
 #include "common/spiffe.h"
 #include "control/ca/files.h"
 #include "control/resource.h"
+#include "control/timed_store.h"
 #include "net/address.h"
 #include "net/tls_context.h"
 #include "net/tls_pem.h"
@@ -186,7 +187,7 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::create(net::EventLoop& loop,
 
 ControlPlane::ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> store)
     : loop_(loop),
-      store_(std::move(store)),
+      store_(std::make_unique<TimedStore>(std::move(store), metrics_)),
       push_(*this),
       push_timer_(loop,
                   [this] {
@@ -516,6 +517,8 @@ http::ApiResponse ControlPlane::handle(const http::ApiRequest& request) {
     }
   }
   if (r.method == "GET" && r.path == "/v1/status") return status();
+  if (r.method == "GET" && r.path == "/v1/prometheus/targets") return prometheus_targets();
+  if (r.method == "GET" && r.path == "/metrics") return metrics_page();
   if (r.method == "GET" && r.path == "/v1/ca") return ca_status();
   if (r.method == "POST" && r.path == "/v1/ca/rotation") return ca_rotate(r.body);
   return error_response(404, "no such endpoint: " + std::string(r.method) + " " + std::string(r.path));
@@ -681,6 +684,7 @@ http::ApiResponse ControlPlane::status() {
            {"service", s.service},
            {"namespace", s.namespace_},
            {"peer", s.peer},
+           {"admin_address", s.admin_address},
            {"connected_at_ms", s.connected_at_ms},
            {"sent_version", s.sent_version},
            {"acked_version", s.acked_version},
@@ -701,6 +705,41 @@ http::ApiResponse ControlPlane::status() {
   return json_response(200, Json{{"revision", revision},
                                  {"pushed_revision", pushed_revision_.load()},
                                  {"proxies", std::move(proxies)}});
+}
+
+http::ApiResponse ControlPlane::metrics_page() {
+  ControlMetrics::Gauges g;
+  for (const ProxyStatus& s : push_.status()) {
+    ++g.proxies_connected;
+    if (s.sent_version != 0 && s.acked_version == s.sent_version) ++g.proxies_in_sync;
+    if (s.sent_version != 0 && s.nacked_version == s.sent_version) ++g.proxies_refusing;
+  }
+  {
+    std::lock_guard lock(mu_);
+    for (const ServiceCount& s : registry_->services()) {
+      ++g.services;
+      g.instances += s.instances;
+    }
+    g.revision = store_->revision();
+    for (const KindInfo& kind : known_kinds())
+      g.resources.emplace_back(kind.kind, store_->list(kind.kind, "").size());
+  }
+  return {200, "text/plain; version=0.0.4", metrics_.render(g), {}};
+}
+
+http::ApiResponse ControlPlane::prometheus_targets() {
+  // Prometheus' HTTP service discovery: one target group per connected proxy.
+  Json groups = Json::array();
+  for (const ProxyStatus& s : push_.status()) {
+    std::optional<std::string> target = scrape_target(s.admin_address, s.peer);
+    if (!target) continue;
+    groups.push_back(Json{{"targets", Json::array({*target})},
+                          {"labels", Json{{"__metrics_path__", "/stats"},
+                                          {"__meta_trellis_node_id", s.node_id},
+                                          {"__meta_trellis_service", s.service},
+                                          {"__meta_trellis_namespace", s.namespace_}}}});
+  }
+  return json_response(200, groups);
 }
 
 namespace {

@@ -18,6 +18,7 @@
 #include "common/random.h"
 #include "common/result.h"
 #include "control/ca/certificate_authority.h"
+#include "control/metrics.h"
 #include "control/push_server.h"
 #include "control/registry.h"
 #include "control/sqlite_store.h"
@@ -84,6 +85,7 @@ class ControlPlane final : public PushSource {
   std::string issuer_of(std::string_view certificate_pem) override;
   Result<bool> proxy_connected(const v1::Hello& hello) override;
   void proxy_heartbeat(const v1::Hello& hello) override;
+  ControlMetrics* metrics() override { return &metrics_; }
 
  private:
   ControlPlane(net::EventLoop& loop, std::unique_ptr<SqliteStore> store);
@@ -111,6 +113,8 @@ class ControlPlane final : public PushSource {
   http::ApiResponse services();
   http::ApiResponse instances(std::string_view ns, std::string_view service);
   http::ApiResponse status();
+  http::ApiResponse prometheus_targets();
+  http::ApiResponse metrics_page();
   http::ApiResponse ca_status();
   http::ApiResponse ca_rotate(std::string_view body);
   http::ApiResponse create_token(std::string_view body, const TokenRecord& caller);
@@ -121,7 +125,8 @@ class ControlPlane final : public PushSource {
 
   net::EventLoop& loop_;
   std::mutex mu_;
-  std::unique_ptr<SqliteStore> store_;
+  ControlMetrics metrics_;
+  std::unique_ptr<Store> store_;  // the SQLite store, timed
   SystemWallClock clock_;
   FastRandom random_{FastRandom::os_seed()};
   std::unique_ptr<Registry> registry_;

@@ -13,6 +13,7 @@
 #include <deque>
 
 #include "common/spiffe.h"
+#include "control/metrics.h"
 #include "net/tls_identity.h"
 #include "net/tls_pem.h"
 #include "trellis/v1/discovery.grpc.pb.h"
@@ -146,11 +147,13 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       case v1::ProxyMessage::kAck: {
         std::lock_guard lock(mu_);
         status_.acked_version = in_.ack().version();
+        count_answer(in_.ack().version(), true);
         break;
       }
       case v1::ProxyMessage::kNack: {
         std::lock_guard lock(mu_);
         status_.nacked_version = in_.nack().version();
+        count_answer(in_.nack().version(), false);
         status_.nack_error = in_.nack().error();
         spdlog::warn("proxy {} refused config version {}: {}", status_.node_id, in_.nack().version(),
                      in_.nack().error());
@@ -283,6 +286,7 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       pending_certificates_.push_back(std::move(certificate->certificate));
       status_.certificate_issuer = certificate->issuer;
       ++status_.certificates_issued;
+      if (ControlMetrics* metrics = server_.source_.metrics()) metrics->certificate_issued();
       last_signed_ = std::chrono::steady_clock::now();
     } else {
       // A proxy back with its certificate may have missed a rotation step:
@@ -304,6 +308,7 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       status_.node_id = hello.node().id();
       status_.service = service;
       status_.namespace_ = ns;
+      status_.admin_address = hello.admin_address();
       status_.identity = std::move(identity);
     }
     spdlog::info("proxy {} ({}.{}, by {}) connected from {}", hello.node().id(), service, ns, who->proven_by,
@@ -339,6 +344,7 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       pending_certificates_.push_back(std::move(certificate->certificate));
       status_.certificate_issuer = certificate->issuer;
       ++status_.certificates_issued;
+      if (ControlMetrics* metrics = server_.source_.metrics()) metrics->certificate_issued();
     } else {
       spdlog::warn("proxy {}: certificate request refused: {}", status_.node_id, certificate.error().message);
       v1::Certificate refused;
@@ -346,6 +352,14 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       pending_certificates_.push_back(std::move(refused));
     }
     try_send_locked();
+  }
+
+  // The proxy answered `version`: push latency, when it is the last sent.
+  void count_answer(uint64_t version, bool acked) {
+    ControlMetrics* metrics = server_.source_.metrics();
+    if (metrics == nullptr || version != status_.sent_version || version == answered_version_) return;
+    answered_version_ = version;
+    metrics->config_answered(acked, std::chrono::steady_clock::now() - sent_at_);
   }
 
   void try_send_locked() {
@@ -395,6 +409,8 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
     sent_policies_ = desired_.policy_bytes;
     sent_any_ = true;
     status_.sent_version = update.version();
+    sent_at_ = std::chrono::steady_clock::now();
+    if (ControlMetrics* metrics = server_.source_.metrics()) metrics->config_sent();
     status_.listeners = desired_.listener_bytes.size();
     status_.clusters = desired_.cluster_bytes.size();
     status_.policies = desired_.policy_bytes.size();
@@ -405,6 +421,8 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
 
   PushServer& server_;
   std::mutex mu_;
+  std::chrono::steady_clock::time_point sent_at_{};  // of status_.sent_version
+  uint64_t answered_version_ = 0;
   v1::ProxyMessage in_;  // only touched by the read chain
   v1::ControlMessage out_;
   v1::Hello hello_;

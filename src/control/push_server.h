@@ -26,6 +26,8 @@ class Server;
 
 namespace trellis::control {
 
+class ControlMetrics;
+
 // Who a stream's proxy proved to be: the namespace and service account of
 // its join token, or of its mesh certificate's SPIFFE ID.
 struct ProxyIdentity {
@@ -59,6 +61,8 @@ class PushSource {
   // its node id is the id of an instance of another service.
   virtual Result<bool> proxy_connected(const v1::Hello& hello) = 0;
   virtual void proxy_heartbeat(const v1::Hello& hello) = 0;
+  // Where pushes, their answers and certificates are counted; null: nowhere.
+  virtual ControlMetrics* metrics() { return nullptr; }
 };
 
 struct ProxyStatus {
@@ -66,7 +70,8 @@ struct ProxyStatus {
   std::string service;
   std::string namespace_;
   std::string peer;
-  std::string identity;  // spiffe://..., once authenticated
+  std::string admin_address;  // as the proxy says, unchecked
+  std::string identity;       // spiffe://..., once authenticated
   int64_t connected_at_ms = 0;
   uint64_t certificates_issued = 0;
   std::string certificate_issuer;   // fingerprint of what signed its last certificate

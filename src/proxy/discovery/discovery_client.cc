@@ -170,6 +170,7 @@ void DiscoveryClient::on_stream_ready() {
     for (const auto& [k, v] : cp.labels) (*inst->mutable_labels())[k] = v;
   }
   if (cp.has_outbound) hello->set_outbound_address(cp.outbound_address.text);
+  hello->set_admin_address(bootstrap_->admin.address.text);
   for (const std::string& s : cp.upstream_services) hello->add_upstream_services(s);
   hello->set_current_version(status_.applied_version);
   send(message);

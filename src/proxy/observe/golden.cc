@@ -161,10 +161,6 @@ std::string label_text(const GoldenLabels& l) {
   return out;
 }
 
-void header(std::string& out, const char* name, const char* type, const char* help) {
-  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-}
-
 }  // namespace
 
 void render_golden(const std::vector<std::unique_ptr<GoldenTable>>& tables, std::string& out) {
@@ -195,10 +191,11 @@ void render_golden(const std::vector<std::unique_ptr<GoldenTable>>& tables, std:
   auto it = std::back_inserter(out);
   auto has_requests = [](const Sum& s) { return s.durations[0].count + s.durations[1].count > 0; };
 
-  header(out, "trellis_requests_total", "counter",
-         "HTTP requests by who called whom (direction inbound: counted by the destination's proxy; outbound: "
-         "by the source's), route, status code (0: no answer), gRPC status and classification (failure: 5xx, "
-         "no answer, or a gRPC status other than OK).");
+  append_metric_header(
+      out, "trellis_requests_total", "counter",
+      "HTTP requests by who called whom (direction inbound: counted by the destination's proxy; outbound: "
+      "by the source's), route, status code (0: no answer), gRPC status and classification (failure: 5xx, "
+      "no answer, or a gRPC status other than OK).");
   for (const auto& [labels, s] : sums) {
     for (const auto& [key, n] : s.statuses) {
       int status = static_cast<int>(key / 32);
@@ -213,38 +210,26 @@ void render_golden(const std::vector<std::unique_ptr<GoldenTable>>& tables, std:
           it, "trellis_requests_total{{{},status_code=\"other\",grpc_status=\"\",classification=\"\"}} {}\n",
           labels, s.other);
   }
-  header(out, "trellis_request_duration_seconds", "histogram",
-         "Time from the request head to the last response byte, by the labels of trellis_requests_total "
-         "except status codes.");
+  append_metric_header(
+      out, "trellis_request_duration_seconds", "histogram",
+      "Time from the request head to the last response byte, by the labels of trellis_requests_total "
+      "except status codes.");
   for (const auto& [labels, s] : sums) {
     for (int f = 0; f < 2; ++f) {
       const Sum::Durations& d = s.durations[f];
       if (d.count == 0) continue;
-      const char* cls = f == 1 ? "failure" : "success";
-      uint64_t cumulative = 0;
-      for (size_t b = 0; b < Histogram::kBuckets; ++b) {
-        cumulative += d.buckets[b];
-        if (b + 1 < Histogram::kBuckets)
-          fmt::format_to(it,
-                         "trellis_request_duration_seconds_bucket{{{},classification=\"{}\",le=\"{}\"}} {}\n",
-                         labels, cls, Histogram::kBoundsSeconds[b], cumulative);
-        else
-          fmt::format_to(
-              it, "trellis_request_duration_seconds_bucket{{{},classification=\"{}\",le=\"+Inf\"}} {}\n",
-              labels, cls, cumulative);
-      }
-      fmt::format_to(it, "trellis_request_duration_seconds_sum{{{},classification=\"{}\"}} {}\n", labels, cls,
-                     static_cast<double>(d.sum_us) / 1e6);
-      fmt::format_to(it, "trellis_request_duration_seconds_count{{{},classification=\"{}\"}} {}\n", labels,
-                     cls, d.count);
+      append_histogram(out, "trellis_request_duration_seconds",
+                       fmt::format("{},classification=\"{}\"", labels, f == 1 ? "failure" : "success"),
+                       d.buckets, d.count, static_cast<double>(d.sum_us) / 1e6);
     }
   }
-  header(out, "trellis_request_bytes_total", "counter",
-         "Request bytes received from clients, bodies included.");
+  append_metric_header(out, "trellis_request_bytes_total", "counter",
+                       "Request bytes received from clients, bodies included.");
   for (const auto& [labels, s] : sums)
     if (has_requests(s))
       fmt::format_to(it, "trellis_request_bytes_total{{{}}} {}\n", labels, s.request_bytes);
-  header(out, "trellis_response_bytes_total", "counter", "Response bytes sent to clients, bodies included.");
+  append_metric_header(out, "trellis_response_bytes_total", "counter",
+                       "Response bytes sent to clients, bodies included.");
   for (const auto& [labels, s] : sums)
     if (has_requests(s))
       fmt::format_to(it, "trellis_response_bytes_total{{{}}} {}\n", labels, s.response_bytes);
@@ -262,7 +247,7 @@ void render_golden(const std::vector<std::unique_ptr<GoldenTable>>& tables, std:
       {"trellis_tcp_sent_bytes_total", "Bytes sent to the clients of TCP connections.", &Sum::tcp_sent},
   };
   for (const Tcp& t : kTcp) {
-    header(out, t.name, "counter", t.help);
+    append_metric_header(out, t.name, "counter", t.help);
     for (const auto& [labels, s] : sums)
       if (s.tcp_opened > 0) fmt::format_to(it, "{}{{{}}} {}\n", t.name, labels, s.*(t.field));
   }

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <array>
+
 #include "policy/circuit_breaker.h"
 #include "proxy/observe/golden.h"
 
@@ -10,10 +12,7 @@ namespace trellis::proxy {
 void Histogram::record(Duration d) {
   auto us = std::chrono::duration_cast<Micros>(d).count();
   if (us < 0) us = 0;
-  double seconds = static_cast<double>(us) / 1e6;
-  size_t i = 0;
-  while (i < kBuckets - 1 && seconds > kBoundsSeconds[i]) ++i;
-  buckets_[i].inc();
+  buckets_[latency_bucket(Micros(us))].inc();
   count_.inc();
   sum_us_.inc(static_cast<uint64_t>(us));
 }
@@ -47,10 +46,6 @@ int64_t sum_gauge(const std::vector<T*>& blocks, F get) {
   return total;
 }
 
-void header(std::string& out, const char* name, const char* type, const char* help) {
-  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-}
-
 }  // namespace
 
 StatsRegistry::StatsRegistry(size_t workers) : workers_(workers) {
@@ -77,17 +72,17 @@ std::string StatsRegistry::render_prometheus() const {
   auto it = std::back_inserter(out);
 
   auto listener_counter = [&](const char* name, const char* help, auto get) {
-    header(out, name, "counter", help);
+    append_metric_header(out, name, "counter", help);
     for (auto& [lname, f] : listeners_)
       fmt::format_to(it, "{}{{listener=\"{}\"}} {}\n", name, lname, sum(f.per_worker, get));
   };
   auto cluster_counter = [&](const char* name, const char* help, auto get) {
-    header(out, name, "counter", help);
+    append_metric_header(out, name, "counter", help);
     for (auto& [cname, f] : clusters_)
       fmt::format_to(it, "{}{{cluster=\"{}\"}} {}\n", name, cname, sum(f.per_worker, get));
   };
 
-  header(out, "trellis_downstream_connections_active", "gauge", "Open client connections.");
+  append_metric_header(out, "trellis_downstream_connections_active", "gauge", "Open client connections.");
   for (auto& [lname, f] : listeners_)
     fmt::format_to(
         it, "trellis_downstream_connections_active{{listener=\"{}\"}} {}\n", lname,
@@ -109,9 +104,10 @@ std::string StatsRegistry::render_prometheus() const {
                    "Requests whose body came slower than the listener's request_body_timeout and "
                    "request_body_min_rate allow: answered 408.",
                    [](const ListenerStats& s) { return s.request_body_timeouts.value(); });
-  header(out, "trellis_http2_misbehaving_connections_total", "counter",
-         "HTTP/2 client connections ended for misbehaving: flood (rapid reset, unread PING or SETTINGS "
-         "acknowledgements, CONTINUATION runs) or protocol (a connection error).");
+  append_metric_header(
+      out, "trellis_http2_misbehaving_connections_total", "counter",
+      "HTTP/2 client connections ended for misbehaving: flood (rapid reset, unread PING or SETTINGS "
+      "acknowledgements, CONTINUATION runs) or protocol (a connection error).");
   for (auto& [lname, f] : listeners_) {
     fmt::format_to(it, "trellis_http2_misbehaving_connections_total{{listener=\"{}\",reason=\"flood\"}} {}\n",
                    lname,
@@ -120,10 +116,11 @@ std::string StatsRegistry::render_prometheus() const {
         it, "trellis_http2_misbehaving_connections_total{{listener=\"{}\",reason=\"protocol\"}} {}\n", lname,
         sum(f.per_worker, [](const ListenerStats& s) { return s.http2_protocol_closes.value(); }));
   }
-  header(out, "trellis_protocol_detection_total", "counter",
-         "Connections to protocol: auto listeners, by what their first bytes were taken for: http1, http2, "
-         "or proxied as TCP (tcp: other bytes, tls: TLS not terminated here, timeout: nothing within "
-         "detect_timeout); closed: the client left first.");
+  append_metric_header(
+      out, "trellis_protocol_detection_total", "counter",
+      "Connections to protocol: auto listeners, by what their first bytes were taken for: http1, http2, "
+      "or proxied as TCP (tcp: other bytes, tls: TLS not terminated here, timeout: nothing within "
+      "detect_timeout); closed: the client left first.");
   static constexpr const char* kOutcomes[kDetectionOutcomes] = {"http1", "http2",   "tcp",
                                                                 "tls",   "timeout", "closed"};
   for (auto& [lname, f] : listeners_)
@@ -131,9 +128,10 @@ std::string StatsRegistry::render_prometheus() const {
       fmt::format_to(it, "trellis_protocol_detection_total{{listener=\"{}\",outcome=\"{}\"}} {}\n", lname,
                      kOutcomes[o],
                      sum(f.per_worker, [o](const ListenerStats& s) { return s.detected[o].value(); }));
-  header(out, "trellis_grpc_requests_total", "counter",
-         "gRPC calls (content-type application/grpc) by the grpc-status they ended with, from the "
-         "upstream's trailers or the proxy's own answer: an error is a 200 to HTTP, not a success.");
+  append_metric_header(
+      out, "trellis_grpc_requests_total", "counter",
+      "gRPC calls (content-type application/grpc) by the grpc-status they ended with, from the "
+      "upstream's trailers or the proxy's own answer: an error is a 200 to HTTP, not a success.");
   for (auto& [lname, f] : listeners_)
     for (size_t code = 0; code < kGrpcStatuses; ++code) {
       uint64_t n = sum(f.per_worker, [code](const ListenerStats& s) { return s.grpc_status[code].value(); });
@@ -153,7 +151,8 @@ std::string StatsRegistry::render_prometheus() const {
   listener_counter("trellis_http_rate_limit_delayed_total", "Requests held by a leaky-bucket rate limit.",
                    [](const ListenerStats& s) { return s.rate_limit_delayed.value(); });
 
-  header(out, "trellis_http_requests_total", "counter", "HTTP requests answered, by status class.");
+  append_metric_header(out, "trellis_http_requests_total", "counter",
+                       "HTTP requests answered, by status class.");
   static constexpr const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
   for (auto& [lname, f] : listeners_)
     for (size_t c = 0; c < 5; ++c)
@@ -161,28 +160,21 @@ std::string StatsRegistry::render_prometheus() const {
                      kClasses[c],
                      sum(f.per_worker, [c](const ListenerStats& s) { return s.requests[c].value(); }));
 
-  header(out, "trellis_http_request_duration_seconds", "histogram",
-         "Time from the request head to the last response byte.");
+  append_metric_header(out, "trellis_http_request_duration_seconds", "histogram",
+                       "Time from the request head to the last response byte.");
   for (auto& [lname, f] : listeners_) {
-    uint64_t cumulative = 0;
-    for (size_t b = 0; b < Histogram::kBuckets; ++b) {
-      cumulative += sum(f.per_worker, [b](const ListenerStats& s) { return s.request_duration.bucket(b); });
-      if (b + 1 < Histogram::kBuckets)
-        fmt::format_to(it, "trellis_http_request_duration_seconds_bucket{{listener=\"{}\",le=\"{}\"}} {}\n",
-                       lname, Histogram::kBoundsSeconds[b], cumulative);
-      else
-        fmt::format_to(it, "trellis_http_request_duration_seconds_bucket{{listener=\"{}\",le=\"+Inf\"}} {}\n",
-                       lname, cumulative);
-    }
+    std::array<uint64_t, Histogram::kBuckets> buckets{};
+    for (size_t b = 0; b < Histogram::kBuckets; ++b)
+      buckets[b] = sum(f.per_worker, [b](const ListenerStats& s) { return s.request_duration.bucket(b); });
     uint64_t sum_us =
         sum(f.per_worker, [](const ListenerStats& s) { return s.request_duration.sum_micros(); });
-    fmt::format_to(it, "trellis_http_request_duration_seconds_sum{{listener=\"{}\"}} {}\n", lname,
-                   static_cast<double>(sum_us) / 1e6);
-    fmt::format_to(it, "trellis_http_request_duration_seconds_count{{listener=\"{}\"}} {}\n", lname,
-                   sum(f.per_worker, [](const ListenerStats& s) { return s.request_duration.count(); }));
+    append_histogram(out, "trellis_http_request_duration_seconds", fmt::format("listener=\"{}\"", lname),
+                     buckets,
+                     sum(f.per_worker, [](const ListenerStats& s) { return s.request_duration.count(); }),
+                     static_cast<double>(sum_us) / 1e6);
   }
 
-  header(out, "trellis_upstream_connections_active", "gauge", "Open upstream connections.");
+  append_metric_header(out, "trellis_upstream_connections_active", "gauge", "Open upstream connections.");
   for (auto& [cname, f] : clusters_)
     fmt::format_to(
         it, "trellis_upstream_connections_active{{cluster=\"{}\"}} {}\n", cname,
@@ -215,8 +207,8 @@ std::string StatsRegistry::render_prometheus() const {
   cluster_counter("trellis_upstream_concurrency_shed_total",
                   "Requests shed by the adaptive concurrency limit.",
                   [](const ClusterStats& s) { return s.concurrency_shed.value(); });
-  header(out, "trellis_upstream_overflow_total", "counter",
-         "Requests (and retries) refused because a circuit-breaker limit was reached.");
+  append_metric_header(out, "trellis_upstream_overflow_total", "counter",
+                       "Requests (and retries) refused because a circuit-breaker limit was reached.");
   for (auto& [cname, f] : clusters_) {
     for (size_t r = 0; r < policy::kResourceCount; ++r) {
       fmt::format_to(it, "trellis_upstream_overflow_total{{cluster=\"{}\",limit=\"{}\"}} {}\n", cname,
@@ -224,8 +216,9 @@ std::string StatsRegistry::render_prometheus() const {
                      sum(f.per_worker, [r](const ClusterStats& s) { return s.overflow[r].value(); }));
     }
   }
-  header(out, "trellis_authz_decisions_total", "counter",
-         "Authorization decisions by listener, deciding policy (or the default action) and decision.");
+  append_metric_header(
+      out, "trellis_authz_decisions_total", "counter",
+      "Authorization decisions by listener, deciding policy (or the default action) and decision.");
   for (auto& [key, f] : authz_) {
     const size_t cut = key.find('\n');
     const std::string_view listener = std::string_view(key).substr(0, cut);
@@ -239,24 +232,27 @@ std::string StatsRegistry::render_prometheus() const {
   }
 
   const auto relaxed = std::memory_order_relaxed;
-  header(out, "trellis_overload_heap_bytes", "gauge",
-         "Memory allocated by the proxy (malloc): checked once a second with a heap limit, every 10 s "
-         "without one.");
+  append_metric_header(
+      out, "trellis_overload_heap_bytes", "gauge",
+      "Memory allocated by the proxy (malloc): checked once a second with a heap limit, every 10 s "
+      "without one.");
   fmt::format_to(it, "trellis_overload_heap_bytes {}\n", overload_.heap_bytes.load(relaxed));
-  header(out, "trellis_overload_heap_limit_bytes", "gauge", "The proxy's max_heap_bytes; 0: no limit.");
+  append_metric_header(out, "trellis_overload_heap_limit_bytes", "gauge",
+                       "The proxy's max_heap_bytes; 0: no limit.");
   fmt::format_to(it, "trellis_overload_heap_limit_bytes {}\n", overload_.heap_limit.load(relaxed));
-  header(
+  append_metric_header(
       out, "trellis_overload_level", "gauge",
       "0: normal; 1: at 90% of max_heap_bytes, idle keep-alive connections are closed; 2: at the limit, new "
       "connections and requests are refused too.");
   fmt::format_to(it, "trellis_overload_level {}\n", overload_.level.load(relaxed));
-  header(out, "trellis_overload_idle_connections_shed_total", "counter",
-         "Idle keep-alive client connections closed because memory ran short.");
+  append_metric_header(out, "trellis_overload_idle_connections_shed_total", "counter",
+                       "Idle keep-alive client connections closed because memory ran short.");
   fmt::format_to(it, "trellis_overload_idle_connections_shed_total {}\n",
                  overload_.idle_connections_shed.load(relaxed));
-  header(out, "trellis_overload_refused_total", "counter",
-         "Client connections (closed at once, or 503 on plain HTTP) and requests (503) refused at the heap "
-         "limit.");
+  append_metric_header(
+      out, "trellis_overload_refused_total", "counter",
+      "Client connections (closed at once, or 503 on plain HTTP) and requests (503) refused at the heap "
+      "limit.");
   fmt::format_to(it, "trellis_overload_refused_total{{what=\"connection\"}} {}\n",
                  overload_.connections_refused.load(relaxed));
   fmt::format_to(it, "trellis_overload_refused_total{{what=\"request\"}} {}\n",

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/prometheus_text.h"
 #include "common/time.h"
 
 namespace trellis::proxy {
@@ -34,13 +35,10 @@ class Gauge {
   std::atomic<int64_t> v_{0};
 };
 
+// Latencies in the buckets of kLatencyBoundsSeconds.
 class Histogram {
  public:
-  // Upper bounds in seconds, Prometheus' convention; +Inf is implicit.
-  static constexpr double kBoundsSeconds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                              0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
-                                              1,      2.5,     5,      10,    30,     60};
-  static constexpr size_t kBuckets = sizeof(kBoundsSeconds) / sizeof(double) + 1;
+  static constexpr size_t kBuckets = kLatencyBuckets;
 
   void record(Duration d);
   uint64_t bucket(size_t i) const { return buckets_[i].value(); }  // not cumulative
