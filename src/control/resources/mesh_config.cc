@@ -2,6 +2,7 @@
 // named "default" (the name is checked with the rest of the envelope).
 #include "control/resources/formats.h"
 #include "control/resources/kinds.h"
+#include "net/address.h"
 
 namespace trellis::control {
 
@@ -37,7 +38,13 @@ void validate_mesh_config(Checker& checker, const Json& spec_json) {
   if (std::optional<MapReader> access_log = spec.map("accessLog", {"enabled"})) {
     access_log->boolean("enabled");
   }
-  if (std::optional<MapReader> tracing = spec.map("tracing", {"samplingPercent"})) {
+  if (std::optional<MapReader> tracing = spec.map("tracing", {"collector", "samplingPercent"})) {
+    if (std::optional<std::string> collector = tracing->string("collector", Need::kRequired)) {
+      net::SocketAddress address;
+      std::string error;
+      if (!net::parse_socket_address(*collector, address, error))
+        tracing->error("collector", "an OTLP/HTTP receiver's \"ip:port\": " + error);
+    }
     tracing->number("samplingPercent", 0, 100);
   }
 }

@@ -71,14 +71,15 @@ class Loader {
 
   void load(const YAML::Node& root, ProxyConfig& config) {
     Located at{root, "", root.Mark(), root.Mark()};
-    auto fields =
-        r_.read_map(at, {"zone", "admin", "access_log", "drain_timeout", "max_connections", "max_heap_bytes",
-                         "mesh_protocol", "listeners", "clusters", "control_plane", "mtls"});
+    auto fields = r_.read_map(
+        at, {"zone", "admin", "access_log", "tracing", "drain_timeout", "max_connections", "max_heap_bytes",
+             "mesh_protocol", "listeners", "clusters", "control_plane", "mtls"});
     if (!fields) return;
     if (auto v = fields->get("zone")) r_.read_name(*v, config.zone);
     bool admin_ok = true;
     if (auto v = fields->get("admin")) admin_ok = load_admin(*v, config.admin);
     if (auto v = fields->get("access_log")) load_access_log(*v, config.access_log);
+    if (auto v = fields->get("tracing")) load_tracing(*v, config.tracing);
     if (auto v = fields->get("drain_timeout")) r_.read_duration(*v, config.drain_timeout);
     if (auto v = fields->get("max_connections"))
       r_.read_integer(*v, 1, kMaxMaxConnections, config.max_connections);
@@ -257,6 +258,17 @@ class Loader {
         continue;
       }
       labels[it->first.Scalar()] = it->second.Scalar();
+    }
+  }
+
+  void load_tracing(const Located& at, TracingConfig& tracing) {
+    auto fields = r_.read_map(at, {"collector", "sampling"});
+    if (!fields) return;
+    if (auto v = r_.required(*fields, "collector")) r_.read_address(*v, tracing.collector);
+    if (auto v = fields->get("sampling")) {
+      uint32_t numerator = 0, denominator = 1;
+      if (r_.read_percent(*v, numerator, denominator))
+        tracing.sampling_per_million = config_yaml::per_million(numerator, denominator);
     }
   }
 

@@ -308,6 +308,16 @@ struct AccessLogConfig {
   std::string path;  // empty: off; "/dev/stdout" allowed
 };
 
+// Distributed tracing: spans of sampled requests go to an OpenTelemetry
+// collector over OTLP/HTTP.
+struct TracingConfig {
+  net::SocketAddress collector;  // length 0: tracing off
+  // New traces this proxy starts (a request without a sampled or unsampled
+  // parent), in parts per million; a parent's decision is always kept.
+  uint32_t sampling_per_million = 10000;
+  bool enabled() const { return collector.length != 0; }
+};
+
 struct AdminConfig {
   net::SocketAddress address;  // default 127.0.0.1:9901
 };
@@ -371,6 +381,7 @@ struct ProxyConfig {
   std::string zone;
   AdminConfig admin;
   AccessLogConfig access_log;
+  TracingConfig tracing;
   Millis drain_timeout{10000};
   // Client connections open at once on all listeners together.
   uint32_t max_connections = kDefaultMaxConnections;

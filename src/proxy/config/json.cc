@@ -459,6 +459,9 @@ std::string config_to_json(const ProxyConfig& config) {
   out["admin"] = Json{{"address", config.admin.address.text}};
   // Logging off is spelled by leaving the section out, as in the YAML.
   if (!config.access_log.path.empty()) out["access_log"] = Json{{"path", config.access_log.path}};
+  if (config.tracing.enabled())
+    out["tracing"] = Json{{"collector", config.tracing.collector.text},
+                          {"sampling", per_million_json(config.tracing.sampling_per_million)}};
   out["drain_timeout"] = format_duration(config.drain_timeout);
   out["max_connections"] = config.max_connections;
   if (config.max_heap_bytes) out["max_heap_bytes"] = *config.max_heap_bytes;

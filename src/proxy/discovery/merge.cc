@@ -1,5 +1,6 @@
 #include "proxy/discovery/merge.h"
 
+#include <cmath>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -105,11 +106,40 @@ class Merger {
       return errors_.add("policies[]", "a policy needs key, kind and name");
     }
     if (!nlohmann::json::accept(p.spec_json())) return errors_.add(path + ".spec_json", "not valid JSON");
+    if (p.kind() == "MeshConfig") mesh_config(nlohmann::json::parse(p.spec_json()), path);
     out_.config.policies.push_back(
         PolicyConfig{p.kind(), p.namespace_(), p.name(), p.resource_version(), p.spec_json()});
   }
 
  private:
+  // What the mesh's MeshConfig sets for every proxy, unless its bootstrap
+  // file sets it: tracing, and access logs (to standard output).
+  void mesh_config(const nlohmann::json& spec, const std::string& path) {
+    if (!spec.is_object()) return;
+    if (auto t = spec.find("tracing"); t != spec.end() && t->is_object() && !out_.config.tracing.enabled()) {
+      std::string message;
+      const nlohmann::json& collector = (*t)["collector"];
+      if (!collector.is_string() ||
+          !net::parse_socket_address(collector.get<std::string>(), out_.config.tracing.collector, message)) {
+        out_.config.tracing.collector = {};
+        errors_.add(path + ".tracing.collector", message.empty() ? "must be \"ip:port\"" : message);
+      }
+      if (auto s = t->find("samplingPercent"); s != t->end()) {
+        double percent = s->is_number() ? s->get<double>() : -1;
+        if (percent < 0 || percent > 100) {
+          errors_.add(path + ".tracing.samplingPercent", "must be a number from 0 to 100");
+        } else {
+          out_.config.tracing.sampling_per_million = static_cast<uint32_t>(std::llround(percent * 10000));
+        }
+      }
+    }
+    if (auto a = spec.find("accessLog");
+        a != spec.end() && a->is_object() && out_.config.access_log.path.empty()) {
+      if (auto e = a->find("enabled"); e != a->end() && e->is_boolean() && e->get<bool>())
+        out_.config.access_log.path = "/dev/stdout";
+    }
+  }
+
   static policy::AuthzAction action(v1::Authorization::Action a) {
     return a == v1::Authorization::DENY ? policy::AuthzAction::kDeny : policy::AuthzAction::kAllow;
   }

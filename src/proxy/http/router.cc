@@ -1,5 +1,6 @@
 #include "proxy/http/router.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -9,6 +10,7 @@
 #include "proxy/http/route_actions.h"
 #include "proxy/observe/access_log.h"
 #include "proxy/observe/golden.h"
+#include "proxy/observe/tracer.h"
 #include "proxy/runtime/worker.h"
 
 namespace trellis::proxy {
@@ -61,6 +63,7 @@ void Router::begin(const DownstreamContext& context) {
   context_ = &context;
   phase_ = Phase::kIdle;
   start_ = worker_.loop().now();
+  trace_.active = false;
   route_ = nullptr;
   backend_ = nullptr;
   cluster_ = nullptr;
@@ -106,6 +109,7 @@ void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream
     reply_local(503, "overloaded: memory full\n");
     return;
   }
+  if (context_->snapshot->tracer != nullptr) begin_trace(context_->snapshot->trace_sampling_per_million);
   if (listener.authorizer && !authorize(listener)) return;                                         // 0
   add_forwarding_headers(request_, context_->client_ip, worker_.random(), request_id_, scratch_);  // 1
   add_client_cert_header(request_, listener.client_identity_header, listener.identity,
@@ -728,6 +732,100 @@ void Router::record_golden(uint64_t bytes_received, uint64_t bytes_sent, Duratio
   if (route_ != nullptr) labels.route = route_->name;
   snap.golden[worker_.index()]->entry(labels).record_request(status_, grpc_ ? grpc_status_ : -1, elapsed,
                                                              bytes_received, bytes_sent);
+  if (trace_.active && trace_.sampled) end_trace(labels);
+}
+
+namespace {
+
+template <size_t N>
+void random_id(Random& random, std::array<uint8_t, N>& id) {
+  do {
+    for (size_t i = 0; i < N; i += 8) {
+      uint64_t v = random.next();
+      std::memcpy(id.data() + i, &v, std::min<size_t>(8, N - i));
+    }
+  } while (std::all_of(id.begin(), id.end(), [](uint8_t b) { return b == 0; }));
+}
+
+}  // namespace
+
+void Router::begin_trace(uint32_t sampling_per_million) {
+  bool decided = false;
+  TraceContext parent = extract_trace_context(request_.get().headers, decided);
+  Random& random = worker_.random();
+  trace_.active = true;
+  trace_.has_parent = parent.valid;
+  if (parent.valid) {
+    trace_.trace_id = parent.trace_id;
+    trace_.parent_id = parent.span_id;
+  } else {
+    random_id(random, trace_.trace_id);
+  }
+  random_id(random, trace_.span_id);
+  // Parent-based: a parent's decision stands; a new trace is sampled by ratio.
+  trace_.sampled = parent.valid && decided ? parent.sampled : random.uniform(1000000) < sampling_per_million;
+  std::array<char, 55> traceparent;
+  request_.set("traceparent",
+               format_traceparent(trace_.trace_id, trace_.span_id, trace_.sampled, traceparent));
+  if (parent.formats & kTraceB3Single) {
+    std::array<char, 68> b3;
+    request_.set("b3", format_b3(trace_.trace_id, trace_.span_id, trace_.sampled,
+                                 trace_.has_parent ? &trace_.parent_id : nullptr, b3));
+  }
+  if (parent.formats & kTraceB3Multi) {
+    std::array<char, 32> hex;
+    hex_into(trace_.trace_id.data(), 16, hex.data());
+    request_.set("x-b3-traceid", std::string_view(hex.data(), 32));
+    hex_into(trace_.span_id.data(), 8, hex.data());
+    request_.set("x-b3-spanid", std::string_view(hex.data(), 16));
+    if (trace_.has_parent) {
+      hex_into(trace_.parent_id.data(), 8, hex.data());
+      request_.set("x-b3-parentspanid", std::string_view(hex.data(), 16));
+    } else {
+      request_.remove("x-b3-parentspanid");
+    }
+    request_.set("x-b3-sampled", trace_.sampled ? "1" : "0");
+  }
+  if (trace_.sampled) {
+    trace_.start_wall = std::chrono::system_clock::now();
+    trace_.start_steady = std::chrono::steady_clock::now();
+  }
+}
+
+void Router::end_trace(const GoldenLabels& labels) {
+  const http::RequestHeaders& req = request_.get();
+  SpanRecord span;
+  span.trace_id = trace_.trace_id;
+  span.span_id = trace_.span_id;
+  span.parent_id = trace_.parent_id;
+  span.has_parent = trace_.has_parent;
+  span.server = labels.direction == Direction::kInbound;
+  span.error = golden_failure(status_, grpc_ ? grpc_status_ : -1);
+  span.start_unix_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(trace_.start_wall.time_since_epoch()).count();
+  span.end_unix_ns = span.start_unix_ns + std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                              std::chrono::steady_clock::now() - trace_.start_steady)
+                                              .count();
+  span.name = std::string(req.method);
+  if (!labels.route.empty()) span.name += " " + std::string(labels.route);
+  std::string_view path = req.path.substr(0, req.path.find('?'));
+  std::string_view version = req.protocol.starts_with("HTTP/") ? req.protocol.substr(5) : req.protocol;
+  span.strings = {{"http.request.method", std::string(req.method)},
+                  {"url.path", std::string(path)},
+                  {"server.address", std::string(req.authority)},
+                  {"network.protocol.version", std::string(version)},
+                  {"trellis.direction", span.server ? "inbound" : "outbound"},
+                  {"trellis.source.service", std::string(labels.source_service)},
+                  {"trellis.source.namespace", std::string(labels.source_namespace)},
+                  {"trellis.destination.service", std::string(labels.destination_service)},
+                  {"trellis.destination.namespace", std::string(labels.destination_namespace)},
+                  {"trellis.request_id", request_id_}};
+  if (!labels.route.empty()) span.strings.emplace_back("trellis.route", std::string(labels.route));
+  if (!attempt_.endpoint().empty())
+    span.strings.emplace_back("trellis.upstream.endpoint", attempt_.endpoint());
+  span.integers = {{"http.response.status_code", status_}, {"trellis.retries", retries_}};
+  if (grpc_ && grpc_status_ >= 0) span.integers.emplace_back("rpc.grpc.status_code", grpc_status_);
+  context_->snapshot->tracer->submit(worker_.index(), std::move(span));
 }
 
 void Router::log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed) {

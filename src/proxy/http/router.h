@@ -30,9 +30,12 @@
 #include "proxy/http/server_stream.h"
 #include "proxy/http/stages.h"
 #include "proxy/http/upstream_attempt.h"
+#include "proxy/observe/trace_context.h"
 #include "proxy/runtime/snapshot.h"
 
 namespace trellis::proxy {
+
+struct GoldenLabels;
 
 class Worker;
 
@@ -128,13 +131,28 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   void give_up(int status, std::string_view body);
 
   void log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
+  // Golden metrics and, when sampled, this hop's span.
   void record_golden(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
+  // Tracing: the request's parent context, this hop's span, and the context
+  // the next hop gets (its parent is this span).
+  void begin_trace(uint32_t sampling_per_million);
+  void end_trace(const GoldenLabels& labels);
 
   Worker& worker_;
   http::ResponseEncoder& downstream_;
   const DownstreamContext* context_ = nullptr;
   Phase phase_ = Phase::kIdle;
   MonoTime start_{};
+  struct Trace {
+    bool active = false;
+    bool sampled = false;
+    bool has_parent = false;
+    TraceId trace_id{};
+    SpanId span_id{};
+    SpanId parent_id{};
+    std::chrono::system_clock::time_point start_wall{};    // the span's start, as spans say it
+    std::chrono::steady_clock::time_point start_steady{};  // and its length, measured
+  } trace_;
 
   // The request, as the upstream will see it.
   http::RequestHeadersCopy request_;

@@ -381,6 +381,7 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
   } else if (path == "/stats") {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = builder_->stats().render_prometheus();
+    builder_->tracer().render(r.body);
     r.body += render_endpoint_health();
     r.body +=
         "# HELP trellis_config_reloads_total Config reloads, by result.\n"

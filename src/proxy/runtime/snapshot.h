@@ -23,6 +23,7 @@ namespace trellis::proxy {
 
 class AccessLog;
 class GoldenTable;
+class Tracer;
 
 // A bound, listening socket; closed when the last snapshot or worker using it lets go.
 struct ListenSocket {
@@ -81,6 +82,10 @@ struct Snapshot {
   std::vector<GoldenTable*> golden;
   std::string self_service;
   std::string self_namespace;
+  // Where sampled requests' spans go (null: tracing off), and the share of
+  // new traces sampled here.
+  Tracer* tracer = nullptr;
+  uint32_t trace_sampling_per_million = 0;
 };
 
 }  // namespace trellis::proxy

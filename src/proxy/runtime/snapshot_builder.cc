@@ -34,6 +34,7 @@ SnapshotBuilder::SnapshotBuilder(size_t workers, Random& random)
     : workers_(workers),
       random_(random),
       stats_(workers),
+      tracer_(std::make_unique<Tracer>(workers)),
       open_listener_([](const ListenerConfig& l, std::string& error) {
         int fd = net::open_listen_socket(l.address, /*reuse_port=*/true, error);
         return fd < 0 ? nullptr : std::make_shared<ListenSocket>(fd);
@@ -271,6 +272,10 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
   snap->version = ++version_;
   snap->workers = workers_;
   for (size_t i = 0; i < snap->workers; ++i) snap->golden.push_back(stats_.golden(i));
+  if (config->tracing.enabled()) {
+    snap->tracer = tracer_.get();
+    snap->trace_sampling_per_million = config->tracing.sampling_per_million;
+  }
   snap->self_service = config->control_plane.service;
   if (!snap->self_service.empty()) snap->self_namespace = config->control_plane.namespace_;
   snap->config = config;
@@ -360,6 +365,10 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
       snap->access_log = std::move(log);
     }
   }
+  // Spans go to the collector named last; nothing can fail past this point.
+  if (config->tracing.enabled())
+    tracer_->configure(config->tracing.collector,
+                       snap->self_service.empty() ? std::string("trellis-proxy") : snap->self_service);
   return snap;
 }
 

@@ -17,6 +17,7 @@
 #include "net/detecting_transport.h"
 #include "net/tls_context.h"
 #include "net/transport.h"
+#include "proxy/observe/tracer.h"
 #include "proxy/runtime/snapshot.h"
 
 namespace trellis::proxy {
@@ -55,6 +56,8 @@ class SnapshotBuilder {
                                           MonoTime now);
 
   StatsRegistry& stats() { return stats_; }
+  // Where workers' spans go, for the life of the process.
+  Tracer& tracer() { return *tracer_; }
   // How connections to PERMISSIVE listeners were told apart, over the
   // process's life.
   const net::DetectionCounts& detection_counts() const { return *detection_counts_; }
@@ -80,6 +83,7 @@ class SnapshotBuilder {
   Random& random_;
   uint64_t version_ = 0;
   StatsRegistry stats_;
+  std::unique_ptr<Tracer> tracer_;
   ClusterStateRegistry cluster_states_;
   OpenListener open_listener_;
   std::shared_ptr<net::TransportFactory> transport_ = net::PlainTransportFactory::shared();

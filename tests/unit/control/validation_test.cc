@@ -122,7 +122,7 @@ Json mesh_config() {
     "trustDomain": "cluster.local",
     "defaults": {"requestTimeout": "15s", "idleTimeout": "5m"},
     "accessLog": {"enabled": true},
-    "tracing": {"samplingPercent": 0.5}
+    "tracing": {"collector": "10.0.0.20:4318", "samplingPercent": 0.5}
   })");
   doc["metadata"] = {{"name", "default"}};
   return doc;
@@ -1177,6 +1177,15 @@ TEST(MeshConfig, FieldsAreChecked) {
                     "expected true or false, got a string");
   EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/tracing/samplingPercent", 100.5),
                     "spec.tracing.samplingPercent", "must be between 0 and 100");
+  EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/tracing", Json::parse(R"({"samplingPercent": 5})")),
+                    "spec.tracing.collector", "required field is missing");
+  {
+    std::vector<std::string> lines =
+        error_lines(with(mesh_config(), "/spec/tracing/collector", "collector.example:4318"));
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_TRUE(lines[0].starts_with("spec.tracing.collector: an OTLP/HTTP receiver's \"ip:port\""))
+        << lines[0];
+  }
   EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/mtls/modes", "STRICT"), "spec.mtls.modes",
                     "unknown field \"modes\" (did you mean \"mode\"?)");
   EXPECT_VALID(with(mesh_config(), "/spec/mtls/mode", "STRICT"));
