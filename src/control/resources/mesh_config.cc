@@ -1,5 +1,8 @@
 // MeshConfig: the settings of the whole mesh, in one cluster-scoped resource
 // named "default" (the name is checked with the rest of the envelope).
+#include <set>
+
+#include "common/log_format.h"
 #include "control/resources/formats.h"
 #include "control/resources/kinds.h"
 #include "net/address.h"
@@ -35,8 +38,31 @@ void validate_mesh_config(Checker& checker, const Json& spec_json) {
     defaults->duration("requestTimeout");
     defaults->duration("idleTimeout", Need::kOptional, /*positive=*/true);
   }
-  if (std::optional<MapReader> access_log = spec.map("accessLog", {"enabled"})) {
+  if (std::optional<MapReader> access_log =
+          spec.map("accessLog", {"enabled", "format", "fields", "template"})) {
     access_log->boolean("enabled");
+    bool text = access_log->enumeration("format", {"json", "text"}).value_or("json") == "text";
+    std::vector<Item> fields = access_log->list("fields", 1, kLogFields);
+    if (text && access_log->has("fields"))
+      access_log->error("fields", "is for format json (a text line says what its template says)");
+    std::set<std::string> seen;
+    for (const Item& item : fields) {
+      std::optional<std::string> name = checker.string(*item.json, item.path);
+      if (!name) continue;
+      if (!parse_log_field(*name)) {
+        checker.error(item.path, "unknown field \"" + *name + "\" (known: " + log_field_names() + ")");
+      } else if (!seen.insert(*name).second) {
+        checker.error(item.path, "field \"" + *name + "\" is listed twice");
+      }
+    }
+    if (std::optional<std::string> tmpl =
+            access_log->string("template", text ? Need::kRequired : Need::kOptional)) {
+      if (!text) {
+        access_log->error("template", "is for format text");
+      } else if (Result<LogFormat> parsed = parse_log_template(*tmpl); !parsed) {
+        access_log->error("template", parsed.error().message);
+      }
+    }
   }
   if (std::optional<MapReader> tracing = spec.map("tracing", {"collector", "samplingPercent"})) {
     if (std::optional<std::string> collector = tracing->string("collector", Need::kRequired)) {

@@ -273,8 +273,48 @@ class Loader {
   }
 
   void load_access_log(const Located& at, AccessLogConfig& log) {
-    auto fields = r_.read_map(at, {"path"});
+    auto fields = r_.read_map(at, {"path", "format", "fields", "template"});
     if (!fields) return;
+    static constexpr std::array<std::string_view, 2> kFormats = {"json", "text"};
+    size_t format = 0;
+    if (auto v = fields->get("format")) r_.read_choice(*v, "format", kFormats, format);
+    log.format.text = format == 1;
+    if (auto v = fields->get("fields")) {
+      if (log.format.text)
+        r_.key_error(*v, "\"fields\" is for format json (a text line says what its template says)");
+      if (auto items = r_.read_list(*v)) {
+        for (const Located& item : *items) {
+          std::string name;
+          if (!r_.read_string(item, name)) continue;
+          std::optional<LogField> field = parse_log_field(name);
+          if (!field) {
+            r_.error(item, "unknown field " + in_quotes(name) + " (known: " + log_field_names() + ")");
+          } else if (std::find(log.format.fields.begin(), log.format.fields.end(), *field) !=
+                     log.format.fields.end()) {
+            r_.error(item, "field " + in_quotes(name) + " is listed twice");
+          } else {
+            log.format.fields.push_back(*field);
+          }
+        }
+        if (items->empty())
+          r_.error(*v, "list at least one field (leave \"fields\" out for the default ones)");
+      }
+    }
+    if (auto v = fields->get("template")) {
+      std::string text;
+      if (!log.format.text) {
+        r_.key_error(*v, "\"template\" is for format text");
+      } else if (r_.read_string(*v, text)) {
+        Result<LogFormat> parsed = parse_log_template(text);
+        if (!parsed) {
+          r_.error(*v, parsed.error().message);
+        } else {
+          log.format = std::move(*parsed);
+        }
+      }
+    } else if (log.format.text) {
+      r_.error(at, "format text needs a \"template\"");
+    }
     if (auto v = fields->get("path")) {
       if (r_.read_string(*v, log.path) && log.path.empty()) {
         r_.error(*v, "must not be empty (leave out access_log to turn logging off)");

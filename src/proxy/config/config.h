@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/log_format.h"
 #include "net/address.h"
 #include "policy/authorization.h"
 #include "policy/circuit_breaker.h"
@@ -306,6 +307,7 @@ struct MtlsFilesConfig {
 
 struct AccessLogConfig {
   std::string path;  // empty: off; "/dev/stdout" allowed
+  LogFormat format;  // JSON with the default fields unless set
 };
 
 // Distributed tracing: spans of sampled requests go to an OpenTelemetry

@@ -458,7 +458,17 @@ std::string config_to_json(const ProxyConfig& config) {
   if (!config.zone.empty()) out["zone"] = config.zone;
   out["admin"] = Json{{"address", config.admin.address.text}};
   // Logging off is spelled by leaving the section out, as in the YAML.
-  if (!config.access_log.path.empty()) out["access_log"] = Json{{"path", config.access_log.path}};
+  if (!config.access_log.path.empty()) {
+    const LogFormat& format = config.access_log.format;
+    Json log{{"path", config.access_log.path}, {"format", format.text ? "text" : "json"}};
+    if (format.text) log["template"] = format_log_template(format);
+    if (!format.fields.empty()) {
+      Json fields = Json::array();
+      for (LogField f : format.fields) fields.push_back(log_field_name(f));
+      log["fields"] = std::move(fields);
+    }
+    out["access_log"] = std::move(log);
+  }
   if (config.tracing.enabled())
     out["tracing"] = Json{{"collector", config.tracing.collector.text},
                           {"sampling", per_million_json(config.tracing.sampling_per_million)}};

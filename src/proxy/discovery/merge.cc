@@ -113,7 +113,8 @@ class Merger {
 
  private:
   // What the mesh's MeshConfig sets for every proxy, unless its bootstrap
-  // file sets it: tracing, and access logs (to standard output).
+  // file sets it: tracing, and access logs (to standard output, in the
+  // format it names).
   void mesh_config(const nlohmann::json& spec, const std::string& path) {
     if (!spec.is_object()) return;
     if (auto t = spec.find("tracing"); t != spec.end() && t->is_object() && !out_.config.tracing.enabled()) {
@@ -135,8 +136,23 @@ class Merger {
     }
     if (auto a = spec.find("accessLog");
         a != spec.end() && a->is_object() && out_.config.access_log.path.empty()) {
-      if (auto e = a->find("enabled"); e != a->end() && e->is_boolean() && e->get<bool>())
-        out_.config.access_log.path = "/dev/stdout";
+      auto e = a->find("enabled");
+      if (e == a->end() || !e->is_boolean() || !e->get<bool>()) return;
+      LogFormat format;
+      if (a->value("format", "json") == "text") {
+        Result<LogFormat> parsed = parse_log_template(a->value("template", ""));
+        if (!parsed) return errors_.add(path + ".accessLog.template", parsed.error().message);
+        format = std::move(*parsed);
+      } else if (auto f = a->find("fields"); f != a->end() && f->is_array()) {
+        for (const nlohmann::json& name : *f) {
+          std::optional<LogField> field =
+              name.is_string() ? parse_log_field(name.get<std::string>()) : std::nullopt;
+          if (!field) return errors_.add(path + ".accessLog.fields", "unknown field " + name.dump());
+          format.fields.push_back(*field);
+        }
+      }
+      out_.config.access_log.path = "/dev/stdout";
+      out_.config.access_log.format = std::move(format);
     }
   }
 

@@ -64,6 +64,7 @@ void Router::begin(const DownstreamContext& context) {
   phase_ = Phase::kIdle;
   start_ = worker_.loop().now();
   trace_.active = false;
+  flags_ = 0;
   route_ = nullptr;
   backend_ = nullptr;
   cluster_ = nullptr;
@@ -106,6 +107,7 @@ void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream
   const ListenerRuntime& listener = *context_->listener;
   if (context_->snapshot->overload->refusing()) {  // at the heap limit: nothing new
     context_->snapshot->overload->requests_refused.fetch_add(1, std::memory_order_relaxed);
+    flags_ |= kFlagOverloaded;
     reply_local(503, "overloaded: memory full\n");
     return;
   }
@@ -118,6 +120,7 @@ void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream
 
   policy::RouteRef ref;  // 2
   if (!listener.routes.match({req.authority, req.method, req.path, &req.headers}, ref)) {
+    flags_ |= kFlagNoRoute;
     reply_local(404, "no route\n");
     return;
   }
@@ -127,6 +130,7 @@ void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream
     RateLimitDecision d = check_rate_limits(limits, req, context_->client_ip, worker_.loop().now());
     if (d.refused_by != nullptr) {
       context_->stats->rate_limited.inc();
+      flags_ |= kFlagRateLimited;
       auto seconds = std::chrono::ceil<std::chrono::seconds>(d.retry_after).count();
       scratch_ = std::to_string(std::max<int64_t>(seconds, 1));
       const std::string& name = d.refused_by->config().name;
@@ -150,6 +154,7 @@ bool Router::authorize(const ListenerRuntime& listener) {
   count_authz(listener, worker_.index(), {allowed, v.policy});
   if (allowed) return true;
   denied_by_ = authz_decider(listener, v.policy);
+  flags_ |= kFlagDenied;
   reply_local(403, "access denied by " + denied_by_ + "\n");
   return false;
 }
@@ -168,10 +173,12 @@ void Router::route_request(const RouteConfig& route) {
   Random& random = worker_.random();
   backend_ = choose_backend(route, random);  // 5
   if (backend_ == nullptr) {
+    flags_ |= kFlagNoBackend;
     reply_local(500, "no backend to send to: every backend has weight 0\n");
     return;
   }
   if (backend_->cluster.empty()) {
+    flags_ |= kFlagNoBackend;
     reply_local(500, "backend not found\n");
     return;
   }
@@ -239,6 +246,7 @@ bool Router::admit() {
   if (const auto& limiter = cluster_->concurrency()) {
     if (!limiter->try_acquire()) {
       cluster_->stats().concurrency_shed.inc();
+      flags_ |= kFlagOverflow;
       reply_local(503, "upstream overflow: adaptive_concurrency\n",
                   {"x-trellis-overflow", "adaptive_concurrency"});
       return false;
@@ -266,12 +274,14 @@ void Router::release_admission(bool completed) {
 
 void Router::fault_abort() {
   cluster_->stats().fault_aborts.inc();
+  flags_ |= kFlagFaultAbort;
   reply_local(route_->fault.abort_status, "fault filter abort\n");
 }
 
 void Router::reply_overflow(policy::Resource limit) {
   cluster_->stats().overflow[static_cast<size_t>(limit)].inc();
   std::string_view name = policy::name_of(limit);
+  flags_ |= kFlagOverflow;
   reply_local(503, fmt::format("upstream overflow: {}\n", name), {"x-trellis-overflow", name});
 }
 
@@ -321,6 +331,7 @@ void Router::on_downstream_drained() {
 }
 
 void Router::on_downstream_reset() {
+  if (phase_ != Phase::kDone) flags_ |= kFlagClientLeft;
   end_exchange_timers();
   phase_ = Phase::kDone;
   attempt_.end(false, false);
@@ -340,6 +351,7 @@ void Router::start_try(bool fresh, bool from_decoder) {
     case UpstreamAttempt::Start::kStarted:
       break;
     case UpstreamAttempt::Start::kNoEndpoint:
+      flags_ |= kFlagNoHealthyUpstream;
       reply_local(503, "no healthy upstream\n");
       return;
     case UpstreamAttempt::Start::kOverflowConnections:
@@ -351,6 +363,7 @@ void Router::start_try(bool fresh, bool from_decoder) {
     case UpstreamAttempt::Start::kConnectFailed:
       if (retry(policy::AttemptFailure::kConnectFailure, 0)) return;
       attempt_.end(false, true);
+      flags_ |= kFlagConnectFailure;
       reply_local(503, fmt::format("upstream connect error: {}\n", std::strerror(attempt_.error())));
       return;
   }
@@ -523,16 +536,20 @@ void Router::on_upstream_failure(http::UpstreamFailure failure, std::string_view
   attempt_.end(false, true);
   switch (failure) {
     case UpstreamFailure::kConnectFailed:
+      flags_ |= kFlagConnectFailure;
       give_up(503, fmt::format("upstream connect error: {}\n", detail));
       break;
     case UpstreamFailure::kConnectTimeout:
+      flags_ |= kFlagConnectFailure;
       give_up(504, "upstream connect timeout\n");
       break;
     case UpstreamFailure::kReset:
       if (!response_started()) cluster_->stats().protocol_errors.inc();
+      flags_ |= kFlagUpstreamReset;
       give_up(502, fmt::format("{}\n", detail));
       break;
     case UpstreamFailure::kProtocolError:
+      flags_ |= kFlagUpstreamProtocol;
       give_up(502, fmt::format("upstream protocol error: {}\n", detail));
       break;
   }
@@ -560,6 +577,7 @@ void Router::give_up(int status, std::string_view body) {
 void Router::on_timeout() {
   if (cluster_) cluster_->stats().timeouts.inc();
   deadline_exceeded_ = true;
+  flags_ |= kFlagTimeout;
   give_up(504, "upstream request timeout\n");
 }
 
@@ -568,11 +586,13 @@ void Router::on_try_timeout() {
   attempt_.report(policy::OutlierDetector::Outcome::kGatewayError);
   cluster_->stats().timeouts.inc();
   if (retry(policy::AttemptFailure::kPerTryTimeout, 0)) return;
+  flags_ |= kFlagTimeout;
   give_up(504, "upstream per-try timeout\n");
 }
 
 void Router::on_idle_timeout() {
   if (cluster_) cluster_->stats().timeouts.inc();
+  flags_ |= kFlagIdleTimeout;
   give_up(504, "upstream idle timeout\n");
 }
 
@@ -606,6 +626,7 @@ void Router::on_body_clock() {
     return;
   }
   context_->stats->request_body_timeouts.inc();
+  flags_ |= kFlagBodyTimeout;
   reply_local(408, "request body timeout\n");
 }
 
@@ -720,11 +741,11 @@ void Router::end(uint64_t bytes_received, uint64_t bytes_sent) {
   stats.count_status(status_);
   if (grpc_ && grpc_status_ >= 0) stats.grpc_status[grpc_status_].inc();
   stats.request_duration.record(elapsed);
-  record_golden(bytes_received, bytes_sent, elapsed);
-  if (context_->snapshot->access_log) log_access(bytes_received, bytes_sent, elapsed);
+  GoldenLabels labels = record_golden(bytes_received, bytes_sent, elapsed);
+  if (context_->snapshot->access_log) log_access(labels, bytes_received, bytes_sent, elapsed);
 }
 
-void Router::record_golden(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed) {
+GoldenLabels Router::record_golden(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed) {
   const Snapshot& snap = *context_->snapshot;
   GoldenLabels labels = golden_labels(context_->listener->config->direction, snap.self_service,
                                       snap.self_namespace, context_->authz_client.identity,
@@ -733,6 +754,7 @@ void Router::record_golden(uint64_t bytes_received, uint64_t bytes_sent, Duratio
   snap.golden[worker_.index()]->entry(labels).record_request(status_, grpc_ ? grpc_status_ : -1, elapsed,
                                                              bytes_received, bytes_sent);
   if (trace_.active && trace_.sampled) end_trace(labels);
+  return labels;
 }
 
 namespace {
@@ -828,9 +850,10 @@ void Router::end_trace(const GoldenLabels& labels) {
   context_->snapshot->tracer->submit(worker_.index(), std::move(span));
 }
 
-void Router::log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed) {
+void Router::log_access(const GoldenLabels& labels, uint64_t bytes_received, uint64_t bytes_sent,
+                        Duration elapsed) {
   const http::RequestHeaders& req = request_.get();
-  HttpAccessEntry entry;
+  AccessEntry entry;
   entry.listener = context_->listener->config->name;
   entry.client = context_->client_address;
   entry.method = req.method;
@@ -848,8 +871,17 @@ void Router::log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration e
   entry.retries = retries_;
   entry.identity = context_->authz_client.identity;
   entry.denied_by = denied_by_;
+  entry.route = labels.route;
+  entry.source_service = labels.source_service;
+  entry.destination_service = labels.destination_service;
+  entry.response_flags = flags_;
+  char trace_id[32];
+  if (trace_.active) {
+    hex_into(trace_.trace_id.data(), trace_.trace_id.size(), trace_id);
+    entry.trace_id = std::string_view(trace_id, sizeof trace_id);
+  }
   std::string& line = worker_.scratch();
-  format_access_line(entry, line);
+  format_access_line(context_->snapshot->access_log->format(), entry, line);
   worker_.log_access(line);
 }
 

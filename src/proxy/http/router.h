@@ -130,9 +130,9 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   // response started, a reset.
   void give_up(int status, std::string_view body);
 
-  void log_access(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
+  void log_access(const GoldenLabels& labels, uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
   // Golden metrics and, when sampled, this hop's span.
-  void record_golden(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
+  GoldenLabels record_golden(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
   // Tracing: the request's parent context, this hop's span, and the context
   // the next hop gets (its parent is this span).
   void begin_trace(uint32_t sampling_per_million);
@@ -171,6 +171,7 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   uint32_t mirror_mask_ = 0;
   std::string cookie_value_;  // a new hash cookie to set on the response
   std::string denied_by_;     // what refused the request, for the access log
+  uint16_t flags_ = 0;        // ResponseFlag: why the proxy answered itself or the exchange broke
 
   // Admission: a max_requests slot and, when on, an adaptive-limit slot.
   policy::BreakerSlot request_slot_;

@@ -257,6 +257,14 @@ std::string StatsRegistry::render_prometheus() const {
                  overload_.connections_refused.load(relaxed));
   fmt::format_to(it, "trellis_overload_refused_total{{what=\"request\"}} {}\n",
                  overload_.requests_refused.load(relaxed));
+  append_metric_header(
+      out, "trellis_access_log_lines_total", "counter",
+      "Access-log lines: written, or dropped (8 MiB were waiting for a slow file or pipe, or "
+      "the write failed).");
+  fmt::format_to(it, "trellis_access_log_lines_total{{outcome=\"written\"}} {}\n",
+                 access_lines_written_.load(relaxed));
+  fmt::format_to(it, "trellis_access_log_lines_total{{outcome=\"dropped\"}} {}\n",
+                 access_lines_dropped_.load(relaxed));
   render_golden(golden_, out);
   return out;
 }

@@ -156,6 +156,10 @@ class StatsRegistry {
   const std::vector<AuthzStats*>& authz(const std::string& listener, const std::string& policy);
 
   OverloadState& overload() { return overload_; }
+  // Access-log lines over the process's life: written, and dropped (the
+  // writer held too much, or the write failed).
+  std::atomic<uint64_t>& access_log_lines_written() { return access_lines_written_; }
+  std::atomic<uint64_t>& access_log_lines_dropped() { return access_lines_dropped_; }
   // Worker `worker`'s golden metrics (golden.h), for the life of the process.
   GoldenTable* golden(size_t worker) { return golden_[worker].get(); }
 
@@ -173,6 +177,8 @@ class StatsRegistry {
   std::map<std::string, Family<ClusterStats>> clusters_;
   std::map<std::string, Family<AuthzStats>> authz_;  // by "<listener>\n<policy>"
   OverloadState overload_;
+  std::atomic<uint64_t> access_lines_written_{0};
+  std::atomic<uint64_t> access_lines_dropped_{0};
   std::vector<std::unique_ptr<GoldenTable>> golden_;  // one per worker
 };
 

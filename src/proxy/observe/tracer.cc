@@ -10,6 +10,7 @@
 #include <chrono>
 
 #include "common/prometheus_text.h"
+#include "common/quiet_thread.h"
 
 namespace trellis::proxy {
 namespace {
@@ -44,7 +45,7 @@ void Tracer::configure(const net::SocketAddress& collector, std::string service_
     collector_ = collector;
     service_name_ = std::move(service_name);
   }
-  if (!exporter_.joinable()) exporter_ = std::thread([this] { run(); });
+  if (!exporter_.joinable()) exporter_ = quiet_thread([this] { run(); });
 }
 
 void Tracer::submit(size_t worker, SpanRecord&& span) {

@@ -80,14 +80,16 @@ bool Server::start() {
   }
   // Before the workers start: they inherit the mask and never see these.
   signal(SIGPIPE, SIG_IGN);
-  signals_ = std::make_unique<net::SignalWatcher>(loop_, std::initializer_list<int>{SIGHUP, SIGTERM, SIGINT},
-                                                  [this](int signo) {
-                                                    if (signo == SIGHUP) {
-                                                      reload();
-                                                    } else {
-                                                      begin_drain();
-                                                    }
-                                                  });
+  signals_ = std::make_unique<net::SignalWatcher>(
+      loop_, std::initializer_list<int>{SIGHUP, SIGUSR1, SIGTERM, SIGINT}, [this](int signo) {
+        if (signo == SIGHUP) {
+          reload();
+        } else if (signo == SIGUSR1) {
+          reopen_access_log();
+        } else {
+          begin_drain();
+        }
+      });
 
   snapshot_ = snap;
   in_force_ = snap;  // workers start with it
@@ -463,6 +465,19 @@ void Server::set_heap_limit(const ProxyConfig& config) {
 // Near the limit every idle connection goes, each second, and what they
 // held goes back to the system; at it, workers also refuse what is new
 // (Worker::admit, Router::decode_headers) until the heap is below it again.
+void Server::reopen_access_log() {
+  for (const auto* snap : {&snapshot_, &in_force_}) {
+    if (!*snap || !(*snap)->access_log) continue;
+    std::string error;
+    if ((*snap)->access_log->reopen(error)) {
+      spdlog::info("access log {} opened again", (*snap)->access_log->path());
+    } else {
+      spdlog::error("{}", error);
+    }
+    if (snapshot_ && in_force_ && snapshot_->access_log == in_force_->access_log) break;
+  }
+}
+
 void Server::check_overload() {
   OverloadState& state = builder_->stats().overload();
   const uint64_t heap = heap_use().allocated;

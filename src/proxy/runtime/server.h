@@ -50,6 +50,8 @@ class Server {
   void check_credential_files();
   std::string render_endpoint_health() const;
   void reload();
+  // SIGUSR1: the access log's file is opened again (after a rotation).
+  void reopen_access_log();
   // Creates it on first use; (re)connects with bootstrap_. False with
   // `error` when no key can be made for the proxy's identity.
   bool start_control_client(std::string& error);

@@ -357,12 +357,14 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
     snap->listeners.push_back(std::move(rt));
   }
   if (!config->access_log.path.empty()) {
-    if (previous && previous->access_log && previous->access_log->path() == config->access_log.path) {
+    if (previous && previous->access_log && previous->access_log->path() == config->access_log.path &&
+        previous->access_log->format() == config->access_log.format) {
       snap->access_log = previous->access_log;
     } else {
-      auto log = std::make_shared<AccessLog>();
-      if (!log->open(config->access_log.path, error)) return make_error(error);
-      snap->access_log = std::move(log);
+      auto log = AccessLog::open(config->access_log.path, config->access_log.format,
+                                 &stats_.access_log_lines_written(), &stats_.access_log_lines_dropped());
+      if (!log) return make_error(log.error().message);
+      snap->access_log = std::move(*log);
     }
   }
   // Spans go to the collector named last; nothing can fail past this point.

@@ -331,6 +331,7 @@ void Worker::log_access(const std::string& line) {
   if (!access_log_) return;
   access_buffer_.append(line);
   access_buffer_.push_back('\n');
+  ++access_lines_;
   if (access_buffer_.size() >= 32 * 1024) {
     flush_access_log();
   } else if (!access_flush_timer_->armed()) {
@@ -341,22 +342,15 @@ void Worker::log_access(const std::string& line) {
 void Worker::flush_access_log() {
   if (access_buffer_.empty() || !access_log_) {
     access_buffer_.clear();
+    access_lines_ = 0;
     return;
   }
-  // Whole lines in one write() on an O_APPEND file: never interleaved with
-  // another worker's lines.
-  const char* p = access_buffer_.data();
-  size_t left = access_buffer_.size();
-  while (left > 0) {
-    ssize_t n = ::write(access_log_->fd(), p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  access_buffer_.clear();
+  // The writer thread writes the whole buffer at once: never interleaved
+  // with another worker's lines, and never holding up this loop.
+  access_log_->submit(std::move(access_buffer_), access_lines_);
+  access_buffer_ = std::string();
+  access_buffer_.reserve(4096);
+  access_lines_ = 0;
 }
 
 }  // namespace trellis::proxy

@@ -136,6 +136,7 @@ class Worker {
   std::shared_ptr<std::atomic<int64_t>> client_connections_;  // of the whole proxy
   bool draining_ = false;
   std::string access_buffer_;
+  uint64_t access_lines_ = 0;  // in access_buffer_
   std::string scratch_;
   FastRandom random_;
   std::shared_ptr<AccessLog> access_log_;

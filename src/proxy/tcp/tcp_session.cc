@@ -65,6 +65,7 @@ void TcpSession::start() {
   // Always a new connection: an L4 stream is one client's, from start to end.
   upstream_ = pool ? pool->acquire(this, error, /*fresh=*/true) : nullptr;
   if (upstream_ == nullptr) {
+    flags_ = static_cast<uint16_t>(pool == nullptr ? kFlagNoHealthyUpstream : kFlagConnectFailure);
     close();
     return;
   }
@@ -167,7 +168,10 @@ void TcpSession::on_upstream_writable() {
   if (pump_client()) maybe_finish();
 }
 
-void TcpSession::on_upstream_error(int, bool) { close(); }
+void TcpSession::on_upstream_error(int, bool) {
+  flags_ |= connected_ ? kFlagUpstreamReset : kFlagConnectFailure;
+  close();
+}
 
 void TcpSession::close() {
   if (closed_) return;
@@ -181,7 +185,8 @@ void TcpSession::close() {
   }
   if (snapshot_->access_log) {
     std::string client = net::format_address(peer_);
-    TcpAccessEntry entry;
+    AccessEntry entry;
+    entry.http = false;
     entry.listener = listener_.config->name;
     entry.client = client;
     entry.upstream = upstream_address_;
@@ -192,7 +197,12 @@ void TcpSession::close() {
     entry.identity = client_->peer_identity();
     entry.denied_by = denied_by_;
     std::string& line = worker_.scratch();
-    format_access_line(entry, line);
+    if (golden_ != nullptr) {
+      entry.source_service = golden_->labels().source_service;
+      entry.destination_service = golden_->labels().destination_service;
+    }
+    entry.response_flags = denied_by_.empty() ? flags_ : static_cast<uint16_t>(kFlagDenied);
+    format_access_line(snapshot_->access_log->format(), entry, line);
     worker_.log_access(line);
   }
   client_->close();

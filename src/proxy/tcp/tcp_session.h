@@ -59,6 +59,7 @@ class TcpSession final : public WorkerConnection, public net::TransportCallbacks
   std::string upstream_address_;
   std::string denied_by_;  // what refused the connection at accept
   GoldenEntry* golden_ = nullptr;
+  uint16_t flags_ = 0;  // ResponseFlag: why it went nowhere
   net::Buffer scratch_;
   net::Buffer initial_;  // read by protocol detection, for the upstream
   bool connected_ = false;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/log_format.h"
+
 #include "resource_test_helpers.h"
 
 #include <functional>
@@ -1177,6 +1179,19 @@ TEST(MeshConfig, FieldsAreChecked) {
                     "expected true or false, got a string");
   EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/tracing/samplingPercent", 100.5),
                     "spec.tracing.samplingPercent", "must be between 0 and 100");
+  EXPECT_ONLY_ERROR(
+      with(mesh_config(), "/spec/accessLog", Json::parse(R"({"enabled": true, "format": "text"})")),
+      "spec.accessLog.template", "required field is missing");
+  EXPECT_ONLY_ERROR(
+      with(mesh_config(), "/spec/accessLog",
+           Json::parse(R"({"enabled": true, "format": "text", "template": "$status $$ $nope"})")),
+      "spec.accessLog.template", "unknown field \"nope\" (known: " + log_field_names() + ")");
+  EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/accessLog",
+                         Json::parse(R"({"enabled": true, "fields": ["status", "status"]})")),
+                    "spec.accessLog.fields[1]", "field \"status\" is listed twice");
+  EXPECT_VALID(
+      with(mesh_config(), "/spec/accessLog",
+           Json::parse(R"({"enabled": true, "format": "text", "template": "$status $response_flags"})")));
   EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/tracing", Json::parse(R"({"samplingPercent": 5})")),
                     "spec.tracing.collector", "required field is missing");
   {
