@@ -120,6 +120,13 @@ done
 echo "== registry"
 "$BIN/cli/trellis" get services | sed 's/^/  /'
 
+echo "== trellis stat: 4 s of traffic as each service's own sidecar saw it (trellis load on reviews meanwhile)"
+"$BIN/cli/trellis" load "http://$OUTBOUND/" -H "Host: reviews" --rate 200 --duration 6s --connections 2 >/dev/null &
+LOAD=$!
+sleep 0.5
+"$BIN/cli/trellis" stat -w 4 | sed 's/^/  /'
+wait "$LOAD"
+
 echo "== productpage sidecar stats (http://127.0.0.1:${ADMIN[productpage]}/stats)"
 curl -s "http://127.0.0.1:${ADMIN[productpage]}/stats" |
   grep -E '^trellis_(http_requests_total|upstream_requests_total|control_plane_connected|control_plane_version)' |

@@ -10,6 +10,7 @@
 #include "common/duration.h"
 #include "common/spiffe.h"
 #include "control/ca/files.h"
+#include "control/proxy_stats.h"
 #include "control/resource.h"
 #include "control/timed_store.h"
 #include "net/address.h"
@@ -519,6 +520,8 @@ http::ApiResponse ControlPlane::handle(const http::ApiRequest& request) {
   if (r.method == "GET" && r.path == "/v1/status") return status();
   if (r.method == "GET" && r.path == "/v1/prometheus/targets") return prometheus_targets();
   if (r.method == "GET" && r.path == "/metrics") return metrics_page();
+  if (r.method == "GET" && r.path == "/v1/golden")
+    return json_response(200, collect_golden(push_.status(), std::chrono::seconds(1)));
   if (r.method == "GET" && r.path == "/v1/ca") return ca_status();
   if (r.method == "POST" && r.path == "/v1/ca/rotation") return ca_rotate(r.body);
   return error_response(404, "no such endpoint: " + std::string(r.method) + " " + std::string(r.path));

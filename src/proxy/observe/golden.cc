@@ -1,6 +1,7 @@
 #include "proxy/observe/golden.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <array>
 #include <functional>
@@ -117,6 +118,11 @@ namespace {
 
 // A label set's numbers summed over the workers.
 struct Sum {
+  struct Labels {
+    Direction direction = Direction::kOutbound;
+    bool tls = false;
+    std::string source_service, source_namespace, destination_service, destination_namespace, route;
+  } labels;
   std::map<uint32_t, uint64_t> statuses;  // by GoldenEntry::encode
   uint64_t other = 0;
   struct Durations {
@@ -161,13 +167,22 @@ std::string label_text(const GoldenLabels& l) {
   return out;
 }
 
-}  // namespace
-
-void render_golden(const std::vector<std::unique_ptr<GoldenTable>>& tables, std::string& out) {
+// Every worker's entries, summed by label set (keyed by label_text).
+std::map<std::string, Sum> sum_tables(const std::vector<std::unique_ptr<GoldenTable>>& tables) {
   std::map<std::string, Sum> sums;
   for (const auto& table : tables) {
     table->for_each([&](const GoldenEntry& e) {
       Sum& s = sums[label_text(e.labels())];
+      if (s.labels.destination_service.empty() && s.labels.source_service.empty()) {
+        const GoldenLabels& l = e.labels();
+        s.labels = {l.direction,
+                    l.tls,
+                    std::string(l.source_service),
+                    std::string(l.source_namespace),
+                    std::string(l.destination_service),
+                    std::string(l.destination_namespace),
+                    std::string(l.route)};
+      }
       for (size_t i = 0; i < GoldenEntry::kSlots; ++i) {
         uint32_t key = e.slot(i).key.load(std::memory_order_acquire);
         if (key == 0) break;
@@ -188,6 +203,42 @@ void render_golden(const std::vector<std::unique_ptr<GoldenTable>>& tables, std:
       s.tcp_sent += e.tcp_sent();
     });
   }
+  return sums;
+}
+
+}  // namespace
+
+void render_golden_json(const std::vector<std::unique_ptr<GoldenTable>>& tables, std::string& out) {
+  nlohmann::json series = nlohmann::json::array();
+  for (const auto& [key, s] : sum_tables(tables)) {
+    uint64_t failure = 0, success = 0;
+    for (const auto& [code, n] : s.statuses)
+      (golden_failure(static_cast<int>(code / 32), static_cast<int>(code % 32) - 1) ? failure : success) += n;
+    nlohmann::json buckets = nlohmann::json::array();
+    for (size_t b = 0; b < Histogram::kBuckets; ++b)
+      buckets.push_back(s.durations[0].buckets[b] + s.durations[1].buckets[b]);
+    const Sum::Labels& l = s.labels;
+    series.push_back({{"direction", l.direction == Direction::kInbound ? "inbound" : "outbound"},
+                      {"source_service", l.source_service},
+                      {"source_namespace", l.source_namespace},
+                      {"destination_service", l.destination_service},
+                      {"destination_namespace", l.destination_namespace},
+                      {"route", l.route},
+                      {"tls", l.tls},
+                      {"success", success},
+                      {"failure", failure + s.other},
+                      {"duration_buckets", std::move(buckets)},
+                      {"tcp_opened", s.tcp_opened},
+                      {"tcp_received_bytes", s.tcp_received},
+                      {"tcp_sent_bytes", s.tcp_sent}});
+  }
+  nlohmann::json bounds = nlohmann::json::array();
+  for (double b : kLatencyBoundsSeconds) bounds.push_back(b);
+  out = nlohmann::json{{"bucket_bounds_seconds", std::move(bounds)}, {"series", std::move(series)}}.dump();
+}
+
+void render_golden(const std::vector<std::unique_ptr<GoldenTable>>& tables, std::string& out) {
+  std::map<std::string, Sum> sums = sum_tables(tables);
   auto it = std::back_inserter(out);
   auto has_requests = [](const Sum& s) { return s.durations[0].count + s.durations[1].count > 0; };
 

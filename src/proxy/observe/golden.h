@@ -136,5 +136,11 @@ class GoldenTable {
 // The golden metrics of every worker's table, summed by label set, in
 // Prometheus text format.
 void render_golden(const std::vector<std::unique_ptr<GoldenTable>>& tables, std::string& out);
+// The same as JSON (for trellis-control, which `trellis stat` asks):
+// {"bucket_bounds_seconds": [...], "series": [{direction, source_service,
+// source_namespace, destination_service, destination_namespace, route,
+// tls, success, failure, duration_buckets (per bucket, +Inf last),
+// tcp_opened, tcp_received_bytes, tcp_sent_bytes}]}, into `out`.
+void render_golden_json(const std::vector<std::unique_ptr<GoldenTable>>& tables, std::string& out);
 
 }  // namespace trellis::proxy

@@ -162,6 +162,7 @@ class StatsRegistry {
   std::atomic<uint64_t>& access_log_lines_dropped() { return access_lines_dropped_; }
   // Worker `worker`'s golden metrics (golden.h), for the life of the process.
   GoldenTable* golden(size_t worker) { return golden_[worker].get(); }
+  const std::vector<std::unique_ptr<GoldenTable>>& golden_tables() const { return golden_; }
 
   std::string render_prometheus() const;
 

@@ -14,6 +14,7 @@
 #include "common/text.h"
 #include "net/address.h"
 #include "proxy/observe/access_log.h"
+#include "proxy/observe/golden.h"
 #include "proxy/runtime/overload.h"
 #include "proxy/security/certificate_metrics.h"
 
@@ -380,6 +381,9 @@ http::ApiResponse Server::admin(std::string_view method, std::string_view path) 
     }
   } else if (path == "/healthz") {
     r.body = "ok\n";
+  } else if (path == "/stats/golden") {
+    r.content_type = "application/json";
+    render_golden_json(builder_->stats().golden_tables(), r.body);
   } else if (path == "/stats") {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = builder_->stats().render_prometheus();
