@@ -4,8 +4,8 @@
 
 #include <cstdio>
 #include <fstream>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "proxy/harness.h"
