@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
       {"deregister", trellis::cli::add_deregister_command(app)},
       {"status", trellis::cli::add_status_command(app)},
       {"stat", trellis::cli::add_stat_command(app)},
+      {"check", trellis::cli::add_check_command(app)},
       {"token", trellis::cli::add_token_command(app)},
       {"ca", trellis::cli::add_ca_command(app)},
       {"load", trellis::cli::add_load_command(app)},

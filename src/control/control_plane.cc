@@ -10,6 +10,7 @@
 #include "common/duration.h"
 #include "common/spiffe.h"
 #include "control/ca/files.h"
+#include "control/mesh_check.h"
 #include "control/proxy_stats.h"
 #include "control/resource.h"
 #include "control/timed_store.h"
@@ -520,6 +521,7 @@ http::ApiResponse ControlPlane::handle(const http::ApiRequest& request) {
   if (r.method == "GET" && r.path == "/v1/status") return status();
   if (r.method == "GET" && r.path == "/v1/prometheus/targets") return prometheus_targets();
   if (r.method == "GET" && r.path == "/metrics") return metrics_page();
+  if (r.method == "GET" && r.path == "/v1/check") return check();
   if (r.method == "GET" && r.path == "/v1/golden")
     return json_response(200, collect_golden(push_.status(), std::chrono::seconds(1)));
   if (r.method == "GET" && r.path == "/v1/ca") return ca_status();
@@ -708,6 +710,25 @@ http::ApiResponse ControlPlane::status() {
   return json_response(200, Json{{"revision", revision},
                                  {"pushed_revision", pushed_revision_.load()},
                                  {"proxies", std::move(proxies)}});
+}
+
+http::ApiResponse ControlPlane::check() {
+  MeshView view = mesh_view();
+  CaStatus ca;
+  {
+    std::lock_guard lock(mu_);
+    ca = ca_->status();
+  }
+  // Certificates are flagged 30 days before their end.
+  std::vector<Finding> findings =
+      check_mesh(view, push_.status(), ca, std::chrono::system_clock::now(), std::chrono::hours(24 * 30));
+  Json out = Json::array();
+  for (const Finding& f : findings)
+    out.push_back(Json{{"severity", f.severity == Finding::Severity::kError ? "error" : "warning"},
+                       {"resource", f.resource},
+                       {"field", f.field},
+                       {"message", f.message}});
+  return json_response(200, Json{{"findings", std::move(out)}});
 }
 
 http::ApiResponse ControlPlane::metrics_page() {

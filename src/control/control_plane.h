@@ -115,6 +115,7 @@ class ControlPlane final : public PushSource {
   http::ApiResponse status();
   http::ApiResponse prometheus_targets();
   http::ApiResponse metrics_page();
+  http::ApiResponse check();
   http::ApiResponse ca_status();
   http::ApiResponse ca_rotate(std::string_view body);
   http::ApiResponse create_token(std::string_view body, const TokenRecord& caller);
