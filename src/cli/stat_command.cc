@@ -29,16 +29,16 @@ struct StatFlags {
 
 // One series' numbers: requests and the latency buckets.
 struct Counts {
-  double success = 0, failure = 0, tls = 0, meshed = 0;
+  double success = 0, failure = 0, tls = 0;
   std::vector<double> buckets;
 
-  void add(const Counts& o) {
-    success += o.success;
-    failure += o.failure;
-    tls += o.tls;
-    meshed += o.meshed;
+  // Adds `o` (`sign` -1: takes it away).
+  void add(const Counts& o, double sign = 1) {
+    success += sign * o.success;
+    failure += sign * o.failure;
+    tls += sign * o.tls;
     if (buckets.size() < o.buckets.size()) buckets.resize(o.buckets.size());
-    for (size_t i = 0; i < o.buckets.size(); ++i) buckets[i] += o.buckets[i];
+    for (size_t i = 0; i < o.buckets.size(); ++i) buckets[i] += sign * o.buckets[i];
   }
 };
 
@@ -59,7 +59,6 @@ Counts counts_of(const Json& s) {
   c.failure = number(s, "failure");
   bool tls = s.value("tls", false);
   c.tls = tls ? c.success + c.failure : 0;
-  c.meshed = json_string(s, "source_service") != "" ? c.success + c.failure : 0;
   if (s.contains("duration_buckets") && s["duration_buckets"].is_array())
     for (const Json& b : s["duration_buckets"]) c.buckets.push_back(b.is_number() ? b.get<double>() : 0);
   return c;
@@ -122,14 +121,7 @@ std::vector<Row> rows_of(const StatFlags& flags, const Reading& before, const Re
     if (auto it = before.series.find(id); it != before.series.end()) {
       const Counts& was = it->second.second;
       // A proxy that restarted counts from zero again.
-      if (now.success + now.failure >= was.success + was.failure) {
-        delta.success -= was.success;
-        delta.failure -= was.failure;
-        delta.tls -= was.tls;
-        delta.meshed -= was.meshed;
-        for (size_t i = 0; i < delta.buckets.size() && i < was.buckets.size(); ++i)
-          delta.buckets[i] -= was.buckets[i];
-      }
+      if (now.success + now.failure >= was.success + was.failure) delta.add(was, -1);
     }
     std::string direction = json_string(json, "direction");
     std::string ns = json_string(json, "destination_namespace");

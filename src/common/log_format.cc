@@ -46,6 +46,14 @@ std::string log_field_names() {
   return out;
 }
 
+Result<LogField> parse_listed_log_field(std::string_view name, const std::vector<LogField>& earlier) {
+  std::optional<LogField> field = parse_log_field(name);
+  if (!field) return Error{"unknown field \"" + std::string(name) + "\" (known: " + log_field_names() + ")"};
+  for (LogField f : earlier)
+    if (f == *field) return Error{"field \"" + std::string(name) + "\" is listed twice"};
+  return *field;
+}
+
 Result<LogFormat> parse_log_template(std::string_view text) {
   LogFormat format;
   format.text = true;

@@ -45,6 +45,9 @@ std::optional<LogField> parse_log_field(std::string_view name);
 std::string_view log_field_name(LogField field);
 // "time, listener, ..." for error messages.
 std::string log_field_names();
+// A field a config lists (a JSON line's fields) after `earlier`: the field,
+// or why not ("unknown field "x" (known: ...)", "field "x" is listed twice").
+Result<LogField> parse_listed_log_field(std::string_view name, const std::vector<LogField>& earlier);
 
 // A line's shape: JSON with `fields` (empty: the default set, where fields
 // without a value are left out), or text from a template.

@@ -122,7 +122,10 @@ class Checker {
       if (const Json* a = map_at(m.spec, "authorization"); a && string_at(*a, "defaultAction") == "DENY")
         deny_by_default = true;
     std::set<ServiceRef> all = services_;
-    std::map<ServiceRef, std::vector<const Resource*>> allow, deny_all;
+    // Services with ALLOW policies: true once one of them has a rule (lets
+    // something in). DENY policies with a rule that matches everything.
+    std::map<ServiceRef, bool> allow;
+    std::map<ServiceRef, std::vector<const Resource*>> deny_all;
     for (const Resource& p : mesh_.authorization_policies) {
       const Json* target = map_at(p.spec, "targetRef");
       if (target == nullptr || string_at(*target, "kind", "Service") != "Service") continue;
@@ -130,12 +133,12 @@ class Checker {
       all.insert(s);
       const Json& rules = list_at(p.spec, "rules");
       if (string_at(p.spec, "action", "ALLOW") == "DENY") {
-        for (const Json& rule : rules)
-          if (list_at(rule, "from").empty() && list_at(rule, "to").empty()) deny_all[s].push_back(&p);
+        auto everything = [](const Json& rule) {
+          return list_at(rule, "from").empty() && list_at(rule, "to").empty();
+        };
+        if (std::any_of(rules.begin(), rules.end(), everything)) deny_all[s].push_back(&p);
       } else {
-        allow[s].push_back(&p);
-        if (rules.empty()) continue;
-        allow[s].back() = nullptr;  // an ALLOW policy that lets something in
+        allow[s] |= !rules.empty();
       }
     }
     for (const ServiceRef& s : all) {
@@ -143,13 +146,11 @@ class Checker {
       for (const Resource* p : deny_all[s])
         add(Severity::kError, label(*p), "spec.rules",
             "a rule without from or to matches every request: every request to " + service + " is refused");
-      const auto& allows = allow[s];
-      bool lets_in =
-          std::any_of(allows.begin(), allows.end(), [](const Resource* p) { return p == nullptr; });
-      if (!allows.empty() && !lets_in) {
+      auto a = allow.find(s);
+      if (a != allow.end() && !a->second) {
         add(Severity::kError, service, "",
             "its ALLOW policies all have no rules (they match nothing): every request to it is refused");
-      } else if (allows.empty() && deny_by_default && services_.count(s)) {
+      } else if (a == allow.end() && deny_by_default && services_.count(s)) {
         add(Severity::kError, service, "",
             "MeshConfig authorization.defaultAction is DENY and no ALLOW policy targets it: every request to "
             "it "

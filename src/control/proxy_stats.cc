@@ -1,18 +1,12 @@
 #include "control/proxy_stats.h"
 
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <future>
 #include <string>
 
 #include "common/prometheus_text.h"
 #include "common/result.h"
-#include "common/unique_fd.h"
 #include "control/metrics.h"
+#include "http/http1/blocking_client.h"
 #include "net/address.h"
 
 namespace trellis::control {
@@ -20,34 +14,17 @@ namespace {
 
 constexpr size_t kMaxBody = 16 << 20;
 
-// GET http://<target>/stats/golden, blocking, within `timeout` per step.
+// GET http://<target>/stats/golden.
 Result<nlohmann::json> fetch_golden(const std::string& target, std::chrono::milliseconds timeout) {
   net::SocketAddress address;
   std::string error;
   if (!net::parse_socket_address(target, address, error)) return Error{error};
-  UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) return Error{std::strerror(errno)};
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);  // bounds connect() too
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (::connect(fd.get(), address.sa(), address.length) != 0)
-    return Error{"cannot reach its admin endpoint " + target + ": " + std::strerror(errno)};
-  std::string request = "GET /stats/golden HTTP/1.1\r\nHost: " + target + "\r\nConnection: close\r\n\r\n";
-  if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
-    return Error{"cannot ask " + target + ": " + std::strerror(errno)};
-  std::string answer;
-  char buf[16384];
-  while (answer.size() < kMaxBody) {
-    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
-    if (n < 0) return Error{"no answer from " + target + ": " + std::strerror(errno)};
-    if (n == 0) break;
-    answer.append(buf, static_cast<size_t>(n));
-  }
-  size_t head_end = answer.find("\r\n\r\n");
-  if (head_end == std::string::npos || !answer.starts_with("HTTP/1.1 200"))
-    return Error{target + " answered: " + answer.substr(0, answer.find("\r\n"))};
-  nlohmann::json body = nlohmann::json::parse(answer.substr(head_end + 4), nullptr, false);
+  auto answer = http::http1::blocking_exchange(
+      address, "GET /stats/golden HTTP/1.1\r\nHost: " + target + "\r\nConnection: close\r\n\r\n", timeout,
+      kMaxBody);
+  if (!answer) return Error{"its admin endpoint: " + answer.error().message};
+  if (answer->status != 200) return Error{target + " answered " + std::to_string(answer->status)};
+  nlohmann::json body = nlohmann::json::parse(answer->body, nullptr, false);
   if (body.is_discarded() || !body.contains("series"))
     return Error{target + " answered something else than metrics"};
   return body;

@@ -1,6 +1,6 @@
 // MeshConfig: the settings of the whole mesh, in one cluster-scoped resource
 // named "default" (the name is checked with the rest of the envelope).
-#include <set>
+#include <vector>
 
 #include "common/log_format.h"
 #include "control/resources/formats.h"
@@ -45,14 +45,15 @@ void validate_mesh_config(Checker& checker, const Json& spec_json) {
     std::vector<Item> fields = access_log->list("fields", 1, kLogFields);
     if (text && access_log->has("fields"))
       access_log->error("fields", "is for format json (a text line says what its template says)");
-    std::set<std::string> seen;
+    std::vector<LogField> seen;
     for (const Item& item : fields) {
       std::optional<std::string> name = checker.string(*item.json, item.path);
       if (!name) continue;
-      if (!parse_log_field(*name)) {
-        checker.error(item.path, "unknown field \"" + *name + "\" (known: " + log_field_names() + ")");
-      } else if (!seen.insert(*name).second) {
-        checker.error(item.path, "field \"" + *name + "\" is listed twice");
+      Result<LogField> field = parse_listed_log_field(*name, seen);
+      if (!field) {
+        checker.error(item.path, field.error().message);
+      } else {
+        seen.push_back(*field);
       }
     }
     if (std::optional<std::string> tmpl =

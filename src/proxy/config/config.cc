@@ -286,12 +286,9 @@ class Loader {
         for (const Located& item : *items) {
           std::string name;
           if (!r_.read_string(item, name)) continue;
-          std::optional<LogField> field = parse_log_field(name);
+          Result<LogField> field = parse_listed_log_field(name, log.format.fields);
           if (!field) {
-            r_.error(item, "unknown field " + in_quotes(name) + " (known: " + log_field_names() + ")");
-          } else if (std::find(log.format.fields.begin(), log.format.fields.end(), *field) !=
-                     log.format.fields.end()) {
-            r_.error(item, "field " + in_quotes(name) + " is listed twice");
+            r_.error(item, field.error().message);
           } else {
             log.format.fields.push_back(*field);
           }

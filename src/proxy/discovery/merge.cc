@@ -145,9 +145,9 @@ class Merger {
         format = std::move(*parsed);
       } else if (auto f = a->find("fields"); f != a->end() && f->is_array()) {
         for (const nlohmann::json& name : *f) {
-          std::optional<LogField> field =
-              name.is_string() ? parse_log_field(name.get<std::string>()) : std::nullopt;
-          if (!field) return errors_.add(path + ".accessLog.fields", "unknown field " + name.dump());
+          Result<LogField> field =
+              parse_listed_log_field(name.is_string() ? name.get<std::string>() : name.dump(), format.fields);
+          if (!field) return errors_.add(path + ".accessLog.fields", field.error().message);
           format.fields.push_back(*field);
         }
       }

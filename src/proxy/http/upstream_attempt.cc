@@ -26,7 +26,7 @@ UpstreamAttempt::Start UpstreamAttempt::start(UpstreamCluster& cluster, const po
   pick_ = cluster.pick(pick);
   if (pick_.pool == nullptr) return Start::kNoEndpoint;
   endpoint_ = pick_.pool->address().text;
-  tls_ = pick_.pool->transport_factory() != net::PlainTransportFactory::shared().get();
+  tls_ = pick_.pool->tls();
   // One codec per router while its endpoints speak the same protocol: no
   // allocation per request.
   const UpstreamCodecFactory& factory =

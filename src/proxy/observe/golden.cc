@@ -118,11 +118,7 @@ namespace {
 
 // A label set's numbers summed over the workers.
 struct Sum {
-  struct Labels {
-    Direction direction = Direction::kOutbound;
-    bool tls = false;
-    std::string source_service, source_namespace, destination_service, destination_namespace, route;
-  } labels;
+  const GoldenLabels* labels = nullptr;   // of the first entry summed (entries live as long as the process)
   std::map<uint32_t, uint64_t> statuses;  // by GoldenEntry::encode
   uint64_t other = 0;
   struct Durations {
@@ -173,16 +169,7 @@ std::map<std::string, Sum> sum_tables(const std::vector<std::unique_ptr<GoldenTa
   for (const auto& table : tables) {
     table->for_each([&](const GoldenEntry& e) {
       Sum& s = sums[label_text(e.labels())];
-      if (s.labels.destination_service.empty() && s.labels.source_service.empty()) {
-        const GoldenLabels& l = e.labels();
-        s.labels = {l.direction,
-                    l.tls,
-                    std::string(l.source_service),
-                    std::string(l.source_namespace),
-                    std::string(l.destination_service),
-                    std::string(l.destination_namespace),
-                    std::string(l.route)};
-      }
+      if (s.labels == nullptr) s.labels = &e.labels();
       for (size_t i = 0; i < GoldenEntry::kSlots; ++i) {
         uint32_t key = e.slot(i).key.load(std::memory_order_acquire);
         if (key == 0) break;
@@ -212,12 +199,14 @@ void render_golden_json(const std::vector<std::unique_ptr<GoldenTable>>& tables,
   nlohmann::json series = nlohmann::json::array();
   for (const auto& [key, s] : sum_tables(tables)) {
     uint64_t failure = 0, success = 0;
-    for (const auto& [code, n] : s.statuses)
-      (golden_failure(static_cast<int>(code / 32), static_cast<int>(code % 32) - 1) ? failure : success) += n;
+    for (const auto& [code, n] : s.statuses) {
+      auto [status, grpc] = GoldenEntry::decode(code);
+      (golden_failure(status, grpc) ? failure : success) += n;
+    }
     nlohmann::json buckets = nlohmann::json::array();
     for (size_t b = 0; b < Histogram::kBuckets; ++b)
       buckets.push_back(s.durations[0].buckets[b] + s.durations[1].buckets[b]);
-    const Sum::Labels& l = s.labels;
+    const GoldenLabels& l = *s.labels;
     series.push_back({{"direction", l.direction == Direction::kInbound ? "inbound" : "outbound"},
                       {"source_service", l.source_service},
                       {"source_namespace", l.source_namespace},
@@ -249,8 +238,7 @@ void render_golden(const std::vector<std::unique_ptr<GoldenTable>>& tables, std:
       "no answer, or a gRPC status other than OK).");
   for (const auto& [labels, s] : sums) {
     for (const auto& [key, n] : s.statuses) {
-      int status = static_cast<int>(key / 32);
-      int grpc = static_cast<int>(key % 32) - 1;
+      auto [status, grpc] = GoldenEntry::decode(key);
       fmt::format_to(
           it, "trellis_requests_total{{{},status_code=\"{}\",grpc_status=\"{}\",classification=\"{}\"}} {}\n",
           labels, status, grpc >= 0 ? fmt::to_string(grpc) : std::string(),

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/time.h"
@@ -78,6 +79,10 @@ class GoldenEntry {
   };
   static uint32_t encode(int status, int grpc_status) {
     return static_cast<uint32_t>(status) * 32 + static_cast<uint32_t>(grpc_status + 1);
+  }
+  // (status, grpc status) back from encode().
+  static std::pair<int, int> decode(uint32_t key) {
+    return {static_cast<int>(key / 32), static_cast<int>(key % 32) - 1};
   }
 
   const GoldenLabels& labels() const { return labels_; }

@@ -2,15 +2,13 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
 
 #include "common/prometheus_text.h"
 #include "common/quiet_thread.h"
+#include "http/http1/blocking_client.h"
 
 namespace trellis::proxy {
 namespace {
@@ -18,7 +16,7 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr auto kExportInterval = std::chrono::seconds(1);
-constexpr int kExportTimeoutSeconds = 2;
+constexpr std::chrono::seconds kExportTimeout(2);
 
 Json string_attribute(std::string_view key, const std::string& value) {
   return Json{{"key", key}, {"value", Json{{"stringValue", value}}}};
@@ -58,8 +56,6 @@ void Tracer::submit(size_t worker, SpanRecord&& span) {
   q.spans.push_back(std::move(span));
 }
 
-void Tracer::flush() { export_queued(); }
-
 void Tracer::run() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
@@ -72,7 +68,6 @@ void Tracer::run() {
 }
 
 void Tracer::export_queued() {
-  std::lock_guard one(export_mu_);
   std::vector<SpanRecord> spans;
   for (auto& q : queues_) {
     std::vector<SpanRecord> taken;
@@ -130,32 +125,21 @@ std::string Tracer::encode(const std::vector<SpanRecord>& spans, const std::stri
 }
 
 bool Tracer::post(const net::SocketAddress& collector, const std::string& body) {
-  int fd = ::socket(collector.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  timeval timeout{kExportTimeoutSeconds, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);  // bounds connect() too
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  bool ok = false;
-  if (::connect(fd, collector.sa(), collector.length) == 0) {
-    std::string request = fmt::format(
-        "POST /v1/traces HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
-        "Connection: close\r\n\r\n",
-        collector.text, body.size());
-    request += body;
-    size_t sent = 0;
-    while (sent < request.size()) {
-      ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += static_cast<size_t>(n);
-    }
-    char answer[64];
-    ssize_t n = sent == request.size() ? ::recv(fd, answer, sizeof answer, 0) : -1;
-    // "HTTP/1.1 2xx": the collector took the batch.
-    ok = n >= 12 && std::string_view(answer, 5) == "HTTP/" && answer[9] == '2';
+  std::string request = fmt::format(
+      "POST /v1/traces HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
+      "Connection: close\r\n\r\n",
+      collector.text, body.size());
+  request += body;
+  auto answer = http::http1::blocking_exchange(collector, request, kExportTimeout, /*max_body=*/0);
+  if (!answer) {
+    spdlog::debug("tracing: export failed: {}", answer.error().message);
+    return false;
   }
-  ::close(fd);
-  if (!ok) spdlog::debug("tracing: export to {} failed", collector.text);
-  return ok;
+  if (answer->status / 100 != 2) {
+    spdlog::debug("tracing: the collector at {} answered {}", collector.text, answer->status);
+    return false;
+  }
+  return true;  // the collector took the batch
 }
 
 void Tracer::render(std::string& out) const {

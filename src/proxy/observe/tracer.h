@@ -52,8 +52,6 @@ class Tracer {
   void submit(size_t worker, SpanRecord&& span);
   // Counters for /stats.
   void render(std::string& out) const;
-  // Exports what is queued now (tests; the exporter does it once a second).
-  void flush();
 
   // The OTLP/JSON body for `spans` (exposed for tests).
   static std::string encode(const std::vector<SpanRecord>& spans, const std::string& service_name);
@@ -73,9 +71,7 @@ class Tracer {
   net::SocketAddress collector_;
   std::string service_name_;
   bool stopping_ = false;
-  bool flush_wanted_ = false;
   std::thread exporter_;
-  std::mutex export_mu_;  // one export at a time
   std::atomic<uint64_t> exported_{0};
   std::atomic<uint64_t> dropped_queue_full_{0};
   std::atomic<uint64_t> dropped_export_failed_{0};

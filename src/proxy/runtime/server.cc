@@ -466,22 +466,25 @@ void Server::set_heap_limit(const ProxyConfig& config) {
   check_overload();  // the level under the new limit, now
 }
 
-// Near the limit every idle connection goes, each second, and what they
-// held goes back to the system; at it, workers also refuse what is new
-// (Worker::admit, Router::decode_headers) until the heap is below it again.
+// Both the newest snapshot's log and the one in force (they differ while a
+// reload reaches the workers), each once.
 void Server::reopen_access_log() {
-  for (const auto* snap : {&snapshot_, &in_force_}) {
-    if (!*snap || !(*snap)->access_log) continue;
+  const AccessLog* reopened = nullptr;
+  for (const auto& snap : {snapshot_, in_force_}) {
+    if (!snap || !snap->access_log || snap->access_log.get() == reopened) continue;
+    reopened = snap->access_log.get();
     std::string error;
-    if ((*snap)->access_log->reopen(error)) {
-      spdlog::info("access log {} opened again", (*snap)->access_log->path());
+    if (snap->access_log->reopen(error)) {
+      spdlog::info("access log {} opened again", snap->access_log->path());
     } else {
       spdlog::error("{}", error);
     }
-    if (snapshot_ && in_force_ && snapshot_->access_log == in_force_->access_log) break;
   }
 }
 
+// Near the limit every idle connection goes, each second, and what they
+// held goes back to the system; at it, workers also refuse what is new
+// (Worker::admit, Router::decode_headers) until the heap is below it again.
 void Server::check_overload() {
   OverloadState& state = builder_->stats().overload();
   const uint64_t heap = heap_use().allocated;

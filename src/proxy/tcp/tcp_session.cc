@@ -76,7 +76,7 @@ TcpSession::~TcpSession() { close(); }
 
 void TcpSession::count_open(EndpointPool* pool) {
   const Snapshot& snap = *snapshot_;
-  bool tls = pool != nullptr && pool->transport_factory() != net::PlainTransportFactory::shared().get();
+  bool tls = pool != nullptr && pool->tls();
   GoldenLabels labels =
       golden_labels(listener_.config->direction, snap.self_service, snap.self_namespace,
                     client_->peer_identity(), snap.clusters[listener_.config->cluster_index].config, tls);

@@ -113,6 +113,8 @@ class EndpointPool {
   // What new connections run over now: a shared connection made over
   // another takes no new exchanges.
   const net::TransportFactory* transport_factory() const { return transport_.get(); }
+  // Whether new connections run over TLS (a sidecar's mTLS, or the cluster's).
+  bool tls() const { return transport_.get() != net::PlainTransportFactory::shared().get(); }
 
  private:
   friend class UpstreamConnection;
