@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 from harness import (LOCALHOST, call, cluster, free_port, http_listener, metric, proxy_config, route,
                      sidecar_config, validate_config, wait_until)
@@ -104,14 +105,14 @@ def test_a_log_nobody_reads_never_holds_up_requests(fleet, nginx):
         os.close(reader)
 
 
-def test_meshconfig_turns_on_access_logs_for_every_proxy(fleet, nginx):
-    control = fleet.control_plane()
-    status, body = control.apply({"apiVersion": "trellis.dev/v1alpha1", "kind": "MeshConfig",
-                                  "metadata": {"name": "default"},
-                                  "spec": {"accessLog": {"enabled": True, "format": "text",
-                                                         "template": "mesh-log $source_service>$destination_service "
-                                                                     "$status"}}})
-    assert status == 201, body
+def mesh_config(access_log: dict) -> dict:
+    return {"apiVersion": "trellis.dev/v1alpha1", "kind": "MeshConfig", "metadata": {"name": "default"},
+            "spec": {"accessLog": access_log}}
+
+
+def details_and_caller(fleet, control, nginx):
+    """details' sidecar in front of nginx, and productpage's calling it:
+    (details, productpage, productpage's outbound port), traffic flowing."""
     inbound = free_port()
     details = fleet.proxy(sidecar_config(control, "details", instance={"address": f"{LOCALHOST}:{inbound}",
                                                                        "app_address": nginx.address(0)}))
@@ -119,6 +120,41 @@ def test_meshconfig_turns_on_access_logs_for_every_proxy(fleet, nginx):
     productpage = fleet.proxy(sidecar_config(control, "productpage", outbound_port=outbound,
                                              upstream_services=["details"]))
     assert wait_until(lambda: call(outbound, "/hello", host="details")[0] == 200, 10)
+    return details, productpage, outbound
+
+
+def test_meshconfig_turns_on_access_logs_for_every_proxy(fleet, nginx):
+    control = fleet.control_plane()
+    status, body = control.apply(mesh_config({"enabled": True, "format": "text",
+                                              "template": "mesh-log $source_service>$destination_service $status"}))
+    assert status == 201, body
+    details, productpage, outbound = details_and_caller(fleet, control, nginx)
     want = "mesh-log productpage>details 200"
     assert wait_until(lambda: want in productpage.service.stdout(), 5), productpage.service.stdout()[-2000:]
     assert wait_until(lambda: want in details.service.stdout(), 5), details.service.stdout()[-2000:]
+
+
+def test_meshconfig_sets_access_logs_per_service(fleet, nginx):
+    """Off for the mesh, on for details alone, in a format of its own."""
+    control = fleet.control_plane()
+    status, body = control.apply(mesh_config({"enabled": False, "format": "json", "fields": ["status"],
+                                              "services": [{"service": "details", "enabled": True, "format": "text",
+                                                            "template": "details-log $method $status"}]}))
+    assert status == 201, body
+    details, productpage, outbound = details_and_caller(fleet, control, nginx)
+    assert wait_until(lambda: "details-log GET 200" in details.service.stdout(), 5), details.service.stdout()[-2000:]
+    # productpage's sidecar follows the mesh: no access log.
+    assert call(outbound, "/hello", host="details")[0] == 200
+    assert wait_until(lambda: details.service.stdout().count("details-log GET 200") >= 2, 5)
+    assert '"status"' not in productpage.service.stdout() and "details-log" not in productpage.service.stdout()
+
+    # Turned off for details too, the next requests are not logged.
+    status, body = control.apply(mesh_config({"enabled": False}))
+    assert status == 200, body
+    assert wait_until(lambda: control.status()["pushed_revision"] >= control.status()["revision"] and all(
+        p["in_sync"] for p in control.status()["proxies"]), 10)
+    logged = details.service.stdout().count("details-log")
+    for _ in range(3):
+        assert call(outbound, "/hello", host="details")[0] == 200
+    time.sleep(0.5)  # the writer thread's flush
+    assert details.service.stdout().count("details-log") == logged

@@ -1,5 +1,8 @@
 // MeshConfig: the settings of the whole mesh, in one cluster-scoped resource
 // named "default" (the name is checked with the rest of the envelope).
+#include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "common/log_format.h"
@@ -8,6 +11,54 @@
 #include "net/address.h"
 
 namespace trellis::control {
+
+namespace {
+
+constexpr size_t kMaxLogServices = 1000;
+
+// What an access-log block chose: its format and whether it has a template.
+struct LogChoice {
+  std::string format = "json";
+  bool has_template = false;
+};
+
+// accessLog, or one of its `services` entries, which takes what it does not
+// set from `mesh` (accessLog itself: from the defaults).
+LogChoice check_log_settings(Checker& checker, const MapReader& log, const LogChoice& mesh) {
+  log.boolean("enabled");
+  LogChoice choice = mesh;
+  if (std::optional<std::string> format = log.enumeration("format", {"json", "text"})) {
+    if (*format != mesh.format) choice.has_template = false;
+    choice.format = *format;
+  }
+  bool text = choice.format == "text";
+  std::vector<Item> fields = log.list("fields", 1, kLogFields);
+  if (text && log.has("fields"))
+    log.error("fields", "is for format json (a text line says what its template says)");
+  std::vector<LogField> seen;
+  for (const Item& item : fields) {
+    std::optional<std::string> name = checker.string(*item.json, item.path);
+    if (!name) continue;
+    Result<LogField> field = parse_listed_log_field(*name, seen);
+    if (!field) {
+      checker.error(item.path, field.error().message);
+    } else {
+      seen.push_back(*field);
+    }
+  }
+  Need need = text && !choice.has_template ? Need::kRequired : Need::kOptional;
+  if (std::optional<std::string> tmpl = log.string("template", need)) {
+    choice.has_template = true;
+    if (!text) {
+      log.error("template", "is for format text");
+    } else if (Result<LogFormat> parsed = parse_log_template(*tmpl); !parsed) {
+      log.error("template", parsed.error().message);
+    }
+  }
+  return choice;
+}
+
+}  // namespace
 
 void validate_mesh_config(Checker& checker, const Json& spec_json) {
   MapReader spec = checker.map(spec_json, "spec",
@@ -39,30 +90,22 @@ void validate_mesh_config(Checker& checker, const Json& spec_json) {
     defaults->duration("idleTimeout", Need::kOptional, /*positive=*/true);
   }
   if (std::optional<MapReader> access_log =
-          spec.map("accessLog", {"enabled", "format", "fields", "template"})) {
-    access_log->boolean("enabled");
-    bool text = access_log->enumeration("format", {"json", "text"}).value_or("json") == "text";
-    std::vector<Item> fields = access_log->list("fields", 1, kLogFields);
-    if (text && access_log->has("fields"))
-      access_log->error("fields", "is for format json (a text line says what its template says)");
-    std::vector<LogField> seen;
-    for (const Item& item : fields) {
-      std::optional<std::string> name = checker.string(*item.json, item.path);
-      if (!name) continue;
-      Result<LogField> field = parse_listed_log_field(*name, seen);
-      if (!field) {
-        checker.error(item.path, field.error().message);
-      } else {
-        seen.push_back(*field);
+          spec.map("accessLog", {"enabled", "format", "fields", "template", "services"})) {
+    LogChoice mesh = check_log_settings(checker, *access_log, {});
+    std::set<std::pair<std::string, std::string>> listed;
+    for (const Item& item : access_log->list("services", 1, kMaxLogServices)) {
+      MapReader entry = checker.map(*item.json, item.path,
+                                    {"service", "namespace", "enabled", "format", "fields", "template"});
+      if (!entry.ok()) continue;
+      std::optional<std::string> service = entry.string("service", Need::kRequired);
+      std::string ns = entry.string("namespace").value_or("default");
+      if (service) {
+        if (auto problem = check_dns_label(*service)) entry.error("service", *problem);
       }
-    }
-    if (std::optional<std::string> tmpl =
-            access_log->string("template", text ? Need::kRequired : Need::kOptional)) {
-      if (!text) {
-        access_log->error("template", "is for format text");
-      } else if (Result<LogFormat> parsed = parse_log_template(*tmpl); !parsed) {
-        access_log->error("template", parsed.error().message);
-      }
+      if (auto problem = check_dns_label(ns)) entry.error("namespace", *problem);
+      if (service && !listed.emplace(*service, ns).second)
+        entry.error("service", "service " + *service + " in namespace " + ns + " is listed twice");
+      check_log_settings(checker, entry, mesh);
     }
   }
   if (std::optional<MapReader> tracing = spec.map("tracing", {"collector", "samplingPercent"})) {

@@ -134,16 +134,17 @@ class Merger {
         }
       }
     }
-    if (auto a = spec.find("accessLog");
-        a != spec.end() && a->is_object() && out_.config.access_log.path.empty()) {
-      auto e = a->find("enabled");
-      if (e == a->end() || !e->is_boolean() || !e->get<bool>()) return;
+    if (auto mesh = spec.find("accessLog");
+        mesh != spec.end() && mesh->is_object() && out_.config.access_log.path.empty()) {
+      const nlohmann::json log = own_access_log(*mesh);
+      auto e = log.find("enabled");
+      if (e == log.end() || !e->is_boolean() || !e->get<bool>()) return;
       LogFormat format;
-      if (a->value("format", "json") == "text") {
-        Result<LogFormat> parsed = parse_log_template(a->value("template", ""));
+      if (text_at(log, "format", "json") == "text") {
+        Result<LogFormat> parsed = parse_log_template(text_at(log, "template", ""));
         if (!parsed) return errors_.add(path + ".accessLog.template", parsed.error().message);
         format = std::move(*parsed);
-      } else if (auto f = a->find("fields"); f != a->end() && f->is_array()) {
+      } else if (auto f = log.find("fields"); f != log.end() && f->is_array()) {
         for (const nlohmann::json& name : *f) {
           Result<LogField> field =
               parse_listed_log_field(name.is_string() ? name.get<std::string>() : name.dump(), format.fields);
@@ -154,6 +155,35 @@ class Merger {
       out_.config.access_log.path = "/dev/stdout";
       out_.config.access_log.format = std::move(format);
     }
+  }
+
+  // The string at `key` of `object`, or `otherwise` when there is none.
+  static std::string text_at(const nlohmann::json& object, const char* key, const char* otherwise) {
+    auto v = object.find(key);
+    return v != object.end() && v->is_string() ? v->get<std::string>() : otherwise;
+  }
+
+  // MeshConfig accessLog with what its `services` entry for this proxy's
+  // own service sets in place of the mesh's (a format of its own drops the
+  // mesh's fields and template).
+  nlohmann::json own_access_log(const nlohmann::json& mesh) const {
+    nlohmann::json log = mesh;
+    log.erase("services");
+    auto services = mesh.find("services");
+    if (services == mesh.end() || !services->is_array()) return log;
+    const ControlPlaneConfig& cp = out_.config.control_plane;
+    for (const nlohmann::json& entry : *services) {
+      if (!entry.is_object() || text_at(entry, "service", "") != cp.service ||
+          text_at(entry, "namespace", "default") != cp.namespace_)
+        continue;
+      if (entry.contains("format") && text_at(entry, "format", "") != text_at(mesh, "format", "json")) {
+        log.erase("fields");
+        log.erase("template");
+      }
+      for (const auto& [key, value] : entry.items())
+        if (key != "service" && key != "namespace") log[key] = value;
+    }
+    return log;
   }
 
   static policy::AuthzAction action(v1::Authorization::Action a) {

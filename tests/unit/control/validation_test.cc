@@ -1192,6 +1192,30 @@ TEST(MeshConfig, FieldsAreChecked) {
   EXPECT_VALID(
       with(mesh_config(), "/spec/accessLog",
            Json::parse(R"({"enabled": true, "format": "text", "template": "$status $response_flags"})")));
+  // Per service: each entry takes from the mesh's settings what it does not set.
+  EXPECT_VALID(with(mesh_config(), "/spec/accessLog", Json::parse(R"({"enabled": false, "services": [
+      {"service": "details", "enabled": true, "format": "text", "template": "$status"},
+      {"service": "details", "namespace": "shop", "enabled": true, "fields": ["status"]}]})")));
+  EXPECT_VALID(with(mesh_config(), "/spec/accessLog", Json::parse(R"({"enabled": true, "format": "text",
+      "template": "$status", "services": [{"service": "details", "enabled": false}]})")));
+  EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/accessLog",
+                         Json::parse(R"({"services": [{"service": "details", "format": "text"}]})")),
+                    "spec.accessLog.services[0].template", "required field is missing");
+  EXPECT_ONLY_ERROR(
+      with(mesh_config(), "/spec/accessLog", Json::parse(R"({"format": "text", "template": "$status",
+                         "services": [{"service": "details", "fields": ["status"]}]})")),
+      "spec.accessLog.services[0].fields", "is for format json (a text line says what its template says)");
+  EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/accessLog",
+                         Json::parse(R"({"services": [{"service": "details"}, {"service": "details"}]})")),
+                    "spec.accessLog.services[1].service",
+                    "service details in namespace default is listed twice");
+  EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/accessLog",
+                         Json::parse(R"({"services": [{"namespace": "shop", "enabled": true}]})")),
+                    "spec.accessLog.services[0].service", "required field is missing");
+  EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/accessLog",
+                         Json::parse(R"({"services": [{"service": "details", "enabeld": true}]})")),
+                    "spec.accessLog.services[0].enabeld",
+                    "unknown field \"enabeld\" (did you mean \"enabled\"?)");
   EXPECT_ONLY_ERROR(with(mesh_config(), "/spec/tracing", Json::parse(R"({"samplingPercent": 5})")),
                     "spec.tracing.collector", "required field is missing");
   {
