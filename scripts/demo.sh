@@ -5,8 +5,21 @@
 # traffic from productpage through the mesh, with a summary of what happened.
 # Does its own set-up: safe to run on a fresh Debian bookworm machine.
 # Ports: TRELLIS_DEMO_PORT_BASE (default 15000) and the 100 above it.
+# --keep: leave the mesh up afterwards, with traffic flowing, for the
+# dashboard, until interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+KEEP=0
+for arg in "$@"; do
+  case $arg in
+    --keep) KEEP=1 ;;
+    *)
+      echo "usage: $0 [--keep]" >&2
+      exit 2
+      ;;
+  esac
+done
 
 ./scripts/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -131,4 +144,22 @@ echo "== productpage sidecar stats (http://127.0.0.1:${ADMIN[productpage]}/stats
 curl -s "http://127.0.0.1:${ADMIN[productpage]}/stats" |
   grep -E '^trellis_(http_requests_total|upstream_requests_total|control_plane_connected|control_plane_version)' |
   grep -v ' 0$' | sed 's/^/  /'
-echo "== done"
+echo "== the dashboard: services, topology, proxies and problems, served by trellis-control"
+if ((KEEP == 0)); then
+  echo "  https://$TRELLIS_SERVER/ui/ while the mesh is up: ./scripts/demo.sh --keep leaves it up, with traffic"
+  echo "== done"
+  exit 0
+fi
+(umask 077 && "$BIN/cli/trellis" token create --kind read-only --description "demo dashboard" \
+  >"$RUN/dashboard-token" 2>/dev/null)
+echo "  open https://$TRELLIS_SERVER/ui/ and sign in with the read-only token in $RUN/dashboard-token"
+echo "  (the API's certificate comes from the mesh CA, $TRELLIS_CA_FILE: trust it, or accept the warning)"
+echo "== traffic keeps flowing (productpage to reviews and details, 30 req/s); Ctrl-C stops the mesh"
+while true; do
+  "$BIN/cli/trellis" load "http://$OUTBOUND/reviews/0" -H "Host: reviews" --rate 20 --duration 10s \
+    --connections 2 >/dev/null &
+  "$BIN/cli/trellis" load "http://$OUTBOUND/details/0" -H "Host: details" --rate 10 --duration 10s \
+    --connections 1 >/dev/null || true
+  wait "$!" || true
+  curl -s -o /dev/null -X DELETE -H "Host: details" "http://$OUTBOUND/details/0" || true
+done

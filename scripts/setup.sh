@@ -14,7 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and clients used by tests, the demo and benchmarks
   nginx-light haproxy curl nghttp2-client wrk websocketd openssl sslscan
-  iproute2 iptables procps psmisc prometheus
+  iproute2 iptables procps psmisc prometheus chromium
   python3 python3-pytest python3-websockets python3-yaml python3-h2 python3-grpcio
 )
 

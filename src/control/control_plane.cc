@@ -14,6 +14,7 @@
 #include "control/proxy_stats.h"
 #include "control/resource.h"
 #include "control/timed_store.h"
+#include "control/ui_files.h"
 #include "net/address.h"
 #include "net/tls_context.h"
 #include "net/tls_pem.h"
@@ -22,6 +23,8 @@
 namespace trellis::control {
 namespace {
 
+// How long a proxy's admin endpoint has to answer trellis-control's questions.
+constexpr auto kProxyDeadline = std::chrono::seconds(1);
 // Changes within this window go out as one push.
 constexpr auto kPushDelay = std::chrono::milliseconds(10);
 constexpr auto kExpiryInterval = std::chrono::seconds(1);
@@ -52,6 +55,33 @@ http::ApiResponse error_response(int status, std::string message,
     body["details"] = std::move(list);
   }
   return json_response(status, body);
+}
+
+// GET /ui/<file>: the dashboard's page, script and style, to anyone (they
+// hold no data: the page asks for a token and calls the API with it). The
+// policy lets the page load nothing but these files and call nothing but
+// this server, and no other site frame it.
+http::ApiResponse ui_response(std::string_view path) {
+  if (path == "/" || path == "/ui")
+    return {308, "text/plain; charset=utf-8", "/ui/\n", {{"location", "/ui/"}}};
+  std::string_view name = path.substr(4);  // after "/ui/"
+  if (name.empty()) name = "index.html";
+  const UiFile* file = find_ui_file(name);
+  if (file == nullptr) return error_response(404, "no such file: " + std::string(path));
+  std::string type = name.ends_with(".html")  ? "text/html; charset=utf-8"
+                     : name.ends_with(".js")  ? "text/javascript; charset=utf-8"
+                     : name.ends_with(".css") ? "text/css; charset=utf-8"
+                     : name.ends_with(".svg") ? "image/svg+xml"
+                                              : "application/octet-stream";
+  return {200,
+          std::move(type),
+          std::string(file->body),
+          {{"content-security-policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
+           {"x-content-type-options", "nosniff"},
+           {"referrer-policy", "no-referrer"},
+           {"cache-control", "no-cache"}}};
 }
 
 // Status for a Registry or Store error, by the word it starts with.
@@ -486,6 +516,8 @@ http::ApiResponse ControlPlane::handle(const http::ApiRequest& request) {
   if (r.method == "GET" && (r.path == "/healthz" || r.path == "/ready")) {
     return {200, "text/plain", "ok\n", {}};
   }
+  if (r.method == "GET" && (r.path == "/" || r.path == "/ui" || r.path.starts_with("/ui/")))
+    return ui_response(r.path);
   TokenRecord caller;
   if (std::optional<http::ApiResponse> refused = authorize(r, caller)) return std::move(*refused);
   std::vector<std::string_view> p = split_path(r.path);
@@ -518,12 +550,17 @@ http::ApiResponse ControlPlane::handle(const http::ApiRequest& request) {
       if (r.method == "GET" && p.size() == 6 && p[5] == "instances") return instances(p[3], p[4]);
     }
   }
+  if (r.method == "GET" && p.size() == 4 && p[0] == "v1" && p[1] == "proxies" && p[3] == "config")
+    return proxy_config(r, p[2]);
   if (r.method == "GET" && r.path == "/v1/status") return status();
   if (r.method == "GET" && r.path == "/v1/prometheus/targets") return prometheus_targets();
   if (r.method == "GET" && r.path == "/metrics") return metrics_page();
   if (r.method == "GET" && r.path == "/v1/check") return check();
-  if (r.method == "GET" && r.path == "/v1/golden")
-    return json_response(200, collect_golden(push_.status(), std::chrono::seconds(1)));
+  if (r.method == "GET" && r.path == "/v1/golden") {
+    return ask_proxies(r, [](const std::vector<ProxyStatus>& proxies) {
+      return json_response(200, collect_golden(proxies, kProxyDeadline));
+    });
+  }
   if (r.method == "GET" && r.path == "/v1/ca") return ca_status();
   if (r.method == "POST" && r.path == "/v1/ca/rotation") return ca_rotate(r.body);
   return error_response(404, "no such endpoint: " + std::string(r.method) + " " + std::string(r.path));
@@ -710,6 +747,33 @@ http::ApiResponse ControlPlane::status() {
   return json_response(200, Json{{"revision", revision},
                                  {"pushed_revision", pushed_revision_.load()},
                                  {"proxies", std::move(proxies)}});
+}
+
+http::ApiResponse ControlPlane::ask_proxies(
+    const http::ApiRequest& request, std::function<http::ApiResponse(const std::vector<ProxyStatus>&)> ask) {
+  http::Reply reply = request.answer_later();
+  bool queued =
+      proxy_queries_.submit([proxies = push_.status(), ask = std::move(ask), reply] { reply(ask(proxies)); });
+  if (!queued) return error_response(503, "too many questions to the proxies are waiting: try again shortly");
+  return http::ApiResponse::pending_answer();
+}
+
+http::ApiResponse ControlPlane::proxy_config(const http::ApiRequest& request, std::string_view node_id) {
+  for (const ProxyStatus& s : push_.status()) {
+    if (s.node_id != node_id) continue;
+    return ask_proxies(request, [node = s.node_id](const std::vector<ProxyStatus>& proxies) {
+      for (const ProxyStatus& p : proxies) {
+        if (p.node_id != node) continue;
+        Result<Json> config = fetch_config_dump(p, kProxyDeadline);
+        if (!config)
+          return error_response(
+              502, "cannot read the configuration of proxy " + node + ": " + config.error().message);
+        return json_response(200, *config);
+      }
+      return error_response(404, "no proxy " + node + " is connected");
+    });
+  }
+  return error_response(404, "no proxy " + std::string(node_id) + " is connected");
 }
 
 http::ApiResponse ControlPlane::check() {

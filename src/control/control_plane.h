@@ -19,6 +19,7 @@
 #include "common/result.h"
 #include "control/ca/certificate_authority.h"
 #include "control/metrics.h"
+#include "control/proxy_stats.h"
 #include "control/push_server.h"
 #include "control/registry.h"
 #include "control/sqlite_store.h"
@@ -115,6 +116,11 @@ class ControlPlane final : public PushSource {
   http::ApiResponse status();
   http::ApiResponse prometheus_targets();
   http::ApiResponse metrics_page();
+  http::ApiResponse proxy_config(const http::ApiRequest& request, std::string_view node_id);
+  // Answers `request` later, with what `ask` makes of the connected proxies,
+  // run by proxy_queries_ (503 when too many wait).
+  http::ApiResponse ask_proxies(const http::ApiRequest& request,
+                                std::function<http::ApiResponse(const std::vector<ProxyStatus>&)> ask);
   http::ApiResponse check();
   http::ApiResponse ca_status();
   http::ApiResponse ca_rotate(std::string_view body);
@@ -149,6 +155,8 @@ class ControlPlane final : public PushSource {
   net::Timer push_timer_;
   net::Timer expiry_timer_;
   net::Timer server_renewal_timer_;
+  // Last: its thread ends before anything above goes.
+  ProxyQueries proxy_queries_;
 };
 
 }  // namespace trellis::control

@@ -19,8 +19,10 @@ std::string path(std::string_view base, size_t i) { return fmt::format("{}[{}]",
 
 class Checker {
  public:
-  Checker(const MeshView& mesh, std::vector<Finding>& out) : mesh_(mesh), out_(out) {
+  Checker(const MeshView& mesh, const std::vector<ProxyStatus>& proxies, std::vector<Finding>& out)
+      : mesh_(mesh), out_(out) {
     for (const Instance& i : mesh.instances) services_.insert({i.service, i.namespace_});
+    for (const ProxyStatus& p : proxies) called_.insert(p.upstreams.begin(), p.upstreams.end());
   }
 
   void add(Severity s, std::string resource, std::string field, std::string message) {
@@ -46,10 +48,14 @@ class Checker {
       if (string_at(p, "kind", "Service") != "Service") continue;
       ServiceRef s{string_at(p, "name"), string_at(p, "namespace", r.namespace_)};
       parents.push_back(s);
-      if (!known(s))
+      // Callers reach a route's Service by its name: one with no instance
+      // of its own (a name routed to others) is in use while a proxy calls it.
+      if (!known(s) && !called_.count(s))
         add(Severity::kWarning, label(r), path("spec.parentRefs", i),
-            fmt::format("Service {}.{} has no registered instance: the route applies to no traffic", s.name,
-                        s.namespace_));
+            fmt::format(
+                "Service {}.{} has no registered instance and no proxy calls it: the route applies to "
+                "no traffic",
+                s.name, s.namespace_));
     }
     const Json& rules = list_at(r.spec, "rules");
     for (size_t i = 0; i < rules.size(); ++i) {
@@ -169,6 +175,7 @@ class Checker {
   const MeshView& mesh_;
   std::vector<Finding>& out_;
   std::set<ServiceRef> services_;  // with live instances
+  std::set<ServiceRef> called_;    // named by a connected proxy's upstream_services
   std::set<std::string> used_faults_;
 };
 
@@ -204,7 +211,7 @@ void check_certificate(const CertificateSummary& c, const std::string& what, Sys
 std::vector<Finding> check_mesh(const MeshView& mesh, const std::vector<ProxyStatus>& proxies,
                                 const CaStatus& ca, SystemTime now, std::chrono::seconds soon) {
   std::vector<Finding> out;
-  Checker checker(mesh, out);
+  Checker checker(mesh, proxies, out);
   checker.routes();
   checker.policies();
   checker.closed_services();

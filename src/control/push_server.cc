@@ -309,6 +309,9 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       status_.service = service;
       status_.namespace_ = ns;
       status_.admin_address = hello.admin_address();
+      status_.upstreams.clear();
+      for (const std::string& u : hello.upstream_services())
+        status_.upstreams.push_back(parse_service_ref(u, ns));
       status_.identity = std::move(identity);
     }
     spdlog::info("proxy {} ({}.{}, by {}) connected from {}", hello.node().id(), service, ns, who->proven_by,

@@ -83,6 +83,7 @@ struct ProxyStatus {
   size_t listeners = 0;
   size_t clusters = 0;
   size_t policies = 0;
+  std::vector<ServiceRef> upstreams;  // the services it says its application calls
 };
 
 class PushServer {

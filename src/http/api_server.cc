@@ -252,22 +252,26 @@ class ApiServer::Session final : public net::TransportCallbacks, public net::Def
  public:
   Session(ApiServer& server, int fd, LocalEndpoint local)
       : server_(server),
+        id_(++server.next_session_id_),
         local_(std::move(local)),
         socket_(server.transport_->accepted(server.loop_, fd, this)),
         timer_(server.loop_, [this] { close(); }) {
-    server_.sessions_.insert(this);
+    server_.sessions_.emplace(id_, this);
     timer_.arm(std::chrono::seconds(30));
     on_readable();
   }
-  ~Session() override { server_.sessions_.erase(this); }
+  ~Session() override { server_.sessions_.erase(id_); }
 
   void on_readable() override {
     for (;;) {
       if (closed_) return;
+      // While an answer is awaited, what a client sends beyond one more
+      // request is not read (the socket's buffer holds it back).
+      if (waiting_ && in_.size() > kMaxHeldWhileWaiting) return;
       net::ReadResult r = socket_->read(in_);
       if (r == net::ReadResult::kAgain) return;
       if (r != net::ReadResult::kData) {
-        if (socket_->pending_output() == 0 || r == net::ReadResult::kError)
+        if ((socket_->pending_output() == 0 && !waiting_) || r == net::ReadResult::kError)
           close();
         else
           eof_ = true;
@@ -276,14 +280,23 @@ class ApiServer::Session final : public net::TransportCallbacks, public net::Def
       serve();
     }
   }
+
+  // The answer a handler gave later, on the loop's thread.
+  void answer(const ApiResponse& resp) {
+    if (closed_ || !waiting_) return;
+    waiting_ = false;
+    respond(resp, close_after_answer_ || eof_, head_answer_);
+    if (!closed_) serve();
+    if (!closed_ && !eof_) on_readable();
+  }
   void on_writable() override {
-    if (close_after_write_ || eof_) close();
+    if (close_after_write_ || (eof_ && !waiting_)) close();
   }
   void on_transport_error(int) override { close(); }
 
  private:
   void serve() {
-    while (!closed_ && !in_.empty()) {
+    while (!closed_ && !waiting_ && !in_.empty()) {
       http1::ParseResult pr = http1::parse_request(in_.view(), req_);
       if (pr.status == http1::ParseStatus::kNeedMore) return;
       if (pr.status == http1::ParseStatus::kError) {
@@ -332,7 +345,8 @@ class ApiServer::Session final : public net::TransportCallbacks, public net::Def
       std::string_view target = req_.path;
       std::string_view query;
       if (size_t q = req_.target.find('?'); q != std::string_view::npos) query = req_.target.substr(q + 1);
-      ApiRequest request{req_.method, target, query, body, req_.headers};
+      ApiRequest request{req_.method, target, query, body, req_.headers, {}};
+      request.answer_later = [this] { return reply(); };
       ApiResponse resp;
       if (std::optional<ApiResponse> refused = server_.screen_.check(request, local_)) {
         resp = std::move(*refused);
@@ -345,8 +359,28 @@ class ApiServer::Session final : public net::TransportCallbacks, public net::Def
         }
       }
       in_.consume(total);
+      if (resp.pending) {
+        waiting_ = true;
+        close_after_answer_ = !keep_alive;
+        head_answer_ = head;
+        return;
+      }
       respond(resp, !keep_alive, head);
     }
+  }
+
+  // What answers the request being handled, later and from any thread.
+  Reply reply() {
+    return [link = server_.link_, id = id_](ApiResponse resp) {
+      std::lock_guard lock(link->mu);
+      if (link->loop == nullptr) return;
+      link->loop->post([link, id, resp = std::move(resp)] {
+        // On the loop's thread, as the server's destructor: no lock needed.
+        if (link->server == nullptr) return;
+        auto it = link->server->sessions_.find(id);
+        if (it != link->server->sessions_.end()) it->second->answer(resp);
+      });
+    };
   }
 
   void respond(const ApiResponse& answer, bool close_after, bool head) {
@@ -393,11 +427,14 @@ class ApiServer::Session final : public net::TransportCallbacks, public net::Def
     if (closed_) return;
     closed_ = true;
     socket_->close();
-    server_.sessions_.erase(this);
+    server_.sessions_.erase(id_);
     server_.loop_.defer_delete(std::unique_ptr<net::Deferred>(this));
   }
 
+  static constexpr size_t kMaxHeldWhileWaiting = 64 * 1024;
+
   ApiServer& server_;
+  const uint64_t id_;
   LocalEndpoint local_;
   std::unique_ptr<net::Transport> socket_;
   net::Timer timer_;
@@ -407,19 +444,34 @@ class ApiServer::Session final : public net::TransportCallbacks, public net::Def
   bool closed_ = false;
   bool close_after_write_ = false;
   bool eof_ = false;
+  bool waiting_ = false;  // for a Reply: serves nothing more until it comes
+  bool close_after_answer_ = false;
+  bool head_answer_ = false;
 };
 
 ApiServer::ApiServer(net::EventLoop& loop, Handler handler, ApiServerOptions options)
-    : loop_(loop), handler_(std::move(handler)), transport_(std::move(options.transport)), screen_(options) {}
+    : loop_(loop),
+      handler_(std::move(handler)),
+      transport_(std::move(options.transport)),
+      screen_(options),
+      link_(std::make_shared<Link>()) {
+  link_->loop = &loop_;
+  link_->server = this;
+}
 
 ApiServer::~ApiServer() {
+  {
+    std::lock_guard lock(link_->mu);
+    link_->loop = nullptr;
+    link_->server = nullptr;
+  }
   if (fd_ >= 0) {
     loop_.remove(fd_);
     ::close(fd_);
   }
   // Connections still open (a keep-alive client): their loop has stopped, so
   // nothing can be running in them now.
-  while (!sessions_.empty()) delete *sessions_.begin();
+  while (!sessions_.empty()) delete sessions_.begin()->second;
 }
 
 bool ApiServer::listen(const net::SocketAddress& address, std::string& error) {

@@ -16,11 +16,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_set>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -31,12 +32,23 @@
 
 namespace trellis::http {
 
+struct ApiResponse;
+// The answer to a request its handler gives later (ApiRequest::answer_later).
+using Reply = std::function<void(ApiResponse)>;
+
 struct ApiRequest {
   std::string_view method;
   std::string_view path;   // without the query
   std::string_view query;  // after '?', may be empty
   std::string_view body;
   std::span<const Header> headers;  // every field as received, in order
+
+  // For an answer that takes time (asking other servers): the handler calls
+  // this, returns ApiResponse::pending_answer(), and calls the Reply once,
+  // from any thread. The connection waits for it (its next requests too);
+  // the views above end when the handler returns. A Reply called after the
+  // client left or the server is gone does nothing.
+  std::function<Reply()> answer_later;
 
   // The first value of the field named `lower_name` (given in lower case),
   // or "" when there is none.
@@ -53,6 +65,13 @@ struct ApiResponse {
   // Connection) turn the answer into a 500; Access-Control-* fields are
   // dropped.
   std::vector<std::pair<std::string, std::string>> headers;
+  bool pending = false;  // the answer comes through a Reply
+
+  static ApiResponse pending_answer() {
+    ApiResponse r;
+    r.pending = true;
+    return r;
+  }
 };
 
 // Where a connection arrived: the listen address, or for a wildcard listener
@@ -144,13 +163,22 @@ class ApiServer final : public net::IoHandler {
 
  private:
   class Session;
+  // What a Reply holds of the server: where to post the answer, until the
+  // server is gone.
+  struct Link {
+    std::mutex mu;
+    net::EventLoop* loop = nullptr;
+    ApiServer* server = nullptr;
+  };
   net::EventLoop& loop_;
   Handler handler_;
   std::shared_ptr<net::TransportFactory> transport_;
   RequestScreen screen_;
   int fd_ = -1;
   net::SocketAddress address_;
-  std::unordered_set<Session*> sessions_;  // open ones
+  std::unordered_map<uint64_t, Session*> sessions_;  // open ones, by id
+  uint64_t next_session_id_ = 0;
+  std::shared_ptr<Link> link_;
 };
 
 }  // namespace trellis::http

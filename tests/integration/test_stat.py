@@ -5,7 +5,9 @@ mTLS share of the requests made within its window."""
 
 import json
 import os
+import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -23,15 +25,21 @@ def details_app(req) -> bytes:
 
 
 @pytest.fixture
-def mesh(fleet):
+def sidecars(fleet):
     control = fleet.control_plane()
     app = fleet.upstream(http_responder(details_app))
     inbound = free_port()
-    fleet.proxy(sidecar_config(control, "details", instance={"address": f"{LOCALHOST}:{inbound}",
-                                                             "app_address": app.address}))
+    details = fleet.proxy(sidecar_config(control, "details", instance={"address": f"{LOCALHOST}:{inbound}",
+                                                                       "app_address": app.address}))
     outbound = free_port()
     fleet.proxy(sidecar_config(control, "productpage", outbound_port=outbound, upstream_services=["details"]))
     assert wait_until(lambda: call(outbound, "/ready", host="details")[0] == 200, 10)
+    return control, outbound, details
+
+
+@pytest.fixture
+def mesh(sidecars):
+    control, outbound, _ = sidecars
     return control, outbound
 
 
@@ -86,3 +94,27 @@ def test_stat_without_traffic_says_so(mesh):
     out, err = proc.communicate(timeout=WINDOW + 30)
     assert proc.returncode == 0, err.decode()
     assert out.decode() == f"No traffic to any service in the last {WINDOW}s.\n"
+
+
+def test_a_hung_proxy_holds_up_neither_the_api_nor_the_others_numbers(sidecars):
+    """details' proxy stopped (SIGSTOP): its admin endpoint takes connections
+    and never answers. Gathering the metrics waits for it up to its deadline,
+    off the API's thread: other calls are answered meanwhile."""
+    control, outbound, details = sidecars
+    assert call(outbound, "/ok", host="details")[0] == 200
+    details.service.send_signal(signal.SIGSTOP)
+    try:
+        golden = {}
+        asking = threading.Thread(target=lambda: golden.update(answer=control.request("GET", "/v1/golden")))
+        asking.start()
+        time.sleep(0.2)  # the question is out
+        assert control.request("GET", "/v1/status")[0] == 200
+        assert asking.is_alive(), "the API answered only once the hung proxy's deadline had passed"
+        asking.join(10)
+        status, body = golden["answer"]
+        assert status == 200, body
+        by_node = {p["node_id"]: p for p in body["proxies"]}
+        assert "error" in by_node["details-1"], by_node["details-1"]
+        assert by_node["productpage-1"]["series"], by_node["productpage-1"]
+    finally:
+        details.service.send_signal(signal.SIGCONT)

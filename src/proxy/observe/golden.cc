@@ -199,9 +199,12 @@ void render_golden_json(const std::vector<std::unique_ptr<GoldenTable>>& tables,
   nlohmann::json series = nlohmann::json::array();
   for (const auto& [key, s] : sum_tables(tables)) {
     uint64_t failure = 0, success = 0;
+    nlohmann::json codes = nlohmann::json::object();  // "503": n (0: no answer), whatever the gRPC status
     for (const auto& [code, n] : s.statuses) {
       auto [status, grpc] = GoldenEntry::decode(code);
       (golden_failure(status, grpc) ? failure : success) += n;
+      nlohmann::json& count = codes[std::to_string(status)];
+      count = (count.is_null() ? 0 : count.get<uint64_t>()) + n;
     }
     nlohmann::json buckets = nlohmann::json::array();
     for (size_t b = 0; b < Histogram::kBuckets; ++b)
@@ -216,6 +219,7 @@ void render_golden_json(const std::vector<std::unique_ptr<GoldenTable>>& tables,
                       {"tls", l.tls},
                       {"success", success},
                       {"failure", failure + s.other},
+                      {"status_codes", std::move(codes)},
                       {"duration_buckets", std::move(buckets)},
                       {"tcp_opened", s.tcp_opened},
                       {"tcp_received_bytes", s.tcp_received},

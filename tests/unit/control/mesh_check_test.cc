@@ -70,6 +70,22 @@ TEST(MeshCheck, RoutesThatLeadNowhereOrShadowEachOther) {
                               {"warning", "HTTPRoute default/second", "spec.rules[0].matches[0]"}}));
 }
 
+TEST(MeshCheck, ARouteOnANameCallersUseIsInUseWithoutInstances) {
+  // reviews has no instance of its own: its route splits it between two
+  // services that do, and productpage's proxy calls it by that name.
+  MeshView mesh;
+  mesh.instances = {instance("reviews-v1", "10.0.0.1:80"), instance("reviews-v2", "10.0.0.2:80")};
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"backendRefs": [{"name": "reviews-v1", "port": 80, "weight": 90},
+                               {"name": "reviews-v2", "port": 80, "weight": 10}]}]})")};
+  EXPECT_EQ(rows(check(mesh)),
+            (std::vector<Row>{{"warning", "HTTPRoute default/reviews", "spec.parentRefs[0]"}}));
+  ProxyStatus caller;
+  caller.node_id = "productpage-1";
+  caller.upstreams = {{"reviews", "default"}};
+  EXPECT_EQ(rows(check(mesh, {caller})), std::vector<Row>{});
+}
+
 TEST(MeshCheck, PoliciesThatTargetNothingOrDenyEverything) {
   MeshView mesh = mesh_with_details();
   mesh.destination_policies = {

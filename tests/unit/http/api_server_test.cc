@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace trellis::http {
@@ -25,7 +26,7 @@ class RequestScreenTest : public ::testing::Test {
                                    const ApiServerOptions& options = api_options()) {
     headers_ = std::move(headers);
     RequestScreen screen(options);
-    return screen.check(ApiRequest{method, "/v1/registry/instances", "", body, headers_}, local_);
+    return screen.check(ApiRequest{method, "/v1/registry/instances", "", body, headers_, {}}, local_);
   }
   int status(std::string_view method, std::vector<Header> headers, std::string_view body = {}) {
     auto refused = check(method, std::move(headers), body);
@@ -192,6 +193,10 @@ class ApiServerTest : public ::testing::Test {
         loop_,
         [this](const ApiRequest& r) {
           ++calls_;
+          if (r.path == "/later") {
+            later_ = r.answer_later();
+            return ApiResponse::pending_answer();
+          }
           seen_authorization_ = std::string(r.header("authorization"));
           ApiResponse out{201, "application/json", "{}\n", reply_headers_};
           return out;
@@ -234,7 +239,38 @@ class ApiServerTest : public ::testing::Test {
   SimulatedClock clock_;
   net::EventLoop loop_{clock_};
   std::unique_ptr<ApiServer> server_;
+  // Connects and sends `request`; the socket.
+  int open_and_send(const std::string& request) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    EXPECT_EQ(::connect(fd, server_->address().sa(), server_->address().length), 0);
+    EXPECT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+    for (int i = 0; i < 20; ++i) loop_.run_until_idle();
+    return fd;
+  }
+  // What has arrived on `fd` after a few turns of the loop, without waiting for more.
+  std::string received(int fd, bool until_closed) {
+    std::string out;
+    for (int i = 0; i < 200; ++i) {
+      loop_.run_until_idle();
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 10) <= 0) {
+        if (!until_closed && i > 5) break;
+        continue;
+      }
+      char buf[4096];
+      ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+  }
+  // Calls `reply` from a thread of its own, as a handler's helper would.
+  static void reply_from_thread(const Reply& reply, ApiResponse answer) {
+    std::thread([&reply, answer] { reply(answer); }).join();
+  }
+
   int calls_ = 0;
+  Reply later_;
   std::string seen_authorization_;
   std::vector<std::pair<std::string, std::string>> reply_headers_;
 };
@@ -288,6 +324,42 @@ TEST_F(ApiServerTest, MalformedHandlerFieldIsA500) {
   reply_headers_ = {{"Content-Length", "0"}};
   out = exchange("GET / HTTP/1.1\r\n" + host() + "Connection: close\r\n\r\n");
   EXPECT_EQ(out.rfind("HTTP/1.1 500 ", 0), 0u) << "the framing is the server's:\n" << out;
+}
+
+TEST_F(ApiServerTest, AnAnswerGivenLaterComesBeforeThoseOfLaterRequests) {
+  // Two requests at once: the first answered later from another thread,
+  // the second at once but only after it.
+  int fd = open_and_send("GET /later HTTP/1.1\r\n" + host() + "\r\nGET /now HTTP/1.1\r\n" + host() +
+                         "Connection: close\r\n\r\n");
+  ASSERT_TRUE(later_);
+  EXPECT_EQ(calls_, 1) << "the second request waits for the first's answer";
+  EXPECT_EQ(received(fd, false), "");
+  reply_from_thread(later_, ApiResponse{202, "text/plain", "late\n", {}});
+  std::string out = received(fd, true);
+  ::close(fd);
+  EXPECT_EQ(calls_, 2);
+  size_t first = out.find("HTTP/1.1 202 Accepted\r\n");
+  size_t second = out.find("HTTP/1.1 201 Created\r\n");
+  ASSERT_EQ(first, 0u) << out;
+  ASSERT_NE(second, std::string::npos) << out;
+  EXPECT_NE(out.find("\r\n\r\nlate\n"), std::string::npos) << out;
+}
+
+TEST_F(ApiServerTest, AnAnswerGivenLaterToAClientThatLeftOrAServerThatIsGoneIsDropped) {
+  int fd = open_and_send("GET /later HTTP/1.1\r\n" + host() + "\r\n");
+  ASSERT_TRUE(later_);
+  ::close(fd);
+  for (int i = 0; i < 20; ++i) loop_.run_until_idle();
+  reply_from_thread(later_, ApiResponse{200, "text/plain", "nobody\n", {}});
+  for (int i = 0; i < 20; ++i) loop_.run_until_idle();
+
+  later_ = nullptr;
+  fd = open_and_send("GET /later HTTP/1.1\r\n" + host() + "\r\n");
+  ASSERT_TRUE(later_);
+  server_.reset();
+  reply_from_thread(later_, ApiResponse{200, "text/plain", "nobody\n", {}});
+  for (int i = 0; i < 20; ++i) loop_.run_until_idle();
+  ::close(fd);
 }
 
 }  // namespace
