@@ -12,6 +12,7 @@
 #include "cli/credentials.h"
 #include "cli/yaml_json.h"
 #include "common/result.h"
+#include "common/text.h"
 #include "net/address.h"
 #include "net/tls_context.h"
 
@@ -70,9 +71,5 @@ class ApiClient {
   Credential credential_;
   std::shared_ptr<const net::TlsContext> tls_;
 };
-
-// Percent-encodes one path segment or query value: names come from the
-// command line and must not be able to change the route.
-std::string url_encode(std::string_view text);
 
 }  // namespace trellis::cli

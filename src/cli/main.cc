@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
       {"status", trellis::cli::add_status_command(app)},
       {"stat", trellis::cli::add_stat_command(app)},
       {"check", trellis::cli::add_check_command(app)},
+      {"tap", trellis::cli::add_tap_command(app)},
+      {"top", trellis::cli::add_top_command(app)},
       {"token", trellis::cli::add_token_command(app)},
       {"ca", trellis::cli::add_ca_command(app)},
       {"load", trellis::cli::add_load_command(app)},

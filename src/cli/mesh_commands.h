@@ -30,6 +30,8 @@ std::function<int()> add_deregister_command(CLI::App& app);
 std::function<int()> add_status_command(CLI::App& app);
 std::function<int()> add_stat_command(CLI::App& app);
 std::function<int()> add_check_command(CLI::App& app);
+std::function<int()> add_tap_command(CLI::App& app);
+std::function<int()> add_top_command(CLI::App& app);
 std::function<int()> add_token_command(CLI::App& app);
 std::function<int()> add_ca_command(CLI::App& app);
 

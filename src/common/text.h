@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -31,6 +32,15 @@ std::string_view trim(std::string_view text, std::string_view blanks = " \t\r\n"
 std::string in_quotes(std::string_view s);
 
 // Field paths in error messages: "listeners[0].routes" style.
+// Percent-encodes one path segment or query value: names that come from a
+// user must not be able to change the route.
+std::string url_encode(std::string_view text);
+
+// The value of `key` in a URL query ("a=1&b=x%2Fy"), percent-decoded ('+'
+// is a space); nullopt when the key is absent. A malformed escape is kept
+// as it is.
+std::optional<std::string> query_parameter(std::string_view query, std::string_view key);
+
 std::string field_path(std::string_view parent, std::string_view key);  // parent.key
 std::string item_path(std::string_view parent, size_t index);           // parent[index]
 

@@ -9,6 +9,7 @@
 
 #include "common/duration.h"
 #include "common/spiffe.h"
+#include "common/text.h"
 #include "control/ca/files.h"
 #include "control/mesh_check.h"
 #include "control/proxy_stats.h"
@@ -556,6 +557,21 @@ http::ApiResponse ControlPlane::handle(const http::ApiRequest& request) {
   if (r.method == "GET" && r.path == "/v1/prometheus/targets") return prometheus_targets();
   if (r.method == "GET" && r.path == "/metrics") return metrics_page();
   if (r.method == "GET" && r.path == "/v1/check") return check();
+  if (r.method == "GET" && r.path == "/v1/tap") {
+    // Metrics count requests; the tap shows them, paths and all.
+    if (caller.kind != token_kind_name(TokenKind::kAdmin))
+      return error_response(403, "forbidden: the tap shows the requests themselves: it needs an admin token");
+    TapQuestion question;
+    question.service = query_parameter(r.query, "service").value_or("");
+    if (question.service.empty()) return error_response(400, "which service: ?service=NAME is required");
+    question.namespace_ = query_parameter(r.query, "namespace").value_or("default");
+    question.method = query_parameter(r.query, "method").value_or("");
+    question.path_prefix = query_parameter(r.query, "path").value_or("");
+    question.cursor = parse_tap_cursor(query_parameter(r.query, "cursor").value_or(""));
+    return ask_proxies(r, [question](const std::vector<ProxyStatus>& proxies) {
+      return json_response(200, collect_tap(proxies, question, kProxyDeadline));
+    });
+  }
   if (r.method == "GET" && r.path == "/v1/golden") {
     return ask_proxies(r, [](const std::vector<ProxyStatus>& proxies) {
       return json_response(200, collect_golden(proxies, kProxyDeadline));

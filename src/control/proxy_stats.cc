@@ -1,5 +1,7 @@
 #include "control/proxy_stats.h"
 
+#include <algorithm>
+#include <charconv>
 #include <future>
 #include <optional>
 #include <string>
@@ -8,24 +10,29 @@
 #include "common/prometheus_text.h"
 #include "common/quiet_thread.h"
 #include "common/result.h"
+#include "common/text.h"
 #include "control/metrics.h"
 #include "http/http1/blocking_client.h"
 #include "net/address.h"
+
+#include <openssl/crypto.h>
 
 namespace trellis::control {
 namespace {
 
 constexpr size_t kMaxBody = 16 << 20;
 
-// GET http://<target><path>, a JSON answer.
+// GET http://<target><path>, a JSON answer; with `bearer`, as that token.
 Result<nlohmann::json> fetch_json(const std::string& target, std::string_view path,
-                                  std::chrono::milliseconds timeout) {
+                                  std::chrono::milliseconds timeout, std::string_view bearer = "") {
   net::SocketAddress address;
   std::string error;
   if (!net::parse_socket_address(target, address, error)) return Error{error};
-  auto answer = http::http1::blocking_exchange(
-      address, "GET " + std::string(path) + " HTTP/1.1\r\nHost: " + target + "\r\nConnection: close\r\n\r\n",
-      timeout, kMaxBody);
+  std::string request = "GET " + std::string(path) + " HTTP/1.1\r\nHost: " + target + "\r\n";
+  if (!bearer.empty()) request += "Authorization: Bearer " + std::string(bearer) + "\r\n";
+  request += "Connection: close\r\n\r\n";
+  auto answer = http::http1::blocking_exchange(address, request, timeout, kMaxBody);
+  OPENSSL_cleanse(request.data(), request.size());
   if (!answer) return Error{"its admin endpoint: " + answer.error().message};
   if (answer->status != 200) return Error{target + " answered " + std::to_string(answer->status)};
   nlohmann::json body = nlohmann::json::parse(answer->body, nullptr, false);
@@ -34,10 +41,10 @@ Result<nlohmann::json> fetch_json(const std::string& target, std::string_view pa
 }
 
 Result<nlohmann::json> fetch_from(const ProxyStatus& proxy, std::string_view path,
-                                  std::chrono::milliseconds timeout) {
+                                  std::chrono::milliseconds timeout, std::string_view bearer = "") {
   std::optional<std::string> target = scrape_target(proxy.admin_address, proxy.peer);
   if (!target) return Error{"it gave no admin address of its own to ask"};
-  return fetch_json(*target, path, timeout);
+  return fetch_json(*target, path, timeout, bearer);
 }
 
 }  // namespace
@@ -106,6 +113,67 @@ nlohmann::json collect_golden(const std::vector<ProxyStatus>& proxies, std::chro
 
 Result<nlohmann::json> fetch_config_dump(const ProxyStatus& proxy, std::chrono::milliseconds timeout) {
   return fetch_from(proxy, "/config_dump", timeout);
+}
+
+nlohmann::json collect_tap(const std::vector<ProxyStatus>& proxies, const TapQuestion& question,
+                           std::chrono::milliseconds timeout) {
+  std::vector<const ProxyStatus*> asked;
+  for (const ProxyStatus& p : proxies)
+    if (p.service == question.service && p.namespace_ == question.namespace_) asked.push_back(&p);
+  std::vector<std::future<Result<nlohmann::json>>> answers;
+  for (const ProxyStatus* p : asked) {
+    std::string path = "/tap?direction=inbound&method=" + url_encode(question.method) +
+                       "&path=" + url_encode(question.path_prefix);
+    if (auto c = question.cursor.find(p->node_id); c != question.cursor.end())
+      path += "&after=" + std::to_string(c->second);
+    answers.push_back(std::async(std::launch::async, [p, path, timeout]() -> Result<nlohmann::json> {
+      if (p->tap_key.empty()) return Error{"it has no tap (an older proxy)"};
+      Result<nlohmann::json> page = fetch_from(*p, path, timeout, p->tap_key);
+      if (page && !page->contains("events")) return Error{"its admin endpoint answered no tap events"};
+      return page;
+    }));
+  }
+  nlohmann::json events = nlohmann::json::array();
+  nlohmann::json errors = nlohmann::json::array();
+  std::string cursor;
+  uint64_t missed = 0, dropped = 0;
+  for (size_t i = 0; i < asked.size(); ++i) {
+    Result<nlohmann::json> page = answers[i].get();
+    const std::string& node = asked[i]->node_id;
+    if (!page) {
+      errors.push_back(node + ": " + page.error().message);
+      continue;
+    }
+    for (nlohmann::json& e : (*page)["events"]) {
+      e["node"] = node;
+      events.push_back(std::move(e));
+    }
+    uint64_t last = (*page).value("last", uint64_t{0});
+    cursor += (cursor.empty() ? "" : ",") + node + ":" + std::to_string(last);
+    missed += (*page).value("missed", uint64_t{0});
+    dropped += (*page).value("dropped", uint64_t{0});
+  }
+  std::stable_sort(events.begin(), events.end(), [](const nlohmann::json& a, const nlohmann::json& b) {
+    return a.value("time_ms", int64_t{0}) < b.value("time_ms", int64_t{0});
+  });
+  return {{"events", std::move(events)}, {"cursor", cursor},
+          {"proxies", asked.size()},     {"missed", missed},
+          {"dropped", dropped},          {"errors", std::move(errors)}};
+}
+
+std::map<std::string, uint64_t> parse_tap_cursor(std::string_view text) {
+  std::map<std::string, uint64_t> out;
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view part = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    size_t colon = part.rfind(':');
+    if (colon == std::string_view::npos) continue;
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(part.data() + colon + 1, part.data() + part.size(), n);
+    if (ec == std::errc() && end == part.data() + part.size()) out[std::string(part.substr(0, colon))] = n;
+  }
+  return out;
 }
 
 }  // namespace trellis::control

@@ -9,7 +9,10 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -48,6 +51,24 @@ class ProxyQueries {
 // {"bucket_bounds_seconds": [...], "proxies": [{"node_id", "service",
 // "namespace", "series": [...]} or {..., "error": "..."}]}.
 nlohmann::json collect_golden(const std::vector<ProxyStatus>& proxies, std::chrono::milliseconds timeout);
+
+// What `trellis tap` asks for: the requests to one service, as its own
+// proxies see them (inbound), that match.
+struct TapQuestion {
+  std::string service, namespace_ = "default";
+  std::string method;       // exactly; empty: any
+  std::string path_prefix;  // empty: any
+  // By node id: the number of the last event seen from it (absent: from now).
+  std::map<std::string, uint64_t> cursor;
+};
+
+// Asks every proxy of the service for its tap's events (GET /tap, with its
+// tap key): {"events": [... with "node"], "cursor": "node:n,...", "proxies",
+// "missed", "dropped", "errors": ["node: why", ...]}, events in time order.
+nlohmann::json collect_tap(const std::vector<ProxyStatus>& proxies, const TapQuestion& question,
+                           std::chrono::milliseconds timeout);
+// "node:n,node:n" (a cursor collect_tap gave) into TapQuestion::cursor.
+std::map<std::string, uint64_t> parse_tap_cursor(std::string_view text);
 
 // The configuration `proxy` has in force, as its /config_dump shows it (it
 // holds the paths of key files, never their contents).

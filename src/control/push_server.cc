@@ -309,6 +309,7 @@ class PushServer::Session final : public grpc::ServerBidiReactor<v1::ProxyMessag
       status_.service = service;
       status_.namespace_ = ns;
       status_.admin_address = hello.admin_address();
+      status_.tap_key = hello.tap_key();
       status_.upstreams.clear();
       for (const std::string& u : hello.upstream_services())
         status_.upstreams.push_back(parse_service_ref(u, ns));

@@ -84,6 +84,7 @@ struct ProxyStatus {
   size_t clusters = 0;
   size_t policies = 0;
   std::vector<ServiceRef> upstreams;  // the services it says its application calls
+  std::string tap_key;                // what its admin endpoint's /tap wants; never shown
 };
 
 class PushServer {

@@ -1374,10 +1374,11 @@ class Proxy:
 
     # -- admin interface
 
-    def admin(self, path: str, method: str = "GET", timeout: float = 5) -> tuple[int, dict, bytes]:
+    def admin(self, path: str, method: str = "GET", timeout: float = 5,
+              headers: dict | None = None) -> tuple[int, dict, bytes]:
         conn = http.client.HTTPConnection(LOCALHOST, self.admin_port, timeout=timeout)
         try:
-            conn.request(method, path)
+            conn.request(method, path, headers=headers or {})
             resp = conn.getresponse()
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
@@ -1564,6 +1565,20 @@ def sidecar_config(control: "ControlPlane", service: str, node_id: str | None = 
     config = proxy_config([], [], **kwargs)
     config["control_plane"] = cp
     return config
+
+
+def details_and_caller(fleet: "Fleet", control: "ControlPlane", app_address: str) -> tuple["Proxy", "Proxy", int]:
+    """details' sidecar in front of `app_address`, and productpage's calling
+    it: (details, productpage, productpage's outbound port), once a request
+    has gone through."""
+    inbound = free_port()
+    details = fleet.proxy(sidecar_config(control, "details", instance={"address": f"{LOCALHOST}:{inbound}",
+                                                                       "app_address": app_address}))
+    outbound = free_port()
+    productpage = fleet.proxy(sidecar_config(control, "productpage", outbound_port=outbound,
+                                             upstream_services=["details"]))
+    assert wait_until(lambda: call(outbound, "/ready", host="details")[0] == 200, 10), "no traffic through the mesh"
+    return details, productpage, outbound
 
 
 class Fleet:

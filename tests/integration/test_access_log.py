@@ -10,8 +10,8 @@ import signal
 import subprocess
 import time
 
-from harness import (LOCALHOST, call, cluster, free_port, http_listener, metric, proxy_config, route,
-                     sidecar_config, validate_config, wait_until)
+from harness import (LOCALHOST, call, cluster, details_and_caller, free_port, http_listener, metric, proxy_config,
+                     route, validate_config, wait_until)
 
 TEMPLATE = '$method $path $status [$response_flags] $cluster "$client_identity"'
 
@@ -110,25 +110,12 @@ def mesh_config(access_log: dict) -> dict:
             "spec": {"accessLog": access_log}}
 
 
-def details_and_caller(fleet, control, nginx):
-    """details' sidecar in front of nginx, and productpage's calling it:
-    (details, productpage, productpage's outbound port), traffic flowing."""
-    inbound = free_port()
-    details = fleet.proxy(sidecar_config(control, "details", instance={"address": f"{LOCALHOST}:{inbound}",
-                                                                       "app_address": nginx.address(0)}))
-    outbound = free_port()
-    productpage = fleet.proxy(sidecar_config(control, "productpage", outbound_port=outbound,
-                                             upstream_services=["details"]))
-    assert wait_until(lambda: call(outbound, "/hello", host="details")[0] == 200, 10)
-    return details, productpage, outbound
-
-
 def test_meshconfig_turns_on_access_logs_for_every_proxy(fleet, nginx):
     control = fleet.control_plane()
     status, body = control.apply(mesh_config({"enabled": True, "format": "text",
                                               "template": "mesh-log $source_service>$destination_service $status"}))
     assert status == 201, body
-    details, productpage, outbound = details_and_caller(fleet, control, nginx)
+    details, productpage, outbound = details_and_caller(fleet, control, nginx.address(0))
     want = "mesh-log productpage>details 200"
     assert wait_until(lambda: want in productpage.service.stdout(), 5), productpage.service.stdout()[-2000:]
     assert wait_until(lambda: want in details.service.stdout(), 5), details.service.stdout()[-2000:]
@@ -141,7 +128,7 @@ def test_meshconfig_sets_access_logs_per_service(fleet, nginx):
                                               "services": [{"service": "details", "enabled": True, "format": "text",
                                                             "template": "details-log $method $status"}]}))
     assert status == 201, body
-    details, productpage, outbound = details_and_caller(fleet, control, nginx)
+    details, productpage, outbound = details_and_caller(fleet, control, nginx.address(0))
     assert wait_until(lambda: "details-log GET 200" in details.service.stdout(), 5), details.service.stdout()[-2000:]
     # productpage's sidecar follows the mesh: no access log.
     assert call(outbound, "/hello", host="details")[0] == 200

@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from harness import (BIN_DIR, LOCALHOST, call, free_port, http_response, http_responder, sidecar_config,
-                     wait_until)
+from harness import BIN_DIR, LOCALHOST, call, details_and_caller, http_response, http_responder
 
 TRELLIS = BIN_DIR / "cli" / "trellis"
 WINDOW = 6  # seconds: the requests below are all made well inside it
@@ -27,13 +26,7 @@ def details_app(req) -> bytes:
 @pytest.fixture
 def sidecars(fleet):
     control = fleet.control_plane()
-    app = fleet.upstream(http_responder(details_app))
-    inbound = free_port()
-    details = fleet.proxy(sidecar_config(control, "details", instance={"address": f"{LOCALHOST}:{inbound}",
-                                                                       "app_address": app.address}))
-    outbound = free_port()
-    fleet.proxy(sidecar_config(control, "productpage", outbound_port=outbound, upstream_services=["details"]))
-    assert wait_until(lambda: call(outbound, "/ready", host="details")[0] == 200, 10)
+    details, _, outbound = details_and_caller(fleet, control, fleet.upstream(http_responder(details_app)).address)
     return control, outbound, details
 
 

@@ -171,6 +171,7 @@ void DiscoveryClient::on_stream_ready() {
   }
   if (cp.has_outbound) hello->set_outbound_address(cp.outbound_address.text);
   hello->set_admin_address(bootstrap_->admin.address.text);
+  hello->set_tap_key(tap_key_);
   for (const std::string& s : cp.upstream_services) hello->add_upstream_services(s);
   hello->set_current_version(status_.applied_version);
   send(message);

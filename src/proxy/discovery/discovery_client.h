@@ -59,6 +59,8 @@ class DiscoveryClient final : public http::grpc::StreamCallbacks {
   // sent so far until the new stream brings its full config.
   void start(std::shared_ptr<const ProxyConfig> bootstrap);
   void stop();
+  // The admin endpoint's tap key, sent with each hello (never logged).
+  void set_tap_key(std::string key) { tap_key_ = std::move(key); }
   const DynamicConfig& dynamic() const { return dynamic_; }
   const DiscoveryStatus& status() const { return status_; }
   // The bootstrap merged with the last dynamic config the proxy accepted.
@@ -90,6 +92,7 @@ class DiscoveryClient final : public http::grpc::StreamCallbacks {
   http::grpc::StreamClient stream_;
   DynamicConfig dynamic_;
   DiscoveryStatus status_;
+  std::string tap_key_;
   FastRandom random_{FastRandom::os_seed()};
   Duration backoff_{};
   bool stopped_ = true;

@@ -10,6 +10,7 @@
 #include "proxy/http/route_actions.h"
 #include "proxy/observe/access_log.h"
 #include "proxy/observe/golden.h"
+#include "proxy/observe/tap.h"
 #include "proxy/observe/tracer.h"
 #include "proxy/runtime/worker.h"
 
@@ -743,6 +744,33 @@ void Router::end(uint64_t bytes_received, uint64_t bytes_sent) {
   stats.request_duration.record(elapsed);
   GoldenLabels labels = record_golden(bytes_received, bytes_sent, elapsed);
   if (context_->snapshot->access_log) log_access(labels, bytes_received, bytes_sent, elapsed);
+  if (const Tap* t = context_->snapshot->tap; t != nullptr && t->on()) tap(labels, elapsed);
+}
+
+void Router::tap(const GoldenLabels& labels, Duration elapsed) {
+  const http::RequestHeaders& req = request_.get();
+  TapEvent e;
+  e.start_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        (std::chrono::system_clock::now() - elapsed).time_since_epoch())
+                        .count();
+  e.duration_us = static_cast<uint32_t>(
+      std::min<int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count(), UINT32_MAX));
+  e.status = status_;
+  e.grpc_status = grpc_ ? grpc_status_ : -1;
+  e.inbound = labels.direction == Direction::kInbound;
+  e.tls = labels.tls;
+  e.method = req.method;
+  e.authority = req.authority;
+  // Without its query, which can carry what is not for a tap to show.
+  std::string_view path = req.path.substr(0, req.path.find('?'));
+  e.path = path.substr(0, Tap::kMaxPath);
+  e.source_service = labels.source_service;
+  e.source_namespace = labels.source_namespace;
+  e.destination_service = labels.destination_service;
+  e.destination_namespace = labels.destination_namespace;
+  e.route = labels.route;
+  e.upstream = attempt_.endpoint();
+  context_->snapshot->tap->record(worker_.index(), std::move(e));
 }
 
 GoldenLabels Router::record_golden(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed) {

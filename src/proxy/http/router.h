@@ -133,6 +133,8 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   void log_access(const GoldenLabels& labels, uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
   // Golden metrics and, when sampled, this hop's span.
   GoldenLabels record_golden(uint64_t bytes_received, uint64_t bytes_sent, Duration elapsed);
+  // The tap is on: this request's event.
+  void tap(const GoldenLabels& labels, Duration elapsed);
   // Tracing: the request's parent context, this hop's span, and the context
   // the next hop gets (its parent is this span).
   void begin_trace(uint32_t sampling_per_million);

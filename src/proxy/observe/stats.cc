@@ -6,6 +6,7 @@
 
 #include "policy/circuit_breaker.h"
 #include "proxy/observe/golden.h"
+#include "proxy/observe/tap.h"
 
 namespace trellis::proxy {
 
@@ -48,7 +49,7 @@ int64_t sum_gauge(const std::vector<T*>& blocks, F get) {
 
 }  // namespace
 
-StatsRegistry::StatsRegistry(size_t workers) : workers_(workers) {
+StatsRegistry::StatsRegistry(size_t workers) : workers_(workers), tap_(std::make_unique<Tap>(workers)) {
   for (size_t i = 0; i < workers; ++i) golden_.push_back(std::make_unique<GoldenTable>());
 }
 

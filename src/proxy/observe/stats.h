@@ -142,6 +142,7 @@ struct OverloadState {
 };
 
 class GoldenTable;
+class Tap;
 
 class StatsRegistry {
  public:
@@ -163,6 +164,8 @@ class StatsRegistry {
   // Worker `worker`'s golden metrics (golden.h), for the life of the process.
   GoldenTable* golden(size_t worker) { return golden_[worker].get(); }
   const std::vector<std::unique_ptr<GoldenTable>>& golden_tables() const { return golden_; }
+  // The tap on requests (tap.h), for the life of the process.
+  Tap& tap() { return *tap_; }
 
   std::string render_prometheus() const;
 
@@ -174,6 +177,7 @@ class StatsRegistry {
 
  private:
   size_t workers_;
+  std::unique_ptr<Tap> tap_;
   std::map<std::string, Family<ListenerStats>> listeners_;
   std::map<std::string, Family<ClusterStats>> clusters_;
   std::map<std::string, Family<AuthzStats>> authz_;  // by "<listener>\n<policy>"

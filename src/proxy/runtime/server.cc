@@ -8,13 +8,18 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "common/spiffe.h"
 #include "common/text.h"
 #include "net/address.h"
 #include "proxy/observe/access_log.h"
 #include "proxy/observe/golden.h"
+#include "proxy/observe/tap.h"
+#include "proxy/observe/trace_context.h"
 #include "proxy/runtime/overload.h"
 #include "proxy/security/certificate_metrics.h"
 
@@ -73,8 +78,9 @@ bool Server::start() {
   }
   std::shared_ptr<Snapshot> snap = std::move(*built);
   std::string error;
-  admin_ = std::make_unique<http::ApiServer>(
-      loop_, [this](const http::ApiRequest& r) { return admin(r.method, r.path); });
+  admin_ = std::make_unique<http::ApiServer>(loop_, [this](const http::ApiRequest& r) {
+    return r.path == "/tap" ? tap_page(r) : admin(r.method, r.path);
+  });
   if (!admin_->listen(config->admin.address, error)) {
     spdlog::error("admin: {}", error);
     return false;
@@ -267,6 +273,17 @@ bool Server::start_control_client(std::string& error) {
           return apply_config(std::move(c), e);
         },
         *certificates_, [this] { use_credentials(*certificates_->current()); });
+    if (tap_key_.empty()) {
+      unsigned char key[32];
+      if (RAND_bytes(key, sizeof key) != 1) {
+        error = "cannot make the tap key: no randomness";
+        return false;
+      }
+      tap_key_.resize(2 * sizeof key);
+      hex_into(key, sizeof key, tap_key_.data());
+      OPENSSL_cleanse(key, sizeof key);
+    }
+    control_->set_tap_key(tap_key_);
   }
   control_->start(bootstrap_);
   return true;
@@ -358,6 +375,72 @@ std::string Server::render_endpoint_health() const {
       fmt::format_to(it, "trellis_upstream_concurrency_limit{{cluster=\"{}\"}} {}\n", c.config->name,
                      c.concurrency->limit());
   return out;
+}
+
+http::ApiResponse Server::tap_page(const http::ApiRequest& request) {
+  http::ApiResponse r;
+  r.content_type = "application/json";
+  std::string_view authorization = request.header("authorization");
+  std::string_view presented = authorization.starts_with("Bearer ") ? authorization.substr(7) : "";
+  if (tap_key_.empty() || presented.size() != tap_key_.size() ||
+      CRYPTO_memcmp(presented.data(), tap_key_.data(), tap_key_.size()) != 0) {
+    r.status = 403;
+    r.body = R"({"error": "the tap is served to this proxy's control plane only"})"
+             "\n";
+    return r;
+  }
+  if (request.method != "GET") {
+    r.status = 405;
+    r.body = R"({"error": "method not allowed"})"
+             "\n";
+    return r;
+  }
+  Tap& tap = builder_->stats().tap();
+  tap.keep_on(std::chrono::steady_clock::now());
+  if (!tap_timer_) {
+    tap_timer_ = std::make_unique<net::Timer>(loop_, [this] {
+      if (builder_->stats().tap().expire(std::chrono::steady_clock::now()))
+        tap_timer_->arm(std::chrono::seconds(1));
+    });
+  }
+  if (!tap_timer_->armed()) tap_timer_->arm(std::chrono::seconds(1));
+  TapFilter filter;
+  filter.method = query_parameter(request.query, "method").value_or("");
+  filter.path_prefix = query_parameter(request.query, "path").value_or("");
+  filter.direction = query_parameter(request.query, "direction").value_or("");
+  size_t max = 1000;
+  if (auto m = query_parameter(request.query, "max"))
+    max = std::clamp<size_t>(std::strtoull(m->c_str(), nullptr, 10), 1, 1000);
+  // Without `after`: from now on.
+  std::optional<std::string> after_text = query_parameter(request.query, "after");
+  uint64_t after = after_text ? std::strtoull(after_text->c_str(), nullptr, 10) : tap.newest();
+  Tap::Page page = tap.read(after, filter, after_text ? max : 0);
+  nlohmann::json events = nlohmann::json::array();
+  for (const TapEvent* e : page.events) {
+    nlohmann::json j{{"time_ms", e->start_unix_ms},
+                     {"duration_us", e->duration_us},
+                     {"direction", e->inbound ? "inbound" : "outbound"},
+                     {"method", e->method},
+                     {"authority", e->authority},
+                     {"path", e->path},
+                     {"status", e->status},
+                     {"source_service", e->source_service},
+                     {"source_namespace", e->source_namespace},
+                     {"destination_service", e->destination_service},
+                     {"destination_namespace", e->destination_namespace},
+                     {"route", e->route},
+                     {"upstream", e->upstream},
+                     {"tls", e->tls}};
+    if (e->grpc_status >= 0) j["grpc_status"] = e->grpc_status;
+    events.push_back(std::move(j));
+  }
+  r.body = nlohmann::json{{"events", std::move(events)},
+                          {"last", page.last},
+                          {"missed", page.missed},
+                          {"dropped", page.dropped}}
+               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  r.body += "\n";
+  return r;
 }
 
 http::ApiResponse Server::admin(std::string_view method, std::string_view path) {

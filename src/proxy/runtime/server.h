@@ -61,6 +61,11 @@ class Server {
   void begin_drain();
   void check_drained();
   http::ApiResponse admin(std::string_view method, std::string_view path);
+  // GET /tap: the tap's events for trellis-control (tap_key_ as its bearer
+  // token), which turns it on for Tap::kIdle.
+  http::ApiResponse tap_page(const http::ApiRequest& request);
+  std::string tap_key_;                    // random, made at start, told only to the control plane
+  std::unique_ptr<net::Timer> tap_timer_;  // while the tap is on: turns it off once nobody asks
   // On the main loop: a worker took `snapshot`.
   void worker_applied(const std::shared_ptr<const Snapshot>& snapshot);
 

@@ -23,6 +23,7 @@ namespace trellis::proxy {
 
 class AccessLog;
 class GoldenTable;
+class Tap;
 class Tracer;
 
 // A bound, listening socket; closed when the last snapshot or worker using it lets go.
@@ -80,6 +81,8 @@ struct Snapshot {
   // Each worker's golden metrics (in the stats registry), and who this
   // proxy is in them: its service and namespace (empty: unknown).
   std::vector<GoldenTable*> golden;
+  // The tap (in the stats registry): each request recorded while it is on.
+  Tap* tap = nullptr;
   std::string self_service;
   std::string self_namespace;
   // Where sampled requests' spans go (null: tracing off), and the share of

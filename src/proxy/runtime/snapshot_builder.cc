@@ -272,6 +272,7 @@ Result<std::shared_ptr<Snapshot>> SnapshotBuilder::build(std::shared_ptr<const P
   snap->version = ++version_;
   snap->workers = workers_;
   for (size_t i = 0; i < snap->workers; ++i) snap->golden.push_back(stats_.golden(i));
+  snap->tap = &stats_.tap();
   if (config->tracing.enabled()) {
     snap->tracer = tracer_.get();
     snap->trace_sampling_per_million = config->tracing.sampling_per_million;

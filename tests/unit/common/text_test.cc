@@ -28,6 +28,20 @@ TEST(Text, ClosestMatchPrefersACaseSlipThenAPartThenANearMiss) {
   EXPECT_EQ(closest_match("htps", schemes), "https");
 }
 
+TEST(Text, QueryParametersAreFoundAndDecoded) {
+  EXPECT_EQ(query_parameter("a=1&path=%2Fapi%2Fx+y&b", "path"), "/api/x y");
+  EXPECT_EQ(query_parameter("a=1&b", "b"), "");
+  EXPECT_EQ(query_parameter("a=1", "b"), std::nullopt);
+  EXPECT_EQ(query_parameter("p=%zz%4", "p"), "%zz%4") << "a malformed escape is kept";
+  EXPECT_EQ(query_parameter("pa=1&p=2", "p"), "2");
+}
+
+TEST(Text, UrlEncodeRoundTripsThroughQueryParameter) {
+  std::string text = "/a b&c=d?e%f\xC3\xA9";
+  EXPECT_EQ(url_encode(text), "%2Fa%20b%26c%3Dd%3Fe%25f%C3%A9");
+  EXPECT_EQ(query_parameter("x=" + url_encode(text), "x"), text);
+}
+
 TEST(Text, AsciiLowerLeavesOtherBytes) { EXPECT_EQ(ascii_lower("AbC-\xC3\x89"), "abc-\xC3\x89"); }
 
 }  // namespace
