@@ -60,6 +60,8 @@ void Tap::drain() {
 
 Tap::Page Tap::read(uint64_t after, const TapFilter& filter, size_t max) {
   drain();
+  // A number this tap never gave (it restarted since): all it holds.
+  if (after >= next_seq_) after = 0;
   Page page;
   page.dropped = dropped_;
   page.last = after;

@@ -53,6 +53,8 @@ TEST(Tap, ReadersPageThroughNumberedEventsOfEveryWorker) {
   EXPECT_EQ(paths(page), (std::vector<std::string>{"/b"}));
   EXPECT_TRUE(tap.read(page.last, {}, 100).events.empty());
   EXPECT_EQ(page.missed, 0u);
+  // A reader with a number from before the proxy restarted gets what there is.
+  EXPECT_EQ(paths(tap.read(page.last + 100, {}, 100)), (std::vector<std::string>{"/a", "/c", "/b"}));
 }
 
 TEST(Tap, FiltersByMethodPathPrefixAndDirection) {
