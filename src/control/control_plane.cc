@@ -93,19 +93,6 @@ int status_for(const std::string& message) {
   return 500;
 }
 
-std::string query_param(std::string_view query, std::string_view key) {
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == key)
-      return std::string(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return "";
-}
-
 std::vector<std::string_view> split_path(std::string_view path) {
   std::vector<std::string_view> parts;
   while (!path.empty()) {
@@ -568,12 +555,12 @@ http::ApiResponse ControlPlane::handle(const http::ApiRequest& request) {
     question.method = query_parameter(r.query, "method").value_or("");
     question.path_prefix = query_parameter(r.query, "path").value_or("");
     question.cursor = parse_tap_cursor(query_parameter(r.query, "cursor").value_or(""));
-    return ask_proxies(r, [question](const std::vector<ProxyStatus>& proxies) {
+    return ask_proxies(r, [question, proxies = push_.status()] {
       return json_response(200, collect_tap(proxies, question, kProxyDeadline));
     });
   }
   if (r.method == "GET" && r.path == "/v1/golden") {
-    return ask_proxies(r, [](const std::vector<ProxyStatus>& proxies) {
+    return ask_proxies(r, [proxies = push_.status()] {
       return json_response(200, collect_golden(proxies, kProxyDeadline));
     });
   }
@@ -628,7 +615,7 @@ http::ApiResponse ControlPlane::get_resources(std::string_view kind_name, std::s
     return json_response(200, r->to_json());
   }
   Json items = Json::array();
-  std::string filter = query_param(query, "namespace");
+  std::string filter = query_parameter(query, "namespace").value_or("");
   for (const Resource& r : store_->list(kind->kind, filter)) items.push_back(r.to_json());
   return json_response(200, Json{{"kind", std::string(kind->kind) + "List"}, {"items", std::move(items)}});
 }
@@ -639,7 +626,7 @@ http::ApiResponse ControlPlane::delete_resource(std::string_view kind_name, std:
   if (kind == nullptr) return error_response(404, "unknown kind \"" + std::string(kind_name) + "\"");
   std::string namespace_ = kind->namespaced ? (ns.empty() ? "default" : std::string(ns)) : "";
   uint64_t expected = 0;
-  std::string v = query_param(query, "resourceVersion");
+  std::string v = query_parameter(query, "resourceVersion").value_or("");
   if (!v.empty()) expected = std::strtoull(v.c_str(), nullptr, 10);
   Result<bool> removed = Error{""};
   {
@@ -765,11 +752,10 @@ http::ApiResponse ControlPlane::status() {
                                  {"proxies", std::move(proxies)}});
 }
 
-http::ApiResponse ControlPlane::ask_proxies(
-    const http::ApiRequest& request, std::function<http::ApiResponse(const std::vector<ProxyStatus>&)> ask) {
+http::ApiResponse ControlPlane::ask_proxies(const http::ApiRequest& request,
+                                            std::function<http::ApiResponse()> ask) {
   http::Reply reply = request.answer_later();
-  bool queued =
-      proxy_queries_.submit([proxies = push_.status(), ask = std::move(ask), reply] { reply(ask(proxies)); });
+  bool queued = proxy_queries_.submit([ask = std::move(ask), reply] { reply(ask()); });
   if (!queued) return error_response(503, "too many questions to the proxies are waiting: try again shortly");
   return http::ApiResponse::pending_answer();
 }
@@ -777,16 +763,12 @@ http::ApiResponse ControlPlane::ask_proxies(
 http::ApiResponse ControlPlane::proxy_config(const http::ApiRequest& request, std::string_view node_id) {
   for (const ProxyStatus& s : push_.status()) {
     if (s.node_id != node_id) continue;
-    return ask_proxies(request, [node = s.node_id](const std::vector<ProxyStatus>& proxies) {
-      for (const ProxyStatus& p : proxies) {
-        if (p.node_id != node) continue;
-        Result<Json> config = fetch_config_dump(p, kProxyDeadline);
-        if (!config)
-          return error_response(
-              502, "cannot read the configuration of proxy " + node + ": " + config.error().message);
-        return json_response(200, *config);
-      }
-      return error_response(404, "no proxy " + node + " is connected");
+    return ask_proxies(request, [proxy = s] {
+      Result<Json> config = fetch_config_dump(proxy, kProxyDeadline);
+      if (!config)
+        return error_response(
+            502, "cannot read the configuration of proxy " + proxy.node_id + ": " + config.error().message);
+      return json_response(200, *config);
     });
   }
   return error_response(404, "no proxy " + std::string(node_id) + " is connected");

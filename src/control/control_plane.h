@@ -117,10 +117,9 @@ class ControlPlane final : public PushSource {
   http::ApiResponse prometheus_targets();
   http::ApiResponse metrics_page();
   http::ApiResponse proxy_config(const http::ApiRequest& request, std::string_view node_id);
-  // Answers `request` later, with what `ask` makes of the connected proxies,
-  // run by proxy_queries_ (503 when too many wait).
-  http::ApiResponse ask_proxies(const http::ApiRequest& request,
-                                std::function<http::ApiResponse(const std::vector<ProxyStatus>&)> ask);
+  // Answers `request` later with what `ask` gives, run by proxy_queries_
+  // (503 when too many wait).
+  http::ApiResponse ask_proxies(const http::ApiRequest& request, std::function<http::ApiResponse()> ask);
   http::ApiResponse check();
   http::ApiResponse ca_status();
   http::ApiResponse ca_rotate(std::string_view body);

@@ -47,6 +47,17 @@ Result<nlohmann::json> fetch_from(const ProxyStatus& proxy, std::string_view pat
   return fetch_json(*target, path, timeout, bearer);
 }
 
+// ask(proxy) for each of `proxies`, all at once: the answers in their order.
+template <class Proxies, class Ask>
+std::vector<Result<nlohmann::json>> ask_each(const Proxies& proxies, Ask ask) {
+  std::vector<std::future<Result<nlohmann::json>>> answers;
+  for (const auto& p : proxies)
+    answers.push_back(std::async(std::launch::async, [&p, &ask] { return ask(p); }));
+  std::vector<Result<nlohmann::json>> out;
+  for (auto& a : answers) out.push_back(a.get());
+  return out;
+}
+
 }  // namespace
 
 ProxyQueries::ProxyQueries() : thread_(quiet_thread([this] { run(); })) {}
@@ -85,17 +96,15 @@ void ProxyQueries::run() {
 }
 
 nlohmann::json collect_golden(const std::vector<ProxyStatus>& proxies, std::chrono::milliseconds timeout) {
-  std::vector<std::future<Result<nlohmann::json>>> answers;
-  for (const ProxyStatus& p : proxies) {
-    answers.push_back(std::async(std::launch::async, [&p, timeout]() -> Result<nlohmann::json> {
-      Result<nlohmann::json> golden = fetch_from(p, "/stats/golden", timeout);
-      if (golden && !golden->contains("series")) return Error{"its admin endpoint answered no metrics"};
-      return golden;
-    }));
-  }
+  std::vector<Result<nlohmann::json>> answers =
+      ask_each(proxies, [timeout](const ProxyStatus& p) -> Result<nlohmann::json> {
+        Result<nlohmann::json> golden = fetch_from(p, "/stats/golden", timeout);
+        if (golden && !golden->contains("series")) return Error{"its admin endpoint answered no metrics"};
+        return golden;
+      });
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < proxies.size(); ++i) {
-    Result<nlohmann::json> golden = answers[i].get();
+    Result<nlohmann::json>& golden = answers[i];
     nlohmann::json p{{"node_id", proxies[i].node_id},
                      {"service", proxies[i].service},
                      {"namespace", proxies[i].namespace_}};
@@ -120,25 +129,24 @@ nlohmann::json collect_tap(const std::vector<ProxyStatus>& proxies, const TapQue
   std::vector<const ProxyStatus*> asked;
   for (const ProxyStatus& p : proxies)
     if (p.service == question.service && p.namespace_ == question.namespace_) asked.push_back(&p);
-  std::vector<std::future<Result<nlohmann::json>>> answers;
-  for (const ProxyStatus* p : asked) {
-    std::string path = "/tap?direction=inbound&method=" + url_encode(question.method) +
+  std::string filter = "/tap?direction=inbound&method=" + url_encode(question.method) +
                        "&path=" + url_encode(question.path_prefix);
-    if (auto c = question.cursor.find(p->node_id); c != question.cursor.end())
-      path += "&after=" + std::to_string(c->second);
-    answers.push_back(std::async(std::launch::async, [p, path, timeout]() -> Result<nlohmann::json> {
-      if (p->tap_key.empty()) return Error{"it has no tap (an older proxy)"};
-      Result<nlohmann::json> page = fetch_from(*p, path, timeout, p->tap_key);
-      if (page && !page->contains("events")) return Error{"its admin endpoint answered no tap events"};
-      return page;
-    }));
-  }
+  std::vector<Result<nlohmann::json>> answers =
+      ask_each(asked, [&](const ProxyStatus* p) -> Result<nlohmann::json> {
+        if (p->tap_key.empty()) return Error{"it has no tap (an older proxy)"};
+        std::string path = filter;
+        if (auto c = question.cursor.find(p->node_id); c != question.cursor.end())
+          path += "&after=" + std::to_string(c->second);
+        Result<nlohmann::json> page = fetch_from(*p, path, timeout, p->tap_key);
+        if (page && !page->contains("events")) return Error{"its admin endpoint answered no tap events"};
+        return page;
+      });
   nlohmann::json events = nlohmann::json::array();
   nlohmann::json errors = nlohmann::json::array();
   std::string cursor;
   uint64_t missed = 0, dropped = 0;
   for (size_t i = 0; i < asked.size(); ++i) {
-    Result<nlohmann::json> page = answers[i].get();
+    Result<nlohmann::json>& page = answers[i];
     const std::string& node = asked[i]->node_id;
     if (!page) {
       errors.push_back(node + ": " + page.error().message);

@@ -408,13 +408,11 @@ http::ApiResponse Server::tap_page(const http::ApiRequest& request) {
   filter.method = query_parameter(request.query, "method").value_or("");
   filter.path_prefix = query_parameter(request.query, "path").value_or("");
   filter.direction = query_parameter(request.query, "direction").value_or("");
-  size_t max = 1000;
-  if (auto m = query_parameter(request.query, "max"))
-    max = std::clamp<size_t>(std::strtoull(m->c_str(), nullptr, 10), 1, 1000);
-  // Without `after`: from now on.
+  // Without `after`: from now on. At most kTapPage events per answer.
+  constexpr size_t kTapPage = 1000;
   std::optional<std::string> after_text = query_parameter(request.query, "after");
   uint64_t after = after_text ? std::strtoull(after_text->c_str(), nullptr, 10) : tap.newest();
-  Tap::Page page = tap.read(after, filter, after_text ? max : 0);
+  Tap::Page page = tap.read(after, filter, after_text ? kTapPage : 0);
   nlohmann::json events = nlohmann::json::array();
   for (const TapEvent* e : page.events) {
     nlohmann::json j{{"time_ms", e->start_unix_ms},
