@@ -96,6 +96,9 @@ class EventLoop {
   // Cached at each wake-up; cheap to call on the hot path.
   MonoTime now() const { return now_; }
   void update_now() { now_ = clock_.now(); }
+  // The clock read afresh, for state shared with other loops, where the
+  // cached time of this one may lag the time another has already used.
+  MonoTime read_clock() const { return clock_.now(); }
 
   // Simulated time (tests). Runs, without blocking, what is ready: I/O,
   // posted tasks, timers due now, deferred deletions; again until nothing is.

@@ -128,7 +128,10 @@ void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream
 
   const auto& limits = listener.rate_limits[ref.virtual_host][ref.route];  // 3
   if (!limits.empty()) {
-    RateLimitDecision d = check_rate_limits(limits, req, context_->client_ip, worker_.loop().now());
+    // The buckets are shared by every worker: a cached loop time can lag one
+    // another worker has already used, and makes a bucket look fuller.
+    const MonoTime now = worker_.loop().read_clock();
+    RateLimitDecision d = check_rate_limits(limits, req, context_->client_ip, now);
     if (d.refused_by != nullptr) {
       context_->stats->rate_limited.inc();
       flags_ |= kFlagRateLimited;
@@ -139,8 +142,10 @@ void Router::decode_headers(const http::RequestHeaders& headers, bool end_stream
                   {"retry-after", scratch_});
       return;
     }
-    hold_ = d.hold;
-    if (hold_.count() > 0) context_->stats->rate_limit_delayed.inc();
+    if (d.hold.count() > 0) {
+      hold_ = d.hold + (now - worker_.loop().now());  // the hold's timer counts from the cached time
+      context_->stats->rate_limit_delayed.inc();
+    }
   }
   route_request(listener.config->virtual_hosts[ref.virtual_host].routes[ref.route]);
 }
