@@ -111,48 +111,88 @@ std::string fault_of(const Json& fault, const char* what) {
   return text(at(fault, {what})) + " at " + (percent.empty() ? "100" : percent) + "%";
 }
 
+// The ResolvedRefs condition of a route's status: "ok", or its reason.
+std::string refs_of(const Json& status) {
+  const Json& parents = at(status, {"parents"});
+  if (!parents.is_array() || parents.empty()) return "";
+  const Json& conditions = at(parents[0], {"conditions"});
+  if (!conditions.is_array()) return "";
+  for (const Json& c : conditions) {
+    if (text(at(c, {"type"})) == "ResolvedRefs")
+      return text(at(c, {"status"})) == "True" ? "ok" : text(at(c, {"reason"}));
+  }
+  return "";
+}
+
+// "HTTPRoute/shop,GRPCRoute/shop": who a ReferenceGrant lets refer.
+std::string grant_from(const Json& spec) {
+  std::vector<std::string> out;
+  const Json& list = at(spec, {"from"});
+  if (list.is_array())
+    for (const Json& f : list) out.push_back(text(at(f, {"kind"})) + "/" + text(at(f, {"namespace"})));
+  return join(out, ",");
+}
+
+// "Service/reviews,Service/*": what a ReferenceGrant lets them refer to.
+std::string grant_to(const Json& spec) {
+  std::vector<std::string> out;
+  const Json& list = at(spec, {"to"});
+  if (list.is_array()) {
+    for (const Json& t : list) {
+      std::string name = text(at(t, {"name"}));
+      out.push_back(text(at(t, {"kind"})) + "/" + (name.empty() ? "*" : name));
+    }
+  }
+  return join(out, ",");
+}
+
 // The kind-specific columns of the resource table.
 struct Summary {
   std::vector<std::string> headers;
-  std::vector<std::string> (*cells)(const Json& spec);
+  std::vector<std::string> (*cells)(const Json& spec, const Json& status);
 };
 
 Summary summary_for(std::string_view kind) {
   if (kind == "HTTPRoute" || kind == "GRPCRoute") {
-    return {{"PARENTS", "BACKENDS"}, [](const Json& s) {
-              return std::vector{parents_of(s), backends_of(s)};
+    return {{"PARENTS", "BACKENDS", "REFS"}, [](const Json& s, const Json& status) {
+              return std::vector{parents_of(s), backends_of(s), refs_of(status)};
             }};
   }
   if (kind == "DestinationPolicy") {
-    return {{"TARGET", "SUBSETS", "LOAD BALANCER"}, [](const Json& s) {
+    return {{"TARGET", "SUBSETS", "LOAD BALANCER"}, [](const Json& s, const Json&) {
               return std::vector{target_of(s), names_of(at(s, {"subsets"})),
                                  text(at(s, {"loadBalancer", "algorithm"}))};
             }};
   }
   if (kind == "RateLimitPolicy") {
-    return {{"TARGET", "LIMITS"}, [](const Json& s) {
+    return {{"TARGET", "LIMITS"}, [](const Json& s, const Json&) {
               return std::vector{target_of(s), names_of(at(s, {"limits"}))};
             }};
   }
   if (kind == "AuthorizationPolicy") {
-    return {{"TARGET", "ACTION", "RULES"}, [](const Json& s) {
+    return {{"TARGET", "ACTION", "RULES"}, [](const Json& s, const Json&) {
               const Json& rules = at(s, {"rules"});
               return std::vector{target_of(s), text(at(s, {"action"})),
                                  std::to_string(rules.is_array() ? rules.size() : 0)};
             }};
   }
   if (kind == "MeshConfig") {
-    return {{"MTLS", "TRUST DOMAIN"}, [](const Json& s) {
+    return {{"MTLS", "TRUST DOMAIN"}, [](const Json& s, const Json&) {
               return std::vector{text(at(s, {"mtls", "mode"})), text(at(s, {"trustDomain"}))};
             }};
   }
+  if (kind == "ReferenceGrant") {
+    return {{"FROM", "TO"}, [](const Json& s, const Json&) {
+              return std::vector{grant_from(s), grant_to(s)};
+            }};
+  }
   if (kind == "FaultInjection") {
-    return {{"ABORT", "DELAY"}, [](const Json& s) {
+    return {{"ABORT", "DELAY"}, [](const Json& s, const Json&) {
               return std::vector{fault_of(at(s, {"abort"}), "httpStatus"),
                                  fault_of(at(s, {"delay"}), "fixedDelay")};
             }};
   }
-  return {{}, [](const Json&) { return std::vector<std::string>{}; }};
+  return {{}, [](const Json&, const Json&) { return std::vector<std::string>{}; }};
 }
 
 std::string resource_table(const std::vector<Json>& items, std::string_view kind, bool with_namespace) {
@@ -167,7 +207,7 @@ std::string resource_table(const std::vector<Json>& items, std::string_view kind
     TableRow row;
     if (with_namespace) row.push_back(text(at(item, {"metadata", "namespace"})));
     row.push_back(text(at(item, {"metadata", "name"})));
-    std::vector<std::string> cells = summary.cells(at(item, {"spec"}));
+    std::vector<std::string> cells = summary.cells(at(item, {"spec"}), at(item, {"status"}));
     row.insert(row.end(), cells.begin(), cells.end());
     row.push_back(text(at(item, {"metadata", "resourceVersion"})));
     rows.push_back(std::move(row));

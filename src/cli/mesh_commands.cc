@@ -18,6 +18,7 @@ constexpr KindName kKinds[] = {
     {"AuthorizationPolicy", "authorizationpolicies", true},
     {"MeshConfig", "meshconfigs", false},
     {"FaultInjection", "faultinjections", true},
+    {"ReferenceGrant", "referencegrants", true},
 };
 
 std::string lower(std::string_view s) {

@@ -13,6 +13,7 @@
 #include "cli/mesh_commands.h"
 
 #include "common/duration.h"
+#include "common/service_port.h"
 
 namespace trellis::cli {
 namespace {
@@ -25,6 +26,7 @@ struct RegisterFlags {
   std::string zone;
   std::optional<uint32_t> weight;
   std::vector<std::string> labels;
+  std::vector<std::string> ports;
   std::string ttl;
   ConnectionFlags connection;
 };
@@ -67,6 +69,17 @@ int run_register(const RegisterFlags& flags) {
       labels[label.substr(0, eq)] = label.substr(eq + 1);
     }
     body["labels"] = std::move(labels);
+  }
+  for (const std::string& text : flags.ports) {
+    std::string error;
+    ServicePort port = parse_service_port(text, error);
+    if (!error.empty()) {
+      print_error("register", "--port " + error);
+      return kExitUsage;
+    }
+    Json p{{"name", port.name}, {"port", port.port}, {"target_port", port.target_port}};
+    if (!port.protocol.empty()) p["protocol"] = port.protocol;
+    body["ports"].push_back(std::move(p));
   }
   if (!flags.ttl.empty()) {
     // The registry keeps whole seconds; rounding silently would shorten or
@@ -139,6 +152,11 @@ std::function<int()> add_register_command(CLI::App& app) {
   cmd->add_option("--zone", flags->zone, "Locality zone, for zone-aware load balancing");
   cmd->add_option("--weight", flags->weight, "Load-balancing weight, 1 to 1000000 (default 1)");
   cmd->add_option("--label", flags->labels, "key=value, e.g. version=v2 (repeatable)")
+      ->allow_extra_args(false);
+  cmd->add_option("--port", flags->ports,
+                  "A Service port it serves, name=port:target/protocol: e.g. http=9080:8080, grpc=9090/grpc "
+                  "(target: the instance's port, default the Service's; protocol: http, h2c or grpc); "
+                  "repeatable")
       ->allow_extra_args(false);
   cmd->add_option("--ttl", flags->ttl, "Dropped this long after the last heartbeat: 30s, 5m (default 30s)");
   add_connection_options(*cmd, flags->connection);

@@ -166,6 +166,17 @@ void fill_health_check(const Json& spec, v1::HealthCheck& out) {
 
 }  // namespace
 
+v1::Cluster::Protocol cluster_protocol(const std::string& port_protocol) {
+  if (port_protocol == "http") return v1::Cluster::HTTP1;
+  if (port_protocol == "h2c" || port_protocol == "grpc") return v1::Cluster::HTTP2;
+  return v1::Cluster::DOWNSTREAM;
+}
+
+std::string host_of(const std::string& address) {
+  size_t colon = address.rfind(':');
+  return colon == std::string::npos ? address : address.substr(0, colon);
+}
+
 v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
   v1::Cluster c;
   c.set_name(ref.cluster_name());
@@ -213,21 +224,38 @@ v1::Cluster build_cluster(const MeshView& mesh, const ClusterRef& ref) {
     labels = policy != nullptr ? subset_labels(*policy, ref.subset) : nullptr;
     if (labels == nullptr) return c;  // nothing selects instances for it
   }
-  std::vector<const Instance*> live;
+  // Each instance with the address it is called at for this cluster.
+  std::vector<std::pair<std::string, const Instance*>> live;
+  bool sidecars = false;
+  std::string protocol;
   for (const Instance& i : mesh.instances) {
     if (i.service != ref.service.name || i.namespace_ != ref.service.namespace_) continue;
     if (labels != nullptr && !selects(*labels, i)) continue;
-    live.push_back(&i);
+    const bool sidecar = i.registered_by != Registry::kDefaultRegisteredBy;
+    if (ref.port == 0) {
+      live.emplace_back(i.address, &i);
+      sidecars |= sidecar;
+      continue;
+    }
+    auto served = std::find_if(i.ports.begin(), i.ports.end(),
+                               [&](const ServicePort& p) { return p.port == ref.port; });
+    if (served == i.ports.end()) continue;
+    live.emplace_back(sidecar ? i.address : host_of(i.address) + ":" + std::to_string(served->target_port),
+                      &i);
+    sidecars |= sidecar;
+    if (protocol.empty()) protocol = served->protocol;
   }
-  std::sort(live.begin(), live.end(),
-            [](const Instance* a, const Instance* b) { return a->address < b->address; });
+  std::sort(live.begin(), live.end());
+  // Instances without a sidecar are called in their port's protocol; those
+  // with one get the mesh's, and their sidecar calls the application in it.
+  if (!sidecars && !protocol.empty()) c.set_protocol(cluster_protocol(protocol));
   // Instances a sidecar registered are reached over mTLS, verifying that the
   // server is that service's sidecar; others (registered through the API,
   // with no sidecar) in plain text.
   bool mesh_tls = service_tls_mode(mesh, ref.service) != MeshTlsMode::kDisable && !mesh.trust_domain.empty();
-  for (const Instance* i : live) {
+  for (const auto& [address, i] : live) {
     v1::Endpoint* e = c.add_endpoints();
-    e->set_address(i->address);
+    e->set_address(address);
     if (mesh_tls && i->registered_by != Registry::kDefaultRegisteredBy)
       e->set_identity(service_identity(mesh, i->service, i->namespace_));
     e->set_weight(i->weight);

@@ -14,6 +14,7 @@
 #include "control/mesh_check.h"
 #include "control/proxy_stats.h"
 #include "control/resource.h"
+#include "control/route_status.h"
 #include "control/timed_store.h"
 #include "control/ui_files.h"
 #include "net/address.h"
@@ -108,6 +109,16 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return parts;
 }
 
+Json ports_json(const std::vector<ServicePort>& ports) {
+  Json list = Json::array();
+  for (const ServicePort& p : ports) {
+    Json port{{"name", p.name}, {"port", p.port}, {"target_port", p.target_port}};
+    if (!p.protocol.empty()) port["protocol"] = p.protocol;
+    list.push_back(std::move(port));
+  }
+  return list;
+}
+
 Json instance_json(const Instance& i) {
   return Json{{"id", i.id},
               {"service", i.service},
@@ -118,7 +129,8 @@ Json instance_json(const Instance& i) {
               {"labels", i.labels},
               {"ttl_seconds", i.ttl_seconds},
               {"last_heartbeat_ms", i.last_heartbeat_ms},
-              {"registered_by", i.registered_by}};
+              {"registered_by", i.registered_by},
+              {"ports", ports_json(i.ports)}};
 }
 
 Json token_json(const TokenRecord& t, int64_t now_ms) {
@@ -386,6 +398,7 @@ MeshView ControlPlane::mesh_view() {
   view.authorization_policies = store_->list("AuthorizationPolicy", "");
   view.mesh_configs = store_->list("MeshConfig", "");
   view.fault_injections = store_->list("FaultInjection", "");
+  view.reference_grants = store_->list("ReferenceGrant", "");
   view.trust_domain = ca_->trust_domain();
   for (const ServiceCount& s : registry_->services()) {
     std::vector<Instance> live = registry_->instances_of(s.service, s.namespace_);
@@ -405,6 +418,8 @@ Result<bool> ControlPlane::proxy_connected(const v1::Hello& hello) {
   inst.weight = hello.instance().weight() == 0 ? 1 : hello.instance().weight();
   inst.ttl_seconds = hello.instance().ttl_seconds() == 0 ? 30 : hello.instance().ttl_seconds();
   for (const auto& [k, v] : hello.instance().labels()) inst.labels[k] = v;
+  for (const v1::ServicePort& p : hello.instance().ports())
+    inst.ports.push_back({p.name(), p.port(), p.target_port(), p.protocol()});
   inst.registered_by = hello.node().id();
   std::lock_guard lock(mu_);
   // A node id names one instance: a proxy may not take over (and so move or
@@ -607,16 +622,25 @@ http::ApiResponse ControlPlane::get_resources(std::string_view kind_name, std::s
                                               std::string_view name, std::string_view query) {
   const KindInfo* kind = find_kind(std::string(kind_name));
   if (kind == nullptr) return error_response(404, "unknown kind \"" + std::string(kind_name) + "\"");
+  // Routes are shown with their status, worked out from the mesh as it is.
+  const std::string_view k = kind->kind;
+  std::optional<MeshView> mesh;
+  if (k == "HTTPRoute" || k == "GRPCRoute") mesh = mesh_view();
+  auto document = [&](const Resource& r) {
+    Json doc = r.to_json();
+    if (mesh) doc["status"] = route_status(*mesh, r);
+    return doc;
+  };
   std::lock_guard lock(mu_);
   if (!name.empty()) {
     std::string namespace_ = kind->namespaced ? (ns.empty() ? "default" : std::string(ns)) : "";
     auto r = store_->get({kind->kind, namespace_, std::string(name)});
     if (!r) return error_response(404, std::string(kind->kind) + " \"" + std::string(name) + "\" not found");
-    return json_response(200, r->to_json());
+    return json_response(200, document(*r));
   }
   Json items = Json::array();
   std::string filter = query_parameter(query, "namespace").value_or("");
-  for (const Resource& r : store_->list(kind->kind, filter)) items.push_back(r.to_json());
+  for (const Resource& r : store_->list(kind->kind, filter)) items.push_back(document(r));
   return json_response(200, Json{{"kind", std::string(kind->kind) + "List"}, {"items", std::move(items)}});
 }
 
@@ -660,8 +684,8 @@ http::ApiResponse ControlPlane::register_instance(std::string_view body) {
       out = static_cast<uint32_t>(std::min<uint64_t>(doc[key].get<uint64_t>(), UINT32_MAX));
   };
   for (auto it = doc.begin(); it != doc.end(); ++it) {
-    static const std::set<std::string> kKnown = {"id",   "service", "namespace", "address",
-                                                 "zone", "weight",  "labels",    "ttl_seconds"};
+    static const std::set<std::string> kKnown = {"id",     "service", "namespace",   "address", "zone",
+                                                 "weight", "labels",  "ttl_seconds", "ports"};
     if (!kKnown.count(it.key())) errors.push_back({it.key(), "unknown field"});
   }
   text("id", inst.id);
@@ -680,6 +704,40 @@ http::ApiResponse ControlPlane::register_instance(std::string_view body) {
           errors.push_back({"labels." + it.key(), "must be a string"});
         else
           inst.labels[it.key()] = it->get<std::string>();
+      }
+    }
+  }
+  if (doc.contains("ports")) {
+    if (!doc["ports"].is_array()) {
+      errors.push_back({"ports", "must be a list of {name, port, target_port, protocol}"});
+    } else {
+      for (size_t i = 0; i < doc["ports"].size(); ++i) {
+        const Json& p = doc["ports"][i];
+        const std::string at = "ports[" + std::to_string(i) + "]";
+        if (!p.is_object()) {
+          errors.push_back({at, "must be a map with name, port, target_port and protocol"});
+          continue;
+        }
+        ServicePort port;
+        for (auto f = p.begin(); f != p.end(); ++f) {
+          const std::string& key = f.key();
+          if (key == "name" || key == "protocol") {
+            if (!f->is_string())
+              errors.push_back({at + "." + key, "must be a string"});
+            else
+              (key == "name" ? port.name : port.protocol) = f->get<std::string>();
+          } else if (key == "port" || key == "target_port") {
+            if (!f->is_number_unsigned() || f->get<uint64_t>() > 65535)
+              errors.push_back({at + "." + key, "must be an integer between 1 and 65535"});
+            else
+              (key == "port" ? port.port : port.target_port) = f->get<uint32_t>();
+          } else {
+            errors.push_back({at + "." + key, "unknown field"});
+          }
+        }
+        if (!p.contains("port")) errors.push_back({at + ".port", "required field is missing"});
+        if (!p.contains("target_port")) port.target_port = port.port;  // as the Service's port
+        inst.ports.push_back(std::move(port));
       }
     }
   }

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "control/route_status.h"
+
 namespace trellis::control {
 namespace {
 
@@ -50,23 +52,26 @@ class Checker {
       parents.push_back(s);
       // Callers reach a route's Service by its name: one with no instance
       // of its own (a name routed to others) is in use while a proxy calls it.
-      if (!known(s) && !called_.count(s))
+      if (!known(s) && !called_.count(s)) {
         add(Severity::kWarning, label(r), path("spec.parentRefs", i),
             fmt::format(
                 "Service {}.{} has no registered instance and no proxy calls it: the route applies to "
                 "no traffic",
                 s.name, s.namespace_));
+      } else if (std::string problem = parent_port_problem(mesh_, p, s); !problem.empty()) {
+        add(Severity::kWarning, label(r), path("spec.parentRefs", i),
+            problem + ": the route applies to no traffic");
+      }
     }
     const Json& rules = list_at(r.spec, "rules");
     for (size_t i = 0; i < rules.size(); ++i) {
       const Json& backends = list_at(rules[i], "backendRefs");
       for (size_t b = 0; b < backends.size(); ++b) {
         std::string field = path(path("spec.rules", i) + ".backendRefs", b);
-        std::optional<ClusterRef> cluster = resolve_backend(mesh_, backends[b], r.namespace_);
+        BackendResolution resolved = resolve_backend(mesh_, backends[b], r);
+        const std::optional<ClusterRef>& cluster = resolved.cluster;
         if (!cluster) {
-          add(Severity::kError, label(r), field,
-              fmt::format("subset {} is defined by no DestinationPolicy: its requests get 500",
-                          string_at(backends[b], "name")));
+          add(Severity::kError, label(r), field, resolved.message + ": its requests get 500");
         } else if (!known(cluster->service)) {
           add(Severity::kError, label(r), field,
               fmt::format("Service {}.{} has no registered instance: its requests get 503",

@@ -1,6 +1,7 @@
 #include "control/mesh_view.h"
 
 #include <algorithm>
+#include <map>
 #include <tuple>
 
 #include "control/validation.h"
@@ -9,6 +10,8 @@ namespace trellis::control {
 namespace {
 
 constexpr uint32_t kDefaultRequestTimeoutMs = 15000;
+constexpr const char* kGatewayGroup = "gateway.networking.k8s.io";
+constexpr const char* kTrellisGroup = "trellis.dev";
 
 bool is_service_ref(const Json& ref) {
   return string_at(ref, "kind", "Service") == "Service" && string_at(ref, "group").empty();
@@ -22,14 +25,32 @@ ServiceRef parse_service_ref(const std::string& text, const std::string& default
   return {text.substr(0, dot), text.substr(dot + 1)};
 }
 
+std::vector<ServicePort> service_ports(const MeshView& mesh, const ServiceRef& service) {
+  std::map<uint32_t, std::pair<std::string, ServicePort>> by_port;  // port -> (instance id, port)
+  for (const Instance& i : mesh.instances) {
+    if (i.service != service.name || i.namespace_ != service.namespace_) continue;
+    for (const ServicePort& p : i.ports) {
+      auto [it, fresh] = by_port.try_emplace(p.port, i.id, p);
+      if (!fresh && i.id < it->second.first) it->second = {i.id, p};
+    }
+  }
+  std::vector<ServicePort> out;
+  for (auto& [number, entry] : by_port) out.push_back(std::move(entry.second));
+  return out;
+}
+
 std::vector<const Resource*> routes_for(const MeshView& mesh, const ServiceRef& service,
-                                        const std::string& client_namespace) {
+                                        const std::string& client_namespace, const ServicePort* port) {
   std::vector<const Resource*> out;
   for (const std::vector<Resource>* routes : {&mesh.http_routes, &mesh.grpc_routes}) {
     for (const Resource& r : *routes) {
       if (r.namespace_ != service.namespace_ && r.namespace_ != client_namespace) continue;
       for (const Json& p : list_at(r.spec, "parentRefs")) {
         if (!p.is_object() || !is_service_ref(p)) continue;
+        if (port != nullptr) {
+          if (uint_at(p, "port", port->port) != port->port) continue;
+          if (string_at(p, "sectionName", port->name) != port->name) continue;
+        }
         if (string_at(p, "name") == service.name &&
             string_at(p, "namespace", r.namespace_) == service.namespace_) {
           out.push_back(&r);
@@ -65,18 +86,74 @@ const Json* subset_labels(const Resource& policy, const std::string& name) {
   return nullptr;
 }
 
-std::optional<ClusterRef> resolve_backend(const MeshView& mesh, const Json& ref,
-                                          const std::string& route_namespace) {
-  std::string ns = string_at(ref, "namespace", route_namespace);
-  std::string name = string_at(ref, "name");
-  if (is_service_ref(ref)) return ClusterRef{{name, ns}, ""};
-  // A Subset: "<service>/<subset>" (validated), defined by the Service's policy.
-  size_t slash = name.find('/');
-  if (slash == std::string::npos) return std::nullopt;
-  ClusterRef cluster{{name.substr(0, slash), ns}, name.substr(slash + 1)};
-  const Resource* policy = destination_policy_for(mesh, cluster.service);
-  if (policy == nullptr || subset_labels(*policy, cluster.subset) == nullptr) return std::nullopt;
-  return cluster;
+bool reference_granted(const MeshView& mesh, const std::string& route_kind, const std::string& from_namespace,
+                       const std::string& to_namespace, const std::string& service) {
+  for (const Resource& grant : mesh.reference_grants) {
+    if (grant.namespace_ != to_namespace) continue;
+    bool from = false;
+    for (const Json& f : list_at(grant.spec, "from")) {
+      from |= string_at(f, "group") == kGatewayGroup && string_at(f, "kind") == route_kind &&
+              string_at(f, "namespace") == from_namespace;
+    }
+    if (!from) continue;
+    for (const Json& t : list_at(grant.spec, "to")) {
+      if (string_at(t, "group").empty() && string_at(t, "kind") == "Service" &&
+          string_at(t, "name", service) == service)
+        return true;
+    }
+  }
+  return false;
+}
+
+BackendResolution resolve_backend(const MeshView& mesh, const Json& ref, const Resource& route) {
+  BackendResolution out;
+  const std::string ns = string_at(ref, "namespace", route.namespace_);
+  const std::string name = string_at(ref, "name");
+  const std::string group = string_at(ref, "group");
+  const std::string kind = string_at(ref, "kind", "Service");
+  ClusterRef cluster;
+  if (group.empty() && kind == "Service") {
+    cluster = {{name, ns}, ""};
+  } else if (group == kTrellisGroup && kind == "Subset" && name.find('/') != std::string::npos) {
+    size_t slash = name.find('/');
+    cluster = {{name.substr(0, slash), ns}, name.substr(slash + 1)};
+  } else {
+    out.reason = "InvalidKind";
+    out.message = "kind " + kind + (group.empty() ? "" : " in group " + group) +
+                  " is not a backend Trellis knows (Service, or Subset in group trellis.dev)";
+    return out;
+  }
+  if (ns != route.namespace_ &&
+      !reference_granted(mesh, route.kind, route.namespace_, ns, cluster.service.name)) {
+    out.reason = "RefNotPermitted";
+    out.message = "Service " + cluster.service.name + " is in namespace " + ns +
+                  ", and no ReferenceGrant there lets " + route.kind + "s in namespace " + route.namespace_ +
+                  " refer to it";
+    return out;
+  }
+  // The port, where the Service declares ports: one of them, or nothing.
+  if (std::vector<ServicePort> ports = service_ports(mesh, cluster.service); !ports.empty()) {
+    const uint32_t port = uint_at(ref, "port", 0);
+    bool declared = false;
+    for (const ServicePort& p : ports) declared |= p.port == port;
+    if (!declared) {
+      out.reason = "BackendNotFound";
+      out.message = "Service " + cluster.service.cluster_name() + " has no port " + std::to_string(port);
+      return out;
+    }
+    cluster.port = port;
+  }
+  if (!cluster.subset.empty()) {
+    const Resource* policy = destination_policy_for(mesh, cluster.service);
+    if (policy == nullptr || subset_labels(*policy, cluster.subset) == nullptr) {
+      out.reason = "BackendNotFound";
+      out.message = "subset " + cluster.subset + " of Service " + cluster.service.cluster_name() +
+                    " is defined by no DestinationPolicy";
+      return out;
+    }
+  }
+  out.cluster = std::move(cluster);
+  return out;
 }
 
 const Resource* find_fault_injection(const MeshView& mesh, const std::string& namespace_,

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "control/resource.h"
@@ -23,6 +24,7 @@ struct MeshView {
   std::vector<Resource> authorization_policies;
   std::vector<Resource> mesh_configs;
   std::vector<Resource> fault_injections;
+  std::vector<Resource> reference_grants;
   std::vector<Instance> instances;  // live ones only
   std::string trust_domain;         // of the identities the mesh CA issues
 };
@@ -39,15 +41,32 @@ struct ServiceRef {
 };
 
 // What a proxy sends to: all of a Service's instances ("reviews.default"),
-// or the subset of them its DestinationPolicy selects ("reviews.default/v2").
+// or the subset of them its DestinationPolicy selects ("reviews.default/v2"),
+// on one of the Service's ports when it declares ports ("reviews.default_9080/v2":
+// '_' is in no Service or namespace name).
 struct ClusterRef {
   ServiceRef service;
   std::string subset;  // empty: the whole Service
+  uint32_t port = 0;   // 0: the Service declares no ports, all its traffic
   bool operator<(const ClusterRef& o) const {
-    return service == o.service ? subset < o.subset : service < o.service;
+    return std::tie(service, port, subset) < std::tie(o.service, o.port, o.subset);
   }
-  std::string cluster_name() const { return service.cluster_name() + (subset.empty() ? "" : "/" + subset); }
+  std::string cluster_name() const {
+    return service.cluster_name() + (port == 0 ? "" : "_" + std::to_string(port)) +
+           (subset.empty() ? "" : "/" + subset);
+  }
 };
+
+// The header a client sidecar tells the instance's sidecar with which Service
+// port a request is for; the instance's sidecar sends it to that port's
+// target_port, and takes the header off.
+inline constexpr const char* kServicePortHeader = "x-trellis-port";
+
+// The ports `service` declares: those its live instances serve, by port
+// number. Where instances disagree on a port's name or protocol, the one
+// with the lowest id is taken. Empty: the Service declares no ports, and
+// takes all of its traffic on the addresses its instances registered.
+std::vector<ServicePort> service_ports(const MeshView& mesh, const ServiceRef& service);
 
 // "svc" (in `default_namespace`) or "svc.ns".
 ServiceRef parse_service_ref(const std::string& text, const std::string& default_namespace);
@@ -56,8 +75,11 @@ ServiceRef parse_service_ref(const std::string& text, const std::string& default
 // to clients in `client_namespace`: those in the Service's namespace
 // (producer routes) and those in the client's (consumer routes). Sorted
 // oldest first (by resource version), then by namespace and name.
+// With `port`, only the routes for that port of the Service: a parentRef
+// without port and sectionName, or whose port and sectionName name it.
 std::vector<const Resource*> routes_for(const MeshView& mesh, const ServiceRef& service,
-                                        const std::string& client_namespace);
+                                        const std::string& client_namespace,
+                                        const ServicePort* port = nullptr);
 
 // The DestinationPolicy in force for `service`: of those targeting it, the
 // one whose name sorts first. Null when there is none.
@@ -67,11 +89,25 @@ const Resource* destination_policy_for(const MeshView& mesh, const ServiceRef& s
 // defines no such subset.
 const Json* subset_labels(const Resource& policy, const std::string& name);
 
-// The cluster a backendRef (of a rule, or of a RequestMirror) of a route in
-// `route_namespace` names; nothing for a Subset that no DestinationPolicy
-// defines (yet).
-std::optional<ClusterRef> resolve_backend(const MeshView& mesh, const Json& ref,
-                                          const std::string& route_namespace);
+// What a backendRef (of a rule, or of a RequestMirror) of `route` names: a
+// cluster, or why there is none, as the Gateway API's ResolvedRefs reasons:
+//   InvalidKind      neither a Service nor a Subset (group trellis.dev)
+//   RefNotPermitted  in another namespace, and no ReferenceGrant there lets
+//                    the route's kind and namespace refer to that Service
+//   BackendNotFound  a Subset that no DestinationPolicy defines (yet), or a
+//                    port the Service does not declare (when it declares ports)
+// Without a cluster, the backend's share of requests is answered 500.
+struct BackendResolution {
+  std::optional<ClusterRef> cluster;
+  std::string reason;   // empty when resolved
+  std::string message;  // why not, for status and `trellis check`
+};
+BackendResolution resolve_backend(const MeshView& mesh, const Json& ref, const Resource& route);
+
+// Whether a ReferenceGrant in `to_namespace` lets routes of `route_kind` in
+// `from_namespace` refer to Service `service` there.
+bool reference_granted(const MeshView& mesh, const std::string& route_kind, const std::string& from_namespace,
+                       const std::string& to_namespace, const std::string& service);
 
 // The FaultInjection `name` in `namespace_`; null when there is none.
 const Resource* find_fault_injection(const MeshView& mesh, const std::string& namespace_,

@@ -157,6 +157,9 @@ std::vector<FieldError> Registry::validate(const Instance& instance) {
            "or digit");
     }
   }
+  for (const ServicePortProblem& p : check_service_ports(instance.ports)) {
+    fail(p.field.empty() ? "ports" : "ports[" + std::to_string(p.index) + "]." + p.field, p.message);
+  }
   if (!is_id(instance.registered_by)) {
     fail("registered_by",
          "must be 1 to 253 letters, digits, '-', '_', '.' or ':', starting with a letter or digit");

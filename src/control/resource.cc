@@ -10,7 +10,10 @@
 namespace trellis::control {
 namespace {
 
-const Names kTopFields = {"apiVersion", "kind", "metadata", "spec"};
+// "status" is output only (routes are shown with theirs): what a document
+// read back with `trellis get -o yaml` carries is ignored when applied, as
+// Kubernetes does.
+const Names kTopFields = {"apiVersion", "kind", "metadata", "spec", "status"};
 const Names kMetadataFields = {"name", "namespace", "labels", "resourceVersion"};
 
 Names kind_names() {
@@ -96,6 +99,8 @@ const std::vector<KindInfo>& known_kinds() {
       {"AuthorizationPolicy", "trellis.dev/v1alpha1", "authorizationpolicies", true},
       {"MeshConfig", "trellis.dev/v1alpha1", "meshconfigs", false},
       {"FaultInjection", "trellis.dev/v1alpha1", "faultinjections", true},
+      {"ReferenceGrant", "gateway.networking.k8s.io/v1", "referencegrants", true,
+       "gateway.networking.k8s.io/v1beta1"},
   };
   return kKinds;
 }
@@ -143,8 +148,11 @@ ParsedResource parse_resource(const Json& doc) {
                             "; the kinds are " + join_names(kind_names(), "and"));
     }
   }
-  if (api_version && info != nullptr && *api_version != info->api_version) {
-    top.error("apiVersion", "must be " + quote(info->api_version) + " for kind " + info->kind);
+  if (api_version && info != nullptr && *api_version != info->api_version &&
+      (info->older_api_version == nullptr || *api_version != info->older_api_version)) {
+    top.error("apiVersion", "must be " + quote(info->api_version) +
+                                (info->older_api_version ? " or " + quote(info->older_api_version) : "") +
+                                " for kind " + info->kind);
   }
 
   read_metadata(checker, top, info, out);

@@ -21,11 +21,13 @@ using Json = nlohmann::json;
 //   AuthorizationPolicy  trellis.dev/v1alpha1
 //   MeshConfig           trellis.dev/v1alpha1 (one per mesh, name "default")
 //   FaultInjection       trellis.dev/v1alpha1 (referenced from HTTPRoute rules)
+//   ReferenceGrant       gateway.networking.k8s.io/v1, or v1beta1 as before v1.5
 struct KindInfo {
   const char* kind;
   const char* api_version;
   const char* plural;  // lower-case plural used in API paths and the CLI
   bool namespaced;
+  const char* older_api_version = nullptr;  // also accepted, kept as written
 };
 const std::vector<KindInfo>& known_kinds();
 // By kind, plural or singular lower-case name ("httproute", "httproutes",

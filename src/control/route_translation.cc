@@ -128,10 +128,10 @@ void fill_fault(const MeshView& mesh, const Json& ref, const std::string& route_
   }
 }
 
-void add_mirror(const MeshView& mesh, const Json& spec, const std::string& route_namespace, v1::Route& out) {
+void add_mirror(const MeshView& mesh, const Json& spec, const Resource& route, v1::Route& out) {
   const Json* ref = map_at(spec, "backendRef");
-  std::optional<ClusterRef> cluster = ref ? resolve_backend(mesh, *ref, route_namespace) : std::nullopt;
-  if (!cluster) return;  // a subset not defined yet: there is nowhere to send copies
+  std::optional<ClusterRef> cluster = ref ? resolve_backend(mesh, *ref, route).cluster : std::nullopt;
+  if (!cluster) return;  // unresolved (see resolve_backend): there is nowhere to send copies
   v1::Mirror* m = out.add_mirrors();
   m->set_cluster(cluster->cluster_name());
   if (const Json* fraction = map_at(spec, "fraction")) {
@@ -143,8 +143,16 @@ void add_mirror(const MeshView& mesh, const Json& spec, const std::string& route
   }
 }
 
+// Tells the instance's sidecar which Service port the request is for: set
+// last, over whatever the route's filters did to that header.
+void set_service_port(uint32_t port, v1::HeaderModifier& out) {
+  v1::HeaderPair* pair = out.add_set();
+  pair->set_name(kServicePortHeader);
+  pair->set_value(std::to_string(port));
+}
+
 // What every match of a rule shares: filters, backends and timeouts.
-v1::Route translate_rule(const MeshView& mesh, const Json& rule, const std::string& route_namespace,
+v1::Route translate_rule(const MeshView& mesh, const Json& rule, const Resource& route,
                          uint32_t default_timeout_ms) {
   v1::Route out;
   const Json* timeouts = map_at(rule, "timeouts");
@@ -159,18 +167,19 @@ v1::Route translate_rule(const MeshView& mesh, const Json& rule, const std::stri
     } else if (type == "URLRewrite") {
       if (const Json* spec = map_at(filter, "urlRewrite")) fill_rewrite(*spec, *out.mutable_rewrite());
     } else if (type == "RequestMirror") {
-      if (const Json* spec = map_at(filter, "requestMirror")) add_mirror(mesh, *spec, route_namespace, out);
+      if (const Json* spec = map_at(filter, "requestMirror")) add_mirror(mesh, *spec, route, out);
     } else if (type == "ExtensionRef") {
-      if (const Json* ref = map_at(filter, "extensionRef")) fill_fault(mesh, *ref, route_namespace, out);
+      if (const Json* ref = map_at(filter, "extensionRef")) fill_fault(mesh, *ref, route.namespace_, out);
     }
   }
   const Json& refs = list_at(rule, "backendRefs");
   for (const Json& ref : refs) {
     v1::Backend* b = out.add_backends();
-    std::optional<ClusterRef> cluster = resolve_backend(mesh, ref, route_namespace);
+    std::optional<ClusterRef> cluster = resolve_backend(mesh, ref, route).cluster;
     b->set_cluster(cluster ? cluster->cluster_name() : "");  // its share answers 500
     b->set_weight(uint_at(ref, "weight", 1));
     fill_header_filters(list_at(ref, "filters"), *b);
+    if (cluster && cluster->port != 0) set_service_port(cluster->port, *b->mutable_request_headers());
   }
   if (refs.empty() && !out.redirect().enabled()) out.set_direct_error(kNoBackends);
   return out;
@@ -278,10 +287,10 @@ HostGroups host_groups(const Resource& route) {
 }  // namespace
 
 void add_service_routes(const MeshView& mesh, const ServiceRef& service, const std::string& client_namespace,
-                        v1::VirtualHost& vh) {
+                        v1::VirtualHost& vh, const ServicePort* port) {
   uint32_t default_timeout = default_request_timeout_ms(mesh);
   std::vector<Ranked> ranked;
-  std::vector<const Resource*> routes = routes_for(mesh, service, client_namespace);
+  std::vector<const Resource*> routes = routes_for(mesh, service, client_namespace, port);
   for (size_t r = 0; r < routes.size(); ++r) {
     const Resource& route = *routes[r];
     auto hosts = host_groups(route);
@@ -294,7 +303,7 @@ void add_service_routes(const MeshView& mesh, const ServiceRef& service, const s
     uint32_t timeout = grpc ? 0 : default_timeout;
     const Json& rules = list_at(route.spec, "rules");
     for (size_t i = 0; i < rules.size(); ++i) {
-      v1::Route rule = translate_rule(mesh, rules[i], route.namespace_, timeout);
+      v1::Route rule = translate_rule(mesh, rules[i], route, timeout);
       rule.set_name(route.namespace_ + "/" + route.name);
       *rule.mutable_rate_limits() = limits;
       const Json& matches = list_at(rules[i], "matches");
@@ -327,22 +336,24 @@ void add_service_routes(const MeshView& mesh, const ServiceRef& service, const s
   v1::Route* fallback = vh.add_routes();
   fallback->set_path_kind(v1::Route::PREFIX);
   fallback->set_path("/");
-  fallback->set_cluster(service.cluster_name());
+  ClusterRef self{service, "", port != nullptr ? port->port : 0};
+  fallback->set_cluster(self.cluster_name());
   fallback->set_timeout_ms(default_timeout);
+  if (self.port != 0) set_service_port(self.port, *fallback->mutable_request_headers());
 }
 
 void add_route_clusters(const MeshView& mesh, const ServiceRef& service, const std::string& client_namespace,
-                        std::set<ClusterRef>& out) {
-  auto add = [&](const Json& ref, const std::string& ns) {
-    if (std::optional<ClusterRef> cluster = resolve_backend(mesh, ref, ns)) out.insert(*cluster);
+                        std::set<ClusterRef>& out, const ServicePort* port) {
+  auto add = [&](const Json& ref, const Resource& route) {
+    if (std::optional<ClusterRef> cluster = resolve_backend(mesh, ref, route).cluster) out.insert(*cluster);
   };
-  for (const Resource* route : routes_for(mesh, service, client_namespace)) {
+  for (const Resource* route : routes_for(mesh, service, client_namespace, port)) {
     for (const Json& rule : list_at(route->spec, "rules")) {
-      for (const Json& ref : list_at(rule, "backendRefs")) add(ref, route->namespace_);
+      for (const Json& ref : list_at(rule, "backendRefs")) add(ref, *route);
       for (const Json& filter : list_at(rule, "filters")) {
         const Json* mirror = map_at(filter, "requestMirror");
         const Json* ref = mirror ? map_at(*mirror, "backendRef") : nullptr;
-        if (ref != nullptr && string_at(filter, "type") == "RequestMirror") add(*ref, route->namespace_);
+        if (ref != nullptr && string_at(filter, "type") == "RequestMirror") add(*ref, *route);
       }
     }
   }

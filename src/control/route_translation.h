@@ -13,15 +13,16 @@
 
 namespace trellis::control {
 
-// Appends to `vh` the routes that calls to `service` from a client in
-// `client_namespace` take.
+// Appends to `vh` the routes that calls to `service` (to its `port`, when it
+// declares ports) from a client in `client_namespace` take. Requests to a
+// backend on a declared port carry that port in kServicePortHeader.
 void add_service_routes(const MeshView& mesh, const ServiceRef& service, const std::string& client_namespace,
-                        v1::VirtualHost& vh);
+                        v1::VirtualHost& vh, const ServicePort* port = nullptr);
 
 // Adds to `out` every cluster those routes send to or mirror to: their
-// backends, their mirrors' backends, subsets included (once each). Subsets
-// that no DestinationPolicy defines have no cluster and are left out.
+// backends, their mirrors' backends, subsets included (once each). Backends
+// that resolve_backend does not resolve have no cluster and are left out.
 void add_route_clusters(const MeshView& mesh, const ServiceRef& service, const std::string& client_namespace,
-                        std::set<ClusterRef>& out);
+                        std::set<ClusterRef>& out, const ServicePort* port = nullptr);
 
 }  // namespace trellis::control

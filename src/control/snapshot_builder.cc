@@ -57,8 +57,15 @@ bool targets(const Resource& policy, const ServiceRef& service, const MeshView& 
 std::vector<ClusterRef> clusters_in_scope(const MeshView& mesh, const v1::Hello& hello) {
   std::set<ClusterRef> scope;
   for (const ServiceRef& service : declared_upstreams(hello)) {
-    scope.insert({service, ""});
-    add_route_clusters(mesh, service, node_namespace(hello), scope);
+    std::vector<ServicePort> ports = service_ports(mesh, service);
+    if (ports.empty()) {
+      scope.insert({service, "", 0});
+      add_route_clusters(mesh, service, node_namespace(hello), scope);
+    }
+    for (const ServicePort& port : ports) {
+      scope.insert({service, "", port.port});
+      add_route_clusters(mesh, service, node_namespace(hello), scope, &port);
+    }
   }
   return {scope.begin(), scope.end()};
 }
@@ -89,10 +96,26 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     v1::VirtualHost* vh = in->add_virtual_hosts();
     vh->set_name(kInbound);
     vh->add_domains("*");
+    // A request for one of the instance's Service ports (the client sidecar
+    // names it in kServicePortHeader) goes to that port's target_port; any
+    // other to app_address. The header goes no further.
+    std::vector<v1::Route*> routes;
+    for (const v1::ServicePort& port : hello.instance().ports()) {
+      v1::Route* r = vh->add_routes();
+      r->set_path_kind(v1::Route::PREFIX);
+      r->set_path("/");
+      v1::ValueMatch* m = r->add_headers();
+      m->set_name(kServicePortHeader);
+      m->set_value(std::to_string(port.port()));
+      r->set_cluster(std::string(kInbound) + "_" + std::to_string(port.port()));
+      routes.push_back(r);
+    }
     v1::Route* r = vh->add_routes();
     r->set_path_kind(v1::Route::PREFIX);
     r->set_path("/");
     r->set_cluster(kInbound);
+    routes.push_back(r);
+    for (v1::Route* each : routes) each->mutable_request_headers()->add_remove(kServicePortHeader);
     // The proxy in front of each instance of a Service enforces who may call it.
     if (!hello.node().service().empty()) {
       v1::Authorization authz;
@@ -101,8 +124,9 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     }
     // The proxy in front of each instance of a Service enforces the limits on it.
     if (!hello.node().service().empty()) {
-      add_rate_limits(mesh, "Service", node_namespace(hello), hello.node().service(),
-                      *r->mutable_rate_limits());
+      for (v1::Route* each : routes)
+        add_rate_limits(mesh, "Service", node_namespace(hello), hello.node().service(),
+                        *each->mutable_rate_limits());
     }
     v1::Cluster* c = update.add_clusters();
     c->set_name(kInbound);
@@ -115,6 +139,15 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     // (the client sidecar names it), so gRPC servers get HTTP/2.
     c->set_protocol(v1::Cluster::DOWNSTREAM);
     c->add_endpoints()->set_address(hello.instance().app_address());
+    // Each port at the application's host and its target_port, in its protocol.
+    const std::string app_host = host_of(hello.instance().app_address());
+    for (const v1::ServicePort& port : hello.instance().ports()) {
+      v1::Cluster* pc = update.add_clusters();
+      *pc = *c;
+      pc->set_name(std::string(kInbound) + "_" + std::to_string(port.port()));
+      pc->set_protocol(cluster_protocol(port.protocol()));
+      pc->mutable_endpoints(0)->set_address(app_host + ":" + std::to_string(port.target_port()));
+    }
   }
   std::vector<ClusterRef> scope = clusters_in_scope(mesh, hello);
   // An application that calls nothing gets no outbound listener.
@@ -124,15 +157,30 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     out->set_address(hello.outbound_address());
     out->set_protocol(v1::Listener::HTTP);
     for (const ServiceRef& s : declared_upstreams(hello)) {
-      v1::VirtualHost* vh = out->add_virtual_hosts();
-      vh->set_name(s.cluster_name());
       const std::string& n = s.name;
       const std::string& ns = s.namespace_;
-      for (const std::string& d :
-           {n, n + "." + ns, n + "." + ns + ".svc", n + "." + ns + ".svc.cluster.local"}) {
-        vh->add_domains(d);
+      const std::string names[] = {n, n + "." + ns, n + "." + ns + ".svc",
+                                   n + "." + ns + ".svc.cluster.local"};
+      std::vector<ServicePort> ports = service_ports(mesh, s);
+      if (ports.empty()) {  // every port of the Service's names
+        v1::VirtualHost* vh = out->add_virtual_hosts();
+        vh->set_name(s.cluster_name());
+        for (const std::string& d : names) vh->add_domains(d);
+        add_service_routes(mesh, s, node_namespace(hello), *vh);
+        continue;
       }
-      add_service_routes(mesh, s, node_namespace(hello), *vh);
+      // One virtual host per port, by the Host's port ("reviews:9080"). A
+      // Host without a port means port 80, as in HTTP, or the only port.
+      for (const ServicePort& port : ports) {
+        v1::VirtualHost* vh = out->add_virtual_hosts();
+        vh->set_name(s.cluster_name() + "_" + std::to_string(port.port));
+        const bool bare = port.port == 80 || ports.size() == 1;
+        for (const std::string& d : names) {
+          vh->add_domains(d + ":" + std::to_string(port.port));
+          if (bare) vh->add_domains(d);
+        }
+        add_service_routes(mesh, s, node_namespace(hello), *vh, &port);
+      }
     }
   }
   for (const ClusterRef& c : scope) *update.add_clusters() = build_cluster(mesh, c);

@@ -66,6 +66,9 @@ constexpr Migration kMigrations[] = {
         bootstrap INTEGER NOT NULL
       ) WITHOUT ROWID;
     )sql"},
+    {3, R"sql(
+      ALTER TABLE instances ADD COLUMN ports_json TEXT NOT NULL DEFAULT '[]';
+    )sql"},
 };
 static_assert(std::size(kMigrations) == SqliteStore::kSchemaVersion, "one migration per schema version");
 
@@ -109,17 +112,18 @@ constexpr std::array<const char*, kStatementCount> kStatementSql = {
     "resource_version = excluded.resource_version",
     "DELETE FROM resources WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
     "SELECT id, service, namespace, address, zone, weight, labels_json, ttl_seconds, last_heartbeat_ms, "
-    "registered_by FROM instances WHERE id = ?1",
+    "registered_by, ports_json FROM instances WHERE id = ?1",
     "INSERT INTO instances (id, service, namespace, address, zone, weight, labels_json, ttl_seconds, "
-    "last_heartbeat_ms, registered_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+    "last_heartbeat_ms, registered_by, ports_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
     "ON CONFLICT (id) DO UPDATE SET service = excluded.service, namespace = excluded.namespace, "
     "address = excluded.address, zone = excluded.zone, weight = excluded.weight, "
     "labels_json = excluded.labels_json, ttl_seconds = excluded.ttl_seconds, "
-    "last_heartbeat_ms = excluded.last_heartbeat_ms, registered_by = excluded.registered_by",
+    "last_heartbeat_ms = excluded.last_heartbeat_ms, registered_by = excluded.registered_by, "
+    "ports_json = excluded.ports_json",
     "UPDATE instances SET last_heartbeat_ms = ?2 WHERE id = ?1",
     "DELETE FROM instances WHERE id = ?1",
     "SELECT id, service, namespace, address, zone, weight, labels_json, ttl_seconds, last_heartbeat_ms, "
-    "registered_by FROM instances ORDER BY id",
+    "registered_by, ports_json FROM instances ORDER BY id",
     "INSERT INTO tokens (id, kind, namespace, service_account, description, secret_sha256, created_ms, "
     "expires_ms, revoked_ms, bootstrap) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     "SELECT id, kind, namespace, service_account, description, secret_sha256, created_ms, expires_ms, "
@@ -212,6 +216,29 @@ bool labels_from_json(const std::string& text, std::map<std::string, std::string
   return true;
 }
 
+Result<std::string> ports_to_json(const std::vector<ServicePort>& ports) {
+  Json list = Json::array();
+  for (const ServicePort& p : ports)
+    list.push_back(
+        {{"name", p.name}, {"port", p.port}, {"target_port", p.target_port}, {"protocol", p.protocol}});
+  return dump_json(list, "ports");
+}
+
+bool ports_from_json(const std::string& text, std::vector<ServicePort>& out) {
+  Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.is_array()) return false;
+  for (const Json& p : parsed) {
+    if (!p.is_object()) return false;
+    ServicePort port;
+    port.name = p.value("name", "");
+    port.port = p.value("port", 0u);
+    port.target_port = p.value("target_port", 0u);
+    port.protocol = p.value("protocol", "");
+    out.push_back(std::move(port));
+  }
+  return true;
+}
+
 // Columns as in kGetResource / kListResources.
 std::optional<Resource> read_resource(const Query& q) {
   Resource r;
@@ -239,6 +266,7 @@ std::optional<Instance> read_instance(const Query& q) {
   i.ttl_seconds = static_cast<uint32_t>(q.integer(7));
   i.last_heartbeat_ms = q.integer(8);
   i.registered_by = q.text(9);
+  if (!ports_from_json(q.text(10), i.ports)) return std::nullopt;
   return i;
 }
 
@@ -262,7 +290,7 @@ TokenRecord read_token(const Query& q) {
 bool same_but_heartbeat(const Instance& a, const Instance& b) {
   return a.id == b.id && a.service == b.service && a.namespace_ == b.namespace_ && a.address == b.address &&
          a.zone == b.zone && a.weight == b.weight && a.labels == b.labels && a.ttl_seconds == b.ttl_seconds &&
-         a.registered_by == b.registered_by;
+         a.registered_by == b.registered_by && a.ports == b.ports;
 }
 
 Error db_error(sqlite3* db, const std::string& what) {
@@ -562,6 +590,8 @@ Result<bool> SqliteStore::upsert_instance_locked(const Instance& instance) {
   if (instance.id.empty()) return make_error("upsert instance: id must not be empty");
   auto labels = labels_to_json(instance.labels);
   if (!labels) return make_error(what + ": " + labels.error().message);
+  auto ports = ports_to_json(instance.ports);
+  if (!ports) return make_error(what + ": " + ports.error().message);
 
   std::optional<Instance> current;
   {
@@ -588,7 +618,7 @@ Result<bool> SqliteStore::upsert_instance_locked(const Instance& instance) {
   q.bind(1, instance.id).bind(2, instance.service).bind(3, instance.namespace_).bind(4, instance.address);
   q.bind(5, instance.zone).bind(6, static_cast<int64_t>(instance.weight)).bind(7, *labels);
   q.bind(8, static_cast<int64_t>(instance.ttl_seconds)).bind(9, instance.last_heartbeat_ms);
-  q.bind(10, instance.registered_by);
+  q.bind(10, instance.registered_by).bind(11, *ports);
   if (q.run() != SQLITE_DONE) return sqlite_error(what);
   return true;
 }

@@ -46,7 +46,7 @@ class SqliteStore final : public Store {
   static constexpr int kDefaultBusyTimeoutMs = 5000;
   // The schema version this build writes; open() migrates older databases up
   // to it and refuses newer ones.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating when missing) `<data_dir>/trellis.db`, creating the
   // directory too (readable by its owner only: it holds the admin token). `busy_timeout_ms` is how long a

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/service_port.h"
 #include "control/resource.h"
 
 namespace trellis::control {
@@ -27,6 +28,11 @@ struct Instance {
   uint32_t ttl_seconds = 30;                  // removed this long after the last heartbeat
   int64_t last_heartbeat_ms = 0;              // wall-clock milliseconds since the epoch
   std::string registered_by;                  // "api" or the node id of the proxy that registered it
+  // The Service ports it serves. Registered by a sidecar, each is reached
+  // through the sidecar (at `address`), which sends it to the application's
+  // target_port; registered through the API, at the address's host and
+  // target_port. None: `address` takes all of the Service's traffic.
+  std::vector<ServicePort> ports;
 };
 
 // An API token as stored: never its secret, only the secret's SHA-256

@@ -22,6 +22,7 @@ constexpr SpecValidator kValidators[] = {
     {"AuthorizationPolicy", validate_authorization_policy},
     {"MeshConfig", validate_mesh_config},
     {"FaultInjection", validate_fault_injection},
+    {"ReferenceGrant", validate_reference_grant},
 };
 
 }  // namespace

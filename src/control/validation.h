@@ -20,14 +20,6 @@ namespace trellis::control {
 // Never throws.
 std::vector<FieldError> validate_spec(std::string_view kind, const Json& spec);
 
-// HTTPRoute backendRefs of kind Subset ("<service>/<subset>") that name no
-// subset in the DestinationPolicy targeting that Service (in the backend's
-// namespace, which defaults to the route's). Kept apart from validate_spec
-// because resources may be applied in any order: an unresolved subset is
-// worth a warning when applying, and gets no traffic until it resolves.
-// `route` must have passed validation; `policies` are DestinationPolicies.
-std::vector<FieldError> unresolved_subset_refs(const Resource& route, const std::vector<Resource>& policies);
-
 // A duration of a resource, in milliseconds: the project's grammar
 // (common/duration.h) in the Gateway API's narrower form, one to four parts,
 // each 1-5 digits and a unit h, m, s or ms ("10s", "500ms", "1h30m"), as the

@@ -21,7 +21,7 @@ def check(control, *args) -> subprocess.CompletedProcess:
 
 def route(name: str, parent: str, backend: str, prefix: str = "/") -> dict:
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": name},
-            "spec": {"parentRefs": [{"name": parent}],
+            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": parent}],
                      "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
                                 "backendRefs": [{"name": backend, "port": 80}]}]}}
 

@@ -19,7 +19,8 @@ EXAMPLES = SOURCE_DIR / "examples" / "mesh"
 # Plural (what `get` takes) -> kind as apply prints it.
 KINDS = {"httproutes": "httproute", "destinationpolicies": "destinationpolicy",
          "ratelimitpolicies": "ratelimitpolicy", "authorizationpolicies": "authorizationpolicy",
-         "meshconfigs": "meshconfig", "faultinjections": "faultinjection"}
+         "meshconfigs": "meshconfig", "faultinjections": "faultinjection",
+         "referencegrants": "referencegrant"}
 
 
 def example_resources() -> set[str]:
@@ -127,9 +128,10 @@ def test_get_tables_show_names_summaries_and_versions(cli):
     cli.ok("apply", "-f", EXAMPLES)
     table = cli.ok("get", "httproutes", "-A").out
     lines = table.splitlines()
-    assert lines[0].split() == ["NAMESPACE", "NAME", "PARENTS", "BACKENDS", "VERSION"], table
+    assert lines[0].split() == ["NAMESPACE", "NAME", "PARENTS", "BACKENDS", "REFS", "VERSION"], table
     canary = next(line for line in lines if "reviews-canary" in line)
     assert "bookinfo" in canary and "reviews:9080" in canary and "reviews-v1=90,reviews-v2=10" in canary, table
+    assert canary.split()[-2] == "ok", f"the canary's backends are all resolved: {canary!r}"
     assert re.search(r"\s\d+$", canary), f"no VERSION in {canary!r}"
 
     # Without -n or -A: the default namespace, where the examples are not.
@@ -195,7 +197,9 @@ metadata:
   namespace: bookinfo
 spec:
   parentRefs:
-    - name: reviews
+    - group: ""
+      kind: Service
+      name: reviews
   rules:
     - backendRefs:
         - name: reviews-v1
@@ -218,7 +222,7 @@ def test_refused_resource_shows_its_field_path_and_the_rest_still_applies(cli, f
     result = cli("apply", "-f", path)
     assert result.returncode == 1, result.out + result.err
     assert "httproute/bad-route refused" in result.err, result.err
-    assert f"{path}:13: spec.rules[0].backendRefs[0].weight: " in result.err, \
+    assert f"{path}:15: spec.rules[0].backendRefs[0].weight: " in result.err, \
         f"the field's path and line should be named:\n{result.err}"
     assert results(result.out) == {"meshconfig/default": "created"}, result.out
     assert cli("get", "httproute", "bad-route", "-n", "bookinfo").returncode == 1

@@ -116,7 +116,7 @@ def test_fault_injection_changes_reach_the_proxies_whose_routes_name_them(fleet,
     fleet.proxy(sidecar_config(control, "productpage", outbound_port=outbound, upstream_services=["details"]))
     wait_for(outbound, "details")
     route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "chaos"},
-             "spec": {"parentRefs": [{"name": "details"}],
+             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "details"}],
                       "rules": [{"filters": [{"type": "ExtensionRef", "extensionRef": {
                                     "group": "trellis.dev", "kind": "FaultInjection", "name": "flaky"}}],
                                  "backendRefs": [{"name": "details", "port": 9080}]}]}}
@@ -173,7 +173,7 @@ def test_bad_resource_is_refused_with_its_field_path(fleet):
     control = fleet.control_plane()
     bad = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
            "metadata": {"name": "bad"},
-           "spec": {"parentRefs": [{"name": "reviews", "port": 9080}],
+           "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "reviews", "port": 9080}],
                     "rules": [{"backendRefs": [{"name": "reviews-v1", "port": 9080, "weight": -1}]}]}}
     status, body = control.apply(bad)
     assert status == 400, f"{status} {body}"
@@ -185,7 +185,7 @@ def test_bad_resource_is_refused_with_its_field_path(fleet):
 def test_optimistic_concurrency(fleet):
     control = fleet.control_plane()
     route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-             "metadata": {"name": "r"}, "spec": {"parentRefs": [{"name": "a", "port": 9080}], "rules": [{"backendRefs": [{"name": "a", "port": 9080}]}]}}
+             "metadata": {"name": "r"}, "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "a", "port": 9080}], "rules": [{"backendRefs": [{"name": "a", "port": 9080}]}]}}
     status, body = control.apply(route)
     assert status == 201, body
     version = body["resource"]["metadata"]["resourceVersion"]
@@ -211,7 +211,7 @@ def test_nack_keeps_the_last_good_config(fleet, nginx):
     good = product.config_dump()
     route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
              "metadata": {"name": "to-ratings"},
-             "spec": {"parentRefs": [{"name": "reviews", "port": 9080}], "rules": [{"backendRefs": [{"name": "ratings", "port": 9080}]}]}}
+             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "reviews", "port": 9080}], "rules": [{"backendRefs": [{"name": "ratings", "port": 9080}]}]}}
     assert control.apply(route)[0] == 201
 
     def nacked():
@@ -276,13 +276,14 @@ def test_restart_recovers_all_state(fleet, nginx):
     control = fleet.control_plane()
     route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
              "metadata": {"name": "kept", "labels": {"team": "a"}},
-             "spec": {"parentRefs": [{"name": "reviews", "port": 9080}], "rules": [{"backendRefs": [{"name": "reviews", "port": 9080}]}]}}
+             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "reviews", "port": 9080}], "rules": [{"backendRefs": [{"name": "reviews", "port": 9080}]}]}}
     _, created = control.apply(route)
     inst = control.register("reviews", nginx.address(0), ttl_seconds=300, labels={"version": "v1"})
     assert control.stop() == 0, "trellis-control did not exit cleanly on SIGTERM"
     control.start()
     status, got = control.request("GET", "/v1/resources/httproutes/default/kept")
     assert status == 200, got
+    assert got.pop("status")["parents"][0]["conditions"][0]["type"] == "Accepted", "a route is shown with its status"
     assert got == created["resource"], f"resource changed across a restart: {got} vs {created['resource']}"
     _, instances = control.request("GET", "/v1/registry/services/default/reviews/instances")
     assert [(i["id"], i["labels"]) for i in instances["instances"]] == [(inst["id"], {"version": "v1"})], instances

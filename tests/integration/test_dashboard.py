@@ -153,7 +153,7 @@ def test_dashboard_shows_the_mesh_as_the_proxies_count_it(mesh, browser):
     # Problems: what trellis check says, here about a route to nowhere.
     assert control.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
                           "metadata": {"name": "to-ghost"},
-                          "spec": {"parentRefs": [{"name": "details"}],
+                          "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "details"}],
                                    "rules": [{"backendRefs": [{"name": "ghost", "port": 80}]}]}})[0] == 201
     seen = readings(b)
     b.wait_for(f"document.body.dataset.readings >= {seen + 1}", 20)

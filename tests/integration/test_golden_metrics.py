@@ -23,7 +23,7 @@ def test_each_request_is_counted_by_both_sidecars_with_who_called_whom(fleet, ng
                                              upstream_services=["details"]))
     status, body = control.apply({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "details-hello"},
-        "spec": {"parentRefs": [{"name": "details"}],
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "details"}],
                  "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/hello"}}],
                             "backendRefs": [{"name": "details", "port": 80}]}]}})
     assert status in (200, 201), body

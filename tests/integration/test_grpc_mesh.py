@@ -244,7 +244,7 @@ def test_a_grpcroute_from_the_control_plane_routes_calls_by_method_through_sidec
                                              "healthyThreshold": 1}}})
     apply(control, {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
                     "metadata": {"name": "cart"},
-                    "spec": {"parentRefs": [{"name": "cart"}], "rules": [
+                    "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "cart"}], "rules": [
                         {"matches": [{"method": {"service": "test.Echo", "method": "Unary"},
                                       "headers": [{"name": "x-canary", "value": "1"}]}],
                          "backendRefs": [{"group": "trellis.dev", "kind": "Subset", "name": "cart/v2",

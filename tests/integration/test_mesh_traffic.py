@@ -75,7 +75,7 @@ def subset(name: str, weight: int = 1) -> dict:
 
 def route(rules: list[dict], name: str = "reviews") -> dict:
     return {"apiVersion": ROUTE_API, "kind": "HTTPRoute", "metadata": {"name": name},
-            "spec": {"parentRefs": [{"name": "reviews"}], "rules": rules}}
+            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "reviews"}], "rules": rules}}
 
 
 def wait_for_route(client: Client, check, what: str) -> None:

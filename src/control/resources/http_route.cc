@@ -4,6 +4,7 @@
 // Service defined in that Service's DestinationPolicy, and an ExtensionRef
 // filter naming a FaultInjection. A GRPCRoute matches a gRPC service and
 // method instead of a path, and has no redirect, rewrite or timeouts.
+#include <cctype>
 #include <map>
 #include <set>
 #include <utility>
@@ -20,7 +21,8 @@ namespace {
 constexpr size_t kMaxParentRefs = 32;
 constexpr size_t kMaxHostnames = 16;
 constexpr size_t kMaxRules = 16;
-constexpr size_t kMaxMatches = 8;
+constexpr size_t kMaxMatches = 64;
+constexpr size_t kMaxMatchesPerRoute = 128;  // over all rules, as the Gateway API bounds them
 constexpr size_t kMaxFilters = 16;
 constexpr size_t kMaxBackendRefs = 16;
 constexpr size_t kMaxHeaderEdits = 16;
@@ -29,9 +31,10 @@ constexpr int64_t kMaxWeight = 1000000;
 constexpr size_t kMaxHeaderValue = 4096;
 constexpr size_t kMaxQueryValue = 1024;
 constexpr std::string_view kTrellisGroup = "trellis.dev";
+constexpr std::string_view kGatewayGroup = "gateway.networking.k8s.io";
 
 const Names kParentRefFields = {"group", "kind", "namespace", "name", "sectionName", "port"};
-const Names kRuleFields = {"matches", "filters", "backendRefs", "timeouts"};
+const Names kRuleFields = {"name", "matches", "filters", "backendRefs", "timeouts"};
 const Names kMatchFields = {"path", "headers", "queryParams", "method"};
 const Names kBackendObjectFields = {"group", "kind", "name", "namespace", "port"};
 const Names kBackendRefFields = {"group", "kind", "name", "namespace", "port", "weight", "filters"};
@@ -45,7 +48,7 @@ const Names kFilterConfigFields = {
 const Names kFilterFields = {"type",          "requestHeaderModifier", "responseHeaderModifier",
                              "requestMirror", "requestRedirect",       "urlRewrite",
                              "extensionRef"};
-const Names kGrpcRuleFields = {"matches", "filters", "backendRefs"};
+const Names kGrpcRuleFields = {"name", "matches", "filters", "backendRefs"};
 const Names kGrpcFilterTypes = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror",
                                 "ExtensionRef"};
 const Names kGrpcFilterFields = {"type", "requestHeaderModifier", "responseHeaderModifier", "requestMirror",
@@ -116,10 +119,29 @@ void check_subset_name(const MapReader& ref, const std::string& name) {
   }
 }
 
-// group, kind, name, namespace and port of a backend: a Service (core group)
-// or a Subset (group trellis.dev).
+// A Kubernetes kind name: a letter, then letters, digits and '-', at most 63.
+std::optional<std::string> check_kind_name(std::string_view kind) {
+  bool ok = !kind.empty() && kind.size() <= 63 && std::isalpha(static_cast<unsigned char>(kind.front())) &&
+            kind.back() != '-';
+  for (char c : kind) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-');
+  if (ok) return std::nullopt;
+  return quote(kind) + " is not a kind name: a letter, then letters, digits and '-', at most 63 characters";
+}
+
+// An API group: "" (the core group) or a DNS subdomain.
+std::optional<std::string> check_group_name(std::string_view group) {
+  if (group.empty()) return std::nullopt;
+  if (check_dns_subdomain(group)) return quote(group) + " is not an API group: \"\" or a DNS subdomain";
+  return std::nullopt;
+}
+
+// group, kind, name, namespace and port of a backend: a Service (core
+// group), a Subset (group trellis.dev), or any other kind, which the Gateway
+// API says to accept and answer with 500 for its share (ResolvedRefs False,
+// reason InvalidKind: `trellis get` and `trellis check` show it).
 void check_backend_object(const MapReader& ref) {
-  std::optional<std::string> group = ref.string("group");
+  std::optional<std::string> group = std::string();
+  if (ref.has("group")) group = ref.string("group");
   std::optional<std::string> kind = std::string("Service");
   if (ref.has("kind")) kind = ref.string("kind");
   std::optional<std::string> name = ref.string("name", Need::kRequired);
@@ -127,29 +149,57 @@ void check_backend_object(const MapReader& ref) {
     if (auto problem = check_dns_label(*ns)) ref.error("namespace", *problem);
   }
   ref.integer("port", 1, 65535);
-  if (!kind) return;
-  if (*kind == "Service") {
-    if (group && !group->empty()) {
-      ref.error("group", "must be \"\" for kind Service (the core group), or left out");
-    }
+  if (!kind || !group) return;
+  if (auto problem = check_group_name(*group)) ref.error("group", *problem);
+  if (auto problem = check_kind_name(*kind)) ref.error("kind", *problem);
+  const bool service = group->empty() && *kind == "Service";
+  const bool subset = *group == kTrellisGroup && *kind == "Subset";
+  if (service) {
     if (name) {
       if (auto problem = check_dns_label(*name)) ref.error("name", *problem);
     }
-  } else if (*kind == "Subset") {
-    if (!ref.has("group")) {
-      ref.error("group", "required for kind Subset: must be \"trellis.dev\"");
-    } else if (group && *group != kTrellisGroup) {
-      ref.error("group", "must be \"trellis.dev\" for kind Subset");
-    }
+  } else if (subset) {
     if (name) check_subset_name(ref, *name);
-  } else {
-    ref.error("kind", quote(*kind) +
-                          " is not a supported backend kind: use Service, or Subset with group "
-                          "\"trellis.dev\"" +
-                          did_you_mean(*kind, {"Service", "Subset"}));
+  } else if (name && (name->empty() || name->size() > 253)) {
+    ref.error("name", "must be 1 to 253 characters");
+  }
+  if ((service || subset) && !ref.has("port")) {
+    ref.error("port", "required field is missing: the port to send to");
+  }
+}
+
+// The Gateway API's defaults make a parentRef without kind a Gateway (group
+// gateway.networking.k8s.io). Trellis runs no Gateways, so such a route
+// would carry no traffic: it is refused rather than stored to do nothing.
+// A mesh route names its Service in full: group "" and kind Service.
+void check_parent_kind(const MapReader& ref, const RouteKind& route_kind) {
+  std::optional<std::string> group = std::string(kGatewayGroup);
+  if (ref.has("group")) group = ref.string("group");
+  std::optional<std::string> kind = std::string("Gateway");
+  if (ref.has("kind")) kind = ref.string("kind");
+  if (!group || !kind) return;
+  const std::string article = route_kind.name == "HTTPRoute" ? "an " : "a ";
+  if (*kind == "Gateway" && (*group == kGatewayGroup)) {
+    std::string what = ref.has("kind")
+                           ? "kind Gateway"
+                           : "a parentRef without kind names a Gateway (the Gateway API's default)";
+    ref.error("kind", what + ", and Trellis runs no Gateways: in the mesh " + article +
+                          std::string(route_kind.name) +
+                          " attaches to a Service; write kind: Service and group: \"\"");
     return;
   }
-  if (!ref.has("port")) ref.error("port", "required field is missing: the port to send to");
+  if (*kind != "Service") {
+    ref.error("kind", quote(*kind) + " is not supported: in the mesh " + article +
+                          std::string(route_kind.name) + " attaches to a Service (kind Service, group \"\")" +
+                          did_you_mean(*kind, {"Service"}));
+    return;
+  }
+  if (!ref.has("group")) {
+    ref.error("group", "required for kind Service: must be \"\" (the core group); left out, it is \"" +
+                           std::string(kGatewayGroup) + "\", where no Service is");
+  } else if (!group->empty()) {
+    ref.error("group", "must be \"\" for kind Service (the core group)");
+  }
 }
 
 void check_parent_refs(Checker& checker, const MapReader& spec, const RouteKind& route_kind) {
@@ -162,19 +212,7 @@ void check_parent_refs(Checker& checker, const MapReader& spec, const RouteKind&
   for (const Item& item : spec.list("parentRefs", 1, kMaxParentRefs, Need::kRequired)) {
     MapReader ref = checker.map(*item.json, item.path, kParentRefFields);
     if (!ref.ok()) continue;
-    std::optional<std::string> group = ref.string("group");
-    if (group && !group->empty()) {
-      ref.error("group",
-                "must be \"\" (the core group) or left out: in the mesh a route attaches "
-                "to a Service");
-    }
-    std::optional<std::string> kind = std::string("Service");
-    if (ref.has("kind")) kind = ref.string("kind");
-    if (kind && *kind != "Service") {
-      ref.error("kind", quote(*kind) + " is not supported: in the mesh " +
-                            (route_kind.name == "HTTPRoute" ? "an " : "a ") + std::string(route_kind.name) +
-                            " attaches to a Service (kind Service)");
-    }
+    check_parent_kind(ref, route_kind);
     std::optional<std::string> ns = ref.string("namespace");
     if (ns) {
       if (auto problem = check_dns_label(*ns)) ref.error("namespace", *problem);
@@ -532,11 +570,6 @@ const Json* member(const Json& object, const char* key) {
   return it == object.end() ? nullptr : &*it;
 }
 
-std::string string_member(const Json& object, const char* key) {
-  const Json* value = member(object, key);
-  return value != nullptr && value->is_string() ? value->get<std::string>() : std::string();
-}
-
 void validate_route(Checker& checker, const Json& spec_json, const RouteKind& route_kind) {
   MapReader spec = checker.map(spec_json, "spec", {"parentRefs", "hostnames", "rules"});
   if (!spec.ok()) return;
@@ -546,7 +579,29 @@ void validate_route(Checker& checker, const Json& spec_json, const RouteKind& ro
     if (!host) continue;
     if (auto problem = check_hostname(*host, /*allow_wildcard=*/true)) checker.error(item.path, *problem);
   }
-  for (const Item& rule : spec.list("rules", 0, kMaxRules)) check_rule(checker, rule, route_kind);
+  std::map<std::string, std::string> rule_names;  // name -> the rule's path
+  size_t matches = 0;
+  for (const Item& rule : spec.list("rules", 0, kMaxRules)) {
+    check_rule(checker, rule, route_kind);
+    const Json* name = member(*rule.json, "name");
+    if (name != nullptr && name->is_string()) {
+      const std::string& text = name->get_ref<const std::string&>();
+      if (auto problem = check_dns_subdomain(text)) {
+        checker.error(rule.path + ".name", *problem);
+      } else if (auto [first, fresh] = rule_names.emplace(text, rule.path); !fresh) {
+        checker.error(rule.path + ".name",
+                      "rule name " + quote(text) + " is already used by " + first->second);
+      }
+    } else if (name != nullptr) {
+      checker.error(rule.path + ".name", "expected a string");
+    }
+    const Json* list = member(*rule.json, "matches");
+    if (list != nullptr && list->is_array()) matches += list->size();
+  }
+  if (matches > kMaxMatchesPerRoute) {
+    spec.error("rules", "has " + std::to_string(matches) + " matches in all: at most " +
+                            std::to_string(kMaxMatchesPerRoute) + " over all rules");
+  }
 }
 
 }  // namespace
@@ -554,58 +609,5 @@ void validate_route(Checker& checker, const Json& spec_json, const RouteKind& ro
 void validate_http_route(Checker& checker, const Json& spec) { validate_route(checker, spec, kHttpRoute); }
 
 void validate_grpc_route(Checker& checker, const Json& spec) { validate_route(checker, spec, kGrpcRoute); }
-
-std::vector<FieldError> unresolved_subset_refs(const Resource& route, const std::vector<Resource>& policies) {
-  std::vector<FieldError> errors;
-  if (route.kind != "HTTPRoute" && route.kind != "GRPCRoute") return errors;
-  // (namespace, service) -> subset names defined for it.
-  std::map<std::pair<std::string, std::string>, std::set<std::string>> defined;
-  for (const Resource& policy : policies) {
-    if (policy.kind != "DestinationPolicy") continue;
-    const Json* target = member(policy.spec, "targetRef");
-    if (target == nullptr) continue;
-    auto& names = defined[{policy.namespace_, string_member(*target, "name")}];
-    const Json* subsets = member(policy.spec, "subsets");
-    if (subsets == nullptr || !subsets->is_array()) continue;
-    for (const Json& subset : *subsets) names.insert(string_member(subset, "name"));
-  }
-  auto check = [&](const Json& ref, const std::string& path) {
-    if (string_member(ref, "kind") != "Subset") return;
-    std::string name = string_member(ref, "name");
-    size_t slash = name.find('/');
-    if (slash == std::string::npos) return;
-    std::string ns = string_member(ref, "namespace");
-    if (ns.empty()) ns = route.namespace_;
-    std::string service = name.substr(0, slash);
-    std::string subset = name.substr(slash + 1);
-    auto it = defined.find({ns, service});
-    if (it == defined.end()) {
-      errors.push_back({path, "no DestinationPolicy in namespace " + quote(ns) + " targets Service " +
-                                  quote(service) + ", so subset " + quote(subset) + " is not defined"});
-    } else if (it->second.count(subset) == 0) {
-      errors.push_back({path, "the DestinationPolicy of Service " + quote(service) + " in namespace " +
-                                  quote(ns) + " defines no subset " + quote(subset)});
-    }
-  };
-  const Json* rules = member(route.spec, "rules");
-  if (rules == nullptr || !rules->is_array()) return errors;
-  for (size_t i = 0; i < rules->size(); ++i) {
-    std::string rule_path = item_path("spec.rules", i);
-    const Json& rule = (*rules)[i];
-    if (const Json* backends = member(rule, "backendRefs"); backends && backends->is_array()) {
-      for (size_t j = 0; j < backends->size(); ++j) {
-        check((*backends)[j], item_path(rule_path + ".backendRefs", j) + ".name");
-      }
-    }
-    if (const Json* filters = member(rule, "filters"); filters && filters->is_array()) {
-      for (size_t j = 0; j < filters->size(); ++j) {
-        const Json* mirror = member((*filters)[j], "requestMirror");
-        const Json* ref = mirror ? member(*mirror, "backendRef") : nullptr;
-        if (ref) check(*ref, item_path(rule_path + ".filters", j) + ".requestMirror.backendRef.name");
-      }
-    }
-  }
-  return errors;
-}
 
 }  // namespace trellis::control

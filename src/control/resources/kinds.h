@@ -13,5 +13,6 @@ void validate_rate_limit_policy(Checker& checker, const Json& spec);
 void validate_authorization_policy(Checker& checker, const Json& spec);
 void validate_mesh_config(Checker& checker, const Json& spec);
 void validate_fault_injection(Checker& checker, const Json& spec);
+void validate_reference_grant(Checker& checker, const Json& spec);
 
 }  // namespace trellis::control

@@ -144,13 +144,14 @@ class Loader {
       }
     }
     if (auto inst = fields->get("instance")) {
-      if (auto f = r_.read_map(*inst, {"address", "app_address", "weight", "labels", "ttl"})) {
+      if (auto f = r_.read_map(*inst, {"address", "app_address", "weight", "labels", "ttl", "ports"})) {
         cp.has_instance = true;
         if (auto v = r_.required(*f, "address")) r_.read_address(*v, cp.instance_address);
         if (auto v = r_.required(*f, "app_address")) r_.read_address(*v, cp.app_address);
         if (auto v = f->get("weight")) r_.read_integer(*v, 1, kMaxWeight, cp.weight);
         if (auto v = f->get("ttl")) r_.read_positive_duration(*v, cp.ttl);
         if (auto v = f->get("labels")) load_labels(*v, cp.labels);
+        if (auto v = f->get("ports")) load_ports(*v, cp.ports);
       }
     }
     if (auto v = fields->get("outbound_address")) cp.has_outbound = r_.read_address(*v, cp.outbound_address);
@@ -243,6 +244,32 @@ class Loader {
           std::pair{"private_key", &mtls.private_key}, std::pair{"trust_bundle", &mtls.trust_bundle}}) {
       if (auto v = r_.required(*fields, key); v && r_.read_string(*v, *out) && out->empty())
         r_.error(*v, "must name a file");
+    }
+  }
+
+  void load_ports(const Located& at, std::vector<ServicePort>& ports) {
+    auto items = r_.read_list(at);
+    if (!items) return;
+    std::vector<Located> where;
+    for (const Located& item : *items) {
+      auto f = r_.read_map(item, {"name", "port", "target_port", "protocol"});
+      if (!f) continue;
+      ServicePort p;
+      bool ok = true;
+      if (auto v = f->get("name")) ok &= r_.read_string(*v, p.name);
+      auto number = r_.required(*f, "port");
+      ok &= number && r_.read_integer(*number, 1, 65535, p.port);
+      p.target_port = p.port;  // the application listens on the Service's port unless told
+      if (auto v = f->get("target_port")) ok &= r_.read_integer(*v, 1, 65535, p.target_port);
+      if (auto v = f->get("protocol")) ok &= r_.read_string(*v, p.protocol);
+      if (!ok) continue;  // reported; the list's own rules are checked on what was read
+      ports.push_back(std::move(p));
+      where.push_back(item);
+    }
+    for (const ServicePortProblem& problem : check_service_ports(ports)) {
+      if (where.empty()) break;
+      r_.error(where[std::min(problem.index, where.size() - 1)],
+               (problem.field.empty() ? "" : problem.field + ": ") + problem.message);
     }
   }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/log_format.h"
+#include "common/service_port.h"
 #include "net/address.h"
 #include "policy/authorization.h"
 #include "policy/circuit_breaker.h"
@@ -339,6 +340,9 @@ struct ControlPlaneConfig {
   uint32_t weight = 1;
   std::map<std::string, std::string> labels;
   Millis ttl{10000};
+  // The Service ports it serves, each at the application's host and its
+  // target_port; none: app_address takes all of the Service's traffic.
+  std::vector<ServicePort> ports;
   // Outbound side: where the application sends its requests, and to whom.
   bool has_outbound = false;
   net::SocketAddress outbound_address;

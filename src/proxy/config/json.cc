@@ -439,6 +439,11 @@ Json control_plane_json(const ControlPlaneConfig& cp) {
               {"weight", cp.weight},
               {"ttl", format_duration(cp.ttl)}};
     if (!cp.labels.empty()) inst["labels"] = cp.labels;
+    for (const ServicePort& p : cp.ports) {
+      Json port{{"name", p.name}, {"port", p.port}, {"target_port", p.target_port}};
+      if (!p.protocol.empty()) port["protocol"] = p.protocol;
+      inst["ports"].push_back(std::move(port));
+    }
     c["instance"] = std::move(inst);
   }
   if (cp.has_outbound) c["outbound_address"] = cp.outbound_address.text;

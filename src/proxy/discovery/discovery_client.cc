@@ -168,6 +168,13 @@ void DiscoveryClient::on_stream_ready() {
     inst->set_weight(cp.weight);
     inst->set_ttl_seconds(static_cast<uint32_t>(std::max<int64_t>(1, cp.ttl.count() / 1000)));
     for (const auto& [k, v] : cp.labels) (*inst->mutable_labels())[k] = v;
+    for (const ServicePort& p : cp.ports) {
+      v1::ServicePort* out = inst->add_ports();
+      out->set_name(p.name);
+      out->set_port(p.port);
+      out->set_target_port(p.target_port);
+      out->set_protocol(p.protocol);
+    }
   }
   if (cp.has_outbound) hello->set_outbound_address(cp.outbound_address.text);
   hello->set_admin_address(bootstrap_->admin.address.text);

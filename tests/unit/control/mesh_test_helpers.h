@@ -31,6 +31,19 @@ inline Resource http_route(std::string name, const char* spec, uint64_t version 
   return resource("HTTPRoute", std::move(name), spec, version, std::move(ns));
 }
 
+// A ReferenceGrant in `ns` letting HTTPRoutes in `from_ns` send to Service
+// `service` there (every Service when empty).
+inline Resource reference_grant(std::string ns, const std::string& from_ns, const std::string& service = "") {
+  Json spec = {
+      {"from", {{{"group", "gateway.networking.k8s.io"}, {"kind", "HTTPRoute"}, {"namespace", from_ns}}}},
+      {"to", {{{"group", ""}, {"kind", "Service"}}}}};
+  if (!service.empty()) spec["to"][0]["name"] = service;
+  Resource r = resource("ReferenceGrant", "grant-" + from_ns, "{}", 1, std::move(ns));
+  r.api_version = "gateway.networking.k8s.io/v1";
+  r.spec = std::move(spec);
+  return r;
+}
+
 inline Instance instance(std::string service, std::string address,
                          std::map<std::string, std::string> labels = {}, std::string ns = "default") {
   Instance i;

@@ -15,7 +15,7 @@ Json route_doc() {
     "apiVersion": "gateway.networking.k8s.io/v1",
     "kind": "HTTPRoute",
     "metadata": {"name": "reviews", "namespace": "bookinfo", "labels": {"app": "reviews"}},
-    "spec": {"parentRefs": [{"name": "reviews", "port": 9080}]}
+    "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "reviews", "port": 9080}]}
   })");
 }
 
@@ -32,7 +32,7 @@ using namespace ::trellis::control::testing;  // NOLINT: test helpers
 
 TEST(KnownKinds, ListsEveryKindWithItsApiVersionAndScope) {
   const std::vector<KindInfo>& kinds = known_kinds();
-  ASSERT_EQ(kinds.size(), 7u);
+  ASSERT_EQ(kinds.size(), 8u);
   struct Expected {
     std::string kind, api_version, plural;
     bool namespaced;
@@ -45,6 +45,7 @@ TEST(KnownKinds, ListsEveryKindWithItsApiVersionAndScope) {
       {"AuthorizationPolicy", "trellis.dev/v1alpha1", "authorizationpolicies", true},
       {"MeshConfig", "trellis.dev/v1alpha1", "meshconfigs", false},
       {"FaultInjection", "trellis.dev/v1alpha1", "faultinjections", true},
+      {"ReferenceGrant", "gateway.networking.k8s.io/v1", "referencegrants", true},
   };
   for (size_t i = 0; i < kinds.size(); ++i) {
     EXPECT_EQ(kinds[i].kind, expected[i].kind);
@@ -154,10 +155,10 @@ TEST(ParseResource, UnknownKindSuggestsTheClosestOne) {
   EXPECT_ONLY_ERROR(with(route_doc(), "/kind", "HttpRoute"), "kind",
                     "unknown kind \"HttpRoute\" (did you mean \"HTTPRoute\"?); the kinds are "
                     "HTTPRoute, GRPCRoute, DestinationPolicy, RateLimitPolicy, AuthorizationPolicy, "
-                    "MeshConfig and FaultInjection");
+                    "MeshConfig, FaultInjection and ReferenceGrant");
   EXPECT_ONLY_ERROR(with(route_doc(), "/kind", "Gateway"), "kind",
                     "unknown kind \"Gateway\"; the kinds are HTTPRoute, GRPCRoute, DestinationPolicy, "
-                    "RateLimitPolicy, AuthorizationPolicy, MeshConfig and FaultInjection");
+                    "RateLimitPolicy, AuthorizationPolicy, MeshConfig, FaultInjection and ReferenceGrant");
 }
 
 TEST(ParseResource, UnknownKindSkipsSpecValidation) {
@@ -251,7 +252,9 @@ TEST(ParseResource, ResourceVersionIsAStringOfDigits) {
 }
 
 TEST(ParseResource, UnknownFieldsAreErrors) {
-  EXPECT_ONLY_ERROR(with(route_doc(), "/status", Json::object()), "status", "unknown field \"status\"");
+  EXPECT_ONLY_ERROR(with(route_doc(), "/bogus", Json::object()), "bogus", "unknown field \"bogus\"");
+  // What `get -o yaml` shows can be applied again: status is output only.
+  EXPECT_TRUE(parse_resource(with(route_doc(), "/status", {{"parents", Json::array()}})).ok());
   EXPECT_ONLY_ERROR(with(route_doc(), "/metadata/labls", Json::object()), "metadata.labls",
                     "unknown field \"labls\" (did you mean \"labels\"?)");
   EXPECT_ONLY_ERROR(with(route_doc(), "/metadata/annotations", Json::object()), "metadata.annotations",

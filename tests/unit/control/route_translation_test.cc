@@ -259,6 +259,7 @@ TEST(RouteTranslation, SubsetBackendsNameTheirSubsetClusterOrNothing) {
       {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v3", "weight": 5},
       {"group": "trellis.dev", "kind": "Subset", "name": "ratings/v1", "weight": 5},
       {"name": "ratings", "namespace": "prod"}]}]})")};
+  mesh.reference_grants = {reference_grant("prod", "default")};
   EXPECT_EQ(describe(first_route(mesh)),
             "PREFIX / -> reviews.default/v1=80,reviews.default/v2=10,=5,=5,ratings.prod=1")
       << "a subset its Service's DestinationPolicy does not define has no cluster: its share answers 500";
@@ -278,15 +279,41 @@ TEST(RouteTranslation, MirrorsSendAShareOfCopies) {
       {"type": "RequestMirror", "requestMirror": {"backendRef": {"group": "trellis.dev", "kind": "Subset",
                                                                  "name": "reviews/v9"}}}],
       "backendRefs": [{"name": "reviews-v1"}]}]})")};
-  const v1::Route& r = first_route(mesh);
-  std::vector<std::string> mirrors;
-  for (const v1::Mirror& m : r.mirrors()) {
-    mirrors.push_back(m.cluster() + " " + std::to_string(m.numerator()) + "/" +
-                      std::to_string(m.denominator()));
-  }
-  EXPECT_EQ(mirrors, (std::vector<std::string>{"shadow.default 5/100", "audit.ops 1/1000",
-                                               "all.default 100/100", "reviews.default/v2 3/100"}))
-      << "a mirror to a subset that does not exist sends nothing";
+  auto mirrors = [&] {
+    std::vector<std::string> out;
+    const v1::Route r = first_route(mesh);
+    for (const v1::Mirror& m : r.mirrors()) {
+      out.push_back(m.cluster() + " " + std::to_string(m.numerator()) + "/" +
+                    std::to_string(m.denominator()));
+    }
+    return out;
+  };
+  EXPECT_EQ(mirrors(), (std::vector<std::string>{"shadow.default 5/100", "all.default 100/100",
+                                                 "reviews.default/v2 3/100"}))
+      << "a mirror to a subset that does not exist, or to another namespace without a grant, sends nothing";
+  mesh.reference_grants = {reference_grant("ops", "default", "audit")};
+  EXPECT_EQ(mirrors(), (std::vector<std::string>{"shadow.default 5/100", "audit.ops 1/1000",
+                                                 "all.default 100/100", "reviews.default/v2 3/100"}));
+}
+
+// The Gateway API's ReferenceGrant: a backend in another namespace is sent
+// to only when that namespace allows it; unknown kinds are never sent to.
+TEST(RouteTranslation, BackendsElsewhereNeedAGrantAndUnknownKindsGet500) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"backendRefs": [{"name": "ratings", "namespace": "ops", "weight": 3},
+                               {"group": "multicluster.x-k8s.io", "kind": "ServiceImport", "name": "far"}]}]})")};
+  EXPECT_EQ(describe_all(routes_of(mesh)),
+            (std::vector<std::string>{"PREFIX / -> =3,=1", "PREFIX / -> reviews.default"}))
+      << "both shares are answered 500";
+  mesh.reference_grants = {reference_grant("ops", "default", "details"), reference_grant("ops", "shop")};
+  EXPECT_EQ(describe_all(routes_of(mesh))[0], "PREFIX / -> =3,=1") << "grants for others allow nothing";
+  mesh.reference_grants.push_back(reference_grant("ops", "default"));
+  EXPECT_EQ(describe_all(routes_of(mesh))[0], "PREFIX / -> ratings.ops=3,=1");
+  mesh.reference_grants = {reference_grant("ops", "default", "ratings")};
+  EXPECT_EQ(describe_all(routes_of(mesh))[0], "PREFIX / -> ratings.ops=3,=1");
+  mesh.reference_grants[0].spec["from"][0]["kind"] = "GRPCRoute";
+  EXPECT_EQ(describe_all(routes_of(mesh))[0], "PREFIX / -> =3,=1") << "a grant is for one kind of route";
 }
 
 TEST(RouteTranslation, TimeoutsDefaultToTheMeshConfigs) {
@@ -439,6 +466,7 @@ TEST(RouteTranslation, AConsumerRoutesLimitsAreThoseInItsNamespace) {
   mesh.http_routes = {http_route("consumer", R"({"parentRefs": [{"name": "reviews", "namespace": "default"}],
         "rules": [{"backendRefs": [{"name": "reviews", "namespace": "default"}]}]})",
                                  1, "shop")};
+  mesh.reference_grants = {reference_grant("default", "shop", "reviews")};
   mesh.rate_limit_policies = {route_rate_limit("shop-limit", "consumer", {"shop"}, "shop"),
                               route_rate_limit("default-limit", "consumer", {"default"})};
   EXPECT_EQ(
@@ -471,6 +499,7 @@ TEST(RouteTranslation, RouteClustersAreEveryResolvedBackendAndMirror) {
                "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shadow"}}}]},
               {"backendRefs": [{"group": "trellis.dev", "kind": "Subset", "name": "reviews/v1"},
                                {"name": "ratings", "namespace": "prod"}]}]})")};
+  mesh.reference_grants = {reference_grant("prod", "default")};
   std::set<ClusterRef> clusters;
   add_route_clusters(mesh, {"reviews", "default"}, "default", clusters);
   std::vector<std::string> names;

@@ -337,5 +337,153 @@ TEST(SnapshotBuilder, SameInputSameOutput) {
   EXPECT_EQ(a, b) << "endpoint order must not depend on registry order";
 }
 
+// ---- Service ports ----
+
+std::vector<std::string> domains_of(const v1::ConfigUpdate& u) {
+  std::vector<std::string> out;
+  for (const v1::VirtualHost& vh : find_listener(u, "outbound")->virtual_hosts()) {
+    std::string line = vh.name() + ":";
+    for (const std::string& d : vh.domains()) line += " " + d;
+    out.push_back(line);
+  }
+  return out;
+}
+
+const v1::VirtualHost* find_vhost(const v1::ConfigUpdate& u, const std::string& name) {
+  for (const v1::VirtualHost& vh : find_listener(u, "outbound")->virtual_hosts())
+    if (vh.name() == name) return &vh;
+  return nullptr;
+}
+
+std::string port_header(const v1::HeaderModifier& m) {
+  for (const v1::HeaderPair& p : m.set())
+    if (p.name() == "x-trellis-port") return p.value();
+  return "";
+}
+
+// reviews serves http on 9080 (the application on 8080) and admin on 9443;
+// one instance through its sidecar, one registered through the API.
+MeshView ported_mesh() {
+  MeshView mesh;
+  Instance sidecar = instance("reviews", "127.0.0.1:7001");
+  sidecar.registered_by = "reviews-1";
+  sidecar.ports = {{"http", 9080, 8080, "http"}, {"admin", 9443, 9443, ""}};
+  Instance api = instance("reviews", "10.0.0.2:7002");
+  api.registered_by = "api";
+  api.ports = {{"http", 9080, 8081, "grpc"}};
+  mesh.instances = {sidecar, api};
+  return mesh;
+}
+
+TEST(SnapshotBuilder, EachPortOfAServiceIsAVirtualHostAndAClusterOfItsOwn) {
+  MeshView mesh = ported_mesh();
+  v1::ConfigUpdate u = build_proxy_config(mesh, hello({"reviews"}));
+  EXPECT_EQ(domains_of(u),
+            (std::vector<std::string>{
+                "reviews.default_9080: reviews:9080 reviews.default:9080 reviews.default.svc:9080 "
+                "reviews.default.svc.cluster.local:9080",
+                "reviews.default_9443: reviews:9443 reviews.default:9443 reviews.default.svc:9443 "
+                "reviews.default.svc.cluster.local:9443"}))
+      << "two ports, neither 80: a Host without a port names neither";
+  const v1::Cluster* http = find_cluster(u, "reviews.default_9080");
+  ASSERT_NE(http, nullptr);
+  ASSERT_EQ(http->endpoints_size(), 2);
+  EXPECT_EQ(http->endpoints(0).address(), "10.0.0.2:8081") << "no sidecar: the instance's own port";
+  EXPECT_EQ(http->endpoints(1).address(), "127.0.0.1:7001") << "a sidecar: through it";
+  EXPECT_EQ(http->protocol(), v1::Cluster::HTTP1) << "the mesh's protocol to sidecars";
+  const v1::Cluster* admin = find_cluster(u, "reviews.default_9443");
+  ASSERT_NE(admin, nullptr);
+  ASSERT_EQ(admin->endpoints_size(), 1) << "only the instances that serve the port";
+  EXPECT_EQ(find_cluster(u, "reviews.default"), nullptr);
+  const v1::VirtualHost* vh = find_vhost(u, "reviews.default_9443");
+  ASSERT_NE(vh, nullptr);
+  const v1::Route& fallback = vh->routes(vh->routes_size() - 1);
+  EXPECT_EQ(fallback.cluster(), "reviews.default_9443");
+  EXPECT_EQ(port_header(fallback.request_headers()), "9443") << "the callee's sidecar learns the port";
+
+  // No sidecar anywhere: the port's protocol is the cluster's.
+  mesh.instances.erase(mesh.instances.begin());
+  u = build_proxy_config(mesh, hello({"reviews"}));
+  EXPECT_EQ(find_cluster(u, "reviews.default_9080")->protocol(), v1::Cluster::HTTP2) << "grpc";
+  EXPECT_EQ(domains_of(u),
+            (std::vector<std::string>{
+                "reviews.default_9080: reviews:9080 reviews reviews.default:9080 reviews.default "
+                "reviews.default.svc:9080 reviews.default.svc reviews.default.svc.cluster.local:9080 "
+                "reviews.default.svc.cluster.local"}))
+      << "the only port also takes a Host without one";
+}
+
+TEST(SnapshotBuilder, TheInstancesSidecarSendsEachPortToItsTargetPort) {
+  MeshView mesh;
+  v1::Hello h = hello({});
+  h.mutable_instance()->set_app_address("127.0.0.5:9080");
+  v1::ServicePort* http = h.mutable_instance()->add_ports();
+  http->set_name("http");
+  http->set_port(80);
+  http->set_target_port(8080);
+  http->set_protocol("h2c");
+  v1::ServicePort* admin = h.mutable_instance()->add_ports();
+  admin->set_name("admin");
+  admin->set_port(9443);
+  admin->set_target_port(9443);
+  v1::ConfigUpdate u = build_proxy_config(mesh, h);
+  const v1::Listener* in = find_listener(u, "inbound");
+  ASSERT_EQ(in->virtual_hosts(0).routes_size(), 3);
+  std::vector<std::string> routes;
+  for (const v1::Route& r : in->virtual_hosts(0).routes()) {
+    std::string line = r.cluster();
+    for (const v1::ValueMatch& m : r.headers()) line += " if " + m.name() + "=" + m.value();
+    for (const std::string& gone : r.request_headers().remove()) line += " -" + gone;
+    routes.push_back(line);
+  }
+  EXPECT_EQ(routes, (std::vector<std::string>{"inbound_80 if x-trellis-port=80 -x-trellis-port",
+                                              "inbound_9443 if x-trellis-port=9443 -x-trellis-port",
+                                              "inbound -x-trellis-port"}));
+  const v1::Cluster* c = find_cluster(u, "inbound_80");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->endpoints(0).address(), "127.0.0.5:8080");
+  EXPECT_EQ(c->protocol(), v1::Cluster::HTTP2);
+  EXPECT_EQ(find_cluster(u, "inbound_9443")->protocol(), v1::Cluster::DOWNSTREAM);
+  EXPECT_EQ(find_cluster(u, "inbound")->endpoints(0).address(), "127.0.0.5:9080");
+}
+
+// The Gateway API's mesh ports: a parentRef's port or sectionName scopes the
+// route to that port; a backendRef's port picks the backend's port, and one
+// the backend does not declare is answered 500.
+TEST(SnapshotBuilder, RoutesApplyToTheirParentsPortAndSendToTheBackendsPort) {
+  MeshView mesh = ported_mesh();
+  Instance other = instance("ratings", "127.0.0.1:7003");
+  other.registered_by = "ratings-1";
+  other.ports = {{"", 8080, 8080, ""}};
+  mesh.instances.push_back(other);
+  mesh.http_routes = {
+      route("on-admin", Json::parse(R"({"parentRefs": [{"name": "reviews", "port": 9443}],
+        "rules": [{"matches": [{"path": {"value": "/a"}}], "backendRefs": [{"name": "ratings", "port": 8080}]}]})")),
+      route("on-http", Json::parse(R"({"parentRefs": [{"name": "reviews", "sectionName": "http"}],
+        "rules": [{"matches": [{"path": {"value": "/h"}}], "backendRefs": [{"name": "ratings", "port": 9999}]}]})")),
+      route("everywhere", Json::parse(R"({"parentRefs": [{"name": "reviews"}],
+        "rules": [{"matches": [{"path": {"value": "/e"}}], "backendRefs": [{"name": "ratings", "port": 8080}]}]})"))};
+  v1::ConfigUpdate u = build_proxy_config(mesh, hello({"reviews"}));
+  auto described = [&](const std::string& vhost) {
+    std::vector<std::string> out;
+    for (const v1::Route& r : find_vhost(u, vhost)->routes()) {
+      std::string line = describe(r);
+      for (const v1::Backend& b : r.backends()) line += " [" + port_header(b.request_headers()) + "]";
+      out.push_back(line);
+    }
+    return out;
+  };
+  EXPECT_EQ(described("reviews.default_9443"),
+            (std::vector<std::string>{"PREFIX /e -> ratings.default_8080=1 [8080]",
+                                      "PREFIX /a -> ratings.default_8080=1 [8080]",
+                                      "PREFIX / -> reviews.default_9443"}))
+      << "equal prefixes: the route whose name sorts first";
+  EXPECT_EQ(described("reviews.default_9080"),
+            (std::vector<std::string>{"PREFIX /e -> ratings.default_8080=1 [8080]", "PREFIX /h -> =1 []",
+                                      "PREFIX / -> reviews.default_9080"}))
+      << "ratings has no port 9999: that share is answered 500";
+  EXPECT_NE(find_cluster(u, "ratings.default_8080"), nullptr);
+}
+
 }  // namespace
 }  // namespace trellis::control

@@ -265,6 +265,7 @@ TEST_F(SqliteStoreTest, StateSurvivesReopen) {
   i.labels = {{"version", "v2"}, {"app.kubernetes.io/name", "web"}};
   i.last_heartbeat_ms = 1700000000123;
   i.registered_by = "node-7";
+  i.ports = {{"http", 9080, 8080, "http"}, {"grpc", 9090, 9090, ""}};
   ASSERT_TRUE(store_->upsert_instance(i));
 
   reopen();
@@ -286,6 +287,7 @@ TEST_F(SqliteStoreTest, StateSurvivesReopen) {
   EXPECT_EQ(back.ttl_seconds, i.ttl_seconds);
   EXPECT_EQ(back.last_heartbeat_ms, i.last_heartbeat_ms);
   EXPECT_EQ(back.registered_by, i.registered_by);
+  EXPECT_EQ(back.ports, i.ports);
 }
 
 TEST_F(SqliteStoreTest, InstancesUpsertTouchRemoveList) {
@@ -507,9 +509,11 @@ TEST_F(SqliteStoreTest, AVersionOneDatabaseGainsTheTokensTable) {
   store_.reset();
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(
-      sqlite3_exec(db, "DROP TABLE tokens; UPDATE schema_version SET version = 1", nullptr, nullptr, nullptr),
-      SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE tokens; ALTER TABLE instances DROP COLUMN ports_json; "
+                         "UPDATE schema_version SET version = 1",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
   sqlite3_close(db);
   reopen();
   EXPECT_TRUE(store_->get(route("kept").key()).has_value());
@@ -518,6 +522,28 @@ TEST_F(SqliteStoreTest, AVersionOneDatabaseGainsTheTokensTable) {
   t.kind = "admin";
   t.secret_sha256 = std::string(32, 'h');
   EXPECT_TRUE(store_->insert_token(t));
+}
+
+TEST_F(SqliteStoreTest, AVersionTwoDatabaseGainsInstancePorts) {
+  ASSERT_TRUE(store_->upsert_instance(instance("web-1")));
+  store_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "ALTER TABLE instances DROP COLUMN ports_json; UPDATE schema_version SET version = 2",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  reopen();
+  auto all = store_->instances();
+  ASSERT_EQ(all.size(), 1u) << "the instances are kept";
+  EXPECT_TRUE(all[0].ports.empty());
+  Instance i = instance("web-1");
+  i.ports = {{"", 80, 8080, ""}};
+  auto changed = store_->upsert_instance(i);
+  ASSERT_TRUE(changed);
+  EXPECT_TRUE(*changed) << "new ports are a change a proxy sees";
+  EXPECT_EQ(store_->instances()[0].ports, i.ports);
 }
 
 TEST_F(SqliteStoreTest, ADataDirectoryItMakesIsPrivate) {

@@ -36,7 +36,7 @@ Json document(const char* api_version, const char* kind, const char* spec) {
 // A 90/10 canary between two Services.
 Json route() {
   return document("gateway.networking.k8s.io/v1", "HTTPRoute", R"({
-    "parentRefs": [{"name": "reviews", "port": 9080}],
+    "parentRefs": [{"group": "", "kind": "Service", "name": "reviews", "port": 9080}],
     "hostnames": ["reviews.bookinfo.svc.cluster.local", "*.example.com"],
     "rules": [{
       "matches": [{"path": {"type": "PathPrefix", "value": "/reviews"}}],
@@ -50,7 +50,7 @@ Json route() {
 // Calls of shop.v1.Cart/Get to a canary for the callers that ask for it.
 Json grpc_route() {
   return document("gateway.networking.k8s.io/v1", "GRPCRoute", R"({
-    "parentRefs": [{"name": "cart", "port": 9090}],
+    "parentRefs": [{"group": "", "kind": "Service", "name": "cart", "port": 9090}],
     "rules": [{
       "matches": [{"method": {"service": "shop.v1.Cart", "method": "Get"},
                    "headers": [{"name": "x-canary", "value": "1"}]},
@@ -171,6 +171,13 @@ TEST(DnsNames, LabelsAndSubdomains) {
 
 // ---- every kind: a complete valid example ----
 
+Json reference_grant() {
+  return document("gateway.networking.k8s.io/v1", "ReferenceGrant", R"({
+    "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "shop"},
+             {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute", "namespace": "shop"}],
+    "to": [{"group": "", "kind": "Service", "name": "reviews"}, {"group": "", "kind": "Service"}]})");
+}
+
 TEST(Validation, ValidExampleOfEveryKindPasses) {
   EXPECT_VALID(route());
   EXPECT_VALID(grpc_route());
@@ -179,6 +186,7 @@ TEST(Validation, ValidExampleOfEveryKindPasses) {
   EXPECT_VALID(authorization_policy());
   EXPECT_VALID(mesh_config());
   EXPECT_VALID(fault_injection());
+  EXPECT_VALID(reference_grant());
 }
 
 TEST(Validation, GrpcRouteMatchesAndWhatItHasNot) {
@@ -205,12 +213,14 @@ TEST(Validation, GrpcRouteMatchesAndWhatItHasNot) {
                    .empty());
   EXPECT_ONLY_ERROR(
       with(grpc_route(), "/spec/parentRefs/0/kind", "Gateway"), "spec.parentRefs[0].kind",
-      "\"Gateway\" is not supported: in the mesh a GRPCRoute attaches to a Service (kind Service)");
+      "\"Gateway\" is not supported: in the mesh a GRPCRoute attaches to a Service (kind Service, group "
+      "\"\")");
 }
 
 TEST(Validation, ValidateSpecReportsPathsFromTheDocumentRoot) {
-  std::vector<FieldError> errors =
-      validate_spec("HTTPRoute", Json::parse(R"({"parentRefs": [{"name": "a", "port": 0}]})"));
+  std::vector<FieldError> errors = validate_spec(
+      "HTTPRoute",
+      Json::parse(R"({"parentRefs": [{"group": "", "kind": "Service", "name": "a", "port": 0}]})"));
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].path, "spec.parentRefs[0].port");
   EXPECT_EQ(errors[0].message, "must be between 1 and 65535");
@@ -235,7 +245,7 @@ TEST(Validation, AnyValueInAnyPlaceIsReportedNotThrown) {
                                           Json::parse(R"({"a":1})")};
   for (const Json& doc :
        {route(), destination_policy(), rate_limit_policy(), authorization_policy(), mesh_config(),
-        fault_injection(), route_with_filters(R"([{"type": "ExtensionRef", "extensionRef":
+        fault_injection(), reference_grant(), route_with_filters(R"([{"type": "ExtensionRef", "extensionRef":
             {"group": "trellis.dev", "kind": "FaultInjection", "name": "reviews-faults"}}])")}) {
     Json flat = doc.flatten();
     for (const auto& [pointer, unused] : flat.items()) {
@@ -255,8 +265,8 @@ TEST(Validation, AnyValueInAnyPlaceIsReportedNotThrown) {
 // ---- HTTPRoute ----
 
 TEST(HttpRoute, MinimalRouteAndSubsetBackendsPass) {
-  EXPECT_VALID(
-      document("gateway.networking.k8s.io/v1", "HTTPRoute", R"({"parentRefs": [{"name": "reviews"}]})"));
+  EXPECT_VALID(document("gateway.networking.k8s.io/v1", "HTTPRoute",
+                        R"({"parentRefs": [{"group": "", "kind": "Service", "name": "reviews"}]})"));
   EXPECT_VALID(with(route(), "/spec/rules/0/backendRefs", Json::parse(R"([
     {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v1", "port": 9080, "weight": 90},
     {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v2", "port": 9080, "weight": 10,
@@ -267,13 +277,27 @@ TEST(HttpRoute, ParentRefs) {
   EXPECT_ONLY_ERROR(without(route(), "/spec/parentRefs"), "spec.parentRefs", "required field is missing");
   EXPECT_ONLY_ERROR(with(route(), "/spec/parentRefs", Json::array()), "spec.parentRefs",
                     "must have at least 1 item");
+  // The Gateway API's defaults: without kind and group, a parent is a Gateway.
+  const char* no_gateways =
+      ", and Trellis runs no Gateways: in the mesh an HTTPRoute attaches to a Service; write kind: "
+      "Service and group: \"\"";
+  EXPECT_ONLY_ERROR(
+      without(without(route(), "/spec/parentRefs/0/kind"), "/spec/parentRefs/0/group"),
+      "spec.parentRefs[0].kind",
+      std::string("a parentRef without kind names a Gateway (the Gateway API's default)") + no_gateways);
   EXPECT_ONLY_ERROR(with(route(), "/spec/parentRefs/0/kind", "Gateway"), "spec.parentRefs[0].kind",
-                    "\"Gateway\" is not supported: in the mesh an HTTPRoute attaches to a Service "
-                    "(kind Service)");
+                    "\"Gateway\" is not supported: in the mesh an HTTPRoute attaches to a Service (kind "
+                    "Service, group \"\")");
+  EXPECT_ONLY_ERROR(without(with(route(), "/spec/parentRefs/0/kind", "Gateway"), "/spec/parentRefs/0/group"),
+                    "spec.parentRefs[0].kind", std::string("kind Gateway") + no_gateways);
+  EXPECT_ONLY_ERROR(without(route(), "/spec/parentRefs/0/group"), "spec.parentRefs[0].group",
+                    "required for kind Service: must be \"\" (the core group); left out, it is "
+                    "\"gateway.networking.k8s.io\", where no Service is");
   EXPECT_ONLY_ERROR(with(route(), "/spec/parentRefs/0/group", "gateway.networking.k8s.io"),
-                    "spec.parentRefs[0].group",
-                    "must be \"\" (the core group) or left out: in the mesh a route attaches to a Service");
-  EXPECT_VALID(with(with(route(), "/spec/parentRefs/0/group", ""), "/spec/parentRefs/0/kind", "Service"));
+                    "spec.parentRefs[0].group", "must be \"\" for kind Service (the core group)");
+  EXPECT_ONLY_ERROR(with(route(), "/spec/parentRefs/0/kind", "service"), "spec.parentRefs[0].kind",
+                    "\"service\" is not supported: in the mesh an HTTPRoute attaches to a Service (kind "
+                    "Service, group \"\") (did you mean \"Service\"?)");
   EXPECT_ONLY_ERROR(with(route(), "/spec/parentRefs/0/port", 65536), "spec.parentRefs[0].port",
                     "must be between 1 and 65535");
   EXPECT_ONLY_ERROR(with(route(), "/spec/parentRefs/0/sectionName", "HTTP"), "spec.parentRefs[0].sectionName",
@@ -286,16 +310,16 @@ TEST(HttpRoute, ParentRefs) {
 
 TEST(HttpRoute, TheSameParentTwiceNeedsDistinctPorts) {
   EXPECT_VALID(with(route(), "/spec/parentRefs", Json::parse(R"([
-    {"name": "reviews", "port": 9080}, {"name": "reviews", "port": 9443}])")));
+    {"group": "", "kind": "Service", "name": "reviews", "port": 9080}, {"group": "", "kind": "Service", "name": "reviews", "port": 9443}])")));
   EXPECT_VALID(with(route(), "/spec/parentRefs", Json::parse(R"([
-    {"name": "reviews"}, {"name": "reviews", "namespace": "other"}])")));
+    {"group": "", "kind": "Service", "name": "reviews"}, {"group": "", "kind": "Service", "name": "reviews", "namespace": "other"}])")));
   EXPECT_ONLY_ERROR(with(route(), "/spec/parentRefs", Json::parse(R"([
-    {"name": "reviews"}, {"name": "reviews", "port": 9080}])")),
+    {"group": "", "kind": "Service", "name": "reviews"}, {"group": "", "kind": "Service", "name": "reviews", "port": 9080}])")),
                     "spec.parentRefs[0]",
                     "this Service is referenced more than once: each reference to it must set port "
                     "or sectionName");
   EXPECT_ONLY_ERROR(with(route(), "/spec/parentRefs", Json::parse(R"([
-    {"name": "reviews", "port": 9080}, {"name": "reviews", "port": 9080}])")),
+    {"group": "", "kind": "Service", "name": "reviews", "port": 9080}, {"group": "", "kind": "Service", "name": "reviews", "port": 9080}])")),
                     "spec.parentRefs[1]", "duplicate reference to the same Service with port 9080");
 }
 
@@ -325,10 +349,32 @@ TEST(HttpRoute, ListLimits) {
   Json rules = Json::array();
   for (int i = 0; i < 17; ++i) rules.push_back(Json::object());
   EXPECT_ONLY_ERROR(with(route(), "/spec/rules", rules), "spec.rules", "must have at most 16 items, has 17");
+  // 64 matches a rule, 128 in all, as the Gateway API's schema bounds them.
   Json matches = Json::array();
-  for (int i = 0; i < 9; ++i) matches.push_back({{"method", "GET"}});
+  for (int i = 0; i < 64; ++i) matches.push_back({{"path", {{"value", "/m" + std::to_string(i)}}}});
+  EXPECT_VALID(with(route(), "/spec/rules/0/matches", matches));
+  Json two = with(route(), "/spec/rules/0/matches", matches);
+  two["spec"]["rules"].push_back(two["spec"]["rules"][0]);
+  EXPECT_VALID(two);
+  Json three = two;
+  three["spec"]["rules"].push_back(route()["spec"]["rules"][0]);
+  EXPECT_ONLY_ERROR(three, "spec.rules", "has 129 matches in all: at most 128 over all rules");
+  matches.push_back({{"method", "GET"}});
   EXPECT_ONLY_ERROR(with(route(), "/spec/rules/0/matches", matches), "spec.rules[0].matches",
-                    "must have at most 8 items, has 9");
+                    "must have at most 64 items, has 65");
+}
+
+TEST(HttpRoute, RuleNames) {
+  EXPECT_VALID(with(route(), "/spec/rules/0/name", "canary"));
+  EXPECT_VALID(with(grpc_route(), "/spec/rules/0/name", "cart.v2"));
+  EXPECT_ONLY_ERROR(with(route(), "/spec/rules/0/name", "Canary"), "spec.rules[0].name",
+                    "\"Canary\" is not a valid name: use lower-case letters, digits, '-' and '.', "
+                    "each '.'-separated part starting and ending with a letter or digit");
+  EXPECT_ONLY_ERROR(with(route(), "/spec/rules/0/name", 7), "spec.rules[0].name", "expected a string");
+  Json twice = with(route(), "/spec/rules/0/name", "canary");
+  twice["spec"]["rules"].push_back(twice["spec"]["rules"][0]);
+  twice["spec"]["rules"][1]["matches"][0]["path"]["value"] = "/other";
+  EXPECT_ONLY_ERROR(twice, "spec.rules[1].name", "rule name \"canary\" is already used by spec.rules[0]");
 }
 
 TEST(HttpRoute, PathMatches) {
@@ -652,14 +698,19 @@ TEST(HttpRoute, BackendRefs) {
   EXPECT_ONLY_ERROR(with(route(), "/spec/rules/0/backendRefs/1/namespace", "Other"), kRef + ".namespace",
                     "\"Other\" is not a valid DNS label: use lower-case letters, digits and '-', "
                     "starting and ending with a letter or digit");
-  EXPECT_ONLY_ERROR(with(route(), "/spec/rules/0/backendRefs/1/kind", "ServiceImport"), kRef + ".kind",
-                    "\"ServiceImport\" is not a supported backend kind: use Service, or Subset with "
-                    "group \"trellis.dev\"");
-  EXPECT_ONLY_ERROR(with(route(), "/spec/rules/0/backendRefs/1/kind", "service"), kRef + ".kind",
-                    "\"service\" is not a supported backend kind: use Service, or Subset with "
-                    "group \"trellis.dev\" (did you mean \"Service\"?)");
-  EXPECT_ONLY_ERROR(with(route(), "/spec/rules/0/backendRefs/1/group", "apps"), kRef + ".group",
-                    "must be \"\" for kind Service (the core group), or left out");
+  // Kinds Trellis does not know are accepted, as the Gateway API says: their
+  // share is answered 500 and the route's status says InvalidKind.
+  Json import = with(with(route(), "/spec/rules/0/backendRefs/1/kind", "ServiceImport"),
+                     "/spec/rules/0/backendRefs/1/group", "multicluster.x-k8s.io");
+  EXPECT_VALID(import);
+  EXPECT_VALID(without(import, "/spec/rules/0/backendRefs/1/port"));
+  EXPECT_VALID(with(route(), "/spec/rules/0/backendRefs/1/kind", "service"));
+  EXPECT_VALID(with(route(), "/spec/rules/0/backendRefs/1/group", "apps"));
+  EXPECT_ONLY_ERROR(with(route(), "/spec/rules/0/backendRefs/1/kind", "Service Import"), kRef + ".kind",
+                    "\"Service Import\" is not a kind name: a letter, then letters, digits and '-', at "
+                    "most 63 characters");
+  EXPECT_ONLY_ERROR(with(route(), "/spec/rules/0/backendRefs/1/group", "Apps!"), kRef + ".group",
+                    "\"Apps!\" is not an API group: \"\" or a DNS subdomain");
   EXPECT_ONLY_ERROR(with(route(), "/spec/rules/0/backendRefs/1/weigth", 1), kRef + ".weigth",
                     "unknown field \"weigth\" (did you mean \"weight\"?)");
   EXPECT_ONLY_ERROR(with(route(), "/spec/rules/0/backendRefs/1/subset", {{"labels", {{"version", "v2"}}}}),
@@ -671,10 +722,9 @@ TEST(HttpRoute, SubsetBackends) {
                      {{"group", "trellis.dev"}, {"kind", "Subset"}, {"name", "reviews/v2"}, {"port", 9080}});
   EXPECT_VALID(subset);
   const std::string kRef = "spec.rules[0].backendRefs[1]";
-  EXPECT_ONLY_ERROR(without(subset, "/spec/rules/0/backendRefs/1/group"), kRef + ".group",
-                    "required for kind Subset: must be \"trellis.dev\"");
-  EXPECT_ONLY_ERROR(with(subset, "/spec/rules/0/backendRefs/1/group", "trellis.io"), kRef + ".group",
-                    "must be \"trellis.dev\" for kind Subset");
+  // Subset in another group is a kind Trellis does not know: accepted, 500.
+  EXPECT_VALID(without(subset, "/spec/rules/0/backendRefs/1/group"));
+  EXPECT_VALID(with(subset, "/spec/rules/0/backendRefs/1/group", "trellis.io"));
   EXPECT_ONLY_ERROR(
       with(subset, "/spec/rules/0/backendRefs/1/name", "reviews-v2"), kRef + ".name",
       "\"reviews-v2\" is not a subset reference: write \"<service>/<subset>\", e.g. \"reviews/v2\"");
@@ -728,7 +778,7 @@ TEST(HttpRoute, ReportsEveryProblemInOnePass) {
   EXPECT_EQ(error_lines(r),
             (std::vector<std::string>{
                 "spec.parentRefs[0].kind: \"Gateway\" is not supported: in the mesh an HTTPRoute "
-                "attaches to a Service (kind Service)",
+                "attaches to a Service (kind Service, group \"\")",
                 "spec.rules[0].matches[0].path.value: must start with \"/\"",
                 "spec.rules[0].backendRefs[0].weight: must be between 0 and 1000000",
                 "spec.rules[0].backendRefs[1].port: required field is missing: the port to send to",
@@ -738,29 +788,37 @@ TEST(HttpRoute, ReportsEveryProblemInOnePass) {
             }));
 }
 
-TEST(HttpRoute, UnresolvedSubsetsAreFoundAgainstDestinationPolicies) {
-  Json doc = with(route(), "/spec/rules/0/backendRefs", Json::parse(R"([
-    {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v1", "port": 9080},
-    {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v3", "port": 9080},
-    {"group": "trellis.dev", "kind": "Subset", "name": "ratings/v1", "port": 9080},
-    {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v1", "port": 9080, "namespace": "other"},
-    {"name": "reviews-v1", "port": 9080}])"));
-  ParsedResource parsed = parse_resource(doc);
-  ASSERT_TRUE(parsed.ok());
-  ParsedResource policy = parse_resource(destination_policy());
-  ASSERT_TRUE(policy.ok());
-  std::vector<FieldError> errors = unresolved_subset_refs(parsed.resource, {policy.resource});
-  ASSERT_EQ(errors.size(), 3u);
-  EXPECT_EQ(errors[0].to_string(),
-            "spec.rules[0].backendRefs[1].name: the DestinationPolicy of Service \"reviews\" in "
-            "namespace \"bookinfo\" defines no subset \"v3\"");
-  EXPECT_EQ(errors[1].to_string(),
-            "spec.rules[0].backendRefs[2].name: no DestinationPolicy in namespace \"bookinfo\" "
-            "targets Service \"ratings\", so subset \"v1\" is not defined");
-  EXPECT_EQ(errors[2].to_string(),
-            "spec.rules[0].backendRefs[3].name: no DestinationPolicy in namespace \"other\" "
-            "targets Service \"reviews\", so subset \"v1\" is not defined");
-  EXPECT_EQ(unresolved_subset_refs(parse_resource(route()).resource, {}).size(), 0u);
+// ---- ReferenceGrant ----
+
+TEST(ReferenceGrant, GrantsFromRoutesToServices) {
+  EXPECT_VALID(reference_grant());
+  EXPECT_VALID(with(reference_grant(), "/apiVersion", "gateway.networking.k8s.io/v1beta1"));
+  EXPECT_ONLY_ERROR(with(reference_grant(), "/apiVersion", "gateway.networking.k8s.io/v1alpha2"),
+                    "apiVersion",
+                    "must be \"gateway.networking.k8s.io/v1\" or \"gateway.networking.k8s.io/v1beta1\" for "
+                    "kind ReferenceGrant");
+  EXPECT_ONLY_ERROR(with(reference_grant(), "/spec/from", Json::array()), "spec.from",
+                    "must have at least 1 item");
+  EXPECT_ONLY_ERROR(without(reference_grant(), "/spec/to"), "spec.to", "required field is missing");
+  EXPECT_ONLY_ERROR(without(reference_grant(), "/spec/from/0/namespace"), "spec.from[0].namespace",
+                    "required field is missing");
+  EXPECT_ONLY_ERROR(without(reference_grant(), "/spec/to/0/group"), "spec.to[0].group",
+                    "required field is missing");
+  // What Trellis would not act on is refused, not stored to do nothing.
+  EXPECT_ONLY_ERROR(with(reference_grant(), "/spec/from/0/kind", "Gateway"), "spec.from[0].kind",
+                    "\"Gateway\" is not supported: in the mesh only routes refer to Services, so a grant is "
+                    "from HTTPRoute or GRPCRoute");
+  EXPECT_ONLY_ERROR(with(reference_grant(), "/spec/from/0/group", ""), "spec.from[0].group",
+                    "must be \"gateway.networking.k8s.io\", the group of HTTPRoute");
+  EXPECT_ONLY_ERROR(with(reference_grant(), "/spec/to/0/kind", "Secret"), "spec.to[0].kind",
+                    "\"Secret\" is not supported: routes in the mesh send to Services, so a grant is to kind "
+                    "Service (with group \"\")");
+  EXPECT_ONLY_ERROR(with(reference_grant(), "/spec/to/0/group", "apps"), "spec.to[0].group",
+                    "must be \"\" (the core group, where Services are)");
+  EXPECT_ONLY_ERROR(
+      with(reference_grant(), "/spec/to/0/name", "Reviews"), "spec.to[0].name",
+      "\"Reviews\" is not a valid DNS label: use lower-case letters, digits and '-', starting and "
+      "ending with a letter or digit");
 }
 
 // ---- DestinationPolicy ----
