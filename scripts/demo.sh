@@ -87,7 +87,10 @@ for svc in productpage details reviews-v1 reviews-v2; do
     echo "  trust_bundle: $RUN/control/trust-bundle.pem"
     echo "  join_token_file: $RUN/$svc.token"
     echo "  node: { id: $svc-1, service: $svc }"
-    echo "  instance: { address: 127.0.0.1:${INBOUND[$svc]}, app_address: 127.0.0.1:${APP[$svc]}, ttl: 10s }"
+    # Each serves its Service's port 9080 (what routes and callers name) on
+    # its own application port.
+    echo "  instance: { address: 127.0.0.1:${INBOUND[$svc]}, app_address: 127.0.0.1:${APP[$svc]}, ttl: 10s,"
+    echo "              ports: [{ name: http, port: 9080, target_port: ${APP[$svc]}, protocol: http }] }"
     if [[ $svc == productpage ]]; then
       echo "  outbound_address: $OUTBOUND"
       echo "  upstream_services: [details, reviews]"

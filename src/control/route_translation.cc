@@ -128,12 +128,27 @@ void fill_fault(const MeshView& mesh, const Json& ref, const std::string& route_
   }
 }
 
+// Tells the instance's sidecar which Service port the request is for: set
+// last, over whatever the route's filters did to that header.
+void set_service_port(uint32_t port, v1::HeaderModifier& out) {
+  v1::HeaderPair* pair = out.add_set();
+  pair->set_name(kServicePortHeader);
+  pair->set_value(std::to_string(port));
+}
+
 void add_mirror(const MeshView& mesh, const Json& spec, const Resource& route, v1::Route& out) {
   const Json* ref = map_at(spec, "backendRef");
   std::optional<ClusterRef> cluster = ref ? resolve_backend(mesh, *ref, route).cluster : std::nullopt;
   if (!cluster) return;  // unresolved (see resolve_backend): there is nowhere to send copies
   v1::Mirror* m = out.add_mirrors();
   m->set_cluster(cluster->cluster_name());
+  // The copy starts from the request as sent to the route's own backend,
+  // which may name another port.
+  if (cluster->port != 0) {
+    set_service_port(cluster->port, *m->mutable_request_headers());
+  } else {
+    m->mutable_request_headers()->add_remove(kServicePortHeader);
+  }
   if (const Json* fraction = map_at(spec, "fraction")) {
     m->set_numerator(uint_at(*fraction, "numerator", 0));
     m->set_denominator(uint_at(*fraction, "denominator", 100));
@@ -141,14 +156,6 @@ void add_mirror(const MeshView& mesh, const Json& spec, const Resource& route, v
     m->set_numerator(uint_at(spec, "percent", 100));
     m->set_denominator(100);
   }
-}
-
-// Tells the instance's sidecar which Service port the request is for: set
-// last, over whatever the route's filters did to that header.
-void set_service_port(uint32_t port, v1::HeaderModifier& out) {
-  v1::HeaderPair* pair = out.add_set();
-  pair->set_name(kServicePortHeader);
-  pair->set_value(std::to_string(port));
 }
 
 // What every match of a rule shares: filters, backends and timeouts.

@@ -78,6 +78,16 @@ def test_ports_route_by_the_hosts_port_and_reach_their_target_ports(fleet):
     assert wait_until(lambda: body("echo", "/alt/x").startswith("500"), 10), body("echo", "/alt/x")
     assert status_of(control, "on-http")[1] == ("ResolvedRefs", "False", "BackendNotFound")
 
+    # A mirror's copy goes to the mirror's port, not to its route's backend's.
+    apply(control, echo_route("mirrored", {"port": 8080}, [
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/m"}}],
+         "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "echo", "port": 80}}}],
+         "backendRefs": [{"name": "echo", "port": 8080}]}]))
+    assert wait_until(lambda: body("echo:8080", "/m/1") == "200 echo-alt" and
+                      any(r.target == "/m/1" for r in http.requests()), 10), \
+        [r.target for r in http.requests()]
+    assert all(r.header("x-trellis-port") is None for r in http.requests() + alt.requests())
+
     # A parent port the Service does not declare: accepted by validation,
     # matching no parent, and traffic is untouched.
     apply(control, echo_route("on-9999", {"port": 9999}, [{"backendRefs": [{"name": "echo-v2", "port": 80}]}]))

@@ -180,6 +180,7 @@ struct MirrorConfig {
   size_t cluster_index = 0;
   uint32_t numerator = 100;  // share mirrored: numerator / denominator
   uint32_t denominator = 100;
+  HeaderModifier request_headers;  // on the copy only, after the route's and its backend's
 };
 
 struct FaultConfig {

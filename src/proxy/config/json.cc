@@ -174,6 +174,7 @@ Json route_to_json(const RouteConfig& route) {
     for (const MirrorConfig& m : route.mirrors) {
       Json mirror{{"cluster", m.cluster}};
       put_share(mirror, m.numerator, m.denominator);
+      if (!m.request_headers.empty()) mirror["request_headers"] = header_modifier_json(m.request_headers);
       mirrors.push_back(std::move(mirror));
     }
     out["mirror"] = std::move(mirrors);

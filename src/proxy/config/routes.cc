@@ -370,9 +370,10 @@ class RouteLoader {
     auto items = r_.read_list(at);
     if (!items) return;
     for (const Located& item : *items) {
-      auto fields = r_.read_map(item, {"cluster", "percent"});
+      auto fields = r_.read_map(item, {"cluster", "percent", "request_headers"});
       if (!fields) continue;
       MirrorConfig mirror;
+      if (auto v = fields->get("request_headers")) load_header_modifier(*v, mirror.request_headers);
       if (auto v = r_.required(*fields, "cluster"); v && r_.read_string(*v, mirror.cluster)) {
         clusters_.resolve(r_, *v, mirror.cluster, mirror.cluster_index);
       }

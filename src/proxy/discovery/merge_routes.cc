@@ -308,6 +308,7 @@ class RouteTranslator {
     }
     mirror.numerator = in.numerator();
     mirror.denominator = in.denominator() == 0 ? 100 : in.denominator();
+    translate_header_modifier(in.request_headers(), path + ".request_headers", mirror.request_headers);
     if (mirror.numerator > mirror.denominator) {
       errors_.add(path + ".numerator",
                   "must not exceed the denominator (" + std::to_string(mirror.denominator) + ")");

@@ -298,8 +298,16 @@ void Router::start_mirrors() {
   if (!body_.whole(req.has_body) || !req.upgrade.empty()) return;  // not whole: mirror nothing
   for (size_t i = 0; i < route_->mirrors.size() && i < 32; ++i) {
     if ((mask & (1u << i)) == 0) continue;
-    UpstreamCluster& shadow = worker_.cluster(route_->mirrors[i].cluster_index);
-    MirrorStream::start(worker_, shadow, req, body_.data(), route_->timeout);
+    const MirrorConfig& mirror = route_->mirrors[i];
+    UpstreamCluster& shadow = worker_.cluster(mirror.cluster_index);
+    if (mirror.request_headers.empty()) {
+      MirrorStream::start(worker_, shadow, req, body_.data(), route_->timeout);
+      continue;
+    }
+    http::RequestHeadersCopy copy;  // the copy's own headers; sent before this returns
+    copy.assign(req);
+    apply_request_modifier(mirror.request_headers, copy);
+    MirrorStream::start(worker_, shadow, copy.get(), body_.data(), route_->timeout);
   }
 }
 

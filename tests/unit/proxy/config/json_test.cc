@@ -233,7 +233,7 @@ TEST(ConfigJsonTest, WhatOnlyTheControlPlaneSends) {
   vhost.name = "reviews";
   RouteConfig route;
   route.backends.push_back(BackendConfig{});  // a backend that does not exist
-  route.mirrors.push_back(MirrorConfig{"shadow", 0, 1, 3});
+  route.mirrors.push_back(MirrorConfig{"shadow", 0, 1, 3, {}});
   route.direct_error = "backend \"ratings\" not found";
   vhost.routes.push_back(route);
   listener.virtual_hosts.push_back(vhost);
