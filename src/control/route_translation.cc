@@ -103,6 +103,19 @@ void fill_redirect(const Json& spec, v1::Redirect& out) {
   out.set_status(uint_at(spec, "statusCode", kDefaultRedirectStatus));
 }
 
+void fill_cors(const Json& spec, v1::Cors& out) {
+  for (const Json& o : list_at(spec, "allowOrigins"))
+    if (o.is_string()) out.add_allow_origins(o.get<std::string>());
+  out.set_allow_credentials(bool_at(spec, "allowCredentials", false));
+  for (const Json& m : list_at(spec, "allowMethods"))
+    if (m.is_string()) out.add_allow_methods(m.get<std::string>());
+  for (const Json& h : list_at(spec, "allowHeaders"))
+    if (h.is_string()) out.add_allow_headers(ascii_lower(h.get<std::string>()));
+  for (const Json& h : list_at(spec, "exposeHeaders"))
+    if (h.is_string()) out.add_expose_headers(ascii_lower(h.get<std::string>()));
+  out.set_max_age_seconds(uint_at(spec, "maxAge", 5));
+}
+
 void fill_rewrite(const Json& spec, v1::Rewrite& out) {
   out.set_hostname(string_at(spec, "hostname"));
   fill_path_modifier(map_at(spec, "path"), *out.mutable_path());
@@ -177,6 +190,8 @@ v1::Route translate_rule(const MeshView& mesh, const Json& rule, const Resource&
       if (const Json* spec = map_at(filter, "requestMirror")) add_mirror(mesh, *spec, route, out);
     } else if (type == "ExtensionRef") {
       if (const Json* ref = map_at(filter, "extensionRef")) fill_fault(mesh, *ref, route.namespace_, out);
+    } else if (type == "CORS") {
+      if (const Json* spec = map_at(filter, "cors")) fill_cors(*spec, *out.mutable_cors());
     }
   }
   const Json& refs = list_at(rule, "backendRefs");

@@ -3,6 +3,7 @@ DestinationPolicy and FaultInjection resources applied to trellis-control,
 translated for a real sidecar, and observed on real nginx instances."""
 
 import http.client
+import subprocess
 
 import pytest
 
@@ -144,6 +145,40 @@ def test_matches_filters_and_redirects_from_an_httproute(reviews):
     # A POST does not match the GET-only rule.
     status, headers, body = client.get("/items/42", method="POST", body=b"x")
     assert b"uri=/items/42" in body, body
+
+
+def curl_headers(port: int, path: str, *args: str) -> tuple[int, dict]:
+    """Status and response headers (lower-case names) of one curl request."""
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-D", "-", "--max-time", "5", *args,
+                          f"http://{LOCALHOST}:{port}{path}"], capture_output=True, text=True, timeout=10).stdout
+    lines = out.replace("\r", "").split("\n")
+    status = int(lines[0].split()[1]) if lines and lines[0].startswith("HTTP/") else 0
+    return status, {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:] if ":" in l)}
+
+
+def test_cors_filter_answers_preflights_and_names_allowed_origins(reviews):
+    control, client, v1, v2 = reviews
+    apply(control, route([{"filters": [{"type": "CORS", "cors": {
+        "allowOrigins": ["https://*.shop.example"], "allowMethods": ["GET", "PUT"],
+        "allowHeaders": ["x-user"], "exposeHeaders": ["x-total"], "maxAge": 120}}],
+        "backendRefs": [{"name": "reviews", "port": 9080}]}]))
+    port = client.conn.port
+    preflight = ["-X", "OPTIONS", "-H", "Host: reviews", "-H", "Access-Control-Request-Method: PUT"]
+    wait_for_route(client, lambda: curl_headers(port, "/items", *preflight, "-H", "Origin: https://a.shop.example")
+                   [1].get("access-control-allow-origin") == "https://a.shop.example", "the CORS filter")
+    status, headers = curl_headers(port, "/items", *preflight, "-H", "Origin: https://a.shop.example")
+    assert status == 200, status
+    assert headers["access-control-allow-methods"] == "GET,PUT" and headers["access-control-allow-headers"] == "x-user"
+    assert headers["access-control-max-age"] == "120", headers
+    assert "server" not in headers or "nginx" not in headers["server"], "the preflight reached the application"
+    status, headers = curl_headers(port, "/items", *preflight, "-H", "Origin: https://evil.example")
+    assert status == 200 and not any(k.startswith("access-control-") for k in headers), headers
+    # The request itself reaches nginx; its response names the origin.
+    status, headers = curl_headers(port, "/items", "-H", "Host: reviews", "-H", "Origin: https://a.shop.example")
+    assert status == 200 and headers["access-control-allow-origin"] == "https://a.shop.example", headers
+    assert headers["access-control-expose-headers"] == "x-total" and "nginx" in headers.get("server", ""), headers
+    status, headers = curl_headers(port, "/items", "-H", "Host: reviews", "-H", "Origin: https://evil.example")
+    assert status == 200 and "access-control-allow-origin" not in headers, headers
 
 
 def test_fault_injection_from_an_extension_ref(reviews):

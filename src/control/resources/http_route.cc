@@ -14,6 +14,7 @@
 #include "control/resources/kinds.h"
 #include "control/resources/regex_syntax.h"
 #include "control/validation.h"
+#include "policy/cors.h"
 
 namespace trellis::control {
 namespace {
@@ -39,15 +40,28 @@ const Names kMatchFields = {"path", "headers", "queryParams", "method"};
 const Names kBackendObjectFields = {"group", "kind", "name", "namespace", "port"};
 const Names kBackendRefFields = {"group", "kind", "name", "namespace", "port", "weight", "filters"};
 // Each filter type and, at the same index, the field that carries its settings.
-const Names kFilterTypes = {
-    "RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "RequestRedirect", "URLRewrite",
-    "ExtensionRef"};
-const Names kFilterConfigFields = {
-    "requestHeaderModifier", "responseHeaderModifier", "requestMirror", "requestRedirect", "urlRewrite",
-    "extensionRef"};
-const Names kFilterFields = {"type",          "requestHeaderModifier", "responseHeaderModifier",
-                             "requestMirror", "requestRedirect",       "urlRewrite",
-                             "extensionRef"};
+const Names kFilterTypes = {"RequestHeaderModifier",
+                            "ResponseHeaderModifier",
+                            "RequestMirror",
+                            "RequestRedirect",
+                            "URLRewrite",
+                            "ExtensionRef",
+                            "CORS"};
+const Names kFilterConfigFields = {"requestHeaderModifier",
+                                   "responseHeaderModifier",
+                                   "requestMirror",
+                                   "requestRedirect",
+                                   "urlRewrite",
+                                   "extensionRef",
+                                   "cors"};
+const Names kFilterFields = {"type",
+                             "requestHeaderModifier",
+                             "responseHeaderModifier",
+                             "requestMirror",
+                             "requestRedirect",
+                             "urlRewrite",
+                             "extensionRef",
+                             "cors"};
 const Names kGrpcRuleFields = {"name", "matches", "filters", "backendRefs"};
 const Names kGrpcFilterTypes = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror",
                                 "ExtensionRef"};
@@ -422,6 +436,50 @@ void check_extension_ref(Checker& checker, const Json& value, const std::string&
   }
 }
 
+// The CORS filter: origins ("*" or scheme://host[:port], the host maybe
+// starting with "*"), methods, header names; "*" only alone in a list.
+void check_cors(Checker& checker, const Json& value, const std::string& path) {
+  MapReader cors = checker.map(
+      value, path,
+      {"allowOrigins", "allowCredentials", "allowMethods", "allowHeaders", "exposeHeaders", "maxAge"});
+  if (!cors.ok()) return;
+  auto strings = [&](std::string_view key, size_t max, auto check) {
+    std::set<std::string> seen;
+    std::vector<Item> items = cors.list(key, 0, max);
+    for (const Item& item : items) {
+      std::optional<std::string> text = checker.string(*item.json, item.path);
+      if (!text) continue;
+      if (*text == "*" && items.size() > 1) {
+        checker.error(item.path, "\"*\" allows everything: it must be alone in " + std::string(key));
+      } else if (*text != "*") {
+        if (auto problem = check(*text)) {
+          checker.error(item.path, *problem);
+          continue;
+        }
+      }
+      if (!seen.insert(*text).second) checker.error(item.path, quote(*text) + " is listed twice");
+    }
+  };
+  strings("allowOrigins", 64, [](const std::string& o) { return policy::check_origin_pattern(o); });
+  strings("allowMethods", 9, [](const std::string& m) -> std::optional<std::string> {
+    for (std::string_view known : kHttpMethods)
+      if (m == known) return std::nullopt;
+    return quote(m) + " is not one of " + join_names(kHttpMethods, "or") + ", or \"*\"";
+  });
+  auto header = [](const std::string& h) { return check_token(h, "header name"); };
+  strings("allowHeaders", 64, header);
+  strings("exposeHeaders", 64, header);
+  std::optional<bool> credentials = cors.boolean("allowCredentials");
+  cors.integer("maxAge", 1, 86400);
+  if (credentials && *credentials) {
+    const Json* expose = cors.raw("exposeHeaders");
+    if (expose != nullptr && expose->is_array() && expose->size() == 1 && (*expose)[0] == "*")
+      cors.error("exposeHeaders",
+                 "\"*\" cannot be used with allowCredentials: browsers then take it as a header's name; list "
+                 "the headers");
+  }
+}
+
 // The filters of a rule or, with `in_backend`, of one backendRef.
 FilterSummary check_filters(Checker& checker, const MapReader& parent, const RuleContext& rule,
                             bool in_backend, const RouteKind& route_kind) {
@@ -474,6 +532,8 @@ FilterSummary check_filters(Checker& checker, const MapReader& parent, const Rul
       check_url_rewrite(checker, *config, config_path, rule);
     } else if (*type == "ExtensionRef") {
       check_extension_ref(checker, *config, config_path);
+    } else if (*type == "CORS") {
+      check_cors(checker, *config, config_path);
     } else {
       check_mirror(checker, *config, config_path);
     }

@@ -7,6 +7,7 @@
 #include "common/spiffe.h"
 #include "common/text.h"
 #include "policy/authorization.h"
+#include "policy/cors.h"
 #include "policy/route_table.h"
 
 namespace trellis::proxy {
@@ -187,6 +188,40 @@ Problem check_header_name(std::string_view name) {
   if (!is_token(name)) {
     return "invalid header name " + in_quotes(name) + ": use letters, digits and !#$%&'*+-.^_`|~";
   }
+  return std::nullopt;
+}
+
+Problem check_cors(const CorsConfig& cors) {
+  auto star_alone = [](const std::vector<std::string>& list, const char* what) -> Problem {
+    for (const std::string& v : list)
+      if (v == "*" && list.size() > 1) return std::string(what) + ": \"*\" must be alone";
+    return std::nullopt;
+  };
+  for (const auto& [list, what] :
+       {std::pair{&cors.allow_origins, "allow_origins"}, std::pair{&cors.allow_methods, "allow_methods"},
+        std::pair{&cors.allow_headers, "allow_headers"}, std::pair{&cors.expose_headers, "expose_headers"}}) {
+    if (list->size() > 64) return std::string(what) + ": at most 64";
+    if (auto p = star_alone(*list, what)) return p;
+  }
+  for (const std::string& o : cors.allow_origins)
+    if (auto p = policy::check_origin_pattern(o)) return "allow_origins: " + *p;
+  static constexpr std::string_view kMethods[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                                  "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+  for (const std::string& m : cors.allow_methods) {
+    if (m != "*" && std::find(std::begin(kMethods), std::end(kMethods), m) == std::end(kMethods))
+      return "allow_methods: " + in_quotes(m) +
+             " is not an HTTP method (GET, HEAD, POST, PUT, DELETE, CONNECT, "
+             "OPTIONS, TRACE, PATCH)";
+  }
+  for (const auto* list : {&cors.allow_headers, &cors.expose_headers}) {
+    for (const std::string& h : *list)
+      if (h != "*")
+        if (auto p = check_header_name(h))
+          return (list == &cors.allow_headers ? "allow_headers: " : "expose_headers: ") + *p;
+  }
+  if (cors.max_age_seconds < 1 || cors.max_age_seconds > 86400) return "max_age: must be 1 to 86400 seconds";
+  if (cors.allow_credentials && cors.expose_headers.size() == 1 && cors.expose_headers[0] == "*")
+    return "expose_headers: \"*\" cannot be used with allow_credentials (browsers take it as a header name)";
   return std::nullopt;
 }
 

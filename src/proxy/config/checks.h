@@ -88,6 +88,10 @@ Problem check_spiffe_id(std::string_view id);
 // An HTTP token (RFC 9110 section 5.6.2), as header and cookie names are.
 bool is_token(std::string_view s);
 Problem check_header_name(std::string_view name);
+// A route's CORS settings: origins as policy::check_origin_pattern says,
+// methods of HTTP, header names, each list "*" alone or names; max age 1 s to
+// a day; no "*" in expose_headers with credentials (browsers refuse it).
+Problem check_cors(const CorsConfig& cors);
 Problem check_header_value(std::string_view value);
 // A query parameter's name as sent: not empty, no spaces, controls, '&', '=' or '#'.
 Problem check_query_name(std::string_view name);

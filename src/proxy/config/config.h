@@ -209,6 +209,19 @@ struct RateLimitConfig {
   policy::LeakyBucketConfig leaky_bucket;  // leaky
 };
 
+// Cross-origin resource sharing on a route (the Gateway API's CORS filter):
+// preflight requests are answered by the proxy, responses to allowed origins
+// carry the CORS headers. Lists hold "*" alone or names.
+struct CorsConfig {
+  bool enabled = false;
+  std::vector<std::string> allow_origins;  // "*", or "<scheme>://<host>[:<port>]", host maybe "*.<suffix>"
+  bool allow_credentials = false;
+  std::vector<std::string> allow_methods;
+  std::vector<std::string> allow_headers;
+  std::vector<std::string> expose_headers;
+  uint32_t max_age_seconds = 5;
+};
+
 struct RouteConfig {
   std::string name;  // the golden metrics' route label; empty: none
   policy::RouteMatch match;
@@ -224,6 +237,7 @@ struct RouteConfig {
       15000};  // whole request: from the request head to the last response byte, retries included; 0 = none
   Millis per_try_timeout{0};  // overrides the cluster's retry per-try timeout; 0: the cluster's
   std::string direct_error;   // non-empty: answered 500 with this reason
+  CorsConfig cors;
 };
 
 struct VirtualHostConfig {

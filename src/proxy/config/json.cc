@@ -169,6 +169,15 @@ Json route_to_json(const RouteConfig& route) {
       rewrite["path"] = path_modifier_json(route.rewrite.path);
     out["rewrite"] = std::move(rewrite);
   }
+  if (route.cors.enabled) {
+    const CorsConfig& c = route.cors;
+    Json cors{{"allow_origins", c.allow_origins}, {"max_age", c.max_age_seconds}};
+    if (c.allow_credentials) cors["allow_credentials"] = true;
+    if (!c.allow_methods.empty()) cors["allow_methods"] = c.allow_methods;
+    if (!c.allow_headers.empty()) cors["allow_headers"] = c.allow_headers;
+    if (!c.expose_headers.empty()) cors["expose_headers"] = c.expose_headers;
+    out["cors"] = std::move(cors);
+  }
   if (!route.mirrors.empty()) {
     Json mirrors = Json::array();
     for (const MirrorConfig& m : route.mirrors) {

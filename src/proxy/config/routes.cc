@@ -61,7 +61,7 @@ class RouteLoader {
   void load(const Located& at, RouteConfig& route) {
     auto fields = r_.read_map(
         at, {"name", "match", "rate_limits", "cluster", "backends", "redirect", "rewrite", "request_headers",
-             "response_headers", "mirror", "fault", "timeout", "per_try_timeout"});
+             "response_headers", "mirror", "fault", "timeout", "per_try_timeout", "cors"});
     if (!fields) return;
     if (auto v = fields->get("name")) r_.read_name(*v, route.name);
     bool path_kind_known = false;
@@ -95,6 +95,7 @@ class RouteLoader {
     if (auto v = fields->get("response_headers")) load_header_modifier(*v, route.response_headers);
     if (auto v = fields->get("mirror")) load_mirrors(*v, route.mirrors);
     if (auto v = fields->get("fault")) load_fault(*v, route.fault);
+    if (auto v = fields->get("cors")) load_cors(*v, route.cors);
     if (auto v = fields->get("timeout")) r_.read_duration(*v, route.timeout);
     if (auto v = fields->get("per_try_timeout")) r_.read_duration(*v, route.per_try_timeout);
   }
@@ -380,6 +381,29 @@ class RouteLoader {
       if (auto v = fields->get("percent")) r_.read_percent(*v, mirror.numerator, mirror.denominator);
       mirrors.push_back(std::move(mirror));
     }
+  }
+
+  void load_cors(const Located& at, CorsConfig& cors) {
+    auto fields = r_.read_map(at, {"allow_origins", "allow_credentials", "allow_methods", "allow_headers",
+                                   "expose_headers", "max_age"});
+    if (!fields) return;
+    cors.enabled = true;
+    for (const auto& [key, list] :
+         {std::pair{"allow_origins", &cors.allow_origins}, std::pair{"allow_methods", &cors.allow_methods},
+          std::pair{"allow_headers", &cors.allow_headers},
+          std::pair{"expose_headers", &cors.expose_headers}}) {
+      auto v = fields->get(key);
+      if (!v) continue;
+      if (auto items = r_.read_list(*v)) {
+        for (const Located& item : *items) {
+          std::string text;
+          if (r_.read_string(item, text)) list->push_back(std::move(text));
+        }
+      }
+    }
+    if (auto v = fields->get("allow_credentials")) r_.read_bool(*v, cors.allow_credentials);
+    if (auto v = fields->get("max_age")) r_.read_integer(*v, 1, 86400, cors.max_age_seconds);
+    r_.check(at, check_cors(cors));
   }
 
   void load_fault(const Located& at, FaultConfig& fault) {

@@ -54,6 +54,18 @@ class RouteTranslator {
     for (int i = 0; i < in.mirrors_size(); ++i)
       translate_mirror(in.mirrors(i), item(path + ".mirrors", i), route);
     if (in.has_fault()) translate_fault(in.fault(), path + ".fault", route.fault);
+    if (in.has_cors()) {
+      const v1::Cors& c = in.cors();
+      CorsConfig& cors = route.cors;
+      cors.enabled = true;
+      cors.allow_origins.assign(c.allow_origins().begin(), c.allow_origins().end());
+      cors.allow_credentials = c.allow_credentials();
+      cors.allow_methods.assign(c.allow_methods().begin(), c.allow_methods().end());
+      cors.allow_headers.assign(c.allow_headers().begin(), c.allow_headers().end());
+      cors.expose_headers.assign(c.expose_headers().begin(), c.expose_headers().end());
+      cors.max_age_seconds = c.max_age_seconds() == 0 ? 5 : c.max_age_seconds();
+      errors_.check(path + ".cors", check_cors(cors));
+    }
     route.timeout = Millis(in.timeout_ms());
     route.per_try_timeout = Millis(in.per_try_timeout_ms());
     if (errors_.check(path + ".direct_error", check_header_value(in.direct_error()))) {

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "policy/cors.h"
 #include "proxy/http/mirror.h"
 #include "proxy/http/route_actions.h"
 #include "proxy/observe/access_log.h"
@@ -77,6 +78,7 @@ void Router::begin(const DownstreamContext& context) {
   hold_ = {};
   mirror_mask_ = 0;
   cookie_value_.clear();
+  cors_origin_.clear();
   denied_by_.clear();
   retries_ = 0;
   stale_retries_ = 0;
@@ -167,6 +169,7 @@ bool Router::authorize(const ListenerRuntime& listener) {
 
 void Router::route_request(const RouteConfig& route) {
   route_ = &route;
+  if (route.cors.enabled && answer_cors(route.cors)) return;
   if (!route.direct_error.empty()) {  // 4
     reply_local(500, route.direct_error + "\n");
     return;
@@ -481,8 +484,8 @@ void Router::decode_response_headers(const http::ResponseHeaders& headers, bool 
 }
 
 void Router::encode_response_headers(const http::ResponseHeaders& headers, bool end_stream) {
-  bool modify =
-      !route_->response_headers.empty() || !backend_->response_headers.empty() || !cookie_value_.empty();
+  bool modify = !route_->response_headers.empty() || !backend_->response_headers.empty() ||
+                !cookie_value_.empty() || !cors_origin_.empty();
   if (!modify) {
     downstream_.encode_headers(headers, end_stream);
     return;
@@ -498,7 +501,81 @@ void Router::encode_response_headers(const http::ResponseHeaders& headers, bool 
     format_set_cookie(hash.name, cookie_value_, hash.cookie_ttl, set_cookie_);
     response_copy_.headers.push_back({"set-cookie", set_cookie_});
   }
+  if (!cors_origin_.empty()) add_cors_headers(response_copy_);
   downstream_.encode_headers(response_copy_, end_stream);
+}
+
+// The Gateway API's CORS filter. A preflight (OPTIONS with an Origin and an
+// Access-Control-Request-Method) is answered here and never forwarded: 200,
+// with the CORS headers when the origin is allowed and without them when
+// not (the browser then makes no request). Other requests go on; an allowed
+// origin's response gets Access-Control-Allow-Origin and the rest.
+bool Router::answer_cors(const CorsConfig& cors) {
+  const http::RequestHeaders& req = request_.get();
+  std::string_view origin = http::find_header(req.headers, "origin");
+  if (origin.empty()) return false;
+  const bool allowed = policy::origin_allowed(cors.allow_origins, origin);
+  std::string_view wanted_method = http::find_header(req.headers, "access-control-request-method");
+  if (req.method != "OPTIONS" || wanted_method.empty()) {
+    if (allowed) cors_origin_ = origin;
+    return false;
+  }
+  attempt_.end(false, false);
+  release_admission(false);
+  end_exchange_timers();
+  status_ = 200;
+  phase_ = Phase::kDone;
+  http::ResponseHeaders r;
+  r.status = 200;
+  r.content_length = 0;
+  r.has_body = false;
+  std::string methods;
+  std::string headers;
+  const std::string max_age = std::to_string(cors.max_age_seconds);
+  if (allowed) {
+    const bool credentials = cors.allow_credentials;
+    auto star = [](const std::vector<std::string>& list) { return list.size() == 1 && list[0] == "*"; };
+    const bool any_origin = star(cors.allow_origins) && !credentials;
+    r.headers.push_back({"access-control-allow-origin", any_origin ? std::string_view("*") : origin});
+    if (credentials) r.headers.push_back({"access-control-allow-credentials", "true"});
+    // With credentials a "*" would be taken literally: echo what was asked.
+    if (star(cors.allow_methods)) {
+      methods = credentials ? std::string(wanted_method) : "*";
+    } else {
+      for (const std::string& m : cors.allow_methods) methods += (methods.empty() ? "" : ",") + m;
+    }
+    if (star(cors.allow_headers)) {
+      headers =
+          credentials ? std::string(http::find_header(req.headers, "access-control-request-headers")) : "*";
+    } else {
+      for (const std::string& h : cors.allow_headers) headers += (headers.empty() ? "" : ",") + h;
+    }
+    if (!methods.empty()) r.headers.push_back({"access-control-allow-methods", methods});
+    if (!headers.empty()) r.headers.push_back({"access-control-allow-headers", headers});
+    r.headers.push_back({"access-control-max-age", max_age});
+    if (!any_origin) r.headers.push_back({"vary", "Origin"});
+  }
+  downstream_.encode_headers(r, true);
+  downstream_.flush();
+  return true;
+}
+
+void Router::add_cors_headers(http::ResponseHeaders& response) {
+  const CorsConfig& cors = route_->cors;
+  const bool any_origin =
+      cors.allow_origins.size() == 1 && cors.allow_origins[0] == "*" && !cors.allow_credentials;
+  auto set = [&](std::string_view name, std::string_view value) {
+    std::erase_if(response.headers, [&](const http::Header& h) { return h.name == name; });
+    response.headers.push_back({name, value});
+  };
+  set("access-control-allow-origin", any_origin ? std::string_view("*") : std::string_view(cors_origin_));
+  if (cors.allow_credentials) set("access-control-allow-credentials", "true");
+  if (!cors.expose_headers.empty()) {
+    cors_expose_.clear();
+    for (const std::string& h : cors.expose_headers) cors_expose_ += (cors_expose_.empty() ? "" : ",") + h;
+    set("access-control-expose-headers", cors_expose_);
+  }
+  if (!any_origin) response.headers.push_back({"vary", "Origin"});
 }
 
 void Router::decode_response_data(std::string_view data, bool end_stream) {

@@ -95,6 +95,10 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   void fault_abort();
   void reply_overflow(policy::Resource limit);
   void reply_redirect(const RedirectConfig& redirect);
+  // A route's CORS: answers a preflight request (true), or notes an allowed
+  // origin for the response's headers.
+  bool answer_cors(const CorsConfig& cors);
+  void add_cors_headers(http::ResponseHeaders& response);
   void start_mirrors();
 
   // Tries.
@@ -172,6 +176,8 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   Duration hold_{};  // fault delay or leaky-bucket hold, the longer
   uint32_t mirror_mask_ = 0;
   std::string cookie_value_;  // a new hash cookie to set on the response
+  std::string cors_origin_;   // an allowed Origin of a CORS route's request: its response says so
+  std::string cors_expose_;   // that response's Access-Control-Expose-Headers
   std::string denied_by_;     // what refused the request, for the access log
   uint16_t flags_ = 0;        // ResponseFlag: why the proxy answered itself or the exchange broke
 

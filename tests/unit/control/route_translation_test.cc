@@ -296,6 +296,24 @@ TEST(RouteTranslation, MirrorsSendAShareOfCopies) {
                                                  "all.default 100/100", "reviews.default/v2 3/100"}));
 }
 
+TEST(RouteTranslation, CorsFilterGoesToTheRoute) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"filters": [{"type": "CORS", "cors": {"allowOrigins": ["https://*.example.com"],
+                 "allowCredentials": true, "allowMethods": ["PUT"], "allowHeaders": ["X-User"],
+                 "exposeHeaders": ["X-Total"]}}],
+               "backendRefs": [{"name": "v1"}]}]})")};
+  const v1::Route r = first_route(mesh);
+  ASSERT_TRUE(r.has_cors());
+  EXPECT_EQ(r.cors().allow_origins(0), "https://*.example.com");
+  EXPECT_TRUE(r.cors().allow_credentials());
+  EXPECT_EQ(r.cors().allow_methods(0), "PUT");
+  EXPECT_EQ(r.cors().allow_headers(0), "x-user");
+  EXPECT_EQ(r.cors().expose_headers(0), "x-total");
+  EXPECT_EQ(r.cors().max_age_seconds(), 5u) << "the Gateway API's default";
+  EXPECT_FALSE(routes_of(mesh).routes(1).has_cors()) << "the Service's own route has none";
+}
+
 // The Gateway API's ReferenceGrant: a backend in another namespace is sent
 // to only when that namespace allows it; unknown kinds are never sent to.
 TEST(RouteTranslation, BackendsElsewhereNeedAGrantAndUnknownKindsGet500) {

@@ -364,6 +364,50 @@ TEST(HttpRoute, ListLimits) {
                     "must have at most 64 items, has 65");
 }
 
+TEST(HttpRoute, CorsFilter) {
+  Json cors = route_with_filters(R"([{"type": "CORS", "cors": {
+    "allowOrigins": ["https://www.example.com", "http://*.example.org:8080"], "allowCredentials": true,
+    "allowMethods": ["GET", "PUT"], "allowHeaders": ["x-user"], "exposeHeaders": ["x-total"], "maxAge": 600}}])");
+  EXPECT_VALID(cors);
+  EXPECT_VALID(route_with_filters(R"([{"type": "CORS", "cors": {"allowOrigins": ["*"], "allowMethods": ["*"],
+    "allowHeaders": ["*"], "exposeHeaders": ["*"]}}])"));
+  const std::string kCors = "spec.rules[0].filters[0].cors";
+  EXPECT_ONLY_ERROR(
+      with(cors, "/spec/rules/0/filters/0/cors/allowOrigins/0", "www.example.com"),
+      kCors + ".allowOrigins[0]",
+      "\"www.example.com\" is not an origin: write \"*\" or scheme://host[:port] with scheme http or "
+      "https, e.g. \"https://*.example.com\" (no path)");
+  EXPECT_FALSE(
+      error_lines(with(cors, "/spec/rules/0/filters/0/cors/allowOrigins/0", "https://a.example/path"))
+          .empty());
+  EXPECT_FALSE(
+      error_lines(with(cors, "/spec/rules/0/filters/0/cors/allowOrigins/0", "ftp://a.example")).empty());
+  EXPECT_FALSE(
+      error_lines(with(cors, "/spec/rules/0/filters/0/cors/allowOrigins/0", "https://a.*.example")).empty());
+  EXPECT_ONLY_ERROR(with(cors, "/spec/rules/0/filters/0/cors/allowOrigins/1", "*"),
+                    kCors + ".allowOrigins[1]", "\"*\" allows everything: it must be alone in allowOrigins");
+  EXPECT_ONLY_ERROR(
+      with(cors, "/spec/rules/0/filters/0/cors/allowMethods/1", "get"), kCors + ".allowMethods[1]",
+      "\"get\" is not one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE or PATCH, or \"*\"");
+  EXPECT_ONLY_ERROR(with(cors, "/spec/rules/0/filters/0/cors/allowMethods/1", "GET"),
+                    kCors + ".allowMethods[1]", "\"GET\" is listed twice");
+  EXPECT_ONLY_ERROR(with(cors, "/spec/rules/0/filters/0/cors/maxAge", 0), kCors + ".maxAge",
+                    "must be between 1 and 86400");
+  EXPECT_ONLY_ERROR(
+      with(cors, "/spec/rules/0/filters/0/cors/exposeHeaders", Json::array({"*"})), kCors + ".exposeHeaders",
+      "\"*\" cannot be used with allowCredentials: browsers then take it as a header's name; list the "
+      "headers");
+  EXPECT_ONLY_ERROR(with(cors, "/spec/rules/0/filters/0/cors/allowOrigin", Json::array()),
+                    kCors + ".allowOrigin", "unknown field \"allowOrigin\" (did you mean \"allowOrigins\"?)");
+  // Not on a backend, not in a GRPCRoute.
+  EXPECT_FALSE(error_lines(with(route(), "/spec/rules/0/backendRefs/0/filters",
+                                Json::parse(R"([{"type": "CORS", "cors": {}}])")))
+                   .empty());
+  EXPECT_FALSE(error_lines(with(grpc_route(), "/spec/rules/0/filters/0",
+                                Json::parse(R"({"type": "CORS", "cors": {}})")))
+                   .empty());
+}
+
 TEST(HttpRoute, RuleNames) {
   EXPECT_VALID(with(route(), "/spec/rules/0/name", "canary"));
   EXPECT_VALID(with(grpc_route(), "/spec/rules/0/name", "cart.v2"));
@@ -522,7 +566,7 @@ TEST(HttpRoute, FilterTypeAndItsConfigGoTogether) {
                     kFilter + ".responseHeaderModifier", "only allowed when type is ResponseHeaderModifier");
   EXPECT_ONLY_ERROR(route_with_filters(R"([{"type": "HeaderModifier"}])"), kFilter + ".type",
                     "\"HeaderModifier\" is not one of RequestHeaderModifier, ResponseHeaderModifier, "
-                    "RequestMirror, RequestRedirect, URLRewrite or ExtensionRef (did you mean "
+                    "RequestMirror, RequestRedirect, URLRewrite, ExtensionRef or CORS (did you mean "
                     "\"RequestHeaderModifier\"?)");
   EXPECT_ONLY_ERROR(route_with_filters(R"([{"type": "URLRewrite", "urlRewrite": {}},
                                            {"type": "URLRewrite", "urlRewrite": {}}])"),

@@ -220,6 +220,67 @@ TEST(RouterTest, LeakyBucketHoldsEachRequestForItsTurn) {
   EXPECT_EQ(h.network().connects(kA), 3);
 }
 
+// The Gateway API's CORS filter: a preflight is answered by the proxy and
+// never forwarded; an allowed origin's response says so; another origin's
+// request goes through without the CORS headers.
+TEST(RouterTest, CorsPreflightIsAnsweredAndAllowedOriginsAreNamed) {
+  ProxyHarness h(
+      config("            cors:\n"
+             "              allow_origins: [\"https://*.example.com\"]\n"
+             "              allow_credentials: true\n"
+             "              allow_methods: [\"*\"]\n"
+             "              allow_headers: [x-user, x-trace]\n"
+             "              expose_headers: [x-total]\n"
+             "              max_age: 600\n",
+             "    idle_timeout: 300s\n"));
+  FakePeer client = h.connect();
+  client.send(
+      "OPTIONS /api/x HTTP/1.1\r\nHost: h\r\nOrigin: https://app.example.com\r\n"
+      "Access-Control-Request-Method: PUT\r\nAccess-Control-Request-Headers: x-user\r\n\r\n");
+  h.run();
+  std::string answer = client.take();
+  EXPECT_EQ(status_of(answer), 200);
+  EXPECT_NE(answer.find("access-control-allow-origin: https://app.example.com\r\n"), std::string::npos)
+      << answer;
+  EXPECT_NE(answer.find("access-control-allow-credentials: true\r\n"), std::string::npos);
+  EXPECT_NE(answer.find("access-control-allow-methods: PUT\r\n"), std::string::npos)
+      << "\"*\" with credentials: the method asked for";
+  EXPECT_NE(answer.find("access-control-allow-headers: x-user,x-trace\r\n"), std::string::npos);
+  EXPECT_NE(answer.find("access-control-max-age: 600\r\n"), std::string::npos);
+  EXPECT_EQ(h.network().connects(kA), 0) << "a preflight is not forwarded";
+
+  // Another origin's preflight: 200 without the CORS headers.
+  client.send(
+      "OPTIONS /api/x HTTP/1.1\r\nHost: h\r\nOrigin: https://evil.example.org\r\n"
+      "Access-Control-Request-Method: PUT\r\n\r\n");
+  h.run();
+  answer = client.take();
+  EXPECT_EQ(status_of(answer), 200);
+  EXPECT_EQ(answer.find("access-control-"), std::string::npos) << answer;
+
+  // The request itself goes on; its response names the allowed origin.
+  client.send("GET /api/x HTTP/1.1\r\nHost: h\r\nOrigin: https://app.example.com\r\n\r\n");
+  FakePeer up = h.upstream(kA);
+  std::string forwarded = up.take();
+  EXPECT_NE(forwarded.find("rigin: https://app.example.com\r\n"), std::string::npos) << forwarded;
+  up.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nAccess-Control-Allow-Origin: *\r\n\r\nok");
+  h.run();
+  answer = client.take();
+  EXPECT_NE(answer.find("access-control-allow-origin: https://app.example.com\r\n"), std::string::npos)
+      << answer;
+  EXPECT_EQ(answer.find("access-control-allow-origin: *"), std::string::npos)
+      << "the route's answer replaces the upstream's";
+  EXPECT_NE(answer.find("access-control-expose-headers: x-total\r\n"), std::string::npos);
+  EXPECT_NE(answer.find("vary: Origin\r\n"), std::string::npos);
+
+  client.send("GET /api/x HTTP/1.1\r\nHost: h\r\nOrigin: https://evil.example.org\r\n\r\n");
+  h.run();
+  up.take();
+  up.send(ok_response());
+  h.run();
+  EXPECT_EQ(client.take().find("access-control-allow-origin"), std::string::npos);
+}
+
 // Each completed response is a latency sample for the adaptive limit: once
 // the baseline is measured (the limit pinned to min_limit meanwhile), the
 // limit starts from initial_limit.
