@@ -354,7 +354,10 @@ void add_service_routes(const MeshView& mesh, const ServiceRef& service, const s
   }
   std::sort(ranked.begin(), ranked.end(), before);
   for (Ranked& r : ranked) *vh.add_routes() = std::move(r.out);
-  // Whatever no route claims goes to the service itself.
+  // A Service with routes is served by them alone, as the Gateway API's mesh
+  // profile has it: a request no rule matches is answered 404. Without
+  // routes, everything goes to the Service itself.
+  if (!routes.empty()) return;
   v1::Route* fallback = vh.add_routes();
   fallback->set_path_kind(v1::Route::PREFIX);
   fallback->set_path("/");

@@ -1,8 +1,8 @@
 // The routes of one outbound virtual host: each (rule, match) of the
 // HTTPRoutes attached to a Service becomes one v1::Route, ordered by the
 // Gateway API's precedence (docs/resources.md, "rules") and carrying the
-// rate limits on its HTTPRoute, and a last route sends whatever none of
-// them claims to the Service itself.
+// rate limits on its HTTPRoute. A Service without routes gets one route to
+// itself.
 #pragma once
 
 #include <set>
@@ -14,7 +14,9 @@
 namespace trellis::control {
 
 // Appends to `vh` the routes that calls to `service` (to its `port`, when it
-// declares ports) from a client in `client_namespace` take. Requests to a
+// declares ports) from a client in `client_namespace` take. With no route
+// attached, one route sends everything to the Service itself; with routes,
+// a request none of them matches gets the proxy's 404. Requests to a
 // backend on a declared port carry that port in kServicePortHeader.
 void add_service_routes(const MeshView& mesh, const ServiceRef& service, const std::string& client_namespace,
                         v1::VirtualHost& vh, const ServicePort* port = nullptr);

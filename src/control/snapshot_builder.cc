@@ -1,5 +1,6 @@
 #include "control/snapshot_builder.h"
 
+#include <map>
 #include <set>
 
 #include "control/authorization_translation.h"
@@ -156,11 +157,21 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     out->set_name(kOutbound);
     out->set_address(hello.outbound_address());
     out->set_protocol(v1::Listener::HTTP);
-    for (const ServiceRef& s : declared_upstreams(hello)) {
+    const std::set<ServiceRef> upstreams = declared_upstreams(hello);
+    // The bare name ("reviews") is the Service in the client's namespace, as
+    // in Kubernetes DNS; when the client calls none there, the first of that
+    // name in another namespace. Qualified names are always its own.
+    std::map<std::string, ServiceRef> bare;
+    for (const ServiceRef& s : upstreams) {
+      auto [it, fresh] = bare.emplace(s.name, s);
+      if (!fresh && s.namespace_ == node_namespace(hello)) it->second = s;
+    }
+    for (const ServiceRef& s : upstreams) {
       const std::string& n = s.name;
       const std::string& ns = s.namespace_;
-      const std::string names[] = {n, n + "." + ns, n + "." + ns + ".svc",
-                                   n + "." + ns + ".svc.cluster.local"};
+      std::vector<std::string> names = {n + "." + ns, n + "." + ns + ".svc",
+                                        n + "." + ns + ".svc.cluster.local"};
+      if (bare.at(n) == s) names.insert(names.begin(), n);
       std::vector<ServicePort> ports = service_ports(mesh, s);
       if (ports.empty()) {  // every port of the Service's names
         v1::VirtualHost* vh = out->add_virtual_hosts();

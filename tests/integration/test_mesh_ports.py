@@ -59,22 +59,28 @@ def test_ports_route_by_the_hosts_port_and_reach_their_target_ports(fleet):
     # other way round for sectionName http.
     apply(control, echo_route("on-8080", {"port": 8080}, [
         {"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
-         "backendRefs": [{"name": "echo-v2", "port": 80}]}]))
+         "backendRefs": [{"name": "echo-v2", "port": 80}]},
+        {"backendRefs": [{"name": "echo", "port": 8080}]}]))
     apply(control, echo_route("on-http", {"sectionName": "http"}, [
         {"matches": [{"path": {"type": "PathPrefix", "value": "/alt"}}],
-         "backendRefs": [{"name": "echo", "port": 8080}]}]))
+         "backendRefs": [{"name": "echo", "port": 8080}]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
+         "backendRefs": [{"name": "echo", "port": 80}]}]))
     assert wait_until(lambda: body("echo:8080", "/v2/x") == "200 echo-v2", 10), body("echo:8080", "/v2/x")
     assert body("echo", "/v2/x") == "200 echo-http", "the port-8080 route took a request to port 80"
     assert body("echo", "/alt/x") == "200 echo-alt", "a backendRef's port is the port it reaches"
     assert body("echo:8080", "/alt/x") == "200 echo-alt", "no route there: the port itself"
     assert body("echo:8080", "/other") == "200 echo-alt"
+    assert body("echo", "/other") == "404 no route\n", "port 80 has a route now, and no rule of it matches"
     assert status_of(control, "on-8080") == [("Accepted", "True", "Accepted"), ("ResolvedRefs", "True", "ResolvedRefs")]
 
     # A backendRef to a port the backend does not declare: its share is 500,
     # and the route's status says why.
     apply(control, echo_route("on-http", {"sectionName": "http"}, [
         {"matches": [{"path": {"type": "PathPrefix", "value": "/alt"}}],
-         "backendRefs": [{"name": "echo", "port": 8443}]}]))
+         "backendRefs": [{"name": "echo", "port": 8443}]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}],
+         "backendRefs": [{"name": "echo", "port": 80}]}]))
     assert wait_until(lambda: body("echo", "/alt/x").startswith("500"), 10), body("echo", "/alt/x")
     assert status_of(control, "on-http")[1] == ("ResolvedRefs", "False", "BackendNotFound")
 

@@ -26,6 +26,22 @@ Resource reviews_policy() {
     "subsets": [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]})");
 }
 
+// A Service without routes takes its requests itself; with routes, it is
+// served by them alone (a request none matches gets 404), as the Gateway
+// API's mesh profile has it.
+TEST(RouteTranslation, AServiceWithRoutesIsServedByThemAlone) {
+  MeshView mesh;
+  EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{"PREFIX / -> reviews.default"}));
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"matches": [{"path": {"value": "/api"}}], "backendRefs": [{"name": "api"}]}]})")};
+  EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{"PREFIX /api -> api.default=1"}));
+  EXPECT_EQ(describe_all(routes_of(mesh, "shop")), (std::vector<std::string>{"PREFIX /api -> api.default=1"}))
+      << "a producer route serves every client";
+  mesh.http_routes[0].namespace_ = "shop";
+  EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{"PREFIX / -> reviews.default"}))
+      << "a consumer route elsewhere changes nothing here";
+}
+
 TEST(RouteTranslation, EachRuleAndMatchIsOneRouteInGatewayApiPrecedence) {
   MeshView mesh;
   mesh.http_routes = {http_route("reviews", R"({
@@ -53,7 +69,6 @@ TEST(RouteTranslation, EachRuleAndMatchIsOneRouteInGatewayApiPrecedence) {
                                                "PREFIX /api q:q -> query.default=1",
                                                "PREFIX /api -> api.default=1",
                                                "PREFIX / -> catch-all.default=1",
-                                               "PREFIX / -> reviews.default",
                                            }));
 }
 
@@ -77,7 +92,6 @@ TEST(RouteTranslation, GrpcRouteMethodsArePathMatchesInTheirPrecedence) {
                                                "REGEX /shop\\.v1\\.Cart/[^/]+ -> cart.default=1",
                                                "REGEX /[^/]+/Watch h:x-canary -> watch.default=1",
                                                "PREFIX / -> any.default=1",
-                                               "PREFIX / -> reviews.default",
                                            }));
 }
 
@@ -93,7 +107,6 @@ TEST(RouteTranslation, HttpAndGrpcRoutesOfAServiceShareItsVirtualHost) {
   EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{
                                                "EXACT /shop.Cart/Get -> cart.default=1",
                                                "PREFIX /api -> api.default=1",
-                                               "PREFIX / -> reviews.default",
                                            }));
   std::set<ClusterRef> clusters;
   add_route_clusters(mesh, {"reviews", "default"}, "default", clusters);
@@ -121,7 +134,6 @@ TEST(RouteTranslation, TiesGoToTheOlderRouteThenByNameThenToTheFirstRule) {
                                                "PREFIX / -> c-second.default=1",
                                                "PREFIX / -> a-first.default=1",
                                                "PREFIX / -> a-second.default=1",
-                                               "PREFIX / -> reviews.default",
                                            }));
 }
 
@@ -142,7 +154,6 @@ TEST(RouteTranslation, RoutesWithMoreSpecificHostnamesComeFirst) {
                 "PREFIX / hosts:*.reviews.example.com -> deeper.default=1",
                 "PREFIX / hosts:*.example.com -> hosts.default=1",
                 "EXACT /x -> any-host.default=1",
-                "PREFIX / -> reviews.default",
             }));
 }
 
@@ -220,7 +231,7 @@ TEST(RouteTranslation, RedirectsAnswerInsteadOfForwarding) {
        "filters": [{"type": "RequestRedirect", "requestRedirect": {
          "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}}]}]})")};
   v1::VirtualHost vh = routes_of(mesh);
-  ASSERT_EQ(vh.routes_size(), 3);
+  ASSERT_EQ(vh.routes_size(), 2);
   const v1::Route& full = vh.routes(0);
   EXPECT_EQ(describe(full), "EXACT /old -> redirect") << "a redirect needs no backends and is no error";
   EXPECT_EQ(full.redirect().scheme(), "https");
@@ -245,7 +256,6 @@ TEST(RouteTranslation, ARuleWithoutBackendsAnswers500) {
   EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{
                                                "PREFIX /closed -> !no backends",
                                                "PREFIX /empty -> !no backends",
-                                               "PREFIX / -> reviews.default",
                                            }));
 }
 
@@ -311,7 +321,7 @@ TEST(RouteTranslation, CorsFilterGoesToTheRoute) {
   EXPECT_EQ(r.cors().allow_headers(0), "x-user");
   EXPECT_EQ(r.cors().expose_headers(0), "x-total");
   EXPECT_EQ(r.cors().max_age_seconds(), 5u) << "the Gateway API's default";
-  EXPECT_FALSE(routes_of(mesh).routes(1).has_cors()) << "the Service's own route has none";
+  EXPECT_EQ(routes_of(mesh).routes_size(), 1) << "nothing else: other requests are answered 404";
 }
 
 // The Gateway API's ReferenceGrant: a backend in another namespace is sent
@@ -321,8 +331,7 @@ TEST(RouteTranslation, BackendsElsewhereNeedAGrantAndUnknownKindsGet500) {
   mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
     "rules": [{"backendRefs": [{"name": "ratings", "namespace": "ops", "weight": 3},
                                {"group": "multicluster.x-k8s.io", "kind": "ServiceImport", "name": "far"}]}]})")};
-  EXPECT_EQ(describe_all(routes_of(mesh)),
-            (std::vector<std::string>{"PREFIX / -> =3,=1", "PREFIX / -> reviews.default"}))
+  EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{"PREFIX / -> =3,=1"}))
       << "both shares are answered 500";
   mesh.reference_grants = {reference_grant("ops", "default", "details"), reference_grant("ops", "shop")};
   EXPECT_EQ(describe_all(routes_of(mesh))[0], "PREFIX / -> =3,=1") << "grants for others allow nothing";
@@ -349,12 +358,12 @@ TEST(RouteTranslation, TimeoutsDefaultToTheMeshConfigs) {
     return out;
   };
   using T = std::vector<std::pair<uint32_t, uint32_t>>;
-  EXPECT_EQ(timeouts(), (T{{10000, 3000}, {0, 0}, {15000, 1000}, {15000, 0}, {15000, 0}}))
-      << "without a MeshConfig the default is 15s, for the last route to the Service too";
+  EXPECT_EQ(timeouts(), (T{{10000, 3000}, {0, 0}, {15000, 1000}, {15000, 0}}))
+      << "without a MeshConfig the default is 15s";
   mesh.mesh_configs = {resource("MeshConfig", "default", R"({"defaults": {"requestTimeout": "1m"}})")};
-  EXPECT_EQ(timeouts(), (T{{10000, 3000}, {0, 0}, {60000, 1000}, {60000, 0}, {60000, 0}}));
+  EXPECT_EQ(timeouts(), (T{{10000, 3000}, {0, 0}, {60000, 1000}, {60000, 0}}));
   mesh.mesh_configs = {resource("MeshConfig", "default", R"({"defaults": {"requestTimeout": "0s"}})")};
-  EXPECT_EQ(timeouts(), (T{{10000, 3000}, {0, 0}, {0, 1000}, {0, 0}, {0, 0}})) << "0s: no limit";
+  EXPECT_EQ(timeouts(), (T{{10000, 3000}, {0, 0}, {0, 1000}, {0, 0}})) << "0s: no limit";
   mesh.mesh_configs = {resource("MeshConfig", "default", R"({"defaults": {"idleTimeout": "5m"}})")};
   EXPECT_EQ(timeouts()[3], (std::pair<uint32_t, uint32_t>{15000, 0}));
 }
@@ -411,10 +420,9 @@ TEST(RouteTranslation, ConsumerRoutesApplyOnlyToClientsInTheirNamespace) {
                  1, "shop"),
   };
   EXPECT_EQ(describe_all(routes_of(mesh, "default")),
-            (std::vector<std::string>{"PREFIX /p -> producer.default=1", "PREFIX / -> reviews.default"}));
+            (std::vector<std::string>{"PREFIX /p -> producer.default=1"}));
   EXPECT_EQ(describe_all(routes_of(mesh, "shop")),
-            (std::vector<std::string>{"PREFIX /p -> producer.default=1", "PREFIX /c -> consumer.shop=1",
-                                      "PREFIX / -> reviews.default"}))
+            (std::vector<std::string>{"PREFIX /p -> producer.default=1", "PREFIX /c -> consumer.shop=1"}))
       << "the consumer route's backends are in its own namespace";
 }
 
@@ -473,7 +481,6 @@ TEST(RouteTranslation, AnHttpRoutesLimitsAreOnEveryRouteMadeFromItAndNoOther) {
                 "PREFIX /a hosts:*.example -> v1.default=1 [a1,a2,b1]",
                 "PREFIX / POST hosts:*.example -> v1.default=1 [a1,a2,b1]",
                 "PREFIX /f -> v2.default=1 []",
-                "PREFIX / -> reviews.default []",
             }))
       << "a policy on another route, on a route of that name in another namespace, or on the Service "
          "(enforced by the Service's own proxies) adds nothing to the clients' routes";
@@ -487,9 +494,8 @@ TEST(RouteTranslation, AConsumerRoutesLimitsAreThoseInItsNamespace) {
   mesh.reference_grants = {reference_grant("default", "shop", "reviews")};
   mesh.rate_limit_policies = {route_rate_limit("shop-limit", "consumer", {"shop"}, "shop"),
                               route_rate_limit("default-limit", "consumer", {"default"})};
-  EXPECT_EQ(
-      describe_with_limits(routes_of(mesh, "shop")),
-      (std::vector<std::string>{"PREFIX / -> reviews.default=1 [shop]", "PREFIX / -> reviews.default []"}));
+  EXPECT_EQ(describe_with_limits(routes_of(mesh, "shop")),
+            (std::vector<std::string>{"PREFIX / -> reviews.default=1 [shop]"}));
 }
 
 TEST(RouteTranslation, LimitsOfARouteThatDoesNotExistGoNowhere) {
@@ -497,14 +503,12 @@ TEST(RouteTranslation, LimitsOfARouteThatDoesNotExistGoNowhere) {
   mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
         "rules": [{"backendRefs": [{"name": "v1"}]}]})")};
   mesh.rate_limit_policies = {route_rate_limit("early", "not-yet", {"x"})};
-  EXPECT_EQ(describe_with_limits(routes_of(mesh)),
-            (std::vector<std::string>{"PREFIX / -> v1.default=1 []", "PREFIX / -> reviews.default []"}));
+  EXPECT_EQ(describe_with_limits(routes_of(mesh)), (std::vector<std::string>{"PREFIX / -> v1.default=1 []"}));
   mesh.http_routes.push_back(http_route("not-yet", R"({"parentRefs": [{"name": "reviews"}],
         "rules": [{"matches": [{"path": {"value": "/new"}}], "backendRefs": [{"name": "v2"}]}]})",
                                         2));
   EXPECT_EQ(describe_with_limits(routes_of(mesh)),
-            (std::vector<std::string>{"PREFIX /new -> v2.default=1 [x]", "PREFIX / -> v1.default=1 []",
-                                      "PREFIX / -> reviews.default []"}))
+            (std::vector<std::string>{"PREFIX /new -> v2.default=1 [x]", "PREFIX / -> v1.default=1 []"}))
       << "the limits apply once the route is there";
 }
 

@@ -123,6 +123,21 @@ TEST(SnapshotBuilder, OutboundVirtualHostsAnswerTheServiceNames) {
   ASSERT_EQ(details.routes_size(), 1);
   EXPECT_EQ(details.routes(0).cluster(), "details.default");
   EXPECT_EQ(out->virtual_hosts(1).name(), "ratings.prod");
+  EXPECT_EQ(out->virtual_hosts(1).domains(0), "ratings") << "the only ratings called";
+
+  // The same name in two namespaces: the bare name is the client's own
+  // namespace's, as in Kubernetes; the other answers its qualified names.
+  u = build_proxy_config(mesh, hello({"ratings", "ratings.prod"}));
+  out = find_listener(u, "outbound");
+  ASSERT_EQ(out->virtual_hosts_size(), 2);
+  std::vector<std::string> first(out->virtual_hosts(0).domains().begin(),
+                                 out->virtual_hosts(0).domains().end());
+  std::vector<std::string> second(out->virtual_hosts(1).domains().begin(),
+                                  out->virtual_hosts(1).domains().end());
+  EXPECT_EQ(out->virtual_hosts(0).name(), "ratings.default");
+  EXPECT_EQ(first.front(), "ratings");
+  EXPECT_EQ(second,
+            (std::vector<std::string>{"ratings.prod", "ratings.prod.svc", "ratings.prod.svc.cluster.local"}));
 }
 
 TEST(SnapshotBuilder, OutboundRoutesComeFromTheHttpRoutes) {
@@ -141,8 +156,8 @@ TEST(SnapshotBuilder, OutboundRoutesComeFromTheHttpRoutes) {
                                   "EXACT /health -> reviews-v1.default=1",
                                   "PREFIX /api -> reviews-v2.default=1",
                                   "PREFIX / h:x-canary -> reviews-v2.default=1",
-                                  "PREFIX / -> reviews.default",
-                              }));
+                              }))
+      << "a request no rule matches is answered 404";
   EXPECT_EQ(vh.routes(1).timeout_ms(), 90000u);
   EXPECT_EQ(vh.routes(2).timeout_ms(), 15000u);
 }
@@ -289,8 +304,8 @@ TEST(SnapshotBuilder, RouteLimitsAreOnTheClientsRoutesOnly) {
       "rules": [{"backendRefs": [{"name": "details-v1"}]}]})"))};
   mesh.rate_limit_policies = {rate_limit("split-limit", "HTTPRoute", "reviews-split", "split")};
   v1::ConfigUpdate client = build_proxy_config(mesh, hello_of("productpage", {"details", "reviews"}));
-  EXPECT_EQ(limits_on(client, "outbound"), (std::vector<std::string>{"", "", "|", "split", "split", ""}))
-      << "details' routes and the fallback to reviews carry nothing";
+  EXPECT_EQ(limits_on(client, "outbound"), (std::vector<std::string>{"", "|", "split", "split"}))
+      << "details' route carries nothing";
   EXPECT_EQ(limits_on(client, "inbound"), (std::vector<std::string>{""}));
   v1::ConfigUpdate server = build_proxy_config(mesh, hello_of("reviews", {}));
   EXPECT_EQ(limits_on(server, "inbound"), (std::vector<std::string>{""}))
@@ -475,12 +490,10 @@ TEST(SnapshotBuilder, RoutesApplyToTheirParentsPortAndSendToTheBackendsPort) {
   };
   EXPECT_EQ(described("reviews.default_9443"),
             (std::vector<std::string>{"PREFIX /e -> ratings.default_8080=1 [8080]",
-                                      "PREFIX /a -> ratings.default_8080=1 [8080]",
-                                      "PREFIX / -> reviews.default_9443"}))
+                                      "PREFIX /a -> ratings.default_8080=1 [8080]"}))
       << "equal prefixes: the route whose name sorts first";
   EXPECT_EQ(described("reviews.default_9080"),
-            (std::vector<std::string>{"PREFIX /e -> ratings.default_8080=1 [8080]", "PREFIX /h -> =1 []",
-                                      "PREFIX / -> reviews.default_9080"}))
+            (std::vector<std::string>{"PREFIX /e -> ratings.default_8080=1 [8080]", "PREFIX /h -> =1 []"}))
       << "ratings has no port 9999: that share is answered 500";
   EXPECT_NE(find_cluster(u, "ratings.default_8080"), nullptr);
 }
