@@ -123,7 +123,18 @@ BackendResolution resolve_backend(const MeshView& mesh, const Json& ref, const R
                   " is not a backend Trellis knows (Service, or Subset in group trellis.dev)";
     return out;
   }
-  if (ns != route.namespace_ &&
+  // A consumer route may send its clients' requests to its own parent
+  // Service, as they would go without the route; anything else elsewhere
+  // needs the consent of that namespace.
+  auto is_parent = [&] {
+    for (const Json& p : list_at(route.spec, "parentRefs")) {
+      if (is_service_ref(p) && string_at(p, "name") == cluster.service.name &&
+          string_at(p, "namespace", route.namespace_) == ns)
+        return true;
+    }
+    return false;
+  };
+  if (ns != route.namespace_ && !is_parent() &&
       !reference_granted(mesh, route.kind, route.namespace_, ns, cluster.service.name)) {
     out.reason = "RefNotPermitted";
     out.message = "Service " + cluster.service.name + " is in namespace " + ns +

@@ -94,6 +94,8 @@ const Json* subset_labels(const Resource& policy, const std::string& name);
 //   InvalidKind      neither a Service nor a Subset (group trellis.dev)
 //   RefNotPermitted  in another namespace, and no ReferenceGrant there lets
 //                    the route's kind and namespace refer to that Service
+//                    (a route's own parent Service needs none: a consumer
+//                    route sends its clients there without one)
 //   BackendNotFound  a Subset that no DestinationPolicy defines (yet), or a
 //                    port the Service does not declare (when it declares ports)
 // Without a cluster, the backend's share of requests is answered 500.

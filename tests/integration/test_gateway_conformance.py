@@ -22,14 +22,14 @@ CONSUMER = "gateway-conformance-mesh-consumer"
 ROUTE_API = "gateway.networking.k8s.io/v1"
 
 
-def echo_app(pod: str, namespace: str, port: int):
+def echo_app(pod: str, namespace: str):
     """Answers every request with a JSON account of it, as the suite's echo."""
 
     def respond(req) -> bytes:
         headers: dict[str, list[str]] = {}
         for name, value in req.headers:
             headers.setdefault(name.lower(), []).append(value)
-        body = json.dumps({"pod": pod, "namespace": namespace, "port": port, "method": req.method,
+        body = json.dumps({"pod": pod, "namespace": namespace, "method": req.method,
                            "path": req.target, "host": req.header("host"), "headers": headers}).encode()
         return http_response(200, body, [("Content-Type", "application/json")])
     return http_responder(respond)
@@ -67,17 +67,18 @@ class GammaMesh:
         for namespace in (NS, CONSUMER):
             versions = ("v1", "v2") if namespace == NS else ("v1",)
             for version in versions:
-                http_app = fleet.upstream(echo_app(f"echo-{version}", namespace, 80))
-                alt_app = fleet.upstream(echo_app(f"echo-{version}", namespace, 8080))
-                ports = [{"name": "http", "port": 80, "target_port": http_app.port, "protocol": "http"},
-                         {"name": "http-alt", "port": 8080, "target_port": alt_app.port, "protocol": "http"}]
+                # The suite's Services: http 80 and http-alt 8080, both to the
+                # workload's port 8080 (here wherever it listens).
+                app = fleet.upstream(echo_app(f"echo-{version}", namespace))
+                ports = [{"name": "http", "port": 80, "target_port": app.port, "protocol": "http"},
+                         {"name": "http-alt", "port": 8080, "target_port": app.port, "protocol": "http"}]
                 fleet.proxy(sidecar_config(self.control, f"echo-{version}", node_id=f"echo-{version}.{namespace}",
                                            namespace=namespace, instance={
-                    "address": f"{LOCALHOST}:{free_port()}", "app_address": http_app.address,
+                    "address": f"{LOCALHOST}:{free_port()}", "app_address": app.address,
                     "ports": ports, "labels": {"app": "echo", "version": version}}))
-                # The same workload is an endpoint of Service echo (selector app: echo).
-                self.control.register("echo", http_app.address, namespace=namespace, ttl_seconds=3600,
-                                      labels={"app": "echo", "version": version}, ports=ports)
+                if namespace == NS:  # the same workload is an endpoint of Service echo (selector app: echo)
+                    self.control.register("echo", app.address, namespace=namespace, ttl_seconds=3600,
+                                          labels={"app": "echo", "version": version}, ports=ports)
         upstreams = [f"{s}.{NS}" for s in ("echo", "echo-v1", "echo-v2")]
         self.client = free_port()
         fleet.proxy(sidecar_config(self.control, "client", node_id="client." + NS, namespace=NS,
@@ -85,8 +86,7 @@ class GammaMesh:
                                    upstream_services=upstreams))
         self.consumer = free_port()
         fleet.proxy(sidecar_config(self.control, "client", node_id="client." + CONSUMER, namespace=CONSUMER,
-                                   outbound_port=self.consumer,
-                                   upstream_services=upstreams + [f"echo.{CONSUMER}"]))
+                                   outbound_port=self.consumer, upstream_services=upstreams))
         for port in (self.client, self.consumer):
             assert wait_until(lambda: self.call(f"echo-v1.{NS}", port=port).pod == "echo-v1", 15), \
                 self.call(f"echo-v1.{NS}", port=port)
@@ -109,8 +109,7 @@ class GammaMesh:
             status, body = self.control.apply(r)
             assert status in (200, 201), f"{r['metadata']['name']}: {status} {body}"
             meta = r["metadata"]
-            self.routes.append(("httproutes" if r["kind"] == "HTTPRoute" else "grpcroutes",
-                                meta.get("namespace", "default"), meta["name"]))
+            self.routes.append((r["kind"].lower() + "s", meta.get("namespace", "default"), meta["name"]))
 
     def clear(self) -> None:
         for plural, namespace, name in self.routes:
@@ -133,7 +132,9 @@ def mesh(gamma):
     yield gamma
     gamma.clear()
     # Routes gone: the client sidecars are back on the Services themselves.
-    assert wait_until(lambda: gamma.call(f"echo-v2.{NS}", "/v1").pod == "echo-v2", 10)
+    for host in ("echo-v1", "echo-v2"):
+        assert wait_until(lambda: gamma.call(host, "/x").status == 200 and
+                          "x-header-set" not in gamma.call(host, "/x").headers, 10)
 
 
 def route(name: str, parent: dict, rules: list[dict], namespace: str = NS, hostnames=None) -> dict:
@@ -163,3 +164,333 @@ def test_mesh_basic(mesh):
     for svc in ("echo-v1", "echo-v2"):
         a = mesh.call(f"{svc}.{NS}")
         assert a.status == 200 and a.pod == svc, a
+
+
+def test_mesh_http_route_simple_same_namespace(mesh):
+    mesh.apply(route("gateway-conformance-mesh-test", {"name": "echo", "port": 80},
+                     [{"backendRefs": [backend("echo-v1", 8080)]}]))
+    until(mesh, lambda: all(mesh.call("echo").pod == "echo-v1" for _ in range(5)), "echo to echo-v1")
+    assert all(mesh.call("echo").pod == "echo-v1" for _ in range(20))
+
+
+# ---- parentRef semantics ----------------------------------------------------------
+
+def set_header(value: str) -> dict:
+    return {"type": "ResponseHeaderModifier",
+            "responseHeaderModifier": {"set": [{"name": "X-Header-Set", "value": value}]}}
+
+
+def test_mesh_frontend(mesh):
+    """A route on echo-v2 applies to requests to Service echo-v2. (The suite
+    also sends to the workload's address directly, past the Service; with
+    Trellis a caller names a Service, so that case has no equivalent.)"""
+    mesh.apply(route("mesh-split-v1", {"name": "echo-v2"},
+                     [{"filters": [set_header("set")], "backendRefs": [backend("echo-v2", 80)]}]))
+    until(mesh, lambda: mesh.call("echo-v2").headers.get("x-header-set") == "set", "the header")
+    a = mesh.call("echo-v2")
+    assert a.status == 200 and a.pod == "echo-v2", a
+    a = mesh.call("echo-v1")
+    assert a.pod == "echo-v1" and "x-header-set" not in a.headers, a
+
+
+def test_mesh_ports(mesh):
+    mesh.apply(route("mesh-split-v1", {"name": "echo-v1", "port": 80},
+                     [{"filters": [set_header("v1")], "backendRefs": [backend("echo-v1", 80)]}]),
+               route("mesh-split-v2", {"name": "echo-v2"},
+                     [{"filters": [set_header("v2")], "backendRefs": [backend("echo-v2", 80)]}]))
+    until(mesh, lambda: mesh.call("echo-v2:8080").headers.get("x-header-set") == "v2", "the v2 route")
+    cases = [("echo-v1", "echo-v1", "v1"), ("echo-v1:8080", "echo-v1", None),
+             ("echo-v2", "echo-v2", "v2"), ("echo-v2:8080", "echo-v2", "v2")]
+    for host, pod, header in cases:
+        a = mesh.call(host)
+        assert a.status == 200 and a.pod == pod and a.headers.get("x-header-set") == header, (host, a)
+
+
+def test_mesh_consumer_route(mesh):
+    mesh.apply(route("mesh-echo-add-header", {"name": "echo-v1", "namespace": NS},
+                     [{"filters": [set_header("set")], "backendRefs": [backend("echo-v1", 80, namespace=NS)]}],
+                     namespace=CONSUMER))
+    # Its backend is its parent, in another namespace: no ReferenceGrant is
+    # needed for that (nor does the suite apply one).
+    host = f"echo-v1.{NS}"
+    until(mesh, lambda: mesh.call(host, port=mesh.consumer).headers.get("x-header-set") == "set", "consumer route")
+    a = mesh.call(host, port=mesh.consumer)
+    assert a.status == 200 and a.pod == "echo-v1" and a.echo["namespace"] == NS, a
+    a = mesh.call(host)  # the producer namespace's client
+    assert a.status == 200 and a.pod == "echo-v1" and "x-header-set" not in a.headers, a
+
+
+def test_mesh_traffic_split(mesh):
+    mesh.apply(route("mesh-split", {"name": "echo"}, [
+        {"matches": [{"path": {"type": "Exact", "value": "/v1"}}], "backendRefs": [backend("echo-v1", 80)]},
+        {"matches": [{"path": {"type": "Exact", "value": "/v2"}}], "backendRefs": [backend("echo-v2", 80)]}]))
+    until(mesh, lambda: mesh.call("echo", "/v2").pod == "echo-v2" and mesh.call("echo", "/v1").pod == "echo-v1",
+          "the split")
+    for _ in range(10):
+        assert mesh.call("echo", "/v1").pod == "echo-v1" and mesh.call("echo", "/v2").pod == "echo-v2"
+
+
+# ---- matching ---------------------------------------------------------------------
+
+def test_mesh_http_route_matching(mesh):
+    mesh.apply(route("mesh-matching", {"name": "echo", "port": 80}, [
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}, {"headers": [{"name": "version", "value": "one"}]}],
+         "backendRefs": [backend("echo-v1", 8080)]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/v2"}}, {"headers": [{"name": "version", "value": "two"}]}],
+         "backendRefs": [backend("echo-v2", 8080)]}]))
+    until(mesh, lambda: mesh.call("echo", "/v2").pod == "echo-v2" and mesh.call("echo", "/").pod == "echo-v1",
+          "the matches")
+    cases = [("/", {}, "echo-v1"), ("/example", {}, "echo-v1"), ("/", {"Version": "one"}, "echo-v1"),
+             ("/v2", {}, "echo-v2"), ("/v2/example", {}, "echo-v2"), ("/", {"Version": "two"}, "echo-v2"),
+             ("/v2/", {}, "echo-v2"), ("/v2example", {}, "echo-v1"), ("/foo/v2/example", {}, "echo-v1")]
+    for path, headers, pod in cases:
+        a = mesh.call("echo", path, headers=headers)
+        assert a.status == 200 and a.pod == pod, (path, headers, a)
+
+
+def test_mesh_http_route_query_param_matching(mesh):
+    def q(name, value):
+        return {"name": name, "value": value}
+    mesh.apply(route("mesh-query-param-matching", {"name": "echo", "port": 80}, [
+        {"matches": [{"queryParams": [q("animal", "whale")]}], "backendRefs": [backend("echo-v1", 8080)]},
+        {"matches": [{"queryParams": [q("animal", "dolphin")]}], "backendRefs": [backend("echo-v2", 8080)]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/path1"}, "queryParams": [q("animal", "whale")]}],
+         "backendRefs": [backend("echo-v1", 8080)]},
+        {"matches": [{"headers": [q("version", "one")], "queryParams": [q("animal", "whale")]}],
+         "backendRefs": [backend("echo-v2", 8080)]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/path3"}, "queryParams": [q("animal", "shark")]},
+                     {"path": {"type": "PathPrefix", "value": "/path4"}, "headers": [q("version", "three")],
+                      "queryParams": [q("animal", "kraken")]}],
+         "backendRefs": [backend("echo-v1", 8080)]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/path5"}}], "backendRefs": [backend("echo-v1", 8080)]},
+        {"matches": [{"queryParams": [q("animal", "hydra")]}], "backendRefs": [backend("echo-v2", 8080)]}]))
+    until(mesh, lambda: mesh.call("echo", "/?animal=dolphin").pod == "echo-v2", "the query matches")
+    cases = [("/?animal=whale", {}, 200, "echo-v1"), ("/?animal=dolphin", {}, 200, "echo-v2"),
+             ("/?animal=whale&otherparam=irrelevant", {}, 200, "echo-v1"),
+             ("/?animal=dolphin&color=yellow", {}, 200, "echo-v2"),
+             ("/?color=blue", {}, 404, None), ("/?animal=dog", {}, 404, None),
+             ("/?animal=whaledolphin", {}, 404, None), ("/", {}, 404, None),
+             ("/path1?animal=whale", {}, 200, "echo-v1"), ("/?animal=whale", {"version": "one"}, 200, "echo-v2"),
+             ("/path3?animal=shark", {}, 200, "echo-v1"),
+             ("/path4?animal=kraken", {"version": "three"}, 200, "echo-v1"),
+             ("/?animal=shark", {}, 404, None), ("/path4?animal=kraken", {}, 404, None),
+             ("/path5?animal=hydra", {}, 200, "echo-v1")]
+    for path, headers, status, pod in cases:
+        a = mesh.call("echo", path, headers=headers)
+        assert a.status == status and a.pod == pod, (path, headers, a)
+
+
+def test_mesh_http_route_named_rule(mesh):
+    mesh.apply(route("mesh-http-named-rules", {"name": "echo", "port": 80}, [
+        {"name": "named-rule", "matches": [{"path": {"type": "PathPrefix", "value": "/named"}}],
+         "backendRefs": [backend("echo-v1", 8080)]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/unnamed"}}], "backendRefs": [backend("echo-v2", 8080)]}]))
+    until(mesh, lambda: mesh.call("echo", "/unnamed").pod == "echo-v2", "the rules")
+    a = mesh.call("echo", "/named")
+    assert a.pod == "echo-v1" and a.echo["path"] == "/named", a
+    a = mesh.call("echo", "/unnamed")
+    assert a.pod == "echo-v2" and a.echo["path"] == "/unnamed", a
+
+
+# ---- request headers and rewrites -------------------------------------------------
+
+def modifier(set_=(), add=(), remove=()) -> dict:
+    out = {}
+    if set_:
+        out["set"] = [{"name": n, "value": v} for n, v in set_]
+    if add:
+        out["add"] = [{"name": n, "value": v} for n, v in add]
+    if remove:
+        out["remove"] = list(remove)
+    return {"type": "RequestHeaderModifier", "requestHeaderModifier": out}
+
+
+HEADER_RULES = [
+    ("/set", modifier(set_=[("X-Header-Set", "set-overwrites-values")])),
+    ("/add", modifier(add=[("X-Header-Add", "add-appends-values")])),
+    ("/remove", modifier(remove=["X-Header-Remove"])),
+    ("/multiple", modifier(set_=[("X-Header-Set-1", "header-set-1"), ("X-Header-Set-2", "header-set-2")],
+                           add=[("X-Header-Add-1", "header-add-1"), ("X-Header-Add-2", "header-add-2"),
+                                ("X-Header-Add-3", "header-add-3")],
+                           remove=["X-Header-Remove-1", "X-Header-Remove-2"])),
+    ("/case-insensitivity", modifier(set_=[("X-Header-Set", "header-set")], add=[("X-Header-Add", "header-add")],
+                                     remove=["X-Header-Remove"])),
+]
+
+# (path, request headers, headers the backend sees, headers it must not see)
+HEADER_CASES = [
+    ("/set", {"Some-Other-Header": "val"}, {"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"}, []),
+    ("/set", {"Some-Other-Header": "val", "X-Header-Set": "some-other-value"},
+     {"Some-Other-Header": "val", "X-Header-Set": "set-overwrites-values"}, []),
+    ("/add", {"Some-Other-Header": "val"}, {"Some-Other-Header": "val", "X-Header-Add": "add-appends-values"}, []),
+    ("/add", {"Some-Other-Header": "val", "X-Header-Add": "some-other-value"},
+     {"Some-Other-Header": "val", "X-Header-Add": "some-other-value,add-appends-values"}, []),
+    ("/remove", {"X-Header-Remove": "val"}, {}, ["X-Header-Remove"]),
+    ("/multiple", {"X-Header-Set-2": "set-val-2", "X-Header-Add-2": "add-val-2", "X-Header-Remove-2": "remove-val-2",
+                   "Another-Header": "another-header-val"},
+     {"X-Header-Set-1": "header-set-1", "X-Header-Set-2": "header-set-2", "X-Header-Add-1": "header-add-1",
+      "X-Header-Add-2": "add-val-2,header-add-2", "X-Header-Add-3": "header-add-3",
+      "Another-Header": "another-header-val"}, ["X-Header-Remove-1", "X-Header-Remove-2"]),
+    ("/case-insensitivity", {"x-header-set": "original-val-set", "x-header-add": "original-val-add",
+                             "x-header-remove": "original-val-remove", "Another-Header": "another-header-val"},
+     {"X-Header-Set": "header-set", "X-Header-Add": "original-val-add,header-add", "Another-Header": "another-header-val"},
+     ["x-header-remove"]),
+]
+
+
+def check_header_cases(mesh) -> None:
+    until(mesh, lambda: mesh.call("echo", "/set").request_header("X-Header-Set") == "set-overwrites-values",
+          "the header filters")
+    for path, headers, seen, absent in HEADER_CASES:
+        a = mesh.call("echo", path, headers=headers)
+        assert a.status == 200 and a.pod == "echo-v1", (path, a)
+        for name, value in seen.items():
+            assert a.request_header(name) == value, (path, name, a.echo["headers"])
+        for name in absent:
+            assert a.request_header(name) is None, (path, name, a.echo["headers"])
+
+
+@pytest.mark.parametrize("on_backend", [False, True], ids=["rule", "backend"])
+def test_mesh_http_route_request_header_modifier(mesh, on_backend):
+    """MeshHTTPRouteRequestHeaderModifier, and with the filters on the
+    backendRef MeshHTTPRouteBackendRequestHeaderModifier."""
+    rules = []
+    for path, f in HEADER_RULES:
+        rule = {"matches": [{"path": {"type": "PathPrefix", "value": path}}]}
+        if on_backend:
+            rule["backendRefs"] = [backend("echo-v1", 8080, filters=[f])]
+        else:
+            rule["filters"] = [f]
+            rule["backendRefs"] = [backend("echo-v1", 8080)]
+        rules.append(rule)
+    mesh.apply(route("mesh-request-header-modifier", {"name": "echo", "port": 80}, rules))
+    check_header_cases(mesh)
+
+
+def test_mesh_http_route_rewrite_path(mesh):
+    def rewrite(kind: str, value: str) -> dict:
+        field = "replacePrefixMatch" if kind == "ReplacePrefixMatch" else "replaceFullPath"
+        return {"type": "URLRewrite", "urlRewrite": {"path": {"type": kind, field: value}}}
+    headers = modifier(set_=[("X-Header-Set", "set-overwrites-values")],
+                       add=[("X-Header-Add", "header-val-1"), ("X-Header-Add-Append", "header-val-2")],
+                       remove=["X-Header-Remove"])
+
+    def rule(prefix: str, filters: list[dict]) -> dict:
+        return {"matches": [{"path": {"type": "PathPrefix", "value": prefix}}], "filters": filters,
+                "backendRefs": [backend("echo-v1", 80)]}
+    mesh.apply(route("mesh-rewrite-path", {"name": "echo", "port": 80}, [
+        rule("/prefix/one", [rewrite("ReplacePrefixMatch", "/one")]),
+        rule("/strip-prefix", [rewrite("ReplacePrefixMatch", "/")]),
+        rule("/full/one", [rewrite("ReplaceFullPath", "/one")]),
+        rule("/full/rewrite-path-and-modify-headers", [rewrite("ReplaceFullPath", "/test"), headers]),
+        rule("/prefix/rewrite-path-and-modify-headers", [rewrite("ReplacePrefixMatch", "/prefix"), headers])]))
+    until(mesh, lambda: (mesh.call("echo", "/prefix/one/two").echo or {}).get("path") == "/one/two", "the rewrites")
+    for path, want in [("/prefix/one/two", "/one/two"), ("/strip-prefix/three", "/three"), ("/strip-prefix", "/"),
+                       ("/full/one/two", "/one")]:
+        a = mesh.call("echo", path)
+        assert a.status == 200 and a.pod == "echo-v1" and a.echo["path"] == want, (path, a)
+    sent = {"X-Header-Remove": "remove-val", "X-Header-Add-Append": "append-val-1", "X-Header-Set": "set-val"}
+    for path, want in [("/full/rewrite-path-and-modify-headers/test", "/test"),
+                       ("/prefix/rewrite-path-and-modify-headers/one", "/prefix/one")]:
+        a = mesh.call("echo", path, headers=sent)
+        assert a.status == 200 and a.echo["path"] == want, (path, a)
+        assert a.request_header("X-Header-Add") == "header-val-1"
+        assert a.request_header("X-Header-Add-Append") == "append-val-1,header-val-2"
+        assert a.request_header("X-Header-Set") == "set-overwrites-values"
+        assert a.request_header("X-Header-Remove") is None
+
+
+# ---- redirects --------------------------------------------------------------------
+
+def redirect_rule(prefix: str, **redirect) -> dict:
+    return {"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+            "filters": [{"type": "RequestRedirect", "requestRedirect": redirect}]}
+
+
+def check_redirects(mesh, rules: list[dict], cases: list[tuple[str, int, str]]) -> None:
+    mesh.apply(route("mesh-redirect", {"name": "echo", "port": 80}, rules))
+    first_path, first_status, _ = cases[0]
+    until(mesh, lambda: mesh.call("echo", first_path).status == first_status, "the redirects")
+    for path, status, location in cases:
+        a = mesh.call("echo", path)
+        assert a.status == status and a.headers.get("location") == location, (path, a)
+
+
+def test_mesh_http_route_redirect_host_and_status(mesh):
+    check_redirects(mesh, [redirect_rule("/hostname-redirect", hostname="example.org"),
+                           redirect_rule("/host-and-status", statusCode=301, hostname="example.org")],
+                    [("/hostname-redirect", 302, "http://example.org/hostname-redirect"),
+                     ("/host-and-status", 301, "http://example.org/host-and-status")])
+
+
+def test_mesh_http_route_scheme_redirect(mesh):
+    check_redirects(mesh, [redirect_rule("/scheme", scheme="https"),
+                           redirect_rule("/scheme-and-host", hostname="example.org", scheme="https"),
+                           redirect_rule("/scheme-and-status", scheme="https", statusCode=301),
+                           redirect_rule("/scheme-and-host-and-status", scheme="https", statusCode=302,
+                                         hostname="example.org")],
+                    [("/scheme", 302, "https://echo/scheme"),
+                     ("/scheme-and-host", 302, "https://example.org/scheme-and-host"),
+                     ("/scheme-and-status", 301, "https://echo/scheme-and-status"),
+                     ("/scheme-and-host-and-status", 302, "https://example.org/scheme-and-host-and-status")])
+
+
+def test_mesh_http_route_redirect_port(mesh):
+    check_redirects(mesh, [redirect_rule("/port", port=8083),
+                           redirect_rule("/port-and-host", hostname="example.org", port=8083),
+                           redirect_rule("/port-and-status", port=8083, statusCode=301),
+                           redirect_rule("/port-and-host-and-status", port=8083, hostname="example.org",
+                                         statusCode=302)],
+                    [("/port", 302, "http://echo:8083/port"),
+                     ("/port-and-host", 302, "http://example.org:8083/port-and-host"),
+                     ("/port-and-status", 301, "http://echo:8083/port-and-status"),
+                     ("/port-and-host-and-status", 302, "http://example.org:8083/port-and-host-and-status")])
+
+
+def test_mesh_http_route_redirect_path(mesh):
+    def prefix(v):
+        return {"type": "ReplacePrefixMatch", "replacePrefixMatch": v}
+
+    def full(v):
+        return {"type": "ReplaceFullPath", "replaceFullPath": v}
+    check_redirects(mesh, [redirect_rule("/original-prefix", path=prefix("/replacement-prefix")),
+                           redirect_rule("/full", path=full("/full-path-replacement")),
+                           redirect_rule("/path-and-host", hostname="example.org", path=prefix("/replacement-prefix")),
+                           redirect_rule("/path-and-status", path=prefix("/replacement-prefix"), statusCode=301),
+                           redirect_rule("/full-path-and-host", hostname="example.org", path=full("/replacement-full")),
+                           redirect_rule("/full-path-and-status", path=full("/replacement-full"), statusCode=301)],
+                    [("/original-prefix/lemon", 302, "http://echo/replacement-prefix/lemon"),
+                     ("/full/path/original", 302, "http://echo/full-path-replacement"),
+                     ("/path-and-host", 302, "http://example.org/replacement-prefix"),
+                     ("/path-and-status", 301, "http://echo/replacement-prefix"),
+                     ("/full-path-and-host", 302, "http://example.org/replacement-full"),
+                     ("/full-path-and-status", 301, "http://echo/replacement-full")])
+
+
+@pytest.mark.parametrize("status,path", [(303, "/redirect"), (307, "/temporary"), (308, "/permanent")])
+def test_mesh_http_route_30x_redirect(mesh, status, path):
+    check_redirects(mesh, [redirect_rule(path, statusCode=status)], [(path, status, f"http://echo{path}")])
+
+
+# ---- weights ----------------------------------------------------------------------
+
+def test_mesh_http_route_weight(mesh):
+    mesh.apply(route("mesh-weighted-backends", {"name": "echo", "port": 80}, [
+        {"backendRefs": [backend("echo-v1", 8080, weight=70), backend("echo-v2", 8080, weight=30)]}]))
+
+    def share() -> dict[str, float]:
+        seen: dict[str, int] = {}
+        for _ in range(500):
+            pod = mesh.call("echo").pod
+            seen[str(pod)] = seen.get(str(pod), 0) + 1
+        return {k: v / 500 for k, v in seen.items()}
+
+    # The suite's rule: each share within 0.05 of its weight, in one of up to 10 batches of 500.
+    until(mesh, lambda: mesh.call("echo").status == 200, "the weights")
+    batches = []
+    for _ in range(10):
+        batches.append(share())
+        b = batches[-1]
+        if set(b) == {"echo-v1", "echo-v2"} and abs(b["echo-v1"] - 0.7) <= 0.05 and abs(b["echo-v2"] - 0.3) <= 0.05:
+            return
+    pytest.fail(f"no batch of 500 split 70/30 within 0.05: {batches}")

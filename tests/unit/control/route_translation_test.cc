@@ -341,6 +341,14 @@ TEST(RouteTranslation, BackendsElsewhereNeedAGrantAndUnknownKindsGet500) {
   EXPECT_EQ(describe_all(routes_of(mesh))[0], "PREFIX / -> ratings.ops=3,=1");
   mesh.reference_grants[0].spec["from"][0]["kind"] = "GRPCRoute";
   EXPECT_EQ(describe_all(routes_of(mesh))[0], "PREFIX / -> =3,=1") << "a grant is for one kind of route";
+
+  // A consumer route's own parent needs no grant.
+  mesh.reference_grants.clear();
+  mesh.http_routes = {http_route("consumer", R"({"parentRefs": [{"name": "reviews", "namespace": "default"}],
+    "rules": [{"backendRefs": [{"name": "reviews", "namespace": "default"},
+                               {"name": "ratings", "namespace": "default"}]}]})",
+                                 1, "shop")};
+  EXPECT_EQ(describe_all(routes_of(mesh, "shop"))[0], "PREFIX / -> reviews.default=1,=1");
 }
 
 TEST(RouteTranslation, TimeoutsDefaultToTheMeshConfigs) {
@@ -491,7 +499,6 @@ TEST(RouteTranslation, AConsumerRoutesLimitsAreThoseInItsNamespace) {
   mesh.http_routes = {http_route("consumer", R"({"parentRefs": [{"name": "reviews", "namespace": "default"}],
         "rules": [{"backendRefs": [{"name": "reviews", "namespace": "default"}]}]})",
                                  1, "shop")};
-  mesh.reference_grants = {reference_grant("default", "shop", "reviews")};
   mesh.rate_limit_policies = {route_rate_limit("shop-limit", "consumer", {"shop"}, "shop"),
                               route_rate_limit("default-limit", "consumer", {"default"})};
   EXPECT_EQ(describe_with_limits(routes_of(mesh, "shop")),
