@@ -185,10 +185,10 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
       for (const ServicePort& port : ports) {
         v1::VirtualHost* vh = out->add_virtual_hosts();
         vh->set_name(s.cluster_name() + "_" + std::to_string(port.port));
-        const bool bare = port.port == 80 || ports.size() == 1;
+        const bool portless_too = port.port == 80 || ports.size() == 1;
         for (const std::string& d : names) {
           vh->add_domains(d + ":" + std::to_string(port.port));
-          if (bare) vh->add_domains(d);
+          if (portless_too) vh->add_domains(d);
         }
         add_service_routes(mesh, s, node_namespace(hello), *vh, &port);
       }

@@ -15,7 +15,10 @@ import json
 
 import pytest
 
+import grpc
+
 from harness import LOCALHOST, Fleet, free_port, http_responder, http_response, sidecar_config, wait_until
+from test_grpc_mesh import GrpcServer
 
 NS = "gateway-conformance-mesh"
 CONSUMER = "gateway-conformance-mesh-consumer"
@@ -70,8 +73,10 @@ class GammaMesh:
                 # The suite's Services: http 80 and http-alt 8080, both to the
                 # workload's port 8080 (here wherever it listens).
                 app = fleet.upstream(echo_app(f"echo-{version}", namespace))
+                grpc_app = GrpcServer(fleet, f"echo-{version}")
                 ports = [{"name": "http", "port": 80, "target_port": app.port, "protocol": "http"},
-                         {"name": "http-alt", "port": 8080, "target_port": app.port, "protocol": "http"}]
+                         {"name": "http-alt", "port": 8080, "target_port": app.port, "protocol": "http"},
+                         {"name": "grpc", "port": 7070, "target_port": grpc_app.port, "protocol": "grpc"}]
                 fleet.proxy(sidecar_config(self.control, f"echo-{version}", node_id=f"echo-{version}.{namespace}",
                                            namespace=namespace, instance={
                     "address": f"{LOCALHOST}:{free_port()}", "app_address": app.address,
@@ -102,6 +107,15 @@ class GammaMesh:
             return Answer(0, {}, b"")
         finally:
             conn.close()
+
+    def grpc_call(self, authority: str = "echo:7070") -> str:
+        """The server that answered a unary call through the client's sidecar ("" when none did)."""
+        with grpc.insecure_channel(f"{LOCALHOST}:{self.client}",
+                                   options=[("grpc.default_authority", authority)]) as channel:
+            try:
+                return channel.unary_unary("/test.Echo/Unary")(b"x", timeout=5).decode().split(":")[0]
+            except grpc.RpcError:
+                return ""
 
     def apply(self, *routes: dict) -> None:
         for r in routes:
@@ -494,3 +508,24 @@ def test_mesh_http_route_weight(mesh):
         if set(b) == {"echo-v1", "echo-v2"} and abs(b["echo-v1"] - 0.7) <= 0.05 and abs(b["echo-v2"] - 0.3) <= 0.05:
             return
     pytest.fail(f"no batch of 500 split 70/30 within 0.05: {batches}")
+
+
+def test_mesh_grpc_route_weight(mesh):
+    """MeshGRPCRouteWeight: 70/30 between echo-v1 and echo-v2 on port 7070
+    (grpc), and a third backend of weight 0 that does not exist."""
+    mesh.apply({"kind": "GRPCRoute", "metadata": {"name": "mesh-grpc-weighted-backends", "namespace": NS},
+                "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "echo", "port": 7070}],
+                         "rules": [{"backendRefs": [backend("echo-v1", 7070, weight=70),
+                                                    backend("echo-v2", 7070, weight=30),
+                                                    backend("echo-v3", 7070, weight=0)]}]}})
+    until(mesh, lambda: mesh.grpc_call() in ("echo-v1", "echo-v2"), "the GRPCRoute")
+    batches = []
+    for _ in range(10):
+        seen: dict[str, int] = {}
+        for _ in range(500):
+            who = mesh.grpc_call()
+            seen[who] = seen.get(who, 0) + 1
+        batches.append(seen)
+        if set(seen) == {"echo-v1", "echo-v2"} and abs(seen["echo-v1"] / 500 - 0.7) <= 0.05:
+            return
+    pytest.fail(f"no batch of 500 calls split 70/30 within 0.05: {batches}")

@@ -54,14 +54,13 @@ const Names kFilterConfigFields = {"requestHeaderModifier",
                                    "urlRewrite",
                                    "extensionRef",
                                    "cors"};
-const Names kFilterFields = {"type",
-                             "requestHeaderModifier",
-                             "responseHeaderModifier",
-                             "requestMirror",
-                             "requestRedirect",
-                             "urlRewrite",
-                             "extensionRef",
-                             "cors"};
+// A filter's fields: its type and the field of each type's settings.
+Names with_type(const Names& config_fields) {
+  Names out = {"type"};
+  out.insert(out.end(), config_fields.begin(), config_fields.end());
+  return out;
+}
+const Names kFilterFields = with_type(kFilterConfigFields);
 const Names kGrpcRuleFields = {"name", "matches", "filters", "backendRefs"};
 const Names kGrpcFilterTypes = {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror",
                                 "ExtensionRef"};
