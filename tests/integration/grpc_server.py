@@ -9,10 +9,13 @@ Serves, on 127.0.0.1:PORT, the service test.Echo with raw bytes as messages:
   ClientStream(m...) -> the messages joined with ","
   Bidi(m...) -> each message echoed upper-cased, as it comes
   SetServing(b"0" or b"1") -> b"ok": what the health service answers
+  Metadata(m) -> JSON {"name": NAME, "metadata": {key: [values]}}: the
+  metadata the call arrived with
 and grpc.health.v1.Health/Check, SERVING until told otherwise (for the
 server as a whole and for "test.Echo"). Writes "ready" to stdout once
 serving.
 """
+import json
 import sys
 import threading
 import time
@@ -48,6 +51,13 @@ def bidi(requests, context):
         yield m.upper()
 
 
+def metadata(request: bytes, context) -> bytes:
+    seen: dict[str, list[str]] = {}
+    for key, value in context.invocation_metadata():
+        seen.setdefault(key, []).append(value if isinstance(value, str) else value.decode(errors="replace"))
+    return json.dumps({"name": name.decode(), "metadata": seen}).encode()
+
+
 def set_serving(request: bytes, context) -> bytes:
     (serving.set if request == b"1" else serving.clear)()
     return b"ok"
@@ -71,6 +81,7 @@ echo = grpc.method_handlers_generic_handler("test.Echo", {
     "ClientStream": raw(grpc.stream_unary_rpc_method_handler, client_stream),
     "Bidi": raw(grpc.stream_stream_rpc_method_handler, bidi),
     "SetServing": raw(grpc.unary_unary_rpc_method_handler, set_serving),
+    "Metadata": raw(grpc.unary_unary_rpc_method_handler, metadata),
 })
 health = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
     "Check": raw(grpc.unary_unary_rpc_method_handler, health_check),

@@ -117,6 +117,16 @@ class GammaMesh:
             except grpc.RpcError:
                 return ""
 
+    def grpc_metadata(self, metadata: dict[str, str], authority: str = "echo:7070") -> dict | None:
+        """Who answered a call to test.Echo/Metadata and the metadata it saw; None when the call failed."""
+        with grpc.insecure_channel(f"{LOCALHOST}:{self.client}",
+                                   options=[("grpc.default_authority", authority)]) as channel:
+            try:
+                answer = channel.unary_unary("/test.Echo/Metadata")(b"", timeout=5, metadata=list(metadata.items()))
+                return json.loads(answer)
+            except grpc.RpcError:
+                return None
+
     def apply(self, *routes: dict) -> None:
         for r in routes:
             r = {"apiVersion": ROUTE_API, **r}
@@ -124,11 +134,21 @@ class GammaMesh:
             assert status in (200, 201), f"{r['metadata']['name']}: {status} {body}"
             meta = r["metadata"]
             self.routes.append((r["kind"].lower() + "s", meta.get("namespace", "default"), meta["name"]))
+        self.settle()
 
     def clear(self) -> None:
         for plural, namespace, name in self.routes:
             self.control.request("DELETE", f"/v1/resources/{plural}/{namespace}/{name}")
         self.routes.clear()
+        self.settle()
+
+    def settle(self) -> None:
+        """Until every proxy runs the configuration of the mesh as it is now."""
+        def in_sync() -> bool:
+            st = self.control.status() or {}
+            return (st.get("pushed_revision") == st.get("revision") and
+                    all(p.get("in_sync") for p in st.get("proxies", [])))
+        assert wait_until(in_sync, 15), self.control.status()
 
 
 @pytest.fixture(scope="module")
@@ -529,3 +549,43 @@ def test_mesh_grpc_route_weight(mesh):
         if set(seen) == {"echo-v1", "echo-v2"} and abs(seen["echo-v1"] / 500 - 0.7) <= 0.05:
             return
     pytest.fail(f"no batch of 500 calls split 70/30 within 0.05: {batches}")
+
+
+def test_mesh_grpc_route_request_header_modifier(mesh):
+    def rule(case: str, backend_name: str, **changes) -> dict:
+        return {"matches": [{"headers": [{"name": "x-test-case", "value": case}]}],
+                "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": changes}],
+                "backendRefs": [backend(backend_name, 7070)]}
+    mesh.apply({"kind": "GRPCRoute", "metadata": {"name": "grpc-request-header-modifier", "namespace": NS},
+                "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "echo", "port": 7070}], "rules": [
+                    rule("set", "echo-v1", set=[{"name": "x-header-set", "value": "set-overwrites-values"}]),
+                    rule("add", "echo-v1", add=[{"name": "x-header-add", "value": "add-appends-values"}]),
+                    rule("remove", "echo-v1", remove=["x-header-remove"]),
+                    rule("multi", "echo-v2",
+                         set=[{"name": "x-header-set-1", "value": "header-set-1"},
+                              {"name": "x-header-set-2", "value": "header-set-2"}],
+                         add=[{"name": "x-header-add-1", "value": "header-add-1"},
+                              {"name": "x-header-add-2", "value": "header-add-2"}],
+                         remove=["x-header-remove-1", "x-header-remove-2"])]}})
+    cases = [
+        ("set", {"some-other-header": "this-header-should-be-set", "x-header-set": "this-value-should-be-overwritten"},
+         "echo-v1", {"some-other-header": "this-header-should-be-set", "x-header-set": "set-overwrites-values"}, []),
+        ("add", {"x-header-add": "this-value-should-be-appended"}, "echo-v1",
+         {"x-header-add": "this-value-should-be-appended,add-appends-values"}, []),
+        ("remove", {"x-header-remove": "this-should-be-removed"}, "echo-v1", {}, ["x-header-remove"]),
+        ("multi", {"x-header-set-2": "set-header-2", "x-header-add-2": "add-header-2",
+                   "x-header-remove-2": "should-be-removed-2"}, "echo-v2",
+         {"x-header-set-1": "header-set-1", "x-header-set-2": "header-set-2", "x-header-add-1": "header-add-1",
+          "x-header-add-2": "add-header-2,header-add-2"}, ["x-header-remove-1", "x-header-remove-2"]),
+    ]
+    until(mesh, lambda: (mesh.grpc_metadata({"x-test-case": "multi"}) or {}).get("name") == "echo-v2", "the GRPCRoute")
+    for case, sent, who, seen, absent in cases:
+        answer = mesh.grpc_metadata({"x-test-case": case, **sent})
+        assert answer is not None and answer["name"] == who, (case, answer)
+        got = {k: ",".join(v) for k, v in answer["metadata"].items()}
+        assert got.get("x-test-case") == case, (case, got)
+        for k, v in seen.items():
+            assert got.get(k) == v, (case, k, got)
+        for k in absent:
+            assert k not in got, (case, k, got)
+    assert mesh.grpc_metadata({}) is None, "no rule matches a call without x-test-case: 404, UNIMPLEMENTED"
