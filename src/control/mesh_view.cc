@@ -125,14 +125,17 @@ BackendResolution resolve_backend(const MeshView& mesh, const Json& ref, const R
   }
   // A consumer route may send its clients' requests to its own parent
   // Service, as they would go without the route; anything else elsewhere
-  // needs the consent of that namespace.
+  // needs the consent of that namespace. Only a route all of whose parents
+  // are elsewhere is a consumer route for every one of them: with a parent
+  // in its own namespace it serves every client of that one.
   auto is_parent = [&] {
+    bool found = false;
     for (const Json& p : list_at(route.spec, "parentRefs")) {
-      if (is_service_ref(p) && string_at(p, "name") == cluster.service.name &&
-          string_at(p, "namespace", route.namespace_) == ns)
-        return true;
+      const std::string parent_ns = string_at(p, "namespace", route.namespace_);
+      if (parent_ns == route.namespace_) return false;
+      found |= is_service_ref(p) && string_at(p, "name") == cluster.service.name && parent_ns == ns;
     }
-    return false;
+    return found;
   };
   if (ns != route.namespace_ && !is_parent() &&
       !reference_granted(mesh, route.kind, route.namespace_, ns, cluster.service.name)) {

@@ -323,7 +323,10 @@ void add_service_routes(const MeshView& mesh, const ServiceRef& service, const s
     // A GRPCRoute has no timeouts: its calls end at their own deadline
     // (grpc-timeout), as long-lived streams need, not at the mesh's default.
     uint32_t timeout = grpc ? 0 : default_timeout;
-    const Json& rules = list_at(route.spec, "rules");
+    // No rules: the Gateway API's default, one rule for every request with
+    // no backends (answered 500).
+    static const Json kDefaultRules = Json::array({Json::object()});
+    const Json& rules = list_at(route.spec, "rules").empty() ? kDefaultRules : list_at(route.spec, "rules");
     for (size_t i = 0; i < rules.size(); ++i) {
       v1::Route rule = translate_rule(mesh, rules[i], route, timeout);
       rule.set_name(route.namespace_ + "/" + route.name);

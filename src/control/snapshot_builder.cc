@@ -26,6 +26,16 @@ std::set<ServiceRef> declared_upstreams(const v1::Hello& hello) {
   return out;
 }
 
+// The instance's ports as its hello says, when they follow the rules (the
+// registry refuses the instance otherwise); none when they do not.
+google::protobuf::RepeatedPtrField<v1::ServicePort> hello_ports(const v1::Hello& hello) {
+  std::vector<ServicePort> ports;
+  for (const v1::ServicePort& p : hello.instance().ports())
+    ports.push_back({p.name(), p.port(), p.target_port(), p.protocol()});
+  if (!check_service_ports(ports).empty()) return {};
+  return hello.instance().ports();
+}
+
 void add_policy(const Resource& r, v1::ConfigUpdate& update) {
   v1::Policy* p = update.add_policies();
   p->set_key(r.kind + "/" + r.namespace_ + "/" + r.name);
@@ -101,7 +111,8 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     // names it in kServicePortHeader) goes to that port's target_port; any
     // other to app_address. The header goes no further.
     std::vector<v1::Route*> routes;
-    for (const v1::ServicePort& port : hello.instance().ports()) {
+    const auto ports = hello_ports(hello);
+    for (const v1::ServicePort& port : ports) {
       v1::Route* r = vh->add_routes();
       r->set_path_kind(v1::Route::PREFIX);
       r->set_path("/");
@@ -142,7 +153,7 @@ v1::ConfigUpdate build_proxy_config(const MeshView& mesh, const v1::Hello& hello
     c->add_endpoints()->set_address(hello.instance().app_address());
     // Each port at the application's host and its target_port, in its protocol.
     const std::string app_host = host_of(hello.instance().app_address());
-    for (const v1::ServicePort& port : hello.instance().ports()) {
+    for (const v1::ServicePort& port : ports) {
       v1::Cluster* pc = update.add_clusters();
       *pc = *c;
       pc->set_name(std::string(kInbound) + "_" + std::to_string(port.port()));

@@ -9,6 +9,7 @@
 #include <set>
 #include <utility>
 
+#include "control/mesh_view.h"
 #include "control/resources/common_fields.h"
 #include "control/resources/formats.h"
 #include "control/resources/kinds.h"
@@ -312,6 +313,8 @@ void check_header_modifier(Checker& checker, const Json& value, const std::strin
       if (std::optional<std::string> name = header.string("name", Need::kRequired)) {
         if (auto problem = check_token(*name, "header name")) {
           header.error("name", *problem);
+        } else if (ascii_lower(*name) == kServicePortHeader) {
+          header.error("name", quote(*name) + " is the mesh's own header (the Service port of a request)");
         } else if (!seen.insert(ascii_lower(*name)).second) {
           header.error("name", "header " + quote(*name) + " is already listed in " + std::string(op));
         }
@@ -331,6 +334,8 @@ void check_header_modifier(Checker& checker, const Json& value, const std::strin
     if (!name) continue;
     if (auto problem = check_token(*name, "header name")) {
       checker.error(item.path, *problem);
+    } else if (ascii_lower(*name) == kServicePortHeader) {
+      checker.error(item.path, quote(*name) + " is the mesh's own header (the Service port of a request)");
     } else if (!removed.insert(ascii_lower(*name)).second) {
       checker.error(item.path, "header " + quote(*name) + " is already listed in remove");
     }

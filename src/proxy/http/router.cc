@@ -565,7 +565,7 @@ void Router::add_cors_headers(http::ResponseHeaders& response) {
   const bool any_origin =
       cors.allow_origins.size() == 1 && cors.allow_origins[0] == "*" && !cors.allow_credentials;
   auto set = [&](std::string_view name, std::string_view value) {
-    std::erase_if(response.headers, [&](const http::Header& h) { return h.name == name; });
+    std::erase_if(response.headers, [&](const http::Header& h) { return http::iequals(h.name, name); });
     response.headers.push_back({name, value});
   };
   set("access-control-allow-origin", any_origin ? std::string_view("*") : std::string_view(cors_origin_));

@@ -42,6 +42,14 @@ TEST(RouteTranslation, AServiceWithRoutesIsServedByThemAlone) {
       << "a consumer route elsewhere changes nothing here";
 }
 
+// A route without rules has the Gateway API's default rule: every request,
+// no backends, 500.
+TEST(RouteTranslation, ARouteWithoutRulesAnswers500ForEverything) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}]})")};
+  EXPECT_EQ(describe_all(routes_of(mesh)), (std::vector<std::string>{"PREFIX / -> !no backends"}));
+}
+
 TEST(RouteTranslation, EachRuleAndMatchIsOneRouteInGatewayApiPrecedence) {
   MeshView mesh;
   mesh.http_routes = {http_route("reviews", R"({
@@ -341,6 +349,13 @@ TEST(RouteTranslation, BackendsElsewhereNeedAGrantAndUnknownKindsGet500) {
   EXPECT_EQ(describe_all(routes_of(mesh))[0], "PREFIX / -> ratings.ops=3,=1");
   mesh.reference_grants[0].spec["from"][0]["kind"] = "GRPCRoute";
   EXPECT_EQ(describe_all(routes_of(mesh))[0], "PREFIX / -> =3,=1") << "a grant is for one kind of route";
+
+  // A route with a parent in its own namespace serves every client of it:
+  // another parent elsewhere lends it no consent.
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"},
+                                                              {"name": "payments", "namespace": "finance"}],
+    "rules": [{"backendRefs": [{"name": "payments", "namespace": "finance"}]}]})")};
+  EXPECT_EQ(describe_all(routes_of(mesh))[0], "PREFIX / -> =1");
 
   // A consumer route's own parent needs no grant.
   mesh.reference_grants.clear();

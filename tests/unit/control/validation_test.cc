@@ -408,6 +408,17 @@ TEST(HttpRoute, CorsFilter) {
                    .empty());
 }
 
+TEST(HttpRoute, TheMeshsOwnHeaderIsNotForFilters) {
+  EXPECT_ONLY_ERROR(route_with_filters(R"([{"type": "RequestHeaderModifier",
+      "requestHeaderModifier": {"set": [{"name": "X-Trellis-Port", "value": "1"}]}}])"),
+                    "spec.rules[0].filters[0].requestHeaderModifier.set[0].name",
+                    "\"X-Trellis-Port\" is the mesh's own header (the Service port of a request)");
+  EXPECT_ONLY_ERROR(route_with_filters(R"([{"type": "RequestHeaderModifier",
+      "requestHeaderModifier": {"remove": ["x-trellis-port"]}}])"),
+                    "spec.rules[0].filters[0].requestHeaderModifier.remove[0]",
+                    "\"x-trellis-port\" is the mesh's own header (the Service port of a request)");
+}
+
 TEST(HttpRoute, RuleNames) {
   EXPECT_VALID(with(route(), "/spec/rules/0/name", "canary"));
   EXPECT_VALID(with(grpc_route(), "/spec/rules/0/name", "cart.v2"));
