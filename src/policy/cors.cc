@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "common/text.h"
+
 namespace trellis::policy {
 namespace {
 
@@ -11,19 +13,12 @@ struct Origin {
   int port = 0;
 };
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
 // "<scheme>://<host>[:<port>]"; nothing when it is not one.
 std::optional<Origin> parse(std::string_view text, bool pattern) {
   size_t sep = text.find("://");
   if (sep == std::string_view::npos) return std::nullopt;
   Origin out;
-  out.scheme = lower(text.substr(0, sep));
+  out.scheme = ascii_lower(text.substr(0, sep));
   if (out.scheme != "http" && out.scheme != "https") return std::nullopt;
   std::string_view rest = text.substr(sep + 3);
   std::string_view host = rest;
@@ -43,7 +38,7 @@ std::optional<Origin> parse(std::string_view text, bool pattern) {
     if (pattern && c == '*' && i == 0) ok = host.size() == 1 || host[1] == '.';
     if (!ok) return std::nullopt;
   }
-  out.host = lower(host);
+  out.host = ascii_lower(host);
   return out;
 }
 

@@ -225,6 +225,12 @@ Problem check_cors(const CorsConfig& cors) {
   return std::nullopt;
 }
 
+void set_cors_lists(CorsConfig& cors) {
+  cors.expose_value.clear();
+  for (const std::string& h : cors.expose_headers)
+    cors.expose_value += (cors.expose_value.empty() ? "" : ",") + h;
+}
+
 Problem check_header_value(std::string_view value) {
   if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
     return "must not contain CR, LF or NUL";

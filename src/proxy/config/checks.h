@@ -92,6 +92,8 @@ Problem check_header_name(std::string_view name);
 // methods of HTTP, header names, each list "*" alone or names; max age 1 s to
 // a day; no "*" in expose_headers with credentials (browsers refuse it).
 Problem check_cors(const CorsConfig& cors);
+// Fills the values CorsConfig derives from its lists.
+void set_cors_lists(CorsConfig& cors);
 Problem check_header_value(std::string_view value);
 // A query parameter's name as sent: not empty, no spaces, controls, '&', '=' or '#'.
 Problem check_query_name(std::string_view name);

@@ -220,6 +220,9 @@ struct CorsConfig {
   std::vector<std::string> allow_headers;
   std::vector<std::string> expose_headers;
   uint32_t max_age_seconds = 5;
+  // expose_headers joined with ',', as each response to an allowed origin
+  // sends it: made once when the config is read (set_cors_lists).
+  std::string expose_value;
 };
 
 struct RouteConfig {

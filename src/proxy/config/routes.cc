@@ -404,6 +404,7 @@ class RouteLoader {
     if (auto v = fields->get("allow_credentials")) r_.read_bool(*v, cors.allow_credentials);
     if (auto v = fields->get("max_age")) r_.read_integer(*v, 1, 86400, cors.max_age_seconds);
     r_.check(at, check_cors(cors));
+    set_cors_lists(cors);
   }
 
   void load_fault(const Located& at, FaultConfig& fault) {

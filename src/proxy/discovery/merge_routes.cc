@@ -65,6 +65,7 @@ class RouteTranslator {
       cors.expose_headers.assign(c.expose_headers().begin(), c.expose_headers().end());
       cors.max_age_seconds = c.max_age_seconds() == 0 ? 5 : c.max_age_seconds();
       errors_.check(path + ".cors", check_cors(cors));
+      set_cors_lists(cors);
     }
     route.timeout = Millis(in.timeout_ms());
     route.per_try_timeout = Millis(in.per_try_timeout_ms());

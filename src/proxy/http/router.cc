@@ -570,11 +570,7 @@ void Router::add_cors_headers(http::ResponseHeaders& response) {
   };
   set("access-control-allow-origin", any_origin ? std::string_view("*") : std::string_view(cors_origin_));
   if (cors.allow_credentials) set("access-control-allow-credentials", "true");
-  if (!cors.expose_headers.empty()) {
-    cors_expose_.clear();
-    for (const std::string& h : cors.expose_headers) cors_expose_ += (cors_expose_.empty() ? "" : ",") + h;
-    set("access-control-expose-headers", cors_expose_);
-  }
+  if (!cors.expose_value.empty()) set("access-control-expose-headers", cors.expose_value);
   if (!any_origin) response.headers.push_back({"vary", "Origin"});
 }
 

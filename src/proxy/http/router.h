@@ -177,7 +177,6 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   uint32_t mirror_mask_ = 0;
   std::string cookie_value_;  // a new hash cookie to set on the response
   std::string cors_origin_;   // an allowed Origin of a CORS route's request: its response says so
-  std::string cors_expose_;   // that response's Access-Control-Expose-Headers
   std::string denied_by_;     // what refused the request, for the access log
   uint16_t flags_ = 0;        // ResponseFlag: why the proxy answered itself or the exchange broke
 
