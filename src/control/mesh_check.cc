@@ -63,26 +63,29 @@ class Checker {
             problem + ": the route applies to no traffic");
       }
     }
+    each_backend_ref(r.spec, [&](const Json& ref, const std::string& field) {
+      // Where a backend's requests would fail, a mirror's copies are only lost.
+      const bool mirror = field.ends_with(".backendRef");
+      const Severity severity = mirror ? Severity::kWarning : Severity::kError;
+      BackendResolution resolved = resolve_backend(mesh_, ref, r);
+      const std::optional<ClusterRef>& cluster = resolved.cluster;
+      if (!cluster) {
+        add(severity, label(r), field,
+            resolved.message + (mirror ? ": no copies are sent" : ": its requests get 500"));
+      } else if (!known(cluster->service)) {
+        add(severity, label(r), field,
+            fmt::format("Service {}.{} has no registered instance: {}", cluster->service.name,
+                        cluster->service.namespace_,
+                        mirror ? "its copies are dropped" : "its requests get 503"));
+      }
+    });
+    each_route_filter(r.spec, [&](const Json& filter, const std::string&) {
+      const Json* ext = map_at(filter, "extensionRef");
+      if (string_at(filter, "type") == "ExtensionRef" && ext != nullptr)
+        used_faults_.insert(r.namespace_ + "/" + string_at(*ext, "name"));
+    });
     const Json& rules = list_at(r.spec, "rules");
     for (size_t i = 0; i < rules.size(); ++i) {
-      const Json& backends = list_at(rules[i], "backendRefs");
-      for (size_t b = 0; b < backends.size(); ++b) {
-        std::string field = path(path("spec.rules", i) + ".backendRefs", b);
-        BackendResolution resolved = resolve_backend(mesh_, backends[b], r);
-        const std::optional<ClusterRef>& cluster = resolved.cluster;
-        if (!cluster) {
-          add(Severity::kError, label(r), field, resolved.message + ": its requests get 500");
-        } else if (!known(cluster->service)) {
-          add(Severity::kError, label(r), field,
-              fmt::format("Service {}.{} has no registered instance: its requests get 503",
-                          cluster->service.name, cluster->service.namespace_));
-        }
-      }
-      for (const Json& filter : list_at(rules[i], "filters")) {
-        const Json* ext = map_at(filter, "extensionRef");
-        if (string_at(filter, "type") == "ExtensionRef" && ext != nullptr)
-          used_faults_.insert(r.namespace_ + "/" + string_at(*ext, "name"));
-      }
       // Rules with the same matches (and hostnames) on the same Service:
       // only the first in precedence takes those requests.
       static const Json kEverything = Json::array({Json::object()});

@@ -265,6 +265,39 @@ double number_at(const Json& obj, const char* key, double fallback) {
   return it != obj.end() && it->is_number() ? it->get<double>() : fallback;
 }
 
+void each_route_filter(const Json& spec,
+                       const std::function<void(const Json& filter, const std::string& path)>& visit) {
+  auto each_in = [&](const Json& owner, const std::string& path) {
+    const Json& filters = list_at(owner, "filters");
+    for (size_t f = 0; f < filters.size(); ++f)
+      visit(filters[f], path + ".filters[" + std::to_string(f) + "]");
+  };
+  const Json& rules = list_at(spec, "rules");
+  for (size_t i = 0; i < rules.size(); ++i) {
+    const std::string rule = "spec.rules[" + std::to_string(i) + "]";
+    each_in(rules[i], rule);
+    const Json& refs = list_at(rules[i], "backendRefs");
+    for (size_t b = 0; b < refs.size(); ++b)
+      each_in(refs[b], rule + ".backendRefs[" + std::to_string(b) + "]");
+  }
+}
+
+void each_backend_ref(const Json& spec,
+                      const std::function<void(const Json& ref, const std::string& path)>& visit) {
+  const Json& rules = list_at(spec, "rules");
+  for (size_t i = 0; i < rules.size(); ++i) {
+    const Json& refs = list_at(rules[i], "backendRefs");
+    for (size_t b = 0; b < refs.size(); ++b)
+      visit(refs[b], "spec.rules[" + std::to_string(i) + "].backendRefs[" + std::to_string(b) + "]");
+  }
+  each_route_filter(spec, [&](const Json& filter, const std::string& path) {
+    const Json* mirror = map_at(filter, "requestMirror");
+    const Json* ref = mirror != nullptr ? map_at(*mirror, "backendRef") : nullptr;
+    if (ref != nullptr && string_at(filter, "type") == "RequestMirror")
+      visit(*ref, path + ".requestMirror.backendRef");
+  });
+}
+
 const Json* map_at(const Json& obj, const char* key) {
   if (!obj.is_object()) return nullptr;
   auto it = obj.find(key);

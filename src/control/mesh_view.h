@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -105,6 +106,18 @@ struct BackendResolution {
   std::string message;  // why not, for status and `trellis check`
 };
 BackendResolution resolve_backend(const MeshView& mesh, const Json& ref, const Resource& route);
+
+// Every filter of a route's spec: each rule's, then each of its
+// backendRefs', with the filter's field path
+// ("spec.rules[0].backendRefs[1].filters[0]").
+void each_route_filter(const Json& spec,
+                       const std::function<void(const Json& filter, const std::string& path)>& visit);
+
+// Every backendRef of a route's spec: each rule's backends, then the
+// backendRefs of its RequestMirror filters (the rule's and its backends'),
+// with field paths.
+void each_backend_ref(const Json& spec,
+                      const std::function<void(const Json& ref, const std::string& path)>& visit);
 
 // Whether a ReferenceGrant in `to_namespace` lets routes of `route_kind` in
 // `from_namespace` refer to Service `service` there.

@@ -9,24 +9,6 @@ Json condition(const char* type, bool ok, const std::string& reason, const std::
   return Json{{"type", type}, {"status", ok ? "True" : "False"}, {"reason", reason}, {"message", message}};
 }
 
-// Every backendRef of the route, rules' and mirrors', with its field path.
-template <class Visit>
-void each_backend(const Resource& route, Visit visit) {
-  const Json& rules = list_at(route.spec, "rules");
-  for (size_t i = 0; i < rules.size(); ++i) {
-    const std::string rule = "spec.rules[" + std::to_string(i) + "]";
-    const Json& refs = list_at(rules[i], "backendRefs");
-    for (size_t b = 0; b < refs.size(); ++b) visit(refs[b], rule + ".backendRefs[" + std::to_string(b) + "]");
-    const Json& filters = list_at(rules[i], "filters");
-    for (size_t f = 0; f < filters.size(); ++f) {
-      const Json* mirror = map_at(filters[f], "requestMirror");
-      const Json* ref = mirror != nullptr ? map_at(*mirror, "backendRef") : nullptr;
-      if (ref != nullptr && string_at(filters[f], "type") == "RequestMirror")
-        visit(*ref, rule + ".filters[" + std::to_string(f) + "].requestMirror.backendRef");
-    }
-  }
-}
-
 }  // namespace
 
 std::string parent_port_problem(const MeshView& mesh, const Json& ref, const ServiceRef& service) {
@@ -50,7 +32,7 @@ Json route_status(const MeshView& mesh, const Resource& route) {
   // References are the route's, whatever its parent: one verdict for all.
   std::string reason;
   std::string message;
-  each_backend(route, [&](const Json& ref, const std::string& path) {
+  each_backend_ref(route.spec, [&](const Json& ref, const std::string& path) {
     BackendResolution r = resolve_backend(mesh, ref, route);
     if (r.cluster) return;
     if (reason.empty()) reason = r.reason;  // the spec asks for one reason: the first

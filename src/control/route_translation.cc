@@ -126,11 +126,13 @@ uint32_t per_million(double percent) {
       std::clamp<double>(std::llround(percent * (static_cast<double>(kPerMillion) / 100)), 0, kPerMillion));
 }
 
-// The FaultInjection the filter names, when it exists; a missing one injects nothing.
-void fill_fault(const MeshView& mesh, const Json& ref, const std::string& route_namespace, v1::Route& route) {
+// The FaultInjection the filter names, when it exists; a missing one
+// injects nothing. `owner`: a v1::Route or a v1::Backend.
+template <class Message>
+void fill_fault(const MeshView& mesh, const Json& ref, const std::string& route_namespace, Message& owner) {
   const Resource* fault = find_fault_injection(mesh, route_namespace, string_at(ref, "name"));
   if (fault == nullptr) return;
-  v1::Fault& out = *route.mutable_fault();
+  v1::Fault& out = *owner.mutable_fault();
   if (const Json* abort = map_at(fault->spec, "abort")) {
     out.set_abort_status(uint_at(*abort, "httpStatus", 0));
     out.set_abort_per_million(per_million(number_at(*abort, "percent", 100)));
@@ -149,14 +151,15 @@ void set_service_port(uint32_t port, v1::HeaderModifier& out) {
   pair->set_value(std::to_string(port));
 }
 
-void add_mirror(const MeshView& mesh, const Json& spec, const Resource& route, v1::Route& out) {
+void add_mirror(const MeshView& mesh, const Json& spec, const Resource& route,
+                google::protobuf::RepeatedPtrField<v1::Mirror>& out) {
   const Json* ref = map_at(spec, "backendRef");
   std::optional<ClusterRef> cluster = ref ? resolve_backend(mesh, *ref, route).cluster : std::nullopt;
   if (!cluster) return;  // unresolved (see resolve_backend): there is nowhere to send copies
-  v1::Mirror* m = out.add_mirrors();
+  v1::Mirror* m = out.Add();
   m->set_cluster(cluster->cluster_name());
-  // The copy starts from the request as sent to the route's own backend,
-  // which may name another port.
+  // The copy starts from the request as sent to the chosen backend, which
+  // may name another port.
   if (cluster->port != 0) {
     set_service_port(cluster->port, *m->mutable_request_headers());
   } else {
@@ -171,6 +174,25 @@ void add_mirror(const MeshView& mesh, const Json& spec, const Resource& route, v
   }
 }
 
+// The filters a rule and a backendRef both act on: header changes,
+// URLRewrite, RequestMirror and ExtensionRef (FaultInjection). `out`: a
+// v1::Route or a v1::Backend.
+template <class Message>
+void fill_filters(const MeshView& mesh, const Json& filters, const Resource& route, Message& out) {
+  fill_header_filters(filters, out);
+  for (const Json& filter : filters) {
+    std::string type = string_at(filter, "type");
+    if (type == "URLRewrite") {
+      if (const Json* spec = map_at(filter, "urlRewrite")) fill_rewrite(*spec, *out.mutable_rewrite());
+    } else if (type == "RequestMirror") {
+      if (const Json* spec = map_at(filter, "requestMirror"))
+        add_mirror(mesh, *spec, route, *out.mutable_mirrors());
+    } else if (type == "ExtensionRef") {
+      if (const Json* ref = map_at(filter, "extensionRef")) fill_fault(mesh, *ref, route.namespace_, out);
+    }
+  }
+}
+
 // What every match of a rule shares: filters, backends and timeouts.
 v1::Route translate_rule(const MeshView& mesh, const Json& rule, const Resource& route,
                          uint32_t default_timeout_ms) {
@@ -179,17 +201,11 @@ v1::Route translate_rule(const MeshView& mesh, const Json& rule, const Resource&
   out.set_timeout_ms(timeouts ? duration_at(*timeouts, "request", default_timeout_ms) : default_timeout_ms);
   out.set_per_try_timeout_ms(timeouts ? duration_at(*timeouts, "backendRequest", 0) : 0);
   const Json& filters = list_at(rule, "filters");
-  fill_header_filters(filters, out);
+  fill_filters(mesh, filters, route, out);
   for (const Json& filter : filters) {
     std::string type = string_at(filter, "type");
     if (type == "RequestRedirect") {
       if (const Json* spec = map_at(filter, "requestRedirect")) fill_redirect(*spec, *out.mutable_redirect());
-    } else if (type == "URLRewrite") {
-      if (const Json* spec = map_at(filter, "urlRewrite")) fill_rewrite(*spec, *out.mutable_rewrite());
-    } else if (type == "RequestMirror") {
-      if (const Json* spec = map_at(filter, "requestMirror")) add_mirror(mesh, *spec, route, out);
-    } else if (type == "ExtensionRef") {
-      if (const Json* ref = map_at(filter, "extensionRef")) fill_fault(mesh, *ref, route.namespace_, out);
     } else if (type == "CORS") {
       if (const Json* spec = map_at(filter, "cors")) fill_cors(*spec, *out.mutable_cors());
     }
@@ -200,7 +216,7 @@ v1::Route translate_rule(const MeshView& mesh, const Json& rule, const Resource&
     std::optional<ClusterRef> cluster = resolve_backend(mesh, ref, route).cluster;
     b->set_cluster(cluster ? cluster->cluster_name() : "");  // its share answers 500
     b->set_weight(uint_at(ref, "weight", 1));
-    fill_header_filters(list_at(ref, "filters"), *b);
+    fill_filters(mesh, list_at(ref, "filters"), route, *b);
     if (cluster && cluster->port != 0) set_service_port(cluster->port, *b->mutable_request_headers());
   }
   if (refs.empty() && !out.redirect().enabled()) out.set_direct_error(kNoBackends);
@@ -372,18 +388,11 @@ void add_service_routes(const MeshView& mesh, const ServiceRef& service, const s
 
 void add_route_clusters(const MeshView& mesh, const ServiceRef& service, const std::string& client_namespace,
                         std::set<ClusterRef>& out, const ServicePort* port) {
-  auto add = [&](const Json& ref, const Resource& route) {
-    if (std::optional<ClusterRef> cluster = resolve_backend(mesh, ref, route).cluster) out.insert(*cluster);
-  };
   for (const Resource* route : routes_for(mesh, service, client_namespace, port)) {
-    for (const Json& rule : list_at(route->spec, "rules")) {
-      for (const Json& ref : list_at(rule, "backendRefs")) add(ref, *route);
-      for (const Json& filter : list_at(rule, "filters")) {
-        const Json* mirror = map_at(filter, "requestMirror");
-        const Json* ref = mirror ? map_at(*mirror, "backendRef") : nullptr;
-        if (ref != nullptr && string_at(filter, "type") == "RequestMirror") add(*ref, *route);
-      }
-    }
+    each_backend_ref(route->spec, [&](const Json& ref, const std::string&) {
+      if (std::optional<ClusterRef> cluster = resolve_backend(mesh, ref, *route).cluster)
+        out.insert(*cluster);
+    });
   }
 }
 

@@ -25,10 +25,15 @@ CONSUMER = "gateway-conformance-mesh-consumer"
 ROUTE_API = "gateway.networking.k8s.io/v1"
 
 
+# Every request an echo workload received: (pod, namespace, path), mirrored copies included.
+RECEIVED: list[tuple[str, str, str]] = []
+
+
 def echo_app(pod: str, namespace: str):
     """Answers every request with a JSON account of it, as the suite's echo."""
 
     def respond(req) -> bytes:
+        RECEIVED.append((pod, namespace, req.target))
         headers: dict[str, list[str]] = {}
         for name, value in req.headers:
             headers.setdefault(name.lower(), []).append(value)
@@ -549,6 +554,59 @@ def test_mesh_grpc_route_weight(mesh):
         if set(seen) == {"echo-v1", "echo-v2"} and abs(seen["echo-v1"] / 500 - 0.7) <= 0.05:
             return
     pytest.fail(f"no batch of 500 calls split 70/30 within 0.05: {batches}")
+
+
+# ---- filters on a backendRef -------------------------------------------------------
+# The suite has scenarios for header modifiers on a backendRef only (above);
+# this one holds the other filters a backendRef takes in Trellis to the same
+# standard: each acts on the requests sent to its backend, and no other.
+
+def test_mesh_backend_filters(mesh):
+    fault = {"apiVersion": "trellis.dev/v1alpha1", "kind": "FaultInjection",
+             "metadata": {"name": "teapot", "namespace": NS}, "spec": {"abort": {"httpStatus": 418, "percent": 100}}}
+
+    def rewrite(prefix: str) -> dict:
+        return {"type": "URLRewrite", "urlRewrite": {
+            "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": prefix}}}
+    mirror = {"type": "RequestMirror", "requestMirror": {"backendRef": backend("echo-v1", 8080)}}
+    teapot = {"type": "ExtensionRef", "extensionRef": {"group": "trellis.dev", "kind": "FaultInjection",
+                                                         "name": "teapot"}}
+    mesh.apply(fault, route("mesh-backend-filters", {"name": "echo", "port": 80}, [
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/split"}}],
+         "backendRefs": [backend("echo-v1", 80, 1, filters=[rewrite("/one")]),
+                         backend("echo-v2", 80, 1, filters=[rewrite("/two"), mirror])]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/faulty"}}],
+         "backendRefs": [backend("echo-v1", 80, 1), backend("echo-v2", 80, 1, filters=[teapot])]}]))
+    until(mesh, lambda: mesh.call("echo", "/split/x").echo is not None and
+          mesh.call("echo", "/split/x").echo["path"] in ("/one/x", "/two/x"), "the rewrites")
+
+    RECEIVED.clear()
+    served: dict[str, str] = {}
+    for i in range(24):
+        a = mesh.call("echo", f"/split/{i}")
+        assert a.status == 200, a
+        want = {"echo-v1": f"/one/{i}", "echo-v2": f"/two/{i}"}[a.pod]
+        assert a.echo["path"] == want, (i, a)
+        served[str(i)] = a.pod
+    assert set(served.values()) == {"echo-v1", "echo-v2"}, served
+    # echo-v2's share is copied to echo-v1 (on its other port), as echo-v2 got it.
+    copies = {(i, pod) for i, pod in served.items() if pod == "echo-v2"}
+    assert wait_until(lambda: all((("echo-v1", NS, f"/two/{i}") in RECEIVED) for i, _ in copies), 5), RECEIVED
+    for i, pod in served.items():
+        paths = [p for who, ns, p in RECEIVED if p.endswith(f"/{i}")]
+        want = [f"/one/{i}"] if pod == "echo-v1" else [f"/two/{i}", f"/two/{i}"]
+        assert sorted(paths) == want, (i, pod, paths)
+
+    # The fault is echo-v2's: its share is answered 418, echo-v1's is served.
+    answers = [mesh.call("echo", "/faulty") for _ in range(24)]
+    assert {(a.status, a.pod) for a in answers} == {(200, "echo-v1"), (418, None)}, answers
+    assert not any(p == "/faulty" for who, ns, p in RECEIVED if who == "echo-v2"), RECEIVED
+
+    # What such a route is, as `trellis get` shows it.
+    status, body = mesh.control.request("GET", f"/v1/resources/httproutes/{NS}/mesh-backend-filters")
+    assert status == 200, body
+    conditions = {c["type"]: c["status"] for c in body["status"]["parents"][0]["conditions"]}
+    assert conditions == {"Accepted": "True", "ResolvedRefs": "True"}, body
 
 
 def test_mesh_grpc_route_request_header_modifier(mesh):

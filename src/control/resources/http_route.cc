@@ -503,11 +503,10 @@ FilterSummary check_filters(Checker& checker, const MapReader& parent, const Rul
         filter.error(kFilterConfigFields[k], "only allowed when type is " + std::string(kFilterTypes[k]));
       }
     }
-    if (in_backend && *type != "RequestHeaderModifier" && *type != "ResponseHeaderModifier") {
+    if (in_backend && (*type == "RequestRedirect" || *type == "CORS")) {
       filter.error("type", *type +
-                               " is not supported in a backendRef's filters, only "
-                               "RequestHeaderModifier and ResponseHeaderModifier: put it in the "
-                               "rule's filters");
+                               " is not supported in a backendRef's filters: it answers requests "
+                               "itself, before a backend is chosen; put it in the rule's filters");
       continue;
     }
     if (*type != "RequestMirror") {

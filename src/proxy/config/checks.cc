@@ -191,6 +191,15 @@ Problem check_header_name(std::string_view name) {
   return std::nullopt;
 }
 
+Problem check_mirror_count(const RouteConfig& route) {
+  size_t most = 0;
+  for (const BackendConfig& b : route.backends) most = std::max(most, b.mirrors.size());
+  if (route.mirrors.size() + most <= kMaxMirrorsPerRequest) return std::nullopt;
+  return "a request may be mirrored " + std::to_string(kMaxMirrorsPerRequest) +
+         " times at most; this route mirrors " + std::to_string(route.mirrors.size()) +
+         " and one of its backends " + std::to_string(most) + " more";
+}
+
 Problem check_cors(const CorsConfig& cors) {
   auto star_alone = [](const std::vector<std::string>& list, const char* what) -> Problem {
     for (const std::string& v : list)

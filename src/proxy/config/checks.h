@@ -95,6 +95,8 @@ Problem check_cors(const CorsConfig& cors);
 // Fills the values CorsConfig derives from its lists.
 void set_cors_lists(CorsConfig& cors);
 Problem check_header_value(std::string_view value);
+// A route's mirrors and those of any one of its backends: kMaxMirrorsPerRequest at most.
+Problem check_mirror_count(const RouteConfig& route);
 // A query parameter's name as sent: not empty, no spaces, controls, '&', '=' or '#'.
 Problem check_query_name(std::string_view name);
 

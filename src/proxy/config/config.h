@@ -167,14 +167,6 @@ struct RewriteConfig {
   bool empty() const { return hostname.empty() && path.kind == PathModifier::Kind::kNone; }
 };
 
-struct BackendConfig {
-  std::string cluster;       // empty: a backend that does not exist; its share is answered 500
-  size_t cluster_index = 0;  // filled by validation
-  uint32_t weight = 1;
-  HeaderModifier request_headers;
-  HeaderModifier response_headers;
-};
-
 struct MirrorConfig {
   std::string cluster;
   size_t cluster_index = 0;
@@ -192,6 +184,26 @@ struct FaultConfig {
     return (abort_status == 0 || abort_per_million == 0) && (delay.count() == 0 || delay_per_million == 0);
   }
 };
+
+// One backend of a route's weighted split, with what applies only to the
+// requests sent to it: header changes after the route's, a rewrite whose
+// hostname or path replaces the route's, mirrors besides the route's, and a
+// fault in place of the route's.
+struct BackendConfig {
+  std::string cluster;       // empty: a backend that does not exist; its share is answered 500
+  size_t cluster_index = 0;  // filled by validation
+  uint32_t weight = 1;
+  HeaderModifier request_headers;
+  HeaderModifier response_headers;
+  RewriteConfig rewrite;
+  std::vector<MirrorConfig> mirrors;
+  FaultConfig fault;
+  // Nothing but a cluster and header changes: the YAML can write it briefly.
+  bool only_headers() const { return rewrite.empty() && mirrors.empty() && fault.empty(); }
+};
+
+// A request is copied to at most this many mirrors: its route's and its backend's together.
+constexpr size_t kMaxMirrorsPerRequest = 32;
 
 // A rate limit on a route, counted for the whole proxy (all workers
 // together). Requests over it get 429 with Retry-After; with a leaky bucket

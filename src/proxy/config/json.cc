@@ -118,10 +118,44 @@ Json path_modifier_json(const PathModifier& path) {
   return Json{{path.kind == PathModifier::Kind::kFull ? "full" : "prefix", path.value}};
 }
 
-// The YAML's shorthand, when it says everything: one whole backend with no header changes.
+// A rewrite, mirrors and a fault, of a route or of one backend, as the file writes them.
+void put_route_actions(const RewriteConfig& rewrite, const std::vector<MirrorConfig>& mirrors,
+                       const FaultConfig& fault, Json& out) {
+  if (!rewrite.empty()) {
+    Json r = Json::object();
+    if (!rewrite.hostname.empty()) r["hostname"] = rewrite.hostname;
+    if (rewrite.path.kind != PathModifier::Kind::kNone) r["path"] = path_modifier_json(rewrite.path);
+    out["rewrite"] = std::move(r);
+  }
+  if (!mirrors.empty()) {
+    Json list = Json::array();
+    for (const MirrorConfig& m : mirrors) {
+      Json mirror{{"cluster", m.cluster}};
+      put_share(mirror, m.numerator, m.denominator);
+      if (!m.request_headers.empty()) mirror["request_headers"] = header_modifier_json(m.request_headers);
+      list.push_back(std::move(mirror));
+    }
+    out["mirror"] = std::move(list);
+  }
+  if (fault.abort_status != 0 || fault.delay.count() != 0) {
+    Json f = Json::object();
+    if (fault.abort_status != 0) {
+      f["abort"] =
+          Json{{"status", fault.abort_status}, {"percent", per_million_json(fault.abort_per_million)}};
+    }
+    if (fault.delay.count() != 0) {
+      f["delay"] = Json{{"duration", format_duration(fault.delay)},
+                        {"percent", per_million_json(fault.delay_per_million)}};
+    }
+    out["fault"] = std::move(f);
+  }
+}
+
+// The YAML's shorthand, when it says everything: one whole backend with nothing of its own.
 bool is_shorthand(const std::vector<BackendConfig>& backends) {
   return backends.size() == 1 && backends[0].weight == 1 && !backends[0].cluster.empty() &&
-         backends[0].request_headers.empty() && backends[0].response_headers.empty();
+         backends[0].request_headers.empty() && backends[0].response_headers.empty() &&
+         backends[0].only_headers();
 }
 
 Json backends_json(const std::vector<BackendConfig>& backends) {
@@ -130,6 +164,7 @@ Json backends_json(const std::vector<BackendConfig>& backends) {
     Json backend{{"cluster", b.cluster}, {"weight", b.weight}};
     if (!b.request_headers.empty()) backend["request_headers"] = header_modifier_json(b.request_headers);
     if (!b.response_headers.empty()) backend["response_headers"] = header_modifier_json(b.response_headers);
+    put_route_actions(b.rewrite, b.mirrors, b.fault, backend);
     out.push_back(std::move(backend));
   }
   return out;
@@ -162,13 +197,7 @@ Json route_to_json(const RouteConfig& route) {
   }
   if (!route.request_headers.empty()) out["request_headers"] = header_modifier_json(route.request_headers);
   if (!route.response_headers.empty()) out["response_headers"] = header_modifier_json(route.response_headers);
-  if (!route.rewrite.empty()) {
-    Json rewrite = Json::object();
-    if (!route.rewrite.hostname.empty()) rewrite["hostname"] = route.rewrite.hostname;
-    if (route.rewrite.path.kind != PathModifier::Kind::kNone)
-      rewrite["path"] = path_modifier_json(route.rewrite.path);
-    out["rewrite"] = std::move(rewrite);
-  }
+  put_route_actions(route.rewrite, route.mirrors, route.fault, out);
   if (route.cors.enabled) {
     const CorsConfig& c = route.cors;
     Json cors{{"allow_origins", c.allow_origins}, {"max_age", c.max_age_seconds}};
@@ -177,29 +206,6 @@ Json route_to_json(const RouteConfig& route) {
     if (!c.allow_headers.empty()) cors["allow_headers"] = c.allow_headers;
     if (!c.expose_headers.empty()) cors["expose_headers"] = c.expose_headers;
     out["cors"] = std::move(cors);
-  }
-  if (!route.mirrors.empty()) {
-    Json mirrors = Json::array();
-    for (const MirrorConfig& m : route.mirrors) {
-      Json mirror{{"cluster", m.cluster}};
-      put_share(mirror, m.numerator, m.denominator);
-      if (!m.request_headers.empty()) mirror["request_headers"] = header_modifier_json(m.request_headers);
-      mirrors.push_back(std::move(mirror));
-    }
-    out["mirror"] = std::move(mirrors);
-  }
-  const FaultConfig& fault = route.fault;
-  if (fault.abort_status != 0 || fault.delay.count() != 0) {
-    Json f = Json::object();
-    if (fault.abort_status != 0) {
-      f["abort"] =
-          Json{{"status", fault.abort_status}, {"percent", per_million_json(fault.abort_per_million)}};
-    }
-    if (fault.delay.count() != 0) {
-      f["delay"] = Json{{"duration", format_duration(fault.delay)},
-                        {"percent", per_million_json(fault.delay_per_million)}};
-    }
-    out["fault"] = std::move(f);
   }
   out["timeout"] = format_duration(route.timeout);
   if (route.per_try_timeout.count() != 0) out["per_try_timeout"] = format_duration(route.per_try_timeout);

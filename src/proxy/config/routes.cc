@@ -82,7 +82,7 @@ class RouteLoader {
         clusters_.resolve(r_, *v, backend.cluster, backend.cluster_index);
       route.backends.push_back(std::move(backend));
     }
-    if (auto v = fields->get("backends")) load_backends(*v, route.backends);
+    if (auto v = fields->get("backends")) load_backends(*v, match, route.backends);
     auto redirect = fields->get("redirect");
     if (redirect) load_redirect(*redirect, match, route.redirect);
     if (auto v = fields->get("rewrite")) {
@@ -98,6 +98,7 @@ class RouteLoader {
     if (auto v = fields->get("cors")) load_cors(*v, route.cors);
     if (auto v = fields->get("timeout")) r_.read_duration(*v, route.timeout);
     if (auto v = fields->get("per_try_timeout")) r_.read_duration(*v, route.per_try_timeout);
+    r_.check(at, check_mirror_count(route));
   }
 
  private:
@@ -264,12 +265,14 @@ class RouteLoader {
     }
   }
 
-  void load_backends(const Located& at, std::vector<BackendConfig>& backends) {
+  void load_backends(const Located& at, const policy::RouteMatch* match,
+                     std::vector<BackendConfig>& backends) {
     auto items = r_.read_list(at);
     if (!items) return;
     if (items->empty()) r_.error(at, "must list at least one backend");
     for (const Located& item : *items) {
-      auto fields = r_.read_map(item, {"cluster", "weight", "request_headers", "response_headers"});
+      auto fields = r_.read_map(
+          item, {"cluster", "weight", "request_headers", "response_headers", "rewrite", "mirror", "fault"});
       if (!fields) continue;
       BackendConfig backend;
       if (auto v = r_.required(*fields, "cluster"); v && r_.read_string(*v, backend.cluster)) {
@@ -278,6 +281,9 @@ class RouteLoader {
       if (auto v = fields->get("weight")) r_.read_integer(*v, 0, kMaxWeight, backend.weight);
       if (auto v = fields->get("request_headers")) load_header_modifier(*v, backend.request_headers);
       if (auto v = fields->get("response_headers")) load_header_modifier(*v, backend.response_headers);
+      if (auto v = fields->get("rewrite")) load_rewrite(*v, match, backend.rewrite);
+      if (auto v = fields->get("mirror")) load_mirrors(*v, backend.mirrors);
+      if (auto v = fields->get("fault")) load_fault(*v, backend.fault);
       backends.push_back(std::move(backend));
     }
   }

@@ -31,7 +31,7 @@ class RouteTranslator {
 
     if (in.backends_size() > 0) {
       for (int i = 0; i < in.backends_size(); ++i)
-        translate_backend(in.backends(i), item(path + ".backends", i), route);
+        translate_backend(in.backends(i), item(path + ".backends", i), match, route);
     } else if (!in.cluster().empty()) {
       BackendConfig backend;  // the shorthand: one backend of weight 1
       backend.cluster = in.cluster();
@@ -52,7 +52,7 @@ class RouteTranslator {
     translate_header_modifier(in.request_headers(), path + ".request_headers", route.request_headers);
     translate_header_modifier(in.response_headers(), path + ".response_headers", route.response_headers);
     for (int i = 0; i < in.mirrors_size(); ++i)
-      translate_mirror(in.mirrors(i), item(path + ".mirrors", i), route);
+      translate_mirror(in.mirrors(i), item(path + ".mirrors", i), route.mirrors);
     if (in.has_fault()) translate_fault(in.fault(), path + ".fault", route.fault);
     if (in.has_cors()) {
       const v1::Cors& c = in.cors();
@@ -72,6 +72,7 @@ class RouteTranslator {
     if (errors_.check(path + ".direct_error", check_header_value(in.direct_error()))) {
       route.direct_error = in.direct_error();
     }
+    errors_.check(path + ".mirrors", check_mirror_count(route));
   }
 
  private:
@@ -226,7 +227,8 @@ class RouteTranslator {
     }
   }
 
-  void translate_backend(const v1::Backend& in, const std::string& path, RouteConfig& route) {
+  void translate_backend(const v1::Backend& in, const std::string& path, const policy::RouteMatch* match,
+                         RouteConfig& route) {
     BackendConfig backend;
     // An empty name is a backend that does not exist: its share is answered 500.
     backend.cluster = in.cluster();
@@ -235,6 +237,10 @@ class RouteTranslator {
     backend.weight = in.weight();
     translate_header_modifier(in.request_headers(), path + ".request_headers", backend.request_headers);
     translate_header_modifier(in.response_headers(), path + ".response_headers", backend.response_headers);
+    if (in.has_rewrite()) translate_rewrite(in.rewrite(), path + ".rewrite", match, backend.rewrite);
+    for (int i = 0; i < in.mirrors_size(); ++i)
+      translate_mirror(in.mirrors(i), item(path + ".mirrors", i), backend.mirrors);
+    if (in.has_fault()) translate_fault(in.fault(), path + ".fault", backend.fault);
     route.backends.push_back(std::move(backend));
   }
 
@@ -311,7 +317,7 @@ class RouteTranslator {
     }
   }
 
-  void translate_mirror(const v1::Mirror& in, const std::string& path, RouteConfig& route) {
+  void translate_mirror(const v1::Mirror& in, const std::string& path, std::vector<MirrorConfig>& mirrors) {
     MirrorConfig mirror;
     mirror.cluster = in.cluster();
     if (mirror.cluster.empty()) {
@@ -326,7 +332,7 @@ class RouteTranslator {
       errors_.add(path + ".numerator",
                   "must not exceed the denominator (" + std::to_string(mirror.denominator) + ")");
     }
-    route.mirrors.push_back(std::move(mirror));
+    mirrors.push_back(std::move(mirror));
   }
 
   void translate_fault(const v1::Fault& in, const std::string& path, FaultConfig& out) {

@@ -195,7 +195,7 @@ void Router::route_request(const RouteConfig& route) {
   cluster_name_ = cluster_->name();
   const ClusterConfig& cluster = cluster_->config();
 
-  fault_ = decide_fault(route.fault, random);  // 6
+  fault_ = decide_fault(route, *backend_, random);  // 6
   // A leaky bucket's hold and a fault's delay overlap: the longer one counts.
   hold_ = std::max(hold_, fault_.delay);
   if (fault_.abort_status != 0 && fault_.delay.count() == 0) {
@@ -203,8 +203,8 @@ void Router::route_request(const RouteConfig& route) {
     return;
   }
 
-  rewrite_request(route, *backend_, request_, scratch_);  // 7
-  mirror_mask_ = sample_mirrors(route, random);           // 8
+  rewrite_request(route, *backend_, request_, scratch_);    // 7
+  mirror_mask_ = sample_mirrors(route, *backend_, random);  // 8
 
   const http::RequestHeaders& req = request_.get();
   // The body is kept while it may be needed again: for a retry, a mirror or
@@ -284,7 +284,7 @@ void Router::release_admission(bool completed) {
 void Router::fault_abort() {
   cluster_->stats().fault_aborts.inc();
   flags_ |= kFlagFaultAbort;
-  reply_local(route_->fault.abort_status, "fault filter abort\n");
+  reply_local(fault_.abort_status, "fault filter abort\n");
 }
 
 void Router::reply_overflow(policy::Resource limit) {
@@ -299,9 +299,9 @@ void Router::start_mirrors() {
   mirror_mask_ = 0;
   const http::RequestHeaders& req = request_.get();
   if (!body_.whole(req.has_body) || !req.upgrade.empty()) return;  // not whole: mirror nothing
-  for (size_t i = 0; i < route_->mirrors.size() && i < 32; ++i) {
-    if ((mask & (1u << i)) == 0) continue;
-    const MirrorConfig& mirror = route_->mirrors[i];
+  for (size_t i = 0; mask != 0; ++i, mask >>= 1) {
+    if ((mask & 1u) == 0) continue;
+    const MirrorConfig& mirror = mirror_at(*route_, *backend_, i);
     UpstreamCluster& shadow = worker_.cluster(mirror.cluster_index);
     if (mirror.request_headers.empty()) {
       MirrorStream::start(worker_, shadow, req, body_.data(), route_->timeout);

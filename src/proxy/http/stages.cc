@@ -129,7 +129,8 @@ const BackendConfig* choose_backend(const RouteConfig& route, Random& random) {
   return chosen == SIZE_MAX ? nullptr : &route.backends[chosen];
 }
 
-FaultDecision decide_fault(const FaultConfig& fault, Random& random) {
+FaultDecision decide_fault(const RouteConfig& route, const BackendConfig& backend, Random& random) {
+  const FaultConfig& fault = backend.fault.empty() ? route.fault : backend.fault;
   FaultDecision out;
   if (fault.delay.count() > 0 && policy::sampled(fault.delay_per_million, 1'000'000, random))
     out.delay = fault.delay;
@@ -142,18 +143,30 @@ void rewrite_request(const RouteConfig& route, const BackendConfig& backend,
                      http::RequestHeadersCopy& request, std::string& scratch) {
   if (!route.request_headers.empty()) apply_request_modifier(route.request_headers, request);
   if (!backend.request_headers.empty()) apply_request_modifier(backend.request_headers, request);
-  if (!route.rewrite.hostname.empty()) request.set_authority(route.rewrite.hostname);
-  if (route.rewrite.path.kind != PathModifier::Kind::kNone) {
-    rewrite_path(route.rewrite.path, route.match.path, request.get().path, scratch);
+  const std::string& hostname =
+      backend.rewrite.hostname.empty() ? route.rewrite.hostname : backend.rewrite.hostname;
+  if (!hostname.empty()) request.set_authority(hostname);
+  const PathModifier& path =
+      backend.rewrite.path.kind != PathModifier::Kind::kNone ? backend.rewrite.path : route.rewrite.path;
+  if (path.kind != PathModifier::Kind::kNone) {
+    rewrite_path(path, route.match.path, request.get().path, scratch);
     request.set_path(scratch);
   }
 }
 
-uint32_t sample_mirrors(const RouteConfig& route, Random& random) {
+uint32_t sample_mirrors(const RouteConfig& route, const BackendConfig& backend, Random& random) {
+  if (route.mirrors.empty() && backend.mirrors.empty()) return 0;
+  const size_t count = std::min(route.mirrors.size() + backend.mirrors.size(), kMaxMirrorsPerRequest);
   uint32_t mask = 0;
-  for (size_t i = 0; i < route.mirrors.size() && i < 32; ++i)
-    if (policy::sampled(route.mirrors[i].numerator, route.mirrors[i].denominator, random)) mask |= 1u << i;
+  for (size_t i = 0; i < count; ++i) {
+    const MirrorConfig& m = mirror_at(route, backend, i);
+    if (policy::sampled(m.numerator, m.denominator, random)) mask |= 1u << i;
+  }
   return mask;
+}
+
+const MirrorConfig& mirror_at(const RouteConfig& route, const BackendConfig& backend, size_t i) {
+  return i < route.mirrors.size() ? route.mirrors[i] : backend.mirrors[i - route.mirrors.size()];
 }
 
 std::optional<uint64_t> request_hash(const HashPolicy& hash, const http::RequestHeaders& request,

@@ -76,15 +76,20 @@ struct FaultDecision {
   Duration delay{};      // 0: none
   int abort_status = 0;  // 0: none
 };
-FaultDecision decide_fault(const FaultConfig& fault, Random& random);
+// The backend's fault when it has one, else the route's.
+FaultDecision decide_fault(const RouteConfig& route, const BackendConfig& backend, Random& random);
 
 // 7. The request as the upstream will see it: the route's and the backend's
-// header changes, then host and path rewrites.
+// header changes, then host and path rewrites (the backend's hostname or
+// path in place of the route's).
 void rewrite_request(const RouteConfig& route, const BackendConfig& backend,
                      http::RequestHeadersCopy& request, std::string& scratch);
 
-// 8. Bit i set: the route's mirror i gets a copy (at most 32 mirrors count).
-uint32_t sample_mirrors(const RouteConfig& route, Random& random);
+// 8. Bit i set: mirror i gets a copy, counting the route's mirrors first,
+// then the backend's (kMaxMirrorsPerRequest in all, as loading checks).
+uint32_t sample_mirrors(const RouteConfig& route, const BackendConfig& backend, Random& random);
+// Mirror i as sample_mirrors counts them.
+const MirrorConfig& mirror_at(const RouteConfig& route, const BackendConfig& backend, size_t i);
 
 // The key a hashing balancer places the request by, under `hash`; none when
 // the request lacks it. A missing cookie with a lifetime set gets a new

@@ -70,6 +70,24 @@ TEST(MeshCheck, RoutesThatLeadNowhereOrShadowEachOther) {
                               {"warning", "HTTPRoute default/second", "spec.rules[0].matches[0]"}}));
 }
 
+// Mirrors' references are checked too, as warnings: the copies are lost,
+// not the requests. A FaultInjection named on one backend is in use.
+TEST(MeshCheck, MirrorsThatLeadNowhereAndFaultsOnABackend) {
+  MeshView mesh = mesh_with_details();
+  mesh.fault_injections = {resource("FaultInjection", "slow", R"({"delay": {"fixedDelay": "1s"}})")};
+  mesh.http_routes = {http_route("details", R"({"parentRefs": [{"name": "details"}],
+    "rules": [{"filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "ghost", "port": 80}}}],
+               "backendRefs": [{"name": "details", "port": 80, "filters": [
+                 {"type": "RequestMirror", "requestMirror": {"backendRef": {"kind": "Bucket", "name": "x", "port": 80}}},
+                 {"type": "ExtensionRef",
+                  "extensionRef": {"group": "trellis.dev", "kind": "FaultInjection", "name": "slow"}}]}]}]})")};
+  EXPECT_EQ(rows(check(mesh)),
+            (std::vector<Row>{
+                {"warning", "HTTPRoute default/details", "spec.rules[0].filters[0].requestMirror.backendRef"},
+                {"warning", "HTTPRoute default/details",
+                 "spec.rules[0].backendRefs[0].filters[0].requestMirror.backendRef"}}));
+}
+
 TEST(MeshCheck, ARouteOnANameCallersUseIsInUseWithoutInstances) {
   // reviews has no instance of its own: its route splits it between two
   // services that do, and productpage's proxy calls it by that name.

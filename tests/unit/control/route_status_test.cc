@@ -70,6 +70,23 @@ TEST(RouteStatus, UnresolvedReferencesAreNamedWithTheFirstReason) {
   EXPECT_EQ(conditions(route_status(mesh, route)), "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs");
 }
 
+TEST(RouteStatus, ABackendsOwnMirrorIsAReferenceToo) {
+  MeshView mesh;
+  Resource route =
+      http_route("reviews", R"({"parentRefs": [{"group": "", "kind": "Service", "name": "reviews"}],
+    "rules": [{"backendRefs": [{"name": "reviews", "port": 80, "filters": [
+      {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shadow", "namespace": "ops", "port": 80}}}]}]}]})");
+  Json status = route_status(mesh, route);
+  EXPECT_EQ(conditions(status), "Accepted=True/Accepted ResolvedRefs=False/RefNotPermitted");
+  EXPECT_EQ(
+      resolved_message(status),
+      "spec.rules[0].backendRefs[0].filters[0].requestMirror.backendRef: Service shadow is in namespace "
+      "ops, and no ReferenceGrant there lets HTTPRoutes in namespace default refer to it (requests for "
+      "these backends are answered 500)");
+  mesh.reference_grants = {reference_grant("ops", "default", "shadow")};
+  EXPECT_EQ(conditions(route_status(mesh, route)), "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs");
+}
+
 TEST(RouteStatus, APortTheServiceDoesNotDeclareMatchesNoParent) {
   MeshView mesh;
   Instance i = instance("reviews", "127.0.0.1:7001");

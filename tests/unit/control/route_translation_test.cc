@@ -228,6 +228,45 @@ TEST(RouteTranslation, HeaderModifiersRewriteAndPerBackendFilters) {
   EXPECT_EQ(r.backends(1).response_headers().set(0).value(), "v2");
 }
 
+// A backendRef's URLRewrite, RequestMirror and ExtensionRef act on the
+// requests sent to that backend only.
+TEST(RouteTranslation, BackendsHaveTheirOwnRewriteMirrorsAndFault) {
+  MeshView mesh;
+  mesh.fault_injections = {
+      resource("FaultInjection", "flaky", R"({"abort": {"httpStatus": 503, "percent": 25}})")};
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"matches": [{"path": {"value": "/api"}}],
+      "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "audit"}}}],
+      "backendRefs": [
+        {"name": "reviews-v1"},
+        {"name": "reviews-v2", "filters": [
+          {"type": "URLRewrite", "urlRewrite": {"hostname": "v2.internal",
+            "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}},
+          {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shadow"}, "percent": 10}},
+          {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "nowhere", "kind": "Bucket"}}},
+          {"type": "ExtensionRef", "extensionRef": {"group": "trellis.dev", "kind": "FaultInjection", "name": "flaky"}}]}]}]})")};
+  const v1::Route& r = first_route(mesh);
+  ASSERT_EQ(r.backends_size(), 2);
+  const v1::Backend& plain = r.backends(0);
+  EXPECT_FALSE(plain.has_rewrite());
+  EXPECT_EQ(plain.mirrors_size(), 0);
+  EXPECT_FALSE(plain.has_fault());
+  const v1::Backend& v2 = r.backends(1);
+  EXPECT_EQ(v2.rewrite().hostname(), "v2.internal");
+  EXPECT_EQ(v2.rewrite().path().kind(), v1::PathModifier::PREFIX);
+  EXPECT_EQ(v2.rewrite().path().value(), "/v2");
+  ASSERT_EQ(v2.mirrors_size(), 1) << "a mirror to a backend Trellis does not know sends nothing";
+  EXPECT_EQ(v2.mirrors(0).cluster(), "shadow.default");
+  EXPECT_EQ(v2.mirrors(0).numerator(), 10u);
+  EXPECT_EQ(v2.fault().abort_status(), 503u);
+  EXPECT_EQ(v2.fault().abort_per_million(), 250000u);
+  // The rule's own stay on the route, for every backend.
+  EXPECT_FALSE(r.has_rewrite());
+  EXPECT_FALSE(r.has_fault());
+  ASSERT_EQ(r.mirrors_size(), 1);
+  EXPECT_EQ(r.mirrors(0).cluster(), "audit.default");
+}
+
 TEST(RouteTranslation, RedirectsAnswerInsteadOfForwarding) {
   MeshView mesh;
   mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
@@ -542,13 +581,15 @@ TEST(RouteTranslation, RouteClustersAreEveryResolvedBackendAndMirror) {
                                {"group": "trellis.dev", "kind": "Subset", "name": "reviews/v7"}],
                "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shadow"}}}]},
               {"backendRefs": [{"group": "trellis.dev", "kind": "Subset", "name": "reviews/v1"},
-                               {"name": "ratings", "namespace": "prod"}]}]})")};
+                               {"name": "ratings", "namespace": "prod", "filters": [
+                                 {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "copies"}}}]}]}]})")};
   mesh.reference_grants = {reference_grant("prod", "default")};
   std::set<ClusterRef> clusters;
   add_route_clusters(mesh, {"reviews", "default"}, "default", clusters);
   std::vector<std::string> names;
   for (const ClusterRef& c : clusters) names.push_back(c.cluster_name());
-  EXPECT_EQ(names, (std::vector<std::string>{"ratings.prod", "reviews.default/v1", "shadow.default"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"copies.default", "ratings.prod", "reviews.default/v1",
+                                             "shadow.default"}));
 }
 
 }  // namespace

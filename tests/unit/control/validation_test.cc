@@ -211,10 +211,17 @@ TEST(Validation, GrpcRouteMatchesAndWhatItHasNot) {
   EXPECT_FALSE(error_lines(with(grpc_route(), "/spec/rules/0/filters/0",
                                 Json::parse(R"({"type": "URLRewrite", "urlRewrite": {"hostname": "a"}})")))
                    .empty());
+  EXPECT_FALSE(error_lines(with(grpc_route(), "/spec/rules/0/backendRefs/0/filters/0",
+                                Json::parse(R"({"type": "URLRewrite", "urlRewrite": {"hostname": "a"}})")))
+                   .empty());
   EXPECT_ONLY_ERROR(
       with(grpc_route(), "/spec/parentRefs/0/kind", "Gateway"), "spec.parentRefs[0].kind",
       "\"Gateway\" is not supported: in the mesh a GRPCRoute attaches to a Service (kind Service, group "
       "\"\")");
+  // A backend's own mirrors and header changes.
+  EXPECT_VALID(with(grpc_route(), "/spec/rules/0/backendRefs/0/filters", Json::parse(R"([
+    {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "cart-shadow", "port": 9090}}},
+    {"type": "RequestHeaderModifier", "requestHeaderModifier": {"add": [{"name": "x-b", "value": "2"}]}}])")));
 }
 
 TEST(Validation, ValidateSpecReportsPathsFromTheDocumentRoot) {
@@ -616,11 +623,13 @@ TEST(HttpRoute, ExtensionRefNamesAFaultInjection) {
   Json twice = with(r, "/spec/rules/0/filters/1", r["spec"]["rules"][0]["filters"][0]);
   EXPECT_ONLY_ERROR(twice, "spec.rules[0].filters[1].type",
                     "ExtensionRef may appear only once in a filters list (first at filters[0])");
-  // Faults apply to the rule, not to one backend.
-  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/backendRefs/0/filters", r["spec"]["rules"][0]["filters"]),
-                    "spec.rules[0].backendRefs[0].filters[0].type",
-                    "ExtensionRef is not supported in a backendRef's filters, only RequestHeaderModifier "
-                    "and ResponseHeaderModifier: put it in the rule's filters");
+  // A fault may apply to one backend's requests, once.
+  Json backend = with(r, "/spec/rules/0/backendRefs/0/filters", r["spec"]["rules"][0]["filters"]);
+  EXPECT_VALID(backend);
+  EXPECT_ONLY_ERROR(
+      with(backend, "/spec/rules/0/backendRefs/0/filters/1", r["spec"]["rules"][0]["filters"][0]),
+      "spec.rules[0].backendRefs[0].filters[1].type",
+      "ExtensionRef may appear only once in a filters list (first at filters[0])");
 }
 
 TEST(HttpRoute, RedirectAndRewriteRules) {
@@ -792,15 +801,36 @@ TEST(HttpRoute, SubsetBackends) {
                     "required field is missing: the port to send to");
 }
 
-TEST(HttpRoute, BackendFiltersTakeHeaderModifiersOnly) {
+TEST(HttpRoute, BackendFilters) {
   Json r = with(route(), "/spec/rules/0/backendRefs/0/filters", Json::parse(R"([
-    {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-v", "value": "1"}]}}])"));
+    {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-v", "value": "1"}]}},
+    {"type": "URLRewrite", "urlRewrite": {"hostname": "v1.example",
+                                          "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}}},
+    {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shadow", "port": 9080}}},
+    {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "audit", "port": 9080}, "percent": 10}}])"));
   EXPECT_VALID(r);
-  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/backendRefs/0/filters/0",
-                         {{"type", "URLRewrite"}, {"urlRewrite", Json::object()}}),
-                    "spec.rules[0].backendRefs[0].filters[0].type",
-                    "URLRewrite is not supported in a backendRef's filters, only RequestHeaderModifier "
-                    "and ResponseHeaderModifier: put it in the rule's filters");
+  const std::string kFilters = "spec.rules[0].backendRefs[0].filters";
+  // They are checked as a rule's are.
+  EXPECT_ONLY_ERROR(
+      with(r, "/spec/rules/0/matches/0/path/type", "Exact"), kFilters + "[1].urlRewrite.path.type",
+      "ReplacePrefixMatch needs the rule to have exactly one match, with a path of type PathPrefix "
+      "(the prefix it replaces)");
+  EXPECT_ONLY_ERROR(
+      with(r, "/spec/rules/0/backendRefs/0/filters/4", r["spec"]["rules"][0]["backendRefs"][0]["filters"][1]),
+      kFilters + "[4].type", "URLRewrite may appear only once in a filters list (first at filters[1])");
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/backendRefs/0/filters/3/requestMirror/percent", 101),
+                    kFilters + "[3].requestMirror.percent", "must be between 0 and 100");
+  // What answers a request itself has no place on one backend.
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/backendRefs/0/filters/1",
+                         {{"type", "RequestRedirect"}, {"requestRedirect", {{"statusCode", 301}}}}),
+                    kFilters + "[1].type",
+                    "RequestRedirect is not supported in a backendRef's filters: it answers requests itself, "
+                    "before a backend is chosen; put it in the rule's filters");
+  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/backendRefs/0/filters/1",
+                         {{"type", "CORS"}, {"cors", {{"allowOrigins", {"*"}}}}}),
+                    kFilters + "[1].type",
+                    "CORS is not supported in a backendRef's filters: it answers requests itself, before a "
+                    "backend is chosen; put it in the rule's filters");
 }
 
 TEST(HttpRoute, Timeouts) {

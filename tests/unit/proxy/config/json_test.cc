@@ -80,7 +80,11 @@ listeners:
               hosts: ["*.Example.com"]
             backends:
               - { cluster: a, weight: 3, request_headers: { set: { X-V: "2" } }, response_headers: { remove: [x-r] } }
-              - { cluster: b, weight: 0 }
+              - cluster: b
+                weight: 0
+                rewrite: { path: { full: /b } }
+                mirror: [{ cluster: a, percent: 1 }]
+                fault: { delay: { duration: 5ms, percent: 50 } }
             request_headers: { set: { x-s: s }, add: { x-a: a }, remove: [x-d] }
             response_headers: { add: { X-Served-By: trellis } }
             rewrite: { hostname: In.Example, path: { prefix: /v2 } }
@@ -122,7 +126,9 @@ TEST(ConfigJsonTest, DumpShowsEveryFieldInTheYamlShape) {
               "hosts": ["*.example.com"]},
     "backends": [{"cluster": "a", "weight": 3, "request_headers": {"set": {"x-v": "2"}},
                   "response_headers": {"remove": ["x-r"]}},
-                 {"cluster": "b", "weight": 0}],
+                 {"cluster": "b", "weight": 0, "rewrite": {"path": {"full": "/b"}},
+                  "mirror": [{"cluster": "a", "percent": 1}],
+                  "fault": {"delay": {"duration": "5ms", "percent": 50}}}],
     "request_headers": {"set": {"x-s": "s"}, "add": {"x-a": "a"}, "remove": ["x-d"]},
     "response_headers": {"add": {"x-served-by": "trellis"}},
     "rewrite": {"hostname": "in.example", "path": {"prefix": "/v2"}},

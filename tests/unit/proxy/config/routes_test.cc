@@ -437,6 +437,56 @@ backends:
   EXPECT_FALSE(route.redirect.enabled);
 }
 
+TEST(ConfigRoutesTest, ABackendHasItsOwnRewriteMirrorsAndFault) {
+  ConfigLoad result = load_route(R"(
+match: { prefix: /api }
+backends:
+  - cluster: api
+  - cluster: web
+    rewrite: { hostname: V2.example, path: { prefix: /v2 } }
+    mirror: [{ cluster: shadow, percent: 5 }]
+    fault: { abort: { status: 503, percent: 1 } }
+)");
+  ASSERT_TRUE(result.ok()) << all_errors(result);
+  const RouteConfig& route = only_route(result);
+  ASSERT_EQ(route.backends.size(), 2u);
+  EXPECT_TRUE(route.backends[0].only_headers());
+  const BackendConfig& b = route.backends[1];
+  EXPECT_EQ(b.rewrite.hostname, "v2.example");
+  EXPECT_EQ(b.rewrite.path.kind, PathModifier::Kind::kPrefix);
+  ASSERT_EQ(b.mirrors.size(), 1u);
+  EXPECT_EQ(b.mirrors[0].cluster_index, 2u);
+  EXPECT_EQ(std::pair(b.mirrors[0].numerator, b.mirrors[0].denominator), std::pair(5u, 100u));
+  EXPECT_EQ(b.fault.abort_status, 503);
+  EXPECT_EQ(b.fault.abort_per_million, 10000u);
+  EXPECT_TRUE(route.rewrite.empty());
+  EXPECT_TRUE(route.mirrors.empty());
+}
+
+TEST(ConfigRoutesTest, ABackendsActionsAreCheckedAsARoutes) {
+  auto backend_error = [](const std::string& match, const std::string& backend) {
+    return only_error(load_route(("match: " + match + "\nbackends: [" + backend + "]\n").c_str()));
+  };
+  EXPECT_EQ(backend_error("{ exact: /api }", "{ cluster: api, rewrite: { path: { prefix: /v2 } } }"),
+            at("backends[0].rewrite.path.prefix") + ": a prefix rewrite needs a \"prefix\" match");
+  EXPECT_EQ(backend_error("{ prefix: / }", "{ cluster: api, mirror: [{ cluster: nowhere }] }"),
+            at("backends[0].mirror[0].cluster") + ": unknown cluster \"nowhere\"");
+  EXPECT_EQ(backend_error("{ prefix: / }", "{ cluster: api, fault: { abort: { status: 99, percent: 1 } } }"),
+            at("backends[0].fault.abort.status") + ": must be between 200 and 599");
+  // More mirrors than a request may have: refused, not cut short.
+  std::string many = "[";
+  for (int i = 0; i < 20; ++i) many += std::string(i ? ", " : "") + "{ cluster: shadow }";
+  many += "]";
+  ConfigLoad result = load_route(
+      ("match: { prefix: / }\nmirror: " + many + "\nbackends: [{ cluster: api, mirror: " + many + " }]\n")
+          .c_str());
+  EXPECT_NE(
+      all_errors(result).find("a request may be mirrored 32 times at most; this route mirrors 20 and one "
+                              "of its backends 20 more"),
+      std::string::npos)
+      << all_errors(result);
+}
+
 TEST(ConfigRoutesTest, ClusterIsOneBackendOfWeightOne) {
   ConfigLoad result = load_route("match: { prefix: / }\ncluster: api\n");
   ASSERT_TRUE(result.ok()) << all_errors(result);

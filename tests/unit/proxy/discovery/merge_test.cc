@@ -236,6 +236,55 @@ TEST(ControlConfigTest, MissingBackendIsKeptForA500) {
   EXPECT_TRUE(only_route(none).backends.empty());
 }
 
+TEST(ControlConfigTest, ABackendsOwnRewriteMirrorsAndFault) {
+  v1::Route r;
+  r.set_path("/api");
+  r.add_backends()->set_cluster("ratings.default");
+  v1::Backend* b = r.add_backends();
+  b->set_cluster("reviews.default");
+  b->mutable_rewrite()->set_hostname("V2.example");
+  b->mutable_rewrite()->mutable_path()->set_kind(v1::PathModifier::PREFIX);
+  b->mutable_rewrite()->mutable_path()->set_value("/v2");
+  b->add_mirrors()->set_cluster("shadow");
+  b->mutable_fault()->set_abort_status(503);
+  b->mutable_fault()->set_abort_per_million(1000);
+  ConfigLoad result = merge(update_with(r));
+  ASSERT_TRUE(result.ok()) << errors_of(result);
+  const RouteConfig& route = only_route(result);
+  ASSERT_EQ(route.backends.size(), 2u);
+  EXPECT_TRUE(route.backends[0].only_headers());
+  const BackendConfig& v2 = route.backends[1];
+  EXPECT_EQ(v2.rewrite.hostname, "v2.example");
+  EXPECT_EQ(v2.rewrite.path.value, "/v2");
+  ASSERT_EQ(v2.mirrors.size(), 1u);
+  EXPECT_EQ(v2.mirrors[0].cluster_index, 2u);
+  EXPECT_EQ(v2.fault.abort_status, 503);
+  EXPECT_EQ(v2.fault.abort_per_million, 1000u);
+
+  // Checked as a route's are.
+  EXPECT_EQ(route_errors([](v1::Route& r) {
+              r.set_path_kind(v1::Route::EXACT);
+              v1::Backend* b = r.add_backends();
+              b->set_cluster("reviews.default");
+              b->mutable_rewrite()->mutable_path()->set_kind(v1::PathModifier::PREFIX);
+              b->mutable_rewrite()->mutable_path()->set_value("/v2");
+              b->add_mirrors()->set_cluster("nowhere");
+              b->mutable_fault()->set_abort_status(99);
+            }),
+            at(kRoute, ".backends[0].rewrite.path.kind: a prefix rewrite needs path_kind PREFIX\n") +
+                at(kRoute, ".backends[0].mirrors[0].cluster: unknown cluster \"nowhere\"\n") +
+                at(kRoute, ".backends[0].fault.abort_status: must be between 200 and 599 (0: no abort)\n"));
+  EXPECT_EQ(route_errors([](v1::Route& r) {
+              for (int i = 0; i < 30; ++i) r.add_mirrors()->set_cluster("shadow");
+              v1::Backend* b = r.add_backends();
+              b->set_cluster("reviews.default");
+              for (int i = 0; i < 3; ++i) b->add_mirrors()->set_cluster("shadow");
+            }),
+            at(kRoute,
+               ".mirrors: a request may be mirrored 32 times at most; this route mirrors 30 and one of "
+               "its backends 3 more\n"));
+}
+
 TEST(ControlConfigTest, Redirect) {
   v1::Route r;
   r.set_path("/old");

@@ -176,6 +176,74 @@ TEST(RouterTest, FaultAbortAnswersTheConfiguredStatus) {
   EXPECT_EQ(h.network().connects(kA), 0);
 }
 
+// A backend's own rewrite replaces the route's hostname or path, its
+// mirrors are sent besides the route's, and its fault replaces the route's;
+// none of it touches requests sent to another backend.
+std::string backend_actions_config(std::string first_backend, std::string second_backend) {
+  return "listeners:\n"
+         "  - name: web\n"
+         "    address: 127.0.0.1:10000\n"
+         "    virtual_hosts:\n"
+         "      - name: all\n"
+         "        domains: [\"*\"]\n"
+         "        routes:\n"
+         "          - match: { prefix: /api }\n"
+         "            rewrite: { hostname: route.example, path: { prefix: /route } }\n"
+         "            mirror: [{ cluster: copies }]\n"
+         "            fault: { abort: { status: 500, percent: 100 } }\n"
+         "            backends:\n"
+         "              - " +
+         first_backend +
+         "\n"
+         "              - " +
+         second_backend +
+         "\n"
+         "clusters:\n"
+         "  - name: app\n"
+         "    endpoints: [{address: 10.1.0.1:80}]\n"
+         "  - name: other\n"
+         "    endpoints: [{address: 10.1.0.2:80}]\n"
+         "  - name: copies\n"
+         "    endpoints: [{address: 10.1.0.3:80}]\n"
+         "  - name: audit\n"
+         "    endpoints: [{address: 10.1.0.4:80}]\n";
+}
+
+TEST(RouterTest, ABackendsRewriteAndMirrorsApplyToItsRequestsOnly) {
+  ProxyHarness h(backend_actions_config(
+      "{ cluster: app, rewrite: { path: { prefix: /v2 } }, mirror: [{ cluster: audit }], "
+      "fault: { delay: { duration: 10ms, percent: 100 } } }",
+      "{ cluster: other, weight: 0, fault: { abort: { status: 418, percent: 100 } } }"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  h.advance(milliseconds(9));
+  EXPECT_FALSE(h.network().has_pending(kA)) << "the backend's delay, not the route's abort";
+  h.advance(milliseconds(1));
+  FakePeer up = h.upstream(kA);
+  std::string request = up.take();
+  EXPECT_EQ(request.substr(0, 20), "GET /v2/x HTTP/1.1\r\n") << "the backend's path, the route's hostname";
+  EXPECT_NE(request.find("\r\nhost: route.example\r\n"), std::string::npos) << request;
+  for (const char* mirror : {"10.1.0.3:80", "10.1.0.4:80"}) {
+    FakePeer copy = h.upstream(mirror);
+    EXPECT_EQ(copy.take().substr(0, 9), "GET /v2/x") << mirror << " gets a copy as the backend sees it";
+  }
+  EXPECT_FALSE(h.network().has_pending("10.1.0.2:80"));
+  up.send(ok_response());
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 200);
+}
+
+TEST(RouterTest, ABackendsFaultReplacesTheRoutes) {
+  ProxyHarness h(backend_actions_config("{ cluster: app, fault: { abort: { status: 418, percent: 100 } } }",
+                                        "{ cluster: other, weight: 0 }"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  h.run();
+  EXPECT_EQ(status_of(client.take()), 418);
+  EXPECT_EQ(h.network().connects(kA), 0);
+  EXPECT_FALSE(h.network().has_pending("10.1.0.3:80")) << "an aborted request is not mirrored";
+}
+
 TEST(RouterTest, TokenBucketRefusesWith429AndRetryAfter) {
   ProxyHarness h(
       config("            rate_limits:\n"
