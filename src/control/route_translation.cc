@@ -175,14 +175,16 @@ void add_mirror(const MeshView& mesh, const Json& spec, const Resource& route,
 }
 
 // The filters a rule and a backendRef both act on: header changes,
-// URLRewrite, RequestMirror and ExtensionRef (FaultInjection). `out`: a
-// v1::Route or a v1::Backend.
+// RequestRedirect, URLRewrite, RequestMirror and ExtensionRef
+// (FaultInjection). `out`: a v1::Route or a v1::Backend.
 template <class Message>
 void fill_filters(const MeshView& mesh, const Json& filters, const Resource& route, Message& out) {
   fill_header_filters(filters, out);
   for (const Json& filter : filters) {
     std::string type = string_at(filter, "type");
-    if (type == "URLRewrite") {
+    if (type == "RequestRedirect") {
+      if (const Json* spec = map_at(filter, "requestRedirect")) fill_redirect(*spec, *out.mutable_redirect());
+    } else if (type == "URLRewrite") {
       if (const Json* spec = map_at(filter, "urlRewrite")) fill_rewrite(*spec, *out.mutable_rewrite());
     } else if (type == "RequestMirror") {
       if (const Json* spec = map_at(filter, "requestMirror"))
@@ -203,10 +205,7 @@ v1::Route translate_rule(const MeshView& mesh, const Json& rule, const Resource&
   const Json& filters = list_at(rule, "filters");
   fill_filters(mesh, filters, route, out);
   for (const Json& filter : filters) {
-    std::string type = string_at(filter, "type");
-    if (type == "RequestRedirect") {
-      if (const Json* spec = map_at(filter, "requestRedirect")) fill_redirect(*spec, *out.mutable_redirect());
-    } else if (type == "CORS") {
+    if (string_at(filter, "type") == "CORS") {
       if (const Json* spec = map_at(filter, "cors")) fill_cors(*spec, *out.mutable_cors());
     }
   }

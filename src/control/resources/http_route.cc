@@ -503,10 +503,10 @@ FilterSummary check_filters(Checker& checker, const MapReader& parent, const Rul
         filter.error(kFilterConfigFields[k], "only allowed when type is " + std::string(kFilterTypes[k]));
       }
     }
-    if (in_backend && (*type == "RequestRedirect" || *type == "CORS")) {
-      filter.error("type", *type +
-                               " is not supported in a backendRef's filters: it answers requests "
-                               "itself, before a backend is chosen; put it in the rule's filters");
+    if (in_backend && *type == "CORS") {
+      filter.error("type",
+                   "CORS is not supported in a backendRef's filters: a preflight is answered before a "
+                   "backend is chosen; put it in the rule's filters");
       continue;
     }
     if (*type != "RequestMirror") {

@@ -187,8 +187,8 @@ struct FaultConfig {
 
 // One backend of a route's weighted split, with what applies only to the
 // requests sent to it: header changes after the route's, a rewrite whose
-// hostname or path replaces the route's, mirrors besides the route's, and a
-// fault in place of the route's.
+// hostname or path replaces the route's, mirrors besides the route's, a
+// fault in place of the route's, or a redirect that answers its share.
 struct BackendConfig {
   std::string cluster;       // empty: a backend that does not exist; its share is answered 500
   size_t cluster_index = 0;  // filled by validation
@@ -198,8 +198,11 @@ struct BackendConfig {
   RewriteConfig rewrite;
   std::vector<MirrorConfig> mirrors;
   FaultConfig fault;
+  RedirectConfig redirect;  // when enabled, this backend's share is answered with it
   // Nothing but a cluster and header changes: the YAML can write it briefly.
-  bool only_headers() const { return rewrite.empty() && mirrors.empty() && fault.empty(); }
+  bool only_headers() const {
+    return rewrite.empty() && mirrors.empty() && fault.empty() && !redirect.enabled;
+  }
 };
 
 // A request is copied to at most this many mirrors: its route's and its backend's together.

@@ -151,6 +151,16 @@ void put_route_actions(const RewriteConfig& rewrite, const std::vector<MirrorCon
   }
 }
 
+Json redirect_json(const RedirectConfig& redirect) {
+  Json out = Json::object();
+  if (!redirect.scheme.empty()) out["scheme"] = redirect.scheme;
+  if (!redirect.hostname.empty()) out["hostname"] = redirect.hostname;
+  if (redirect.port != 0) out["port"] = redirect.port;
+  if (redirect.path.kind != PathModifier::Kind::kNone) out["path"] = path_modifier_json(redirect.path);
+  out["status"] = redirect.status;
+  return out;
+}
+
 // The YAML's shorthand, when it says everything: one whole backend with nothing of its own.
 bool is_shorthand(const std::vector<BackendConfig>& backends) {
   return backends.size() == 1 && backends[0].weight == 1 && !backends[0].cluster.empty() &&
@@ -164,19 +174,10 @@ Json backends_json(const std::vector<BackendConfig>& backends) {
     Json backend{{"cluster", b.cluster}, {"weight", b.weight}};
     if (!b.request_headers.empty()) backend["request_headers"] = header_modifier_json(b.request_headers);
     if (!b.response_headers.empty()) backend["response_headers"] = header_modifier_json(b.response_headers);
+    if (b.redirect.enabled) backend["redirect"] = redirect_json(b.redirect);
     put_route_actions(b.rewrite, b.mirrors, b.fault, backend);
     out.push_back(std::move(backend));
   }
-  return out;
-}
-
-Json redirect_json(const RedirectConfig& redirect) {
-  Json out = Json::object();
-  if (!redirect.scheme.empty()) out["scheme"] = redirect.scheme;
-  if (!redirect.hostname.empty()) out["hostname"] = redirect.hostname;
-  if (redirect.port != 0) out["port"] = redirect.port;
-  if (redirect.path.kind != PathModifier::Kind::kNone) out["path"] = path_modifier_json(redirect.path);
-  out["status"] = redirect.status;
   return out;
 }
 

@@ -83,18 +83,9 @@ class RouteLoader {
       route.backends.push_back(std::move(backend));
     }
     if (auto v = fields->get("backends")) load_backends(*v, match, route.backends);
-    auto redirect = fields->get("redirect");
-    if (redirect) load_redirect(*redirect, match, route.redirect);
-    if (auto v = fields->get("rewrite")) {
-      if (redirect)
-        r_.key_error(*v, "\"rewrite\" cannot be combined with \"redirect\"");
-      else
-        load_rewrite(*v, match, route.rewrite);
-    }
-    if (auto v = fields->get("request_headers")) load_header_modifier(*v, route.request_headers);
-    if (auto v = fields->get("response_headers")) load_header_modifier(*v, route.response_headers);
-    if (auto v = fields->get("mirror")) load_mirrors(*v, route.mirrors);
-    if (auto v = fields->get("fault")) load_fault(*v, route.fault);
+    load_actions(*fields, match,
+                 {route.redirect, route.rewrite, route.request_headers, route.response_headers, route.mirrors,
+                  route.fault});
     if (auto v = fields->get("cors")) load_cors(*v, route.cors);
     if (auto v = fields->get("timeout")) r_.read_duration(*v, route.timeout);
     if (auto v = fields->get("per_try_timeout")) r_.read_duration(*v, route.per_try_timeout);
@@ -271,21 +262,44 @@ class RouteLoader {
     if (!items) return;
     if (items->empty()) r_.error(at, "must list at least one backend");
     for (const Located& item : *items) {
-      auto fields = r_.read_map(
-          item, {"cluster", "weight", "request_headers", "response_headers", "rewrite", "mirror", "fault"});
+      auto fields = r_.read_map(item, {"cluster", "weight", "request_headers", "response_headers", "rewrite",
+                                       "mirror", "fault", "redirect"});
       if (!fields) continue;
       BackendConfig backend;
       if (auto v = r_.required(*fields, "cluster"); v && r_.read_string(*v, backend.cluster)) {
         clusters_.resolve(r_, *v, backend.cluster, backend.cluster_index);
       }
       if (auto v = fields->get("weight")) r_.read_integer(*v, 0, kMaxWeight, backend.weight);
-      if (auto v = fields->get("request_headers")) load_header_modifier(*v, backend.request_headers);
-      if (auto v = fields->get("response_headers")) load_header_modifier(*v, backend.response_headers);
-      if (auto v = fields->get("rewrite")) load_rewrite(*v, match, backend.rewrite);
-      if (auto v = fields->get("mirror")) load_mirrors(*v, backend.mirrors);
-      if (auto v = fields->get("fault")) load_fault(*v, backend.fault);
+      load_actions(*fields, match,
+                   {backend.redirect, backend.rewrite, backend.request_headers, backend.response_headers,
+                    backend.mirrors, backend.fault});
       backends.push_back(std::move(backend));
     }
+  }
+
+  // What a route and each of its backends may do to the requests they take.
+  struct Actions {
+    RedirectConfig& redirect;
+    RewriteConfig& rewrite;
+    HeaderModifier& request_headers;
+    HeaderModifier& response_headers;
+    std::vector<MirrorConfig>& mirrors;
+    FaultConfig& fault;
+  };
+
+  void load_actions(const Fields& fields, const policy::RouteMatch* match, Actions out) {
+    auto redirect = fields.get("redirect");
+    if (redirect) load_redirect(*redirect, match, out.redirect);
+    if (auto v = fields.get("rewrite")) {
+      if (redirect)
+        r_.key_error(*v, "\"rewrite\" cannot be combined with \"redirect\"");
+      else
+        load_rewrite(*v, match, out.rewrite);
+    }
+    if (auto v = fields.get("request_headers")) load_header_modifier(*v, out.request_headers);
+    if (auto v = fields.get("response_headers")) load_header_modifier(*v, out.response_headers);
+    if (auto v = fields.get("mirror")) load_mirrors(*v, out.mirrors);
+    if (auto v = fields.get("fault")) load_fault(*v, out.fault);
   }
 
   void load_header_modifier(const Located& at, HeaderModifier& modifier) {

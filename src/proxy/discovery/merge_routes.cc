@@ -237,7 +237,13 @@ class RouteTranslator {
     backend.weight = in.weight();
     translate_header_modifier(in.request_headers(), path + ".request_headers", backend.request_headers);
     translate_header_modifier(in.response_headers(), path + ".response_headers", backend.response_headers);
-    if (in.has_rewrite()) translate_rewrite(in.rewrite(), path + ".rewrite", match, backend.rewrite);
+    const bool redirect = in.has_redirect() && in.redirect().enabled();
+    if (redirect) translate_redirect(in.redirect(), path + ".redirect", match, backend.redirect);
+    if (in.has_rewrite()) {
+      translate_rewrite(in.rewrite(), path + ".rewrite", match, backend.rewrite);
+      if (redirect && !backend.rewrite.empty())
+        errors_.add(path + ".rewrite", "cannot be combined with a redirect");
+    }
     for (int i = 0; i < in.mirrors_size(); ++i)
       translate_mirror(in.mirrors(i), item(path + ".mirrors", i), backend.mirrors);
     if (in.has_fault()) translate_fault(in.fault(), path + ".fault", backend.fault);

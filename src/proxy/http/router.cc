@@ -191,6 +191,10 @@ void Router::route_request(const RouteConfig& route) {
     reply_local(500, "backend not found\n");
     return;
   }
+  if (backend_->redirect.enabled) {
+    reply_redirect(backend_->redirect);
+    return;
+  }
   cluster_ = &worker_.cluster(backend_->cluster_index);
   cluster_name_ = cluster_->name();
   const ClusterConfig& cluster = cluster_->config();

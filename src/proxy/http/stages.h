@@ -6,7 +6,8 @@
 //   2. route                the listener's route table (404 without one)
 //   3. rate limits          429, or a leaky bucket's hold
 //   4. direct answers       a route's direct error, a redirect
-//   5. split                which weighted backend, hence which cluster
+//   5. split                which weighted backend, hence which cluster (or
+//                           the backend's own redirect)
 //   6. fault                a delay, an abort, or both
 //   7. rewrite              header and URL changes for the upstream
 //   8. mirrors              which shadow clusters get a copy

@@ -267,6 +267,26 @@ TEST(RouteTranslation, BackendsHaveTheirOwnRewriteMirrorsAndFault) {
   EXPECT_EQ(r.mirrors(0).cluster(), "audit.default");
 }
 
+TEST(RouteTranslation, ABackendsRedirectAnswersItsShare) {
+  MeshView mesh;
+  mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],
+    "rules": [{"matches": [{"path": {"value": "/old"}}], "backendRefs": [
+      {"name": "reviews", "weight": 9},
+      {"name": "reviews", "weight": 1, "filters": [{"type": "RequestRedirect", "requestRedirect": {
+        "hostname": "new.example", "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/new"}}}]}]}]})")};
+  const v1::Route& r = first_route(mesh);
+  EXPECT_FALSE(r.redirect().enabled()) << "the rule forwards; one backend's share is redirected";
+  EXPECT_TRUE(r.direct_error().empty());
+  ASSERT_EQ(r.backends_size(), 2);
+  EXPECT_FALSE(r.backends(0).redirect().enabled());
+  const v1::Redirect& redirect = r.backends(1).redirect();
+  EXPECT_TRUE(redirect.enabled());
+  EXPECT_EQ(redirect.hostname(), "new.example");
+  EXPECT_EQ(redirect.path().kind(), v1::PathModifier::PREFIX);
+  EXPECT_EQ(redirect.path().value(), "/new");
+  EXPECT_EQ(redirect.status(), 302u);
+}
+
 TEST(RouteTranslation, RedirectsAnswerInsteadOfForwarding) {
   MeshView mesh;
   mesh.http_routes = {http_route("reviews", R"({"parentRefs": [{"name": "reviews"}],

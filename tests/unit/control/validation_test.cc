@@ -820,17 +820,21 @@ TEST(HttpRoute, BackendFilters) {
       kFilters + "[4].type", "URLRewrite may appear only once in a filters list (first at filters[1])");
   EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/backendRefs/0/filters/3/requestMirror/percent", 101),
                     kFilters + "[3].requestMirror.percent", "must be between 0 and 100");
-  // What answers a request itself has no place on one backend.
-  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/backendRefs/0/filters/1",
-                         {{"type", "RequestRedirect"}, {"requestRedirect", {{"statusCode", 301}}}}),
-                    kFilters + "[1].type",
-                    "RequestRedirect is not supported in a backendRef's filters: it answers requests itself, "
-                    "before a backend is chosen; put it in the rule's filters");
-  EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/backendRefs/0/filters/1",
-                         {{"type", "CORS"}, {"cors", {{"allowOrigins", {"*"}}}}}),
-                    kFilters + "[1].type",
-                    "CORS is not supported in a backendRef's filters: it answers requests itself, before a "
-                    "backend is chosen; put it in the rule's filters");
+  // A redirect answers that backend's share; it takes the place of a rewrite.
+  Json redirect = with(r, "/spec/rules/0/backendRefs/0/filters/1",
+                       {{"type", "RequestRedirect"}, {"requestRedirect", {{"statusCode", 301}}}});
+  EXPECT_VALID(redirect);
+  EXPECT_ONLY_ERROR(with(redirect, "/spec/rules/0/backendRefs/0/filters/4",
+                         r["spec"]["rules"][0]["backendRefs"][0]["filters"][1]),
+                    kFilters + "[4].type",
+                    "a rule may have a RequestRedirect or a URLRewrite filter, not both");
+  // A CORS preflight is answered before a backend is chosen.
+  EXPECT_ONLY_ERROR(
+      with(r, "/spec/rules/0/backendRefs/0/filters/1",
+           {{"type", "CORS"}, {"cors", {{"allowOrigins", {"*"}}}}}),
+      kFilters + "[1].type",
+      "CORS is not supported in a backendRef's filters: a preflight is answered before a backend "
+      "is chosen; put it in the rule's filters");
 }
 
 TEST(HttpRoute, Timeouts) {

@@ -29,6 +29,20 @@ namespace trellis::testing {
 // What most tests need: one HTTP listener "web" whose only route sends
 // `prefix` to the cluster "app". The extras are YAML lines added to the route
 // and to the cluster (each indented and ending in a newline).
+// A listener on 127.0.0.1:10000 with one virtual host for every domain:
+// `routes` are its routes' list items (indented 10 spaces), `clusters` the
+// top-level clusters' (indented 2).
+inline std::string one_listener_yaml(const std::string& routes, const std::string& clusters) {
+  return "listeners:\n"
+         "  - name: web\n"
+         "    address: 127.0.0.1:10000\n"
+         "    virtual_hosts:\n"
+         "      - name: all\n"
+         "        domains: [\"*\"]\n"
+         "        routes:\n" +
+         routes + "clusters:\n" + clusters;
+}
+
 struct OneRoute {
   std::string prefix = "/";
   std::string route_extra;
@@ -36,19 +50,9 @@ struct OneRoute {
   std::string endpoints = "[{address: 10.1.0.1:80}]";
 
   std::string yaml() const {
-    return "listeners:\n"
-           "  - name: web\n"
-           "    address: 127.0.0.1:10000\n"
-           "    virtual_hosts:\n"
-           "      - name: all\n"
-           "        domains: [\"*\"]\n"
-           "        routes:\n"
-           "          - match: { prefix: " +
-           prefix + " }\n            cluster: app\n" + route_extra +
-           "clusters:\n"
-           "  - name: app\n"
-           "    endpoints: " +
-           endpoints + "\n" + cluster_extra;
+    return one_listener_yaml(
+        "          - match: { prefix: " + prefix + " }\n            cluster: app\n" + route_extra,
+        "  - name: app\n    endpoints: " + endpoints + "\n" + cluster_extra);
   }
 };
 

@@ -80,6 +80,7 @@ listeners:
               hosts: ["*.Example.com"]
             backends:
               - { cluster: a, weight: 3, request_headers: { set: { X-V: "2" } }, response_headers: { remove: [x-r] } }
+              - { cluster: a, weight: 0, redirect: { path: { prefix: /moved } } }
               - cluster: b
                 weight: 0
                 rewrite: { path: { full: /b } }
@@ -126,6 +127,7 @@ TEST(ConfigJsonTest, DumpShowsEveryFieldInTheYamlShape) {
               "hosts": ["*.example.com"]},
     "backends": [{"cluster": "a", "weight": 3, "request_headers": {"set": {"x-v": "2"}},
                   "response_headers": {"remove": ["x-r"]}},
+                 {"cluster": "a", "weight": 0, "redirect": {"path": {"prefix": "/moved"}, "status": 302}},
                  {"cluster": "b", "weight": 0, "rewrite": {"path": {"full": "/b"}},
                   "mirror": [{"cluster": "a", "percent": 1}],
                   "fault": {"delay": {"duration": "5ms", "percent": 50}}}],

@@ -446,11 +446,17 @@ backends:
     rewrite: { hostname: V2.example, path: { prefix: /v2 } }
     mirror: [{ cluster: shadow, percent: 5 }]
     fault: { abort: { status: 503, percent: 1 } }
+  - cluster: api
+    weight: 0
+    redirect: { scheme: https, status: 301 }
 )");
   ASSERT_TRUE(result.ok()) << all_errors(result);
   const RouteConfig& route = only_route(result);
-  ASSERT_EQ(route.backends.size(), 2u);
+  ASSERT_EQ(route.backends.size(), 3u);
   EXPECT_TRUE(route.backends[0].only_headers());
+  EXPECT_TRUE(route.backends[2].redirect.enabled);
+  EXPECT_EQ(route.backends[2].redirect.scheme, "https");
+  EXPECT_EQ(route.backends[2].redirect.status, 301);
   const BackendConfig& b = route.backends[1];
   EXPECT_EQ(b.rewrite.hostname, "v2.example");
   EXPECT_EQ(b.rewrite.path.kind, PathModifier::Kind::kPrefix);
@@ -473,6 +479,12 @@ TEST(ConfigRoutesTest, ABackendsActionsAreCheckedAsARoutes) {
             at("backends[0].mirror[0].cluster") + ": unknown cluster \"nowhere\"");
   EXPECT_EQ(backend_error("{ prefix: / }", "{ cluster: api, fault: { abort: { status: 99, percent: 1 } } }"),
             at("backends[0].fault.abort.status") + ": must be between 200 and 599");
+  EXPECT_EQ(
+      backend_error("{ prefix: / }",
+                    "{ cluster: api, redirect: { hostname: a.example }, rewrite: { hostname: b.example } }"),
+      at("backends[0].rewrite") + ": \"rewrite\" cannot be combined with \"redirect\"");
+  EXPECT_EQ(backend_error("{ exact: /a }", "{ cluster: api, redirect: { path: { prefix: /b } } }"),
+            at("backends[0].redirect.path.prefix") + ": a prefix redirect needs a \"prefix\" match");
   // More mirrors than a request may have: refused, not cut short.
   std::string many = "[";
   for (int i = 0; i < 20; ++i) many += std::string(i ? ", " : "") + "{ cluster: shadow }";

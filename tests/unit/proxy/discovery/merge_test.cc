@@ -248,11 +248,17 @@ TEST(ControlConfigTest, ABackendsOwnRewriteMirrorsAndFault) {
   b->add_mirrors()->set_cluster("shadow");
   b->mutable_fault()->set_abort_status(503);
   b->mutable_fault()->set_abort_per_million(1000);
+  v1::Backend* moved = r.add_backends();
+  moved->set_cluster("reviews.default");
+  moved->mutable_redirect()->set_enabled(true);
+  moved->mutable_redirect()->set_scheme("https");
   ConfigLoad result = merge(update_with(r));
   ASSERT_TRUE(result.ok()) << errors_of(result);
   const RouteConfig& route = only_route(result);
-  ASSERT_EQ(route.backends.size(), 2u);
+  ASSERT_EQ(route.backends.size(), 3u);
   EXPECT_TRUE(route.backends[0].only_headers());
+  EXPECT_TRUE(route.backends[2].redirect.enabled);
+  EXPECT_EQ(route.backends[2].redirect.scheme, "https");
   const BackendConfig& v2 = route.backends[1];
   EXPECT_EQ(v2.rewrite.hostname, "v2.example");
   EXPECT_EQ(v2.rewrite.path.value, "/v2");
@@ -274,6 +280,15 @@ TEST(ControlConfigTest, ABackendsOwnRewriteMirrorsAndFault) {
             at(kRoute, ".backends[0].rewrite.path.kind: a prefix rewrite needs path_kind PREFIX\n") +
                 at(kRoute, ".backends[0].mirrors[0].cluster: unknown cluster \"nowhere\"\n") +
                 at(kRoute, ".backends[0].fault.abort_status: must be between 200 and 599 (0: no abort)\n"));
+  EXPECT_EQ(route_errors([](v1::Route& r) {
+              v1::Backend* b = r.add_backends();
+              b->set_cluster("reviews.default");
+              b->mutable_redirect()->set_enabled(true);
+              b->mutable_redirect()->set_status(200);
+              b->mutable_rewrite()->set_hostname("a.example");
+            }),
+            at(kRoute, ".backends[0].redirect.status: must be 301, 302, 303, 307 or 308\n") +
+                at(kRoute, ".backends[0].rewrite: cannot be combined with a redirect\n"));
   EXPECT_EQ(route_errors([](v1::Route& r) {
               for (int i = 0; i < 30; ++i) r.add_mirrors()->set_cluster("shadow");
               v1::Backend* b = r.add_backends();

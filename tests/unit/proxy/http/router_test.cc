@@ -180,33 +180,25 @@ TEST(RouterTest, FaultAbortAnswersTheConfiguredStatus) {
 // mirrors are sent besides the route's, and its fault replaces the route's;
 // none of it touches requests sent to another backend.
 std::string backend_actions_config(std::string first_backend, std::string second_backend) {
-  return "listeners:\n"
-         "  - name: web\n"
-         "    address: 127.0.0.1:10000\n"
-         "    virtual_hosts:\n"
-         "      - name: all\n"
-         "        domains: [\"*\"]\n"
-         "        routes:\n"
-         "          - match: { prefix: /api }\n"
-         "            rewrite: { hostname: route.example, path: { prefix: /route } }\n"
-         "            mirror: [{ cluster: copies }]\n"
-         "            fault: { abort: { status: 500, percent: 100 } }\n"
-         "            backends:\n"
-         "              - " +
-         first_backend +
-         "\n"
-         "              - " +
-         second_backend +
-         "\n"
-         "clusters:\n"
-         "  - name: app\n"
-         "    endpoints: [{address: 10.1.0.1:80}]\n"
-         "  - name: other\n"
-         "    endpoints: [{address: 10.1.0.2:80}]\n"
-         "  - name: copies\n"
-         "    endpoints: [{address: 10.1.0.3:80}]\n"
-         "  - name: audit\n"
-         "    endpoints: [{address: 10.1.0.4:80}]\n";
+  return testing::one_listener_yaml(
+      "          - match: { prefix: /api }\n"
+      "            rewrite: { hostname: route.example, path: { prefix: /route } }\n"
+      "            mirror: [{ cluster: copies }]\n"
+      "            fault: { abort: { status: 500, percent: 100 } }\n"
+      "            backends:\n"
+      "              - " +
+          first_backend +
+          "\n"
+          "              - " +
+          second_backend + "\n",
+      "  - name: app\n"
+      "    endpoints: [{address: 10.1.0.1:80}]\n"
+      "  - name: other\n"
+      "    endpoints: [{address: 10.1.0.2:80}]\n"
+      "  - name: copies\n"
+      "    endpoints: [{address: 10.1.0.3:80}]\n"
+      "  - name: audit\n"
+      "    endpoints: [{address: 10.1.0.4:80}]\n");
 }
 
 TEST(RouterTest, ABackendsRewriteAndMirrorsApplyToItsRequestsOnly) {
@@ -231,6 +223,20 @@ TEST(RouterTest, ABackendsRewriteAndMirrorsApplyToItsRequestsOnly) {
   up.send(ok_response());
   h.run();
   EXPECT_EQ(status_of(client.take()), 200);
+}
+
+TEST(RouterTest, ABackendsRedirectAnswersItsShare) {
+  ProxyHarness h(
+      backend_actions_config("{ cluster: app, redirect: { hostname: new.example, path: { prefix: /v9 } } }",
+                             "{ cluster: other, weight: 0 }"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  h.run();
+  std::string answer = client.take();
+  EXPECT_EQ(status_of(answer), 302);
+  EXPECT_NE(answer.find("\r\nlocation: http://new.example/v9/x\r\n"), std::string::npos) << answer;
+  EXPECT_EQ(h.network().connects(kA), 0);
+  EXPECT_FALSE(h.network().has_pending("10.1.0.3:80")) << "a redirected request is not mirrored";
 }
 
 TEST(RouterTest, ABackendsFaultReplacesTheRoutes) {
