@@ -68,15 +68,9 @@ class Checker {
       const bool mirror = field.ends_with(".backendRef");
       const Severity severity = mirror ? Severity::kWarning : Severity::kError;
       BackendResolution resolved = resolve_backend(mesh_, ref, r);
-      const std::optional<ClusterRef>& cluster = resolved.cluster;
-      if (!cluster) {
+      if (!resolved.cluster) {
         add(severity, label(r), field,
             resolved.message + (mirror ? ": no copies are sent" : ": its requests get 500"));
-      } else if (!known(cluster->service)) {
-        add(severity, label(r), field,
-            fmt::format("Service {}.{} has no registered instance: {}", cluster->service.name,
-                        cluster->service.namespace_,
-                        mirror ? "its copies are dropped" : "its requests get 503"));
       }
     });
     each_route_filter(r.spec, [&](const Json& filter, const std::string&) {

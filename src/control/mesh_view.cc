@@ -145,6 +145,16 @@ BackendResolution resolve_backend(const MeshView& mesh, const Json& ref, const R
                   " refer to it";
     return out;
   }
+  // A Service exists while an instance of it is registered (a Kubernetes
+  // Service is one with endpoints here); with none, its share is answered
+  // 500 as the Gateway API says, not 503 from an empty cluster.
+  bool exists = false;
+  for (const Instance& i : mesh.instances) exists |= i.service == cluster.service.name && i.namespace_ == ns;
+  if (!exists) {
+    out.reason = "BackendNotFound";
+    out.message = "Service " + cluster.service.cluster_name() + " has no registered instance";
+    return out;
+  }
   // The port, where the Service declares ports: one of them, or nothing.
   if (std::vector<ServicePort> ports = service_ports(mesh, cluster.service); !ports.empty()) {
     const uint32_t port = uint_at(ref, "port", 0);

@@ -126,6 +126,9 @@ def test_apply_reads_several_documents_and_stdin(cli, fleet):
 
 def test_get_tables_show_names_summaries_and_versions(cli):
     cli.ok("apply", "-f", EXAMPLES)
+    # The canary's backends exist once an instance of each is registered.
+    for version in ("v1", "v2"):
+        cli.ok("register", f"reviews-{version}", "--address", "10.1.2.3:9080", "-n", "bookinfo", "--ttl", "1h")
     table = cli.ok("get", "httproutes", "-A").out
     lines = table.splitlines()
     assert lines[0].split() == ["NAMESPACE", "NAME", "PARENTS", "BACKENDS", "REFS", "VERSION"], table

@@ -30,7 +30,9 @@ RECEIVED: list[tuple[str, str, str]] = []
 
 
 def echo_app(pod: str, namespace: str):
-    """Answers every request with a JSON account of it, as the suite's echo."""
+    """Answers every request with a JSON account of it, as the suite's echo,
+    and sets the response headers a request names in X-Echo-Set-Header
+    ("Name:value,Name:value"), as the suite's echo does."""
 
     def respond(req) -> bytes:
         RECEIVED.append((pod, namespace, req.target))
@@ -39,7 +41,12 @@ def echo_app(pod: str, namespace: str):
             headers.setdefault(name.lower(), []).append(value)
         body = json.dumps({"pod": pod, "namespace": namespace, "method": req.method,
                            "path": req.target, "host": req.header("host"), "headers": headers}).encode()
-        return http_response(200, body, [("Content-Type", "application/json")])
+        extra = []
+        for pair in (req.header("x-echo-set-header") or "").split(","):
+            name, sep, value = pair.partition(":")
+            if sep and name.strip():
+                extra.append((name.strip(), value.strip()))
+        return http_response(200, body, [("Content-Type", "application/json"), *extra])
     return http_responder(respond)
 
 

@@ -556,6 +556,7 @@ bool Router::answer_cors(const CorsConfig& cors) {
     }
     if (!methods.empty()) r.headers.push_back({"access-control-allow-methods", methods});
     if (!headers.empty()) r.headers.push_back({"access-control-allow-headers", headers});
+    if (!cors.expose_value.empty()) r.headers.push_back({"access-control-expose-headers", cors.expose_value});
     r.headers.push_back({"access-control-max-age", max_age});
     if (!any_origin) r.headers.push_back({"vary", "Origin"});
   }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +54,28 @@ inline Instance instance(std::string service, std::string address,
   i.address = std::move(address);
   i.labels = std::move(labels);
   return i;
+}
+
+// `mesh` with an instance for each Service that its routes' backendRefs
+// and mirrors name (a Subset's Service too) and that has none yet, but those
+// in `missing` ("name.namespace"): a test's backends exist unless it says so.
+inline MeshView with_backends(MeshView mesh, const std::set<std::string>& missing = {}) {
+  std::set<std::string> known;
+  for (const Instance& i : mesh.instances) known.insert(i.service + "." + i.namespace_);
+  std::vector<Instance> added;
+  for (const std::vector<Resource>* routes : {&mesh.http_routes, &mesh.grpc_routes}) {
+    for (const Resource& route : *routes) {
+      each_backend_ref(route.spec, [&](const Json& ref, const std::string&) {
+        std::string name = string_at(ref, "name");
+        name = name.substr(0, name.find('/'));
+        const std::string ns = string_at(ref, "namespace", route.namespace_);
+        if (missing.count(name + "." + ns) || !known.insert(name + "." + ns).second) return;
+        added.push_back(instance(name, "10.255.0." + std::to_string(added.size() + 1) + ":80", {}, ns));
+      });
+    }
+  }
+  mesh.instances.insert(mesh.instances.end(), added.begin(), added.end());
+  return mesh;
 }
 
 inline v1::Hello hello(std::vector<std::string> upstreams, bool with_instance = true, std::string ns = "") {

@@ -29,6 +29,7 @@ TEST(RouteStatus, EachParentIsAcceptedWithItsScope) {
       {"group": "", "kind": "Service", "name": "reviews"},
       {"group": "", "kind": "Service", "name": "ratings", "namespace": "ops"}],
     "rules": [{"backendRefs": [{"name": "reviews-v1", "port": 80}]}]})");
+  mesh.instances = {instance("reviews-v1", "10.0.0.1:80")};
   Json status = route_status(mesh, route);
   ASSERT_EQ(status["parents"].size(), 2u);
   EXPECT_EQ(status["parents"][1]["parentRef"]["name"], "ratings");
@@ -52,6 +53,8 @@ TEST(RouteStatus, UnresolvedReferencesAreNamedWithTheFirstReason) {
                                {"name": "ratings", "namespace": "ops", "port": 80}]},
               {"backendRefs": [{"group": "trellis.dev", "kind": "Subset", "name": "reviews/v9", "port": 80}],
                "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"kind": "Bucket", "name": "x"}}}]}]})");
+  mesh.instances = {instance("reviews", "10.0.0.1:80"), instance("ratings", "10.0.0.2:80", {}, "ops"),
+                    instance("x", "10.0.0.3:80")};
   Json status = route_status(mesh, route);
   EXPECT_EQ(conditions(status), "Accepted=True/Accepted ResolvedRefs=False/RefNotPermitted");
   EXPECT_EQ(
@@ -76,6 +79,7 @@ TEST(RouteStatus, ABackendsOwnMirrorIsAReferenceToo) {
       http_route("reviews", R"({"parentRefs": [{"group": "", "kind": "Service", "name": "reviews"}],
     "rules": [{"backendRefs": [{"name": "reviews", "port": 80, "filters": [
       {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "shadow", "namespace": "ops", "port": 80}}}]}]}]})");
+  mesh.instances = {instance("reviews", "10.0.0.1:80"), instance("shadow", "10.0.0.2:80", {}, "ops")};
   Json status = route_status(mesh, route);
   EXPECT_EQ(conditions(status), "Accepted=True/Accepted ResolvedRefs=False/RefNotPermitted");
   EXPECT_EQ(
@@ -84,6 +88,22 @@ TEST(RouteStatus, ABackendsOwnMirrorIsAReferenceToo) {
       "ops, and no ReferenceGrant there lets HTTPRoutes in namespace default refer to it (requests for "
       "these backends are answered 500)");
   mesh.reference_grants = {reference_grant("ops", "default", "shadow")};
+  EXPECT_EQ(conditions(route_status(mesh, route)), "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs");
+}
+
+// A Service exists while one of its instances is registered.
+TEST(RouteStatus, ABackendServiceWithoutInstancesIsNotFound) {
+  MeshView mesh;
+  Resource route =
+      http_route("reviews", R"({"parentRefs": [{"group": "", "kind": "Service", "name": "reviews"}],
+    "rules": [{"backendRefs": [{"name": "nonexistent", "port": 80}]}]})");
+  Json status = route_status(mesh, route);
+  EXPECT_EQ(conditions(status), "Accepted=True/Accepted ResolvedRefs=False/BackendNotFound");
+  EXPECT_EQ(
+      resolved_message(status),
+      "spec.rules[0].backendRefs[0]: Service nonexistent.default has no registered instance (requests for "
+      "these backends are answered 500)");
+  mesh.instances = {instance("nonexistent", "10.0.0.1:80")};
   EXPECT_EQ(conditions(route_status(mesh, route)), "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs");
 }
 

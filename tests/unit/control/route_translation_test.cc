@@ -12,9 +12,11 @@ namespace {
 using namespace ::trellis::control::testing;  // NOLINT: test helpers
 
 // The routes a client in `client_namespace` gets for calls to reviews.default.
-v1::VirtualHost routes_of(const MeshView& mesh, const std::string& client_namespace = "default") {
+// Every backend the routes name is registered, but those in `missing`.
+v1::VirtualHost routes_of(const MeshView& mesh, const std::string& client_namespace = "default",
+                          const std::set<std::string>& missing = {}) {
   v1::VirtualHost vh;
-  add_service_routes(mesh, {"reviews", "default"}, client_namespace, vh);
+  add_service_routes(with_backends(mesh, missing), {"reviews", "default"}, client_namespace, vh);
   return vh;
 }
 
@@ -117,7 +119,7 @@ TEST(RouteTranslation, HttpAndGrpcRoutesOfAServiceShareItsVirtualHost) {
                                                "PREFIX /api -> api.default=1",
                                            }));
   std::set<ClusterRef> clusters;
-  add_route_clusters(mesh, {"reviews", "default"}, "default", clusters);
+  add_route_clusters(with_backends(mesh), {"reviews", "default"}, "default", clusters);
   EXPECT_EQ(clusters.size(), 2u);
   // gRPC calls end at their own deadline; the others at the default.
   v1::VirtualHost vh = routes_of(mesh);
@@ -605,7 +607,7 @@ TEST(RouteTranslation, RouteClustersAreEveryResolvedBackendAndMirror) {
                                  {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "copies"}}}]}]}]})")};
   mesh.reference_grants = {reference_grant("prod", "default")};
   std::set<ClusterRef> clusters;
-  add_route_clusters(mesh, {"reviews", "default"}, "default", clusters);
+  add_route_clusters(with_backends(mesh), {"reviews", "default"}, "default", clusters);
   std::vector<std::string> names;
   for (const ClusterRef& c : clusters) names.push_back(c.cluster_name());
   EXPECT_EQ(names, (std::vector<std::string>{"copies.default", "ratings.prod", "reviews.default/v1",

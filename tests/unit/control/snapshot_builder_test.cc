@@ -150,6 +150,7 @@ TEST(SnapshotBuilder, OutboundRoutesComeFromTheHttpRoutes) {
         {"matches": [{"headers": [{"name": "x-canary", "value": "1"}]}], "backendRefs": [{"name": "reviews-v2"}]},
         {"matches": [{"path": {"type": "Exact", "value": "/health"}}], "backendRefs": [{"name": "reviews-v1"}]}
       ]})"))};
+  mesh = with_backends(mesh);
   v1::ConfigUpdate u = build_proxy_config(mesh, hello({"reviews"}));
   const auto& vh = find_listener(u, "outbound")->virtual_hosts(0);
   EXPECT_EQ(describe_all(vh), (std::vector<std::string>{
@@ -179,11 +180,14 @@ TEST(SnapshotBuilder, SubsetAndMirrorClustersAreInScopeOnceEach) {
   std::vector<std::string> names;
   for (const auto& c : u.clusters()) names.push_back(c.name());
   EXPECT_EQ(names, (std::vector<std::string>{"inbound", "reviews.default", "reviews.default/v1",
-                                             "reviews.default/v2", "reviews-shadow.default"}));
+                                             "reviews.default/v2"}))
+      << "reviews-shadow has no instance: it does not exist, and copies for it go nowhere";
   ASSERT_EQ(find_cluster(u, "reviews.default/v2")->endpoints_size(), 1);
   EXPECT_EQ(find_cluster(u, "reviews.default/v2")->endpoints(0).address(), "10.0.0.2:9080");
-  EXPECT_EQ(find_cluster(u, "reviews-shadow.default")->endpoints_size(), 0)
-      << "a backend Service without instances still has its cluster";
+  mesh.instances.push_back(instance("reviews-shadow", "10.0.0.3:9080"));
+  u = build_proxy_config(mesh, hello({"reviews"}));
+  ASSERT_NE(find_cluster(u, "reviews-shadow.default"), nullptr);
+  EXPECT_EQ(find_cluster(u, "reviews-shadow.default")->endpoints_size(), 1);
   std::vector<std::string> keys;
   for (const auto& p : u.policies()) keys.push_back(p.key());
   EXPECT_EQ(keys, std::vector<std::string>{"DestinationPolicy/default/reviews"});

@@ -320,6 +320,8 @@ TEST(RouterTest, CorsPreflightIsAnsweredAndAllowedOriginsAreNamed) {
   EXPECT_NE(answer.find("access-control-allow-methods: PUT\r\n"), std::string::npos)
       << "\"*\" with credentials: the method asked for";
   EXPECT_NE(answer.find("access-control-allow-headers: x-user,x-trace\r\n"), std::string::npos);
+  EXPECT_NE(answer.find("access-control-expose-headers: x-total\r\n"), std::string::npos)
+      << "the preflight names the exposed headers too, as the Gateway API's CORS scenario wants";
   EXPECT_NE(answer.find("access-control-max-age: 600\r\n"), std::string::npos);
   EXPECT_EQ(h.network().connects(kA), 0) << "a preflight is not forwarded";
 
