@@ -153,6 +153,7 @@ BackendResolution resolve_backend(const MeshView& mesh, const Json& ref, const R
   if (!exists) {
     out.reason = "BackendNotFound";
     out.message = "Service " + cluster.service.cluster_name() + " has no registered instance";
+    out.absent = std::move(cluster);
     return out;
   }
   // The port, where the Service declares ports: one of them, or nothing.

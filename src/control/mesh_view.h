@@ -97,11 +97,16 @@ const Json* subset_labels(const Resource& policy, const std::string& name);
 //                    the route's kind and namespace refer to that Service
 //                    (a route's own parent Service needs none: a consumer
 //                    route sends its clients there without one)
-//   BackendNotFound  a Subset that no DestinationPolicy defines (yet), or a
-//                    port the Service does not declare (when it declares ports)
+//   BackendNotFound  a Service with no registered instance (a Service exists
+//                    by its instances), a Subset that no DestinationPolicy
+//                    defines (yet), or a port the Service does not declare
+//                    (when it declares ports)
 // Without a cluster, the backend's share of requests is answered 500.
 struct BackendResolution {
   std::optional<ClusterRef> cluster;
+  // A Service with no instance: the cluster it will have. Proxies keep it
+  // (empty), so that it does not come and go with the Service's instances.
+  std::optional<ClusterRef> absent;
   std::string reason;   // empty when resolved
   std::string message;  // why not, for status and `trellis check`
 };

@@ -39,9 +39,11 @@ Json route_status(const MeshView& mesh, const Resource& route) {
     message += (message.empty() ? "" : "; ") + path + ": " + r.message;
   });
   const bool resolved = reason.empty();
-  Json resolved_refs = condition("ResolvedRefs", resolved, resolved ? "ResolvedRefs" : reason,
-                                 resolved ? "every backend reference is resolved"
-                                          : message + " (requests for these backends are answered 500)");
+  Json resolved_refs = condition(
+      "ResolvedRefs", resolved, resolved ? "ResolvedRefs" : reason,
+      resolved ? "every backend reference is resolved"
+               : message + (route.kind == "GRPCRoute" ? " (calls for these backends get UNAVAILABLE)"
+                                                      : " (requests for these backends are answered 500)"));
   Json parents = Json::array();
   for (const Json& ref : list_at(route.spec, "parentRefs")) {
     const std::string ns = string_at(ref, "namespace", route.namespace_);

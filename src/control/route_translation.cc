@@ -216,7 +216,9 @@ v1::Route translate_rule(const MeshView& mesh, const Json& rule, const Resource&
     b->set_cluster(cluster ? cluster->cluster_name() : "");  // its share answers 500
     b->set_weight(uint_at(ref, "weight", 1));
     fill_filters(mesh, list_at(ref, "filters"), route, *b);
-    if (cluster && cluster->port != 0) set_service_port(cluster->port, *b->mutable_request_headers());
+    // A redirect answers: nothing is sent on that would need the port.
+    if (cluster && cluster->port != 0 && !b->redirect().enabled())
+      set_service_port(cluster->port, *b->mutable_request_headers());
   }
   if (refs.empty() && !out.redirect().enabled()) out.set_direct_error(kNoBackends);
   return out;
@@ -389,8 +391,8 @@ void add_route_clusters(const MeshView& mesh, const ServiceRef& service, const s
                         std::set<ClusterRef>& out, const ServicePort* port) {
   for (const Resource* route : routes_for(mesh, service, client_namespace, port)) {
     each_backend_ref(route->spec, [&](const Json& ref, const std::string&) {
-      if (std::optional<ClusterRef> cluster = resolve_backend(mesh, ref, *route).cluster)
-        out.insert(*cluster);
+      BackendResolution r = resolve_backend(mesh, ref, *route);
+      if (r.cluster || r.absent) out.insert(r.cluster ? *r.cluster : *r.absent);
     });
   }
 }

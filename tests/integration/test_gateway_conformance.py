@@ -616,6 +616,29 @@ def test_mesh_backend_filters(mesh):
     assert conditions == {"Accepted": "True", "ResolvedRefs": "True"}, body
 
 
+def test_mesh_grpc_route_missing_backend_is_unavailable(mesh):
+    """Calls for a GRPCRoute backend that does not exist get UNAVAILABLE, as
+    the GRPCRoute API says (an HTTPRoute's requests get 500)."""
+    mesh.apply({"kind": "GRPCRoute", "metadata": {"name": "grpc-missing-backend", "namespace": NS},
+                "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "echo", "port": 7070}],
+                         "rules": [{"backendRefs": [backend("nonexistent", 7070)]}]}})
+
+    def code():
+        with grpc.insecure_channel(f"{LOCALHOST}:{mesh.client}",
+                                   options=[("grpc.default_authority", "echo:7070")]) as channel:
+            try:
+                channel.unary_unary("/test.Echo/Unary")(b"x", timeout=5)
+                return grpc.StatusCode.OK
+            except grpc.RpcError as e:
+                return e.code()
+    until(mesh, lambda: code() == grpc.StatusCode.UNAVAILABLE, "the GRPCRoute")
+    status, body = mesh.control.request("GET", f"/v1/resources/grpcroutes/{NS}/grpc-missing-backend")
+    assert status == 200, body
+    resolved = body["status"]["parents"][0]["conditions"][1]
+    assert (resolved["status"], resolved["reason"]) == ("False", "BackendNotFound"), body
+    assert "calls for these backends get UNAVAILABLE" in resolved["message"], body
+
+
 def test_mesh_grpc_route_request_header_modifier(mesh):
     def rule(case: str, backend_name: str, **changes) -> dict:
         return {"matches": [{"headers": [{"name": "x-test-case", "value": case}]}],

@@ -86,6 +86,7 @@ struct RuleContext {
 
 struct FilterSummary {
   std::optional<size_t> redirect_index;
+  size_t count = 0;  // filters in the list
 };
 
 bool has_control_characters(std::string_view text) {
@@ -490,6 +491,7 @@ FilterSummary check_filters(Checker& checker, const MapReader& parent, const Rul
   FilterSummary summary;
   std::map<std::string, size_t> first_of_type;
   std::vector<Item> filters = parent.list("filters", 0, kMaxFilters);
+  summary.count = filters.size();
   for (size_t i = 0; i < filters.size(); ++i) {
     MapReader filter = checker.map(*filters[i].json, filters[i].path, route_kind.filter_fields);
     if (!filter.ok()) continue;
@@ -550,7 +552,12 @@ void check_backend_ref(Checker& checker, const Item& item, const RuleContext& ru
   if (!ref.ok()) return;
   check_backend_object(ref);
   ref.integer("weight", 0, kMaxWeight);
-  check_filters(checker, ref, rule, /*in_backend=*/true, route_kind);
+  FilterSummary filters = check_filters(checker, ref, rule, /*in_backend=*/true, route_kind);
+  if (filters.redirect_index && filters.count > 1) {
+    checker.error(item_path(ref.path_of("filters"), *filters.redirect_index) + ".type",
+                  "a RequestRedirect answers this backend's share, so the backend's other filters would "
+                  "never act: remove them");
+  }
 }
 
 void check_timeouts(const MapReader& rule) {

@@ -191,6 +191,17 @@ Problem check_header_name(std::string_view name) {
   return std::nullopt;
 }
 
+Problem check_backend_redirect(const BackendConfig& b) {
+  if (!b.redirect.enabled) return std::nullopt;
+  if (b.request_headers.empty() && b.response_headers.empty() && b.rewrite.empty() && b.mirrors.empty() &&
+      b.fault.abort_status == 0 && b.fault.delay.count() == 0)
+    return std::nullopt;
+  return std::string(
+      "a backend with a redirect answers its share: its header changes, rewrite, mirrors and fault would "
+      "never "
+      "act");
+}
+
 Problem check_mirror_count(const RouteConfig& route) {
   size_t most = 0;
   for (const BackendConfig& b : route.backends) most = std::max(most, b.mirrors.size());

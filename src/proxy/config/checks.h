@@ -95,6 +95,9 @@ Problem check_cors(const CorsConfig& cors);
 // Fills the values CorsConfig derives from its lists.
 void set_cors_lists(CorsConfig& cors);
 Problem check_header_value(std::string_view value);
+// A backend with a redirect answers its share: it has no header changes,
+// rewrite, mirrors or fault, which would never act.
+Problem check_backend_redirect(const BackendConfig& backend);
 // A route's mirrors and those of any one of its backends: kMaxMirrorsPerRequest at most.
 Problem check_mirror_count(const RouteConfig& route);
 // A query parameter's name as sent: not empty, no spaces, controls, '&', '=' or '#'.

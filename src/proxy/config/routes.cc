@@ -273,6 +273,7 @@ class RouteLoader {
       load_actions(*fields, match,
                    {backend.redirect, backend.rewrite, backend.request_headers, backend.response_headers,
                     backend.mirrors, backend.fault});
+      r_.check(item, check_backend_redirect(backend));
       backends.push_back(std::move(backend));
     }
   }

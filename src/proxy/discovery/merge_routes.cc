@@ -247,6 +247,7 @@ class RouteTranslator {
     for (int i = 0; i < in.mirrors_size(); ++i)
       translate_mirror(in.mirrors(i), item(path + ".mirrors", i), backend.mirrors);
     if (in.has_fault()) translate_fault(in.fault(), path + ".fault", backend.fault);
+    errors_.check(path, check_backend_redirect(backend));
     route.backends.push_back(std::move(backend));
   }
 

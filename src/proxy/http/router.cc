@@ -170,8 +170,11 @@ bool Router::authorize(const ListenerRuntime& listener) {
 void Router::route_request(const RouteConfig& route) {
   route_ = &route;
   if (route.cors.enabled && answer_cors(route.cors)) return;
+  // Nothing to send to: 500, and for a gRPC call UNAVAILABLE (503), as the
+  // Gateway API's HTTPRoute and GRPCRoute say.
+  const int no_backend = grpc_ ? 503 : 500;
   if (!route.direct_error.empty()) {  // 4
-    reply_local(500, route.direct_error + "\n");
+    reply_local(no_backend, route.direct_error + "\n");
     return;
   }
   if (route.redirect.enabled) {
@@ -183,12 +186,12 @@ void Router::route_request(const RouteConfig& route) {
   backend_ = choose_backend(route, random);  // 5
   if (backend_ == nullptr) {
     flags_ |= kFlagNoBackend;
-    reply_local(500, "no backend to send to: every backend has weight 0\n");
+    reply_local(no_backend, "no backend to send to: every backend has weight 0\n");
     return;
   }
   if (backend_->cluster.empty()) {
     flags_ |= kFlagNoBackend;
-    reply_local(500, "backend not found\n");
+    reply_local(no_backend, "backend not found\n");
     return;
   }
   if (backend_->redirect.enabled) {
@@ -209,6 +212,7 @@ void Router::route_request(const RouteConfig& route) {
 
   rewrite_request(route, *backend_, request_, scratch_);    // 7
   mirror_mask_ = sample_mirrors(route, *backend_, random);  // 8
+  mirror_snapshot_ = worker_.snapshot().get();
 
   const http::RequestHeaders& req = request_.get();
   // The body is kept while it may be needed again: for a retry, a mirror or
@@ -301,6 +305,9 @@ void Router::reply_overflow(policy::Resource limit) {
 void Router::start_mirrors() {
   uint32_t mask = mirror_mask_;
   mirror_mask_ = 0;
+  // Cluster indices are the routing snapshot's: after a swap (during a hold
+  // or a slow body) they may name other clusters. Copies are best effort.
+  if (worker_.snapshot().get() != mirror_snapshot_) return;
   const http::RequestHeaders& req = request_.get();
   if (!body_.whole(req.has_body) || !req.upgrade.empty()) return;  // not whole: mirror nothing
   for (size_t i = 0; mask != 0; ++i, mask >>= 1) {

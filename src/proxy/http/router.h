@@ -175,6 +175,9 @@ class Router final : public ServerStream, public http::ResponseDecoder {
   FaultDecision fault_;
   Duration hold_{};  // fault delay or leaky-bucket hold, the longer
   uint32_t mirror_mask_ = 0;
+  // The snapshot whose cluster indices the mirrors name: copies started
+  // after the worker moved to another one are dropped.
+  const Snapshot* mirror_snapshot_ = nullptr;
   std::string cookie_value_;  // a new hash cookie to set on the response
   std::string cors_origin_;   // an allowed Origin of a CORS route's request: its response says so
   std::string denied_by_;     // what refused the request, for the access log

@@ -612,6 +612,12 @@ TEST(RouteTranslation, RouteClustersAreEveryResolvedBackendAndMirror) {
   for (const ClusterRef& c : clusters) names.push_back(c.cluster_name());
   EXPECT_EQ(names, (std::vector<std::string>{"copies.default", "ratings.prod", "reviews.default/v1",
                                              "shadow.default"}));
+  // A Service with no instance keeps its cluster: it does not come and go with them.
+  std::set<ClusterRef> without_shadow;
+  add_route_clusters(with_backends(mesh, {"shadow.default"}), {"reviews", "default"}, "default",
+                     without_shadow);
+  EXPECT_EQ(without_shadow.size(), clusters.size());
+  EXPECT_EQ(without_shadow.count({{"shadow", "default"}, "", 0}), 1u);
 }
 
 }  // namespace

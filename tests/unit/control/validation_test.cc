@@ -820,14 +820,24 @@ TEST(HttpRoute, BackendFilters) {
       kFilters + "[4].type", "URLRewrite may appear only once in a filters list (first at filters[1])");
   EXPECT_ONLY_ERROR(with(r, "/spec/rules/0/backendRefs/0/filters/3/requestMirror/percent", 101),
                     kFilters + "[3].requestMirror.percent", "must be between 0 and 100");
-  // A redirect answers that backend's share; it takes the place of a rewrite.
-  Json redirect = with(r, "/spec/rules/0/backendRefs/0/filters/1",
-                       {{"type", "RequestRedirect"}, {"requestRedirect", {{"statusCode", 301}}}});
+  // A redirect answers that backend's share: alone, since nothing else
+  // would act on it.
+  Json redirect =
+      with(r, "/spec/rules/0/backendRefs/0/filters",
+           Json::array({{{"type", "RequestRedirect"}, {"requestRedirect", {{"statusCode", 301}}}}}));
   EXPECT_VALID(redirect);
-  EXPECT_ONLY_ERROR(with(redirect, "/spec/rules/0/backendRefs/0/filters/4",
-                         r["spec"]["rules"][0]["backendRefs"][0]["filters"][1]),
-                    kFilters + "[4].type",
-                    "a rule may have a RequestRedirect or a URLRewrite filter, not both");
+  EXPECT_ONLY_ERROR(
+      with(redirect, "/spec/rules/0/backendRefs/0/filters/1",
+           r["spec"]["rules"][0]["backendRefs"][0]["filters"][2]),
+      kFilters + "[0].type",
+      "a RequestRedirect answers this backend's share, so the backend's other filters would never "
+      "act: remove them");
+  EXPECT_EQ(error_lines(with(redirect, "/spec/rules/0/backendRefs/0/filters/1",
+                             r["spec"]["rules"][0]["backendRefs"][0]["filters"][1])),
+            (std::vector<std::string>{
+                kFilters + "[1].type: a rule may have a RequestRedirect or a URLRewrite filter, not both",
+                kFilters + "[0].type: a RequestRedirect answers this backend's share, so the backend's other "
+                           "filters would never act: remove them"}));
   // A CORS preflight is answered before a backend is chosen.
   EXPECT_ONLY_ERROR(
       with(r, "/spec/rules/0/backendRefs/0/filters/1",

@@ -483,6 +483,12 @@ TEST(ConfigRoutesTest, ABackendsActionsAreCheckedAsARoutes) {
       backend_error("{ prefix: / }",
                     "{ cluster: api, redirect: { hostname: a.example }, rewrite: { hostname: b.example } }"),
       at("backends[0].rewrite") + ": \"rewrite\" cannot be combined with \"redirect\"");
+  EXPECT_EQ(
+      backend_error("{ prefix: / }",
+                    "{ cluster: api, redirect: { hostname: a.example }, mirror: [{ cluster: web }] }"),
+      at("backends[0]") +
+          ": a backend with a redirect answers its share: its header changes, rewrite, mirrors and fault "
+          "would never act");
   EXPECT_EQ(backend_error("{ exact: /a }", "{ cluster: api, redirect: { path: { prefix: /b } } }"),
             at("backends[0].redirect.path.prefix") + ": a prefix redirect needs a \"prefix\" match");
   // More mirrors than a request may have: refused, not cut short.

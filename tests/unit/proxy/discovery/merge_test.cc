@@ -288,7 +288,10 @@ TEST(ControlConfigTest, ABackendsOwnRewriteMirrorsAndFault) {
               b->mutable_rewrite()->set_hostname("a.example");
             }),
             at(kRoute, ".backends[0].redirect.status: must be 301, 302, 303, 307 or 308\n") +
-                at(kRoute, ".backends[0].rewrite: cannot be combined with a redirect\n"));
+                at(kRoute, ".backends[0].rewrite: cannot be combined with a redirect\n") +
+                at(kRoute,
+                   ".backends[0]: a backend with a redirect answers its share: its header changes, "
+                   "rewrite, mirrors and fault would never act\n"));
   EXPECT_EQ(route_errors([](v1::Route& r) {
               for (int i = 0; i < 30; ++i) r.add_mirrors()->set_cluster("shadow");
               v1::Backend* b = r.add_backends();

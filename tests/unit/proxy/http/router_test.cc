@@ -239,6 +239,30 @@ TEST(RouterTest, ABackendsRedirectAnswersItsShare) {
   EXPECT_FALSE(h.network().has_pending("10.1.0.3:80")) << "a redirected request is not mirrored";
 }
 
+// Mirrors name their clusters by index in the config the request was
+// routed with: a copy due after a reload (here the end of a fault's delay)
+// is dropped rather than sent wherever that index now points.
+TEST(RouterTest, CopiesDueAfterAReloadAreDropped) {
+  ProxyHarness h(
+      backend_actions_config("{ cluster: app, fault: { delay: { duration: 10ms, percent: 100 } } }",
+                             "{ cluster: other, weight: 0 }"));
+  FakePeer client = h.connect();
+  client.send(kGet);
+  h.run();
+  // "other" leaves the config, so "audit" takes the index "copies" had.
+  h.reload(
+      testing::one_listener_yaml("          - match: { prefix: /api }\n            mirror: [{ cluster: "
+                                 "copies }]\n            cluster: app\n",
+                                 "  - name: app\n    endpoints: [{address: 10.1.0.1:80}]\n"
+                                 "  - name: copies\n    endpoints: [{address: 10.1.0.3:80}]\n"
+                                 "  - name: audit\n    endpoints: [{address: 10.1.0.4:80}]\n"));
+  h.advance(milliseconds(10));
+  FakePeer up = h.upstream(kA);
+  EXPECT_EQ(up.take().substr(0, 14), "GET /route/x H") << "the request goes on as it was routed";
+  EXPECT_FALSE(h.network().has_pending("10.1.0.4:80")) << "no copy to the cluster the index names now";
+  EXPECT_FALSE(h.network().has_pending("10.1.0.3:80"));
+}
+
 TEST(RouterTest, ABackendsFaultReplacesTheRoutes) {
   ProxyHarness h(backend_actions_config("{ cluster: app, fault: { abort: { status: 418, percent: 100 } } }",
                                         "{ cluster: other, weight: 0 }"));
