@@ -8,6 +8,7 @@ the directory. Everything binds to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -21,6 +22,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -1766,3 +1768,45 @@ def validate_config(workdir: Path, config: dict | str) -> subprocess.CompletedPr
     path = workdir / "validate.yaml"
     path.write_text(config if isinstance(config, str) else to_yaml(config))
     return run([PROXY_BIN, "--config", path, "--validate"], timeout=20)
+
+
+# ---- WebSocket frames (RFC 6455)
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_accept(key: str) -> str:
+    """The Sec-WebSocket-Accept that answers `key` (RFC 6455 section 4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+
+
+def ws_frame(opcode: int, payload: bytes, masked: bool = False, fin: bool = True) -> bytes:
+    """One frame; a client's frames are masked, a server's are not."""
+    n = len(payload)
+    bit = 0x80 if masked else 0
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 1 << 16:
+        head += bytes([bit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack("!Q", n)
+    if not masked:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def read_ws_frame(stream: Stream) -> tuple[int, bool, bytes, bool]:
+    """The next frame: (opcode, fin, payload unmasked, whether it was masked)."""
+    first, second = stream.read_exact(2)
+    n = second & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", stream.read_exact(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", stream.read_exact(8))[0]
+    key = stream.read_exact(4) if second & 0x80 else b""
+    payload = stream.read_exact(n)
+    if key:
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return first & 0x0F, bool(first & 0x80), payload, bool(key)

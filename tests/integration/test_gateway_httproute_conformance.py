@@ -5,21 +5,28 @@ and the requests go through a client sidecar, as in test_gateway_conformance.py
 (whose base mesh this module uses).
 
 Backends infra-backend-v1 and infra-backend-v2 are echo-v1 and echo-v2 on
-port 80; infra-backend-v3 is echo-v3, a third workload this module adds.
+port 80; infra-backend-v3 is echo-v3, a third workload this module adds,
+and echo-ws (a workload that speaks WebSocket) stands for infra-backend-v1's
+WebSocket port.
 Each scenario applies the suite's route, sends the suite's requests and
 checks the suite's expectations: status, which workload answered (and its
 namespace), the request as the workload saw it (method, path, host,
 headers), the response's headers, and where mirrored copies arrived."""
 
+import base64
 import http.client
 import math
+import os
+import struct
 import uuid
 
 import pytest
 
-from harness import LOCALHOST, free_port, sidecar_config, wait_until
+from harness import (LOCALHOST, HttpClient, Incomplete, Peer, ProtocolError, Response, Stream, build_request,
+                     free_port, http_response, read_request, read_ws_frame, sidecar_config, wait_until, ws_accept,
+                     ws_frame)
 from test_gateway_conformance import (NS, RECEIVED, Answer, GammaMesh, backend, echo_app, gamma,  # noqa: F401
-                                      mesh, modifier, route, until)
+                                      mesh, modifier, redirect_rule, route, until)
 
 PARENT = {"name": "echo", "port": 80}
 
@@ -40,6 +47,49 @@ def echo_v3(gamma: GammaMesh) -> str:
         "ports": ports, "labels": {"app": "echo-v3", "version": "v3"}}))
     gamma.settle()
     return "echo-v3"
+
+
+def websocket_app(pod: str, namespace: str):
+    """The suite's echo on its WebSocket port: answers an upgrade to
+    websocket with 101, then sends each frame back as it came (text as text,
+    binary as binary), a ping with a pong and a close with a close. Any other
+    request gets 400. The upgrade requests go to RECEIVED, as the echo's do."""
+
+    def handler(peer: Peer) -> None:
+        stream = Stream(fill=peer.recv)
+        req = read_request(stream)
+        key = req.header("sec-websocket-key")
+        if (req.header("upgrade") or "").lower() != "websocket" or not key:
+            peer.send(http_response(400, b"not a WebSocket upgrade", [("Connection", "close")]))
+            return
+        RECEIVED.append((pod, namespace, req.target))
+        peer.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Accept: " + ws_accept(key).encode() + b"\r\n\r\n")
+        while True:
+            opcode, fin, payload, masked = read_ws_frame(stream)
+            if not masked:  # a client must mask its frames (RFC 6455 section 5.1)
+                return
+            if opcode == 8:
+                peer.send(ws_frame(8, payload[:2]))
+                return
+            peer.send(ws_frame(10 if opcode == 9 else opcode, payload, fin=fin))
+    return handler
+
+
+@pytest.fixture(scope="module")
+def echo_ws(gamma: GammaMesh) -> str:
+    """The suite's WebSocket backend: infra-backend-v1's port 8082
+    ("third-port", appProtocol kubernetes.io/ws). Here workload echo-ws
+    (Service echo-ws, port 8082), built as echo-v3; its port is a plain http
+    port, as Trellis has no WebSocket port protocol: an http port carries
+    upgrades."""
+    app = gamma.fleet.upstream(websocket_app("echo-ws", NS))
+    ports = [{"name": "third-port", "port": 8082, "target_port": app.port, "protocol": "http"}]
+    gamma.fleet.proxy(sidecar_config(gamma.control, "echo-ws", node_id=f"echo-ws.{NS}", namespace=NS, instance={
+        "address": f"{LOCALHOST}:{free_port()}", "app_address": app.address,
+        "ports": ports, "labels": {"app": "echo-ws", "version": "v1"}}))
+    gamma.settle()
+    return "echo-ws"
 
 
 def ask(mesh: GammaMesh, path: str, method: str = "GET", headers: dict | None = None, host: str = "echo") -> Answer:
@@ -435,6 +485,48 @@ def test_http_route_backend_request_redirect(mesh):
         assert a.status == 302 and a.headers.get("location") == location, (path, a)
 
 
+def test_http_route_redirect_port_and_scheme(mesh):
+    """HTTPRouteRedirectPortAndScheme (features HTTPRoutePortRedirect,
+    GatewayPort8080). The suite's HTTP listeners on ports 80 and 8080 are
+    Service echo's ports 80 (http) and 8080 (http-alt), each with its route;
+    the client calls them with Host "echo" and "echo:8080". A redirect with
+    no port keeps the request's port (the listener's), unless it changes the
+    scheme, which takes the scheme's port; a Location on the scheme's
+    well-known port (http 80, https 443) names no port, as the API says it
+    should (the suite also takes :80 and :443).
+    Left out: the suite's six cases for an HTTPS listener on port 443
+    (route http-route-for-listener-on-port-443, TLS requests for
+    example.org). The client speaks plain HTTP to its sidecar, and no port of
+    a Service takes TLS from the client; the mTLS between sidecars is not a
+    scheme the client sees, so those cases have no meaning in the mesh."""
+    def rules(*prefixes: str) -> list[dict]:
+        redirects = {"/scheme-nil-and-port-nil": {}, "/scheme-nil-and-port-80": {"port": 80},
+                     "/scheme-nil-and-port-8080": {"port": 8080}, "/scheme-https-and-port-nil": {"scheme": "https"},
+                     "/scheme-https-and-port-443": {"scheme": "https", "port": 443},
+                     "/scheme-https-and-port-8443": {"scheme": "https", "port": 8443}}
+        return [redirect_rule(p, hostname="example.org", **redirects[p]) for p in prefixes]
+    mesh.apply(route("http-route-for-listener-on-port-80", PARENT, rules(
+        "/scheme-nil-and-port-nil", "/scheme-nil-and-port-80", "/scheme-nil-and-port-8080",
+        "/scheme-https-and-port-nil", "/scheme-https-and-port-443", "/scheme-https-and-port-8443")),
+        route("http-route-for-listener-on-port-8080", {"name": "echo", "port": 8080}, rules(
+            "/scheme-nil-and-port-nil", "/scheme-nil-and-port-80", "/scheme-https-and-port-nil")))
+    until(mesh, lambda: ask(mesh, "/scheme-nil-and-port-nil").status == 302 and
+          ask(mesh, "/scheme-nil-and-port-nil", host="echo:8080").status == 302, "the redirects")
+    cases = [  # (Host, path, Location); all 302
+        ("echo", "/scheme-nil-and-port-nil", "http://example.org/scheme-nil-and-port-nil"),
+        ("echo", "/scheme-nil-and-port-80", "http://example.org/scheme-nil-and-port-80"),
+        ("echo", "/scheme-nil-and-port-8080", "http://example.org:8080/scheme-nil-and-port-8080"),
+        ("echo", "/scheme-https-and-port-nil", "https://example.org/scheme-https-and-port-nil"),
+        ("echo", "/scheme-https-and-port-443", "https://example.org/scheme-https-and-port-443"),
+        ("echo", "/scheme-https-and-port-8443", "https://example.org:8443/scheme-https-and-port-8443"),
+        ("echo:8080", "/scheme-nil-and-port-nil", "http://example.org:8080/scheme-nil-and-port-nil"),
+        ("echo:8080", "/scheme-nil-and-port-80", "http://example.org/scheme-nil-and-port-80"),
+        ("echo:8080", "/scheme-https-and-port-nil", "https://example.org/scheme-https-and-port-nil")]
+    for host, path, location in cases:
+        a = ask(mesh, path, host=host)
+        assert a.status == 302 and a.headers.get("location") == location, (host, path, a)
+
+
 def test_http_route_request_header_modifier_backend_weights(mesh):
     """HTTPRouteRequestHeaderModifierBackendWeights (feature
     HTTPRouteBackendRequestHeaderModification): each of 100 requests carries
@@ -453,3 +545,54 @@ def test_http_route_request_header_modifier_backend_weights(mesh):
         assert a.status == 200 and a.echo["headers"].get("backend") == [a.pod], a
         seen.add(a.pod)
     assert seen == {"echo-v1", "echo-v2"}, seen
+
+
+# ---- backend protocols ------------------------------------------------------------
+
+def websocket_session(mesh: GammaMesh, origin: str, messages: list[tuple[int, bytes]]) \
+        -> tuple[str, Response | None, list[tuple[int, bytes]], tuple[int, bytes] | None]:
+    """Dials ws://echo/ws through the client's sidecar, sends each (opcode,
+    payload) as a message and reads one after each, then closes: (the
+    handshake's key, its answer, the messages received, the close received).
+    What did not come is missing (None for the answer or close)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    resp, got, close = None, [], None
+    try:
+        with HttpClient(mesh.client, timeout=5) as client:
+            client.send(build_request("GET", "/ws", [
+                ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", key),
+                ("Sec-WebSocket-Version", "13"), ("Origin", origin)], host="echo"))
+            resp = client.read_response()
+            if resp.status != 101:
+                return key, resp, got, close
+            for opcode, payload in messages:
+                client.send(ws_frame(opcode, payload, masked=True))
+                opcode, _, payload, _ = read_ws_frame(client.stream)
+                got.append((opcode, payload))
+            client.send(ws_frame(8, struct.pack("!H", 1000), masked=True))
+            opcode, _, payload, _ = read_ws_frame(client.stream)
+            close = (opcode, payload)
+    except (OSError, Incomplete, ProtocolError):
+        pass
+    return key, resp, got, close
+
+
+def test_http_route_backend_protocol_websocket(mesh, echo_ws):
+    """HTTPRouteBackendProtocolWebSocket (feature HTTPRouteBackendProtocolWebSocket):
+    a WebSocket connection through the route reaches its backend, and a text
+    and a binary message come back as sent. The suite's backend is
+    infra-backend-v1 port 8082, whose appProtocol is kubernetes.io/ws; here
+    echo-ws port 8082 (see echo_ws). The handshake's answer is checked too:
+    101, Upgrade: websocket, and the Sec-WebSocket-Accept of the key sent."""
+    mesh.apply(route("backend-protocol-ws", PARENT, [{"backendRefs": [backend(echo_ws, 8082)]}]))
+    origin = "ws://gateway/HTTPRouteBackendProtocolWebSocket/websocket-connection-should-reach-backend"
+    messages = [(1, b"Websocket Support!"), (2, bytes([1, 2, 3, 4, 5, 6, 7]))]
+    until(mesh, lambda: websocket_session(mesh, origin, messages)[2] == messages, "the WebSocket backend")
+    key, resp, got, close = websocket_session(mesh, origin, messages)
+    assert resp is not None and resp.status == 101, resp
+    assert (resp.header("upgrade") or "").lower() == "websocket", resp
+    assert "upgrade" in (resp.header("connection") or "").lower(), resp
+    assert resp.header("sec-websocket-accept") == ws_accept(key), (key, resp)
+    assert got == messages, got
+    assert close == (8, struct.pack("!H", 1000)), close
+    assert (echo_ws, NS, "/ws") in RECEIVED, [r for r in RECEIVED if r[0] == echo_ws]

@@ -3,16 +3,13 @@ is 101, and the connection then carries frames both ways."""
 
 import asyncio
 import base64
-import hashlib
 import os
-import struct
 
 import pytest
 import websockets
 
-from harness import HttpClient, build_request, simple_config
+from harness import HttpClient, build_request, read_ws_frame, simple_config, ws_accept, ws_frame
 
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MESSAGES = ["one", "two", "three"]
 
 
@@ -35,26 +32,9 @@ def test_messages_are_echoed(proxy):
     assert got == MESSAGES, f"sent {MESSAGES}, got back {got}"
 
 
-def masked_text_frame(payload: bytes) -> bytes:
-    assert len(payload) < 126
-    mask = os.urandom(4)
-    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def read_frame(stream) -> tuple[int, bytes]:
-    first, second = stream.read_exact(2)
-    length = second & 0x7F
-    if length == 126:
-        length = struct.unpack("!H", stream.read_exact(2))[0]
-    elif length == 127:
-        length = struct.unpack("!Q", stream.read_exact(8))[0]
-    assert not second & 0x80, "server frames must not be masked"
-    return first & 0x0F, stream.read_exact(length)
-
-
 def test_raw_upgrade_handshake_and_tunnel(proxy):
     key = base64.b64encode(os.urandom(16)).decode()
-    expected_accept = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+    expected_accept = ws_accept(key)
     with HttpClient(proxy.port()) as client:
         client.send(build_request("GET", "/", [
             ("Upgrade", "websocket"), ("Connection", "Upgrade"),
@@ -65,6 +45,7 @@ def test_raw_upgrade_handshake_and_tunnel(proxy):
         assert "upgrade" in (resp.header("connection") or "").lower(), f"got {resp}"
         assert resp.header("sec-websocket-accept") == expected_accept, f"got {resp}"
         for text in (b"hello raw", b"second"):
-            client.send(masked_text_frame(text))
-            opcode, payload = read_frame(client.stream)
+            client.send(ws_frame(1, text, masked=True))
+            opcode, _, payload, masked = read_ws_frame(client.stream)
+            assert not masked, "server frames must not be masked"
             assert (opcode, payload) == (1, text), f"sent {text!r}, got opcode {opcode} {payload!r}"
